@@ -1,0 +1,86 @@
+import { z } from 'zod';
+
+const k8sName = z.string().min(1).max(253).regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, 'must be a Kubernetes object name');
+const namespaceName = z.string().min(1).max(63).regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'must be a namespace name');
+
+/**
+ * A work item names only what to reconcile, like a controller-runtime reconcile.Request: the
+ * worker reads the current state itself, so a stale, duplicated or reordered item is harmless.
+ */
+export const workItemSchema = z.object({
+  kind: z.enum(['session', 'template']),
+  namespace: namespaceName,
+  name: k8sName,
+  /** Why it was enqueued (for logs and metrics only; never changes what the reconcile does). */
+  reason: z.string().max(200).default('unknown'),
+});
+export type WorkItem = z.infer<typeof workItemSchema>;
+
+/** A change seen by the watcher, published for any subscriber (metrics, audit, UIs). */
+export const changeEventSchema = z.object({
+  type: z.enum(['added', 'modified', 'deleted', 'resync']),
+  kind: z.enum(['session', 'template', 'deployment', 'pod']),
+  namespace: namespaceName,
+  name: k8sName,
+  uid: z.string().min(1),
+  resourceVersion: z.string().min(1),
+  generation: z.number().int().nonnegative().optional(),
+  observedAt: z.iso.datetime({ offset: true }),
+  object: z.record(z.string(), z.unknown()),
+});
+export type ChangeEvent = z.infer<typeof changeEventSchema>;
+
+/** A decision of the idle reaper (or anyone allowed to) to change a session's desired state. */
+export const sessionCommandSchema = z.object({
+  action: z.enum(['hibernate', 'terminate']),
+  namespace: namespaceName,
+  name: k8sName,
+  /** The Session's uid, so a command never applies to a newer Session of the same name. */
+  uid: z.string().min(1),
+  reason: z.enum(['Idle', 'MaxDurationExceeded', 'User']),
+  message: z.string().max(1000),
+  issuedBy: z.string().max(200),
+  issuedAt: z.iso.datetime({ offset: true }),
+});
+export type SessionCommand = z.infer<typeof sessionCommandSchema>;
+
+/** "Someone used this desktop": from the VNC proxy, a sidecar or the browser client. */
+export const activityReportSchema = z.object({
+  namespace: namespaceName,
+  session: k8sName,
+  /** When the activity happened; defaults to when the report was received. */
+  at: z.iso.datetime({ offset: true }).optional(),
+  source: z.string().max(100).optional(),
+});
+export type ActivityReport = z.infer<typeof activityReportSchema>;
+
+/** What a dead-lettered item carries: the original, where it came from and why it failed. */
+export const deadLetterSchema = z.object({
+  subject: z.string(),
+  reason: z.string(),
+  attempts: z.number().int().nonnegative(),
+  failedAt: z.iso.datetime({ offset: true }),
+  service: z.string(),
+  /** The original payload as text (it may not be JSON at all). */
+  payload: z.string(),
+});
+export type DeadLetter = z.infer<typeof deadLetterSchema>;
+
+/** Parses JSON bytes against a schema, returning a readable error instead of throwing. */
+export function decodeMessage<S extends z.ZodType>(
+  schema: S,
+  data: Uint8Array,
+): { ok: true; value: z.infer<S> } | { ok: false; error: string } {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(new TextDecoder().decode(data));
+  } catch (error) {
+    return { ok: false, error: `not JSON: ${(error as Error).message}` };
+  }
+  const result = schema.safeParse(raw);
+  if (result.success) return { ok: true, value: result.data };
+  return {
+    ok: false,
+    error: result.error.issues.map((i) => `${i.path.join('.') || '(message)'}: ${i.message}`).join('; '),
+  };
+}

@@ -1,0 +1,53 @@
+/**
+ * Names of everything the services share on NATS. Subjects put kind and namespace before the
+ * name so a subscriber can filter with wildcards (e.g. `streamspace.events.session.team-a.>`).
+ * Kubernetes names never contain '.', '*' or '>' for the kinds we use (DNS-1123 labels), except
+ * Template names, which may be subdomains; `subjectToken` escapes those dots.
+ */
+export const STREAMS = {
+  events: 'STREAMSPACE_EVENTS',
+  work: 'STREAMSPACE_WORK',
+  deadLetter: 'STREAMSPACE_DEADLETTER',
+  commands: 'STREAMSPACE_COMMANDS',
+} as const;
+
+export const CONSUMERS = {
+  reconciler: 'reconciler',
+  commandExecutor: 'command-executor',
+} as const;
+
+export const BUCKETS = {
+  /** One entry per key being reconciled right now: the lock that keeps it to one worker. */
+  locks: 'streamspace-locks',
+  /** Latest activity per session (idle-reaper). */
+  activity: 'streamspace-activity',
+} as const;
+
+export type ObservedKind = 'session' | 'template' | 'deployment' | 'pod';
+export type WorkKind = 'session' | 'template';
+
+/** Dots would split one Kubernetes name into several subject tokens. */
+export function subjectToken(value: string): string {
+  return value.replaceAll('.', '_');
+}
+
+export const subjects = {
+  eventsAll: 'streamspace.events.>',
+  event: (kind: ObservedKind, namespace: string, name: string) =>
+    `streamspace.events.${kind}.${subjectToken(namespace)}.${subjectToken(name)}`,
+  workAll: 'streamspace.work.>',
+  work: (kind: WorkKind, namespace: string, name: string) =>
+    `streamspace.work.${kind}.${subjectToken(namespace)}.${subjectToken(name)}`,
+  deadLetterAll: 'streamspace.deadletter.>',
+  deadLetter: (kind: string, namespace: string, name: string) =>
+    `streamspace.deadletter.${kind}.${subjectToken(namespace)}.${subjectToken(name)}`,
+  commandsAll: 'streamspace.commands.>',
+  command: (namespace: string, name: string) => `streamspace.commands.session.${subjectToken(namespace)}.${subjectToken(name)}`,
+  activityAll: 'streamspace.activity.>',
+  activity: (namespace: string, name: string) => `streamspace.activity.${subjectToken(namespace)}.${subjectToken(name)}`,
+} as const;
+
+/** The key of a lock or activity entry: KV keys allow '.', '-', '_', '=', '/' and alphanumerics. */
+export function objectKey(kind: string, namespace: string, name: string): string {
+  return `${kind}.${namespace}.${subjectToken(name)}`;
+}
