@@ -1,1 +1,87 @@
-export {};
+import { hostname } from 'node:os';
+import { jetstream } from '@nats-io/jetstream';
+import {
+  CONSUMERS,
+  connectNats,
+  ensureStreams,
+  ensureWorkConsumer,
+  loadKubeConfig,
+  natsEnvSchema,
+  openLockBucket,
+  parseDuration,
+  retryForever,
+  runService,
+  STREAMS,
+  sleep,
+} from '@streamspace/shared';
+import { KeyLocks } from './key-lock.js';
+import { KubeWriter } from './kube-writer.js';
+import { reconcilerEnvSchema, settingsFromEnv } from './reconciler-settings.js';
+import { markDeadLettered, reconcileSession, reconcileTemplate } from './session-reconciler.js';
+import { WorkConsumer } from './work-consumer.js';
+
+await runService({
+  name: 'reconciler',
+  defaultPort: 8082,
+  configSchema: natsEnvSchema.extend(reconcilerEnvSchema.shape),
+  async start({ config, log, readiness, registry, signal }) {
+    const settings = settingsFromEnv(config);
+    const kc = loadKubeConfig();
+    const writer = new KubeWriter(kc);
+    const workerId = `${hostname()}-${process.pid}`;
+
+    // The API server is checked on its own so /readyz says which dependency is missing.
+    readiness.register('kubernetes', 'not yet checked');
+    const probeKube = async () => {
+      while (!signal.aborted) {
+        try {
+          await writer.readTemplate('default', '--readiness-probe--');
+          readiness.set('kubernetes', true);
+        } catch (error) {
+          readiness.set('kubernetes', false, `API server unreachable: ${(error as Error).message}`);
+        }
+        await sleep(5_000, signal);
+      }
+    };
+    void probeKube();
+
+    readiness.register('work-consumer', 'connecting');
+    const nc = await connectNats(config, { name: `reconciler-${workerId}`, log, readiness, signal });
+    const lockTtlMs = parseDuration(config.LOCK_TTL);
+    const { consumer, locks } = await retryForever(
+      async () => {
+        const jsm = await ensureStreams(nc);
+        await ensureWorkConsumer(jsm);
+        const kv = await openLockBucket(nc, lockTtlMs);
+        return { consumer: await jetstream(nc).consumers.get(STREAMS.work, CONSUMERS.reconciler), locks: new KeyLocks(kv, workerId) };
+      },
+      { signal, onError: (error) => readiness.set('work-consumer', false, `cannot set up JetStream: ${(error as Error).message}`) },
+    );
+
+    const work = new WorkConsumer({
+      js: jetstream(nc),
+      consumer,
+      locks,
+      log,
+      registry,
+      workerId,
+      concurrency: config.WORKER_CONCURRENCY,
+      maxAttempts: config.MAX_ATTEMPTS,
+      lockTtlMs,
+      reconcile: (item) =>
+        item.kind === 'session' ? reconcileSession(writer, settings, item.namespace, item.name, log) : reconcileTemplate(writer, item.namespace, item.name),
+      onDeadLetter: (item, reason) => (item.kind === 'session' ? markDeadLettered(writer, item.namespace, item.name, reason) : Promise.resolve()),
+    });
+    readiness.set('work-consumer', true);
+    const running = work.run();
+    log.info({ workerId, concurrency: config.WORKER_CONCURRENCY }, 'reconciler consuming work items');
+
+    return {
+      async stop() {
+        await work.stop();
+        await running.catch(() => undefined);
+        await nc.drain().catch(() => undefined);
+      },
+    };
+  },
+});

@@ -1,0 +1,214 @@
+import type { V1Deployment, V1Ingress, V1PersistentVolumeClaim, V1PodTemplateSpec, V1Service } from '@kubernetes/client-node';
+import {
+  API_GROUP_VERSION,
+  ANNOTATIONS,
+  homeClaimName,
+  LABELS,
+  MANAGED_BY,
+  sessionChildName,
+  userSlug,
+} from '@streamspace/shared';
+import type { ReconcilerSettings } from './reconciler-settings.js';
+import type { StoredSession as Session, StoredTemplate as Template } from './stored-objects.js';
+
+/**
+ * Builders of the objects a Session owns. Pure: the same Session, Template and settings give the
+ * same objects, byte for byte, which is what makes server-side apply of them idempotent.
+ */
+
+const DESKTOP_CONTAINER = 'desktop';
+const DEFAULT_HOME_PATH = '/config';
+
+export function childLabels(session: Session): Record<string, string> {
+  return {
+    [LABELS.managedBy]: MANAGED_BY,
+    [LABELS.name]: 'streamspace-session',
+    [LABELS.session]: session.metadata.name,
+    [LABELS.template]: session.spec.template,
+    [LABELS.user]: userSlug(session.spec.user),
+  };
+}
+
+function ownerReference(session: Session) {
+  return {
+    apiVersion: API_GROUP_VERSION,
+    kind: 'Session',
+    name: session.metadata.name,
+    uid: session.metadata.uid as string,
+    controller: true,
+    blockOwnerDeletion: true,
+  };
+}
+
+function childMetadata(session: Session, component: string) {
+  return {
+    name: sessionChildName(session.metadata.name),
+    namespace: session.metadata.namespace,
+    labels: { ...childLabels(session), [LABELS.component]: component },
+    annotations: { [ANNOTATIONS.user]: session.spec.user },
+    ownerReferences: [ownerReference(session)],
+  };
+}
+
+type ResourceList = Record<string, string>;
+
+/** The Session's requests and limits win over the Template's defaults, key by key. */
+export function effectiveResources(session: Session, template: Template): { requests?: ResourceList; limits?: ResourceList } {
+  const base = template.spec.defaultResources ?? {};
+  const own = session.spec.resources ?? {};
+  const merge = (a?: Record<string, string | number>, b?: Record<string, string | number>): ResourceList | undefined => {
+    const merged = { ...(a ?? {}), ...(b ?? {}) };
+    return Object.keys(merged).length > 0 ? Object.fromEntries(Object.entries(merged).map(([k, v]) => [k, String(v)])) : undefined;
+  };
+  const requests = merge(base.requests as ResourceList | undefined, own.requests as ResourceList | undefined);
+  const limits = merge(base.limits as ResourceList | undefined, own.limits as ResourceList | undefined);
+  return { ...(requests ? { requests } : {}), ...(limits ? { limits } : {}) };
+}
+
+export function vncPort(template: Template): number {
+  return template.spec.vnc?.port ?? 3000;
+}
+
+export function renderPodTemplate(session: Session, template: Template): V1PodTemplateSpec {
+  const spec = template.spec;
+  const ports = new Map<number, { name: string; containerPort: number; protocol: string }>();
+  for (const port of spec.ports ?? []) ports.set(port.containerPort, { name: port.name, containerPort: port.containerPort, protocol: port.protocol ?? 'TCP' });
+  if (!ports.has(vncPort(template))) ports.set(vncPort(template), { name: 'vnc', containerPort: vncPort(template), protocol: 'TCP' });
+
+  const volumes: NonNullable<NonNullable<V1PodTemplateSpec['spec']>['volumes']> = [];
+  const mounts: { name: string; mountPath: string; readOnly?: boolean; subPath?: string }[] = [];
+  for (const mount of spec.volumeMounts ?? []) {
+    // A template's own mounts are scratch space for the application; what must survive goes in the home.
+    volumes.push({ name: mount.name, emptyDir: {} });
+    mounts.push({ name: mount.name, mountPath: mount.mountPath, ...(mount.readOnly ? { readOnly: true } : {}) });
+  }
+  if (spec.shmSize) {
+    // Browsers and Electron apps crash with the container runtime's default 64 MiB /dev/shm.
+    volumes.push({ name: 'dshm', emptyDir: { medium: 'Memory', sizeLimit: String(spec.shmSize) } });
+    mounts.push({ name: 'dshm', mountPath: '/dev/shm' });
+  }
+  if (session.spec.persistentHome) {
+    volumes.push({ name: 'home', persistentVolumeClaim: { claimName: homeClaimName(session.spec.user) } });
+    // One claim per user; each template keeps its settings in its own folder of it.
+    mounts.push({ name: 'home', mountPath: spec.homePath ?? DEFAULT_HOME_PATH, subPath: session.spec.template });
+  }
+
+  const capabilities = spec.capabilities ?? [];
+  const resources = effectiveResources(session, template);
+  return {
+    metadata: { labels: childLabels(session) },
+    spec: {
+      automountServiceAccountToken: false,
+      enableServiceLinks: false,
+      containers: [
+        {
+          name: DESKTOP_CONTAINER,
+          image: spec.baseImage,
+          ports: [...ports.values()].sort((a, b) => a.containerPort - b.containerPort),
+          env: (spec.env ?? []).map((e) => ({ name: e.name, value: e.value ?? '' })),
+          ...(Object.keys(resources).length > 0 ? { resources } : {}),
+          volumeMounts: mounts,
+          readinessProbe: { tcpSocket: { port: vncPort(template) }, periodSeconds: 5, failureThreshold: 3 },
+          securityContext: {
+            allowPrivilegeEscalation: false,
+            capabilities: capabilities.length > 0 ? { add: [...capabilities] } : {},
+          },
+        },
+      ],
+      volumes,
+    },
+  };
+}
+
+export function buildDeployment(session: Session, podTemplate: V1PodTemplateSpec, replicas: 0 | 1): V1Deployment {
+  return {
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: childMetadata(session, 'desktop'),
+    spec: {
+      replicas,
+      // A desktop is one person's: never two pods of it at once, even during an update.
+      strategy: { type: 'Recreate' },
+      selector: { matchLabels: { [LABELS.managedBy]: MANAGED_BY, [LABELS.session]: session.metadata.name } },
+      template: podTemplate,
+    },
+  };
+}
+
+export function buildService(session: Session, template: Template): V1Service {
+  return {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: childMetadata(session, 'desktop'),
+    spec: {
+      type: 'ClusterIP',
+      selector: { [LABELS.managedBy]: MANAGED_BY, [LABELS.session]: session.metadata.name },
+      ports: [{ name: 'vnc', port: vncPort(template), targetPort: vncPort(template), protocol: 'TCP' }],
+    },
+  };
+}
+
+export function sessionHost(session: Session, settings: ReconcilerSettings): string {
+  return settings.ingressHostPattern
+    .replaceAll('{session}', session.metadata.name)
+    .replaceAll('{namespace}', session.metadata.namespace)
+    .replaceAll('{domain}', settings.ingressDomain);
+}
+
+export function sessionUrl(session: Session, settings: ReconcilerSettings): string {
+  return `${settings.ingressTlsSecret ? 'https' : 'http'}://${sessionHost(session, settings)}/`;
+}
+
+export function buildIngress(session: Session, template: Template, settings: ReconcilerSettings): V1Ingress {
+  const host = sessionHost(session, settings);
+  return {
+    apiVersion: 'networking.k8s.io/v1',
+    kind: 'Ingress',
+    metadata: {
+      ...childMetadata(session, 'desktop'),
+      annotations: {
+        [ANNOTATIONS.user]: session.spec.user,
+        // Desktops stream over long-lived websockets; the common ingress controllers cut them at 60 s.
+        'nginx.ingress.kubernetes.io/proxy-read-timeout': '3600',
+        'nginx.ingress.kubernetes.io/proxy-send-timeout': '3600',
+      },
+    },
+    spec: {
+      ...(settings.ingressClassName ? { ingressClassName: settings.ingressClassName } : {}),
+      ...(settings.ingressTlsSecret ? { tls: [{ hosts: [host], secretName: settings.ingressTlsSecret }] } : {}),
+      rules: [
+        {
+          host,
+          http: {
+            paths: [
+              {
+                path: '/',
+                pathType: 'Prefix',
+                backend: { service: { name: sessionChildName(session.metadata.name), port: { number: vncPort(template) } } },
+              },
+            ],
+          },
+        },
+      ],
+    },
+  };
+}
+
+/** The user's home: one per user per namespace, shared by their sessions, owned by none of them. */
+export function buildHomeClaim(session: Session, settings: ReconcilerSettings): V1PersistentVolumeClaim {
+  return {
+    apiVersion: 'v1',
+    kind: 'PersistentVolumeClaim',
+    metadata: {
+      name: homeClaimName(session.spec.user),
+      namespace: session.metadata.namespace,
+      labels: { [LABELS.managedBy]: MANAGED_BY, [LABELS.component]: 'home', [LABELS.user]: userSlug(session.spec.user) },
+      annotations: { [ANNOTATIONS.user]: session.spec.user },
+    },
+    spec: {
+      accessModes: [settings.homeAccessMode],
+      ...(settings.homeStorageClass ? { storageClassName: settings.homeStorageClass } : {}),
+      resources: { requests: { storage: settings.homeStorageSize } },
+    },
+  };
+}

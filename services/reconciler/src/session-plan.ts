@@ -1,0 +1,274 @@
+import type { KubernetesObject, V1Deployment, V1Ingress, V1PersistentVolumeClaim, V1Pod, V1PodTemplateSpec, V1Service } from '@kubernetes/client-node';
+import type { StoredSession as Session, StoredTemplate as Template } from './stored-objects.js';
+import { type Condition, findCondition, setCondition } from './conditions.js';
+import type { ReconcilerSettings } from './reconciler-settings.js';
+import {
+  buildDeployment,
+  buildHomeClaim,
+  buildIngress,
+  buildService,
+  renderPodTemplate,
+  sessionUrl,
+} from './session-children.js';
+import { templateProblems } from './template-validation.js';
+
+/** Everything a reconcile read about one Session, at one moment. */
+export interface ObservedSession {
+  session: Session;
+  /** undefined: no Template of that name exists in the Session's namespace. */
+  template: Template | undefined;
+  deployment?: V1Deployment;
+  service?: V1Service;
+  ingress?: V1Ingress;
+  homeClaim?: V1PersistentVolumeClaim;
+  pods: V1Pod[];
+}
+
+export type Phase = 'Pending' | 'Running' | 'Hibernated' | 'Terminated' | 'Failed';
+
+export interface PlannedStatus {
+  phase: Phase;
+  podName?: string;
+  url?: string;
+  conditions: Condition[];
+  observedGeneration: number;
+}
+
+export interface KubeEventIntent {
+  type: 'Normal' | 'Warning';
+  reason: string;
+  message: string;
+}
+
+export interface ChildRef {
+  apiVersion: string;
+  kind: 'Deployment' | 'Service' | 'Ingress';
+  name: string;
+  namespace: string;
+}
+
+/** What should exist and be said, as data. The shell applies it; nothing here does I/O. */
+export interface SessionPlan {
+  apply: KubernetesObject[];
+  remove: ChildRef[];
+  status: PlannedStatus;
+  events: KubeEventIntent[];
+  /** Look again after this long even if nothing changes (the startup deadline). */
+  requeueAfterMs?: number;
+}
+
+/** Where the pod template a running desktop was started from is kept (see docs/lifecycle.md). */
+export const POD_TEMPLATE_SNAPSHOT = 'stream.streamspace.io/pod-template';
+
+/** Container states that explain why a desktop is not starting, worth showing to a person. */
+const WAITING_REASONS_WORTH_SHOWING = new Set([
+  'ErrImagePull',
+  'ImagePullBackOff',
+  'InvalidImageName',
+  'CrashLoopBackOff',
+  'CreateContainerConfigError',
+  'CreateContainerError',
+  'RunContainerError',
+]);
+
+function isReady(pod: V1Pod): boolean {
+  return pod.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
+}
+
+function livePods(pods: V1Pod[]): V1Pod[] {
+  return pods.filter((p) => !p.metadata?.deletionTimestamp && p.status?.phase !== 'Succeeded' && p.status?.phase !== 'Failed');
+}
+
+/** The pod's own words for why it is not ready, e.g. "ErrImagePull: failed to pull image …". */
+export function podProblem(pod: V1Pod): string | undefined {
+  for (const status of pod.status?.containerStatuses ?? []) {
+    const waiting = status.state?.waiting;
+    if (waiting?.reason && WAITING_REASONS_WORTH_SHOWING.has(waiting.reason)) {
+      return `${waiting.reason}: ${waiting.message ?? 'no message'}`;
+    }
+    const terminated = status.lastState?.terminated ?? status.state?.terminated;
+    if (terminated && terminated.exitCode !== 0) return `container exited with code ${terminated.exitCode} (${terminated.reason ?? 'Error'})`;
+  }
+  const unschedulable = pod.status?.conditions?.find((c) => c.type === 'PodScheduled' && c.status === 'False');
+  if (unschedulable) return `${unschedulable.reason ?? 'Unschedulable'}: ${unschedulable.message ?? ''}`.trim();
+  return undefined;
+}
+
+function snapshotOf(deployment: V1Deployment | undefined): V1PodTemplateSpec | undefined {
+  const text = deployment?.metadata?.annotations?.[POD_TEMPLATE_SNAPSHOT];
+  if (!text) return undefined;
+  try {
+    return JSON.parse(text) as V1PodTemplateSpec;
+  } catch {
+    return undefined;
+  }
+}
+
+function withSnapshot(deployment: V1Deployment, podTemplate: V1PodTemplateSpec): V1Deployment {
+  return {
+    ...deployment,
+    metadata: {
+      ...deployment.metadata,
+      annotations: { ...(deployment.metadata?.annotations ?? {}), [POD_TEMPLATE_SNAPSHOT]: JSON.stringify(podTemplate) },
+    },
+  };
+}
+
+function childRefs(observed: ObservedSession): ChildRef[] {
+  const namespace = observed.session.metadata.namespace;
+  const refs: ChildRef[] = [];
+  if (observed.ingress?.metadata?.name) refs.push({ apiVersion: 'networking.k8s.io/v1', kind: 'Ingress', name: observed.ingress.metadata.name, namespace });
+  if (observed.service?.metadata?.name) refs.push({ apiVersion: 'v1', kind: 'Service', name: observed.service.metadata.name, namespace });
+  if (observed.deployment?.metadata?.name) refs.push({ apiVersion: 'apps/v1', kind: 'Deployment', name: observed.deployment.metadata.name, namespace });
+  return refs;
+}
+
+const PHASE_EVENTS: Partial<Record<Phase, (from: Phase | undefined) => KubeEventIntent>> = {
+  Running: (from) =>
+    from === 'Hibernated'
+      ? { type: 'Normal', reason: 'Woken', message: 'Desktop woke from hibernation and is ready' }
+      : { type: 'Normal', reason: 'Running', message: 'Desktop is ready' },
+  Hibernated: () => ({ type: 'Normal', reason: 'Hibernated', message: 'Desktop scaled to zero; its service, ingress and home are kept' }),
+  Terminated: () => ({ type: 'Normal', reason: 'Terminated', message: 'Desktop removed; the home volume is kept' }),
+};
+
+/**
+ * Given a Session, its Template and what exists, decide what should exist and what the status
+ * says. The rules (docs/lifecycle.md):
+ * - running: Deployment at one replica, Service, Ingress, and the home claim when asked; Running
+ *   once a pod is Ready, Failed when none is Ready within the startup deadline.
+ * - hibernated: the Deployment at zero replicas, everything else kept.
+ * - terminated: Deployment, Service and Ingress removed; the home claim kept.
+ * - a running desktop keeps the pod template it started with (kept as a snapshot on its
+ *   Deployment): changes to its Template or resources take effect when it next wakes or starts,
+ *   so the platform never restarts a desktop under its user.
+ */
+export function planSession(observed: ObservedSession, settings: ReconcilerSettings, now: Date): SessionPlan {
+  const { session, template } = observed;
+  const generation = session.metadata.generation ?? 0;
+  const previousPhase = session.status?.phase as Phase | undefined;
+  // A plan that gets written means reconciling works again: a dead-letter mark no longer applies.
+  let conditions: Condition[] = ((session.status?.conditions as Condition[] | undefined) ?? []).filter((c) => c.type !== 'Reconciled');
+  const events: KubeEventIntent[] = [];
+  const apply: KubernetesObject[] = [];
+  let remove: ChildRef[] = [];
+  let requeueAfterMs: number | undefined;
+
+  // 1. Can the Template be used?
+  const problems = template ? templateProblems(template) : [];
+  const templateUsable = template !== undefined && problems.length === 0;
+  const previousResolved = findCondition(conditions, 'TemplateResolved');
+  if (!template) {
+    const message = `Template "${session.spec.template}" was not found in namespace "${session.metadata.namespace}"; create it (kubectl get templates -n ${session.metadata.namespace} lists those that exist) and this session will continue by itself`;
+    conditions = setCondition(conditions, { type: 'TemplateResolved', status: 'False', reason: 'TemplateNotFound', message, observedGeneration: generation }, now);
+    if (previousResolved?.reason !== 'TemplateNotFound') events.push({ type: 'Warning', reason: 'TemplateNotFound', message });
+  } else if (!templateUsable) {
+    const message = `Template "${session.spec.template}" is invalid: ${problems.join('; ')}; fix the template and this session will continue by itself`;
+    conditions = setCondition(conditions, { type: 'TemplateResolved', status: 'False', reason: 'TemplateInvalid', message, observedGeneration: generation }, now);
+    if (previousResolved?.reason !== 'TemplateInvalid') events.push({ type: 'Warning', reason: 'TemplateInvalid', message });
+  } else {
+    conditions = setCondition(
+      conditions,
+      { type: 'TemplateResolved', status: 'True', reason: 'TemplateFound', message: `Using template "${template.metadata.name}"`, observedGeneration: generation },
+      now,
+    );
+  }
+
+  const pods = livePods(observed.pods);
+  const readyPod = pods.find(isReady);
+  const state = session.spec.state ?? 'running';
+  let phase: Phase;
+  let podName: string | undefined;
+  let url: string | undefined;
+
+  if (state === 'terminated') {
+    remove = childRefs(observed);
+    phase = remove.length === 0 && pods.length === 0 ? 'Terminated' : (previousPhase ?? 'Pending');
+    conditions = setCondition(
+      conditions,
+      phase === 'Terminated'
+        ? { type: 'Ready', status: 'False', reason: 'Terminated', message: 'The session was terminated; its home volume is kept', observedGeneration: generation }
+        : { type: 'Ready', status: 'False', reason: 'Terminating', message: 'Removing the desktop, its service and its ingress', observedGeneration: generation },
+      now,
+    );
+  } else if (state === 'hibernated') {
+    if (observed.deployment) {
+      const podTemplate = snapshotOf(observed.deployment) ?? observed.deployment.spec?.template ?? (templateUsable ? renderPodTemplate(session, template) : undefined);
+      if (podTemplate) apply.push(withSnapshot(buildDeployment(session, podTemplate, 0), podTemplate));
+    }
+    if (templateUsable) {
+      apply.push(buildService(session, template), buildIngress(session, template, settings));
+      url = sessionUrl(session, settings);
+    }
+    // Until its pod is gone a hibernating desktop still runs, and the phase says so.
+    phase = pods.length === 0 ? 'Hibernated' : (previousPhase ?? 'Pending');
+    conditions = setCondition(
+      conditions,
+      pods.length === 0
+        ? { type: 'Ready', status: 'False', reason: 'Hibernated', message: 'Hibernated: set spec.state to running to wake it', observedGeneration: generation }
+        : { type: 'Ready', status: 'False', reason: 'Hibernating', message: 'Scaling the desktop to zero', observedGeneration: generation },
+      now,
+    );
+  } else if (!templateUsable) {
+    // Without a usable Template nothing new can be built; what already runs is left alone.
+    phase = readyPod ? 'Running' : 'Pending';
+    if (readyPod) podName = readyPod.metadata?.name;
+    conditions = setCondition(
+      conditions,
+      readyPod
+        ? { type: 'Ready', status: 'True', reason: 'PodReady', message: `Pod ${podName} is ready`, observedGeneration: generation }
+        : { type: 'Ready', status: 'False', reason: 'WaitingForTemplate', message: 'Waiting for a usable template', observedGeneration: generation },
+      now,
+    );
+  } else {
+    const wasLive = previousPhase === 'Running' && (observed.deployment?.spec?.replicas ?? 0) > 0;
+    const podTemplate = (wasLive ? snapshotOf(observed.deployment) : undefined) ?? renderPodTemplate(session, template);
+    apply.push(withSnapshot(buildDeployment(session, podTemplate, 1), podTemplate));
+    apply.push(buildService(session, template), buildIngress(session, template, settings));
+    if (session.spec.persistentHome && !observed.homeClaim) apply.push(buildHomeClaim(session, settings));
+    if (!observed.deployment) events.push({ type: 'Normal', reason: 'Created', message: `Created the desktop from template "${template.metadata.name}"` });
+    url = sessionUrl(session, settings);
+
+    if (readyPod) {
+      phase = 'Running';
+      podName = readyPod.metadata?.name;
+      conditions = setCondition(conditions, { type: 'Ready', status: 'True', reason: 'PodReady', message: `Pod ${podName} is ready`, observedGeneration: generation }, now);
+    } else {
+      const starting = findCondition(conditions, 'Ready');
+      const alreadyFailed = previousPhase === 'Failed' && starting?.reason === 'StartupDeadlineExceeded';
+      const startedAt = starting && (starting.reason === 'Starting' || alreadyFailed) ? Date.parse(starting.lastTransitionTime) : now.getTime();
+      const deadline = startedAt + settings.startupDeadlineMs;
+      const problem = pods.map(podProblem).find((p) => p !== undefined);
+      if (alreadyFailed || now.getTime() >= deadline) {
+        phase = 'Failed';
+        const message = `The desktop did not become ready within ${Math.round(settings.startupDeadlineMs / 1000)}s: ${problem ?? 'no pod became ready'}`;
+        conditions = setCondition(conditions, { type: 'Ready', status: 'False', reason: 'StartupDeadlineExceeded', message, observedGeneration: generation }, now);
+        if (previousPhase !== 'Failed') events.push({ type: 'Warning', reason: 'Failed', message });
+      } else {
+        phase = 'Pending';
+        const message = problem ? `Starting the desktop: ${problem}` : 'Starting the desktop';
+        conditions = setCondition(conditions, { type: 'Ready', status: 'False', reason: 'Starting', message, observedGeneration: generation }, now);
+        requeueAfterMs = deadline - now.getTime() + 50;
+      }
+    }
+  }
+
+  if (phase !== previousPhase) {
+    const event = PHASE_EVENTS[phase]?.(previousPhase);
+    if (event) events.push(event);
+  }
+
+  return {
+    apply,
+    remove,
+    status: {
+      phase,
+      ...(podName ? { podName } : {}),
+      ...(url ? { url } : {}),
+      conditions,
+      observedGeneration: generation,
+    },
+    events,
+    ...(requeueAfterMs !== undefined ? { requeueAfterMs } : {}),
+  };
+}

@@ -1,0 +1,80 @@
+import { homeClaimName, type Logger, sessionChildName, validateSession } from '@streamspace/shared';
+import { type Condition, setCondition } from './conditions.js';
+import type { KubeWriter } from './kube-writer.js';
+import type { ReconcilerSettings } from './reconciler-settings.js';
+import { type PlannedStatus, planSession } from './session-plan.js';
+import { planTemplateStatus } from './template-validation.js';
+
+export interface ReconcileOutcome {
+  /** Look again after this long even without a new trigger. */
+  requeueAfterMs?: number;
+}
+
+function comparable(status: Partial<PlannedStatus> | undefined): string {
+  const conditions = ((status?.conditions ?? []) as Condition[])
+    .map(({ type, status: s, reason, message, observedGeneration }) => ({ type, s, reason, message, observedGeneration }))
+    .sort((a, b) => a.type.localeCompare(b.type));
+  return JSON.stringify({ phase: status?.phase, podName: status?.podName, url: status?.url, g: status?.observedGeneration, conditions });
+}
+
+/** Read → plan → apply → report, for one Session. Safe to run again at any time. */
+export async function reconcileSession(
+  writer: KubeWriter,
+  settings: ReconcilerSettings,
+  namespace: string,
+  name: string,
+  log: Logger,
+  now: () => Date = () => new Date(),
+): Promise<ReconcileOutcome> {
+  const session = await writer.readSession(namespace, name);
+  // Deleted: owner references let the garbage collector remove the children; the home stays.
+  if (!session || session.metadata.deletionTimestamp) return {};
+
+  const validation = validateSession(session);
+  if (!validation.ok) {
+    const message = `The session is invalid: ${validation.issues.map((i) => `${i.path}: ${i.message}`).join('; ')}`;
+    const conditions = setCondition((session.status?.conditions as Condition[]) ?? [], { type: 'Ready', status: 'False', reason: 'InvalidSpec', message }, now());
+    const status: PlannedStatus = { phase: 'Failed', conditions, observedGeneration: session.metadata.generation ?? 0 };
+    if (comparable(session.status as PlannedStatus) !== comparable(status)) {
+      await writer.writeSessionStatus(session, status);
+      await writer.recordEvent(session, { type: 'Warning', reason: 'InvalidSpec', message }).catch(() => undefined);
+    }
+    return {};
+  }
+
+  const observed = await writer.observe(session, sessionChildName(name), homeClaimName(session.spec.user));
+  const plan = planSession(observed, settings, now());
+  for (const object of plan.apply) await writer.apply(object);
+  for (const ref of plan.remove) await writer.remove(ref);
+  if (comparable(session.status as PlannedStatus) !== comparable(plan.status)) await writer.writeSessionStatus(session, plan.status);
+  for (const event of plan.events) {
+    await writer.recordEvent(session, event).catch((error: Error) => log.warn({ err: error.message, reason: event.reason }, 'could not record an event'));
+  }
+  if (plan.status.phase !== session.status?.phase) {
+    log.info({ namespace, name, from: session.status?.phase ?? 'none', to: plan.status.phase }, 'session phase changed');
+  }
+  return plan.requeueAfterMs !== undefined ? { requeueAfterMs: plan.requeueAfterMs } : {};
+}
+
+export async function reconcileTemplate(writer: KubeWriter, namespace: string, name: string, now: () => Date = () => new Date()): Promise<ReconcileOutcome> {
+  const template = await writer.readTemplate(namespace, name);
+  if (!template || template.metadata.deletionTimestamp) return {};
+  const plan = planTemplateStatus(template, now());
+  const current = template.status as { valid?: boolean; conditions?: Condition[]; observedGeneration?: number } | undefined;
+  const same =
+    current?.valid === plan.valid &&
+    current?.observedGeneration === plan.observedGeneration &&
+    comparable({ conditions: current?.conditions ?? [] }) === comparable({ conditions: plan.conditions });
+  if (!same) await writer.writeTemplateStatus(template, plan);
+  return {};
+}
+
+/** Marks a Session whose work item was dead-lettered, so `kubectl describe` says so. */
+export async function markDeadLettered(writer: KubeWriter, namespace: string, name: string, reason: string, now: () => Date = () => new Date()): Promise<void> {
+  const session = await writer.readSession(namespace, name);
+  if (!session) return;
+  const message = `Reconciling failed repeatedly and was given up: ${reason}. The next change to the session or its template, or the periodic resync, tries again.`;
+  const conditions = setCondition((session.status?.conditions as Condition[]) ?? [], { type: 'Reconciled', status: 'False', reason: 'DeadLettered', message }, now());
+  await writer.writeSessionStatus(session, { ...(session.status as PlannedStatus), conditions });
+  await writer.recordEvent(session, { type: 'Warning', reason: 'ReconcileFailed', message });
+}

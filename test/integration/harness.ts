@@ -1,0 +1,144 @@
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import * as k8s from '@kubernetes/client-node';
+
+const run = promisify(execFile);
+export const repo = fileURLToPath(new URL('../..', import.meta.url));
+
+/** Clients for the local control plane that global-setup started. */
+export function kube() {
+  const kc = new k8s.KubeConfig();
+  kc.loadFromFile(process.env.KUBECONFIG as string);
+  return {
+    kc,
+    core: kc.makeApiClient(k8s.CoreV1Api),
+    apps: kc.makeApiClient(k8s.AppsV1Api),
+    networking: kc.makeApiClient(k8s.NetworkingV1Api),
+    custom: kc.makeApiClient(k8s.CustomObjectsApi),
+    coordination: kc.makeApiClient(k8s.CoordinationV1Api),
+    objects: k8s.KubernetesObjectApi.makeApiClient(kc),
+  };
+}
+
+export async function kubectl(args: string[], input?: string): Promise<{ stdout: string; stderr: string; code: number }> {
+  return new Promise((resolve) => {
+    const child = spawn('kubectl', args, { env: process.env });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => {
+      stdout += d;
+    });
+    child.stderr.on('data', (d) => {
+      stderr += d;
+    });
+    child.on('close', (code) => resolve({ stdout, stderr, code: code ?? -1 }));
+    child.stdin.end(input ?? '');
+  });
+}
+
+export async function installCrds(): Promise<void> {
+  await run('kubectl', ['apply', '--server-side', '--force-conflicts', '-f', `${repo}/crds/`], { env: process.env });
+  await run('kubectl', ['wait', '--for=condition=Established', '--timeout=60s', '-f', `${repo}/crds/`], { env: process.env });
+}
+
+/** A namespace of its own for each test file, so files never see each other's objects. */
+export async function createNamespace(prefix: string): Promise<string> {
+  const name = `${prefix}-${randomBytes(3).toString('hex')}`;
+  await kube().core.createNamespace({ body: { metadata: { name, labels: { 'streamspace.io/test': 'true' } } } });
+  return name;
+}
+
+export async function deleteNamespace(name: string): Promise<void> {
+  await kube()
+    .core.deleteNamespace({ name })
+    .catch(() => undefined);
+}
+
+/** Polls `check` until it stops throwing, or fails with its last error after `timeoutMs`. */
+export async function eventually<T>(check: () => Promise<T> | T, timeoutMs = 30_000, intervalMs = 200): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      return await check();
+    } catch (error) {
+      last = error;
+    }
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+  throw last instanceof Error ? last : new Error(String(last));
+}
+
+/** One of our services, run as a real process from its built output. */
+export class ServiceProcess {
+  readonly logs: string[] = [];
+  port = 0;
+  private readonly child: ChildProcess;
+  private readonly exited: Promise<number | null>;
+
+  constructor(
+    readonly service: string,
+    env: Record<string, string> = {},
+  ) {
+    this.child = spawn(process.execPath, [`${repo}/services/${service}/dist/main.js`], {
+      env: { ...process.env, HTTP_PORT: '0', LOG_LEVEL: 'debug', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let buffer = '';
+    const onData = (chunk: Buffer) => {
+      buffer += chunk.toString();
+      let newline = buffer.indexOf('\n');
+      while (newline >= 0) {
+        const line = buffer.slice(0, newline);
+        buffer = buffer.slice(newline + 1);
+        this.logs.push(line);
+        const match = /"address":"[^"]*:(\d+)"/.exec(line);
+        if (match && this.port === 0) this.port = Number(match[1]);
+        newline = buffer.indexOf('\n');
+      }
+    };
+    this.child.stdout?.on('data', onData);
+    this.child.stderr?.on('data', onData);
+    this.exited = new Promise((resolve) => this.child.on('exit', (code) => resolve(code)));
+  }
+
+  get pid(): number | undefined {
+    return this.child.pid;
+  }
+
+  get running(): boolean {
+    return this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  async get(path: string): Promise<{ status: number; body: string }> {
+    const response = await fetch(`http://127.0.0.1:${this.port}${path}`);
+    return { status: response.status, body: await response.text() };
+  }
+
+  async waitReady(timeoutMs = 30_000): Promise<void> {
+    await eventually(async () => {
+      if (!this.running) throw new Error(`${this.service} exited:\n${this.logs.slice(-20).join('\n')}`);
+      if (this.port === 0) throw new Error(`${this.service} has not bound its HTTP port yet`);
+      const { status, body } = await this.get('/readyz');
+      if (status !== 200) throw new Error(`${this.service} not ready: ${body}`);
+    }, timeoutMs);
+  }
+
+  /** SIGTERM and wait for a graceful exit. */
+  async stop(): Promise<number | null> {
+    if (this.running) this.child.kill('SIGTERM');
+    return this.exited;
+  }
+
+  /** SIGKILL: no chance to clean up, as when a node dies. */
+  async kill(): Promise<void> {
+    if (this.running) this.child.kill('SIGKILL');
+    await this.exited;
+  }
+
+  waitExit(): Promise<number | null> {
+    return this.exited;
+  }
+}
