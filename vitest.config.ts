@@ -27,6 +27,18 @@ export default defineConfig({
           hookTimeout: 600_000,
         },
       },
+      {
+        // Long scale runs, started on purpose (pnpm bench); never part of the default test run.
+        extends: true,
+        test: {
+          name: 'bench',
+          include: ['bench/**/*.bench-run.ts'],
+          globalSetup: ['test/integration/global-setup.ts'],
+          fileParallelism: false,
+          testTimeout: 3_600_000,
+          hookTimeout: 600_000,
+        },
+      },
     ],
   },
 });

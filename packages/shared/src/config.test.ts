@@ -1,0 +1,40 @@
+import { z } from 'zod';
+import { describe, expect, it } from 'vitest';
+import { ConfigError, env, loadConfig } from './config.js';
+
+const schema = z.object({
+  HTTP_PORT: env.port(8080),
+  WORKERS: env.positiveInt(4),
+  VERBOSE: env.boolean(false),
+  NATS_PASSWORD: z.string().min(8, 'must be at least 8 characters'),
+});
+
+describe('loadConfig', () => {
+  it('applies defaults and coerces values', () => {
+    expect(loadConfig(schema, { NATS_PASSWORD: 'longenough', VERBOSE: 'yes' })).toEqual({ HTTP_PORT: 8080, WORKERS: 4, VERBOSE: true, NATS_PASSWORD: 'longenough' });
+  });
+
+  it('treats an empty variable as unset', () => {
+    expect(loadConfig(schema, { NATS_PASSWORD: 'longenough', HTTP_PORT: '' }).HTTP_PORT).toBe(8080);
+  });
+
+  it('names every bad variable and what it got', () => {
+    const error = (() => {
+      try {
+        loadConfig(schema, { HTTP_PORT: '99999', WORKERS: 'many', NATS_PASSWORD: 'short' });
+      } catch (e) {
+        return e as ConfigError;
+      }
+      throw new Error('expected a ConfigError');
+    })();
+    expect(error).toBeInstanceOf(ConfigError);
+    expect(error.message).toContain("HTTP_PORT: must be between 0 and 65535 (got '99999')");
+    expect(error.message).toContain("WORKERS: must be a number (got 'many')");
+    expect(error.message).toContain('NATS_PASSWORD: must be at least 8 characters (given value hidden)');
+    expect(error.message).not.toContain('short');
+  });
+
+  it('says when a required variable is missing', () => {
+    expect(() => loadConfig(schema, {})).toThrow(/NATS_PASSWORD: .*\(not set\)/);
+  });
+});

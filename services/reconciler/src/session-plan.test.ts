@@ -1,0 +1,237 @@
+import type { V1Deployment, V1Pod } from '@kubernetes/client-node';
+import { homeClaimName, isDns1123Label, sessionChildName, validateTemplate } from '@streamspace/shared';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import type { ReconcilerSettings } from './reconciler-settings.js';
+import { type ObservedSession, POD_TEMPLATE_SNAPSHOT, planSession } from './session-plan.js';
+import type { StoredSession, StoredTemplate } from './stored-objects.js';
+
+const settings: ReconcilerSettings = {
+  ingressDomain: 'desktops.example.com',
+  ingressHostPattern: '{session}.{domain}',
+  homeStorageSize: '10Gi',
+  homeAccessMode: 'ReadWriteMany',
+  startupDeadlineMs: 60_000,
+};
+const now = new Date('2026-01-01T12:00:00Z');
+
+function session(spec: Partial<StoredSession['spec']> = {}, status?: StoredSession['status']): StoredSession {
+  return {
+    apiVersion: 'stream.streamspace.io/v1alpha1',
+    kind: 'Session',
+    metadata: { name: 'desk', namespace: 'team', uid: 'uid-1', generation: 3 },
+    spec: { user: 'alice@example.com', template: 'firefox', state: 'running', persistentHome: false, idleTimeout: '30m', maxSessionDuration: '8h', ...spec },
+    ...(status ? { status } : {}),
+  } as StoredSession;
+}
+
+function template(spec: Partial<StoredTemplate['spec']> = {}): StoredTemplate {
+  return {
+    apiVersion: 'stream.streamspace.io/v1alpha1',
+    kind: 'Template',
+    metadata: { name: 'firefox', namespace: 'team', generation: 1 },
+    spec: {
+      displayName: 'Firefox',
+      baseImage: 'lscr.io/linuxserver/firefox:latest',
+      ports: [{ name: 'http', containerPort: 3000, protocol: 'TCP' }],
+      vnc: { enabled: true, port: 3000, protocol: 'websocket', encryption: false },
+      defaultResources: { requests: { cpu: '500m', memory: '1Gi' }, limits: { memory: '2Gi' } },
+      shmSize: '1Gi',
+      homePath: '/config',
+      ...spec,
+    },
+  } as StoredTemplate;
+}
+
+function pod(ready: boolean, waitingReason?: string): V1Pod {
+  return {
+    metadata: { name: 'ss-desk-abc', namespace: 'team' },
+    status: {
+      phase: ready ? 'Running' : 'Pending',
+      conditions: [{ type: 'Ready', status: ready ? 'True' : 'False' }],
+      containerStatuses: waitingReason
+        ? [{ name: 'desktop', image: 'x', imageID: '', ready: false, restartCount: 0, state: { waiting: { reason: waitingReason, message: 'pull failed' } } }]
+        : [],
+    },
+  };
+}
+
+function observed(partial: Partial<ObservedSession> = {}): ObservedSession {
+  return { session: session(), template: template(), pods: [], ...partial };
+}
+
+const kinds = (objects: { kind?: string }[]) => objects.map((o) => o.kind);
+
+describe('planSession: running', () => {
+  it('creates the desktop, its service and ingress, and waits for the pod', () => {
+    const plan = planSession(observed(), settings, now);
+    expect(kinds(plan.apply)).toEqual(['Deployment', 'Service', 'Ingress']);
+    expect(plan.status.phase).toBe('Pending');
+    expect(plan.status.url).toBe('http://desk.desktops.example.com/');
+    expect(plan.requeueAfterMs).toBeGreaterThanOrEqual(60_000);
+    expect(plan.events.map((e) => e.reason)).toContain('Created');
+    const deployment = plan.apply[0] as V1Deployment;
+    expect(deployment.metadata?.name).toBe(sessionChildName('desk'));
+    expect(deployment.spec?.replicas).toBe(1);
+    expect(deployment.metadata?.ownerReferences?.[0]).toMatchObject({ kind: 'Session', name: 'desk', uid: 'uid-1', controller: true });
+  });
+
+  it('lets the Session’s resources win over the Template’s defaults, key by key', () => {
+    const plan = planSession(observed({ session: session({ resources: { requests: { cpu: '2' } } }) }), settings, now);
+    const container = (plan.apply[0] as V1Deployment).spec?.template.spec?.containers[0];
+    expect(container?.resources).toEqual({ requests: { cpu: '2', memory: '1Gi' }, limits: { memory: '2Gi' } });
+    expect((plan.apply[0] as V1Deployment).spec?.template.spec?.volumes?.find((v) => v.name === 'dshm')?.emptyDir).toEqual({ medium: 'Memory', sizeLimit: '1Gi' });
+  });
+
+  it('claims the user’s home only when asked, and never owns it', () => {
+    const plan = planSession(observed({ session: session({ persistentHome: true }) }), settings, now);
+    const claim = plan.apply.find((o) => o.kind === 'PersistentVolumeClaim');
+    expect(claim?.metadata?.name).toBe(homeClaimName('alice@example.com'));
+    expect(claim?.metadata?.ownerReferences).toBeUndefined();
+    const mount = (plan.apply[0] as V1Deployment).spec?.template.spec?.containers[0]?.volumeMounts?.find((m) => m.name === 'home');
+    expect(mount).toEqual({ name: 'home', mountPath: '/config', subPath: 'firefox' });
+    const existing = planSession(observed({ session: session({ persistentHome: true }), homeClaim: { metadata: { name: 'x' } } }), settings, now);
+    expect(kinds(existing.apply)).not.toContain('PersistentVolumeClaim');
+  });
+
+  it('is Running with the pod’s name once a pod is ready', () => {
+    const plan = planSession(observed({ pods: [pod(true)] }), settings, now);
+    expect(plan.status).toMatchObject({ phase: 'Running', podName: 'ss-desk-abc', url: 'http://desk.desktops.example.com/', observedGeneration: 3 });
+    expect(plan.status.conditions.find((c) => c.type === 'Ready')?.status).toBe('True');
+    expect(plan.requeueAfterMs).toBeUndefined();
+  });
+
+  it('fails with the pod’s own reason after the startup deadline', () => {
+    const started = planSession(observed({ pods: [pod(false, 'ErrImagePull')] }), settings, now);
+    expect(started.status.phase).toBe('Pending');
+    const later = new Date(now.getTime() + 61_000);
+    const plan = planSession(observed({ session: session({}, started.status as StoredSession['status']), pods: [pod(false, 'ErrImagePull')] }), settings, later);
+    expect(plan.status.phase).toBe('Failed');
+    const ready = plan.status.conditions.find((c) => c.type === 'Ready');
+    expect(ready?.reason).toBe('StartupDeadlineExceeded');
+    expect(ready?.message).toContain('ErrImagePull: pull failed');
+    expect(plan.events.map((e) => e.reason)).toContain('Failed');
+  });
+
+  it('keeps a live desktop on the pod template it started with', () => {
+    const first = planSession(observed({ pods: [pod(true)] }), settings, now);
+    const deployment = first.apply[0] as V1Deployment;
+    const changed = template({ baseImage: 'lscr.io/linuxserver/firefox:2.0' });
+    const running = session({}, first.status as StoredSession['status']);
+    const plan = planSession(observed({ session: running, template: changed, deployment, pods: [pod(true)] }), settings, now);
+    expect((plan.apply[0] as V1Deployment).spec?.template.spec?.containers[0]?.image).toBe('lscr.io/linuxserver/firefox:latest');
+    // Asleep, it wakes on the new template.
+    const asleep = { ...deployment, spec: { ...deployment.spec, replicas: 0 } } as V1Deployment;
+    const woken = planSession(observed({ session: session({}, { ...first.status, phase: 'Hibernated' } as StoredSession['status']), template: changed, deployment: asleep }), settings, now);
+    expect((woken.apply[0] as V1Deployment).spec?.template.spec?.containers[0]?.image).toBe('lscr.io/linuxserver/firefox:2.0');
+    expect(JSON.parse((woken.apply[0] as V1Deployment).metadata?.annotations?.[POD_TEMPLATE_SNAPSHOT] as string).spec.containers[0].image).toBe(
+      'lscr.io/linuxserver/firefox:2.0',
+    );
+  });
+});
+
+describe('planSession: hibernated and terminated', () => {
+  const created = planSession(observed({ pods: [pod(true)] }), settings, now);
+  const deployment = created.apply[0] as V1Deployment;
+  const runningStatus = created.status as StoredSession['status'];
+
+  it('scales to zero and keeps everything else', () => {
+    const plan = planSession(observed({ session: session({ state: 'hibernated' }, runningStatus), deployment, pods: [] }), settings, now);
+    expect(kinds(plan.apply)).toEqual(['Deployment', 'Service', 'Ingress']);
+    expect((plan.apply[0] as V1Deployment).spec?.replicas).toBe(0);
+    expect(plan.remove).toEqual([]);
+    expect(plan.status.phase).toBe('Hibernated');
+    expect(plan.events.map((e) => e.reason)).toEqual(['Hibernated']);
+  });
+
+  it('says Woken when a hibernated desktop is ready again', () => {
+    const plan = planSession(observed({ session: session({}, { ...runningStatus, phase: 'Hibernated' } as StoredSession['status']), deployment, pods: [pod(true)] }), settings, now);
+    expect(plan.events.map((e) => e.reason)).toContain('Woken');
+  });
+
+  it('removes the workload but not the home, and is Terminated when it is gone', () => {
+    const terminating = planSession(
+      observed({ session: session({ state: 'terminated', persistentHome: true }, runningStatus), deployment, service: { metadata: { name: 'ss-desk' } }, homeClaim: { metadata: { name: 'home' } }, pods: [pod(true)] }),
+      settings,
+      now,
+    );
+    expect(terminating.remove.map((r) => r.kind)).toEqual(['Service', 'Deployment']);
+    expect(terminating.apply).toEqual([]);
+    expect(terminating.status.phase).toBe('Running');
+    const gone = planSession(observed({ session: session({ state: 'terminated' }, runningStatus), homeClaim: { metadata: { name: 'home' } } }), settings, now);
+    expect(gone.status.phase).toBe('Terminated');
+    expect(gone.status.url).toBeUndefined();
+  });
+});
+
+describe('planSession: templates', () => {
+  it('waits with a condition naming the missing template', () => {
+    const plan = planSession(observed({ template: undefined }), settings, now);
+    expect(plan.apply).toEqual([]);
+    expect(plan.status.phase).toBe('Pending');
+    const resolved = plan.status.conditions.find((c) => c.type === 'TemplateResolved');
+    expect(resolved).toMatchObject({ status: 'False', reason: 'TemplateNotFound' });
+    expect(resolved?.message).toContain('"firefox"');
+    expect(plan.events.map((e) => e.reason)).toEqual(['TemplateNotFound']);
+    // Said once, not on every reconcile.
+    const again = planSession(observed({ session: session({}, plan.status as StoredSession['status']), template: undefined }), settings, now);
+    expect(again.events).toEqual([]);
+  });
+
+  it('refuses an invalid template and says why', () => {
+    const plan = planSession(observed({ template: template({ vnc: { enabled: false, port: 3000, protocol: 'websocket', encryption: false } }) }), settings, now);
+    expect(plan.apply).toEqual([]);
+    expect(plan.status.conditions.find((c) => c.type === 'TemplateResolved')?.reason).toBe('TemplateInvalid');
+  });
+});
+
+describe('planSession: properties', () => {
+  const names = fc.stringMatching(/^[a-z]([-a-z0-9]{0,40}[a-z0-9])?$/);
+  const users = fc.string({ minLength: 1, maxLength: 80 });
+  const states = fc.constantFrom('running', 'hibernated', 'terminated');
+
+  it('is deterministic and plans valid object names and labels', () => {
+    fc.assert(
+      fc.property(names, users, states, fc.boolean(), (name, user, state, home) => {
+        const s = session({ user, state, persistentHome: home } as Partial<StoredSession['spec']>);
+        s.metadata.name = name;
+        const input = observed({ session: s });
+        const a = planSession(input, settings, now);
+        const b = planSession(structuredClone(input), settings, now);
+        expect(JSON.stringify(a)).toBe(JSON.stringify(b));
+        for (const object of a.apply) {
+          expect(isDns1123Label(object.metadata?.name as string)).toBe(true);
+          for (const value of Object.values(object.metadata?.labels ?? {})) expect(value.length).toBeLessThanOrEqual(63);
+        }
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  it('plans the same objects again once its own plan has been applied (applying twice changes nothing)', () => {
+    fc.assert(
+      fc.property(names, users, fc.boolean(), (name, user, home) => {
+        const s = session({ user, persistentHome: home });
+        s.metadata.name = name;
+        const first = planSession(observed({ session: s }), settings, now);
+        const deployment = first.apply.find((o) => o.kind === 'Deployment') as V1Deployment;
+        const again = session({ user, persistentHome: home }, first.status as StoredSession['status']);
+        again.metadata.name = name;
+        const second = planSession(
+          observed({ session: again, deployment, ...(home ? { homeClaim: { metadata: {} } } : {}) }),
+          settings,
+          now,
+        );
+        second.status.conditions.forEach((c) => expect(c.lastTransitionTime).toBe(first.status.conditions.find((p) => p.type === c.type)?.lastTransitionTime));
+        expect(second.apply.filter((o) => o.kind !== 'PersistentVolumeClaim').map((o) => JSON.stringify({ ...o, metadata: { ...o.metadata, name: '' } }))).toEqual(
+          first.apply.filter((o) => o.kind !== 'PersistentVolumeClaim').map((o) => JSON.stringify({ ...o, metadata: { ...o.metadata, name: '' } })),
+        );
+      }),
+      { numRuns: 100 },
+    );
+  });
+
+  it('uses a template that the shared schema accepts', () => {
+    expect(validateTemplate(template()).ok).toBe(true);
+  });
+});
