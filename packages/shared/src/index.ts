@@ -9,3 +9,6 @@ export * from './readiness.js';
 export * from './service-runtime.js';
 export * from './subjects.js';
 export * from './jetstream-topology.js';
+export * from './labels.js';
+export * from './duration.js';
+export * from './api.js';

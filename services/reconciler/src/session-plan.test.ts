@@ -179,7 +179,7 @@ describe('planSession: templates', () => {
   });
 
   it('refuses an invalid template and says why', () => {
-    const plan = planSession(observed({ template: template({ vnc: { enabled: false, port: 3000, protocol: 'websocket', encryption: false } }) }), settings, now);
+    const plan = planSession(observed({ template: template({ vnc: { enabled: true, port: 70000, protocol: 'websocket', encryption: false } }) }), settings, now);
     expect(plan.apply).toEqual([]);
     expect(plan.status.conditions.find((c) => c.type === 'TemplateResolved')?.reason).toBe('TemplateInvalid');
   });
@@ -222,7 +222,9 @@ describe('planSession: properties', () => {
           settings,
           now,
         );
-        second.status.conditions.forEach((c) => expect(c.lastTransitionTime).toBe(first.status.conditions.find((p) => p.type === c.type)?.lastTransitionTime));
+        for (const c of second.status.conditions) {
+          expect(c.lastTransitionTime).toBe(first.status.conditions.find((p) => p.type === c.type)?.lastTransitionTime);
+        }
         expect(second.apply.filter((o) => o.kind !== 'PersistentVolumeClaim').map((o) => JSON.stringify({ ...o, metadata: { ...o.metadata, name: '' } }))).toEqual(
           first.apply.filter((o) => o.kind !== 'PersistentVolumeClaim').map((o) => JSON.stringify({ ...o, metadata: { ...o.metadata, name: '' } })),
         );

@@ -9,12 +9,7 @@ import type { StoredTemplate as Template } from './stored-objects.js';
  */
 export function templateProblems(template: Template): string[] {
   const result = validateTemplate(template);
-  const problems = result.ok ? [] : result.issues.map((issue) => `${issue.path}: ${issue.message}`);
-  const spec = template.spec;
-  if (spec?.vnc && spec.vnc.enabled === false) {
-    problems.push('spec.vnc.enabled: is false, so there is no VNC endpoint to stream; set it to true');
-  }
-  return problems;
+  return result.ok ? [] : result.issues.map((issue) => `${issue.path}: ${issue.message}`);
 }
 
 export interface TemplateStatusPlan {

@@ -110,14 +110,16 @@ export class WorkConsumer {
     try {
       // Wait while another worker holds the key; tell JetStream we are alive meanwhile so the
       // item is not handed to a third worker.
-      for (let waited = 0; (revision = await locks.tryAcquire(key)) === undefined; waited++) {
-        if (waited === 0) this.lockWaits.inc();
+      revision = await locks.tryAcquire(key);
+      if (revision === undefined) this.lockWaits.inc();
+      while (revision === undefined) {
         if (this.stopping) {
           message.nak();
           return;
         }
         message.working();
         await sleep(50 + Math.random() * 100);
+        revision = await locks.tryAcquire(key);
       }
       await this.runLocked(message, item, key, revision);
     } catch (error) {

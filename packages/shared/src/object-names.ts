@@ -1,0 +1,101 @@
+import { createHash } from 'node:crypto';
+
+/**
+ * How StreamSpace names the Kubernetes objects it creates.
+ *
+ * A user name (`spec.user` of a Session) is free text chosen by an identity provider:
+ * `alice@example.com`, `Bob_Smith`, `josé`. Kubernetes object names and label values cannot hold
+ * most of that, so each user maps to a *user slug*:
+ *
+ *   slug(user) = <readable part> "-" <first 8 hex digits of sha256(user as UTF-8)>
+ *
+ * where the readable part is the user name lower-cased, accents stripped, every run of characters
+ * other than [a-z0-9] replaced by one "-", trimmed of "-" and cut to 30 characters (or `user` when
+ * nothing is left). `alice@example.com` → `alice-example-com-ff8d9819`. The hash is taken over the
+ * raw, unmodified user name, so users whose readable parts coincide (`Alice@example.com` and
+ * `alice@example.com`, `a.b` and `a_b`) still get different slugs. The slug is a DNS-1123 label of
+ * at most 39 characters, so it is a valid object name and label value, and it leaves room for a
+ * prefix (`home-<slug>` ≤ 44).
+ */
+
+/** Longest readable part kept from a user name. */
+export const USER_SLUG_READABLE_MAX = 30;
+/** Hex digits of sha256 appended to every slug. */
+export const USER_SLUG_HASH_LENGTH = 8;
+/** Upper bound of userSlug(...).length. */
+export const USER_SLUG_MAX_LENGTH = USER_SLUG_READABLE_MAX + 1 + USER_SLUG_HASH_LENGTH;
+
+/** A Session's name must be a DNS-1123 label of at most this many characters (CRD CEL rule). */
+export const SESSION_NAME_MAX_LENGTH = 50;
+/** A Template's name must be a DNS-1123 subdomain of at most this many characters, so it fits a label value. */
+export const TEMPLATE_NAME_MAX_LENGTH = 63;
+
+/** Prefix of every object a Session owns (Deployment, Service, Ingress, ...). */
+export const SESSION_CHILD_PREFIX = 'ss-';
+/** Prefix of the per-user home PersistentVolumeClaim. */
+export const HOME_CLAIM_PREFIX = 'home-';
+
+export const DNS1123_LABEL_MAX_LENGTH = 63;
+export const DNS1123_SUBDOMAIN_MAX_LENGTH = 253;
+/** RFC 1123 label: lower-case alphanumerics and '-', starting and ending alphanumeric (length checked separately). */
+export const DNS1123_LABEL_PATTERN = '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$';
+/** RFC 1123 subdomain: dot-separated labels (length checked separately). */
+export const DNS1123_SUBDOMAIN_PATTERN = '^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$';
+
+const labelRegex = new RegExp(DNS1123_LABEL_PATTERN);
+const subdomainRegex = new RegExp(DNS1123_SUBDOMAIN_PATTERN);
+
+export function isDns1123Label(value: string): boolean {
+  return value.length <= DNS1123_LABEL_MAX_LENGTH && labelRegex.test(value);
+}
+
+export function isDns1123Subdomain(value: string): boolean {
+  return value.length <= DNS1123_SUBDOMAIN_MAX_LENGTH && subdomainRegex.test(value);
+}
+
+function shortHash(text: string): string {
+  return createHash('sha256').update(text, 'utf8').digest('hex').slice(0, USER_SLUG_HASH_LENGTH);
+}
+
+/** Lower-cases, strips accents, collapses non-[a-z0-9] runs to '-', trims and truncates. */
+function readablePart(text: string, max: number): string {
+  const folded = text
+    .toLowerCase()
+    .normalize('NFKD')
+    .replace(/\p{M}/gu, '')
+    .replace(/[^a-z0-9]+/g, '-');
+  return folded.replace(/^-+/, '').slice(0, max).replace(/-+$/, '');
+}
+
+/**
+ * The DNS-1123-label slug of a user name: readable part + '-' + 8 hex digits of sha256(user).
+ * Deterministic, at most USER_SLUG_MAX_LENGTH (39) characters, distinct for distinct users
+ * (up to a 32-bit hash collision between users with the same readable part).
+ *
+ * userSlug('alice@example.com') === 'alice-example-com-ff8d9819'
+ */
+export function userSlug(user: string): string {
+  const readable = readablePart(user, USER_SLUG_READABLE_MAX) || 'user';
+  return `${readable}-${shortHash(user)}`;
+}
+
+/** Name of the user's home PersistentVolumeClaim (not owned by any Session; it outlives them): `home-<slug>`. */
+export function homeClaimName(user: string): string {
+  return `${HOME_CLAIM_PREFIX}${userSlug(user)}`;
+}
+
+/**
+ * Name shared by the objects a Session owns (its Deployment, Service, Ingress, ...; kinds differ so
+ * one name serves all): `ss-<session name>`. The `ss-` prefix makes it a valid DNS-1035 label too
+ * (Service names must start with a letter). A Session name is a DNS-1123 label of at most 50
+ * characters (enforced by the CRD), so the result is at most 53 characters and leaves room for
+ * the ReplicaSet and Pod suffixes Kubernetes appends. For any other input (which the API server
+ * would not admit) the result is still a valid label ≤ 63 characters: a readable part plus a hash.
+ */
+export function sessionChildName(sessionName: string): string {
+  if (sessionName.length <= SESSION_NAME_MAX_LENGTH && labelRegex.test(sessionName)) {
+    return `${SESSION_CHILD_PREFIX}${sessionName}`;
+  }
+  const readable = readablePart(sessionName, SESSION_NAME_MAX_LENGTH - USER_SLUG_HASH_LENGTH - 1);
+  return `${SESSION_CHILD_PREFIX}${readable ? `${readable}-` : ''}${shortHash(sessionName)}`;
+}
