@@ -107,7 +107,16 @@ export async function runService<S extends z.ZodObject>(definition: ServiceDefin
   process.on('SIGTERM', () => void stop('SIGTERM'));
   process.on('SIGINT', () => void stop('SIGINT'));
 
-  service = await definition.start({ config, log, readiness, registry, signal: controller.signal });
+  try {
+    service = await definition.start({ config, log, readiness, registry, signal: controller.signal });
+  } catch (error) {
+    // Only what retrying cannot fix reaches here (no credentials, a bad setting); transient
+    // faults are retried inside start.
+    if (controller.signal.aborted) return;
+    log.fatal({ err: (error as Error).message }, 'cannot start');
+    process.stderr.write(`${definition.name}: cannot start: ${(error as Error).message}\n`);
+    process.exit(1);
+  }
   routes = service.routes;
   log.info('started');
 }
