@@ -144,7 +144,15 @@ describe('planSession: hibernated and terminated', () => {
     expect(plan.events.map((e) => e.reason)).toEqual(['Hibernated']);
   });
 
-  it('says Woken when a hibernated desktop is ready again', () => {
+  it('says Woken when a hibernated desktop is ready again, even after it was Pending', () => {
+    const waking = planSession(observed({ session: session({}, { ...runningStatus, phase: 'Hibernated' } as StoredSession['status']), deployment, pods: [] }), settings, now);
+    expect(waking.status.phase).toBe('Pending');
+    expect(waking.status.conditions.find((c) => c.type === 'Ready')?.reason).toBe('Waking');
+    const woken = planSession(observed({ session: session({}, waking.status as StoredSession['status']), deployment, pods: [pod(true)] }), settings, now);
+    expect(woken.events.map((e) => e.reason)).toEqual(['Woken']);
+  });
+
+  it('says Woken when a hibernated desktop is ready at once', () => {
     const plan = planSession(observed({ session: session({}, { ...runningStatus, phase: 'Hibernated' } as StoredSession['status']), deployment, pods: [pod(true)] }), settings, now);
     expect(plan.events.map((e) => e.reason)).toContain('Woken');
   });

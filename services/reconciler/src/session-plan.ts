@@ -123,6 +123,9 @@ function childRefs(observed: ObservedSession): ChildRef[] {
   return refs;
 }
 
+/** Ready reasons of a desktop on its way up; the startup deadline runs from their transition. */
+const STARTING_REASONS = new Set(['Starting', 'Waking']);
+
 const PHASE_EVENTS: Partial<Record<Phase, (from: Phase | undefined) => KubeEventIntent>> = {
   Running: (from) =>
     from === 'Hibernated'
@@ -180,6 +183,7 @@ export function planSession(observed: ObservedSession, settings: ReconcilerSetti
   let phase: Phase;
   let podName: string | undefined;
   let url: string | undefined;
+  let waking = false;
 
   if (state === 'terminated') {
     remove = childRefs(observed);
@@ -231,12 +235,16 @@ export function planSession(observed: ObservedSession, settings: ReconcilerSetti
 
     if (readyPod) {
       phase = 'Running';
+      waking = findCondition(conditions, 'Ready')?.reason === 'Waking';
       podName = readyPod.metadata?.name;
       conditions = setCondition(conditions, { type: 'Ready', status: 'True', reason: 'PodReady', message: `Pod ${podName} is ready`, observedGeneration: generation }, now);
     } else {
       const starting = findCondition(conditions, 'Ready');
       const alreadyFailed = previousPhase === 'Failed' && starting?.reason === 'StartupDeadlineExceeded';
-      const startedAt = starting && (starting.reason === 'Starting' || alreadyFailed) ? Date.parse(starting.lastTransitionTime) : now.getTime();
+      const startedAt =
+        starting && (STARTING_REASONS.has(starting.reason) || alreadyFailed) ? Date.parse(starting.lastTransitionTime) : now.getTime();
+      // Remember that this start is a wake, so the Running event can say Woken.
+      const startReason = previousPhase === 'Hibernated' || starting?.reason === 'Waking' ? 'Waking' : 'Starting';
       const deadline = startedAt + settings.startupDeadlineMs;
       const problem = pods.map(podProblem).find((p) => p !== undefined);
       if (alreadyFailed || now.getTime() >= deadline) {
@@ -247,14 +255,14 @@ export function planSession(observed: ObservedSession, settings: ReconcilerSetti
       } else {
         phase = 'Pending';
         const message = problem ? `Starting the desktop: ${problem}` : 'Starting the desktop';
-        conditions = setCondition(conditions, { type: 'Ready', status: 'False', reason: 'Starting', message, observedGeneration: generation }, now);
+        conditions = setCondition(conditions, { type: 'Ready', status: 'False', reason: startReason, message, observedGeneration: generation }, now);
         requeueAfterMs = deadline - now.getTime() + 50;
       }
     }
   }
 
   if (phase !== previousPhase) {
-    const event = PHASE_EVENTS[phase]?.(previousPhase);
+    const event = PHASE_EVENTS[phase]?.(waking ? 'Hibernated' : previousPhase);
     if (event) events.push(event);
   }
 
