@@ -12,3 +12,4 @@ export * from './jetstream-topology.js';
 export * from './labels.js';
 export * from './duration.js';
 export * from './api.js';
+export * from './kube-client.js';

@@ -1,37 +1,29 @@
 import { randomBytes } from 'node:crypto';
-import {
-  ApiException,
-  type AppsV1Api,
-  type CoreV1Api,
-  type CustomObjectsApi,
-  type KubeConfig,
-  type KubernetesObject,
-  KubernetesObjectApi,
-  type NetworkingV1Api,
-  PatchStrategy,
-  setHeaderOptions,
-  AppsV1Api as AppsApi,
-  CoreV1Api as CoreApi,
-  CustomObjectsApi as CustomApi,
-  NetworkingV1Api as NetworkingApi,
+import type {
+  CoreV1Event,
+  KubernetesObject,
+  V1Deployment,
+  V1Ingress,
+  V1PersistentVolumeClaim,
+  V1Pod,
+  V1Service,
 } from '@kubernetes/client-node';
-import { API_GROUP, API_VERSION, FIELD_MANAGER, LABELS, MANAGED_BY } from '@streamspace/shared';
-import type { StoredSession as Session, StoredTemplate as Template } from './stored-objects.js';
+import {
+  API_GROUP,
+  API_VERSION,
+  FIELD_MANAGER,
+  type KubeClient,
+  KubeApiError,
+  LABELS,
+  MANAGED_BY,
+  type ResourceRef,
+} from '@streamspace/shared';
 import type { ChildRef, KubeEventIntent, ObservedSession, PlannedStatus } from './session-plan.js';
+import type { StoredSession as Session, StoredTemplate as Template } from './stored-objects.js';
 import type { TemplateStatusPlan } from './template-validation.js';
 
 export function statusCode(error: unknown): number | undefined {
-  if (error instanceof ApiException) return error.code;
-  const code = (error as { code?: unknown; statusCode?: unknown })?.code ?? (error as { statusCode?: unknown })?.statusCode;
-  return typeof code === 'number' ? code : undefined;
-}
-
-export const isNotFound = (error: unknown) => statusCode(error) === 404;
-
-/** 409 (someone wrote in between), 429 and 5xx pass; anything else is a real answer. */
-function isRetryable(error: unknown): boolean {
-  const code = statusCode(error);
-  return code === undefined || code === 409 || code === 429 || code >= 500;
+  return error instanceof KubeApiError ? error.code : undefined;
 }
 
 async function withConflictRetry<T>(operation: () => Promise<T>, attempts = 5): Promise<T> {
@@ -45,16 +37,34 @@ async function withConflictRetry<T>(operation: () => Promise<T>, attempts = 5): 
   }
 }
 
-async function orUndefined<T>(read: Promise<T>): Promise<T | undefined> {
-  try {
-    return await read;
-  } catch (error) {
-    if (isNotFound(error)) return undefined;
-    throw error;
+const sessions = (namespace: string, name?: string, subresource?: string): ResourceRef => ({
+  group: API_GROUP,
+  version: API_VERSION,
+  plural: 'sessions',
+  namespace,
+  ...(name ? { name } : {}),
+  ...(subresource ? { subresource } : {}),
+});
+const templates = (namespace: string, name?: string, subresource?: string): ResourceRef => ({
+  ...sessions(namespace, name, subresource),
+  plural: 'templates',
+});
+
+/** Where objects of the kinds the reconciler writes live in the API. */
+function refFor(kind: string, namespace: string, name: string): ResourceRef {
+  switch (kind) {
+    case 'Deployment':
+      return { group: 'apps', version: 'v1', plural: 'deployments', namespace, name };
+    case 'Service':
+      return { version: 'v1', plural: 'services', namespace, name };
+    case 'Ingress':
+      return { group: 'networking.k8s.io', version: 'v1', plural: 'ingresses', namespace, name };
+    case 'PersistentVolumeClaim':
+      return { version: 'v1', plural: 'persistentvolumeclaims', namespace, name };
+    default:
+      throw new Error(`the reconciler does not write ${kind} objects`);
   }
 }
-
-const applyOptions = setHeaderOptions('Content-Type', PatchStrategy.ServerSideApply);
 
 /**
  * The thin shell around the API server: read what a reconcile needs, apply what it planned.
@@ -62,44 +72,33 @@ const applyOptions = setHeaderOptions('Content-Type', PatchStrategy.ServerSideAp
  * changes nothing and a 409 can only mean a race worth retrying.
  */
 export class KubeWriter {
-  private readonly core: CoreV1Api;
-  private readonly apps: AppsV1Api;
-  private readonly networking: NetworkingV1Api;
-  private readonly custom: CustomObjectsApi;
-  private readonly objects: KubernetesObjectApi;
-
   constructor(
-    kc: KubeConfig,
+    private readonly kube: KubeClient,
     private readonly component = 'streamspace-reconciler',
-  ) {
-    this.core = kc.makeApiClient(CoreApi);
-    this.apps = kc.makeApiClient(AppsApi);
-    this.networking = kc.makeApiClient(NetworkingApi);
-    this.custom = kc.makeApiClient(CustomApi);
-    this.objects = KubernetesObjectApi.makeApiClient(kc);
+  ) {}
+
+  readSession(namespace: string, name: string): Promise<Session | undefined> {
+    return this.kube.find<Session>(sessions(namespace, name));
   }
 
-  async readSession(namespace: string, name: string): Promise<Session | undefined> {
-    return (await orUndefined(
-      this.custom.getNamespacedCustomObject({ group: API_GROUP, version: API_VERSION, namespace, plural: 'sessions', name }),
-    )) as Session | undefined;
-  }
-
-  async readTemplate(namespace: string, name: string): Promise<Template | undefined> {
-    return (await orUndefined(
-      this.custom.getNamespacedCustomObject({ group: API_GROUP, version: API_VERSION, namespace, plural: 'templates', name }),
-    )) as Template | undefined;
+  readTemplate(namespace: string, name: string): Promise<Template | undefined> {
+    return this.kube.find<Template>(templates(namespace, name));
   }
 
   async observe(session: Session, childName: string, homeClaim: string): Promise<ObservedSession> {
     const namespace = session.metadata.namespace;
     const [template, deployment, service, ingress, claim, pods] = await Promise.all([
       this.readTemplate(namespace, session.spec.template),
-      orUndefined(this.apps.readNamespacedDeployment({ namespace, name: childName })),
-      orUndefined(this.core.readNamespacedService({ namespace, name: childName })),
-      orUndefined(this.networking.readNamespacedIngress({ namespace, name: childName })),
-      session.spec.persistentHome ? orUndefined(this.core.readNamespacedPersistentVolumeClaim({ namespace, name: homeClaim })) : undefined,
-      this.core.listNamespacedPod({ namespace, labelSelector: `${LABELS.managedBy}=${MANAGED_BY},${LABELS.session}=${session.metadata.name}` }),
+      this.kube.find<V1Deployment>(refFor('Deployment', namespace, childName)),
+      this.kube.find<V1Service>(refFor('Service', namespace, childName)),
+      this.kube.find<V1Ingress>(refFor('Ingress', namespace, childName)),
+      session.spec.persistentHome
+        ? this.kube.find<V1PersistentVolumeClaim>(refFor('PersistentVolumeClaim', namespace, homeClaim))
+        : undefined,
+      this.kube.list<V1Pod>(
+        { version: 'v1', plural: 'pods', namespace },
+        { labelSelector: `${LABELS.managedBy}=${MANAGED_BY},${LABELS.session}=${session.metadata.name}` },
+      ),
     ]);
     return {
       session,
@@ -113,15 +112,16 @@ export class KubeWriter {
   }
 
   async apply(object: KubernetesObject): Promise<void> {
-    await withConflictRetry(() => this.objects.patch(object, undefined, undefined, FIELD_MANAGER, true, PatchStrategy.ServerSideApply));
+    const ref = refFor(
+      object.kind as string,
+      object.metadata?.namespace as string,
+      object.metadata?.name as string,
+    );
+    await withConflictRetry(() => this.kube.apply(ref, object, FIELD_MANAGER, true));
   }
 
   async remove(ref: ChildRef): Promise<void> {
-    try {
-      await this.objects.delete({ apiVersion: ref.apiVersion, kind: ref.kind, metadata: { name: ref.name, namespace: ref.namespace } }, undefined, undefined, undefined, undefined, 'Background');
-    } catch (error) {
-      if (!isNotFound(error)) throw error;
-    }
+    await this.kube.delete(refFor(ref.kind, ref.namespace, ref.name), 'Background');
   }
 
   async writeSessionStatus(session: Session, status: PlannedStatus): Promise<void> {
@@ -129,55 +129,54 @@ export class KubeWriter {
   }
 
   async writeTemplateStatus(template: Template, status: TemplateStatusPlan): Promise<void> {
-    await this.applyStatus('templates', 'Template', template.metadata.namespace, template.metadata.name, status);
+    await this.applyStatus(
+      'templates',
+      'Template',
+      template.metadata.namespace,
+      template.metadata.name,
+      status,
+    );
   }
 
   /** Status is applied under its own field manager so other writers (the idle reaper's lastActivity) keep their fields. */
-  private async applyStatus(plural: string, kind: string, namespace: string, name: string, status: object): Promise<void> {
-    await withConflictRetry(() =>
-      this.custom.patchNamespacedCustomObjectStatus(
-        {
-          group: API_GROUP,
-          version: API_VERSION,
-          namespace,
-          plural,
-          name,
-          body: { apiVersion: `${API_GROUP}/${API_VERSION}`, kind, metadata: { name, namespace }, status },
-          fieldManager: `${FIELD_MANAGER}-reconciler`,
-          force: true,
-        },
-        applyOptions,
-      ),
-    );
+  private async applyStatus(
+    plural: string,
+    kind: string,
+    namespace: string,
+    name: string,
+    status: object,
+  ): Promise<void> {
+    const ref = { ...sessions(namespace, name, 'status'), plural };
+    const body = { apiVersion: `${API_GROUP}/${API_VERSION}`, kind, metadata: { name, namespace }, status };
+    await withConflictRetry(() => this.kube.apply(ref, body, `${FIELD_MANAGER}-reconciler`, true));
   }
 
   /** A core/v1 Event on the Session, so `kubectl describe session` tells its story. */
   async recordEvent(session: Session, event: KubeEventIntent): Promise<void> {
     const now = new Date();
-    await this.core.createNamespacedEvent({
-      namespace: session.metadata.namespace,
-      body: {
-        metadata: { name: `${session.metadata.name}.${randomBytes(8).toString('hex')}`, namespace: session.metadata.namespace },
-        involvedObject: {
-          apiVersion: `${API_GROUP}/${API_VERSION}`,
-          kind: 'Session',
-          name: session.metadata.name,
-          namespace: session.metadata.namespace,
-          ...(session.metadata.uid ? { uid: session.metadata.uid } : {}),
-          ...(session.metadata.resourceVersion ? { resourceVersion: session.metadata.resourceVersion } : {}),
-        },
-        type: event.type,
-        reason: event.reason,
-        message: event.message.slice(0, 1024),
-        source: { component: this.component },
-        reportingComponent: this.component,
-        reportingInstance: process.env.HOSTNAME ?? 'local',
-        firstTimestamp: now,
-        lastTimestamp: now,
-        count: 1,
+    const body: CoreV1Event = {
+      metadata: {
+        name: `${session.metadata.name}.${randomBytes(8).toString('hex')}`,
+        namespace: session.metadata.namespace,
       },
-    });
+      involvedObject: {
+        apiVersion: `${API_GROUP}/${API_VERSION}`,
+        kind: 'Session',
+        name: session.metadata.name,
+        namespace: session.metadata.namespace,
+        ...(session.metadata.uid ? { uid: session.metadata.uid } : {}),
+        ...(session.metadata.resourceVersion ? { resourceVersion: session.metadata.resourceVersion } : {}),
+      },
+      type: event.type,
+      reason: event.reason,
+      message: event.message.slice(0, 1024),
+      source: { component: this.component },
+      reportingComponent: this.component,
+      reportingInstance: process.env.HOSTNAME ?? 'local',
+      firstTimestamp: now,
+      lastTimestamp: now,
+      count: 1,
+    };
+    await this.kube.create({ version: 'v1', plural: 'events', namespace: session.metadata.namespace }, body);
   }
 }
-
-export { isRetryable };

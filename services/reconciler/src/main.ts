@@ -5,7 +5,7 @@ import {
   connectNats,
   ensureStreams,
   ensureWorkConsumer,
-  loadKubeConfig,
+  KubeClient,
   natsEnvSchema,
   openLockBucket,
   parseDuration,
@@ -26,8 +26,7 @@ await runService({
   configSchema: natsEnvSchema.extend(reconcilerEnvSchema.shape),
   async start({ config, log, readiness, registry, signal }) {
     const settings = settingsFromEnv(config);
-    const kc = loadKubeConfig();
-    const writer = new KubeWriter(kc);
+    const writer = new KubeWriter(KubeClient.fromEnvironment());
     const workerId = `${hostname()}-${process.pid}`;
 
     // The API server is checked on its own so /readyz says which dependency is missing.

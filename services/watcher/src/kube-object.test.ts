@@ -1,0 +1,81 @@
+import { describe, expect, it } from 'vitest';
+import { parseKubeObject, sessionTemplateName } from './kube-object.js';
+
+const valid = {
+  apiVersion: 'stream.streamspace.io/v1alpha1',
+  kind: 'Session',
+  metadata: {
+    namespace: 'team-a',
+    name: 's1',
+    uid: 'u1',
+    resourceVersion: '7',
+    generation: 2,
+    labels: { a: 'b', n: 3 },
+  },
+  spec: { template: 'firefox' },
+};
+
+describe('parseKubeObject', () => {
+  it('reads the routing fields and keeps the raw object', () => {
+    const parsed = parseKubeObject(valid);
+    expect(parsed).toEqual({
+      ok: true,
+      object: {
+        namespace: 'team-a',
+        name: 's1',
+        uid: 'u1',
+        resourceVersion: '7',
+        generation: 2,
+        labels: { a: 'b' },
+        raw: valid,
+      },
+    });
+  });
+
+  it.each([
+    [null, 'not a JSON object'],
+    ['text', 'not a JSON object'],
+    [[], 'not a JSON object'],
+    [{ kind: 'Session' }, 'metadata is missing'],
+    [{ metadata: 'x' }, 'metadata is missing'],
+    [{ metadata: { name: 's', uid: 'u', resourceVersion: '1' } }, 'metadata.namespace is missing or empty'],
+    [{ metadata: { namespace: 'n', uid: 'u', resourceVersion: '1' } }, 'metadata.name is missing or empty'],
+    [{ metadata: { namespace: 'n', name: 's', resourceVersion: '1' } }, 'metadata.uid is missing or empty'],
+    [
+      { metadata: { namespace: 'n', name: 's', uid: 'u', resourceVersion: '' } },
+      'metadata.resourceVersion is missing or empty',
+    ],
+    [
+      { metadata: { namespace: 'n', name: 's', uid: 'u', resourceVersion: '1', generation: -1 } },
+      'metadata.generation is not a non-negative integer',
+    ],
+  ])('rejects %j: %s', (raw, reason) => {
+    expect(parseKubeObject(raw)).toEqual({ ok: false, reason });
+  });
+});
+
+describe('sessionTemplateName', () => {
+  it('reads spec.template, or nothing', () => {
+    const parse = (raw: unknown) => {
+      const parsed = parseKubeObject(raw);
+      if (!parsed.ok) throw new Error(parsed.reason);
+      return parsed.object;
+    };
+    expect(sessionTemplateName(parse(valid))).toBe('firefox');
+    expect(sessionTemplateName(parse({ ...valid, spec: {} }))).toBeUndefined();
+    expect(sessionTemplateName(parse({ ...valid, spec: { template: 5 } }))).toBeUndefined();
+    expect(sessionTemplateName(parse({ ...valid, spec: undefined }))).toBeUndefined();
+  });
+});
+
+describe('the kept object', () => {
+  it('drops managedFields and leaves the rest (and the original) alone', () => {
+    const raw = { ...valid, metadata: { ...valid.metadata, managedFields: [{ manager: 'kubectl' }] } };
+    const parsed = parseKubeObject(raw);
+    if (!parsed.ok) throw new Error(parsed.reason);
+    expect(parsed.object.raw.metadata).not.toHaveProperty('managedFields');
+    expect(parsed.object.raw.metadata).toMatchObject({ name: 's1', labels: { a: 'b', n: 3 } });
+    expect(parsed.object.raw.spec).toEqual(valid.spec);
+    expect(raw.metadata.managedFields).toHaveLength(1);
+  });
+});

@@ -1,0 +1,91 @@
+import { describe, expect, it } from 'vitest';
+import type { KubeObject } from './kube-object.js';
+import { ObjectCache } from './object-cache.js';
+
+function obj(name: string, resourceVersion: string, uid = `uid-${name}`, namespace = 'ns'): KubeObject {
+  return {
+    namespace,
+    name,
+    uid,
+    resourceVersion,
+    generation: 1,
+    labels: {},
+    raw: { metadata: { namespace, name, uid, resourceVersion } },
+  };
+}
+
+const summary = (changes: { type: string; object: KubeObject }[]) =>
+  changes.map((c) => `${c.type} ${c.object.name}@${c.object.resourceVersion}/${c.object.uid}`);
+
+describe('ObjectCache', () => {
+  it('reports an unknown object as added, a new version as modified, the same version as nothing', () => {
+    const cache = new ObjectCache();
+    expect(summary(cache.upsert(obj('a', '1')))).toEqual(['added a@1/uid-a']);
+    const modified = cache.upsert(obj('a', '2'));
+    expect(summary(modified)).toEqual(['modified a@2/uid-a']);
+    expect(modified[0]?.previous?.resourceVersion).toBe('1');
+    expect(cache.upsert(obj('a', '2'))).toEqual([]);
+    expect(cache.get('ns', 'a')?.resourceVersion).toBe('2');
+    expect(cache.size).toBe(1);
+  });
+
+  it('treats the same name with another uid as a deletion and a creation', () => {
+    const cache = new ObjectCache();
+    cache.upsert(obj('a', '1', 'old'));
+    expect(summary(cache.upsert(obj('a', '5', 'new')))).toEqual(['deleted a@1/old', 'added a@5/new']);
+  });
+
+  it('removes on deletion and reports the final state, even for an object it never saw', () => {
+    const cache = new ObjectCache();
+    cache.upsert(obj('a', '1'));
+    const removed = cache.remove(obj('a', '3'));
+    expect(summary(removed)).toEqual(['deleted a@3/uid-a']);
+    expect(removed[0]?.previous?.resourceVersion).toBe('1');
+    expect(cache.size).toBe(0);
+    expect(summary(cache.remove(obj('b', '4')))).toEqual(['deleted b@4/uid-b']);
+  });
+
+  it('does not evict the current object when an older incarnation is deleted', () => {
+    const cache = new ObjectCache();
+    cache.upsert(obj('a', '5', 'new'));
+    expect(summary(cache.remove(obj('a', '4', 'old')))).toEqual(['deleted a@4/old']);
+    expect(cache.get('ns', 'a')?.uid).toBe('new');
+  });
+
+  it('keeps namespaces apart', () => {
+    const cache = new ObjectCache();
+    cache.upsert(obj('a', '1', 'u1', 'x'));
+    cache.upsert(obj('a', '1', 'u2', 'y'));
+    expect(cache.size).toBe(2);
+    expect(cache.get('y', 'a')?.uid).toBe('u2');
+  });
+
+  it('turns a relist into the changes that happened while the watch was down', () => {
+    const cache = new ObjectCache();
+    cache.replace([obj('kept', '1'), obj('changed', '1'), obj('gone', '1'), obj('recreated', '1', 'r1')]);
+    const changes = cache.replace([
+      obj('kept', '1'),
+      obj('changed', '2'),
+      obj('new', '3'),
+      obj('recreated', '4', 'r2'),
+    ]);
+    expect(summary(changes).sort()).toEqual(
+      [
+        'added new@3/uid-new',
+        'added recreated@4/r2',
+        'deleted gone@1/uid-gone',
+        'deleted recreated@1/r1',
+        'modified changed@2/uid-changed',
+      ].sort(),
+    );
+    expect([...cache.values()].map((o) => o.name).sort()).toEqual(['changed', 'kept', 'new', 'recreated']);
+  });
+
+  it('reports everything as added on the first list', () => {
+    const cache = new ObjectCache();
+    expect(summary(cache.replace([obj('a', '1'), obj('b', '2')]))).toEqual([
+      'added a@1/uid-a',
+      'added b@2/uid-b',
+    ]);
+  });
+});

@@ -1,0 +1,75 @@
+import { type KubeObject, objectKeyOf } from './kube-object.js';
+
+export type ChangeType = 'added' | 'modified' | 'deleted';
+
+export interface CacheChange {
+  type: ChangeType;
+  /** The object as it is now (for a deletion: as it was last seen). */
+  object: KubeObject;
+  /** What the cache held before, when it held something. */
+  previous?: KubeObject;
+}
+
+/**
+ * The last known state of every object of one kind, keyed by namespace/name. It turns what a
+ * watch or a relist reports into the changes that really happened: an object seen again at the
+ * same resourceVersion is no change, an object missing from a relist was deleted while the watch
+ * was down, and a name that came back with another uid is a deletion followed by a creation.
+ */
+export class ObjectCache {
+  private readonly objects = new Map<string, KubeObject>();
+
+  get size(): number {
+    return this.objects.size;
+  }
+
+  get(namespace: string, name: string): KubeObject | undefined {
+    return this.objects.get(objectKeyOf({ namespace, name }));
+  }
+
+  values(): IterableIterator<KubeObject> {
+    return this.objects.values();
+  }
+
+  /** An object was added or modified. */
+  upsert(object: KubeObject): CacheChange[] {
+    const key = objectKeyOf(object);
+    const previous = this.objects.get(key);
+    this.objects.set(key, object);
+    if (!previous) return [{ type: 'added', object }];
+    if (previous.uid !== object.uid) {
+      return [
+        { type: 'deleted', object: previous },
+        { type: 'added', object },
+      ];
+    }
+    if (previous.resourceVersion === object.resourceVersion) return [];
+    return [{ type: 'modified', object, previous }];
+  }
+
+  /** An object was deleted; `object` is its final state as the API server reported it. */
+  remove(object: KubeObject): CacheChange[] {
+    const key = objectKeyOf(object);
+    const previous = this.objects.get(key);
+    // A deletion of an older incarnation (another uid) must not evict the current one.
+    if (previous && previous.uid !== object.uid) return [{ type: 'deleted', object }];
+    this.objects.delete(key);
+    return [previous ? { type: 'deleted', object, previous } : { type: 'deleted', object }];
+  }
+
+  /** A full list replaced what the cache knew: report the differences. */
+  replace(objects: readonly KubeObject[]): CacheChange[] {
+    const changes: CacheChange[] = [];
+    const listed = new Set<string>();
+    for (const object of objects) {
+      listed.add(objectKeyOf(object));
+      changes.push(...this.upsert(object));
+    }
+    for (const [key, previous] of this.objects) {
+      if (listed.has(key)) continue;
+      this.objects.delete(key);
+      changes.push({ type: 'deleted', object: previous });
+    }
+    return changes;
+  }
+}

@@ -1,0 +1,260 @@
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import type { CacheChange } from './object-cache.js';
+import { type ListPage, ResilientWatch, type RestartReason, type WatchTransport } from './resilient-watch.js';
+
+function raw(name: string, resourceVersion: string) {
+  return { metadata: { namespace: 'ns', name, uid: `uid-${name}`, resourceVersion } };
+}
+
+interface FakeWatch {
+  resourceVersion: string;
+  aborted: boolean;
+  emit(type: string, object: unknown): void;
+  end(error?: unknown): void;
+}
+
+/** Plays the API server: lists come from `pages` (or throw), watches are driven by the test. */
+class FakeTransport implements WatchTransport {
+  pages: (ListPage | Error)[][] = [];
+  readonly listCalls: (string | undefined)[] = [];
+  readonly watches: FakeWatch[] = [];
+  private listRound = 0;
+  private pageInRound = 0;
+
+  async list({ continueToken }: { limit: number; continueToken?: string }): Promise<ListPage> {
+    this.listCalls.push(continueToken);
+    const round = this.pages[Math.min(this.listRound, this.pages.length - 1)] ?? [];
+    const page = round[this.pageInRound] ?? { items: [], resourceVersion: '1' };
+    if (page instanceof Error || !page.continueToken) {
+      this.listRound++;
+      this.pageInRound = 0;
+    } else {
+      this.pageInRound++;
+    }
+    if (page instanceof Error) throw page;
+    return page;
+  }
+
+  async watch(
+    resourceVersion: string,
+    _timeoutSeconds: number,
+    onEvent: (type: string, object: unknown) => void,
+    onDone: (error: unknown) => void,
+  ) {
+    const watch: FakeWatch = {
+      resourceVersion,
+      aborted: false,
+      emit: (type, object) => onEvent(type, object),
+      end: (error) => onDone(error ?? null),
+    };
+    this.watches.push(watch);
+    return {
+      abort: () => {
+        watch.aborted = true;
+      },
+    };
+  }
+
+  get current(): FakeWatch {
+    const watch = this.watches.at(-1);
+    if (!watch) throw new Error('no watch started yet');
+    return watch;
+  }
+}
+
+function harness(transport: FakeTransport, silenceTimeoutMs = 60_000) {
+  const changes: string[] = [];
+  const states: string[] = [];
+  const restarts: RestartReason[] = [];
+  const malformed: string[] = [];
+  const controller = new AbortController();
+  const watch = new ResilientWatch({
+    resource: 'sessions',
+    transport,
+    pageSize: 2,
+    watchTimeoutSeconds: 300,
+    silenceTimeoutMs,
+    healthyAfterMs: 10_000,
+    backoff: { initialMs: 5, maxMs: 20 },
+    onChanges: (batch: CacheChange[]) =>
+      changes.push(...batch.map((c) => `${c.type} ${c.object.name}@${c.object.resourceVersion}`)),
+    onMalformed: (_raw, reason) => malformed.push(reason),
+    onState: (up, reason) => states.push(up ? 'up' : `down: ${reason}`),
+    onRestart: (reason) => restarts.push(reason),
+  });
+  const running = watch.run(controller.signal);
+  stops.push(async () => {
+    controller.abort();
+    await running;
+  });
+  return { watch, changes, states, restarts, malformed, controller, running };
+}
+
+const stops: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const stop of stops.splice(0)) await stop();
+});
+
+describe('ResilientWatch', () => {
+  it('lists, reports everything as added, is up, and watches from the list version', async () => {
+    const transport = new FakeTransport();
+    transport.pages = [[{ items: [raw('a', '5'), raw('b', '6')], resourceVersion: '10' }]];
+    const h = harness(transport);
+    await vi.waitFor(() => expect(transport.watches).toHaveLength(1));
+    expect(h.watch.synced).toBe(true);
+    expect(h.changes).toEqual(['added a@5', 'added b@6']);
+    expect(h.states).toEqual(['up']);
+    expect(transport.current.resourceVersion).toBe('10');
+
+    transport.current.emit('MODIFIED', raw('a', '11'));
+    transport.current.emit('ADDED', raw('c', '12'));
+    transport.current.emit('DELETED', raw('b', '13'));
+    expect(h.changes.slice(2)).toEqual(['modified a@11', 'added c@12', 'deleted b@13']);
+    expect([...h.watch.objects()].map((o) => o.name).sort()).toEqual(['a', 'c']);
+  });
+
+  it('reads every page of a list', async () => {
+    const transport = new FakeTransport();
+    transport.pages = [
+      [
+        { items: [raw('a', '1'), raw('b', '2')], resourceVersion: '20', continueToken: 'next' },
+        { items: [raw('c', '3')], resourceVersion: '20' },
+      ],
+    ];
+    const h = harness(transport);
+    await vi.waitFor(() => expect(transport.watches).toHaveLength(1));
+    expect(transport.listCalls).toEqual([undefined, 'next']);
+    expect(h.changes).toEqual(['added a@1', 'added b@2', 'added c@3']);
+    expect(transport.current.resourceVersion).toBe('20');
+  });
+
+  it('starts another watch from the last version seen (bookmarks included) when one ends', async () => {
+    const transport = new FakeTransport();
+    transport.pages = [[{ items: [], resourceVersion: '10' }]];
+    const h = harness(transport);
+    await vi.waitFor(() => expect(transport.watches).toHaveLength(1));
+    transport.current.emit('ADDED', raw('a', '11'));
+    transport.current.emit('BOOKMARK', { metadata: { resourceVersion: '15' } });
+    transport.current.end();
+    await vi.waitFor(() => expect(transport.watches).toHaveLength(2));
+    expect(transport.current.resourceVersion).toBe('15');
+    expect(transport.listCalls).toHaveLength(1);
+    expect(h.restarts).toEqual(['closed']);
+    expect(h.states.at(-1)).toBe('up');
+  });
+
+  it('relists on a 410 Gone error event and reports what changed meanwhile, deletions included', async () => {
+    const transport = new FakeTransport();
+    transport.pages = [
+      [{ items: [raw('a', '5'), raw('b', '6')], resourceVersion: '10' }],
+      [{ items: [raw('a', '30'), raw('c', '31')], resourceVersion: '40' }],
+    ];
+    const h = harness(transport);
+    await vi.waitFor(() => expect(transport.watches).toHaveLength(1));
+    transport.current.emit('ERROR', {
+      kind: 'Status',
+      code: 410,
+      reason: 'Expired',
+      message: 'too old resource version',
+    });
+    await vi.waitFor(() => expect(transport.watches).toHaveLength(2));
+    expect(transport.watches[0]?.aborted).toBe(true);
+    expect(transport.current.resourceVersion).toBe('40');
+    expect(h.restarts).toEqual(['gone']);
+    expect(h.changes.slice(2).sort()).toEqual(['added c@31', 'deleted b@6', 'modified a@30']);
+    expect(h.states.slice(1)).toEqual([
+      expect.stringMatching(/^down: relisting sessions: 410 Expired/),
+      'up',
+    ]);
+  });
+
+  it('relists when the watch request itself answers 410', async () => {
+    const transport = new FakeTransport();
+    transport.pages = [[{ items: [], resourceVersion: '10' }]];
+    const h = harness(transport);
+    await vi.waitFor(() => expect(transport.watches).toHaveLength(1));
+    transport.current.end(Object.assign(new Error('Gone'), { statusCode: 410 }));
+    await vi.waitFor(() => expect(transport.watches).toHaveLength(2));
+    expect(transport.listCalls).toHaveLength(2);
+    expect(h.restarts).toEqual(['gone']);
+  });
+
+  it('restarts with backoff after any other error, is down meanwhile, and does not relist', async () => {
+    const transport = new FakeTransport();
+    transport.pages = [[{ items: [], resourceVersion: '10' }]];
+    const h = harness(transport);
+    await vi.waitFor(() => expect(transport.watches).toHaveLength(1));
+    transport.current.end(new Error('connect ECONNREFUSED'));
+    await vi.waitFor(() => expect(transport.watches).toHaveLength(2));
+    transport.current.emit('ERROR', { kind: 'Status', code: 500, message: 'etcd is sad' });
+    await vi.waitFor(() => expect(transport.watches).toHaveLength(3));
+    expect(h.restarts).toEqual(['error', 'error']);
+    expect(transport.listCalls).toHaveLength(1);
+    expect(transport.current.resourceVersion).toBe('10');
+    expect(h.states).toEqual([
+      'up',
+      'down: watch of sessions is down: connect ECONNREFUSED',
+      'up',
+      expect.stringMatching(/^down: watch of sessions is down: watch error event 500/),
+      'up',
+    ]);
+  });
+
+  it('keeps retrying a failing list, reporting why', async () => {
+    const transport = new FakeTransport();
+    transport.pages = [
+      [new Error('connect ECONNREFUSED 127.0.0.1:6443')],
+      [new Error('still down')],
+      [{ items: [raw('a', '1')], resourceVersion: '9' }],
+    ];
+    const h = harness(transport);
+    await vi.waitFor(() => expect(transport.watches).toHaveLength(1));
+    expect(h.states).toEqual([
+      'down: cannot list sessions: connect ECONNREFUSED 127.0.0.1:6443',
+      'down: cannot list sessions: still down',
+      'up',
+    ]);
+    expect(h.restarts).toEqual(['error', 'error']);
+    expect(h.changes).toEqual(['added a@1']);
+  });
+
+  it('restarts a watch that has gone silent', async () => {
+    const transport = new FakeTransport();
+    transport.pages = [[{ items: [], resourceVersion: '10' }]];
+    const h = harness(transport, 50);
+    await vi.waitFor(() => expect(transport.watches.length).toBeGreaterThanOrEqual(2), { timeout: 2_000 });
+    expect(transport.watches[0]?.aborted).toBe(true);
+    expect(h.restarts[0]).toBe('watchdog');
+    expect(h.states[1]).toMatch(/^down: watch of sessions is down: no event or bookmark for/);
+  });
+
+  it('skips malformed objects and keeps watching', async () => {
+    const transport = new FakeTransport();
+    transport.pages = [
+      [{ items: [raw('a', '1'), { metadata: { name: 'no-namespace' } }], resourceVersion: '10' }],
+    ];
+    const h = harness(transport);
+    await vi.waitFor(() => expect(transport.watches).toHaveLength(1));
+    transport.current.emit('MODIFIED', { kind: 'Session' });
+    transport.current.emit('SURPRISE', raw('b', '2'));
+    transport.current.emit('ADDED', raw('c', '3'));
+    expect(h.malformed).toEqual([
+      'metadata.namespace is missing or empty',
+      'metadata is missing',
+      "unknown watch event type 'SURPRISE'",
+    ]);
+    expect(h.changes).toEqual(['added a@1', 'added c@3']);
+    expect(transport.watches).toHaveLength(1);
+  });
+
+  it('stops when asked, aborting the watch', async () => {
+    const transport = new FakeTransport();
+    transport.pages = [[{ items: [], resourceVersion: '10' }]];
+    const h = harness(transport);
+    await vi.waitFor(() => expect(transport.watches).toHaveLength(1));
+    h.controller.abort();
+    await h.running;
+    expect(transport.current.aborted).toBe(true);
+    expect(transport.watches).toHaveLength(1);
+  });
+});

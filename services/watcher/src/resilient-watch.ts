@@ -1,0 +1,266 @@
+import { type BackoffOptions, backoffDelay, sleep } from '@streamspace/shared';
+import { type KubeObject, parseKubeObject } from './kube-object.js';
+import { type CacheChange, ObjectCache } from './object-cache.js';
+
+export interface ListPage {
+  items: unknown[];
+  /** The snapshot's resourceVersion: the watch starts from here. */
+  resourceVersion: string;
+  /** Set when more pages follow. */
+  continueToken?: string;
+}
+
+export interface WatchHandle {
+  abort(): void;
+}
+
+/** How one kind is listed and watched; the real one talks to the API server, tests fake it. */
+export interface WatchTransport {
+  list(options: { limit: number; continueToken?: string }): Promise<ListPage>;
+  /**
+   * Starts a watch from `resourceVersion`. `onEvent` gets each event as sent; `onDone` is called
+   * once when the watch ends, with the error if it failed (an HTTP 410 error carries
+   * `statusCode: 410`). Resolves once the request is under way.
+   */
+  watch(
+    resourceVersion: string,
+    timeoutSeconds: number,
+    onEvent: (type: string, object: unknown) => void,
+    onDone: (error: unknown) => void,
+  ): Promise<WatchHandle>;
+}
+
+/** Why a watch was started again, as counted in streamspace_watcher_watch_restarts_total. */
+export type RestartReason = 'gone' | 'error' | 'closed' | 'watchdog';
+export const RESTART_REASONS: readonly RestartReason[] = ['gone', 'error', 'closed', 'watchdog'];
+
+export interface ResilientWatchOptions {
+  /** Plural name for messages, e.g. "sessions". */
+  resource: string;
+  transport: WatchTransport;
+  pageSize?: number;
+  /** Asked of the API server; it closes the watch after this long and we start another. */
+  watchTimeoutSeconds: number;
+  /** A watch that delivers nothing (not even a bookmark) for this long is presumed stuck and restarted. */
+  silenceTimeoutMs: number;
+  /** A watch that lasted this long (or delivered anything) was healthy: retries start from the shortest delay again. */
+  healthyAfterMs?: number;
+  backoff?: BackoffOptions;
+  onChanges(changes: CacheChange[]): void;
+  onMalformed(raw: unknown, reason: string): void;
+  /**
+   * Up: listed and watching. Down: the watch failed and is being restarted, or a list failed.
+   * Before the first list the watch is down without being told (the caller starts it so).
+   */
+  onState(up: boolean, reason: string): void;
+  onRestart(reason: RestartReason, detail: string, delayMs: number): void;
+}
+
+type Outcome =
+  | { type: 'stopped' }
+  | { type: 'closed' }
+  | { type: 'gone'; detail: string }
+  | { type: 'error'; detail: string }
+  | { type: 'watchdog'; detail: string };
+
+function errorText(error: unknown): string {
+  if (error instanceof Error) return error.message;
+  return String(error);
+}
+
+function isGone(error: unknown): boolean {
+  const e = error as { statusCode?: unknown; code?: unknown } | null;
+  return e?.statusCode === 410 || e?.code === 410;
+}
+
+/**
+ * List + watch of one kind that does not give up. It keeps the cache of what exists and reports
+ * every change; on 410 Gone it relists (reporting what changed meanwhile, deletions included);
+ * on any other error, or when the watch ends, it starts again with backoff; a watchdog restarts
+ * a watch that has gone silent. The client library's informer stops for good on the first
+ * non-410 error, which is why this exists.
+ */
+export class ResilientWatch {
+  readonly cache = new ObjectCache();
+  private resourceVersion = '';
+  private up = false;
+  private listedOnce = false;
+
+  constructor(private readonly options: ResilientWatchOptions) {}
+
+  /** Whether the first full list has completed. */
+  get synced(): boolean {
+    return this.listedOnce;
+  }
+
+  objects(): IterableIterator<KubeObject> {
+    return this.cache.values();
+  }
+
+  /** Runs until `signal` aborts. Never rejects. */
+  async run(signal: AbortSignal): Promise<void> {
+    const { resource } = this.options;
+    // A watch the server ends on schedule is healthy even when the schedule is short (tests).
+    const healthyAfterMs =
+      this.options.healthyAfterMs ?? Math.min(10_000, (this.options.watchTimeoutSeconds * 1000) / 2);
+    let attempt = 0;
+    while (!signal.aborted) {
+      if (!this.resourceVersion) {
+        try {
+          await this.relist(signal);
+        } catch (error) {
+          if (signal.aborted) break;
+          const delay = backoffDelay(attempt++, this.options.backoff);
+          this.setState(false, `cannot list ${resource}: ${errorText(error)}`);
+          this.options.onRestart(isGone(error) ? 'gone' : 'error', `list failed: ${errorText(error)}`, delay);
+          await sleep(delay, signal);
+          continue;
+        }
+        if (signal.aborted) break;
+        this.setState(true, 'ok');
+      }
+      const startedAt = Date.now();
+      const { outcome, delivered } = await this.watchOnce(signal);
+      if (outcome.type === 'stopped') break;
+      const healthy = delivered || Date.now() - startedAt >= healthyAfterMs;
+      if (healthy) attempt = 0;
+      const routine = (outcome.type === 'closed' || outcome.type === 'gone') && healthy;
+      const delay = routine ? 0 : backoffDelay(attempt++, this.options.backoff);
+      switch (outcome.type) {
+        case 'closed':
+          this.options.onRestart('closed', 'the watch ended', delay);
+          break;
+        case 'gone':
+          // The resourceVersion is too old (etcd compacted it): only a new list can catch up.
+          this.resourceVersion = '';
+          this.setState(false, `relisting ${resource}: ${outcome.detail}`);
+          this.options.onRestart('gone', outcome.detail, delay);
+          break;
+        case 'error':
+        case 'watchdog':
+          this.setState(false, `watch of ${resource} is down: ${outcome.detail}`);
+          this.options.onRestart(outcome.type, outcome.detail, delay);
+          break;
+      }
+      if (delay > 0) await sleep(delay, signal);
+    }
+  }
+
+  private setState(up: boolean, reason: string): void {
+    if (up === this.up && up) return;
+    this.up = up;
+    this.options.onState(up, reason);
+  }
+
+  private parse(raw: unknown): KubeObject | undefined {
+    const parsed = parseKubeObject(raw);
+    if (parsed.ok) return parsed.object;
+    this.options.onMalformed(raw, parsed.reason);
+    return undefined;
+  }
+
+  private async relist(signal: AbortSignal): Promise<void> {
+    const objects: KubeObject[] = [];
+    let continueToken: string | undefined;
+    let resourceVersion = '';
+    do {
+      const page = await this.options.transport.list({
+        limit: this.options.pageSize ?? 500,
+        ...(continueToken ? { continueToken } : {}),
+      });
+      // Every page of one list is read at the first page's snapshot.
+      if (!resourceVersion) resourceVersion = page.resourceVersion;
+      for (const raw of page.items) {
+        const object = this.parse(raw);
+        if (object) objects.push(object);
+      }
+      continueToken = page.continueToken;
+    } while (continueToken && !signal.aborted);
+    if (signal.aborted) return;
+    if (!resourceVersion) throw new Error(`the list of ${this.options.resource} carried no resourceVersion`);
+    const changes = this.cache.replace(objects);
+    this.resourceVersion = resourceVersion;
+    this.listedOnce = true;
+    if (changes.length > 0) this.options.onChanges(changes);
+  }
+
+  private watchOnce(signal: AbortSignal): Promise<{ outcome: Outcome; delivered: boolean }> {
+    const { transport, silenceTimeoutMs, watchTimeoutSeconds } = this.options;
+    return new Promise((resolve) => {
+      let settled = false;
+      let delivered = false;
+      let handle: WatchHandle | undefined;
+      let lastActivity = Date.now();
+      const finish = (outcome: Outcome) => {
+        if (settled) return;
+        settled = true;
+        clearInterval(watchdog);
+        signal.removeEventListener('abort', onAbort);
+        handle?.abort();
+        resolve({ outcome, delivered });
+      };
+      const onAbort = () => finish({ type: 'stopped' });
+      signal.addEventListener('abort', onAbort, { once: true });
+      if (signal.aborted) return finish({ type: 'stopped' });
+      const watchdog = setInterval(
+        () => {
+          const silentFor = Date.now() - lastActivity;
+          if (silentFor > silenceTimeoutMs) {
+            finish({ type: 'watchdog', detail: `no event or bookmark for ${Math.round(silentFor / 1000)}s` });
+          }
+        },
+        Math.max(10, Math.min(1_000, silenceTimeoutMs / 4)),
+      );
+      const onEvent = (type: string, raw: unknown) => {
+        if (settled) return;
+        lastActivity = Date.now();
+        // An error event proves the connection works, not that the watch does: it keeps the backoff growing.
+        if (type !== 'ERROR') delivered = true;
+        this.handleEvent(type, raw, finish);
+      };
+      const onDone = (error: unknown) => {
+        if (!error) finish({ type: 'closed' });
+        else if (isGone(error)) finish({ type: 'gone', detail: `410 Gone: ${errorText(error)}` });
+        else finish({ type: 'error', detail: errorText(error) });
+      };
+      transport.watch(this.resourceVersion, watchTimeoutSeconds, onEvent, onDone).then(
+        (h) => {
+          handle = h;
+          if (settled) h.abort();
+          else this.setState(true, 'ok');
+        },
+        (error) => finish({ type: 'error', detail: errorText(error) }),
+      );
+    });
+  }
+
+  private handleEvent(type: string, raw: unknown, finish: (outcome: Outcome) => void): void {
+    switch (type) {
+      case 'ADDED':
+      case 'MODIFIED':
+      case 'DELETED': {
+        const object = this.parse(raw);
+        if (!object) return;
+        this.resourceVersion = object.resourceVersion;
+        const changes = type === 'DELETED' ? this.cache.remove(object) : this.cache.upsert(object);
+        if (changes.length > 0) this.options.onChanges(changes);
+        return;
+      }
+      case 'BOOKMARK': {
+        const rv = (raw as { metadata?: { resourceVersion?: unknown } } | null)?.metadata?.resourceVersion;
+        if (typeof rv === 'string' && rv) this.resourceVersion = rv;
+        return;
+      }
+      case 'ERROR': {
+        const status = (raw ?? {}) as { code?: unknown; reason?: unknown; message?: unknown };
+        const detail =
+          `${String(status.code ?? '?')} ${String(status.reason ?? '')}: ${String(status.message ?? '')}`.trim();
+        if (status.code === 410) finish({ type: 'gone', detail });
+        else finish({ type: 'error', detail: `watch error event ${detail}` });
+        return;
+      }
+      default:
+        this.options.onMalformed(raw, `unknown watch event type '${type}'`);
+    }
+  }
+}

@@ -1,0 +1,105 @@
+import type { WorkKind } from '@streamspace/shared';
+import { Counter, Gauge, type Registry } from 'prom-client';
+import { RESTART_REASONS } from './resilient-watch.js';
+import { RESYNC_TRIGGERS } from './resync-schedule.js';
+import { EVENT_TYPES, OBSERVED_KINDS, workReasons } from './work-routing.js';
+
+/**
+ * The watcher's metrics. Every label combination that can occur starts at zero, so a rate() or
+ * an alert on it works from the first scrape instead of after the first incident.
+ */
+export function createWatcherMetrics(
+  registry: Registry,
+  sources: { isReady: () => boolean; queueDepth: () => number },
+) {
+  const registers = [registry];
+  const eventsPublished = new Counter({
+    name: 'streamspace_watcher_events_published_total',
+    help: 'Change events stored in JetStream by this watcher (not counting ones another watcher had already stored).',
+    labelNames: ['kind', 'type'],
+    registers,
+  });
+  const workItemsPublished = new Counter({
+    name: 'streamspace_watcher_work_items_published_total',
+    help: 'Work items stored in JetStream by this watcher, by work kind and what triggered them.',
+    labelNames: ['kind', 'reason'],
+    registers,
+  });
+  const duplicates = new Counter({
+    name: 'streamspace_watcher_publish_duplicates_total',
+    help: 'Publications JetStream discarded because a message with the same id was already stored (another watcher was first).',
+    labelNames: ['stream'],
+    registers,
+  });
+  const publishErrors = new Counter({
+    name: 'streamspace_watcher_publish_errors_total',
+    help: 'Failed publish attempts (most are retried; see publications_dropped_total for what was given up).',
+    registers,
+  });
+  const dropped = new Counter({
+    name: 'streamspace_watcher_publications_dropped_total',
+    help: 'Publications given up: the queue overflowed while NATS was unreachable, or the message can never be accepted.',
+    labelNames: ['reason'],
+    registers,
+  });
+  new Gauge({
+    name: 'streamspace_watcher_publish_queue_depth',
+    help: 'Publications waiting to be sent or acknowledged.',
+    registers,
+    collect() {
+      this.set(sources.queueDepth());
+    },
+  });
+  const watchRestarts = new Counter({
+    name: 'streamspace_watcher_watch_restarts_total',
+    help: 'Watches started again, by kind and why: gone (410, relisted), error, closed (ended normally), watchdog (silent too long).',
+    labelNames: ['kind', 'reason'],
+    registers,
+  });
+  const malformed = new Counter({
+    name: 'streamspace_watcher_malformed_objects_total',
+    help: 'Objects from the API server that could not be routed (missing metadata, invalid names) and were skipped.',
+    labelNames: ['kind'],
+    registers,
+  });
+  const resyncs = new Counter({
+    name: 'streamspace_watcher_resyncs_total',
+    help: 'Full resyncs (every Session and Template announced again), by what triggered them.',
+    labelNames: ['trigger'],
+    registers,
+  });
+  new Gauge({
+    name: 'streamspace_watcher_ready',
+    help: '1 when every watch has listed and is up and NATS is reachable, else 0.',
+    registers,
+    collect() {
+      this.set(sources.isReady() ? 1 : 0);
+    },
+  });
+
+  for (const kind of OBSERVED_KINDS) {
+    for (const type of EVENT_TYPES) eventsPublished.labels(kind, type).inc(0);
+    for (const reason of RESTART_REASONS) watchRestarts.labels(kind, reason).inc(0);
+    malformed.labels(kind).inc(0);
+  }
+  for (const kind of ['session', 'template'] as WorkKind[]) {
+    for (const reason of workReasons(kind)) workItemsPublished.labels(kind, reason).inc(0);
+  }
+  for (const stream of ['events', 'work']) duplicates.labels(stream).inc(0);
+  for (const reason of ['overflow', 'permanent']) dropped.labels(reason).inc(0);
+  for (const trigger of RESYNC_TRIGGERS) resyncs.labels(trigger).inc(0);
+  publishErrors.inc(0);
+
+  return {
+    eventsPublished,
+    workItemsPublished,
+    duplicates,
+    publishErrors,
+    dropped,
+    watchRestarts,
+    malformed,
+    resyncs,
+  };
+}
+
+export type WatcherMetrics = ReturnType<typeof createWatcherMetrics>;

@@ -1,0 +1,341 @@
+import { errors as natsErrors, type NatsConnection } from '@nats-io/nats-core';
+import { JetStreamApiError, jetstream } from '@nats-io/jetstream';
+import {
+  connectNats,
+  ensureStreams,
+  formatDuration,
+  KubeClient,
+  type ObservedKind,
+  type RunningService,
+  retryForever,
+  type ServiceConfig,
+  type ServiceContext,
+} from '@streamspace/shared';
+import { sessionTemplateName } from './kube-object.js';
+import { kubeWatchTransport } from './kube-watch-transport.js';
+import type { CacheChange } from './object-cache.js';
+import { Publisher } from './publisher.js';
+import { ResilientWatch } from './resilient-watch.js';
+import { nextResyncAt, type ResyncTrigger, resyncName } from './resync-schedule.js';
+import { SessionIndex } from './session-index.js';
+import type { watcherConfigSchema } from './watcher-config.js';
+import { createWatcherMetrics } from './watcher-metrics.js';
+import { WATCHED_RESOURCES } from './watched-resources.js';
+import { type Publication, routeChange, routeResync } from './work-routing.js';
+
+type Context = ServiceContext<ServiceConfig<typeof watcherConfigSchema>>;
+
+/** JetStream "message size exceeds maximum allowed" */
+const JS_ERR_MESSAGE_TOO_LARGE = 10054;
+/** Resyncs not on the schedule (after NATS came back, after dropped messages) at most this often. */
+const UNSCHEDULED_RESYNC_MIN_GAP_MS = 10_000;
+const NATS_DRAIN_TIMEOUT_MS = 3_000;
+
+function isPermanentPublishError(error: unknown): boolean {
+  return (
+    error instanceof natsErrors.InvalidArgumentError ||
+    error instanceof natsErrors.InvalidSubjectError ||
+    (error instanceof JetStreamApiError && error.code === JS_ERR_MESSAGE_TOO_LARGE)
+  );
+}
+
+/** Drains the connection, or closes it when draining cannot finish (NATS unreachable). */
+async function closeNats(nc: NatsConnection, log: Context['log']): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<'timeout'>((resolve) => {
+    timer = setTimeout(() => resolve('timeout'), NATS_DRAIN_TIMEOUT_MS);
+  });
+  try {
+    const result = await Promise.race([nc.drain().then(() => 'drained' as const), timedOut]);
+    if (result === 'timeout') {
+      log.warn('NATS drain did not finish in time; closing');
+      await nc.close();
+    }
+  } catch (error) {
+    log.warn({ err: (error as Error).message }, 'NATS drain failed; closing');
+    await nc.close().catch(() => undefined);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function summarize(raw: unknown): string {
+  let text: string;
+  try {
+    text = JSON.stringify(raw) ?? String(raw);
+  } catch {
+    text = String(raw);
+  }
+  return text.length > 300 ? `${text.slice(0, 300)}…` : text;
+}
+
+/**
+ * The watcher: lists and watches Sessions, Templates and the platform's Deployments and Pods,
+ * and publishes what changed to JetStream as change events and work items. The process shell
+ * (config, health, SIGTERM) is runService's; this wires the pieces and owns their lifetimes.
+ */
+export async function startWatcher(context: Context): Promise<RunningService> {
+  const { config, log, readiness, registry } = context;
+  const kube = KubeClient.fromEnvironment();
+  const stopping = new AbortController();
+  const signal = AbortSignal.any([context.signal, stopping.signal]);
+  const sessionIndex = new SessionIndex();
+  let publisher: Publisher | undefined;
+  let nc: NatsConnection | undefined;
+  const metrics = createWatcherMetrics(registry, {
+    isReady: () => readiness.ready,
+    queueDepth: () => publisher?.pending ?? 0,
+  });
+
+  if (config.WATCH_SILENCE_TIMEOUT <= config.WATCH_TIMEOUT) {
+    log.warn(
+      {
+        watchTimeout: formatDuration(config.WATCH_TIMEOUT),
+        silenceTimeout: formatDuration(config.WATCH_SILENCE_TIMEOUT),
+      },
+      'WATCH_SILENCE_TIMEOUT is not longer than WATCH_TIMEOUT: the watchdog will also restart watches that are merely quiet',
+    );
+  }
+  readiness.register('jetstream', 'waiting for NATS');
+  readiness.set('publish', true, 'ok');
+
+  const watches = new Map<ObservedKind, ResilientWatch>();
+  for (const resource of WATCHED_RESOURCES) {
+    const check = `watch:${resource.plural}`;
+    readiness.register(check, `waiting for the first list of ${resource.plural}`);
+    const watch = new ResilientWatch({
+      resource: resource.plural,
+      transport: kubeWatchTransport(kube, resource, config.WATCH_NAMESPACE),
+      pageSize: config.LIST_PAGE_SIZE,
+      watchTimeoutSeconds: Math.max(1, Math.round(config.WATCH_TIMEOUT / 1000)),
+      silenceTimeoutMs: config.WATCH_SILENCE_TIMEOUT,
+      onChanges: (changes) => handleChanges(resource.kind, changes),
+      onMalformed: (raw, reason) => {
+        metrics.malformed.labels(resource.kind).inc();
+        log.warn(
+          { kind: resource.kind, reason, object: summarize(raw) },
+          'skipping a malformed object from the API server',
+        );
+      },
+      onState: (up, reason) => {
+        readiness.set(check, up, reason);
+        if (up) log.info({ kind: resource.kind, objects: watch.cache.size }, 'watch is up');
+        else log.warn({ kind: resource.kind, reason }, 'watch is down');
+      },
+      onRestart: (reason, detail, delayMs) => {
+        metrics.watchRestarts.labels(resource.kind, reason).inc();
+        const fields = { kind: resource.kind, reason, detail, retryInMs: delayMs };
+        if (reason === 'closed') log.debug(fields, 'watch ended; starting another');
+        else log.warn(fields, 'restarting the watch');
+      },
+    });
+    watches.set(resource.kind, watch);
+  }
+
+  function enqueue(publications: Publication[]): void {
+    for (const publication of publications) publisher?.enqueue(publication);
+  }
+
+  function handleChanges(kind: ObservedKind, changes: CacheChange[]): void {
+    const observedAt = new Date();
+    for (const change of changes) {
+      const { object } = change;
+      if (kind === 'session') {
+        if (change.type === 'deleted') sessionIndex.delete(object.namespace, object.name);
+        else sessionIndex.set(object.namespace, object.name, sessionTemplateName(object));
+      }
+      const routed = routeChange(kind, change, {
+        sessionsUsing: (namespace, template) => sessionIndex.sessionsUsing(namespace, template),
+        observedAt,
+      });
+      for (const problem of routed.invalid) {
+        metrics.malformed.labels(kind).inc();
+        log.warn(
+          { kind, namespace: object.namespace, name: object.name, problem },
+          'skipping a message that breaks its schema',
+        );
+      }
+      log.debug(
+        {
+          kind,
+          type: change.type,
+          namespace: object.namespace,
+          name: object.name,
+          rv: object.resourceVersion,
+        },
+        'change',
+      );
+      enqueue(routed.publications);
+    }
+  }
+
+  let lastUnscheduledResync = 0;
+  let publishing = true;
+  function resync(trigger: ResyncTrigger): void {
+    const now = Date.now();
+    if (trigger === 'periodic' && !publishing) {
+      // It would only fill the queue; the resync that follows recovery announces everything anyway.
+      log.info('skipping the periodic resync while publishing fails');
+      return;
+    }
+    if (trigger !== 'periodic') {
+      if (now - lastUnscheduledResync < UNSCHEDULED_RESYNC_MIN_GAP_MS) return;
+      lastUnscheduledResync = now;
+    }
+    const name = resyncName(trigger, now, config.RESYNC_INTERVAL);
+    const observedAt = new Date(now);
+    let announced = 0;
+    for (const kind of ['session', 'template'] as const) {
+      const watch = watches.get(kind);
+      // Before its first list a watch knows nothing; its list announces everything anyway.
+      if (!watch?.synced) continue;
+      const routed = routeResync(kind, watch.objects(), name, observedAt);
+      for (const problem of routed.invalid)
+        log.warn({ kind, problem }, 'skipping a resync message that breaks its schema');
+      enqueue(routed.publications);
+      announced += watch.cache.size;
+    }
+    metrics.resyncs.labels(trigger).inc();
+    log.info(
+      { trigger, round: name, objects: announced },
+      'resync: announced every Session and Template again',
+    );
+  }
+
+  let resyncTimer: NodeJS.Timeout | undefined;
+  function scheduleResync(): void {
+    const now = Date.now();
+    resyncTimer = setTimeout(() => {
+      resync('periodic');
+      scheduleResync();
+    }, nextResyncAt(now, config.RESYNC_INTERVAL) - now);
+  }
+
+  const watchRuns: Promise<void>[] = [];
+  const startup = (async () => {
+    nc = await connectNats(config, { name: 'streamspace-watcher', log, readiness, signal });
+    await retryForever(
+      () =>
+        ensureStreams(nc as NatsConnection, {
+          eventsMaxAgeSeconds: Math.round(config.EVENTS_MAX_AGE / 1000),
+        }),
+      {
+        signal,
+        initialMs: 500,
+        maxMs: 10_000,
+        onError: (error, attempt, delayMs) => {
+          readiness.set('jetstream', false, `cannot declare the streams: ${(error as Error).message}`);
+          log.warn(
+            { err: (error as Error).message, attempt, retryInMs: delayMs },
+            'declaring the JetStream streams failed; retrying',
+          );
+        },
+      },
+    );
+    readiness.set('jetstream', true);
+    const js = jetstream(nc);
+    publisher = new Publisher({
+      publish: async (subject, data, msgID) => {
+        const ack = await js.publish(subject, data, { msgID });
+        return { duplicate: ack.duplicate };
+      },
+      maxQueue: config.PUBLISH_QUEUE_LIMIT,
+      concurrency: config.PUBLISH_CONCURRENCY,
+      backoff: { initialMs: 200, maxMs: 10_000 },
+      isPermanent: isPermanentPublishError,
+      hooks: {
+        published: (publication, result) => {
+          if (result.duplicate) metrics.duplicates.labels(publication.stream).inc();
+          else if (publication.stream === 'events')
+            metrics.eventsPublished.labels(publication.body.kind, publication.body.type).inc();
+          else metrics.workItemsPublished.labels(publication.body.kind, publication.body.reason).inc();
+        },
+        failed: (publication, error, retryInMs) => {
+          metrics.publishErrors.inc();
+          // One line per retry pause, not one per message queued behind it.
+          if (retryInMs !== undefined) {
+            log.warn(
+              {
+                err: (error as Error).message,
+                subject: publication.subject,
+                retryInMs,
+                pending: publisher?.pending,
+              },
+              'publishing failed; retrying',
+            );
+          }
+        },
+        dropped: (publication, reason, error) => {
+          metrics.dropped.labels(reason).inc();
+          log.error(
+            {
+              reason,
+              subject: publication.subject,
+              msgID: publication.msgID,
+              err: error ? (error as Error).message : undefined,
+            },
+            reason === 'overflow'
+              ? 'publish queue full while NATS is unreachable; dropped the oldest message (a resync follows)'
+              : 'JetStream can never accept this message; dropped it',
+          );
+        },
+        health: (ok, reason) => {
+          readiness.set('publish', ok, reason);
+          const recovered = ok && !publishing;
+          publishing = ok;
+          // JetStream can fail while the connection stays up (no reconnect to notice), so
+          // recovery of publishing triggers the repairing resync too.
+          if (recovered) resync('reconnect');
+        },
+        drainedAfterDrops: () => resync('overflow'),
+      },
+    });
+    void (async () => {
+      for await (const status of (nc as NatsConnection).status()) {
+        if (status.type === 'reconnect') {
+          publisher?.resume();
+          // Whatever was dropped or happened while we could not publish is repaired by announcing everything again.
+          resync('reconnect');
+        }
+      }
+    })();
+    for (const watch of watches.values()) watchRuns.push(watch.run(signal));
+    if (signal.aborted) return;
+    if (config.RESYNC_INTERVAL > 0) scheduleResync();
+    else
+      log.warn(
+        'RESYNC_INTERVAL is 0: no periodic resync; a missed change waits for the next change of its object',
+      );
+    log.info(
+      {
+        namespace: config.WATCH_NAMESPACE ?? '(all)',
+        resyncInterval: config.RESYNC_INTERVAL > 0 ? formatDuration(config.RESYNC_INTERVAL) : 'off',
+        eventsMaxAge: config.EVENTS_MAX_AGE > 0 ? formatDuration(config.EVENTS_MAX_AGE) : 'unlimited',
+      },
+      'watching',
+    );
+  })().catch((error) => {
+    if (!signal.aborted) log.error({ err: (error as Error).message }, 'watcher failed to start');
+  });
+
+  return {
+    async stop() {
+      stopping.abort();
+      clearTimeout(resyncTimer);
+      await startup;
+      await Promise.all(watchRuns);
+      if (publisher) {
+        const pending = publisher.pending;
+        const flushed = await publisher.flush(config.SHUTDOWN_FLUSH_TIMEOUT);
+        if (flushed) log.info({ flushed: pending }, 'published everything queued');
+        else
+          log.warn(
+            { lost: publisher.pending },
+            'stopping with publications still unacknowledged; the next resync repairs them',
+          );
+        publisher.close();
+      }
+      if (nc && !nc.isClosed()) await closeNats(nc, log);
+    },
+  };
+}

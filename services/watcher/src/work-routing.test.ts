@@ -1,0 +1,187 @@
+import { changeEventSchema, LABELS, workItemSchema } from '@streamspace/shared';
+import { describe, expect, it } from 'vitest';
+import type { KubeObject } from './kube-object.js';
+import type { CacheChange } from './object-cache.js';
+import { type Publication, routeChange, routeResync, workReasons } from './work-routing.js';
+
+function obj(
+  name: string,
+  options: {
+    rv?: string;
+    uid?: string;
+    generation?: number;
+    labels?: Record<string, string>;
+    namespace?: string;
+  } = {},
+): KubeObject {
+  const { rv = '10', uid = `uid-${name}`, generation = 1, labels = {}, namespace = 'team-a' } = options;
+  return {
+    namespace,
+    name,
+    uid,
+    resourceVersion: rv,
+    generation,
+    labels,
+    raw: {
+      metadata: { namespace, name, uid, resourceVersion: rv, generation, labels },
+      spec: {},
+    },
+  };
+}
+
+const observedAt = new Date('2025-01-02T03:04:05.000Z');
+const noSessions = { sessionsUsing: () => [], observedAt };
+const withSessions = (names: string[]) => ({
+  sessionsUsing: (namespace: string, template: string) =>
+    namespace === 'team-a' && template === 'firefox' ? names : [],
+  observedAt,
+});
+
+const brief = (publications: Publication[]) => publications.map((p) => `${p.stream} ${p.subject} ${p.msgID}`);
+
+describe('routeChange', () => {
+  it('publishes a Session change as an event and a work item for that Session', () => {
+    const change: CacheChange = { type: 'modified', object: obj('s1', { rv: '42' }) };
+    const routed = routeChange('session', change, noSessions);
+    expect(routed.invalid).toEqual([]);
+    expect(brief(routed.publications)).toEqual([
+      'events streamspace.events.session.team-a.s1 uid-s1:42:modified',
+      'work streamspace.work.session.team-a.s1 uid-s1:42:present>session/team-a/s1',
+    ]);
+    const [event, work] = routed.publications;
+    expect(changeEventSchema.parse(event?.body)).toMatchObject({
+      type: 'modified',
+      kind: 'session',
+      namespace: 'team-a',
+      name: 's1',
+      uid: 'uid-s1',
+      resourceVersion: '42',
+      generation: 1,
+      observedAt: '2025-01-02T03:04:05.000Z',
+    });
+    expect(changeEventSchema.parse(event?.body).object).toEqual({
+      metadata: expect.objectContaining({ name: 's1' }),
+      spec: {},
+    });
+    expect(workItemSchema.parse(work?.body)).toEqual({
+      kind: 'session',
+      namespace: 'team-a',
+      name: 's1',
+      reason: 'session-modified',
+    });
+  });
+
+  it('gives the same state seen by a list (added) and by a watch (modified) one work item id, but a deletion another', () => {
+    const object = obj('s1', { rv: '42' });
+    const work = (type: CacheChange['type']) =>
+      routeChange('session', { type, object }, noSessions).publications.find((p) => p.stream === 'work')
+        ?.msgID;
+    expect(work('added')).toBe(work('modified'));
+    expect(work('deleted')).not.toBe(work('modified'));
+  });
+
+  it.each(['deployment', 'pod'] as const)('routes a %s labelled with its Session to that Session', (kind) => {
+    const child = obj('ss-s1-abc', { rv: '7', labels: { [LABELS.session]: 's1' } });
+    const routed = routeChange(kind, { type: 'deleted', object: child }, noSessions);
+    expect(brief(routed.publications)).toEqual([
+      `events streamspace.events.${kind}.team-a.ss-s1-abc uid-ss-s1-abc:7:deleted`,
+      `work streamspace.work.session.team-a.s1 uid-ss-s1-abc:7:deleted>session/team-a/s1`,
+    ]);
+    expect(routed.publications[1]?.body).toMatchObject({ reason: `${kind}-deleted` });
+  });
+
+  it('publishes only the event for a managed child without a Session label', () => {
+    const routed = routeChange('pod', { type: 'modified', object: obj('stray') }, noSessions);
+    expect(routed.publications.map((p) => p.stream)).toEqual(['events']);
+  });
+
+  it('fans a Template change out to the Template and every Session that uses it', () => {
+    const previous = obj('firefox', { rv: '5', generation: 1 });
+    const change: CacheChange = {
+      type: 'modified',
+      object: obj('firefox', { rv: '9', generation: 2 }),
+      previous,
+    };
+    const routed = routeChange('template', change, withSessions(['s1', 's2']));
+    expect(brief(routed.publications)).toEqual([
+      'events streamspace.events.template.team-a.firefox uid-firefox:9:modified',
+      'work streamspace.work.template.team-a.firefox uid-firefox:9:present>template/team-a/firefox',
+      'work streamspace.work.session.team-a.s1 uid-firefox:9:present>session/team-a/s1',
+      'work streamspace.work.session.team-a.s2 uid-firefox:9:present>session/team-a/s2',
+    ]);
+    expect(routed.publications.slice(1).map((p) => (p.body as { reason: string }).reason)).toEqual([
+      'template-modified',
+      'template-modified',
+      'template-modified',
+    ]);
+  });
+
+  it('fans out additions and deletions of a Template, but not status-only updates', () => {
+    const sessions = withSessions(['s1']);
+    const count = (change: CacheChange) => routeChange('template', change, sessions).publications.length;
+    expect(count({ type: 'added', object: obj('firefox') })).toBe(3);
+    expect(count({ type: 'deleted', object: obj('firefox') })).toBe(3);
+    const statusOnly: CacheChange = {
+      type: 'modified',
+      object: obj('firefox', { rv: '9', generation: 3 }),
+      previous: obj('firefox', { rv: '8', generation: 3 }),
+    };
+    expect(count(statusOnly)).toBe(2);
+  });
+
+  it('reports an object that breaks the message schema instead of publishing it', () => {
+    const bad = obj('Bad_Name', { labels: { [LABELS.session]: 'Also Bad' } });
+    const routed = routeChange('pod', { type: 'added', object: bad }, noSessions);
+    expect(routed.publications).toEqual([]);
+    expect(routed.invalid).toHaveLength(2);
+    expect(routed.invalid[0]).toMatch(
+      /^events message for streamspace\.events\.pod\.team-a\.Bad_Name: name:/,
+    );
+  });
+
+  it('escapes dots of Template names in subjects', () => {
+    const routed = routeChange('template', { type: 'added', object: obj('desk.top') }, noSessions);
+    expect(routed.publications.map((p) => p.subject)).toEqual([
+      'streamspace.events.template.team-a.desk_top',
+      'streamspace.work.template.team-a.desk_top',
+    ]);
+  });
+});
+
+describe('routeResync', () => {
+  it('announces every object as a resync event and a work item named after the round', () => {
+    const routed = routeResync(
+      'session',
+      [obj('s1', { rv: '3' }), obj('s2', { rv: '4' })],
+      'p17',
+      observedAt,
+    );
+    expect(brief(routed.publications)).toEqual([
+      'events streamspace.events.session.team-a.s1 uid-s1:3:resync:p17',
+      'work streamspace.work.session.team-a.s1 uid-s1:3:resync:p17>session/team-a/s1',
+      'events streamspace.events.session.team-a.s2 uid-s2:4:resync:p17',
+      'work streamspace.work.session.team-a.s2 uid-s2:4:resync:p17>session/team-a/s2',
+    ]);
+    expect(routed.publications[0]?.body).toMatchObject({ type: 'resync' });
+    expect(routed.publications[1]?.body).toMatchObject({ reason: 'resync' });
+  });
+
+  it('uses other ids in another round', () => {
+    const ids = (round: string) =>
+      routeResync('template', [obj('t')], round, observedAt).publications.map((p) => p.msgID);
+    expect(ids('p1')).not.toEqual(ids('p2'));
+  });
+});
+
+describe('workReasons', () => {
+  it('lists every reason a work item can carry', () => {
+    expect(workReasons('template')).toEqual([
+      'template-added',
+      'template-modified',
+      'template-deleted',
+      'resync',
+    ]);
+    expect(workReasons('session')).toHaveLength(13);
+    expect(workReasons('session')).toContain('pod-modified');
+  });
+});

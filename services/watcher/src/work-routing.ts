@@ -1,0 +1,195 @@
+import {
+  type ChangeEvent,
+  changeEventSchema,
+  LABELS,
+  type ObservedKind,
+  subjects,
+  type WorkItem,
+  type WorkKind,
+  workItemSchema,
+} from '@streamspace/shared';
+import type { KubeObject } from './kube-object.js';
+import type { CacheChange, ChangeType } from './object-cache.js';
+
+/**
+ * What one observed change means on NATS, as plain data: the change event for subscribers and
+ * the work items for the reconciler. No I/O here, so every routing rule is a unit test.
+ *
+ * Message ids make double publishing harmless: two watchers that see the same change build the
+ * same ids, and JetStream keeps only the first within the stream's duplicate window.
+ */
+export type Publication =
+  | { stream: 'events'; subject: string; msgID: string; body: ChangeEvent }
+  | { stream: 'work'; subject: string; msgID: string; body: WorkItem };
+
+export type EventType = ChangeEvent['type'];
+
+export const OBSERVED_KINDS: readonly ObservedKind[] = ['session', 'template', 'deployment', 'pod'];
+export const EVENT_TYPES: readonly EventType[] = ['added', 'modified', 'deleted', 'resync'];
+export const RESYNC_REASON = 'resync';
+
+/** Every reason a work item of each kind can carry (so metrics can start them at zero). */
+export function workReasons(kind: WorkKind): string[] {
+  const changeTypes: ChangeType[] = ['added', 'modified', 'deleted'];
+  const triggers: ObservedKind[] =
+    kind === 'session' ? ['session', 'template', 'deployment', 'pod'] : ['template'];
+  return [
+    ...triggers.flatMap((trigger) => changeTypes.map((type) => workReason(trigger, type))),
+    RESYNC_REASON,
+  ];
+}
+
+export function workReason(trigger: ObservedKind, type: ChangeType): string {
+  return `${trigger}-${type}`;
+}
+
+export interface RoutedChange {
+  publications: Publication[];
+  /** Messages that could not be built because the object breaks the message schema. */
+  invalid: string[];
+}
+
+export interface RoutingContext {
+  /** Names of the Sessions in `namespace` whose spec.template is `template`. */
+  sessionsUsing(namespace: string, template: string): readonly string[];
+  observedAt: Date;
+}
+
+function targetKey(kind: WorkKind, namespace: string, name: string): string {
+  return `${kind}/${namespace}/${name}`;
+}
+
+function eventPublication(
+  kind: ObservedKind,
+  type: EventType,
+  object: KubeObject,
+  observedAt: Date,
+  msgID: string,
+): Publication {
+  return {
+    stream: 'events',
+    subject: subjects.event(kind, object.namespace, object.name),
+    msgID,
+    body: {
+      type,
+      kind,
+      namespace: object.namespace,
+      name: object.name,
+      uid: object.uid,
+      resourceVersion: object.resourceVersion,
+      ...(object.generation !== undefined ? { generation: object.generation } : {}),
+      observedAt: observedAt.toISOString(),
+      object: object.raw,
+    },
+  };
+}
+
+function workPublication(
+  kind: WorkKind,
+  namespace: string,
+  name: string,
+  reason: string,
+  msgIDPrefix: string,
+): Publication {
+  return {
+    stream: 'work',
+    subject: subjects.work(kind, namespace, name),
+    msgID: `${msgIDPrefix}>${targetKey(kind, namespace, name)}`,
+    body: { kind, namespace, name, reason },
+  };
+}
+
+/**
+ * Whether a Template change can matter to the Sessions that use it. Status-only updates (the
+ * reconciler writing whether the template is valid) leave metadata.generation alone; fanning
+ * those out would make every status write re-reconcile every Session of the template.
+ */
+function templateSpecChanged(change: CacheChange): boolean {
+  if (change.type !== 'modified' || !change.previous) return true;
+  const { generation } = change.object;
+  return generation === undefined || generation !== change.previous.generation;
+}
+
+/** The Session a child belongs to, from the label the reconciler puts on everything it creates. */
+export function owningSession(object: KubeObject): string | undefined {
+  const name = object.labels[LABELS.session];
+  return name ? name : undefined;
+}
+
+function validated(publications: Publication[]): RoutedChange {
+  const valid: Publication[] = [];
+  const invalid: string[] = [];
+  for (const publication of publications) {
+    const result =
+      publication.stream === 'events'
+        ? changeEventSchema.safeParse(publication.body)
+        : workItemSchema.safeParse(publication.body);
+    if (result.success) valid.push(publication);
+    else {
+      const problems = result.error.issues
+        .map((i) => `${i.path.join('.') || '(message)'}: ${i.message}`)
+        .join('; ');
+      invalid.push(`${publication.stream} message for ${publication.subject}: ${problems}`);
+    }
+  }
+  return { publications: valid, invalid };
+}
+
+/** The messages one observed change of one kind produces. */
+export function routeChange(kind: ObservedKind, change: CacheChange, context: RoutingContext): RoutedChange {
+  const { object, type } = change;
+  const publications: Publication[] = [
+    eventPublication(
+      kind,
+      type,
+      object,
+      context.observedAt,
+      `${object.uid}:${object.resourceVersion}:${type}`,
+    ),
+  ];
+  // The same state seen through a list by one watcher and through a watch by the other is one
+  // trigger; a deletion is a different one even when a relist reports it at the last known version.
+  const workPrefix = `${object.uid}:${object.resourceVersion}:${type === 'deleted' ? 'deleted' : 'present'}`;
+  const reason = workReason(kind, type);
+  switch (kind) {
+    case 'session':
+      publications.push(workPublication('session', object.namespace, object.name, reason, workPrefix));
+      break;
+    case 'template':
+      publications.push(workPublication('template', object.namespace, object.name, reason, workPrefix));
+      if (templateSpecChanged(change)) {
+        for (const session of context.sessionsUsing(object.namespace, object.name)) {
+          publications.push(workPublication('session', object.namespace, session, reason, workPrefix));
+        }
+      }
+      break;
+    case 'deployment':
+    case 'pod': {
+      const session = owningSession(object);
+      if (session)
+        publications.push(workPublication('session', object.namespace, session, reason, workPrefix));
+      break;
+    }
+  }
+  return validated(publications);
+}
+
+/**
+ * The messages of a resync: every Session and Template announced again, as a `resync` event
+ * and a work item. `round` names the resync; two watchers resyncing in the same round build the
+ * same ids, so the stream keeps one copy.
+ */
+export function routeResync(
+  kind: WorkKind,
+  objects: Iterable<KubeObject>,
+  round: string,
+  observedAt: Date,
+): RoutedChange {
+  const publications: Publication[] = [];
+  for (const object of objects) {
+    const prefix = `${object.uid}:${object.resourceVersion}:resync:${round}`;
+    publications.push(eventPublication(kind, 'resync', object, observedAt, prefix));
+    publications.push(workPublication(kind, object.namespace, object.name, RESYNC_REASON, prefix));
+  }
+  return validated(publications);
+}
