@@ -15,6 +15,12 @@ import { BUCKETS, CONSUMERS, STREAMS, subjects } from './subjects.js';
 const SECOND_NS = 1_000_000_000;
 
 export interface TopologyOptions {
+  /**
+   * Update streams that exist to this configuration. Only the service that owns the settings
+   * (the watcher, which is configured with them) does; the others only create what is missing,
+   * so a service started with defaults never undoes an operator's EVENTS_MAX_AGE.
+   */
+  updateExisting?: boolean;
   /** How long change events are kept for late subscribers. */
   eventsMaxAgeSeconds?: number;
   /** How long dead letters are kept for a person to look at. */
@@ -68,9 +74,14 @@ export function streamConfigs(options: TopologyOptions = {}): (Partial<StreamCon
   ];
 }
 
-async function upsertStream(jsm: JetStreamManager, config: Partial<StreamConfig> & { name: string }): Promise<void> {
+async function upsertStream(
+  jsm: JetStreamManager,
+  config: Partial<StreamConfig> & { name: string },
+  updateExisting: boolean,
+): Promise<void> {
   try {
     await jsm.streams.info(config.name);
+    if (!updateExisting) return;
   } catch {
     try {
       await jsm.streams.add(config);
@@ -83,14 +94,21 @@ async function upsertStream(jsm: JetStreamManager, config: Partial<StreamConfig>
   await jsm.streams.update(config.name, config);
 }
 
-export async function ensureStreams(nc: NatsConnection, options: TopologyOptions = {}): Promise<JetStreamManager> {
+export async function ensureStreams(
+  nc: NatsConnection,
+  options: TopologyOptions = {},
+): Promise<JetStreamManager> {
   const jsm = await jetstreamManager(nc);
-  for (const config of streamConfigs(options)) await upsertStream(jsm, config);
+  for (const config of streamConfigs(options))
+    await upsertStream(jsm, config, options.updateExisting ?? false);
   return jsm;
 }
 
 /** The shared durable pull consumer of the work queue: every reconciler replica pulls from it. */
-export async function ensureWorkConsumer(jsm: JetStreamManager, options: TopologyOptions = {}): Promise<void> {
+export async function ensureWorkConsumer(
+  jsm: JetStreamManager,
+  options: TopologyOptions = {},
+): Promise<void> {
   const config = {
     durable_name: CONSUMERS.reconciler,
     ack_policy: AckPolicy.Explicit,
@@ -102,7 +120,10 @@ export async function ensureWorkConsumer(jsm: JetStreamManager, options: Topolog
   };
   try {
     await jsm.consumers.info(STREAMS.work, CONSUMERS.reconciler);
-    await jsm.consumers.update(STREAMS.work, CONSUMERS.reconciler, { ack_wait: config.ack_wait, max_ack_pending: config.max_ack_pending });
+    await jsm.consumers.update(STREAMS.work, CONSUMERS.reconciler, {
+      ack_wait: config.ack_wait,
+      max_ack_pending: config.max_ack_pending,
+    });
   } catch {
     await jsm.consumers.add(STREAMS.work, config);
   }

@@ -217,6 +217,7 @@ export async function startWatcher(context: Context): Promise<RunningService> {
     await retryForever(
       () =>
         ensureStreams(nc as NatsConnection, {
+          updateExisting: true,
           eventsMaxAgeSeconds: Math.round(config.EVENTS_MAX_AGE / 1000),
         }),
       {
