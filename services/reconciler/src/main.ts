@@ -26,7 +26,8 @@ await runService({
   configSchema: natsEnvSchema.extend(reconcilerEnvSchema.shape),
   async start({ config, log, readiness, registry, signal }) {
     const settings = settingsFromEnv(config);
-    const writer = new KubeWriter(KubeClient.fromEnvironment());
+    const kube = KubeClient.fromEnvironment();
+    const writer = new KubeWriter(kube);
     const workerId = `${hostname()}-${process.pid}`;
 
     // The API server is checked on its own so /readyz says which dependency is missing.
@@ -34,7 +35,8 @@ await runService({
     const probeKube = async () => {
       while (!signal.aborted) {
         try {
-          await writer.readTemplate('default', '--readiness-probe--');
+          // /version needs no RBAC, so a namespace-scoped service account can probe it too.
+          await kube.request('GET', '/version');
           readiness.set('kubernetes', true);
         } catch (error) {
           readiness.set('kubernetes', false, `API server unreachable: ${(error as Error).message}`);

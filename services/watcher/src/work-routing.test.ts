@@ -116,6 +116,28 @@ describe('routeChange', () => {
     ]);
   });
 
+  it('enqueues a Session for a new generation, not for a status-only write', () => {
+    const works = (change: CacheChange) =>
+      routeChange('session', change, noSessions).publications.filter((p) => p.stream === 'work').length;
+    const before = obj('s1', { rv: '8', generation: 2 });
+    expect(works({ type: 'modified', object: obj('s1', { rv: '9', generation: 2 }), previous: before })).toBe(
+      0,
+    );
+    expect(works({ type: 'modified', object: obj('s1', { rv: '9', generation: 3 }), previous: before })).toBe(
+      1,
+    );
+    expect(works({ type: 'added', object: before })).toBe(1);
+    expect(works({ type: 'deleted', object: before })).toBe(1);
+    // The event for any subscriber is published either way.
+    expect(
+      routeChange(
+        'session',
+        { type: 'modified', object: obj('s1', { rv: '9', generation: 2 }), previous: before },
+        noSessions,
+      ).publications,
+    ).toHaveLength(1);
+  });
+
   it('fans out additions and deletions of a Template, but not status-only updates', () => {
     const sessions = withSessions(['s1']);
     const count = (change: CacheChange) => routeChange('template', change, sessions).publications.length;

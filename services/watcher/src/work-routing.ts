@@ -104,7 +104,8 @@ function workPublication(
  * reconciler writing whether the template is valid) leave metadata.generation alone; fanning
  * those out would make every status write re-reconcile every Session of the template.
  */
-function templateSpecChanged(change: CacheChange): boolean {
+/** A new generation: the spec changed (status and metadata writes leave generation alone). */
+function specChanged(change: CacheChange): boolean {
   if (change.type !== 'modified' || !change.previous) return true;
   const { generation } = change.object;
   return generation === undefined || generation !== change.previous.generation;
@@ -153,11 +154,14 @@ export function routeChange(kind: ObservedKind, change: CacheChange, context: Ro
   const reason = workReason(kind, type);
   switch (kind) {
     case 'session':
-      publications.push(workPublication('session', object.namespace, object.name, reason, workPrefix));
+      // Status writes (the reconciler's own, the idle reaper's lastActivity) need no reconcile:
+      // what the reconciler acts on is the spec, and its children's changes come by their own watch.
+      if (specChanged(change))
+        publications.push(workPublication('session', object.namespace, object.name, reason, workPrefix));
       break;
     case 'template':
       publications.push(workPublication('template', object.namespace, object.name, reason, workPrefix));
-      if (templateSpecChanged(change)) {
+      if (specChanged(change)) {
         for (const session of context.sessionsUsing(object.namespace, object.name)) {
           publications.push(workPublication('session', object.namespace, session, reason, workPrefix));
         }
