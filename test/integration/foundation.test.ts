@@ -39,33 +39,57 @@ describe('the CRDs in a real API server', () => {
     expect(apiCorpus.templates.invalid.length).toBeGreaterThanOrEqual(15);
   });
 
-  it.each(valid.map((c) => [c.description, c] as const))('accepts and reads back: %s', async (_, testCase) => {
-    await create(testCase.object);
+  it.each(valid.map((c) => [c.description, c] as const))(
+    'accepts and reads back: %s',
+    async (_, testCase) => {
+      await create(testCase.object);
+      const read = (await k.custom.getNamespacedCustomObject({
+        group: API_GROUP,
+        version: API_VERSION,
+        namespace,
+        plural: plural(testCase.object),
+        name: testCase.object.metadata.name,
+      })) as { spec: Record<string, unknown> };
+      for (const [key, value] of Object.entries(
+        (testCase.object as { spec: Record<string, unknown> }).spec,
+      )) {
+        if (typeof value !== 'object') expect(read.spec[key]).toEqual(value);
+      }
+    },
+  );
+
+  it.each(invalid.map((c) => [c.description, c] as const))(
+    'refuses, naming the field: %s',
+    async (_, testCase) => {
+      const result = await kubectl(['apply', '-n', namespace, '-f', '-'], JSON.stringify(testCase.object));
+      expect(result.code).not.toBe(0);
+      expect(result.stderr).toContain(testCase.field);
+    },
+  );
+
+  it('fills in the documented defaults', async () => {
+    const name = 'defaults-check';
+    await create({
+      apiVersion: `${API_GROUP}/${API_VERSION}`,
+      kind: 'Session',
+      metadata: { name },
+      spec: { user: 'zoe', template: 'firefox' },
+    } as CorpusObject);
     const read = (await k.custom.getNamespacedCustomObject({
       group: API_GROUP,
       version: API_VERSION,
       namespace,
-      plural: plural(testCase.object),
-      name: testCase.object.metadata.name,
-    })) as { spec: Record<string, unknown> };
-    for (const [key, value] of Object.entries((testCase.object as { spec: Record<string, unknown> }).spec)) {
-      if (typeof value !== 'object') expect(read.spec[key]).toEqual(value);
-    }
-  });
-
-  it.each(invalid.map((c) => [c.description, c] as const))('refuses, naming the field: %s', async (_, testCase) => {
-    const result = await kubectl(['apply', '-n', namespace, '-f', '-'], JSON.stringify(testCase.object));
-    expect(result.code).not.toBe(0);
-    expect(result.stderr).toContain(testCase.field);
-  });
-
-  it('fills in the documented defaults', async () => {
-    const name = 'defaults-check';
-    await create({ apiVersion: `${API_GROUP}/${API_VERSION}`, kind: 'Session', metadata: { name }, spec: { user: 'zoe', template: 'firefox' } } as CorpusObject);
-    const read = (await k.custom.getNamespacedCustomObject({ group: API_GROUP, version: API_VERSION, namespace, plural: 'sessions', name })) as {
+      plural: 'sessions',
+      name,
+    })) as {
       spec: Record<string, unknown>;
     };
-    expect(read.spec).toMatchObject({ state: 'running', idleTimeout: '30m', maxSessionDuration: '8h', persistentHome: false });
+    expect(read.spec).toMatchObject({
+      state: 'running',
+      idleTimeout: '30m',
+      maxSessionDuration: '8h',
+      persistentHome: false,
+    });
   });
 
   it('prints the Session columns in kubectl get ss, and kubectl explain helps', async () => {
@@ -112,7 +136,10 @@ describe('configuration from the environment', () => {
     ['reconciler', { STARTUP_DEADLINE: '5 minutes' }, 'STARTUP_DEADLINE'],
     ['watcher', { LOG_LEVEL: 'loud' }, 'LOG_LEVEL'],
   ])('%s stops at start with a message naming the bad variable (%o)', async (service, env, variable) => {
-    const child = spawn(process.execPath, [`${repo}/services/${service}/dist/main.js`], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [`${repo}/services/${service}/dist/main.js`], {
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stderr = '';
     child.stderr.on('data', (d) => {
       stderr += d;

@@ -22,7 +22,10 @@ export function kube() {
   };
 }
 
-export async function kubectl(args: string[], input?: string): Promise<{ stdout: string; stderr: string; code: number }> {
+export async function kubectl(
+  args: string[],
+  input?: string,
+): Promise<{ stdout: string; stderr: string; code: number }> {
   return new Promise((resolve) => {
     const child = spawn('kubectl', args, { env: process.env });
     let stdout = '';
@@ -39,14 +42,20 @@ export async function kubectl(args: string[], input?: string): Promise<{ stdout:
 }
 
 export async function installCrds(): Promise<void> {
-  await run('kubectl', ['apply', '--server-side', '--force-conflicts', '-f', `${repo}/crds/`], { env: process.env });
-  await run('kubectl', ['wait', '--for=condition=Established', '--timeout=60s', '-f', `${repo}/crds/`], { env: process.env });
+  await run('kubectl', ['apply', '--server-side', '--force-conflicts', '-f', `${repo}/crds/`], {
+    env: process.env,
+  });
+  await run('kubectl', ['wait', '--for=condition=Established', '--timeout=60s', '-f', `${repo}/crds/`], {
+    env: process.env,
+  });
 }
 
 /** A namespace of its own for each test file, so files never see each other's objects. */
 export async function createNamespace(prefix: string): Promise<string> {
   const name = `${prefix}-${randomBytes(3).toString('hex')}`;
-  await kube().core.createNamespace({ body: { metadata: { name, labels: { 'streamspace.io/test': 'true' } } } });
+  await kube().core.createNamespace({
+    body: { metadata: { name, labels: { 'streamspace.io/test': 'true' } } },
+  });
   return name;
 }
 
@@ -57,7 +66,11 @@ export async function deleteNamespace(name: string): Promise<void> {
 }
 
 /** Polls `check` until it stops throwing, or fails with its last error after `timeoutMs`. */
-export async function eventually<T>(check: () => Promise<T> | T, timeoutMs = 30_000, intervalMs = 200): Promise<T> {
+export async function eventually<T>(
+  check: () => Promise<T> | T,
+  timeoutMs = 30_000,
+  intervalMs = 200,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   while (Date.now() < deadline) {

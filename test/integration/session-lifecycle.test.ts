@@ -1,8 +1,23 @@
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
-import { API_GROUP, API_VERSION, homeClaimName, sessionChildName, STREAMS, subjects } from '@streamspace/shared';
+import {
+  API_GROUP,
+  API_VERSION,
+  homeClaimName,
+  sessionChildName,
+  STREAMS,
+  subjects,
+} from '@streamspace/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createNamespace, deleteNamespace, eventually, installCrds, kube, kubectl, ServiceProcess } from './harness.js';
+import {
+  createNamespace,
+  deleteNamespace,
+  eventually,
+  installCrds,
+  kube,
+  kubectl,
+  ServiceProcess,
+} from './harness.js';
 
 /**
  * The user's walkthrough and the failure cases of issue 3, on the real control plane with two
@@ -15,7 +30,11 @@ const watchers: ServiceProcess[] = [];
 const reconcilers: ServiceProcess[] = [];
 let nc: NatsConnection;
 
-const reconcilerEnv = () => ({ STARTUP_DEADLINE: '4s', INGRESS_DOMAIN: 'desktops.test', WATCH_NAMESPACE: namespace });
+const reconcilerEnv = () => ({
+  STARTUP_DEADLINE: '4s',
+  INGRESS_DOMAIN: 'desktops.test',
+  WATCH_NAMESPACE: namespace,
+});
 
 function template(name: string, image = 'lscr.io/linuxserver/firefox:latest') {
   return {
@@ -52,9 +71,20 @@ async function apply(object: object): Promise<void> {
 }
 
 async function getSession(name: string) {
-  return (await k.custom.getNamespacedCustomObject({ group: API_GROUP, version: API_VERSION, namespace, plural: 'sessions', name })) as {
+  return (await k.custom.getNamespacedCustomObject({
+    group: API_GROUP,
+    version: API_VERSION,
+    namespace,
+    plural: 'sessions',
+    name,
+  })) as {
     spec: Record<string, unknown>;
-    status?: { phase?: string; url?: string; podName?: string; conditions?: { type: string; status: string; reason: string; message: string }[] };
+    status?: {
+      phase?: string;
+      url?: string;
+      podName?: string;
+      conditions?: { type: string; status: string; reason: string; message: string }[];
+    };
   };
 }
 
@@ -67,7 +97,16 @@ async function waitPhase(name: string, phase: string, timeoutMs = 30_000) {
 }
 
 async function setState(name: string, state: string): Promise<void> {
-  const result = await kubectl(['patch', 'session', name, '-n', namespace, '--type=merge', '-p', JSON.stringify({ spec: { state } })]);
+  const result = await kubectl([
+    'patch',
+    'session',
+    name,
+    '-n',
+    namespace,
+    '--type=merge',
+    '-p',
+    JSON.stringify({ spec: { state } }),
+  ]);
   if (result.code !== 0) throw new Error(result.stderr);
 }
 
@@ -83,7 +122,8 @@ async function exists(read: () => Promise<unknown>): Promise<boolean> {
 beforeAll(async () => {
   await installCrds();
   namespace = await createNamespace('lifecycle');
-  for (let i = 0; i < 2; i++) watchers.push(new ServiceProcess('watcher', { WATCH_NAMESPACE: namespace, RESYNC_INTERVAL: '30s' }));
+  for (let i = 0; i < 2; i++)
+    watchers.push(new ServiceProcess('watcher', { WATCH_NAMESPACE: namespace, RESYNC_INTERVAL: '30s' }));
   for (let i = 0; i < 3; i++) reconcilers.push(new ServiceProcess('reconciler', reconcilerEnv()));
   await Promise.all([...watchers, ...reconcilers].map((s) => s.waitReady()));
   await apply(template('firefox'));
@@ -104,7 +144,14 @@ describe('a session through its whole life', () => {
     expect(running.status?.podName).toMatch(/^ss-walk-/);
 
     const child = sessionChildName('walk');
-    const listed = await kubectl(['get', 'deployments,services,ingresses,pvc', '-n', namespace, '-o', 'name']);
+    const listed = await kubectl([
+      'get',
+      'deployments,services,ingresses,pvc',
+      '-n',
+      namespace,
+      '-o',
+      'name',
+    ]);
     expect(listed.stdout).toContain(`deployment.apps/${child}`);
     expect(listed.stdout).toContain(`service/${child}`);
     expect(listed.stdout).toContain(`ingress.networking.k8s.io/${child}`);
@@ -112,7 +159,9 @@ describe('a session through its whole life', () => {
 
     const table = await kubectl(['get', 'ss', '-n', namespace]);
     expect(table.stdout).toMatch(/NAME\s+USER\s+TEMPLATE\s+STATE\s+PHASE\s+URL\s+AGE/);
-    expect(table.stdout).toMatch(/walk\s+alice@example.com\s+firefox\s+running\s+Running\s+http:\/\/walk.desktops.test\//);
+    expect(table.stdout).toMatch(
+      /walk\s+alice@example.com\s+firefox\s+running\s+Running\s+http:\/\/walk.desktops.test\//,
+    );
 
     const deployment = await k.apps.readNamespacedDeployment({ namespace, name: child });
     const pod = deployment.spec?.template.spec;
@@ -138,15 +187,33 @@ describe('a session through its whole life', () => {
       expect(await exists(() => k.core.readNamespacedService({ namespace, name: child }))).toBe(false);
       expect(await exists(() => k.networking.readNamespacedIngress({ namespace, name: child }))).toBe(false);
     });
-    expect(await exists(() => k.core.readNamespacedPersistentVolumeClaim({ namespace, name: homeClaimName('alice@example.com') }))).toBe(true);
+    expect(
+      await exists(() =>
+        k.core.readNamespacedPersistentVolumeClaim({ namespace, name: homeClaimName('alice@example.com') }),
+      ),
+    ).toBe(true);
 
     const described = await kubectl(['describe', 'session', 'walk', '-n', namespace]);
-    for (const reason of ['Created', 'Running', 'Hibernated', 'Woken', 'Terminated']) expect(described.stdout).toContain(reason);
+    for (const reason of ['Created', 'Running', 'Hibernated', 'Woken', 'Terminated'])
+      expect(described.stdout).toContain(reason);
 
     await kubectl(['delete', 'session', 'walk', '-n', namespace, '--wait=true']);
-    const left = await kubectl(['get', 'deployments,services,ingresses,pvc', '-n', namespace, '-o', 'name', '-l', 'stream.streamspace.io/session=walk']);
+    const left = await kubectl([
+      'get',
+      'deployments,services,ingresses,pvc',
+      '-n',
+      namespace,
+      '-o',
+      'name',
+      '-l',
+      'stream.streamspace.io/session=walk',
+    ]);
     expect(left.stdout.trim()).toBe('');
-    expect(await exists(() => k.core.readNamespacedPersistentVolumeClaim({ namespace, name: homeClaimName('alice@example.com') }))).toBe(true);
+    expect(
+      await exists(() =>
+        k.core.readNamespacedPersistentVolumeClaim({ namespace, name: homeClaimName('alice@example.com') }),
+      ),
+    ).toBe(true);
   });
 
   it('starts ten users at once, one of them twice, without a name collision', async () => {
@@ -154,17 +221,25 @@ describe('a session through its whole life', () => {
     const creations: Promise<void>[] = [];
     for (let i = 0; i < 10; i++) {
       names.push(`crowd-${i}`);
-      creations.push(apply(session(`crowd-${i}`, `user${i}@example.com`, 'firefox', { persistentHome: true })));
+      creations.push(
+        apply(session(`crowd-${i}`, `user${i}@example.com`, 'firefox', { persistentHome: true })),
+      );
     }
     names.push('crowd-0-again');
     creations.push(apply(session('crowd-0-again', 'user0@example.com', 'firefox', { persistentHome: true })));
     await Promise.all(creations);
     for (const name of names) await waitPhase(name, 'Running', 60_000);
-    const deployments = await k.apps.listNamespacedDeployment({ namespace, labelSelector: 'stream.streamspace.io/template=firefox' });
-    const crowd = deployments.items.filter((d) => d.metadata?.labels?.['stream.streamspace.io/session']?.startsWith('crowd-'));
+    const deployments = await k.apps.listNamespacedDeployment({
+      namespace,
+      labelSelector: 'stream.streamspace.io/template=firefox',
+    });
+    const crowd = deployments.items.filter((d) =>
+      d.metadata?.labels?.['stream.streamspace.io/session']?.startsWith('crowd-'),
+    );
     expect(new Set(crowd.map((d) => d.metadata?.name)).size).toBe(11);
     const claims = await k.core.listNamespacedPersistentVolumeClaim({ namespace });
-    for (let i = 0; i < 10; i++) expect(claims.items.map((c) => c.metadata?.name)).toContain(homeClaimName(`user${i}@example.com`));
+    for (let i = 0; i < 10; i++)
+      expect(claims.items.map((c) => c.metadata?.name)).toContain(homeClaimName(`user${i}@example.com`));
     const urls = new Set<string>();
     for (const name of names) urls.add((await getSession(name)).status?.url as string);
     expect(urls.size).toBe(11);
@@ -181,7 +256,9 @@ describe('waiting, failing and repairing', () => {
       return s;
     });
     expect(waiting.status?.phase).toBe('Pending');
-    expect(waiting.status?.conditions?.find((c) => c.type === 'TemplateResolved')?.message).toContain('late-template');
+    expect(waiting.status?.conditions?.find((c) => c.type === 'TemplateResolved')?.message).toContain(
+      'late-template',
+    );
     await apply(template('late-template'));
     await waitPhase('patient', 'Running');
   });
@@ -215,12 +292,18 @@ describe('waiting, failing and repairing', () => {
     await apply(template('evolving', 'example.org/app:2'));
     // Give the change time to reach the reconcilers; the running desktop must not move.
     await new Promise((r) => setTimeout(r, 3_000));
-    expect((await k.apps.readNamespacedDeployment({ namespace, name: child })).spec?.template.spec?.containers[0]?.image).toBe('example.org/app:1');
+    expect(
+      (await k.apps.readNamespacedDeployment({ namespace, name: child })).spec?.template.spec?.containers[0]
+        ?.image,
+    ).toBe('example.org/app:1');
     await setState('steady', 'hibernated');
     await waitPhase('steady', 'Hibernated');
     await setState('steady', 'running');
     await waitPhase('steady', 'Running');
-    expect((await k.apps.readNamespacedDeployment({ namespace, name: child })).spec?.template.spec?.containers[0]?.image).toBe('example.org/app:2');
+    expect(
+      (await k.apps.readNamespacedDeployment({ namespace, name: child })).spec?.template.spec?.containers[0]
+        ?.image,
+    ).toBe('example.org/app:2');
   });
 });
 
@@ -259,7 +342,10 @@ describe('workers under faults', () => {
       for (let i = 1; i < list.length; i++) {
         compared++;
         const previous = list[i - 1] as { end: number; worker: string };
-        expect(list[i]?.start, `${key} reconciled by ${previous.worker} and ${list[i]?.worker} at once`).toBeGreaterThanOrEqual(previous.end);
+        expect(
+          list[i]?.start,
+          `${key} reconciled by ${previous.worker} and ${list[i]?.worker} at once`,
+        ).toBeGreaterThanOrEqual(previous.end);
       }
     }
     expect(compared).toBeGreaterThan(20);
@@ -271,12 +357,21 @@ describe('workers under faults', () => {
     const jsm = await jetstreamManager(nc);
     const before = (await jsm.streams.info(STREAMS.deadLetter)).state.messages;
     nc.publish(subjects.work('session', namespace, 'garbage'), 'this is not json');
-    nc.publish(subjects.work('session', namespace, 'wrong-shape'), JSON.stringify({ kind: 'session', namespace: 'UPPER', name: 7 }));
-    await eventually(async () => expect((await jsm.streams.info(STREAMS.deadLetter)).state.messages).toBeGreaterThanOrEqual(before + 2));
+    nc.publish(
+      subjects.work('session', namespace, 'wrong-shape'),
+      JSON.stringify({ kind: 'session', namespace: 'UPPER', name: 7 }),
+    );
+    await eventually(async () =>
+      expect((await jsm.streams.info(STREAMS.deadLetter)).state.messages).toBeGreaterThanOrEqual(before + 2),
+    );
     for (const service of [...watchers, ...reconcilers]) expect(service.running).toBe(true);
     const metrics = await Promise.all(reconcilers.map((r) => r.get('/metrics')));
     const malformed = metrics
-      .map((m) => Number(/streamspace_reconciler_dead_letters_total\{reason="malformed"\} (\d+)/.exec(m.body)?.[1] ?? 0))
+      .map((m) =>
+        Number(
+          /streamspace_reconciler_dead_letters_total\{reason="malformed"\} (\d+)/.exec(m.body)?.[1] ?? 0,
+        ),
+      )
       .reduce((a, b) => a + b, 0);
     expect(malformed).toBeGreaterThanOrEqual(2);
     // Valid work still flows.

@@ -1,0 +1,425 @@
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import { createNamespace, deleteNamespace, eventually, installCrds, kube, kubectl, repo } from './harness.js';
+import { COMPONENTS, chartDir, find, helm, helmBinary, objects, ok, run, template } from './helm.js';
+
+/**
+ * The Helm chart (deploy/helm/streamspace) on the real control plane: lint, render, install
+ * (every workload Available — KWOK runs the pods without their images), upgrade with changed
+ * values, uninstall. Also: the chart's copies of crds/ and the catalog, and the plain manifests,
+ * are in step with their sources.
+ */
+
+const k = kube();
+
+/** Where a service's own source lives (the chart's variables must be read there or in packages/shared). */
+function sourceOf(component: string): string {
+  return component === 'shared' ? `${repo}/packages/shared/src` : `${repo}/services/${component}/src`;
+}
+
+describe('the chart, rendered', () => {
+  beforeAll(() => {
+    helmBinary();
+  });
+
+  it('passes helm lint, with the default values and with every option turned on', async () => {
+    ok(await helm(['lint', chartDir, '--strict']), 'helm lint');
+    ok(
+      await helm([
+        'lint',
+        chartDir,
+        '--strict',
+        '--set',
+        'rbac.scope=namespace,watchNamespace=desktops,reconciler.autoscaling.enabled=true,reconciler.autoscaling.targetMemoryUtilizationPercentage=80',
+        '--set',
+        'metrics.serviceMonitor.enabled=true,metrics.userLabel=true,nats.existingSecret=nats-auth,nats.secretKeys.user=user,nats.secretKeys.password=password',
+        '--set',
+        'nats.tls.existingSecret=nats-tls,nats.tls.certKey=tls.crt,nats.tls.keyKey=tls.key,idleReaper.activityToken.existingSecret=activity',
+        '--set',
+        'networkPolicy.activityFrom[0].namespaceSelector.matchLabels.streamspace=sessions,networkPolicy.apiServer.cidrs={10.0.0.1/32}',
+      ]),
+      'helm lint (all options)',
+    );
+  });
+
+  it('rejects values that cannot work, with a message naming them', async () => {
+    const bad = await helm(['template', 'ss', chartDir, '--set', 'rbac.scope=everywhere']);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toMatch(/rbac\/scope|rbac.scope/);
+    const badDuration = await helm([
+      'template',
+      'ss',
+      chartDir,
+      '--set',
+      'sessions.startupDeadline=5 minutes',
+    ]);
+    expect(badDuration.stderr).toMatch(/startupDeadline/);
+    const orphanKey = await helm(['template', 'ss', chartDir, '--set', 'nats.secretKeys.creds=nats.creds']);
+    expect(orphanKey.stderr).toContain('set nats.existingSecret too');
+  });
+
+  it('renders four hardened services within the resource budget, with probes', async () => {
+    const rendered = await template();
+    for (const component of COMPONENTS) {
+      const deployment = find(rendered, 'Deployment', `-${component}`);
+      const pod = deployment.spec.template.spec;
+      const [container] = pod.containers;
+      expect(container.args).toEqual([component]);
+      expect(pod.serviceAccountName).toBe(deployment.metadata.name);
+      expect(pod.securityContext).toMatchObject({
+        runAsNonRoot: true,
+        seccompProfile: { type: 'RuntimeDefault' },
+      });
+      expect(container.securityContext).toMatchObject({
+        allowPrivilegeEscalation: false,
+        readOnlyRootFilesystem: true,
+        capabilities: { drop: ['ALL'] },
+      });
+      expect(container.livenessProbe.httpGet).toEqual({ path: '/healthz', port: 'http' });
+      expect(container.readinessProbe.httpGet).toEqual({ path: '/readyz', port: 'http' });
+      // The plan's budget: under 100m CPU and 100 MB memory per service.
+      expect(container.resources.requests).toEqual({ cpu: '50m', memory: '64Mi' });
+      expect(container.resources.limits.memory).toBe('100Mi');
+      expect(deployment.spec.template.metadata.annotations).toMatchObject({
+        'prometheus.io/scrape': 'true',
+        'prometheus.io/path': '/metrics',
+      });
+      const config = find(rendered, 'ConfigMap', `-${component}`);
+      expect(config.data.HTTP_HOST).toBe('0.0.0.0');
+      expect(container.ports[0].containerPort).toBe(Number(config.data.HTTP_PORT));
+      find(rendered, 'PodDisruptionBudget', `-${component}`);
+      find(rendered, 'Service', `-${component}`);
+      find(rendered, 'ServiceAccount', `-${component}`);
+      expect(find(rendered, 'ClusterRole', `-${component}`).rules.length).toBeGreaterThan(0);
+      expect(find(rendered, 'ClusterRoleBinding', `-${component}`).subjects).toEqual([
+        { kind: 'ServiceAccount', name: deployment.metadata.name, namespace: 'streamspace' },
+      ]);
+    }
+    expect(rendered.filter((o) => o.kind === 'Template')).toHaveLength(22);
+    expect(
+      rendered.filter((o) => o.kind === 'Template').every((o) => o.metadata.namespace === 'streamspace'),
+    ).toBe(true);
+    const policy = find(rendered, 'NetworkPolicy', 'ss-streamspace');
+    expect(policy.spec.policyTypes).toEqual(['Ingress', 'Egress']);
+    expect(policy.spec.ingress[0].ports).toEqual([{ protocol: 'TCP', port: 'http' }]);
+    expect(rendered.some((o) => o.kind === 'HorizontalPodAutoscaler' || o.kind === 'ServiceMonitor')).toBe(
+      false,
+    );
+  });
+
+  it('maps every platform setting onto the variables the services read', async () => {
+    const rendered = await template(
+      [
+        'ingress.domain=desktops.example.org,ingress.className=nginx,ingress.tlsSecret=wildcard-tls',
+        'home.storageClass=cephfs,home.size=20Gi,home.accessMode=ReadWriteOnce',
+        'sessions.defaultIdleTimeout=45m,sessions.defaultMaxDuration=12h,sessions.startupDeadline=3m',
+        'metrics.userLabel=true,idleReaper.activityToken.existingSecret=activity,logLevel=debug',
+      ],
+      // --set reads {a,b} as a list; the host pattern is a literal string.
+      ['--set-literal', 'ingress.hostPattern={session}-{namespace}.{domain}'],
+    );
+    const data = (component: string) =>
+      find(rendered, 'ConfigMap', `-${component}`).data as Record<string, string>;
+    expect(data('reconciler')).toMatchObject({
+      INGRESS_DOMAIN: 'desktops.example.org',
+      INGRESS_HOST_PATTERN: '{session}-{namespace}.{domain}',
+      INGRESS_CLASS: 'nginx',
+      INGRESS_TLS_SECRET: 'wildcard-tls',
+      HOME_STORAGE_CLASS: 'cephfs',
+      HOME_STORAGE_SIZE: '20Gi',
+      HOME_ACCESS_MODE: 'ReadWriteOnce',
+      STARTUP_DEADLINE: '3m',
+      LOG_LEVEL: 'debug',
+    });
+    expect(data('idle-reaper')).toMatchObject({
+      DEFAULT_IDLE_TIMEOUT: '45m',
+      DEFAULT_MAX_SESSION_DURATION: '12h',
+      ACTIVITY_TOKEN_FILE: '/etc/streamspace/activity-token/token',
+    });
+    expect(data('metrics')).toMatchObject({ METRICS_USER_LABEL: 'true' });
+    expect(data('watcher')).toMatchObject({ RESYNC_INTERVAL: '5m', EVENTS_MAX_AGE: '24h' });
+    expect(data('watcher').WATCH_NAMESPACE).toBeUndefined();
+
+    // Every variable the chart sets is read by the service it is given to.
+    for (const component of COMPONENTS) {
+      const deployment = find(rendered, 'Deployment', `-${component}`);
+      const names = [
+        ...Object.keys(data(component)),
+        ...deployment.spec.template.spec.containers[0].env.map((e: { name: string }) => e.name),
+      ];
+      const source = (await run('sh', ['-c', `cat ${sourceOf(component)}/*.ts ${sourceOf('shared')}/*.ts`]))
+        .stdout;
+      const unread = names.filter(
+        (name) => name !== 'NODE_OPTIONS' && !new RegExp(`\\b${name}\\b`).test(source),
+      );
+      expect(unread, `${component} does not read these variables the chart sets`).toEqual([]);
+    }
+  });
+
+  it('switches to namespaced Roles, NATS secrets and TLS, autoscaling and a ServiceMonitor on request', async () => {
+    const rendered = await template([
+      'rbac.scope=namespace,watchNamespace=desktops,catalog.exclude={blender,kdenlive}',
+      'reconciler.autoscaling.enabled=true,metrics.serviceMonitor.enabled=true,metrics.serviceMonitor.labels.release=prom',
+      'nats.existingSecret=nats-auth,nats.secretKeys.url=url,nats.secretKeys.creds=nats.creds',
+      'nats.tls.existingSecret=nats-tls,nats.tls.certKey=tls.crt,nats.tls.keyKey=tls.key',
+    ]);
+    expect(rendered.some((o) => o.kind === 'ClusterRole' && o.metadata.name.includes('-watcher'))).toBe(
+      false,
+    );
+    for (const component of COMPONENTS) {
+      const role = find(rendered, 'Role', `-${component}`);
+      expect(role.metadata.namespace).toBe('desktops');
+      expect(find(rendered, 'RoleBinding', `-${component}`).metadata.namespace).toBe('desktops');
+      expect(find(rendered, 'ConfigMap', `-${component}`).data.WATCH_NAMESPACE).toBe('desktops');
+      const container = find(rendered, 'Deployment', `-${component}`).spec.template.spec.containers[0];
+      const env = Object.fromEntries(
+        container.env.map((e: { name: string; value?: string; valueFrom?: unknown }) => [
+          e.name,
+          e.value ?? e.valueFrom,
+        ]),
+      );
+      expect(env).toMatchObject({
+        NATS_URL: { secretKeyRef: { name: 'nats-auth', key: 'url' } },
+        NATS_CREDS_FILE: '/etc/streamspace/nats-creds/nats.creds',
+        NATS_TLS_CA: '/etc/streamspace/nats-tls/ca.crt',
+        NATS_TLS_CERT: '/etc/streamspace/nats-tls/tls.crt',
+        NATS_TLS_KEY: '/etc/streamspace/nats-tls/tls.key',
+      });
+      expect(container.volumeMounts.map((m: { mountPath: string }) => m.mountPath)).toEqual(
+        expect.arrayContaining(['/etc/streamspace/nats-creds', '/etc/streamspace/nats-tls']),
+      );
+    }
+    const templates = rendered.filter((o) => o.kind === 'Template');
+    expect(templates).toHaveLength(20);
+    expect(templates.every((t) => t.metadata.namespace === 'desktops')).toBe(true);
+    expect(find(rendered, 'Deployment', '-reconciler').spec.replicas).toBeUndefined();
+    expect(find(rendered, 'HorizontalPodAutoscaler', '-reconciler').spec).toMatchObject({
+      minReplicas: 2,
+      maxReplicas: 10,
+    });
+    expect(find(rendered, 'ServiceMonitor', 'ss-streamspace').metadata.labels?.release).toBe('prom');
+  });
+
+  it('documents every value in docs/deploy.md', () => {
+    const documented = new Set(
+      [...readFileSync(`${repo}/docs/deploy.md`, 'utf8').matchAll(/`([^`\s]+)`/g)].map((m) => m[1]),
+    );
+    const services = new Set(['watcher', 'reconciler', 'idleReaper', 'metrics']);
+    const leaves = (value: unknown, path: string[]): string[][] =>
+      value !== null && typeof value === 'object' && !Array.isArray(value) && Object.keys(value).length > 0
+        ? Object.entries(value).flatMap(([k, v]) => leaves(v, [...path, k]))
+        : [path];
+    const undocumented = leaves(parse(readFileSync(`${chartDir}/values.yaml`, 'utf8')), [])
+      .filter((path) => {
+        const candidates = path.map((_, i) => path.slice(0, i + 1).join('.'));
+        if (services.has(path[0] as string))
+          candidates.push(`<service>.${path.slice(1).join('.')}`, path.slice(1).join('.'));
+        return !candidates.some((c) => documented.has(c));
+      })
+      .map((path) => path.join('.'));
+    expect(undocumented).toEqual([]);
+  });
+
+  it('carries exact copies of crds/ and the catalog, and the plain manifests are a fresh render', async () => {
+    ok(await run(`${repo}/scripts/sync-chart`, ['--check']), 'scripts/sync-chart --check');
+    ok(await run(`${repo}/scripts/render-manifests`, ['--check']), 'scripts/render-manifests --check');
+    const manifests = objects(readFileSync(`${repo}/deploy/manifests/streamspace.yaml`, 'utf8'));
+    expect(manifests.filter((o) => o.kind === 'CustomResourceDefinition')).toHaveLength(2);
+    expect(manifests.filter((o) => o.kind === 'Deployment')).toHaveLength(4);
+    expect(manifests.some((o) => o.kind === 'Template')).toBe(false);
+    const catalog = objects(readFileSync(`${repo}/deploy/manifests/catalog.yaml`, 'utf8'));
+    expect(catalog.filter((o) => o.kind === 'Template')).toHaveLength(22);
+  });
+});
+
+describe('the chart on the real control plane', () => {
+  let namespace: string;
+  const release = `ss-${randomBytes(3).toString('hex')}`;
+  const fullname = `${release}-streamspace`;
+
+  beforeAll(async () => {
+    helmBinary();
+    await installCrds();
+    namespace = await createNamespace('helm');
+  });
+
+  afterAll(async () => {
+    await helm(['uninstall', release, '--namespace', namespace, '--wait']);
+    if (namespace) await deleteNamespace(namespace);
+  });
+
+  async function deploymentsAvailable(): Promise<Record<string, number>> {
+    const list = await k.apps.listNamespacedDeployment({
+      namespace,
+      labelSelector: `app.kubernetes.io/instance=${release}`,
+    });
+    const available: Record<string, number> = {};
+    for (const d of list.items) {
+      const condition = d.status?.conditions?.find((c) => c.type === 'Available');
+      expect(condition?.status, `${d.metadata?.name} Available`).toBe('True');
+      expect(d.status?.availableReplicas, d.metadata?.name).toBe(d.spec?.replicas);
+      expect(d.status?.observedGeneration).toBe(d.metadata?.generation);
+      expect(d.status?.updatedReplicas, d.metadata?.name).toBe(d.spec?.replicas);
+      available[(d.metadata?.name ?? '').slice(fullname.length + 1)] = d.status?.availableReplicas ?? 0;
+    }
+    return available;
+  }
+
+  it('installs, and every workload becomes Available', async () => {
+    ok(
+      await helm(['install', release, chartDir, '--namespace', namespace, '--wait', '--timeout', '90s']),
+      'helm install',
+    );
+    expect(await eventually(deploymentsAvailable, 30_000)).toEqual({
+      watcher: 2,
+      reconciler: 2,
+      'idle-reaper': 1,
+      metrics: 1,
+    });
+    const names = await kubectl([
+      'get',
+      'serviceaccounts,services,configmaps,poddisruptionbudgets,networkpolicies,templates',
+      '-n',
+      namespace,
+      '-o',
+      'name',
+      '-l',
+      `app.kubernetes.io/instance=${release}`,
+    ]);
+    for (const component of COMPONENTS) {
+      expect(names.stdout).toContain(`serviceaccount/${fullname}-${component}`);
+      expect(names.stdout).toContain(`poddisruptionbudget.policy/${fullname}-${component}`);
+    }
+    expect(names.stdout).toContain(`networkpolicy.networking.k8s.io/${fullname}`);
+    expect(
+      names.stdout.split('\n').filter((l) => l.startsWith('template.stream.streamspace.io/')),
+    ).toHaveLength(22);
+    const roles = await kubectl([
+      'get',
+      'clusterroles,clusterrolebindings',
+      '-o',
+      'name',
+      '-l',
+      `app.kubernetes.io/instance=${release}`,
+    ]);
+    expect(roles.stdout.split('\n').filter(Boolean)).toHaveLength(10);
+  });
+
+  it('upgrades with changed values: settings reach the pods, replicas and the catalog follow', async () => {
+    const before = await k.apps.readNamespacedDeployment({ namespace, name: `${fullname}-reconciler` });
+    const watcherBefore = await k.apps.readNamespacedDeployment({ namespace, name: `${fullname}-watcher` });
+    ok(
+      await helm([
+        'upgrade',
+        release,
+        chartDir,
+        '--namespace',
+        namespace,
+        '--wait',
+        '--timeout',
+        '90s',
+        '--reuse-values',
+        '--set',
+        'reconciler.replicas=3,ingress.domain=desktops.example.org,sessions.startupDeadline=2m',
+        '--set',
+        'catalog.exclude={blender,kdenlive},metrics.enabled=false',
+      ]),
+      'helm upgrade',
+    );
+    expect(await eventually(deploymentsAvailable, 30_000)).toEqual({
+      watcher: 2,
+      reconciler: 3,
+      'idle-reaper': 1,
+    });
+    const config = await k.core.readNamespacedConfigMap({ namespace, name: `${fullname}-reconciler` });
+    expect(config.data).toMatchObject({ INGRESS_DOMAIN: 'desktops.example.org', STARTUP_DEADLINE: '2m' });
+    const after = await k.apps.readNamespacedDeployment({ namespace, name: `${fullname}-reconciler` });
+    // A changed setting rolls the service's pods (checksum/config); an unchanged service is left alone.
+    expect(after.spec?.template.metadata?.annotations?.['checksum/config']).not.toBe(
+      before.spec?.template.metadata?.annotations?.['checksum/config'],
+    );
+    const watcherAfter = await k.apps.readNamespacedDeployment({ namespace, name: `${fullname}-watcher` });
+    expect(watcherAfter.metadata?.generation).toBe(watcherBefore.metadata?.generation);
+    const templates = await kubectl(['get', 'templates', '-n', namespace, '-o', 'name']);
+    expect(templates.stdout.split('\n').filter(Boolean)).toHaveLength(20);
+    expect(templates.stdout).not.toContain('/blender');
+    const gone = await kubectl(['get', 'deployment', `${fullname}-metrics`, '-n', namespace]);
+    expect(gone.code).not.toBe(0);
+
+    ok(
+      await helm([
+        'upgrade',
+        release,
+        chartDir,
+        '--namespace',
+        namespace,
+        '--wait',
+        '--timeout',
+        '90s',
+        '--reuse-values',
+        '--set',
+        'reconciler.autoscaling.enabled=true',
+      ]),
+      'helm upgrade (HPA)',
+    );
+    const hpa = await kubectl([
+      'get',
+      'hpa',
+      `${fullname}-reconciler`,
+      '-n',
+      namespace,
+      '-o',
+      'jsonpath={.spec.minReplicas}-{.spec.maxReplicas}-{.spec.scaleTargetRef.name}',
+    ]);
+    expect(hpa.stdout).toBe(`2-10-${fullname}-reconciler`);
+    const history = ok(
+      await helm(['history', release, '--namespace', namespace, '-o', 'json']),
+      'helm history',
+    );
+    expect((JSON.parse(history) as { status: string }[]).map((h) => h.status)).toEqual([
+      'superseded',
+      'superseded',
+      'deployed',
+    ]);
+  });
+
+  it('uninstalls everything it installed but the CRDs (and so the users’ Sessions)', async () => {
+    ok(
+      await helm(['uninstall', release, '--namespace', namespace, '--wait', '--timeout', '60s']),
+      'helm uninstall',
+    );
+    await eventually(async () => {
+      const left = await kubectl([
+        'get',
+        'deployments,services,configmaps,serviceaccounts,templates,pdb,networkpolicies,hpa',
+        '-n',
+        namespace,
+        '-o',
+        'name',
+        '-l',
+        `app.kubernetes.io/instance=${release}`,
+      ]);
+      expect(left.stdout.trim()).toBe('');
+      const roles = await kubectl([
+        'get',
+        'clusterroles,clusterrolebindings',
+        '-o',
+        'name',
+        '-l',
+        `app.kubernetes.io/instance=${release}`,
+      ]);
+      expect(roles.stdout.trim()).toBe('');
+    });
+    const crds = await kubectl([
+      'get',
+      'crd',
+      'sessions.stream.streamspace.io',
+      'templates.stream.streamspace.io',
+      '-o',
+      'name',
+    ]);
+    expect(crds.stdout.split('\n').filter(Boolean)).toHaveLength(2);
+  });
+});

@@ -1,0 +1,487 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as k8s from '@kubernetes/client-node';
+import { API_GROUP, API_VERSION, homeClaimName } from '@streamspace/shared';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { stringify } from 'yaml';
+import {
+  createNamespace,
+  deleteNamespace,
+  eventually,
+  installCrds,
+  kube,
+  kubectl,
+  ServiceProcess,
+} from './harness.js';
+import { COMPONENTS, chartDir, helm, ok } from './helm.js';
+import { type PrivateNats, startPrivateNats } from './private-nats.js';
+
+/**
+ * Least privilege, proven on the real API server: the chart's RBAC is installed, each service's
+ * ServiceAccount gets a token (`kubectl create token`), and (a) the API server's own access
+ * reviews, asked with that token, allow each verb the service uses and forbid the ones it must
+ * not have; (b) the real services, each run with only its own token and the chart's
+ * configuration, take a Session through its life.
+ */
+
+type Component = (typeof COMPONENTS)[number];
+interface Access {
+  verb: string;
+  resource: string;
+  group?: string;
+  subresource?: string;
+}
+
+const access = (spec: string): Access => {
+  // "verb resource[/subresource][.group]", e.g. "patch sessions/status.stream.streamspace.io"
+  const [verb, target] = spec.split(' ') as [string, string];
+  const dot = target.indexOf('.');
+  const [resourcePath, group] = dot < 0 ? [target, ''] : [target.slice(0, dot), target.slice(dot + 1)];
+  const [resource, subresource] = resourcePath.split('/') as [string, string | undefined];
+  return { verb, resource, group, ...(subresource ? { subresource } : {}) };
+};
+
+const SS = 'stream.streamspace.io';
+
+/** What each service does to the API (see the chart's streamspace.rules and each service's source). */
+const ALLOWED: Record<Component, string[]> = {
+  watcher: [
+    `list sessions.${SS}`,
+    `watch sessions.${SS}`,
+    `list templates.${SS}`,
+    `watch templates.${SS}`,
+    'list deployments.apps',
+    'watch deployments.apps',
+    'list pods',
+    'watch pods',
+  ],
+  reconciler: [
+    `get sessions.${SS}`,
+    `get templates.${SS}`,
+    `patch sessions/status.${SS}`,
+    `patch templates/status.${SS}`,
+    `update sessions/finalizers.${SS}`,
+    ...['get', 'create', 'patch', 'delete'].flatMap((v) => [
+      `${v} deployments.apps`,
+      `${v} services`,
+      `${v} ingresses.networking.k8s.io`,
+    ]),
+    'get persistentvolumeclaims',
+    'create persistentvolumeclaims',
+    'patch persistentvolumeclaims',
+    'list pods',
+    'create events',
+  ],
+  'idle-reaper': [
+    `get sessions.${SS}`,
+    `list sessions.${SS}`,
+    `watch sessions.${SS}`,
+    `patch sessions.${SS}`,
+    `patch sessions/status.${SS}`,
+    'create events',
+  ],
+  metrics: [`list sessions.${SS}`, `watch sessions.${SS}`, `list templates.${SS}`, `watch templates.${SS}`],
+};
+
+/** Verbs each service must NOT have: a compromised service can do no more than its job. */
+const FORBIDDEN: Record<Component, string[]> = {
+  watcher: [
+    'patch deployments.apps',
+    `create sessions.${SS}`,
+    `patch sessions/status.${SS}`,
+    'get secrets',
+    'list configmaps',
+    'delete pods',
+    'create events',
+  ],
+  reconciler: [
+    'delete persistentvolumeclaims',
+    'get secrets',
+    'list secrets',
+    `patch sessions.${SS}`,
+    `delete sessions.${SS}`,
+    `update templates.${SS}`,
+    'create pods',
+    'delete pods',
+    'create rolebindings.rbac.authorization.k8s.io',
+    'patch events',
+    'create serviceaccounts/token',
+  ],
+  'idle-reaper': [
+    `delete sessions.${SS}`,
+    `create sessions.${SS}`,
+    `patch templates.${SS}`,
+    'create deployments.apps',
+    'patch deployments.apps',
+    'get secrets',
+    'delete persistentvolumeclaims',
+  ],
+  metrics: [
+    `get sessions.${SS}`,
+    `patch sessions.${SS}`,
+    `patch sessions/status.${SS}`,
+    'list pods',
+    'list deployments.apps',
+    'get secrets',
+    'list configmaps',
+    'create events',
+  ],
+};
+
+const admin = kube();
+const workdir = mkdtempSync(join(tmpdir(), 'streamspace-rbac-'));
+
+/** A kubeconfig that authenticates as the ServiceAccount with a fresh token, and nothing else. */
+async function tokenKubeconfig(namespace: string, serviceAccount: string): Promise<string> {
+  const created = await kubectl(['create', 'token', serviceAccount, '-n', namespace, '--duration', '1h']);
+  if (created.code !== 0) throw new Error(`kubectl create token ${serviceAccount}: ${created.stderr}`);
+  const cluster = admin.kc.getCurrentCluster() as k8s.Cluster;
+  const file = join(workdir, `${namespace}-${serviceAccount}.kubeconfig`);
+  writeFileSync(
+    file,
+    stringify({
+      apiVersion: 'v1',
+      kind: 'Config',
+      clusters: [
+        {
+          name: 'local',
+          cluster: {
+            server: cluster.server,
+            ...(cluster.caData ? { 'certificate-authority-data': cluster.caData } : {}),
+            ...(cluster.caFile ? { 'certificate-authority': cluster.caFile } : {}),
+            ...(cluster.skipTLSVerify ? { 'insecure-skip-tls-verify': true } : {}),
+          },
+        },
+      ],
+      users: [{ name: serviceAccount, user: { token: created.stdout.trim() } }],
+      contexts: [{ name: serviceAccount, context: { cluster: 'local', user: serviceAccount, namespace } }],
+      'current-context': serviceAccount,
+    }),
+  );
+  return file;
+}
+
+/** Asks the API server, as the token's owner, whether it may do `what` (namespace undefined: cluster-wide). */
+async function allowed(kubeconfig: string, what: Access, namespace: string | undefined): Promise<boolean> {
+  const kc = new k8s.KubeConfig();
+  kc.loadFromFile(kubeconfig);
+  const review = await kc.makeApiClient(k8s.AuthorizationV1Api).createSelfSubjectAccessReview({
+    body: { spec: { resourceAttributes: { ...what, ...(namespace ? { namespace } : {}) } } },
+  });
+  return review.status?.allowed === true;
+}
+
+async function decisions(
+  kubeconfig: string,
+  specs: string[],
+  namespace: string | undefined,
+): Promise<Record<string, boolean>> {
+  const entries = await Promise.all(
+    specs.map(async (s) => [s, await allowed(kubeconfig, access(s), namespace)] as const),
+  );
+  return Object.fromEntries(entries);
+}
+
+const everything = (specs: string[], value: boolean) => Object.fromEntries(specs.map((s) => [s, value]));
+
+afterAll(() => rmSync(workdir, { recursive: true, force: true }));
+
+/** Nothing the service tried was refused by RBAC (a 403, "... is forbidden: User ... cannot ..."). */
+function expectNoRefusals(service: ServiceProcess): void {
+  const refused = /HTTP-Code: 403|answered 403|is forbidden: User/;
+  expect(
+    service.logs.filter((line) => refused.test(line)),
+    service.service,
+  ).toEqual([]);
+}
+
+/** One installed release of the chart, its ServiceAccounts' tokens, and the real services run with them. */
+class Release {
+  readonly name: string;
+  namespace = '';
+  readonly kubeconfigs = {} as Record<Component, string>;
+  readonly services: ServiceProcess[] = [];
+  nats: PrivateNats | undefined;
+
+  constructor(
+    prefix: string,
+    private readonly values: string[],
+  ) {
+    this.name = `${prefix}-${randomBytes(3).toString('hex')}`;
+  }
+
+  async install(): Promise<void> {
+    await installCrds();
+    // Only this release's services may consume its work items: they get a NATS of their own.
+    this.nats = await startPrivateNats();
+    this.namespace = await createNamespace(`${this.name}`);
+    const set = this.values.flatMap((v) => ['--set', v]);
+    ok(
+      await helm([
+        'install',
+        this.name,
+        chartDir,
+        '--namespace',
+        this.namespace,
+        ...set,
+        '--wait',
+        '--timeout',
+        '90s',
+      ]),
+      'helm install',
+    );
+    for (const component of COMPONENTS) {
+      this.kubeconfigs[component] = await tokenKubeconfig(
+        this.namespace,
+        `${this.name}-streamspace-${component}`,
+      );
+    }
+  }
+
+  async uninstall(): Promise<void> {
+    await Promise.all(this.services.map((s) => s.stop()));
+    await this.nats?.stop();
+    await helm(['uninstall', this.name, '--namespace', this.namespace, '--wait']);
+    if (this.namespace) await deleteNamespace(this.namespace);
+  }
+
+  /**
+   * The real service, with only its own token and the chart's settings (its ConfigMap, with
+   * loopback instead of 0.0.0.0). `extra` adds what the chart leaves to the cluster (WATCH_NAMESPACE
+   * for a test that must not watch every namespace of the shared cluster).
+   */
+  async start(component: Component, extra: Record<string, string> = {}): Promise<ServiceProcess> {
+    const config = await admin.core.readNamespacedConfigMap({
+      namespace: this.namespace,
+      name: `${this.name}-streamspace-${component}`,
+    });
+    // The in-cluster watcher URL the metrics service probes does not resolve here.
+    const { HTTP_HOST: _host, HTTP_PORT: _port, WATCHER_READY_URL: _url, ...env } = config.data ?? {};
+    const service = new ServiceProcess(component, {
+      ...env,
+      KUBECONFIG: this.kubeconfigs[component],
+      NATS_URL: this.nats?.url ?? '',
+      LOG_LEVEL: 'info',
+      ...extra,
+    });
+    this.services.push(service);
+    await service.waitReady(30_000);
+    return service;
+  }
+}
+
+/** A user's session through its life: running (with its URL), hibernated, terminated; the home stays. */
+async function sessionLifecycle(namespace: string, name: string, user: string): Promise<string | undefined> {
+  const { custom } = admin;
+  await custom.createNamespacedCustomObject({
+    group: API_GROUP,
+    version: API_VERSION,
+    namespace,
+    plural: 'sessions',
+    body: {
+      apiVersion: `${API_GROUP}/${API_VERSION}`,
+      kind: 'Session',
+      metadata: { name },
+      spec: { user, template: 'firefox', state: 'running', persistentHome: true },
+    },
+  });
+  const phase = (want: string) =>
+    eventually(async () => {
+      const s = (await custom.getNamespacedCustomObject({
+        group: API_GROUP,
+        version: API_VERSION,
+        namespace,
+        plural: 'sessions',
+        name,
+      })) as {
+        status?: { phase?: string; url?: string };
+      };
+      expect(s.status?.phase, JSON.stringify(s.status)).toBe(want);
+      return s;
+    }, 45_000);
+  const setState = async (state: string) => {
+    const r = await kubectl([
+      'patch',
+      'session',
+      name,
+      '-n',
+      namespace,
+      '--type=merge',
+      '-p',
+      JSON.stringify({ spec: { state } }),
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+  };
+  const url = (await phase('Running')).status?.url;
+  await setState('hibernated');
+  await phase('Hibernated');
+  await setState('terminated');
+  await phase('Terminated');
+  await eventually(async () => {
+    const left = await kubectl([
+      'get',
+      'deployment,service,ingress',
+      '-n',
+      namespace,
+      '-o',
+      'name',
+      '-l',
+      `stream.streamspace.io/session=${name}`,
+    ]);
+    expect(left.stdout.trim()).toBe('');
+  });
+  const claim = await admin.core.readNamespacedPersistentVolumeClaim({
+    namespace,
+    name: homeClaimName(user),
+  });
+  expect(claim.metadata?.name).toBe(homeClaimName(user));
+  const template = (await custom.getNamespacedCustomObject({
+    group: API_GROUP,
+    version: API_VERSION,
+    namespace,
+    plural: 'templates',
+    name: 'firefox',
+  })) as {
+    status?: { valid?: boolean };
+  };
+  expect(template.status?.valid).toBe(true);
+  return url;
+}
+
+describe('least-privilege RBAC, cluster scope (ClusterRoles)', () => {
+  const release = new Release('rbac', []);
+  let elsewhere: string;
+
+  beforeAll(async () => {
+    await release.install();
+    elsewhere = await createNamespace('rbac-other');
+  });
+
+  afterAll(async () => {
+    await release.uninstall();
+    if (elsewhere) await deleteNamespace(elsewhere);
+  });
+
+  for (const component of COMPONENTS) {
+    it(`${component}: may do exactly its job, in any namespace, and nothing more`, async () => {
+      const kubeconfig = release.kubeconfigs[component];
+      expect(await decisions(kubeconfig, ALLOWED[component], elsewhere)).toEqual(
+        everything(ALLOWED[component], true),
+      );
+      expect(await decisions(kubeconfig, FORBIDDEN[component], elsewhere)).toEqual(
+        everything(FORBIDDEN[component], false),
+      );
+      // The token really is the ServiceAccount's: whoami answers with its name.
+      const whoami = await kubectl([
+        'auth',
+        'whoami',
+        '--kubeconfig',
+        kubeconfig,
+        '-o',
+        'jsonpath={.status.userInfo.username}',
+      ]);
+      expect(whoami.stdout).toBe(
+        `system:serviceaccount:${release.namespace}:${release.name}-streamspace-${component}`,
+      );
+    });
+  }
+
+  it('the real services, each with only its own token and the chart’s settings, run a session in another namespace', async () => {
+    const scope = { WATCH_NAMESPACE: elsewhere };
+    const running = [
+      await release.start('watcher', scope),
+      await release.start('reconciler', scope),
+      await release.start('idle-reaper', scope),
+    ];
+    // The catalog's firefox, copied to the session's namespace.
+    const firefox = (await admin.custom.getNamespacedCustomObject({
+      group: API_GROUP,
+      version: API_VERSION,
+      namespace: release.namespace,
+      plural: 'templates',
+      name: 'firefox',
+    })) as { spec: unknown };
+    await admin.custom.createNamespacedCustomObject({
+      group: API_GROUP,
+      version: API_VERSION,
+      namespace: elsewhere,
+      plural: 'templates',
+      body: {
+        apiVersion: `${API_GROUP}/${API_VERSION}`,
+        kind: 'Template',
+        metadata: { name: 'firefox' },
+        spec: firefox.spec,
+      },
+    });
+    // The chart's default ingress domain reached the reconciler.
+    expect(await sessionLifecycle(elsewhere, 'rbac-desk', 'rita@example.com')).toBe(
+      'http://rbac-desk.streamspace.example.com/',
+    );
+    for (const service of running) expectNoRefusals(service);
+  });
+
+  it('the real metrics service, with only its own token, reads the cluster and serves /metrics', async () => {
+    const metrics = await release.start('metrics', { WATCH_NAMESPACE: elsewhere });
+    const { status, body } = await metrics.get('/metrics');
+    expect(status).toBe(200);
+    expect(body).toContain('streamspace_');
+    expectNoRefusals(metrics);
+  });
+});
+
+describe('least-privilege RBAC, namespace scope (Roles)', () => {
+  const release = new Release('rbac-ns', ['rbac.scope=namespace', 'ingress.domain=team.example.org']);
+  let other: string;
+
+  beforeAll(async () => {
+    await release.install();
+    other = await createNamespace('rbac-ns-other');
+  });
+
+  afterAll(async () => {
+    await release.uninstall();
+    if (other) await deleteNamespace(other);
+  });
+
+  it('gives each service its verbs in the release namespace only: not in another, not cluster-wide', async () => {
+    const clusterRoles = await kubectl([
+      'get',
+      'clusterroles',
+      '-o',
+      'name',
+      '-l',
+      `app.kubernetes.io/instance=${release.name},app.kubernetes.io/component`,
+    ]);
+    expect(clusterRoles.stdout.trim()).toBe('');
+    for (const component of COMPONENTS) {
+      const kubeconfig = release.kubeconfigs[component];
+      expect(await decisions(kubeconfig, ALLOWED[component], release.namespace)).toEqual(
+        everything(ALLOWED[component], true),
+      );
+      expect(await decisions(kubeconfig, ALLOWED[component], other)).toEqual(
+        everything(ALLOWED[component], false),
+      );
+      expect(await decisions(kubeconfig, FORBIDDEN[component], release.namespace)).toEqual(
+        everything(FORBIDDEN[component], false),
+      );
+      const clusterWide = ALLOWED[component].filter((s) => s.startsWith('list ') || s.startsWith('watch '));
+      expect(await decisions(kubeconfig, clusterWide, undefined)).toEqual(everything(clusterWide, false));
+    }
+  });
+
+  it('the real services, with namespaced tokens and the chart’s settings alone, run a session in their namespace', async () => {
+    // No WATCH_NAMESPACE added here: the chart sets it in namespace scope.
+    const running = [
+      await release.start('watcher'),
+      await release.start('reconciler'),
+      await release.start('idle-reaper'),
+      await release.start('metrics'),
+    ];
+    expect(await sessionLifecycle(release.namespace, 'team-desk', 'tom@example.com')).toBe(
+      'http://team-desk.team.example.org/',
+    );
+    for (const service of running) expectNoRefusals(service);
+  });
+});
