@@ -1,1 +1,16 @@
-export {};
+import { runService } from '@streamspace/shared';
+import { metricsConfigSchema } from './metrics-config.js';
+import { startMetrics } from './metrics-service.js';
+
+try {
+  await runService({
+    name: 'metrics',
+    defaultPort: 8084,
+    configSchema: metricsConfigSchema,
+    start: startMetrics,
+  });
+} catch (error) {
+  // Only a fault that retrying cannot fix gets here (no kubeconfig at all, for one).
+  process.stderr.write(`metrics: cannot start: ${(error as Error).message}\n`);
+  process.exit(1);
+}

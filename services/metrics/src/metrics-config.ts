@@ -1,0 +1,63 @@
+import { CONSUMERS, env, formatDuration, natsEnvSchema, parseDuration } from '@streamspace/shared';
+import { z } from 'zod';
+
+/** A duration variable (`2s`, `5m`) read as milliseconds, at least `minMs`. */
+function durationMs(fallback: string, minMs: number) {
+  return z
+    .string()
+    .default(fallback)
+    .transform((text, ctx) => {
+      try {
+        const ms = parseDuration(text);
+        if (ms >= minMs) return ms;
+        ctx.addIssue({ code: 'custom', message: `must be at least ${formatDuration(minMs)}` });
+      } catch (error) {
+        ctx.addIssue({ code: 'custom', message: (error as Error).message });
+      }
+      return z.NEVER;
+    });
+}
+
+const urlList = z
+  .string()
+  .optional()
+  .transform((text, ctx) => {
+    const urls = (text ?? '')
+      .split(',')
+      .map((u) => u.trim())
+      .filter((u) => u.length > 0);
+    for (const url of urls) {
+      if (!/^https?:\/\/[^\s]+$/.test(url)) {
+        ctx.addIssue({
+          code: 'custom',
+          message: `'${url}' is not an http(s) URL; give one or more comma-separated URLs such as http://streamspace-watcher:8081/readyz`,
+        });
+        return z.NEVER;
+      }
+    }
+    return urls;
+  });
+
+export const metricsConfigSchema = natsEnvSchema.extend({
+  /** Count the Sessions of one namespace only; all namespaces when unset. */
+  WATCH_NAMESPACE: z
+    .string()
+    .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'must be a namespace name (lower-case letters, digits and -)')
+    .max(63, 'must be a namespace name (at most 63 characters)')
+    .optional(),
+  /** Put the `user` label on streamspace_active_sessions (one series per user: switch off for many users). */
+  METRICS_USER_LABEL: env.boolean(true),
+  /** The watcher's /readyz URL(s), comma-separated, probed at each scrape; unset: not probed. */
+  WATCHER_READY_URL: urlList,
+  /** The durable consumer of the work queue whose backlog is reported. */
+  WORK_CONSUMER: z.string().min(1).default(CONSUMERS.reconciler),
+  /** How long a scrape waits for JetStream and the watcher before leaving their figures out. */
+  PROBE_TIMEOUT: durationMs('2s', 100),
+  /** The server-side timeout asked for each watch; the API server ends it then and another starts. */
+  WATCH_TIMEOUT: durationMs('5m', 1_000),
+  /** A watch silent (no event, no bookmark) for longer than this is presumed stuck and restarted. */
+  WATCH_SILENCE_TIMEOUT: durationMs('6m', 100),
+  LIST_PAGE_SIZE: env.positiveInt(500),
+});
+
+export type MetricsConfig = z.infer<typeof metricsConfigSchema>;
