@@ -34,7 +34,7 @@ describe('the chart, rendered', () => {
         '--set',
         'rbac.scope=namespace,watchNamespace=desktops,reconciler.autoscaling.enabled=true,reconciler.autoscaling.targetMemoryUtilizationPercentage=80',
         '--set',
-        'metrics.serviceMonitor.enabled=true,metrics.userLabel=true,nats.existingSecret=nats-auth,nats.secretKeys.user=user,nats.secretKeys.password=password',
+        'metrics.serviceMonitor.enabled=true,metrics.prometheusRule.enabled=true,metrics.grafanaDashboard.enabled=true,metrics.userLabel=true,nats.existingSecret=nats-auth,nats.secretKeys.user=user,nats.secretKeys.password=password',
         '--set',
         'nats.tls.existingSecret=nats-tls,nats.tls.certKey=tls.crt,nats.tls.keyKey=tls.key,idleReaper.activityToken.existingSecret=activity',
         '--set',
@@ -107,6 +107,19 @@ describe('the chart, rendered', () => {
     expect(rendered.some((o) => o.kind === 'HorizontalPodAutoscaler' || o.kind === 'ServiceMonitor')).toBe(
       false,
     );
+  });
+
+  it('ships the alerts and the dashboard of deploy/monitoring on request', async () => {
+    const rendered = await template(['metrics.prometheusRule.enabled=true,metrics.grafanaDashboard.enabled=true']);
+    const rule = find(rendered, 'PrometheusRule', 'ss-streamspace');
+    const rules = parse(readFileSync(`${repo}/deploy/monitoring/prometheus-rules.yaml`, 'utf8')) as { groups: unknown[] };
+    expect(rule.spec).toEqual({ groups: rules.groups });
+    const dashboard = find(rendered, 'ConfigMap', '-dashboard');
+    expect(dashboard.metadata.labels?.grafana_dashboard).toBe('1');
+    const json = JSON.parse((dashboard.data as Record<string, string>)['streamspace-dashboard.json'] as string);
+    expect(json).toEqual(JSON.parse(readFileSync(`${repo}/deploy/monitoring/grafana/streamspace-dashboard.json`, 'utf8')));
+    const plain = await template();
+    expect(plain.some((o) => o.kind === 'PrometheusRule' || o.metadata.name.endsWith('-dashboard'))).toBe(false);
   });
 
   it('maps every platform setting onto the variables the services read', async () => {
