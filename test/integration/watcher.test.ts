@@ -280,7 +280,9 @@ describe('watcher against the real API server and NATS', () => {
     await apps.patchNamespacedDeployment({
       namespace: ns,
       name: 'ss-alice',
-      body: [{ op: 'add', path: '/metadata/annotations', value: { touched: 'yes' } }],
+      // A spec change (as `kubectl scale` makes): what the reconciler must repair. Status-only
+      // updates of a Deployment are not routed.
+      body: [{ op: 'replace', path: '/spec/replicas', value: 2 }],
     });
     await eventually(() => expect(workFor('deployment-modified').length).toBeGreaterThan(0));
     await eventually(async () => {

@@ -13,10 +13,16 @@ export interface Condition {
  * time only moves when the status changes, so it always says since when something has been true
  * (the startup deadline is measured from it).
  */
-export function setCondition(conditions: Condition[], next: Omit<Condition, 'lastTransitionTime'>, now: Date): Condition[] {
+export function setCondition(
+  conditions: Condition[],
+  next: Omit<Condition, 'lastTransitionTime'>,
+  now: Date,
+): Condition[] {
   const previous = conditions.find((c) => c.type === next.type);
   const lastTransitionTime =
-    previous && previous.status === next.status && previous.reason === next.reason ? previous.lastTransitionTime : now.toISOString();
+    previous && previous.status === next.status && previous.reason === next.reason
+      ? previous.lastTransitionTime
+      : now.toISOString();
   return [...conditions.filter((c) => c.type !== next.type), { ...next, lastTransitionTime }].sort((a, b) =>
     a.type.localeCompare(b.type),
   );

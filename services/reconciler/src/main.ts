@@ -54,9 +54,16 @@ await runService({
         const jsm = await ensureStreams(nc);
         await ensureWorkConsumer(jsm);
         const kv = await openLockBucket(nc, lockTtlMs);
-        return { consumer: await jetstream(nc).consumers.get(STREAMS.work, CONSUMERS.reconciler), locks: new KeyLocks(kv, workerId) };
+        return {
+          consumer: await jetstream(nc).consumers.get(STREAMS.work, CONSUMERS.reconciler),
+          locks: new KeyLocks(kv, workerId),
+        };
       },
-      { signal, onError: (error) => readiness.set('work-consumer', false, `cannot set up JetStream: ${(error as Error).message}`) },
+      {
+        signal,
+        onError: (error) =>
+          readiness.set('work-consumer', false, `cannot set up JetStream: ${(error as Error).message}`),
+      },
     );
 
     const work = new WorkConsumer({
@@ -70,8 +77,13 @@ await runService({
       maxAttempts: config.MAX_ATTEMPTS,
       lockTtlMs,
       reconcile: (item) =>
-        item.kind === 'session' ? reconcileSession(writer, settings, item.namespace, item.name, log) : reconcileTemplate(writer, item.namespace, item.name),
-      onDeadLetter: (item, reason) => (item.kind === 'session' ? markDeadLettered(writer, item.namespace, item.name, reason) : Promise.resolve()),
+        item.kind === 'session'
+          ? reconcileSession(writer, settings, item.namespace, item.name, log)
+          : reconcileTemplate(writer, item.namespace, item.name),
+      onDeadLetter: (item, reason) =>
+        item.kind === 'session'
+          ? markDeadLettered(writer, item.namespace, item.name, reason)
+          : Promise.resolve(),
     });
     readiness.set('work-consumer', true);
     const running = work.run();

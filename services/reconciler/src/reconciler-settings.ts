@@ -3,7 +3,10 @@ import { z } from 'zod';
 
 /** What a platform owner tunes about the children of a Session (all from the environment). */
 export const reconcilerEnvSchema = z.object({
-  INGRESS_DOMAIN: z.string().regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, 'must be a DNS domain such as streamspace.example.com').default('streamspace.localhost'),
+  INGRESS_DOMAIN: z
+    .string()
+    .regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, 'must be a DNS domain such as streamspace.example.com')
+    .default('streamspace.localhost'),
   INGRESS_HOST_PATTERN: z
     .string()
     .refine((v) => v.includes('{session}'), 'must contain {session} (and may use {namespace} and {domain})')
@@ -11,7 +14,10 @@ export const reconcilerEnvSchema = z.object({
   INGRESS_CLASS: z.string().optional(),
   INGRESS_TLS_SECRET: z.string().optional(),
   HOME_STORAGE_CLASS: z.string().optional(),
-  HOME_STORAGE_SIZE: z.string().regex(/^[0-9]+(\.[0-9]+)?([KMGTPE]i?)?$/, 'must be a quantity such as 10Gi').default('10Gi'),
+  HOME_STORAGE_SIZE: z
+    .string()
+    .regex(/^[0-9]+(\.[0-9]+)?([KMGTPE]i?)?$/, 'must be a quantity such as 10Gi')
+    .default('10Gi'),
   HOME_ACCESS_MODE: z.enum(['ReadWriteMany', 'ReadWriteOnce', 'ReadWriteOncePod']).default('ReadWriteMany'),
   STARTUP_DEADLINE: durationSchema.default('5m'),
   WORKER_CONCURRENCY: env.positiveInt(8),

@@ -1,7 +1,13 @@
-import type { V1Deployment, V1Ingress, V1PersistentVolumeClaim, V1PodTemplateSpec, V1Service } from '@kubernetes/client-node';
+import type {
+  V1Deployment,
+  V1Ingress,
+  V1PersistentVolumeClaim,
+  V1PodTemplateSpec,
+  V1Service,
+} from '@kubernetes/client-node';
 import {
-  API_GROUP_VERSION,
   ANNOTATIONS,
+  API_GROUP_VERSION,
   homeClaimName,
   LABELS,
   MANAGED_BY,
@@ -53,12 +59,20 @@ function childMetadata(session: Session, component: string) {
 type ResourceList = Record<string, string>;
 
 /** The Session's requests and limits win over the Template's defaults, key by key. */
-export function effectiveResources(session: Session, template: Template): { requests?: ResourceList; limits?: ResourceList } {
+export function effectiveResources(
+  session: Session,
+  template: Template,
+): { requests?: ResourceList; limits?: ResourceList } {
   const base = template.spec.defaultResources ?? {};
   const own = session.spec.resources ?? {};
-  const merge = (a?: Record<string, string | number>, b?: Record<string, string | number>): ResourceList | undefined => {
+  const merge = (
+    a?: Record<string, string | number>,
+    b?: Record<string, string | number>,
+  ): ResourceList | undefined => {
     const merged = { ...(a ?? {}), ...(b ?? {}) };
-    return Object.keys(merged).length > 0 ? Object.fromEntries(Object.entries(merged).map(([k, v]) => [k, String(v)])) : undefined;
+    return Object.keys(merged).length > 0
+      ? Object.fromEntries(Object.entries(merged).map(([k, v]) => [k, String(v)]))
+      : undefined;
   };
   const requests = merge(base.requests as ResourceList | undefined, own.requests as ResourceList | undefined);
   const limits = merge(base.limits as ResourceList | undefined, own.limits as ResourceList | undefined);
@@ -72,15 +86,25 @@ export function vncPort(template: Template): number {
 export function renderPodTemplate(session: Session, template: Template): V1PodTemplateSpec {
   const spec = template.spec;
   const ports = new Map<number, { name: string; containerPort: number; protocol: string }>();
-  for (const port of spec.ports ?? []) ports.set(port.containerPort, { name: port.name, containerPort: port.containerPort, protocol: port.protocol ?? 'TCP' });
-  if (!ports.has(vncPort(template))) ports.set(vncPort(template), { name: 'vnc', containerPort: vncPort(template), protocol: 'TCP' });
+  for (const port of spec.ports ?? [])
+    ports.set(port.containerPort, {
+      name: port.name,
+      containerPort: port.containerPort,
+      protocol: port.protocol ?? 'TCP',
+    });
+  if (!ports.has(vncPort(template)))
+    ports.set(vncPort(template), { name: 'vnc', containerPort: vncPort(template), protocol: 'TCP' });
 
   const volumes: NonNullable<NonNullable<V1PodTemplateSpec['spec']>['volumes']> = [];
   const mounts: { name: string; mountPath: string; readOnly?: boolean; subPath?: string }[] = [];
   for (const mount of spec.volumeMounts ?? []) {
     // A template's own mounts are scratch space for the application; what must survive goes in the home.
     volumes.push({ name: mount.name, emptyDir: {} });
-    mounts.push({ name: mount.name, mountPath: mount.mountPath, ...(mount.readOnly ? { readOnly: true } : {}) });
+    mounts.push({
+      name: mount.name,
+      mountPath: mount.mountPath,
+      ...(mount.readOnly ? { readOnly: true } : {}),
+    });
   }
   if (spec.shmSize) {
     // Browsers and Electron apps crash with the container runtime's default 64 MiB /dev/shm.
@@ -90,7 +114,11 @@ export function renderPodTemplate(session: Session, template: Template): V1PodTe
   if (session.spec.persistentHome) {
     volumes.push({ name: 'home', persistentVolumeClaim: { claimName: homeClaimName(session.spec.user) } });
     // One claim per user; each template keeps its settings in its own folder of it.
-    mounts.push({ name: 'home', mountPath: spec.homePath ?? DEFAULT_HOME_PATH, subPath: session.spec.template });
+    mounts.push({
+      name: 'home',
+      mountPath: spec.homePath ?? DEFAULT_HOME_PATH,
+      subPath: session.spec.template,
+    });
   }
 
   const capabilities = spec.capabilities ?? [];
@@ -120,7 +148,11 @@ export function renderPodTemplate(session: Session, template: Template): V1PodTe
   };
 }
 
-export function buildDeployment(session: Session, podTemplate: V1PodTemplateSpec, replicas: 0 | 1): V1Deployment {
+export function buildDeployment(
+  session: Session,
+  podTemplate: V1PodTemplateSpec,
+  replicas: 0 | 1,
+): V1Deployment {
   return {
     apiVersion: 'apps/v1',
     kind: 'Deployment',
@@ -175,7 +207,9 @@ export function buildIngress(session: Session, template: Template, settings: Rec
     },
     spec: {
       ...(settings.ingressClassName ? { ingressClassName: settings.ingressClassName } : {}),
-      ...(settings.ingressTlsSecret ? { tls: [{ hosts: [host], secretName: settings.ingressTlsSecret }] } : {}),
+      ...(settings.ingressTlsSecret
+        ? { tls: [{ hosts: [host], secretName: settings.ingressTlsSecret }] }
+        : {}),
       rules: [
         {
           host,
@@ -184,7 +218,12 @@ export function buildIngress(session: Session, template: Template, settings: Rec
               {
                 path: '/',
                 pathType: 'Prefix',
-                backend: { service: { name: sessionChildName(session.metadata.name), port: { number: vncPort(template) } } },
+                backend: {
+                  service: {
+                    name: sessionChildName(session.metadata.name),
+                    port: { number: vncPort(template) },
+                  },
+                },
               },
             ],
           },
@@ -202,7 +241,11 @@ export function buildHomeClaim(session: Session, settings: ReconcilerSettings): 
     metadata: {
       name: homeClaimName(session.spec.user),
       namespace: session.metadata.namespace,
-      labels: { [LABELS.managedBy]: MANAGED_BY, [LABELS.component]: 'home', [LABELS.user]: userSlug(session.spec.user) },
+      labels: {
+        [LABELS.managedBy]: MANAGED_BY,
+        [LABELS.component]: 'home',
+        [LABELS.user]: userSlug(session.spec.user),
+      },
       annotations: { [ANNOTATIONS.user]: session.spec.user },
     },
     spec: {

@@ -20,7 +20,15 @@ function session(spec: Partial<StoredSession['spec']> = {}, status?: StoredSessi
     apiVersion: 'stream.streamspace.io/v1alpha1',
     kind: 'Session',
     metadata: { name: 'desk', namespace: 'team', uid: 'uid-1', generation: 3 },
-    spec: { user: 'alice@example.com', template: 'firefox', state: 'running', persistentHome: false, idleTimeout: '30m', maxSessionDuration: '8h', ...spec },
+    spec: {
+      user: 'alice@example.com',
+      template: 'firefox',
+      state: 'running',
+      persistentHome: false,
+      idleTimeout: '30m',
+      maxSessionDuration: '8h',
+      ...spec,
+    },
     ...(status ? { status } : {}),
   } as StoredSession;
 }
@@ -50,7 +58,16 @@ function pod(ready: boolean, waitingReason?: string): V1Pod {
       phase: ready ? 'Running' : 'Pending',
       conditions: [{ type: 'Ready', status: ready ? 'True' : 'False' }],
       containerStatuses: waitingReason
-        ? [{ name: 'desktop', image: 'x', imageID: '', ready: false, restartCount: 0, state: { waiting: { reason: waitingReason, message: 'pull failed' } } }]
+        ? [
+            {
+              name: 'desktop',
+              image: 'x',
+              imageID: '',
+              ready: false,
+              restartCount: 0,
+              state: { waiting: { reason: waitingReason, message: 'pull failed' } },
+            },
+          ]
         : [],
     },
   };
@@ -73,14 +90,28 @@ describe('planSession: running', () => {
     const deployment = plan.apply[0] as V1Deployment;
     expect(deployment.metadata?.name).toBe(sessionChildName('desk'));
     expect(deployment.spec?.replicas).toBe(1);
-    expect(deployment.metadata?.ownerReferences?.[0]).toMatchObject({ kind: 'Session', name: 'desk', uid: 'uid-1', controller: true });
+    expect(deployment.metadata?.ownerReferences?.[0]).toMatchObject({
+      kind: 'Session',
+      name: 'desk',
+      uid: 'uid-1',
+      controller: true,
+    });
   });
 
   it('lets the Session’s resources win over the Template’s defaults, key by key', () => {
-    const plan = planSession(observed({ session: session({ resources: { requests: { cpu: '2' } } }) }), settings, now);
+    const plan = planSession(
+      observed({ session: session({ resources: { requests: { cpu: '2' } } }) }),
+      settings,
+      now,
+    );
     const container = (plan.apply[0] as V1Deployment).spec?.template.spec?.containers[0];
-    expect(container?.resources).toEqual({ requests: { cpu: '2', memory: '1Gi' }, limits: { memory: '2Gi' } });
-    expect((plan.apply[0] as V1Deployment).spec?.template.spec?.volumes?.find((v) => v.name === 'dshm')?.emptyDir).toEqual({ medium: 'Memory', sizeLimit: '1Gi' });
+    expect(container?.resources).toEqual({
+      requests: { cpu: '2', memory: '1Gi' },
+      limits: { memory: '2Gi' },
+    });
+    expect(
+      (plan.apply[0] as V1Deployment).spec?.template.spec?.volumes?.find((v) => v.name === 'dshm')?.emptyDir,
+    ).toEqual({ medium: 'Memory', sizeLimit: '1Gi' });
   });
 
   it('claims the user’s home only when asked, and never owns it', () => {
@@ -88,15 +119,26 @@ describe('planSession: running', () => {
     const claim = plan.apply.find((o) => o.kind === 'PersistentVolumeClaim');
     expect(claim?.metadata?.name).toBe(homeClaimName('alice@example.com'));
     expect(claim?.metadata?.ownerReferences).toBeUndefined();
-    const mount = (plan.apply[0] as V1Deployment).spec?.template.spec?.containers[0]?.volumeMounts?.find((m) => m.name === 'home');
+    const mount = (plan.apply[0] as V1Deployment).spec?.template.spec?.containers[0]?.volumeMounts?.find(
+      (m) => m.name === 'home',
+    );
     expect(mount).toEqual({ name: 'home', mountPath: '/config', subPath: 'firefox' });
-    const existing = planSession(observed({ session: session({ persistentHome: true }), homeClaim: { metadata: { name: 'x' } } }), settings, now);
+    const existing = planSession(
+      observed({ session: session({ persistentHome: true }), homeClaim: { metadata: { name: 'x' } } }),
+      settings,
+      now,
+    );
     expect(kinds(existing.apply)).not.toContain('PersistentVolumeClaim');
   });
 
   it('is Running with the pod’s name once a pod is ready', () => {
     const plan = planSession(observed({ pods: [pod(true)] }), settings, now);
-    expect(plan.status).toMatchObject({ phase: 'Running', podName: 'ss-desk-abc', url: 'http://desk.desktops.example.com/', observedGeneration: 3 });
+    expect(plan.status).toMatchObject({
+      phase: 'Running',
+      podName: 'ss-desk-abc',
+      url: 'http://desk.desktops.example.com/',
+      observedGeneration: 3,
+    });
     expect(plan.status.conditions.find((c) => c.type === 'Ready')?.status).toBe('True');
     expect(plan.requeueAfterMs).toBeUndefined();
   });
@@ -105,7 +147,14 @@ describe('planSession: running', () => {
     const started = planSession(observed({ pods: [pod(false, 'ErrImagePull')] }), settings, now);
     expect(started.status.phase).toBe('Pending');
     const later = new Date(now.getTime() + 61_000);
-    const plan = planSession(observed({ session: session({}, started.status as StoredSession['status']), pods: [pod(false, 'ErrImagePull')] }), settings, later);
+    const plan = planSession(
+      observed({
+        session: session({}, started.status as StoredSession['status']),
+        pods: [pod(false, 'ErrImagePull')],
+      }),
+      settings,
+      later,
+    );
     expect(plan.status.phase).toBe('Failed');
     const ready = plan.status.conditions.find((c) => c.type === 'Ready');
     expect(ready?.reason).toBe('StartupDeadlineExceeded');
@@ -118,15 +167,32 @@ describe('planSession: running', () => {
     const deployment = first.apply[0] as V1Deployment;
     const changed = template({ baseImage: 'lscr.io/linuxserver/firefox:2.0' });
     const running = session({}, first.status as StoredSession['status']);
-    const plan = planSession(observed({ session: running, template: changed, deployment, pods: [pod(true)] }), settings, now);
-    expect((plan.apply[0] as V1Deployment).spec?.template.spec?.containers[0]?.image).toBe('lscr.io/linuxserver/firefox:latest');
+    const plan = planSession(
+      observed({ session: running, template: changed, deployment, pods: [pod(true)] }),
+      settings,
+      now,
+    );
+    expect((plan.apply[0] as V1Deployment).spec?.template.spec?.containers[0]?.image).toBe(
+      'lscr.io/linuxserver/firefox:latest',
+    );
     // Asleep, it wakes on the new template.
     const asleep = { ...deployment, spec: { ...deployment.spec, replicas: 0 } } as V1Deployment;
-    const woken = planSession(observed({ session: session({}, { ...first.status, phase: 'Hibernated' } as StoredSession['status']), template: changed, deployment: asleep }), settings, now);
-    expect((woken.apply[0] as V1Deployment).spec?.template.spec?.containers[0]?.image).toBe('lscr.io/linuxserver/firefox:2.0');
-    expect(JSON.parse((woken.apply[0] as V1Deployment).metadata?.annotations?.[POD_TEMPLATE_SNAPSHOT] as string).spec.containers[0].image).toBe(
+    const woken = planSession(
+      observed({
+        session: session({}, { ...first.status, phase: 'Hibernated' } as StoredSession['status']),
+        template: changed,
+        deployment: asleep,
+      }),
+      settings,
+      now,
+    );
+    expect((woken.apply[0] as V1Deployment).spec?.template.spec?.containers[0]?.image).toBe(
       'lscr.io/linuxserver/firefox:2.0',
     );
+    expect(
+      JSON.parse((woken.apply[0] as V1Deployment).metadata?.annotations?.[POD_TEMPLATE_SNAPSHOT] as string)
+        .spec.containers[0].image,
+    ).toBe('lscr.io/linuxserver/firefox:2.0');
   });
 });
 
@@ -136,7 +202,11 @@ describe('planSession: hibernated and terminated', () => {
   const runningStatus = created.status as StoredSession['status'];
 
   it('scales to zero and keeps everything else', () => {
-    const plan = planSession(observed({ session: session({ state: 'hibernated' }, runningStatus), deployment, pods: [] }), settings, now);
+    const plan = planSession(
+      observed({ session: session({ state: 'hibernated' }, runningStatus), deployment, pods: [] }),
+      settings,
+      now,
+    );
     expect(kinds(plan.apply)).toEqual(['Deployment', 'Service', 'Ingress']);
     expect((plan.apply[0] as V1Deployment).spec?.replicas).toBe(0);
     expect(plan.remove).toEqual([]);
@@ -145,28 +215,65 @@ describe('planSession: hibernated and terminated', () => {
   });
 
   it('says Woken when a hibernated desktop is ready again, even after it was Pending', () => {
-    const waking = planSession(observed({ session: session({}, { ...runningStatus, phase: 'Hibernated' } as StoredSession['status']), deployment, pods: [] }), settings, now);
+    const waking = planSession(
+      observed({
+        session: session({}, { ...runningStatus, phase: 'Hibernated' } as StoredSession['status']),
+        deployment,
+        pods: [],
+      }),
+      settings,
+      now,
+    );
     expect(waking.status.phase).toBe('Pending');
     expect(waking.status.conditions.find((c) => c.type === 'Ready')?.reason).toBe('Waking');
-    const woken = planSession(observed({ session: session({}, waking.status as StoredSession['status']), deployment, pods: [pod(true)] }), settings, now);
+    const woken = planSession(
+      observed({
+        session: session({}, waking.status as StoredSession['status']),
+        deployment,
+        pods: [pod(true)],
+      }),
+      settings,
+      now,
+    );
     expect(woken.events.map((e) => e.reason)).toEqual(['Woken']);
   });
 
   it('says Woken when a hibernated desktop is ready at once', () => {
-    const plan = planSession(observed({ session: session({}, { ...runningStatus, phase: 'Hibernated' } as StoredSession['status']), deployment, pods: [pod(true)] }), settings, now);
+    const plan = planSession(
+      observed({
+        session: session({}, { ...runningStatus, phase: 'Hibernated' } as StoredSession['status']),
+        deployment,
+        pods: [pod(true)],
+      }),
+      settings,
+      now,
+    );
     expect(plan.events.map((e) => e.reason)).toContain('Woken');
   });
 
   it('removes the workload but not the home, and is Terminated when it is gone', () => {
     const terminating = planSession(
-      observed({ session: session({ state: 'terminated', persistentHome: true }, runningStatus), deployment, service: { metadata: { name: 'ss-desk' } }, homeClaim: { metadata: { name: 'home' } }, pods: [pod(true)] }),
+      observed({
+        session: session({ state: 'terminated', persistentHome: true }, runningStatus),
+        deployment,
+        service: { metadata: { name: 'ss-desk' } },
+        homeClaim: { metadata: { name: 'home' } },
+        pods: [pod(true)],
+      }),
       settings,
       now,
     );
     expect(terminating.remove.map((r) => r.kind)).toEqual(['Service', 'Deployment']);
     expect(terminating.apply).toEqual([]);
     expect(terminating.status.phase).toBe('Running');
-    const gone = planSession(observed({ session: session({ state: 'terminated' }, runningStatus), homeClaim: { metadata: { name: 'home' } } }), settings, now);
+    const gone = planSession(
+      observed({
+        session: session({ state: 'terminated' }, runningStatus),
+        homeClaim: { metadata: { name: 'home' } },
+      }),
+      settings,
+      now,
+    );
     expect(gone.status.phase).toBe('Terminated');
     expect(gone.status.url).toBeUndefined();
   });
@@ -182,12 +289,22 @@ describe('planSession: templates', () => {
     expect(resolved?.message).toContain('"firefox"');
     expect(plan.events.map((e) => e.reason)).toEqual(['TemplateNotFound']);
     // Said once, not on every reconcile.
-    const again = planSession(observed({ session: session({}, plan.status as StoredSession['status']), template: undefined }), settings, now);
+    const again = planSession(
+      observed({ session: session({}, plan.status as StoredSession['status']), template: undefined }),
+      settings,
+      now,
+    );
     expect(again.events).toEqual([]);
   });
 
   it('refuses an invalid template and says why', () => {
-    const plan = planSession(observed({ template: template({ vnc: { enabled: true, port: 70000, protocol: 'websocket', encryption: false } }) }), settings, now);
+    const plan = planSession(
+      observed({
+        template: template({ vnc: { enabled: true, port: 70000, protocol: 'websocket', encryption: false } }),
+      }),
+      settings,
+      now,
+    );
     expect(plan.apply).toEqual([]);
     expect(plan.status.conditions.find((c) => c.type === 'TemplateResolved')?.reason).toBe('TemplateInvalid');
   });
@@ -209,7 +326,8 @@ describe('planSession: properties', () => {
         expect(JSON.stringify(a)).toBe(JSON.stringify(b));
         for (const object of a.apply) {
           expect(isDns1123Label(object.metadata?.name as string)).toBe(true);
-          for (const value of Object.values(object.metadata?.labels ?? {})) expect(value.length).toBeLessThanOrEqual(63);
+          for (const value of Object.values(object.metadata?.labels ?? {}))
+            expect(value.length).toBeLessThanOrEqual(63);
         }
       }),
       { numRuns: 200 },
@@ -231,10 +349,18 @@ describe('planSession: properties', () => {
           now,
         );
         for (const c of second.status.conditions) {
-          expect(c.lastTransitionTime).toBe(first.status.conditions.find((p) => p.type === c.type)?.lastTransitionTime);
+          expect(c.lastTransitionTime).toBe(
+            first.status.conditions.find((p) => p.type === c.type)?.lastTransitionTime,
+          );
         }
-        expect(second.apply.filter((o) => o.kind !== 'PersistentVolumeClaim').map((o) => JSON.stringify({ ...o, metadata: { ...o.metadata, name: '' } }))).toEqual(
-          first.apply.filter((o) => o.kind !== 'PersistentVolumeClaim').map((o) => JSON.stringify({ ...o, metadata: { ...o.metadata, name: '' } })),
+        expect(
+          second.apply
+            .filter((o) => o.kind !== 'PersistentVolumeClaim')
+            .map((o) => JSON.stringify({ ...o, metadata: { ...o.metadata, name: '' } })),
+        ).toEqual(
+          first.apply
+            .filter((o) => o.kind !== 'PersistentVolumeClaim')
+            .map((o) => JSON.stringify({ ...o, metadata: { ...o.metadata, name: '' } })),
         );
       }),
       { numRuns: 100 },

@@ -1,5 +1,12 @@
-import type { KubernetesObject, V1Deployment, V1Ingress, V1PersistentVolumeClaim, V1Pod, V1PodTemplateSpec, V1Service } from '@kubernetes/client-node';
-import type { StoredSession as Session, StoredTemplate as Template } from './stored-objects.js';
+import type {
+  KubernetesObject,
+  V1Deployment,
+  V1Ingress,
+  V1PersistentVolumeClaim,
+  V1Pod,
+  V1PodTemplateSpec,
+  V1Service,
+} from '@kubernetes/client-node';
 import { type Condition, findCondition, setCondition } from './conditions.js';
 import type { ReconcilerSettings } from './reconciler-settings.js';
 import {
@@ -10,6 +17,7 @@ import {
   renderPodTemplate,
   sessionUrl,
 } from './session-children.js';
+import type { StoredSession as Session, StoredTemplate as Template } from './stored-objects.js';
 import { templateProblems } from './template-validation.js';
 
 /** Everything a reconcile read about one Session, at one moment. */
@@ -76,7 +84,9 @@ function isReady(pod: V1Pod): boolean {
 }
 
 function livePods(pods: V1Pod[]): V1Pod[] {
-  return pods.filter((p) => !p.metadata?.deletionTimestamp && p.status?.phase !== 'Succeeded' && p.status?.phase !== 'Failed');
+  return pods.filter(
+    (p) => !p.metadata?.deletionTimestamp && p.status?.phase !== 'Succeeded' && p.status?.phase !== 'Failed',
+  );
 }
 
 /** The pod's own words for why it is not ready, e.g. "ErrImagePull: failed to pull image …". */
@@ -87,10 +97,14 @@ export function podProblem(pod: V1Pod): string | undefined {
       return `${waiting.reason}: ${waiting.message ?? 'no message'}`;
     }
     const terminated = status.lastState?.terminated ?? status.state?.terminated;
-    if (terminated && terminated.exitCode !== 0) return `container exited with code ${terminated.exitCode} (${terminated.reason ?? 'Error'})`;
+    if (terminated && terminated.exitCode !== 0)
+      return `container exited with code ${terminated.exitCode} (${terminated.reason ?? 'Error'})`;
   }
-  const unschedulable = pod.status?.conditions?.find((c) => c.type === 'PodScheduled' && c.status === 'False');
-  if (unschedulable) return `${unschedulable.reason ?? 'Unschedulable'}: ${unschedulable.message ?? ''}`.trim();
+  const unschedulable = pod.status?.conditions?.find(
+    (c) => c.type === 'PodScheduled' && c.status === 'False',
+  );
+  if (unschedulable)
+    return `${unschedulable.reason ?? 'Unschedulable'}: ${unschedulable.message ?? ''}`.trim();
   return undefined;
 }
 
@@ -109,7 +123,10 @@ function withSnapshot(deployment: V1Deployment, podTemplate: V1PodTemplateSpec):
     ...deployment,
     metadata: {
       ...deployment.metadata,
-      annotations: { ...(deployment.metadata?.annotations ?? {}), [POD_TEMPLATE_SNAPSHOT]: JSON.stringify(podTemplate) },
+      annotations: {
+        ...(deployment.metadata?.annotations ?? {}),
+        [POD_TEMPLATE_SNAPSHOT]: JSON.stringify(podTemplate),
+      },
     },
   };
 }
@@ -117,9 +134,22 @@ function withSnapshot(deployment: V1Deployment, podTemplate: V1PodTemplateSpec):
 function childRefs(observed: ObservedSession): ChildRef[] {
   const namespace = observed.session.metadata.namespace;
   const refs: ChildRef[] = [];
-  if (observed.ingress?.metadata?.name) refs.push({ apiVersion: 'networking.k8s.io/v1', kind: 'Ingress', name: observed.ingress.metadata.name, namespace });
-  if (observed.service?.metadata?.name) refs.push({ apiVersion: 'v1', kind: 'Service', name: observed.service.metadata.name, namespace });
-  if (observed.deployment?.metadata?.name) refs.push({ apiVersion: 'apps/v1', kind: 'Deployment', name: observed.deployment.metadata.name, namespace });
+  if (observed.ingress?.metadata?.name)
+    refs.push({
+      apiVersion: 'networking.k8s.io/v1',
+      kind: 'Ingress',
+      name: observed.ingress.metadata.name,
+      namespace,
+    });
+  if (observed.service?.metadata?.name)
+    refs.push({ apiVersion: 'v1', kind: 'Service', name: observed.service.metadata.name, namespace });
+  if (observed.deployment?.metadata?.name)
+    refs.push({
+      apiVersion: 'apps/v1',
+      kind: 'Deployment',
+      name: observed.deployment.metadata.name,
+      namespace,
+    });
   return refs;
 }
 
@@ -131,8 +161,16 @@ const PHASE_EVENTS: Partial<Record<Phase, (from: Phase | undefined) => KubeEvent
     from === 'Hibernated'
       ? { type: 'Normal', reason: 'Woken', message: 'Desktop woke from hibernation and is ready' }
       : { type: 'Normal', reason: 'Running', message: 'Desktop is ready' },
-  Hibernated: () => ({ type: 'Normal', reason: 'Hibernated', message: 'Desktop scaled to zero; its service, ingress and home are kept' }),
-  Terminated: () => ({ type: 'Normal', reason: 'Terminated', message: 'Desktop removed; the home volume is kept' }),
+  Hibernated: () => ({
+    type: 'Normal',
+    reason: 'Hibernated',
+    message: 'Desktop scaled to zero; its service, ingress and home are kept',
+  }),
+  Terminated: () => ({
+    type: 'Normal',
+    reason: 'Terminated',
+    message: 'Desktop removed; the home volume is kept',
+  }),
 };
 
 /**
@@ -151,7 +189,9 @@ export function planSession(observed: ObservedSession, settings: ReconcilerSetti
   const generation = session.metadata.generation ?? 0;
   const previousPhase = session.status?.phase as Phase | undefined;
   // A plan that gets written means reconciling works again: a dead-letter mark no longer applies.
-  let conditions: Condition[] = ((session.status?.conditions as Condition[] | undefined) ?? []).filter((c) => c.type !== 'Reconciled');
+  let conditions: Condition[] = ((session.status?.conditions as Condition[] | undefined) ?? []).filter(
+    (c) => c.type !== 'Reconciled',
+  );
   const events: KubeEventIntent[] = [];
   const apply: KubernetesObject[] = [];
   let remove: ChildRef[] = [];
@@ -163,16 +203,44 @@ export function planSession(observed: ObservedSession, settings: ReconcilerSetti
   const previousResolved = findCondition(conditions, 'TemplateResolved');
   if (!template) {
     const message = `Template "${session.spec.template}" was not found in namespace "${session.metadata.namespace}"; create it (kubectl get templates -n ${session.metadata.namespace} lists those that exist) and this session will continue by itself`;
-    conditions = setCondition(conditions, { type: 'TemplateResolved', status: 'False', reason: 'TemplateNotFound', message, observedGeneration: generation }, now);
-    if (previousResolved?.reason !== 'TemplateNotFound') events.push({ type: 'Warning', reason: 'TemplateNotFound', message });
+    conditions = setCondition(
+      conditions,
+      {
+        type: 'TemplateResolved',
+        status: 'False',
+        reason: 'TemplateNotFound',
+        message,
+        observedGeneration: generation,
+      },
+      now,
+    );
+    if (previousResolved?.reason !== 'TemplateNotFound')
+      events.push({ type: 'Warning', reason: 'TemplateNotFound', message });
   } else if (!templateUsable) {
     const message = `Template "${session.spec.template}" is invalid: ${problems.join('; ')}; fix the template and this session will continue by itself`;
-    conditions = setCondition(conditions, { type: 'TemplateResolved', status: 'False', reason: 'TemplateInvalid', message, observedGeneration: generation }, now);
-    if (previousResolved?.reason !== 'TemplateInvalid') events.push({ type: 'Warning', reason: 'TemplateInvalid', message });
+    conditions = setCondition(
+      conditions,
+      {
+        type: 'TemplateResolved',
+        status: 'False',
+        reason: 'TemplateInvalid',
+        message,
+        observedGeneration: generation,
+      },
+      now,
+    );
+    if (previousResolved?.reason !== 'TemplateInvalid')
+      events.push({ type: 'Warning', reason: 'TemplateInvalid', message });
   } else {
     conditions = setCondition(
       conditions,
-      { type: 'TemplateResolved', status: 'True', reason: 'TemplateFound', message: `Using template "${template.metadata.name}"`, observedGeneration: generation },
+      {
+        type: 'TemplateResolved',
+        status: 'True',
+        reason: 'TemplateFound',
+        message: `Using template "${template.metadata.name}"`,
+        observedGeneration: generation,
+      },
       now,
     );
   }
@@ -191,13 +259,28 @@ export function planSession(observed: ObservedSession, settings: ReconcilerSetti
     conditions = setCondition(
       conditions,
       phase === 'Terminated'
-        ? { type: 'Ready', status: 'False', reason: 'Terminated', message: 'The session was terminated; its home volume is kept', observedGeneration: generation }
-        : { type: 'Ready', status: 'False', reason: 'Terminating', message: 'Removing the desktop, its service and its ingress', observedGeneration: generation },
+        ? {
+            type: 'Ready',
+            status: 'False',
+            reason: 'Terminated',
+            message: 'The session was terminated; its home volume is kept',
+            observedGeneration: generation,
+          }
+        : {
+            type: 'Ready',
+            status: 'False',
+            reason: 'Terminating',
+            message: 'Removing the desktop, its service and its ingress',
+            observedGeneration: generation,
+          },
       now,
     );
   } else if (state === 'hibernated') {
     if (observed.deployment) {
-      const podTemplate = snapshotOf(observed.deployment) ?? observed.deployment.spec?.template ?? (templateUsable ? renderPodTemplate(session, template) : undefined);
+      const podTemplate =
+        snapshotOf(observed.deployment) ??
+        observed.deployment.spec?.template ??
+        (templateUsable ? renderPodTemplate(session, template) : undefined);
       if (podTemplate) apply.push(withSnapshot(buildDeployment(session, podTemplate, 0), podTemplate));
     }
     if (templateUsable) {
@@ -209,8 +292,20 @@ export function planSession(observed: ObservedSession, settings: ReconcilerSetti
     conditions = setCondition(
       conditions,
       pods.length === 0
-        ? { type: 'Ready', status: 'False', reason: 'Hibernated', message: 'Hibernated: set spec.state to running to wake it', observedGeneration: generation }
-        : { type: 'Ready', status: 'False', reason: 'Hibernating', message: 'Scaling the desktop to zero', observedGeneration: generation },
+        ? {
+            type: 'Ready',
+            status: 'False',
+            reason: 'Hibernated',
+            message: 'Hibernated: set spec.state to running to wake it',
+            observedGeneration: generation,
+          }
+        : {
+            type: 'Ready',
+            status: 'False',
+            reason: 'Hibernating',
+            message: 'Scaling the desktop to zero',
+            observedGeneration: generation,
+          },
       now,
     );
   } else if (!templateUsable) {
@@ -220,42 +315,87 @@ export function planSession(observed: ObservedSession, settings: ReconcilerSetti
     conditions = setCondition(
       conditions,
       readyPod
-        ? { type: 'Ready', status: 'True', reason: 'PodReady', message: `Pod ${podName} is ready`, observedGeneration: generation }
-        : { type: 'Ready', status: 'False', reason: 'WaitingForTemplate', message: 'Waiting for a usable template', observedGeneration: generation },
+        ? {
+            type: 'Ready',
+            status: 'True',
+            reason: 'PodReady',
+            message: `Pod ${podName} is ready`,
+            observedGeneration: generation,
+          }
+        : {
+            type: 'Ready',
+            status: 'False',
+            reason: 'WaitingForTemplate',
+            message: 'Waiting for a usable template',
+            observedGeneration: generation,
+          },
       now,
     );
   } else {
     const wasLive = previousPhase === 'Running' && (observed.deployment?.spec?.replicas ?? 0) > 0;
-    const podTemplate = (wasLive ? snapshotOf(observed.deployment) : undefined) ?? renderPodTemplate(session, template);
+    const podTemplate =
+      (wasLive ? snapshotOf(observed.deployment) : undefined) ?? renderPodTemplate(session, template);
     apply.push(withSnapshot(buildDeployment(session, podTemplate, 1), podTemplate));
     apply.push(buildService(session, template), buildIngress(session, template, settings));
     if (session.spec.persistentHome && !observed.homeClaim) apply.push(buildHomeClaim(session, settings));
-    if (!observed.deployment) events.push({ type: 'Normal', reason: 'Created', message: `Created the desktop from template "${template.metadata.name}"` });
+    if (!observed.deployment)
+      events.push({
+        type: 'Normal',
+        reason: 'Created',
+        message: `Created the desktop from template "${template.metadata.name}"`,
+      });
     url = sessionUrl(session, settings);
 
     if (readyPod) {
       phase = 'Running';
       waking = findCondition(conditions, 'Ready')?.reason === 'Waking';
       podName = readyPod.metadata?.name;
-      conditions = setCondition(conditions, { type: 'Ready', status: 'True', reason: 'PodReady', message: `Pod ${podName} is ready`, observedGeneration: generation }, now);
+      conditions = setCondition(
+        conditions,
+        {
+          type: 'Ready',
+          status: 'True',
+          reason: 'PodReady',
+          message: `Pod ${podName} is ready`,
+          observedGeneration: generation,
+        },
+        now,
+      );
     } else {
       const starting = findCondition(conditions, 'Ready');
       const alreadyFailed = previousPhase === 'Failed' && starting?.reason === 'StartupDeadlineExceeded';
       const startedAt =
-        starting && (STARTING_REASONS.has(starting.reason) || alreadyFailed) ? Date.parse(starting.lastTransitionTime) : now.getTime();
+        starting && (STARTING_REASONS.has(starting.reason) || alreadyFailed)
+          ? Date.parse(starting.lastTransitionTime)
+          : now.getTime();
       // Remember that this start is a wake, so the Running event can say Woken.
-      const startReason = previousPhase === 'Hibernated' || starting?.reason === 'Waking' ? 'Waking' : 'Starting';
+      const startReason =
+        previousPhase === 'Hibernated' || starting?.reason === 'Waking' ? 'Waking' : 'Starting';
       const deadline = startedAt + settings.startupDeadlineMs;
       const problem = pods.map(podProblem).find((p) => p !== undefined);
       if (alreadyFailed || now.getTime() >= deadline) {
         phase = 'Failed';
         const message = `The desktop did not become ready within ${Math.round(settings.startupDeadlineMs / 1000)}s: ${problem ?? 'no pod became ready'}`;
-        conditions = setCondition(conditions, { type: 'Ready', status: 'False', reason: 'StartupDeadlineExceeded', message, observedGeneration: generation }, now);
+        conditions = setCondition(
+          conditions,
+          {
+            type: 'Ready',
+            status: 'False',
+            reason: 'StartupDeadlineExceeded',
+            message,
+            observedGeneration: generation,
+          },
+          now,
+        );
         if (previousPhase !== 'Failed') events.push({ type: 'Warning', reason: 'Failed', message });
       } else {
         phase = 'Pending';
         const message = problem ? `Starting the desktop: ${problem}` : 'Starting the desktop';
-        conditions = setCondition(conditions, { type: 'Ready', status: 'False', reason: startReason, message, observedGeneration: generation }, now);
+        conditions = setCondition(
+          conditions,
+          { type: 'Ready', status: 'False', reason: startReason, message, observedGeneration: generation },
+          now,
+        );
         requeueAfterMs = deadline - now.getTime() + 50;
       }
     }

@@ -1,4 +1,5 @@
 import { homeClaimName, type Logger, sessionChildName, validateSession } from '@streamspace/shared';
+import { coversDesired } from './applied-state.js';
 import { type Condition, setCondition } from './conditions.js';
 import type { KubeWriter } from './kube-writer.js';
 import type { ReconcilerSettings } from './reconciler-settings.js';
@@ -12,9 +13,21 @@ export interface ReconcileOutcome {
 
 function comparable(status: Partial<PlannedStatus> | undefined): string {
   const conditions = ((status?.conditions ?? []) as Condition[])
-    .map(({ type, status: s, reason, message, observedGeneration }) => ({ type, s, reason, message, observedGeneration }))
+    .map(({ type, status: s, reason, message, observedGeneration }) => ({
+      type,
+      s,
+      reason,
+      message,
+      observedGeneration,
+    }))
     .sort((a, b) => a.type.localeCompare(b.type));
-  return JSON.stringify({ phase: status?.phase, podName: status?.podName, url: status?.url, g: status?.observedGeneration, conditions });
+  return JSON.stringify({
+    phase: status?.phase,
+    podName: status?.podName,
+    url: status?.url,
+    g: status?.observedGeneration,
+    conditions,
+  });
 }
 
 /** Read → plan → apply → report, for one Session. Safe to run again at any time. */
@@ -33,34 +46,67 @@ export async function reconcileSession(
   const validation = validateSession(session);
   if (!validation.ok) {
     const message = `The session is invalid: ${validation.issues.map((i) => `${i.path}: ${i.message}`).join('; ')}`;
-    const conditions = setCondition((session.status?.conditions as Condition[]) ?? [], { type: 'Ready', status: 'False', reason: 'InvalidSpec', message }, now());
-    const status: PlannedStatus = { phase: 'Failed', conditions, observedGeneration: session.metadata.generation ?? 0 };
+    const conditions = setCondition(
+      (session.status?.conditions as Condition[]) ?? [],
+      { type: 'Ready', status: 'False', reason: 'InvalidSpec', message },
+      now(),
+    );
+    const status: PlannedStatus = {
+      phase: 'Failed',
+      conditions,
+      observedGeneration: session.metadata.generation ?? 0,
+    };
     if (comparable(session.status as PlannedStatus) !== comparable(status)) {
       await writer.writeSessionStatus(session, status);
-      await writer.recordEvent(session, { type: 'Warning', reason: 'InvalidSpec', message }).catch(() => undefined);
+      await writer
+        .recordEvent(session, { type: 'Warning', reason: 'InvalidSpec', message })
+        .catch(() => undefined);
     }
     return {};
   }
 
   const observed = await writer.observe(session, sessionChildName(name), homeClaimName(session.spec.user));
   const plan = planSession(observed, settings, now());
-  for (const object of plan.apply) await writer.apply(object);
+  const existing: Record<string, unknown> = {
+    Deployment: observed.deployment,
+    Service: observed.service,
+    Ingress: observed.ingress,
+    PersistentVolumeClaim: observed.homeClaim,
+  };
+  for (const object of plan.apply) {
+    if (!coversDesired(object, existing[object.kind as string])) await writer.apply(object);
+  }
   for (const ref of plan.remove) await writer.remove(ref);
-  if (comparable(session.status as PlannedStatus) !== comparable(plan.status)) await writer.writeSessionStatus(session, plan.status);
+  if (comparable(session.status as PlannedStatus) !== comparable(plan.status))
+    await writer.writeSessionStatus(session, plan.status);
   for (const event of plan.events) {
-    await writer.recordEvent(session, event).catch((error: Error) => log.warn({ err: error.message, reason: event.reason }, 'could not record an event'));
+    await writer
+      .recordEvent(session, event)
+      .catch((error: Error) =>
+        log.warn({ err: error.message, reason: event.reason }, 'could not record an event'),
+      );
   }
   if (plan.status.phase !== session.status?.phase) {
-    log.info({ namespace, name, from: session.status?.phase ?? 'none', to: plan.status.phase }, 'session phase changed');
+    log.info(
+      { namespace, name, from: session.status?.phase ?? 'none', to: plan.status.phase },
+      'session phase changed',
+    );
   }
   return plan.requeueAfterMs !== undefined ? { requeueAfterMs: plan.requeueAfterMs } : {};
 }
 
-export async function reconcileTemplate(writer: KubeWriter, namespace: string, name: string, now: () => Date = () => new Date()): Promise<ReconcileOutcome> {
+export async function reconcileTemplate(
+  writer: KubeWriter,
+  namespace: string,
+  name: string,
+  now: () => Date = () => new Date(),
+): Promise<ReconcileOutcome> {
   const template = await writer.readTemplate(namespace, name);
   if (!template || template.metadata.deletionTimestamp) return {};
   const plan = planTemplateStatus(template, now());
-  const current = template.status as { valid?: boolean; conditions?: Condition[]; observedGeneration?: number } | undefined;
+  const current = template.status as
+    | { valid?: boolean; conditions?: Condition[]; observedGeneration?: number }
+    | undefined;
   const same =
     current?.valid === plan.valid &&
     current?.observedGeneration === plan.observedGeneration &&
@@ -70,11 +116,21 @@ export async function reconcileTemplate(writer: KubeWriter, namespace: string, n
 }
 
 /** Marks a Session whose work item was dead-lettered, so `kubectl describe` says so. */
-export async function markDeadLettered(writer: KubeWriter, namespace: string, name: string, reason: string, now: () => Date = () => new Date()): Promise<void> {
+export async function markDeadLettered(
+  writer: KubeWriter,
+  namespace: string,
+  name: string,
+  reason: string,
+  now: () => Date = () => new Date(),
+): Promise<void> {
   const session = await writer.readSession(namespace, name);
   if (!session) return;
   const message = `Reconciling failed repeatedly and was given up: ${reason}. The next change to the session or its template, or the periodic resync, tries again.`;
-  const conditions = setCondition((session.status?.conditions as Condition[]) ?? [], { type: 'Reconciled', status: 'False', reason: 'DeadLettered', message }, now());
+  const conditions = setCondition(
+    (session.status?.conditions as Condition[]) ?? [],
+    { type: 'Reconciled', status: 'False', reason: 'DeadLettered', message },
+    now(),
+  );
   await writer.writeSessionStatus(session, { ...(session.status as PlannedStatus), conditions });
   await writer.recordEvent(session, { type: 'Warning', reason: 'ReconcileFailed', message });
 }

@@ -25,8 +25,20 @@ export function planTemplateStatus(template: Template, now: Date): TemplateStatu
   const conditions = setCondition(
     previous,
     problems.length === 0
-      ? { type: 'Valid', status: 'True', reason: 'Valid', message: 'The template can be used by sessions', observedGeneration: generation }
-      : { type: 'Valid', status: 'False', reason: 'Invalid', message: problems.join('; '), observedGeneration: generation },
+      ? {
+          type: 'Valid',
+          status: 'True',
+          reason: 'Valid',
+          message: 'The template can be used by sessions',
+          observedGeneration: generation,
+        }
+      : {
+          type: 'Valid',
+          status: 'False',
+          reason: 'Invalid',
+          message: problems.join('; '),
+          observedGeneration: generation,
+        },
     now,
   );
   return { valid: problems.length === 0, conditions, observedGeneration: generation };

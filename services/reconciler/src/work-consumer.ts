@@ -48,13 +48,38 @@ export class WorkConsumer {
 
   constructor(private readonly options: WorkConsumerOptions) {
     const registers = [options.registry];
-    this.reconciles = new Counter({ name: 'streamspace_reconciler_reconciles_total', help: 'Reconciles by kind and result (success, error, dead_lettered).', labelNames: ['kind', 'result'], registers });
-    for (const kind of ['session', 'template']) for (const result of ['success', 'error', 'dead_lettered']) this.reconciles.labels(kind, result).inc(0);
-    this.duration = new Histogram({ name: 'streamspace_reconciler_reconcile_duration_seconds', help: 'Time one reconcile took.', labelNames: ['kind'], buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10], registers });
-    this.deadLetters = new Counter({ name: 'streamspace_reconciler_dead_letters_total', help: 'Work items given up and sent to the dead-letter stream, by reason.', labelNames: ['reason'], registers });
+    this.reconciles = new Counter({
+      name: 'streamspace_reconciler_reconciles_total',
+      help: 'Reconciles by kind and result (success, error, dead_lettered).',
+      labelNames: ['kind', 'result'],
+      registers,
+    });
+    for (const kind of ['session', 'template'])
+      for (const result of ['success', 'error', 'dead_lettered']) this.reconciles.labels(kind, result).inc(0);
+    this.duration = new Histogram({
+      name: 'streamspace_reconciler_reconcile_duration_seconds',
+      help: 'Time one reconcile took.',
+      labelNames: ['kind'],
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers,
+    });
+    this.deadLetters = new Counter({
+      name: 'streamspace_reconciler_dead_letters_total',
+      help: 'Work items given up and sent to the dead-letter stream, by reason.',
+      labelNames: ['reason'],
+      registers,
+    });
     for (const reason of ['malformed', 'max_attempts']) this.deadLetters.labels(reason).inc(0);
-    this.inFlightGauge = new Gauge({ name: 'streamspace_reconciler_in_flight', help: 'Reconciles running now in this worker.', registers });
-    this.lockWaits = new Counter({ name: 'streamspace_reconciler_lock_waits_total', help: 'Times a work item waited because another worker held its key.', registers });
+    this.inFlightGauge = new Gauge({
+      name: 'streamspace_reconciler_in_flight',
+      help: 'Reconciles running now in this worker.',
+      registers,
+    });
+    this.lockWaits = new Counter({
+      name: 'streamspace_reconciler_lock_waits_total',
+      help: 'Times a work item waited because another worker held its key.',
+      registers,
+    });
   }
 
   async run(): Promise<void> {
@@ -88,8 +113,23 @@ export class WorkConsumer {
     await Promise.race([Promise.allSettled([...this.inFlight]), sleep(timeoutMs)]);
   }
 
-  private async deadLetter(subject: string, payload: string, reason: string, attempts: number, kind: string, namespace: string, name: string): Promise<void> {
-    const letter: DeadLetter = { subject, reason, attempts, failedAt: new Date().toISOString(), service: 'reconciler', payload };
+  private async deadLetter(
+    subject: string,
+    payload: string,
+    reason: string,
+    attempts: number,
+    kind: string,
+    namespace: string,
+    name: string,
+  ): Promise<void> {
+    const letter: DeadLetter = {
+      subject,
+      reason,
+      attempts,
+      failedAt: new Date().toISOString(),
+      service: 'reconciler',
+      payload,
+    };
     await this.options.js.publish(subjects.deadLetter(kind, namespace, name), JSON.stringify(letter));
   }
 
@@ -99,7 +139,15 @@ export class WorkConsumer {
     if (!decoded.ok) {
       log.warn({ subject: message.subject, err: decoded.error }, 'malformed work item; dead-lettering it');
       this.deadLetters.labels('malformed').inc();
-      await this.deadLetter(message.subject, message.string().slice(0, 10_000), `malformed work item: ${decoded.error}`, message.info.deliveryCount, 'malformed', 'unknown', 'unknown').catch(() => undefined);
+      await this.deadLetter(
+        message.subject,
+        message.string().slice(0, 10_000),
+        `malformed work item: ${decoded.error}`,
+        message.info.deliveryCount,
+        'malformed',
+        'unknown',
+        'unknown',
+      ).catch(() => undefined);
       message.term(`malformed work item: ${decoded.error}`.slice(0, 200));
       return;
     }
@@ -134,10 +182,16 @@ export class WorkConsumer {
   private async runLocked(message: JsMsg, item: WorkItem, key: string, revision: number): Promise<void> {
     const { log, locks, workerId } = this.options;
     let held = revision;
-    const refresher = setInterval(() => {
-      locks.refresh(key, held).then((r) => (held = r), () => undefined);
-      message.working();
-    }, Math.max(1_000, this.options.lockTtlMs / 3));
+    const refresher = setInterval(
+      () => {
+        locks.refresh(key, held).then(
+          (r) => (held = r),
+          () => undefined,
+        );
+        message.working();
+      },
+      Math.max(1_000, this.options.lockTtlMs / 3),
+    );
     const started = performance.timeOrigin + performance.now();
     this.inFlightGauge.inc();
     const stopTimer = this.duration.labels(item.kind).startTimer();
@@ -155,8 +209,18 @@ export class WorkConsumer {
         this.reconciles.labels(item.kind, 'dead_lettered').inc();
         this.deadLetters.labels('max_attempts').inc();
         log.error({ key, attempts, err: reason }, 'reconcile failed too often; dead-lettering the work item');
-        await this.deadLetter(message.subject, message.string(), reason, attempts, item.kind, item.namespace, item.name).catch(() => undefined);
-        await this.options.onDeadLetter(item, reason).catch((e: Error) => log.warn({ err: e.message, key }, 'could not mark the dead-lettered object'));
+        await this.deadLetter(
+          message.subject,
+          message.string(),
+          reason,
+          attempts,
+          item.kind,
+          item.namespace,
+          item.name,
+        ).catch(() => undefined);
+        await this.options
+          .onDeadLetter(item, reason)
+          .catch((e: Error) => log.warn({ err: e.message, key }, 'could not mark the dead-lettered object'));
         message.term(reason.slice(0, 200));
       } else {
         const delay = backoffDelay(attempts - 1, { initialMs: 500, maxMs: 60_000 });
@@ -168,7 +232,16 @@ export class WorkConsumer {
       clearInterval(refresher);
       stopTimer();
       this.inFlightGauge.dec();
-      log.debug({ key, workerId, reconcile: 'end', at: performance.timeOrigin + performance.now(), startedAt: started }, 'reconcile end');
+      log.debug(
+        {
+          key,
+          workerId,
+          reconcile: 'end',
+          at: performance.timeOrigin + performance.now(),
+          startedAt: started,
+        },
+        'reconcile end',
+      );
     }
   }
 
@@ -176,13 +249,21 @@ export class WorkConsumer {
   private requeue(item: WorkItem, afterMs: number): void {
     const key = objectKey(item.kind, item.namespace, item.name);
     clearTimeout(this.requeueTimers.get(key));
-    const timer = setTimeout(() => {
-      this.requeueTimers.delete(key);
-      const next: WorkItem = { ...item, reason: 'requeue' };
-      this.options.js.publish(subjects.work(item.kind, item.namespace, item.name), JSON.stringify(next)).catch((error: Error) =>
-        this.options.log.warn({ err: error.message, key }, 'could not requeue; the periodic resync will pick it up'),
-      );
-    }, Math.min(afterMs, 2 ** 31 - 1));
+    const timer = setTimeout(
+      () => {
+        this.requeueTimers.delete(key);
+        const next: WorkItem = { ...item, reason: 'requeue' };
+        this.options.js
+          .publish(subjects.work(item.kind, item.namespace, item.name), JSON.stringify(next))
+          .catch((error: Error) =>
+            this.options.log.warn(
+              { err: error.message, key },
+              'could not requeue; the periodic resync will pick it up',
+            ),
+          );
+      },
+      Math.min(afterMs, 2 ** 31 - 1),
+    );
     timer.unref();
     this.requeueTimers.set(key, timer);
   }

@@ -1,5 +1,5 @@
-import { errors as natsErrors, type NatsConnection } from '@nats-io/nats-core';
 import { JetStreamApiError, jetstream } from '@nats-io/jetstream';
+import { type NatsConnection, errors as natsErrors } from '@nats-io/nats-core';
 import {
   connectNats,
   ensureStreams,
@@ -18,9 +18,9 @@ import { Publisher } from './publisher.js';
 import { ResilientWatch } from './resilient-watch.js';
 import { nextResyncAt, type ResyncTrigger, resyncName } from './resync-schedule.js';
 import { SessionIndex } from './session-index.js';
+import { WATCHED_RESOURCES } from './watched-resources.js';
 import type { watcherConfigSchema } from './watcher-config.js';
 import { createWatcherMetrics } from './watcher-metrics.js';
-import { WATCHED_RESOURCES } from './watched-resources.js';
 import { type Publication, routeChange, routeResync } from './work-routing.js';
 
 type Context = ServiceContext<ServiceConfig<typeof watcherConfigSchema>>;

@@ -138,6 +138,62 @@ describe('routeChange', () => {
     ).toHaveLength(1);
   });
 
+  it('enqueues a Session for its Deployment’s spec changes and its Pod’s readiness, not for their other updates', () => {
+    const labels = { [LABELS.session]: 's1' };
+    const works = (kind: 'deployment' | 'pod', change: CacheChange) =>
+      routeChange(kind, change, noSessions).publications.filter((p) => p.stream === 'work').length;
+    const deployment = (rv: string, generation: number, status: Record<string, unknown>) => {
+      const o = obj('ss-s1', { rv, generation, labels });
+      return { ...o, raw: { ...o.raw, status } };
+    };
+    expect(
+      works('deployment', {
+        type: 'modified',
+        object: deployment('2', 1, { readyReplicas: 1 }),
+        previous: deployment('1', 1, {}),
+      }),
+    ).toBe(0);
+    expect(
+      works('deployment', {
+        type: 'modified',
+        object: deployment('2', 2, {}),
+        previous: deployment('1', 1, {}),
+      }),
+    ).toBe(1);
+    const pod = (rv: string, status: Record<string, unknown>, deleting = false) => {
+      const o = obj('ss-s1-x', { rv, labels });
+      return {
+        ...o,
+        raw: {
+          metadata: { ...(o.raw.metadata as object), ...(deleting ? { deletionTimestamp: 'now' } : {}) },
+          status,
+        },
+      };
+    };
+    const ready = { phase: 'Running', conditions: [{ type: 'Ready', status: 'True' }] };
+    expect(
+      works('pod', {
+        type: 'modified',
+        object: pod('3', { ...ready, podIP: '10.0.0.2' }),
+        previous: pod('2', ready),
+      }),
+    ).toBe(0);
+    expect(
+      works('pod', { type: 'modified', object: pod('3', ready), previous: pod('2', { phase: 'Pending' }) }),
+    ).toBe(1);
+    expect(works('pod', { type: 'modified', object: pod('3', ready, true), previous: pod('2', ready) })).toBe(
+      1,
+    );
+    const waiting = {
+      phase: 'Pending',
+      containerStatuses: [{ state: { waiting: { reason: 'ErrImagePull' } } }],
+    };
+    expect(
+      works('pod', { type: 'modified', object: pod('3', waiting), previous: pod('2', { phase: 'Pending' }) }),
+    ).toBe(1);
+    expect(works('pod', { type: 'deleted', object: pod('3', ready) })).toBe(1);
+  });
+
   it('fans out additions and deletions of a Template, but not status-only updates', () => {
     const sessions = withSessions(['s1']);
     const count = (change: CacheChange) => routeChange('template', change, sessions).publications.length;

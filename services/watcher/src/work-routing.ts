@@ -111,6 +111,38 @@ function specChanged(change: CacheChange): boolean {
   return generation === undefined || generation !== change.previous.generation;
 }
 
+/**
+ * What of a Pod the reconciler acts on: whether it is going away, its phase, its readiness and
+ * why its containers wait. Other pod updates (IPs, timestamps, restarts' bookkeeping) are not
+ * worth a reconcile.
+ */
+export function podSummary(raw: Record<string, unknown>): string {
+  const metadata = raw.metadata as { deletionTimestamp?: string } | undefined;
+  const status = (raw.status ?? {}) as {
+    phase?: string;
+    conditions?: { type?: string; status?: string }[];
+    containerStatuses?: { state?: { waiting?: { reason?: string }; terminated?: { exitCode?: number } } }[];
+  };
+  return JSON.stringify([
+    metadata?.deletionTimestamp ?? null,
+    status.phase ?? null,
+    status.conditions?.find((c) => c.type === 'Ready')?.status ?? null,
+    status.conditions?.find((c) => c.type === 'PodScheduled')?.status ?? null,
+    (status.containerStatuses ?? []).map(
+      (c) => c.state?.waiting?.reason ?? c.state?.terminated?.exitCode ?? 'running',
+    ),
+  ]);
+}
+
+/** Does this change of a child matter to its Session's reconcile? */
+function childChangeMatters(kind: 'deployment' | 'pod', change: CacheChange): boolean {
+  if (change.type !== 'modified' || !change.previous) return true;
+  // A Deployment matters when its spec changed (by hand: drift to repair); its status does not,
+  // since a Session's phase follows its pods.
+  if (kind === 'deployment') return specChanged(change);
+  return podSummary(change.object.raw) !== podSummary(change.previous.raw);
+}
+
 /** The Session a child belongs to, from the label the reconciler puts on everything it creates. */
 export function owningSession(object: KubeObject): string | undefined {
   const name = object.labels[LABELS.session];
@@ -170,7 +202,7 @@ export function routeChange(kind: ObservedKind, change: CacheChange, context: Ro
     case 'deployment':
     case 'pod': {
       const session = owningSession(object);
-      if (session)
+      if (session && childChangeMatters(kind, change))
         publications.push(workPublication('session', object.namespace, session, reason, workPrefix));
       break;
     }

@@ -1,0 +1,49 @@
+import { describe, expect, it } from 'vitest';
+import { coversDesired } from './applied-state.js';
+
+describe('coversDesired', () => {
+  const desired = {
+    metadata: { name: 'ss-a', labels: { app: 'x' } },
+    spec: {
+      replicas: 1,
+      template: {
+        spec: { containers: [{ name: 'desktop', image: 'a:1', ports: [{ containerPort: 3000 }] }] },
+      },
+    },
+  };
+  const observed = {
+    metadata: { name: 'ss-a', uid: 'u', labels: { app: 'x', extra: 'y' }, annotations: { z: '1' } },
+    spec: {
+      replicas: 1,
+      revisionHistoryLimit: 10,
+      template: {
+        spec: {
+          containers: [
+            {
+              name: 'desktop',
+              image: 'a:1',
+              imagePullPolicy: 'Always',
+              ports: [{ containerPort: 3000, protocol: 'TCP' }],
+            },
+          ],
+        },
+      },
+    },
+    status: { readyReplicas: 1 },
+  };
+
+  it('accepts what the server stored plus its own defaults', () => {
+    expect(coversDesired(desired, observed)).toBe(true);
+  });
+
+  it('sees a changed value, a missing field, or a list of another length', () => {
+    expect(coversDesired(desired, { ...observed, spec: { ...observed.spec, replicas: 0 } })).toBe(false);
+    expect(coversDesired(desired, { ...observed, metadata: { name: 'ss-a' } })).toBe(false);
+    expect(coversDesired({ ports: [1, 2] }, { ports: [1] })).toBe(false);
+    expect(coversDesired({ a: 1 }, undefined)).toBe(false);
+  });
+
+  it('lets an empty object be dropped by the server', () => {
+    expect(coversDesired({ securityContext: { capabilities: {} } }, { securityContext: {} })).toBe(true);
+  });
+});

@@ -1,0 +1,22 @@
+/**
+ * Does what exists already say everything we would apply? Server-side apply of an unchanged
+ * object is a no-op on the server but still a round trip; at a thousand sessions those round
+ * trips are most of a reconcile. The check is conservative: anything it cannot prove equal
+ * (a value the API server normalised, a field set by hand) counts as different, and then the
+ * object is applied as usual — so drift is still put back.
+ */
+export function coversDesired(desired: unknown, observed: unknown): boolean {
+  if (desired === undefined) return true;
+  if (desired === null || typeof desired !== 'object') return desired === observed;
+  if (Array.isArray(desired)) {
+    if (!Array.isArray(observed) || observed.length !== desired.length) return false;
+    return desired.every((item, i) => coversDesired(item, observed[i]));
+  }
+  const entries = Object.entries(desired as Record<string, unknown>);
+  // The API server drops empty objects such as `capabilities: {}`.
+  if (entries.length === 0)
+    return observed === undefined || (typeof observed === 'object' && observed !== null);
+  if (observed === null || typeof observed !== 'object' || Array.isArray(observed)) return false;
+  const actual = observed as Record<string, unknown>;
+  return entries.every(([key, value]) => coversDesired(value, actual[key]));
+}
