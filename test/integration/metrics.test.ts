@@ -1,4 +1,4 @@
-import { jetstream } from '@nats-io/jetstream';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { ANNOTATIONS, API_GROUP, API_VERSION, STREAMS } from '@streamspace/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -307,8 +307,10 @@ describe('metrics from the cluster and the event stream', () => {
     ).toBe(1);
   });
 
-  it('logs, counts and skips malformed events without stopping', async () => {
+  it('logs, counts, dead-letters and skips malformed events without stopping', async () => {
     const js = jetstream(nc);
+    const jsm = await jetstreamManager(nc);
+    const lettersBefore = (await jsm.streams.info(STREAMS.deadLetter)).state.messages;
     const subject = `streamspace.events.session.${namespace}.junk`;
     await js.publish(subject, new TextEncoder().encode('{"this is not'));
     await js.publish(
@@ -318,6 +320,11 @@ describe('metrics from the cluster and the event stream', () => {
     await scraped((m) => {
       expect(m.value('streamspace_metrics_malformed_events_total', { reason: 'not_json' })).toBe(1);
       expect(m.value('streamspace_metrics_malformed_events_total', { reason: 'bad_envelope' })).toBe(1);
+    });
+    await eventually(async () => {
+      const letter = await jsm.streams.getMessage(STREAMS.deadLetter, { last_by_subj: 'streamspace.deadletter.event.unknown.malformed' });
+      expect(letter?.json<{ subject: string; service: string }>()).toMatchObject({ subject, service: 'metrics' });
+      expect((await jsm.streams.info(STREAMS.deadLetter)).state.messages).toBeGreaterThanOrEqual(lettersBefore + 2);
     });
     expect(metrics.running).toBe(true);
     expect((await metrics.get('/readyz')).status).toBe(200);

@@ -2,11 +2,13 @@ import { jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/nats-core';
 import {
   connectNats,
+  type DeadLetter,
   KubeClient,
-  retryForever,
   type RunningService,
+  retryForever,
   type ServiceConfig,
   type ServiceContext,
+  subjects,
 } from '@streamspace/shared';
 import { Counter } from 'prom-client';
 import { customObjectTransport } from './kube-transport.js';
@@ -131,9 +133,19 @@ export async function startMetrics(
           );
         }
       },
-      onMalformed: (reason, detail, subject) => {
+      onMalformed: (reason, detail, subject, payload) => {
         metrics.malformed(reason);
         log.warn({ reason, detail, subject }, 'skipping a change event that cannot be read');
+        // Kept for a person to look at, beside the work items the reconciler gave up on.
+        const letter: DeadLetter = {
+          subject,
+          reason: `malformed change event (${reason}): ${detail}`.slice(0, 1_000),
+          attempts: 1,
+          failedAt: new Date().toISOString(),
+          service: 'metrics',
+          payload: new TextDecoder().decode(payload).slice(0, 10_000),
+        };
+        connection.publish(subjects.deadLetter('event', 'unknown', 'malformed'), JSON.stringify(letter));
       },
       onState: (up, reason) => readiness.set('event-stream', up, reason),
     });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { at, iso, rawSession } from './session-fixtures.test-support.js';
 import { decodeSessionEvent, sessionEventFilter, startSequence } from './session-event-stream.js';
+import { at, iso, rawSession } from './session-fixtures.test-support.js';
 
 const encode = (value: unknown) =>
   new TextEncoder().encode(typeof value === 'string' ? value : JSON.stringify(value));

@@ -72,7 +72,7 @@ export interface SessionEventStreamOptions {
    */
   onSubscribed(subscribedAtMs: number): Promise<void>;
   onEvent(change: ObservedChange): void;
-  onMalformed(reason: MalformedEventReason, detail: string, subject: string): void;
+  onMalformed(reason: MalformedEventReason, detail: string, subject: string, payload: Uint8Array): void;
   onState(up: boolean, reason: string): void;
 }
 
@@ -134,7 +134,7 @@ export class SessionEventStream {
           attempt = 0;
           const decoded = decodeSessionEvent(message.data);
           if (decoded.ok) this.options.onEvent(decoded.change);
-          else this.options.onMalformed(decoded.reason, decoded.detail, message.subject);
+          else this.options.onMalformed(decoded.reason, decoded.detail, message.subject, message.data);
         }
         if (signal.aborted) break;
         throw new Error('the subscription ended');
