@@ -1,7 +1,6 @@
 export * from './backoff.js';
 export * from './config.js';
 export * from './health-server.js';
-export * from './kube-connection.js';
 export * from './logger.js';
 export * from './messages.js';
 export * from './nats-connection.js';
