@@ -3,6 +3,7 @@ import * as k8s from '@kubernetes/client-node';
 import { API_GROUP, API_VERSION, FIELD_MANAGER, sessionChildName } from '@streamspace/shared';
 import { expect, it } from 'vitest';
 import { createNamespace, deleteNamespace, installCrds, kube, repo, ServiceProcess } from '../test/integration/harness.js';
+import { startPrivateNats } from '../test/integration/private-nats.js';
 
 /**
  * Issue 3's numbers: N Sessions (BENCH_SESSIONS, default 1000) through the real pipeline on the
@@ -87,7 +88,9 @@ it(`runs ${N} sessions through the pipeline`, async () => {
   };
   await k.custom.createNamespacedCustomObject({ group: API_GROUP, version: API_VERSION, namespace, plural: 'templates', body: template });
 
-  const env = { LOG_LEVEL: 'info', WATCH_NAMESPACE: namespace };
+  // A NATS of its own: the run measures this pipeline, not a backlog left by others on the shared one.
+  const nats = await startPrivateNats();
+  const env = { LOG_LEVEL: 'info', WATCH_NAMESPACE: namespace, NATS_URL: nats.url };
   const watcher = new ServiceProcess('watcher', env);
   const workers = Array.from({ length: WORKERS }, () => new ServiceProcess('reconciler', env));
   await Promise.all([watcher, ...workers].map((s) => s.waitReady(60_000)));
@@ -153,6 +156,7 @@ it(`runs ${N} sessions through the pipeline`, async () => {
     .map((m) => [...m.body.matchAll(/streamspace_reconciler_reconciles_total\{kind="\w+",result="success"\} (\d+)/g)].reduce((a, x) => a + Number(x[1]), 0))
     .reduce((a, b) => a + b, 0);
   await Promise.all([watcher, ...workers].map((s) => s.stop()));
+  await nats.stop();
 
   // 4. Baseline: the same writes (Session, Deployment, Service, Ingress, Session status) made
   //    directly with @kubernetes/client-node, same concurrency, no pipeline in between.

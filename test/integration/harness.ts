@@ -53,9 +53,11 @@ export async function installCrds(): Promise<void> {
 /** A namespace of its own for each test file, so files never see each other's objects. */
 export async function createNamespace(prefix: string): Promise<string> {
   const name = `${prefix}-${randomBytes(3).toString('hex')}`;
-  await kube().core.createNamespace({
-    body: { metadata: { name, labels: { 'streamspace.io/test': 'true' } } },
-  });
+  const { core } = kube();
+  await core.createNamespace({ body: { metadata: { name, labels: { 'streamspace.io/test': 'true' } } } });
+  // Pods are admitted only once the namespace's default ServiceAccount exists; a ReplicaSet that
+  // tries earlier backs off for seconds. Tests start when the namespace can run pods.
+  await eventually(() => core.readNamespacedServiceAccount({ namespace: name, name: 'default' }), 30_000, 100);
   return name;
 }
 
