@@ -282,6 +282,11 @@ export function planSession(observed: ObservedSession, settings: ReconcilerSetti
         observed.deployment.spec?.template ??
         (templateUsable ? renderPodTemplate(session, template) : undefined);
       if (podTemplate) apply.push(withSnapshot(buildDeployment(session, podTemplate, 0), podTemplate));
+    } else if (templateUsable) {
+      // Hibernated before its desktop was ever created (e.g. hibernated while the pipeline was
+      // down): the Deployment still exists, at zero replicas, as for any hibernated session.
+      const podTemplate = renderPodTemplate(session, template);
+      apply.push(withSnapshot(buildDeployment(session, podTemplate, 0), podTemplate));
     }
     if (templateUsable) {
       apply.push(buildService(session, template), buildIngress(session, template, settings));
