@@ -12,6 +12,7 @@ import { startPrivateNats } from '../test/integration/private-nats.js';
  * @kubernetes/client-node as a baseline. Run with `pnpm bench`; results go to .bench/.
  */
 
+// A KWOK node takes 110 pods, like a kubelet: run with STREAMSPACE_NODES >= N / 100 (see BENCHMARKS.md).
 const N = Number(process.env.BENCH_SESSIONS ?? 1000);
 const WORKERS = Number(process.env.BENCH_WORKERS ?? 3);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 50);

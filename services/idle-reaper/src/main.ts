@@ -1,1 +1,202 @@
-export {};
+import { hostname } from 'node:os';
+import { jetstream } from '@nats-io/jetstream';
+import type { NatsConnection, Subscription } from '@nats-io/nats-core';
+import {
+  ConfigError,
+  CONSUMERS,
+  connectNats,
+  ensureStreams,
+  KubeClient,
+  retryForever,
+  runService,
+  STREAMS,
+} from '@streamspace/shared';
+import { activityRoute } from './activity-http.js';
+import { ActivityIntake } from './activity-intake.js';
+import { ActivityStore, openActivityBucket } from './activity-store.js';
+import { TokenSource } from './bearer-token.js';
+import { CommandExecutor, ensureCommandConsumer, publishCommand } from './command-executor.js';
+import { IdleReaper } from './idle-reaper.js';
+import { LastActivityWriter } from './last-activity-writer.js';
+import { configProblem, reaperEnvSchema } from './reaper-config.js';
+import { createReaperMetrics } from './reaper-metrics.js';
+import { SessionInformer } from './session-informer.js';
+import { SessionWriter } from './session-writer.js';
+
+await runService({
+  name: 'idle-reaper',
+  defaultPort: 8083,
+  configSchema: reaperEnvSchema,
+  async start({ config, log, readiness, registry, signal }) {
+    const problem = configProblem(config);
+    if (problem) throw new ConfigError(problem);
+    const tokens = new TokenSource({
+      ...(config.ACTIVITY_TOKEN ? { token: config.ACTIVITY_TOKEN } : {}),
+      ...(config.ACTIVITY_TOKEN_FILE ? { file: config.ACTIVITY_TOKEN_FILE } : {}),
+    });
+    try {
+      await tokens.load();
+    } catch (error) {
+      throw new ConfigError(
+        `ACTIVITY_TOKEN_FILE: cannot read the activity token: ${(error as Error).message}`,
+      );
+    }
+    const httpEnabled = config.ACTIVITY_HTTP ?? tokens.configured;
+
+    const metrics = createReaperMetrics(registry);
+    const defaults = {
+      idleTimeoutMs: config.DEFAULT_IDLE_TIMEOUT,
+      maxSessionDurationMs: config.DEFAULT_MAX_SESSION_DURATION,
+    };
+    const kube = KubeClient.fromEnvironment();
+    const writer = new SessionWriter(kube);
+    // status.lastActivity writes (steady, hundreds a second at scale) get connections of their
+    // own, so they never make a decision wait for a socket.
+    const statusKube = KubeClient.fromEnvironment();
+    const statusWriterApi = new SessionWriter(statusKube);
+    const instance = `${hostname()}-${process.pid}`;
+
+    // NATS pieces arrive once connected; until then reports answer "failed" and commands wait.
+    let activity: ActivityStore | undefined;
+    let nc: NatsConnection | undefined;
+    let subscription: Subscription | undefined;
+    let executor: CommandExecutor | undefined;
+    let executorDone: Promise<void> | undefined;
+
+    const statusWriter = new LastActivityWriter({
+      intervalMs: config.LAST_ACTIVITY_WRITE_INTERVAL,
+      latest: (key) => activity?.get(key),
+      session: (key) => {
+        const s = reaper.get(key);
+        if (!s) return undefined;
+        return {
+          namespace: s.namespace,
+          name: s.name,
+          ...(s.facts.statusLastActivity !== undefined
+            ? { statusLastActivity: s.facts.statusLastActivity }
+            : {}),
+        };
+      },
+      write: (namespace, name, at) => statusWriterApi.applyLastActivity(namespace, name, at),
+      metrics,
+      log,
+    });
+    const reaper = new IdleReaper({
+      defaults,
+      activityOf: (key) => activity?.get(key),
+      issue: async (command, msgId) => {
+        if (!nc) throw new Error('NATS is not connected yet');
+        await publishCommand(jetstream(nc), command, msgId);
+      },
+      metrics,
+      log,
+      commandRetryMs: config.COMMAND_RETRY_INTERVAL,
+      onSessionChange: (key) => statusWriter.notify(key),
+    });
+    const intake = new ActivityIntake({
+      log,
+      metrics,
+      maxSkewMs: config.ACTIVITY_MAX_CLOCK_SKEW,
+      isKnownSession: (key) => reaper.isKnown(key),
+      record: (key, at) =>
+        activity ? activity.record(key, at) : Promise.reject(new Error('NATS is not connected yet')),
+      offer: (key, at) => {
+        if (!activity) throw new Error('NATS is not connected yet');
+        return activity.offer(key, at);
+      },
+    });
+
+    const informer = new SessionInformer({
+      kube,
+      ...(config.WATCH_NAMESPACE ? { namespace: config.WATCH_NAMESPACE } : {}),
+      log,
+      readiness,
+      metrics,
+      watchTimeoutMs: config.WATCH_TIMEOUT,
+      resyncIntervalMs: config.RESYNC_INTERVAL,
+      onUpsert: (session) => reaper.upsert(session),
+      onDelete: (key) => {
+        reaper.remove(key);
+        statusWriter.forget(key);
+        activity?.forget(key);
+      },
+      onSynced: () => reaper.markSessionsSynced(),
+    });
+    const informerDone = informer.run(signal);
+
+    readiness.register('jetstream', 'setting up the commands stream, its consumer and the activity bucket');
+    const natsReady = (async () => {
+      nc = await connectNats(config, { name: `idle-reaper-${instance}`, log, readiness, signal });
+      const connection = nc;
+      const { kv, consumer } = await retryForever(
+        async () => {
+          const jsm = await ensureStreams(connection);
+          await ensureCommandConsumer(jsm);
+          const bucket = await openActivityBucket(connection, config.ACTIVITY_TTL);
+          return {
+            kv: bucket,
+            consumer: await jetstream(connection).consumers.get(STREAMS.commands, CONSUMERS.commandExecutor),
+          };
+        },
+        {
+          signal,
+          onError: (error, _attempt, delayMs) => {
+            readiness.set('jetstream', false, `cannot set up JetStream: ${(error as Error).message}`);
+            log.warn(
+              { err: (error as Error).message, retryInMs: delayMs },
+              'JetStream setup failed; retrying',
+            );
+          },
+        },
+      );
+      readiness.set('jetstream', true);
+      const store = new ActivityStore(kv, {
+        log,
+        readiness,
+        metrics,
+        keyFilter: config.WATCH_NAMESPACE ? `${config.WATCH_NAMESPACE}.>` : '>',
+        onChange: (key) => reaper.activityChanged(key),
+        minWriteIntervalMs: config.ACTIVITY_WRITE_INTERVAL,
+      });
+      activity = store;
+      void store.run(signal, () => reaper.markActivityLoaded());
+      subscription = intake.subscribe(connection);
+      statusWriter.start();
+      executor = new CommandExecutor({
+        consumer,
+        writer,
+        defaults,
+        freshActivity: (key) => store.readFresh(key),
+        wokenAt: (key) => reaper.wokenAt(key),
+        cached: (key) => reaper.get(key),
+        metrics,
+        log,
+        concurrency: config.EXECUTOR_CONCURRENCY,
+      });
+      executorDone = executor.run();
+      log.info(
+        { namespace: config.WATCH_NAMESPACE ?? '(all)', activityHttp: httpEnabled, defaults },
+        'idle reaper consuming activity and commands',
+      );
+    })().catch((error: Error) => {
+      if (!signal.aborted) log.error({ err: error.message }, 'NATS setup stopped');
+    });
+
+    return {
+      routes: activityRoute({ intake, tokens, enabled: httpEnabled, metrics, log }),
+      async stop() {
+        reaper.stop();
+        statusWriter.stop();
+        activity?.stop();
+        await subscription?.drain().catch(() => undefined);
+        await executor?.stop();
+        await executorDone?.catch(() => undefined);
+        await Promise.race([natsReady, new Promise((r) => setTimeout(r, 1_000))]);
+        await nc?.drain().catch(() => undefined);
+        await informerDone.catch(() => undefined);
+        kube.close();
+        statusKube.close();
+      },
+    };
+  },
+});

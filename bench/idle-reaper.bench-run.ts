@@ -1,0 +1,396 @@
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import * as k8s from '@kubernetes/client-node';
+import { Kvm } from '@nats-io/kv';
+import { connect } from '@nats-io/transport-node';
+import { ANNOTATIONS, API_GROUP, API_VERSION, BUCKETS, subjects } from '@streamspace/shared';
+import { expect, it, onTestFinished } from 'vitest';
+import {
+  createNamespace,
+  deleteNamespace,
+  installCrds,
+  kube,
+  repo,
+  ServiceProcess,
+} from '../test/integration/harness.js';
+
+/**
+ * Issue 4's numbers: the idle reaper tracking N Sessions (BENCH_SESSIONS, default 10,000) with
+ * steady activity traffic over NATS, on the local control plane. Sessions are created directly in
+ * the API server and marked Running through the status subresource (no reconciler: the reaper
+ * only reads spec and status). Every session reports activity every BENCH_REPORT_EVERY; after a
+ * steady phase, BENCH_LEAVERS of them stop reporting at staggered moments, and each must be
+ * hibernated at its deadline (last report + idleTimeout) while the others keep running.
+ *
+ * Measured: p50/p90/p99/max delay from each deadline to the spec.state change — when the executor
+ * decided (its state-changed-at annotation), when its PATCH returned (its log), and when this
+ * process saw the change through a watch — activity reports accepted per second (steady,
+ * and at rising offered rates until it no longer keeps up), the reaper's peak RSS (VmHWM), and any
+ * wrong hibernation. Run with `pnpm bench:reaper`; the result goes to .bench/idle-reaper.json.
+ */
+
+const N = Number(process.env.BENCH_SESSIONS ?? 10_000);
+const IDLE_TIMEOUT_S = Number(process.env.BENCH_IDLE_TIMEOUT_S ?? 60);
+const REPORT_EVERY_MS = Number(process.env.BENCH_REPORT_EVERY_MS ?? 10_000);
+const LEAVERS = Number(process.env.BENCH_LEAVERS ?? 1_000);
+const STEADY_MS = Number(process.env.BENCH_STEADY_MS ?? 60_000);
+const RAMP_RATES = (process.env.BENCH_RAMP_RATES ?? '2000,4000,8000,16000').split(',').map(Number);
+const RAMP_STEP_MS = Number(process.env.BENCH_RAMP_STEP_MS ?? 10_000);
+const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 64);
+/** As deployed (deploy/: NODE_OPTIONS in the reaper's ConfigMap); '' for Node's default heap limit. */
+const REAPER_NODE_OPTIONS =
+  process.env.BENCH_REAPER_NODE_OPTIONS ?? '--max-old-space-size=96 --max-semi-space-size=2';
+const TICK_MS = 100;
+
+function percentile(values: number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? Number.NaN;
+}
+
+async function pool<T>(items: T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: limit }, async () => {
+      while (next < items.length) await work(items[next++] as T);
+    }),
+  );
+}
+
+function procStatus(pid: number | undefined, field: 'VmHWM' | 'VmRSS'): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  return Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(status)?.[1] ?? 0) * 1024;
+}
+
+async function counter(
+  reaper: ServiceProcess,
+  name: string,
+  labels: Record<string, string>,
+): Promise<number> {
+  const { body } = await reaper.get('/metrics');
+  let total = 0;
+  for (const line of body.split('\n')) {
+    if (!line.startsWith(`${name}{`)) continue;
+    if (Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`)))
+      total += Number(line.split(' ').at(-1));
+  }
+  return total;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+it(`tracks ${N} sessions with steady activity and hibernates the idle ones on time`, async () => {
+  const k = kube();
+  await installCrds();
+  const namespace = await createNamespace('bench-reaper');
+  const nc = await connect({ servers: process.env.NATS_URL as string });
+  const errors: string[] = [];
+
+  const reaper = new ServiceProcess('idle-reaper', {
+    LOG_LEVEL: process.env.BENCH_REAPER_LOG_LEVEL ?? 'info',
+    WATCH_NAMESPACE: namespace,
+    ...(REAPER_NODE_OPTIONS ? { NODE_OPTIONS: REAPER_NODE_OPTIONS } : {}),
+  });
+  // Whatever happens, leave nothing behind: a failed run's Sessions would otherwise go idle and be
+  // hibernated by any reaper whose executor picks up their commands.
+  let ticker: NodeJS.Timeout | undefined;
+  let sampler: NodeJS.Timeout | undefined;
+  onTestFinished(async () => {
+    clearInterval(ticker);
+    clearInterval(sampler);
+    await reaper.stop();
+    mkdirSync(`${repo}/.bench`, { recursive: true });
+    writeFileSync(`${repo}/.bench/idle-reaper.log`, `${reaper.logs.join('\n')}\n`);
+    const kv = await new Kvm(nc).open(BUCKETS.activity);
+    const keys: string[] = [];
+    for await (const key of await kv.keys(`${namespace}.>`)) keys.push(key);
+    await pool(keys, 32, async (key) => {
+      await kv.purge(key).catch(() => undefined);
+    });
+    await nc.close();
+    await deleteNamespace(namespace);
+  });
+  await reaper.waitReady(60_000);
+  let rssSamplePeak = 0;
+  sampler = setInterval(() => {
+    if (reaper.running) rssSamplePeak = Math.max(rssSamplePeak, procStatus(reaper.pid, 'VmRSS'));
+  }, 1_000);
+
+  // Activity traffic: each live session reports once per REPORT_EVERY_MS, spread over ticks.
+  const names = Array.from({ length: N }, (_, i) => `s-${i}`);
+  const reporting = new Set<string>();
+  const lastReport = new Map<string, number>();
+  const slots = Math.max(1, Math.round(REPORT_EVERY_MS / TICK_MS));
+  let tick = 0;
+  let sent = 0;
+  /** Longest gap between two reports of one session (this process may be slowed by the load it makes). */
+  const maxGap = new Map<string, number>();
+  const report = (name: string) => {
+    const at = Date.now();
+    const previous = lastReport.get(name);
+    if (previous !== undefined && reporting.has(name))
+      maxGap.set(name, Math.max(maxGap.get(name) ?? 0, at - previous));
+    nc.publish(
+      subjects.activity(namespace, name),
+      JSON.stringify({ namespace, session: name, at: new Date(at).toISOString(), source: 'bench' }),
+    );
+    lastReport.set(name, at);
+    sent++;
+  };
+  ticker = setInterval(() => {
+    const slot = tick++ % slots;
+    for (let i = slot; i < N; i += slots) {
+      const name = names[i] as string;
+      if (reporting.has(name)) report(name);
+    }
+  }, TICK_MS);
+
+  // 1. N Sessions, Running since now, reporting from the moment they exist.
+  const createStart = performance.now();
+  await pool(names, CONCURRENCY, async (name) => {
+    try {
+      await k.custom.createNamespacedCustomObject({
+        group: API_GROUP,
+        version: API_VERSION,
+        namespace,
+        plural: 'sessions',
+        body: {
+          apiVersion: `${API_GROUP}/${API_VERSION}`,
+          kind: 'Session',
+          metadata: { name },
+          spec: {
+            user: `${name}@example.com`,
+            template: 'firefox',
+            idleTimeout: `${IDLE_TIMEOUT_S}s`,
+            maxSessionDuration: '0',
+          },
+        },
+      });
+      await k.custom.patchNamespacedCustomObjectStatus(
+        {
+          group: API_GROUP,
+          version: API_VERSION,
+          namespace,
+          plural: 'sessions',
+          name,
+          body: {
+            status: {
+              phase: 'Running',
+              conditions: [
+                {
+                  type: 'Ready',
+                  status: 'True',
+                  reason: 'PodReady',
+                  message: 'bench',
+                  lastTransitionTime: new Date().toISOString(),
+                },
+              ],
+            },
+          },
+        },
+        k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch),
+      );
+      report(name);
+      reporting.add(name);
+    } catch (error) {
+      errors.push(`create ${name}: ${(error as Error).message}`);
+    }
+  });
+  const createSeconds = (performance.now() - createStart) / 1000;
+  await sleep(5_000);
+  const trackedLine = (await reaper.get('/metrics')).body
+    .split('\n')
+    .find((l) => l.startsWith('streamspace_reaper_tracked_sessions '));
+  const tracked = Number(trackedLine?.split(' ').at(-1));
+
+  // 2. Steady traffic.
+  const accepted = () =>
+    counter(reaper, 'streamspace_reaper_activity_reports_total', { source: 'nats', result: 'accepted' });
+  const handled = async () =>
+    (
+      await Promise.all(
+        ['accepted', 'stale', 'clamped_future', 'unknown_session', 'failed', 'malformed'].map((result) =>
+          counter(reaper, 'streamspace_reaper_activity_reports_total', { source: 'nats', result }),
+        ),
+      )
+    ).reduce((a, b) => a + b, 0);
+  const steadyStart = performance.now();
+  const [sentBefore, acceptedBefore] = [sent, await accepted()];
+  await sleep(STEADY_MS);
+  const steadySeconds = (performance.now() - steadyStart) / 1000;
+  const heapUsed = async () => {
+    const line = (await reaper.get('/metrics')).body
+      .split('\n')
+      .find((l) => l.startsWith('nodejs_heap_size_used_bytes '));
+    return Number(line?.split(' ').at(-1)) / 2 ** 20;
+  };
+  const steady = {
+    seconds: steadySeconds,
+    reaperRssMiB: procStatus(reaper.pid, 'VmRSS') / 2 ** 20,
+    reaperPeakRssMiB: procStatus(reaper.pid, 'VmHWM') / 2 ** 20,
+    reaperHeapUsedMiB: await heapUsed(),
+    offeredPerSecond: (sent - sentBefore) / steadySeconds,
+    acceptedPerSecond: ((await accepted()) - acceptedBefore) / steadySeconds,
+  };
+
+  // 3. Leavers stop reporting at staggered moments; each must be hibernated at last report +
+  //    idleTimeout. A watch (from now) records when this process sees each spec.state change.
+  const seenHibernated = new Map<string, { observedAt: number; decidedAt: number }>();
+  const { metadata: listMeta } = (await k.custom.listNamespacedCustomObject({
+    group: API_GROUP,
+    version: API_VERSION,
+    namespace,
+    plural: 'sessions',
+    limit: 1,
+  })) as { metadata: { resourceVersion: string } };
+  const stateWatch = await new k8s.Watch(k.kc).watch(
+    `/apis/${API_GROUP}/${API_VERSION}/namespaces/${namespace}/sessions`,
+    { resourceVersion: listMeta.resourceVersion },
+    (
+      _type: string,
+      object: { metadata: { name: string; annotations?: Record<string, string> }; spec: { state: string } },
+    ) => {
+      if (object.spec?.state !== 'hibernated' || seenHibernated.has(object.metadata.name)) return;
+      seenHibernated.set(object.metadata.name, {
+        observedAt: Date.now(),
+        decidedAt: Date.parse(object.metadata.annotations?.[ANNOTATIONS.stateChangedAt] ?? 'NaN'),
+      });
+    },
+    () => undefined,
+  );
+  const leavers = names.filter((_, i) => i % Math.max(1, Math.floor(N / LEAVERS)) === 0).slice(0, LEAVERS);
+  const leaveWindowMs = Math.min(30_000, REPORT_EVERY_MS * 3);
+  const leaveStart = Date.now();
+  await Promise.all(
+    leavers.map(async (name, i) => {
+      await sleep((i / leavers.length) * leaveWindowMs);
+      reporting.delete(name);
+    }),
+  );
+  const stoppedAt = Date.now() - leaveStart;
+  const deadlines = new Map(
+    leavers.map((name) => [name, (lastReport.get(name) as number) + IDLE_TIMEOUT_S * 1000]),
+  );
+  const lastDeadline = Math.max(...deadlines.values());
+  while (Date.now() < lastDeadline + 60_000 && leavers.some((name) => !seenHibernated.has(name)))
+    await sleep(500);
+  stateWatch.abort();
+  // When the executor decided (the state-changed-at annotation) and when this process saw the change.
+  const decided: number[] = [];
+  const observed: number[] = [];
+  let wrong = 0;
+  let starved = 0;
+  for (const [name, seen] of seenHibernated) {
+    const deadline = deadlines.get(name);
+    if (deadline === undefined) {
+      // A session this process failed to report on in time is idle by definition, not wrongly hibernated.
+      if ((maxGap.get(name) ?? 0) >= IDLE_TIMEOUT_S * 1000) starved++;
+      else wrong++;
+      continue;
+    }
+    decided.push(seen.decidedAt - deadline);
+    observed.push(seen.observedAt - deadline);
+  }
+  const missed = leavers.length - decided.length;
+  // When the PATCH that changed spec.state returned, as the reaper logged it.
+  const applied = reaper.logs
+    .filter((line) => line.includes('"msg":"session hibernated"'))
+    .map((line) => JSON.parse(line) as { delayMs?: number })
+    .flatMap((entry) => (entry.delayMs === undefined ? [] : [entry.delayMs]));
+  const stats = (values: number[]) => ({
+    p50: percentile(values, 50),
+    p90: percentile(values, 90),
+    p99: percentile(values, 99),
+    max: Math.max(...values),
+  });
+
+  // 4. Ramp: extra traffic on top of the steady reports, at rising offered rates, each for
+  //    RAMP_STEP_MS; the step's handled rate says whether the reaper kept up. Publishing beyond what
+  //    a NATS subscriber processes makes its client buffer in memory (nats.js reads its socket
+  //    without backpressure), so the ramp stops at the first step the reaper does not keep up with.
+  const active = names.filter((n) => reporting.has(n));
+  const ramp: {
+    offeredPerSecond: number;
+    sentPerSecond: number;
+    handledPerSecond: number;
+    acceptedPerSecond: number;
+    keptUp: boolean;
+    rssMiB: number;
+  }[] = [];
+  let cursor = 0;
+  for (const rate of RAMP_RATES) {
+    const [handledBefore, acceptedBeforeStep, sentBefore] = [await handled(), await accepted(), sent];
+    const stepStart = performance.now();
+    let stepSent = 0;
+    while (performance.now() - stepStart < RAMP_STEP_MS) {
+      const due = Math.floor(((performance.now() - stepStart) / 1000) * rate);
+      while (stepSent < due) {
+        report(active[cursor++ % active.length] as string);
+        stepSent++;
+      }
+      await nc.flush();
+      await sleep(10);
+    }
+    const sentInStep = sent - sentBefore;
+    // What arrived during the step is handled within a second of its end if the reaper keeps up.
+    await sleep(1_000);
+    const stepSeconds = RAMP_STEP_MS / 1000;
+    const handledInStep = (await handled()) - handledBefore;
+    const step = {
+      offeredPerSecond: rate,
+      sentPerSecond: sentInStep / stepSeconds,
+      handledPerSecond: handledInStep / stepSeconds,
+      acceptedPerSecond: ((await accepted()) - acceptedBeforeStep) / stepSeconds,
+      keptUp: handledInStep >= 0.95 * sentInStep,
+      rssMiB: procStatus(reaper.pid, 'VmRSS') / 2 ** 20,
+    };
+    ramp.push(step);
+    if (!step.keptUp) break;
+  }
+
+  clearInterval(ticker);
+  clearInterval(sampler);
+  const peakRss = procStatus(reaper.pid, 'VmHWM');
+  const statusWrites = await counter(reaper, 'streamspace_reaper_last_activity_writes_total', {
+    result: 'written',
+  });
+  const failedReports = await counter(reaper, 'streamspace_reaper_activity_reports_total', {
+    result: 'failed',
+  });
+  await reaper.stop();
+
+  const result = {
+    sessions: N,
+    trackedByReaper: tracked,
+    idleTimeoutSeconds: IDLE_TIMEOUT_S,
+    reportEveryMs: REPORT_EVERY_MS,
+    createSeconds,
+    steady,
+    leavers: leavers.length,
+    leaversStoppedOverMs: stoppedAt,
+    decisionDelayMs: {
+      decided: stats(decided),
+      applied: stats(applied),
+      observedByWatch: stats(observed),
+    },
+    hibernated: decided.length,
+    missed,
+    wrongHibernations: wrong,
+    hibernatedBecauseTheBenchReportedLate: starved,
+    longestReportGapMs: Math.max(0, ...maxGap.values()),
+    ramp,
+    failedReports,
+    statusWrites,
+    reaperNodeOptions: REAPER_NODE_OPTIONS,
+    reaperPeakRssMiB: peakRss / 2 ** 20,
+    reaperSampledPeakRssMiB: rssSamplePeak / 2 ** 20,
+    clientErrors: errors.length,
+    firstErrors: errors.slice(0, 5),
+    measuredAt: new Date().toISOString(),
+  };
+  mkdirSync(`${repo}/.bench`, { recursive: true });
+  writeFileSync(`${repo}/.bench/idle-reaper.json`, `${JSON.stringify(result, null, 2)}\n`);
+  console.log(JSON.stringify(result, null, 2));
+
+  expect(errors).toEqual([]);
+  expect(wrong).toBe(0);
+  expect(missed).toBe(0);
+});

@@ -1,0 +1,283 @@
+import {
+  AckPolicy,
+  type Consumer,
+  DeliverPolicy,
+  type JetStreamClient,
+  type JetStreamManager,
+  type JsMsg,
+} from '@nats-io/jetstream';
+import {
+  ANNOTATIONS,
+  backoffDelay,
+  CONSUMERS,
+  decodeMessage,
+  type Logger,
+  type SessionCommand,
+  STREAMS,
+  sessionCommandSchema,
+  sleep,
+  subjects,
+} from '@streamspace/shared';
+import type { CommandResult, ReaperMetrics } from './reaper-metrics.js';
+import { REAPER_IDENTITY, readTrackedSession, sessionKey, type TrackedSession } from './session-facts.js';
+import { computeDeadlines, describeDeadline, type ReaperDefaults } from './session-deadlines.js';
+import { type SessionWriter, statusCode } from './session-writer.js';
+
+const SECOND_NS = 1_000_000_000;
+/** A command that has failed this often is given up; the reaper issues it again if it still holds. */
+const MAX_DELIVERIES = 10;
+
+/** The durable pull consumer every replica's executor shares (a work queue: one delivery per command). */
+export async function ensureCommandConsumer(jsm: JetStreamManager): Promise<void> {
+  const config = {
+    durable_name: CONSUMERS.commandExecutor,
+    ack_policy: AckPolicy.Explicit,
+    deliver_policy: DeliverPolicy.All,
+    filter_subject: subjects.commandsAll,
+    ack_wait: 30 * SECOND_NS,
+    max_deliver: -1,
+    max_ack_pending: 1_000,
+  };
+  try {
+    await jsm.consumers.info(STREAMS.commands, CONSUMERS.commandExecutor);
+  } catch {
+    try {
+      await jsm.consumers.add(STREAMS.commands, config);
+    } catch (error) {
+      // Another replica created it in between.
+      if (!/already (in use|exists)/i.test((error as Error).message)) throw error;
+    }
+  }
+}
+
+/** Publishes a command; JetStream drops a second one with the same id within the duplicate window. */
+export async function publishCommand(
+  js: JetStreamClient,
+  command: SessionCommand,
+  msgId: string,
+): Promise<void> {
+  await js.publish(subjects.command(command.namespace, command.name), JSON.stringify(command), {
+    msgID: msgId,
+  });
+}
+
+export interface CommandExecutorOptions {
+  consumer: Consumer;
+  writer: SessionWriter;
+  defaults: ReaperDefaults;
+  /** The latest activity, read from the bucket itself (not a possibly lagging watch). */
+  freshActivity(key: string): Promise<number | undefined>;
+  /** When this process saw the Session woken, if it did. */
+  wokenAt(key: string): number | undefined;
+  /**
+   * The Session as this process last saw it (its watch), to decide without a GET first: the
+   * change carries that resourceVersion, so if the copy is stale the API server answers 409 and
+   * the executor reads the Session and decides again.
+   */
+  cached?(key: string): TrackedSession | undefined;
+  metrics: ReaperMetrics;
+  log: Logger;
+  concurrency: number;
+  now?: () => number;
+}
+
+/**
+ * Carries out hibernate/terminate commands by changing spec.state. A command is a trigger, not
+ * the truth: the executor decides again on the Session (its watch's copy, or a fresh read when
+ * that copy is missing or stale) and the activity bucket read afresh, and acts only if the
+ * decision still holds (same uid, still running, still idle or too old). The change is a merge
+ * patch conditioned on the resourceVersion it decided on, so a wake or a report that lands in
+ * between turns into a 409, a fresh read and a fresh decision, and two executors can never both
+ * change one Session: only the one whose patch succeeds records the Event.
+ */
+export class CommandExecutor {
+  private readonly inFlight = new Set<Promise<void>>();
+  private readonly events = new Set<Promise<void>>();
+  private stopping = false;
+  private iterator: { stop(): void } | undefined;
+  private readonly now: () => number;
+
+  constructor(private readonly options: CommandExecutorOptions) {
+    this.now = options.now ?? Date.now;
+  }
+
+  async run(): Promise<void> {
+    const { consumer, log, concurrency } = this.options;
+    while (!this.stopping) {
+      try {
+        const messages = await consumer.consume({ max_messages: concurrency * 2 });
+        this.iterator = messages;
+        for await (const message of messages) {
+          while (this.inFlight.size >= concurrency) await Promise.race(this.inFlight);
+          if (this.stopping) {
+            message.nak();
+            continue;
+          }
+          const task = this.handle(message).finally(() => this.inFlight.delete(task));
+          this.inFlight.add(task);
+        }
+      } catch (error) {
+        if (this.stopping) break;
+        log.warn({ err: (error as Error).message }, 'command consumer stopped; restarting');
+        await sleep(1_000);
+      }
+    }
+  }
+
+  async stop(timeoutMs = 15_000): Promise<void> {
+    this.stopping = true;
+    this.iterator?.stop();
+    await Promise.race([Promise.allSettled([...this.inFlight, ...this.events]), sleep(timeoutMs)]);
+  }
+
+  private async handle(message: JsMsg): Promise<void> {
+    const { log, metrics } = this.options;
+    const decoded = decodeMessage(sessionCommandSchema, message.data);
+    if (!decoded.ok) {
+      metrics.commandsHandled.labels('malformed').inc();
+      log.warn({ subject: message.subject, err: decoded.error }, 'malformed command dropped');
+      message.term(`malformed command: ${decoded.error}`.slice(0, 200));
+      return;
+    }
+    const command = decoded.value;
+    try {
+      const result = await this.execute(command);
+      metrics.commandsHandled.labels(result).inc();
+      message.ack();
+    } catch (error) {
+      metrics.commandsHandled.labels('error').inc();
+      const attempts = message.info.deliveryCount;
+      if (attempts >= MAX_DELIVERIES) {
+        log.error(
+          { err: (error as Error).message, namespace: command.namespace, name: command.name, attempts },
+          'command failed too often; dropping it (the reaper issues it again if it still holds)',
+        );
+        message.term('failed too often');
+        return;
+      }
+      const delay = backoffDelay(attempts - 1, { initialMs: 500, maxMs: 15_000 });
+      log.warn(
+        {
+          err: (error as Error).message,
+          namespace: command.namespace,
+          name: command.name,
+          attempts,
+          retryInMs: delay,
+        },
+        'command failed; will retry',
+      );
+      message.nak(delay);
+    }
+  }
+
+  /** Decides again on fresh facts and, if the decision holds, changes spec.state. */
+  async execute(command: SessionCommand): Promise<CommandResult> {
+    const { writer, log, metrics, defaults } = this.options;
+    const key = sessionKey(command.namespace, command.name);
+    const startedAt = this.now();
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const cached = attempt === 0 ? this.options.cached?.(key) : undefined;
+      let session: TrackedSession | undefined;
+      if (cached && cached.facts.uid === command.uid) session = cached;
+      else {
+        const raw = await writer.read(command.namespace, command.name);
+        session = raw === undefined ? undefined : readTrackedSession(raw);
+      }
+      if (!session) return 'gone';
+      if (session.facts.uid !== command.uid) return 'uid_mismatch';
+
+      const now = this.now();
+      let action = command.action;
+      let reason: string = command.reason;
+      let message = command.message;
+      let deadlineAt: number | undefined;
+      if (command.reason === 'User') {
+        const target = action === 'hibernate' ? 'hibernated' : 'terminated';
+        if (session.facts.state === target || session.facts.state === 'terminated') return 'not_due';
+      } else {
+        const activityAt = await this.options.freshActivity(key);
+        const wokenAt = this.options.wokenAt(key);
+        const d = computeDeadlines(
+          session.facts,
+          {
+            ...(activityAt !== undefined ? { activityAt } : {}),
+            ...(wokenAt !== undefined ? { wokenAt } : {}),
+          },
+          defaults,
+          now,
+        );
+        if (!d.due) return 'not_due';
+        action = d.due.action;
+        reason = d.due.reason;
+        message = describeDeadline(d.due);
+        deadlineAt = d.due.at;
+      }
+
+      const state = action === 'hibernate' ? 'hibernated' : 'terminated';
+      const changedAt = new Date(now).toISOString();
+      try {
+        await writer.changeState(
+          {
+            namespace: command.namespace,
+            name: command.name,
+            uid: session.facts.uid,
+            resourceVersion: session.resourceVersion,
+          },
+          state,
+          {
+            [ANNOTATIONS.stateChangedBy]: command.reason === 'User' ? command.issuedBy : REAPER_IDENTITY,
+            [ANNOTATIONS.stateChangeReason]: reason,
+            [ANNOTATIONS.stateChangedAt]: changedAt,
+          },
+        );
+      } catch (error) {
+        const code = statusCode(error);
+        if (code === 409) continue;
+        if (code === 404) return 'gone';
+        throw error;
+      }
+      const doneAt = this.now();
+      metrics.decisions.labels(action, reason).inc();
+      if (deadlineAt !== undefined)
+        metrics.decisionDelay.labels(reason).observe(Math.max(0, doneAt - deadlineAt) / 1000);
+      log.info(
+        {
+          namespace: command.namespace,
+          name: command.name,
+          action,
+          reason,
+          state,
+          ...(deadlineAt !== undefined
+            ? { deadline: new Date(deadlineAt).toISOString(), delayMs: doneAt - deadlineAt }
+            : {}),
+          // Where the delay went: deciding and publishing, waiting for an executor, executing.
+          issuedAt: command.issuedAt,
+          queuedMs: startedAt - Date.parse(command.issuedAt),
+          executeMs: doneAt - startedAt,
+          attempts: attempt + 1,
+        },
+        `session ${state}`,
+      );
+      // Recorded without holding an executor slot: the state change is what the deadline waited for.
+      const event = writer
+        .recordEvent(
+          {
+            namespace: command.namespace,
+            name: command.name,
+            uid: session.facts.uid,
+            resourceVersion: session.resourceVersion,
+          },
+          'Normal',
+          reason,
+          message,
+        )
+        .catch((error: Error) =>
+          log.warn({ err: error.message, key }, 'could not record the Event (the state change stands)'),
+        )
+        .finally(() => this.events.delete(event));
+      this.events.add(event);
+      return 'executed';
+    }
+    throw new Error('the Session kept changing while the decision was being carried out (409 five times)');
+  }
+}

@@ -1,0 +1,237 @@
+import { createLogger, type SessionCommand } from '@streamspace/shared';
+import { Registry } from 'prom-client';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { IdleReaper } from './idle-reaper.js';
+import { LastActivityWriter } from './last-activity-writer.js';
+import { createReaperMetrics } from './reaper-metrics.js';
+import type { TrackedSession } from './session-facts.js';
+import type { SessionFacts } from './session-deadlines.js';
+
+const S = 1_000;
+const T0 = Date.parse('2025-01-31T10:00:00Z');
+
+beforeEach(() => {
+  vi.useFakeTimers();
+  vi.setSystemTime(T0);
+});
+afterEach(() => vi.useRealTimers());
+
+function session(name: string, facts: Partial<SessionFacts> = {}): TrackedSession {
+  return {
+    key: `ns.${name}`,
+    namespace: 'ns',
+    name,
+    resourceVersion: '1',
+    facts: {
+      uid: `uid-${name}`,
+      state: 'running',
+      phase: 'Running',
+      ready: { status: 'True', since: T0 },
+      reaperDisabled: false,
+      deleting: false,
+      createdAt: T0,
+      idleTimeout: '10s',
+      maxSessionDuration: '0',
+      ...facts,
+    },
+  };
+}
+
+function setup(options: { fail?: () => boolean } = {}) {
+  const issued: { command: SessionCommand; msgId: string; at: number }[] = [];
+  const activity = new Map<string, number>();
+  const reaper = new IdleReaper({
+    defaults: { idleTimeoutMs: 30 * 60 * S, maxSessionDurationMs: 8 * 3600 * S },
+    activityOf: (key) => activity.get(key),
+    issue: async (command, msgId) => {
+      if (options.fail?.()) throw new Error('no NATS');
+      issued.push({ command, msgId, at: Date.now() });
+    },
+    metrics: createReaperMetrics(new Registry()),
+    log: createLogger('test', 'silent'),
+    commandRetryMs: 30 * S,
+  });
+  const ready = () => {
+    reaper.markSessionsSynced();
+    reaper.markActivityLoaded();
+  };
+  return { reaper, issued, activity, ready };
+}
+
+describe('IdleReaper', () => {
+  it('hibernates an idle session at its deadline', async () => {
+    const { reaper, issued, ready } = setup();
+    reaper.upsert(session('a'));
+    ready();
+    await vi.advanceTimersByTimeAsync(9_999);
+    expect(issued).toEqual([]);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(issued).toHaveLength(1);
+    expect(issued[0]!.command).toMatchObject({
+      action: 'hibernate',
+      reason: 'Idle',
+      namespace: 'ns',
+      name: 'a',
+      uid: 'uid-a',
+      issuedBy: 'idle-reaper',
+    });
+    expect(issued[0]!.msgId).toBe(`uid-a:hibernate:${T0 + 10 * S}:0`);
+    expect(issued[0]!.at).toBe(T0 + 10 * S);
+  });
+
+  it('decides nothing until both the Session list and the activity bucket are loaded, then acts at once on what came due', async () => {
+    const { reaper, issued, activity } = setup();
+    reaper.upsert(session('a'));
+    await vi.advanceTimersByTimeAsync(60 * S);
+    reaper.markSessionsSynced();
+    await vi.advanceTimersByTimeAsync(5 * S);
+    expect(issued).toEqual([]);
+    // The bucket says it was used 5 s ago: not idle after all.
+    activity.set('ns.a', T0 + 60 * S);
+    reaper.markActivityLoaded();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(issued).toEqual([]);
+    // ...and a session that did come due while we were loading is acted on at once.
+    reaper.upsert(session('b'));
+    await vi.advanceTimersByTimeAsync(0);
+    expect(issued.map((i) => i.command.name)).toEqual(['b']);
+    expect(Date.now() - T0).toBe(65 * S);
+  });
+
+  it('moves the deadline when activity arrives', async () => {
+    const { reaper, issued, activity, ready } = setup();
+    reaper.upsert(session('a'));
+    ready();
+    await vi.advanceTimersByTimeAsync(8 * S);
+    activity.set('ns.a', Date.now());
+    reaper.activityChanged('ns.a');
+    await vi.advanceTimersByTimeAsync(9 * S);
+    expect(issued).toEqual([]);
+    await vi.advanceTimersByTimeAsync(1 * S);
+    expect(issued).toHaveLength(1);
+    expect(issued[0]!.at).toBe(T0 + 18 * S);
+  });
+
+  it('applies a changed idleTimeout at once', async () => {
+    const { reaper, issued, ready } = setup();
+    reaper.upsert(session('a', { idleTimeout: '1h' }));
+    ready();
+    await vi.advanceTimersByTimeAsync(20 * S);
+    expect(issued).toEqual([]);
+    reaper.upsert(session('a', { idleTimeout: '15s' }));
+    await vi.advanceTimersByTimeAsync(0);
+    expect(issued).toHaveLength(1);
+    reaper.upsert(session('b', { idleTimeout: '15s' }));
+    reaper.upsert(session('b', { idleTimeout: '0' }));
+    await vi.advanceTimersByTimeAsync(3600 * S);
+    expect(new Set(issued.map((i) => i.command.name))).toEqual(new Set(['a']));
+  });
+
+  it('gives a woken session the full timeout from its wake', async () => {
+    const { reaper, issued, ready } = setup();
+    reaper.upsert(session('a', { state: 'hibernated', phase: 'Hibernated' }));
+    ready();
+    await vi.advanceTimersByTimeAsync(100 * S);
+    // Woken, and the status still carries the old Ready time.
+    reaper.upsert(session('a'));
+    expect(reaper.wokenAt('ns.a')).toBe(T0 + 100 * S);
+    await vi.advanceTimersByTimeAsync(9 * S);
+    expect(issued).toEqual([]);
+    await vi.advanceTimersByTimeAsync(1 * S);
+    expect(issued).toHaveLength(1);
+  });
+
+  it('issues a decision again if nothing happened, with a new message id, and retries a failed publish soon', async () => {
+    let failing = true;
+    const { reaper, issued, ready } = setup({ fail: () => failing });
+    reaper.upsert(session('a'));
+    ready();
+    await vi.advanceTimersByTimeAsync(10 * S);
+    expect(issued).toEqual([]);
+    failing = false;
+    await vi.advanceTimersByTimeAsync(2 * S);
+    expect(issued.map((i) => i.msgId)).toEqual([`uid-a:hibernate:${T0 + 10 * S}:0`]);
+    // Unrelated updates of the Session do not re-issue it.
+    reaper.upsert({ ...session('a'), resourceVersion: '2' });
+    await vi.advanceTimersByTimeAsync(29 * S);
+    expect(issued).toHaveLength(1);
+    await vi.advanceTimersByTimeAsync(1 * S);
+    expect(issued.map((i) => i.msgId)).toEqual([
+      `uid-a:hibernate:${T0 + 10 * S}:0`,
+      `uid-a:hibernate:${T0 + 10 * S}:1`,
+    ]);
+  });
+
+  it('stops tracking a deleted Session and a Session that changed state', async () => {
+    const { reaper, issued, ready } = setup();
+    reaper.upsert(session('a'));
+    reaper.upsert(session('b'));
+    ready();
+    reaper.remove('ns.a');
+    reaper.upsert(session('b', { state: 'hibernated', phase: 'Hibernated' }));
+    await vi.advanceTimersByTimeAsync(3600 * S);
+    expect(issued).toEqual([]);
+    expect(reaper.isKnown('ns.a')).toBe(false);
+    expect(reaper.isKnown('ns.b')).toBe(true);
+  });
+
+  it('names the same decision alike on two replicas, so JetStream keeps one', async () => {
+    const one = setup();
+    const two = setup();
+    for (const r of [one, two]) {
+      r.reaper.upsert(session('a'));
+      r.ready();
+    }
+    await vi.advanceTimersByTimeAsync(10 * S);
+    expect(one.issued[0]!.msgId).toBe(two.issued[0]!.msgId);
+  });
+});
+
+describe('LastActivityWriter', () => {
+  function writerSetup() {
+    const writes: { at: number; when: number }[] = [];
+    const state = { latest: undefined as number | undefined, status: undefined as number | undefined };
+    const writer = new LastActivityWriter({
+      intervalMs: 30 * S,
+      latest: () => state.latest,
+      session: () => ({
+        namespace: 'ns',
+        name: 'a',
+        ...(state.status !== undefined ? { statusLastActivity: state.status } : {}),
+      }),
+      write: async (_ns, _name, at) => {
+        writes.push({ at, when: Date.now() });
+        state.status = at;
+      },
+      metrics: createReaperMetrics(new Registry()),
+      log: createLogger('test', 'silent'),
+      random: () => 0,
+    });
+    writer.start();
+    return { writer, writes, state };
+  }
+
+  it('writes at most once per interval under steady activity, and writes the last report of a burst', async () => {
+    const { writer, writes, state } = writerSetup();
+    for (let t = 0; t < 95; t++) {
+      state.latest = Date.now();
+      writer.notify('ns.a');
+      await vi.advanceTimersByTimeAsync(S);
+    }
+    // Activity stops at T0+94s; the trailing write carries it.
+    await vi.advanceTimersByTimeAsync(60 * S);
+    expect(writes.map((w) => (w.when - T0) / S)).toEqual([0, 30, 60, 90, 120]);
+    expect(writes.at(-1)!.at).toBe(T0 + 94 * S);
+    for (let i = 1; i < writes.length; i++)
+      expect(writes[i]!.when - writes[i - 1]!.when).toBeGreaterThanOrEqual(30 * S);
+  });
+
+  it('does not write what the status already shows', async () => {
+    const { writer, writes, state } = writerSetup();
+    state.latest = T0 - 5 * S;
+    state.status = T0 - 5 * S;
+    writer.notify('ns.a');
+    await vi.advanceTimersByTimeAsync(120 * S);
+    expect(writes).toEqual([]);
+  });
+});

@@ -1,0 +1,230 @@
+import type { Logger, SessionCommand } from '@streamspace/shared';
+import { DeadlineScheduler } from './deadline-scheduler.js';
+import type { ReaperMetrics } from './reaper-metrics.js';
+import { REAPER_IDENTITY, type TrackedSession } from './session-facts.js';
+import {
+  computeDeadlines,
+  type Deadline,
+  describeDeadline,
+  type ReaperDefaults,
+  type SessionDeadlines,
+} from './session-deadlines.js';
+
+interface Tracked extends TrackedSession {
+  /** When this process saw spec.state become running (a wake). */
+  wokenAt?: number;
+  /** The deadline a command was last issued for, and when to issue it again if nothing happened. */
+  issued?: { at: number; action: string; retryAt: number };
+}
+
+export interface IdleReaperOptions {
+  defaults: ReaperDefaults;
+  /** Latest known activity of a session (the activity bucket, as watched). */
+  activityOf(key: string): number | undefined;
+  /** Publishes a command; `msgId` lets JetStream drop the same decision issued by another replica. */
+  issue(command: SessionCommand, msgId: string): Promise<void>;
+  metrics: ReaperMetrics;
+  log: Logger;
+  /** How long to wait for an issued command to change spec.state before issuing it again. */
+  commandRetryMs: number;
+  /** Told when a Session appears, changes or its activity moves (to keep status.lastActivity current). */
+  onSessionChange?(key: string): void;
+  now?: () => number;
+}
+
+/**
+ * The scheduling half of the reaper: it keeps every known Session and, for each, the next
+ * deadline (idle or maximum duration) in a DeadlineScheduler. Any change — the Session, its
+ * activity, a wake — recomputes that one Session's deadlines (so a changed idleTimeout takes
+ * effect at once); when a deadline comes, it decides again with the latest facts and issues a
+ * command. Nothing is decided before both the Session list and the activity bucket have been read
+ * once: deciding on half the facts could hibernate a session whose activity is not loaded yet.
+ */
+export class IdleReaper {
+  private readonly sessions = new Map<string, Tracked>();
+  private readonly scheduler: DeadlineScheduler;
+  private readonly now: () => number;
+  private sessionsSynced = false;
+  private activityLoaded = false;
+
+  constructor(private readonly options: IdleReaperOptions) {
+    this.now = options.now ?? Date.now;
+    this.scheduler = new DeadlineScheduler({ onDue: (key) => this.onDue(key), now: this.now });
+  }
+
+  get ready(): boolean {
+    return this.sessionsSynced && this.activityLoaded;
+  }
+
+  /** true/false once the Session list has been read; undefined before. */
+  isKnown(key: string): boolean | undefined {
+    if (this.sessions.has(key)) return true;
+    return this.sessionsSynced ? false : undefined;
+  }
+
+  get(key: string): Tracked | undefined {
+    return this.sessions.get(key);
+  }
+
+  wokenAt(key: string): number | undefined {
+    return this.sessions.get(key)?.wokenAt;
+  }
+
+  get trackedCount(): number {
+    return this.sessions.size;
+  }
+
+  get scheduledCount(): number {
+    return this.scheduler.size;
+  }
+
+  deadlineOf(key: string): number | undefined {
+    return this.scheduler.deadlineOf(key);
+  }
+
+  markSessionsSynced(): void {
+    if (this.sessionsSynced) return;
+    this.sessionsSynced = true;
+    this.startIfReady();
+  }
+
+  markActivityLoaded(): void {
+    if (this.activityLoaded) return;
+    this.activityLoaded = true;
+    this.startIfReady();
+  }
+
+  stop(): void {
+    this.scheduler.stop();
+  }
+
+  upsert(session: TrackedSession): void {
+    const previous = this.sessions.get(session.key);
+    const sameSession = previous?.facts.uid === session.facts.uid;
+    const tracked: Tracked = { ...session };
+    if (sameSession && previous) {
+      if (previous.wokenAt !== undefined) tracked.wokenAt = previous.wokenAt;
+      if (previous.issued) tracked.issued = previous.issued;
+      if (previous.facts.state !== 'running' && session.facts.state === 'running')
+        tracked.wokenAt = this.now();
+    }
+    this.sessions.set(session.key, tracked);
+    this.options.metrics.trackedSessions.set(this.sessions.size);
+    this.evaluate(session.key);
+    this.options.onSessionChange?.(session.key);
+  }
+
+  remove(key: string): void {
+    this.sessions.delete(key);
+    this.scheduler.cancel(key);
+    this.options.metrics.trackedSessions.set(this.sessions.size);
+    this.options.metrics.scheduledDeadlines.set(this.scheduler.size);
+  }
+
+  activityChanged(key: string): void {
+    if (!this.sessions.has(key)) return;
+    this.evaluate(key);
+    this.options.onSessionChange?.(key);
+  }
+
+  deadlines(key: string, now = this.now()): SessionDeadlines | undefined {
+    const s = this.sessions.get(key);
+    if (!s) return undefined;
+    const activityAt = this.options.activityOf(key);
+    return computeDeadlines(
+      s.facts,
+      {
+        ...(activityAt !== undefined ? { activityAt } : {}),
+        ...(s.wokenAt !== undefined ? { wokenAt: s.wokenAt } : {}),
+      },
+      this.options.defaults,
+      now,
+    );
+  }
+
+  private startIfReady(): void {
+    if (!this.ready) return;
+    this.options.log.info(
+      { sessions: this.sessions.size, scheduled: this.scheduler.size },
+      'Sessions and activity loaded; deciding',
+    );
+    this.scheduler.start();
+  }
+
+  /** Plans the next look at one Session. Deadlines already past fire at once. */
+  private evaluate(key: string): void {
+    const s = this.sessions.get(key);
+    const d = this.deadlines(key);
+    const next = d?.next;
+    if (!s || !next) {
+      if (s) s.issued = undefined;
+      this.scheduler.cancel(key);
+    } else if (s.issued && s.issued.at === next.at && s.issued.action === next.action) {
+      // Already issued; look again when it is time to issue it again, not on every change.
+      this.scheduler.schedule(key, Math.max(next.at, s.issued.retryAt));
+    } else {
+      s.issued = undefined;
+      this.scheduler.schedule(key, next.at);
+    }
+    this.options.metrics.scheduledDeadlines.set(this.scheduler.size);
+  }
+
+  private onDue(key: string): void {
+    const s = this.sessions.get(key);
+    if (!s) return;
+    const now = this.now();
+    const d = this.deadlines(key, now);
+    const due = d?.due;
+    if (!due) {
+      this.evaluate(key);
+      return;
+    }
+    this.issue(s, due, now);
+  }
+
+  private issue(s: Tracked, due: Deadline, now: number): void {
+    const { metrics, log, commandRetryMs } = this.options;
+    // Replicas reach the same deadline at the same moment and name their command alike, so
+    // JetStream keeps one; a command issued again later (nothing happened) gets a new round.
+    const round = Math.floor(Math.max(0, now - due.at) / commandRetryMs);
+    const msgId = `${s.facts.uid}:${due.action}:${due.at}:${round}`;
+    const command: SessionCommand = {
+      action: due.action,
+      namespace: s.namespace,
+      name: s.name,
+      uid: s.facts.uid,
+      reason: due.reason,
+      message: describeDeadline(due),
+      issuedBy: REAPER_IDENTITY,
+      issuedAt: new Date(now).toISOString(),
+    };
+    s.issued = { at: due.at, action: due.action, retryAt: now + commandRetryMs };
+    this.scheduler.schedule(s.key, now + commandRetryMs);
+    this.options.issue(command, msgId).then(
+      () => {
+        metrics.commandsIssued.labels(due.action, 'published').inc();
+        log.debug(
+          {
+            key: s.key,
+            action: due.action,
+            reason: due.reason,
+            deadline: new Date(due.at).toISOString(),
+            msgId,
+          },
+          'command issued',
+        );
+      },
+      (error: Error) => {
+        metrics.commandsIssued.labels(due.action, 'failed').inc();
+        log.warn(
+          { err: error.message, key: s.key, action: due.action },
+          'could not publish a command; retrying',
+        );
+        const current = this.sessions.get(s.key);
+        if (current?.issued) current.issued.retryAt = this.now() + 2_000;
+        if (current) this.scheduler.schedule(s.key, this.now() + 2_000);
+      },
+    );
+    metrics.scheduledDeadlines.set(this.scheduler.size);
+  }
+}

@@ -1,0 +1,72 @@
+import { env, formatDuration, natsEnvSchema, parseDuration } from '@streamspace/shared';
+import { z } from 'zod';
+
+/** A duration variable (`30s`, `5m`, `24h`, `0`) read as milliseconds, at least `minMs`. */
+function durationMs(fallback: string, minMs: number) {
+  return z
+    .string()
+    .default(fallback)
+    .transform((text, ctx) => {
+      try {
+        const ms = parseDuration(text);
+        if (ms >= minMs) return ms;
+        ctx.addIssue({ code: 'custom', message: `must be at least ${formatDuration(minMs)}` });
+      } catch (error) {
+        ctx.addIssue({ code: 'custom', message: (error as Error).message });
+      }
+      return z.NEVER;
+    });
+}
+
+export const reaperEnvSchema = natsEnvSchema.extend({
+  /** Track Sessions of one namespace only; every namespace when unset. */
+  WATCH_NAMESPACE: z
+    .string()
+    .max(63, 'must be a namespace name (at most 63 characters)')
+    .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'must be a namespace name (lower-case letters, digits and -)')
+    .optional(),
+  /** For Sessions without spec.idleTimeout (the CRD defaults it to 30m, so rarely used). `0` disables. */
+  DEFAULT_IDLE_TIMEOUT: durationMs('30m', 0),
+  /** For Sessions without spec.maxSessionDuration (the CRD defaults it to 8h). `0` disables. */
+  DEFAULT_MAX_SESSION_DURATION: durationMs('8h', 0),
+  /** At most one status.lastActivity write per Session this often. */
+  LAST_ACTIVITY_WRITE_INTERVAL: durationMs('30s', 100),
+  /**
+   * At most one activity bucket write per session this often (later reports are coalesced). Keep
+   * it well below the shortest idleTimeout: another replica may see a session's activity this late.
+   */
+  ACTIVITY_WRITE_INTERVAL: durationMs('1s', 0),
+  /** How long an activity entry is kept in the bucket after its last update. */
+  ACTIVITY_TTL: durationMs('24h', 1_000),
+  /** Report timestamps further than this in the future are clamped to the time of receipt and counted. */
+  ACTIVITY_MAX_CLOCK_SKEW: durationMs('2s', 0),
+  /** Bearer token of POST /activity, or a file holding it (a mounted Secret; re-read when it changes). */
+  ACTIVITY_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
+  ACTIVITY_TOKEN_FILE: z.string().optional(),
+  /** Serve POST /activity; defaults to true when a token is configured, and requires one. */
+  ACTIVITY_HTTP: z
+    .enum(['true', 'false', '1', '0', 'yes', 'no'], { message: "must be 'true' or 'false'" })
+    .transform((v) => v === 'true' || v === '1' || v === 'yes')
+    .optional(),
+  /** A decision that has not changed spec.state after this long is issued again. */
+  COMMAND_RETRY_INTERVAL: durationMs('30s', 1_000),
+  /** Commands carried out at once by this replica. */
+  EXECUTOR_CONCURRENCY: env.positiveInt(32),
+  /** Every Session is listed again this often, to repair whatever a watch missed. */
+  RESYNC_INTERVAL: durationMs('10m', 1_000),
+  /** Server-side timeout of each watch request; a silent watch is restarted after it plus a margin. */
+  WATCH_TIMEOUT: durationMs('5m', 1_000),
+});
+
+export type ReaperConfig = z.infer<typeof reaperEnvSchema>;
+
+/**
+ * Rules that span variables (runService merges only the schema's shape, so they are checked
+ * here, at start). Returns the message of the first violation.
+ */
+export function configProblem(config: ReaperConfig): string | undefined {
+  if (config.ACTIVITY_HTTP === true && !config.ACTIVITY_TOKEN && !config.ACTIVITY_TOKEN_FILE) {
+    return 'ACTIVITY_HTTP: POST /activity needs a bearer token: set ACTIVITY_TOKEN or ACTIVITY_TOKEN_FILE, or set ACTIVITY_HTTP=false';
+  }
+  return undefined;
+}

@@ -1,0 +1,150 @@
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+
+export const REPORT_SOURCES = ['nats', 'http'] as const;
+export type ReportSource = (typeof REPORT_SOURCES)[number];
+
+/**
+ * What became of an activity report: accepted (stored), clamped_future (stored with its
+ * timestamp clamped to the time of receipt), stale (older than what is stored: nothing to do),
+ * unknown_session, malformed, unauthorized, failed (could not be stored; NATS unavailable).
+ */
+export const REPORT_RESULTS = [
+  'accepted',
+  'clamped_future',
+  'stale',
+  'unknown_session',
+  'malformed',
+  'unauthorized',
+  'failed',
+] as const;
+export type ReportResult = (typeof REPORT_RESULTS)[number];
+
+/** What the command executor did with a command. */
+export const COMMAND_RESULTS = ['executed', 'not_due', 'gone', 'uid_mismatch', 'malformed', 'error'] as const;
+export type CommandResult = (typeof COMMAND_RESULTS)[number];
+
+const DECISIONS = [
+  ['hibernate', 'Idle'],
+  ['terminate', 'MaxDurationExceeded'],
+  ['hibernate', 'User'],
+  ['terminate', 'User'],
+] as const;
+
+export type ReaperMetrics = ReturnType<typeof createReaperMetrics>;
+
+/** Every metric of the reaper, each label set initialised at zero so dashboards and alerts see it from the start. */
+export function createReaperMetrics(registry: Registry) {
+  const registers = [registry];
+  const activityReports = new Counter({
+    name: 'streamspace_reaper_activity_reports_total',
+    help: 'Activity reports received, by transport (nats, http) and result.',
+    labelNames: ['source', 'result'] as const,
+    registers,
+  });
+  const malformedReports = new Counter({
+    name: 'streamspace_reaper_malformed_reports_total',
+    help: 'Activity reports rejected as malformed (not JSON, or not an activity report).',
+    labelNames: ['source'] as const,
+    registers,
+  });
+  const unauthorizedRequests = new Counter({
+    name: 'streamspace_reaper_unauthorized_requests_total',
+    help: 'POST /activity requests without a valid bearer token (nothing was recorded).',
+    registers,
+  });
+  const futureTimestamps = new Counter({
+    name: 'streamspace_reaper_future_timestamps_total',
+    help: 'Activity reports whose timestamp lay beyond the allowed clock skew in the future (clamped to the time of receipt).',
+    labelNames: ['source'] as const,
+    registers,
+  });
+  for (const source of REPORT_SOURCES) {
+    for (const result of REPORT_RESULTS) activityReports.labels(source, result).inc(0);
+    malformedReports.labels(source).inc(0);
+    futureTimestamps.labels(source).inc(0);
+  }
+  unauthorizedRequests.inc(0);
+
+  const decisions = new Counter({
+    name: 'streamspace_reaper_decisions_total',
+    help: 'spec.state changes carried out, by action and reason.',
+    labelNames: ['action', 'reason'] as const,
+    registers,
+  });
+  for (const [action, reason] of DECISIONS) decisions.labels(action, reason).inc(0);
+
+  const decisionDelay = new Histogram({
+    name: 'streamspace_reaper_decision_delay_seconds',
+    help: 'Time from a deadline to the spec.state change that carried it out.',
+    labelNames: ['reason'] as const,
+    buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300],
+    registers,
+  });
+  for (const reason of ['Idle', 'MaxDurationExceeded']) decisionDelay.zero({ reason });
+
+  const commandsIssued = new Counter({
+    name: 'streamspace_reaper_commands_issued_total',
+    help: 'Hibernate/terminate commands published, by action and result (published, failed).',
+    labelNames: ['action', 'result'] as const,
+    registers,
+  });
+  const commandsHandled = new Counter({
+    name: 'streamspace_reaper_commands_handled_total',
+    help: 'Commands taken by the executor, by result (executed, not_due, gone, uid_mismatch, malformed, error).',
+    labelNames: ['result'] as const,
+    registers,
+  });
+  for (const action of ['hibernate', 'terminate'])
+    for (const result of ['published', 'failed']) commandsIssued.labels(action, result).inc(0);
+  for (const result of COMMAND_RESULTS) commandsHandled.labels(result).inc(0);
+
+  const statusWrites = new Counter({
+    name: 'streamspace_reaper_last_activity_writes_total',
+    help: 'status.lastActivity writes, by result (written, gone, error).',
+    labelNames: ['result'] as const,
+    registers,
+  });
+  for (const result of ['written', 'gone', 'error']) statusWrites.labels(result).inc(0);
+
+  const bucketWrites = new Counter({
+    name: 'streamspace_reaper_activity_bucket_writes_total',
+    help: 'Writes of coalesced activity to the KV bucket, by result (written, skipped: already as late, failed).',
+    labelNames: ['result'] as const,
+    registers,
+  });
+  for (const result of ['written', 'skipped', 'failed']) bucketWrites.labels(result).inc(0);
+
+  const trackedSessions = new Gauge({
+    name: 'streamspace_reaper_tracked_sessions',
+    help: 'Sessions the reaper knows of (from its list and watch).',
+    registers,
+  });
+  const scheduledDeadlines = new Gauge({
+    name: 'streamspace_reaper_scheduled_deadlines',
+    help: 'Sessions with a pending idle or maximum-duration deadline.',
+    registers,
+  });
+  const watchRestarts = new Counter({
+    name: 'streamspace_reaper_watch_restarts_total',
+    help: 'Times the Session list-and-watch or the activity bucket watch had to start over, by what (sessions, activity).',
+    labelNames: ['watch'] as const,
+    registers,
+  });
+  for (const watch of ['sessions', 'activity']) watchRestarts.labels(watch).inc(0);
+
+  return {
+    activityReports,
+    malformedReports,
+    unauthorizedRequests,
+    futureTimestamps,
+    decisions,
+    decisionDelay,
+    commandsIssued,
+    commandsHandled,
+    statusWrites,
+    bucketWrites,
+    trackedSessions,
+    scheduledDeadlines,
+    watchRestarts,
+  };
+}

@@ -1,0 +1,195 @@
+import { formatDuration, parseDuration } from '@streamspace/shared';
+
+/**
+ * The pure core of the idle reaper: given what is known about one Session and the time, when
+ * must it be hibernated (idle) or terminated (too old), and is either due now? No I/O, no clock
+ * of its own: the caller passes `now`, so tests can move time freely (forwards and backwards).
+ *
+ * All times are milliseconds since the epoch.
+ */
+
+export type ReaperAction = 'hibernate' | 'terminate';
+export type ReaperReason = 'Idle' | 'MaxDurationExceeded';
+
+/** What the reaper needs to know about a Session (see session-facts.ts for how it is read). */
+export interface SessionFacts {
+  uid: string;
+  /** spec.state: running | hibernated | terminated (anything else is treated as "not ours to touch"). */
+  state: string;
+  /** status.phase, as the reconciler last wrote it. */
+  phase?: string;
+  /**
+   * The Ready condition: `since` is its lastTransitionTime, i.e. for status 'True' the moment the
+   * session last became Running. undefined when the status has no Ready condition.
+   */
+  ready?: { status: string; since?: number };
+  /** spec.idleTimeout / spec.maxSessionDuration as written (undefined: use the default). */
+  idleTimeout?: string;
+  maxSessionDuration?: string;
+  /** The annotation stream.streamspace.io/reaper-disabled is "true". */
+  reaperDisabled: boolean;
+  /** metadata.deletionTimestamp is set: the Session is going away on its own. */
+  deleting: boolean;
+  /** metadata.creationTimestamp (always set by the API server; without it nothing is decided). */
+  createdAt?: number;
+  /** status.lastActivity. */
+  statusLastActivity?: number;
+  /**
+   * The reaper's own annotations say it set spec.state at this moment. If spec.state is running
+   * now, a person has woken the session since, so its idle time starts no earlier than this.
+   */
+  reaperStateChangeAt?: number;
+}
+
+export interface ReaperDefaults {
+  idleTimeoutMs: number;
+  maxSessionDurationMs: number;
+}
+
+/** Evidence observed outside the Session object. */
+export interface SessionObservations {
+  /** Latest reported activity (the activity bucket). */
+  activityAt?: number;
+  /** When this process saw spec.state change to running (a wake), if it did. */
+  wokenAt?: number;
+}
+
+export interface Deadline {
+  at: number;
+  action: ReaperAction;
+  reason: ReaperReason;
+  /** The moment the deadline is counted from (last activity or start for Idle, creation for MaxDurationExceeded). */
+  from: number;
+  /** The timeout that was applied. */
+  timeoutMs: number;
+}
+
+export interface SessionDeadlines {
+  idle?: Deadline;
+  maxDuration?: Deadline;
+  /** The earliest deadline (terminate wins a tie). */
+  next?: Deadline;
+  /** The action due at `now`, if any (terminate wins over hibernate). */
+  due?: Deadline;
+  /** Why a deadline is missing, for logs: e.g. 'reaper disabled by annotation', 'not running'. */
+  notes: string[];
+}
+
+/** A duration field read with its default; undefined when the text is not a duration (the caller decides nothing). */
+export function timeoutMs(text: string | undefined, fallbackMs: number): number | undefined {
+  if (text === undefined) return fallbackMs;
+  try {
+    return parseDuration(text);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Timestamps from the future (clock skew, a bad report) count as now, never later. */
+function clamp(at: number | undefined, now: number): number | undefined {
+  if (at === undefined || !Number.isFinite(at)) return undefined;
+  return Math.min(at, now);
+}
+
+function maxDefined(values: (number | undefined)[]): number | undefined {
+  let best: number | undefined;
+  for (const v of values) if (v !== undefined && (best === undefined || v > best)) best = v;
+  return best;
+}
+
+/**
+ * When the session's idle clock started: the latest of its last activity, the moment it last
+ * became Running, and any wake since the reaper last hibernated it. A woken session therefore
+ * gets a full idle timeout before it is hibernated again, even if its old activity is ancient.
+ * undefined when the session is not running (not Ready), so there is nothing to be idle.
+ */
+export function idleSince(
+  facts: SessionFacts,
+  observations: SessionObservations,
+  now: number,
+): number | undefined {
+  if (facts.state !== 'running' || facts.phase !== 'Running') return undefined;
+  let becameRunningAt: number | undefined;
+  if (facts.ready === undefined) {
+    // A status without conditions (written by something other than the reconciler): creation is
+    // the only start we know.
+    becameRunningAt = facts.createdAt;
+  } else if (facts.ready.status === 'True') {
+    becameRunningAt = facts.ready.since ?? facts.createdAt;
+  } else {
+    // Phase still says Running while Ready is not True: the status is mid-change (a hibernation
+    // being undone, a pod going away). Wait for it to settle rather than guess.
+    return undefined;
+  }
+  if (becameRunningAt === undefined) return undefined;
+  return maxDefined([
+    clamp(becameRunningAt, now),
+    clamp(observations.activityAt, now),
+    clamp(facts.statusLastActivity, now),
+    clamp(observations.wokenAt, now),
+    clamp(facts.reaperStateChangeAt, now),
+  ]);
+}
+
+export function computeDeadlines(
+  facts: SessionFacts,
+  observations: SessionObservations,
+  defaults: ReaperDefaults,
+  now: number,
+): SessionDeadlines {
+  const notes: string[] = [];
+  if (facts.deleting) return { notes: ['being deleted'] };
+  if (facts.reaperDisabled) return { notes: ['reaper disabled by annotation'] };
+  if (facts.state !== 'running' && facts.state !== 'hibernated')
+    return { notes: [`state is ${facts.state}`] };
+
+  let idle: Deadline | undefined;
+  const idleMs = timeoutMs(facts.idleTimeout, defaults.idleTimeoutMs);
+  if (idleMs === undefined) notes.push(`idleTimeout '${facts.idleTimeout}' is not a duration`);
+  else if (idleMs === 0) notes.push('idle timeout disabled');
+  else {
+    const from = idleSince(facts, observations, now);
+    if (from === undefined) notes.push('not running');
+    else idle = { at: from + idleMs, action: 'hibernate', reason: 'Idle', from, timeoutMs: idleMs };
+  }
+
+  let maxDuration: Deadline | undefined;
+  const maxMs = timeoutMs(facts.maxSessionDuration, defaults.maxSessionDurationMs);
+  if (maxMs === undefined) notes.push(`maxSessionDuration '${facts.maxSessionDuration}' is not a duration`);
+  else if (maxMs === 0) notes.push('maximum duration disabled');
+  else {
+    const created = clamp(facts.createdAt, now);
+    if (created === undefined) notes.push('no creation time');
+    else {
+      maxDuration = {
+        at: created + maxMs,
+        action: 'terminate',
+        reason: 'MaxDurationExceeded',
+        from: created,
+        timeoutMs: maxMs,
+      };
+    }
+  }
+
+  const next = idle && maxDuration ? (maxDuration.at <= idle.at ? maxDuration : idle) : (idle ?? maxDuration);
+  const due = maxDuration && maxDuration.at <= now ? maxDuration : idle && idle.at <= now ? idle : undefined;
+  return {
+    ...(idle ? { idle } : {}),
+    ...(maxDuration ? { maxDuration } : {}),
+    ...(next ? { next } : {}),
+    ...(due ? { due } : {}),
+    notes,
+  };
+}
+
+function iso(ms: number): string {
+  return new Date(ms).toISOString();
+}
+
+/** The sentence a person reads in `kubectl describe` (the Event) and in the command. */
+export function describeDeadline(deadline: Deadline): string {
+  if (deadline.reason === 'Idle') {
+    return `No activity since ${iso(deadline.from)}, longer than its idleTimeout ${formatDuration(deadline.timeoutMs)}: hibernated by the idle reaper. Set spec.state to running to wake it.`;
+  }
+  return `Older than its maxSessionDuration ${formatDuration(deadline.timeoutMs)} (created ${iso(deadline.from)}): terminated by the idle reaper. To run it again, raise spec.maxSessionDuration (or set it to 0) and set spec.state to running.`;
+}

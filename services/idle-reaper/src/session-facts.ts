@@ -1,0 +1,91 @@
+import { ANNOTATIONS, subjectToken } from '@streamspace/shared';
+import type { SessionFacts } from './session-deadlines.js';
+
+/** Who the reaper says it is in the state-changed-by annotation. */
+export const REAPER_IDENTITY = 'idle-reaper';
+
+/** A Session as the reaper keeps it in memory: identity plus the few facts its deadlines need. */
+export interface TrackedSession {
+  key: string;
+  namespace: string;
+  name: string;
+  resourceVersion: string;
+  facts: SessionFacts;
+}
+
+/** The activity bucket key and the in-memory key of a Session: `<namespace>.<name>`. */
+export function sessionKey(namespace: string, name: string): string {
+  return `${subjectToken(namespace)}.${subjectToken(name)}`;
+}
+
+function time(value: unknown): number | undefined {
+  if (typeof value !== 'string' && !(value instanceof Date)) return undefined;
+  const ms = value instanceof Date ? value.getTime() : Date.parse(value);
+  return Number.isFinite(ms) ? ms : undefined;
+}
+
+function record(value: unknown): Record<string, unknown> {
+  return value !== null && typeof value === 'object' && !Array.isArray(value)
+    ? (value as Record<string, unknown>)
+    : {};
+}
+
+function text(value: unknown): string | undefined {
+  return typeof value === 'string' ? value : undefined;
+}
+
+/**
+ * Reads a Session object (raw JSON from a list, a watch or a GET) into what the reaper keeps.
+ * Tolerant: the API server has validated the object, but an old or hand-made status may lack
+ * fields, and nothing here may throw on it. undefined when the object has no name or uid.
+ */
+export function readTrackedSession(object: unknown): TrackedSession | undefined {
+  const o = record(object);
+  const metadata = record(o.metadata);
+  const spec = record(o.spec);
+  const status = record(o.status);
+  const annotations = record(metadata.annotations);
+  const namespace = text(metadata.namespace);
+  const name = text(metadata.name);
+  const uid = text(metadata.uid);
+  if (!namespace || !name || !uid) return undefined;
+
+  const conditions = Array.isArray(status.conditions) ? status.conditions.map(record) : [];
+  const ready = conditions.find((c) => c.type === 'Ready');
+  const readySince = ready ? time(ready.lastTransitionTime) : undefined;
+  const reaperChanged = annotations[ANNOTATIONS.stateChangedBy] === REAPER_IDENTITY;
+  const reaperStateChangeAt = reaperChanged ? time(annotations[ANNOTATIONS.stateChangedAt]) : undefined;
+  const statusLastActivity = time(status.lastActivity);
+  const phase = text(status.phase);
+  const idleTimeout = text(spec.idleTimeout);
+  const maxSessionDuration = text(spec.maxSessionDuration);
+
+  const createdAt = time(metadata.creationTimestamp);
+  const facts: SessionFacts = {
+    uid,
+    state: text(spec.state) ?? 'running',
+    reaperDisabled: annotations[ANNOTATIONS.reaperDisabled] === 'true',
+    deleting: metadata.deletionTimestamp !== undefined && metadata.deletionTimestamp !== null,
+    ...(createdAt !== undefined ? { createdAt } : {}),
+    ...(phase !== undefined ? { phase } : {}),
+    ...(ready
+      ? {
+          ready: {
+            status: text(ready.status) ?? 'Unknown',
+            ...(readySince !== undefined ? { since: readySince } : {}),
+          },
+        }
+      : {}),
+    ...(idleTimeout !== undefined ? { idleTimeout } : {}),
+    ...(maxSessionDuration !== undefined ? { maxSessionDuration } : {}),
+    ...(statusLastActivity !== undefined ? { statusLastActivity } : {}),
+    ...(reaperStateChangeAt !== undefined ? { reaperStateChangeAt } : {}),
+  };
+  return {
+    key: sessionKey(namespace, name),
+    namespace,
+    name,
+    resourceVersion: text(metadata.resourceVersion) ?? '',
+    facts,
+  };
+}

@@ -1,0 +1,108 @@
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import { API_GROUP, API_VERSION, KubeApiError, type KubeClient, type ResourceRef } from '@streamspace/shared';
+
+/** The field manager of every write the reaper makes. */
+export const REAPER_FIELD_MANAGER = 'streamspace-idle-reaper';
+const COMPONENT = 'streamspace-idle-reaper';
+
+export function statusCode(error: unknown): number | undefined {
+  return error instanceof KubeApiError ? error.code : undefined;
+}
+
+export interface SessionRef {
+  namespace: string;
+  name: string;
+  uid: string;
+  resourceVersion?: string;
+}
+
+const sessionRef = (namespace: string, name: string, subresource?: string): ResourceRef => ({
+  group: API_GROUP,
+  version: API_VERSION,
+  plural: 'sessions',
+  namespace,
+  name,
+  ...(subresource ? { subresource } : {}),
+});
+
+/** The reaper's few calls to the API server. */
+export class SessionWriter {
+  private readonly instance = `${hostname()}-${process.pid}`;
+
+  constructor(private readonly kube: KubeClient) {}
+
+  /** The Session as raw JSON, or undefined when it does not exist. */
+  read(namespace: string, name: string): Promise<unknown | undefined> {
+    return this.kube.find<unknown>(sessionRef(namespace, name));
+  }
+
+  /**
+   * Sets spec.state and the annotations that say who and why, as a JSON merge patch that carries
+   * the resourceVersion the decision was made on: if anything changed since (a person woke it,
+   * activity was written), the API server answers 409 and the caller decides again. A merge patch
+   * rather than server-side apply: the reaper makes a one-off change on a person's behalf and must
+   * not become the owner of spec.state, which a person's later `kubectl apply --server-side`
+   * would then conflict with.
+   */
+  async changeState(ref: SessionRef, state: string, annotations: Record<string, string>): Promise<void> {
+    await this.kube.mergePatch(
+      sessionRef(ref.namespace, ref.name),
+      { metadata: { uid: ref.uid, resourceVersion: ref.resourceVersion, annotations }, spec: { state } },
+      REAPER_FIELD_MANAGER,
+    );
+  }
+
+  /**
+   * status.lastActivity under the reaper's own field manager (server-side apply on the status
+   * subresource), so the reconciler's status fields are never touched and it never clobbers ours.
+   */
+  async applyLastActivity(namespace: string, name: string, at: number): Promise<void> {
+    await this.kube.apply(
+      sessionRef(namespace, name, 'status'),
+      {
+        apiVersion: `${API_GROUP}/${API_VERSION}`,
+        kind: 'Session',
+        metadata: { name, namespace },
+        status: { lastActivity: new Date(at).toISOString() },
+      },
+      REAPER_FIELD_MANAGER,
+      true,
+    );
+  }
+
+  /** A core/v1 Event on the Session, so `kubectl describe` says what the reaper did and why. */
+  async recordEvent(
+    ref: SessionRef,
+    type: 'Normal' | 'Warning',
+    reason: string,
+    message: string,
+  ): Promise<void> {
+    const now = new Date().toISOString();
+    await this.kube.create(
+      { version: 'v1', plural: 'events', namespace: ref.namespace },
+      {
+        apiVersion: 'v1',
+        kind: 'Event',
+        metadata: { name: `${ref.name}.${randomBytes(8).toString('hex')}`, namespace: ref.namespace },
+        involvedObject: {
+          apiVersion: `${API_GROUP}/${API_VERSION}`,
+          kind: 'Session',
+          name: ref.name,
+          namespace: ref.namespace,
+          uid: ref.uid,
+          ...(ref.resourceVersion ? { resourceVersion: ref.resourceVersion } : {}),
+        },
+        type,
+        reason,
+        message: message.slice(0, 1024),
+        source: { component: COMPONENT },
+        reportingComponent: COMPONENT,
+        reportingInstance: this.instance,
+        firstTimestamp: now,
+        lastTimestamp: now,
+        count: 1,
+      },
+    );
+  }
+}
