@@ -49,7 +49,7 @@ export class TokenSource {
   }
 
   async current(): Promise<string | undefined> {
-    if (this.options.file && Date.now() - this.checkedAt > (this.options.recheckMs ?? 10_000)) {
+    if (this.options.file && Date.now() - this.checkedAt >= (this.options.recheckMs ?? 10_000)) {
       this.checkedAt = Date.now();
       try {
         const info = await stat(this.options.file);
