@@ -1,8 +1,15 @@
-import { readFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import * as k8s from '@kubernetes/client-node';
 import { API_GROUP, API_VERSION, FIELD_MANAGER, sessionChildName } from '@streamspace/shared';
 import { expect, it } from 'vitest';
-import { createNamespace, deleteNamespace, installCrds, kube, repo, ServiceProcess } from '../test/integration/harness.js';
+import {
+  createNamespace,
+  deleteNamespace,
+  installCrds,
+  kube,
+  repo,
+  ServiceProcess,
+} from '../test/integration/harness.js';
 import { startPrivateNats } from '../test/integration/private-nats.js';
 
 /**
@@ -40,7 +47,10 @@ function peakRss(pid: number | undefined): number {
 class PhaseClock {
   private readonly reached = new Map<string, number>();
   private request: { abort(): void } | undefined;
-  constructor(private readonly kc: k8s.KubeConfig, private readonly namespace: string) {}
+  constructor(
+    private readonly kc: k8s.KubeConfig,
+    private readonly namespace: string,
+  ) {}
   expect(phase: string): void {
     this.phase = phase;
     this.reached.clear();
@@ -52,7 +62,8 @@ class PhaseClock {
       `/apis/${API_GROUP}/${API_VERSION}/namespaces/${this.namespace}/sessions`,
       {},
       (_type, object: { metadata: { name: string }; status?: { phase?: string } }) => {
-        if (object.status?.phase === this.phase && !this.reached.has(object.metadata.name)) this.reached.set(object.metadata.name, performance.now());
+        if (object.status?.phase === this.phase && !this.reached.has(object.metadata.name))
+          this.reached.set(object.metadata.name, performance.now());
       },
       () => undefined,
     );
@@ -63,7 +74,10 @@ class PhaseClock {
   async waitAll(names: string[], timeoutMs: number): Promise<Map<string, number>> {
     const deadline = performance.now() + timeoutMs;
     while (names.some((n) => !this.reached.has(n))) {
-      if (performance.now() > deadline) throw new Error(`${names.filter((n) => !this.reached.has(n)).length} sessions never reached ${this.phase}`);
+      if (performance.now() > deadline)
+        throw new Error(
+          `${names.filter((n) => !this.reached.has(n)).length} sessions never reached ${this.phase}`,
+        );
       await new Promise((r) => setTimeout(r, 100));
     }
     return new Map(this.reached);
@@ -87,7 +101,13 @@ it(`runs ${N} sessions through the pipeline`, async () => {
       shmSize: '1Gi',
     },
   };
-  await k.custom.createNamespacedCustomObject({ group: API_GROUP, version: API_VERSION, namespace, plural: 'templates', body: template });
+  await k.custom.createNamespacedCustomObject({
+    group: API_GROUP,
+    version: API_VERSION,
+    namespace,
+    plural: 'templates',
+    body: template,
+  });
 
   // A NATS of its own: the run measures this pipeline, not a backlog left by others on the shared one.
   const nats = await startPrivateNats();
@@ -113,7 +133,12 @@ it(`runs ${N} sessions through the pipeline`, async () => {
         version: API_VERSION,
         namespace,
         plural: 'sessions',
-        body: { apiVersion: `${API_GROUP}/${API_VERSION}`, kind: 'Session', metadata: { name }, spec: { user: `${name}@example.com`, template: 'firefox' } },
+        body: {
+          apiVersion: `${API_GROUP}/${API_VERSION}`,
+          kind: 'Session',
+          metadata: { name },
+          spec: { user: `${name}@example.com`, template: 'firefox' },
+        },
       })
       .catch((e: Error) => errors.push(`create ${name}: ${e.message}`));
   });
@@ -127,7 +152,14 @@ it(`runs ${N} sessions through the pipeline`, async () => {
       marks.set(name, performance.now());
       await k.custom
         .patchNamespacedCustomObject(
-          { group: API_GROUP, version: API_VERSION, namespace, plural: 'sessions', name, body: { spec: { state } } },
+          {
+            group: API_GROUP,
+            version: API_VERSION,
+            namespace,
+            plural: 'sessions',
+            name,
+            body: { spec: { state } },
+          },
           k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch),
         )
         .catch((e: Error) => errors.push(`${state} ${name}: ${e.message}`));
@@ -136,7 +168,9 @@ it(`runs ${N} sessions through the pipeline`, async () => {
   const hibernateMarks = new Map<string, number>();
   await patchState('hibernated', hibernateMarks);
   const hibernated = await clock.waitAll(names, 10 * 60_000);
-  const hibernateLatency = names.map((n) => (hibernated.get(n) as number) - (hibernateMarks.get(n) as number));
+  const hibernateLatency = names.map(
+    (n) => (hibernated.get(n) as number) - (hibernateMarks.get(n) as number),
+  );
   const replicas = await k.apps.listNamespacedDeployment({ namespace });
   const scaledToZero = replicas.items.filter((d) => d.spec?.replicas === 0).length;
 
@@ -146,15 +180,54 @@ it(`runs ${N} sessions through the pipeline`, async () => {
   await patchState('running', wakeMarks);
   const woken = await clock.waitAll(names, 10 * 60_000);
   const wakeLatency = names.map((n) => (woken.get(n) as number) - (wakeMarks.get(n) as number));
+
+  // 4. One change at a time against N running sessions: what a single user waits for.
+  const single = { hibernate: [] as number[], wake: [] as number[] };
+  const SINGLE = Math.min(Number(process.env.BENCH_SINGLE ?? 50), N);
+  for (const name of names.slice(0, SINGLE)) {
+    for (const [state, phase, list] of [
+      ['hibernated', 'Hibernated', single.hibernate],
+      ['running', 'Running', single.wake],
+    ] as const) {
+      clock.expect(phase);
+      const marks = new Map<string, number>();
+      marks.set(name, performance.now());
+      await k.custom
+        .patchNamespacedCustomObject(
+          {
+            group: API_GROUP,
+            version: API_VERSION,
+            namespace,
+            plural: 'sessions',
+            name,
+            body: { spec: { state } },
+          },
+          k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch),
+        )
+        .catch((e: Error) => errors.push(`single ${state} ${name}: ${e.message}`));
+      const reached = await clock.waitAll([name], 60_000);
+      list.push((reached.get(name) as number) - (marks.get(name) as number));
+    }
+  }
   clock.stop();
 
   const rss = { watcher: peakRss(watcher.pid), reconcilers: workers.map((w) => peakRss(w.pid)) };
   const metrics = await Promise.all(workers.map((w) => w.get('/metrics')));
   const reconcileErrors = metrics
-    .map((m) => [...m.body.matchAll(/streamspace_reconciler_reconciles_total\{kind="\w+",result="(?:error|dead_lettered)"\} (\d+)/g)].reduce((a, x) => a + Number(x[1]), 0))
+    .map((m) =>
+      [
+        ...m.body.matchAll(
+          /streamspace_reconciler_reconciles_total\{kind="\w+",result="(?:error|dead_lettered)"\} (\d+)/g,
+        ),
+      ].reduce((a, x) => a + Number(x[1]), 0),
+    )
     .reduce((a, b) => a + b, 0);
   const reconciles = metrics
-    .map((m) => [...m.body.matchAll(/streamspace_reconciler_reconciles_total\{kind="\w+",result="success"\} (\d+)/g)].reduce((a, x) => a + Number(x[1]), 0))
+    .map((m) =>
+      [
+        ...m.body.matchAll(/streamspace_reconciler_reconciles_total\{kind="\w+",result="success"\} (\d+)/g),
+      ].reduce((a, x) => a + Number(x[1]), 0),
+    )
     .reduce((a, b) => a + b, 0);
   await Promise.all([watcher, ...workers].map((s) => s.stop()));
   await nats.stop();
@@ -162,8 +235,15 @@ it(`runs ${N} sessions through the pipeline`, async () => {
   // 4. Baseline: the same writes (Session, Deployment, Service, Ingress, Session status) made
   //    directly with @kubernetes/client-node, same concurrency, no pipeline in between.
   const objects = k8s.KubernetesObjectApi.makeApiClient(k.kc);
-  const apply = (o: k8s.KubernetesObject) => objects.patch(o, undefined, undefined, FIELD_MANAGER, true, k8s.PatchStrategy.ServerSideApply);
-  await k.custom.createNamespacedCustomObject({ group: API_GROUP, version: API_VERSION, namespace: baselineNamespace, plural: 'templates', body: { ...template, metadata: { name: 'firefox', namespace: baselineNamespace } } });
+  const apply = (o: k8s.KubernetesObject) =>
+    objects.patch(o, undefined, undefined, FIELD_MANAGER, true, k8s.PatchStrategy.ServerSideApply);
+  await k.custom.createNamespacedCustomObject({
+    group: API_GROUP,
+    version: API_VERSION,
+    namespace: baselineNamespace,
+    plural: 'templates',
+    body: { ...template, metadata: { name: 'firefox', namespace: baselineNamespace } },
+  });
   const startDirect = performance.now();
   await pool(names, CONCURRENCY, async (name) => {
     const child = sessionChildName(name);
@@ -174,13 +254,62 @@ it(`runs ${N} sessions through the pipeline`, async () => {
         version: API_VERSION,
         namespace: baselineNamespace,
         plural: 'sessions',
-        body: { apiVersion: `${API_GROUP}/${API_VERSION}`, kind: 'Session', metadata: { name }, spec: { user: `${name}@example.com`, template: 'firefox' } },
+        body: {
+          apiVersion: `${API_GROUP}/${API_VERSION}`,
+          kind: 'Session',
+          metadata: { name },
+          spec: { user: `${name}@example.com`, template: 'firefox' },
+        },
       });
-      await apply({ apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: child, namespace: baselineNamespace }, spec: { replicas: 1, selector: { matchLabels: labels }, template: { metadata: { labels }, spec: { containers: [{ name: 'desktop', image: 'lscr.io/linuxserver/firefox:latest' }] } } } } as k8s.KubernetesObject);
-      await apply({ apiVersion: 'v1', kind: 'Service', metadata: { name: child, namespace: baselineNamespace }, spec: { selector: labels, ports: [{ port: 3000 }] } } as k8s.KubernetesObject);
-      await apply({ apiVersion: 'networking.k8s.io/v1', kind: 'Ingress', metadata: { name: child, namespace: baselineNamespace }, spec: { rules: [{ host: `${name}.bench`, http: { paths: [{ path: '/', pathType: 'Prefix', backend: { service: { name: child, port: { number: 3000 } } } }] } }] } } as k8s.KubernetesObject);
+      await apply({
+        apiVersion: 'apps/v1',
+        kind: 'Deployment',
+        metadata: { name: child, namespace: baselineNamespace },
+        spec: {
+          replicas: 1,
+          selector: { matchLabels: labels },
+          template: {
+            metadata: { labels },
+            spec: { containers: [{ name: 'desktop', image: 'lscr.io/linuxserver/firefox:latest' }] },
+          },
+        },
+      } as k8s.KubernetesObject);
+      await apply({
+        apiVersion: 'v1',
+        kind: 'Service',
+        metadata: { name: child, namespace: baselineNamespace },
+        spec: { selector: labels, ports: [{ port: 3000 }] },
+      } as k8s.KubernetesObject);
+      await apply({
+        apiVersion: 'networking.k8s.io/v1',
+        kind: 'Ingress',
+        metadata: { name: child, namespace: baselineNamespace },
+        spec: {
+          rules: [
+            {
+              host: `${name}.bench`,
+              http: {
+                paths: [
+                  {
+                    path: '/',
+                    pathType: 'Prefix',
+                    backend: { service: { name: child, port: { number: 3000 } } },
+                  },
+                ],
+              },
+            },
+          ],
+        },
+      } as k8s.KubernetesObject);
       await k.custom.patchNamespacedCustomObjectStatus(
-        { group: API_GROUP, version: API_VERSION, namespace: baselineNamespace, plural: 'sessions', name, body: { status: { phase: 'Running' } } },
+        {
+          group: API_GROUP,
+          version: API_VERSION,
+          namespace: baselineNamespace,
+          plural: 'sessions',
+          name,
+          body: { status: { phase: 'Running' } },
+        },
         k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch),
       );
     } catch (e) {
@@ -193,9 +322,26 @@ it(`runs ${N} sessions through the pipeline`, async () => {
     sessions: N,
     workers: WORKERS,
     clientConcurrency: CONCURRENCY,
-    startToRunningMs: { p50: percentile(startLatency, 50), p90: percentile(startLatency, 90), p99: percentile(startLatency, 99) },
+    startToRunningMs: {
+      p50: percentile(startLatency, 50),
+      p90: percentile(startLatency, 90),
+      p99: percentile(startLatency, 99),
+    },
     hibernateMs: { p50: percentile(hibernateLatency, 50), p99: percentile(hibernateLatency, 99) },
     wakeMs: { p50: percentile(wakeLatency, 50), p99: percentile(wakeLatency, 99) },
+    singleChange: {
+      changes: single.hibernate.length,
+      hibernateMs: {
+        p50: percentile(single.hibernate, 50),
+        p99: percentile(single.hibernate, 99),
+        max: Math.max(...single.hibernate),
+      },
+      wakeMs: {
+        p50: percentile(single.wake, 50),
+        p99: percentile(single.wake, 99),
+        max: Math.max(...single.wake),
+      },
+    },
     scaledToZero,
     pipelineSeconds,
     pipelineSessionsPerSecond: N / pipelineSeconds,
