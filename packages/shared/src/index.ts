@@ -12,3 +12,4 @@ export * from './labels.js';
 export * from './duration.js';
 export * from './api.js';
 export * from './kube-client.js';
+export * from './pull-consumer-loop.js';

@@ -12,15 +12,15 @@ import {
   CONSUMERS,
   decodeMessage,
   type Logger,
+  PullConsumerLoop,
   type SessionCommand,
   STREAMS,
   sessionCommandSchema,
-  sleep,
   subjects,
 } from '@streamspace/shared';
 import type { CommandResult, ReaperMetrics } from './reaper-metrics.js';
-import { REAPER_IDENTITY, readTrackedSession, sessionKey, type TrackedSession } from './session-facts.js';
 import { computeDeadlines, describeDeadline, type ReaperDefaults } from './session-deadlines.js';
+import { REAPER_IDENTITY, readTrackedSession, sessionKey, type TrackedSession } from './session-facts.js';
 import { type SessionWriter, statusCode } from './session-writer.js';
 
 const SECOND_NS = 1_000_000_000;
@@ -91,43 +91,27 @@ export interface CommandExecutorOptions {
  * change one Session: only the one whose patch succeeds records the Event.
  */
 export class CommandExecutor {
-  private readonly inFlight = new Set<Promise<void>>();
   private readonly events = new Set<Promise<void>>();
-  private stopping = false;
-  private iterator: { stop(): void } | undefined;
+  private readonly loop: PullConsumerLoop;
   private readonly now: () => number;
 
   constructor(private readonly options: CommandExecutorOptions) {
     this.now = options.now ?? Date.now;
+    this.loop = new PullConsumerLoop({
+      consumer: options.consumer,
+      concurrency: options.concurrency,
+      log: options.log,
+      name: 'command consumer',
+      handle: (message) => this.handle(message),
+    });
   }
 
   async run(): Promise<void> {
-    const { consumer, log, concurrency } = this.options;
-    while (!this.stopping) {
-      try {
-        const messages = await consumer.consume({ max_messages: concurrency * 2 });
-        this.iterator = messages;
-        for await (const message of messages) {
-          while (this.inFlight.size >= concurrency) await Promise.race(this.inFlight);
-          if (this.stopping) {
-            message.nak();
-            continue;
-          }
-          const task = this.handle(message).finally(() => this.inFlight.delete(task));
-          this.inFlight.add(task);
-        }
-      } catch (error) {
-        if (this.stopping) break;
-        log.warn({ err: (error as Error).message }, 'command consumer stopped; restarting');
-        await sleep(1_000);
-      }
-    }
+    await this.loop.run();
   }
 
   async stop(timeoutMs = 15_000): Promise<void> {
-    this.stopping = true;
-    this.iterator?.stop();
-    await Promise.race([Promise.allSettled([...this.inFlight, ...this.events]), sleep(timeoutMs)]);
+    await this.loop.stop(timeoutMs, this.events);
   }
 
   private async handle(message: JsMsg): Promise<void> {

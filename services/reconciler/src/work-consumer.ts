@@ -5,6 +5,7 @@ import {
   decodeMessage,
   type Logger,
   objectKey,
+  PullConsumerLoop,
   sleep,
   subjects,
   type WorkItem,
@@ -36,10 +37,8 @@ export interface WorkConsumerOptions {
  * valid work item) is terminated at once.
  */
 export class WorkConsumer {
-  private readonly inFlight = new Set<Promise<void>>();
   private readonly requeueTimers = new Map<string, NodeJS.Timeout>();
-  private stopping = false;
-  private iterator: { stop(): void } | undefined;
+  private readonly loop: PullConsumerLoop;
   private readonly reconciles: Counter<'kind' | 'result'>;
   private readonly duration: Histogram<'kind'>;
   private readonly deadLetters: Counter<'reason'>;
@@ -47,6 +46,13 @@ export class WorkConsumer {
   private readonly lockWaits: Counter;
 
   constructor(private readonly options: WorkConsumerOptions) {
+    this.loop = new PullConsumerLoop({
+      consumer: options.consumer,
+      concurrency: options.concurrency,
+      log: options.log,
+      name: 'work consumer',
+      handle: (message) => this.handle(message),
+    });
     const registers = [options.registry];
     this.reconciles = new Counter({
       name: 'streamspace_reconciler_reconciles_total',
@@ -83,34 +89,12 @@ export class WorkConsumer {
   }
 
   async run(): Promise<void> {
-    const { consumer, log, concurrency } = this.options;
-    while (!this.stopping) {
-      try {
-        const messages = await consumer.consume({ max_messages: concurrency * 2 });
-        this.iterator = messages;
-        for await (const message of messages) {
-          while (this.inFlight.size >= concurrency) await Promise.race(this.inFlight);
-          if (this.stopping) {
-            // Hand it back at once rather than let it wait for the ack timeout.
-            message.nak();
-            continue;
-          }
-          const task = this.handle(message).finally(() => this.inFlight.delete(task));
-          this.inFlight.add(task);
-        }
-      } catch (error) {
-        if (this.stopping) break;
-        log.warn({ err: (error as Error).message }, 'work consumer stopped; restarting');
-        await sleep(1_000);
-      }
-    }
+    await this.loop.run();
   }
 
   async stop(timeoutMs = 20_000): Promise<void> {
-    this.stopping = true;
-    this.iterator?.stop();
     for (const timer of this.requeueTimers.values()) clearTimeout(timer);
-    await Promise.race([Promise.allSettled([...this.inFlight]), sleep(timeoutMs)]);
+    await this.loop.stop(timeoutMs);
   }
 
   private async deadLetter(
@@ -161,7 +145,7 @@ export class WorkConsumer {
       revision = await locks.tryAcquire(key);
       if (revision === undefined) this.lockWaits.inc();
       while (revision === undefined) {
-        if (this.stopping) {
+        if (this.loop.stopping) {
           message.nak();
           return;
         }
