@@ -7,6 +7,7 @@ import { expect, it, onTestFinished } from 'vitest';
 import {
   createNamespace,
   deleteNamespace,
+  deployedNodeOptions,
   installCrds,
   kube,
   repo,
@@ -36,12 +37,8 @@ const STEADY_MS = Number(process.env.BENCH_STEADY_MS ?? 60_000);
 const RAMP_RATES = (process.env.BENCH_RAMP_RATES ?? '2000,4000,8000,16000').split(',').map(Number);
 const RAMP_STEP_MS = Number(process.env.BENCH_RAMP_STEP_MS ?? 10_000);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 64);
-/**
- * The deployed heap limit (deploy/: NODE_OPTIONS in the reaper's ConfigMap) plus a small young
- * generation (Node 20's default lets it grow to 48 MB); '' for Node's defaults.
- */
-const REAPER_NODE_OPTIONS =
-  process.env.BENCH_REAPER_NODE_OPTIONS ?? '--max-old-space-size=64 --max-semi-space-size=2';
+/** The deployed V8 flags (the chart's `nodeOptions`); '' for Node's defaults. */
+const REAPER_NODE_OPTIONS = process.env.BENCH_REAPER_NODE_OPTIONS ?? deployedNodeOptions();
 const TICK_MS = 100;
 
 function percentile(values: number[], p: number): number {

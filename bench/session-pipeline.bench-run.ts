@@ -5,6 +5,7 @@ import { expect, it } from 'vitest';
 import {
   createNamespace,
   deleteNamespace,
+  deployedNodeOptions,
   installCrds,
   kube,
   repo,
@@ -111,7 +112,13 @@ it(`runs ${N} sessions through the pipeline`, async () => {
 
   // A NATS of its own: the run measures this pipeline, not a backlog left by others on the shared one.
   const nats = await startPrivateNats();
-  const env = { LOG_LEVEL: 'info', WATCH_NAMESPACE: namespace, NATS_URL: nats.url };
+  const nodeOptions = deployedNodeOptions();
+  const env = {
+    LOG_LEVEL: 'info',
+    WATCH_NAMESPACE: namespace,
+    NATS_URL: nats.url,
+    ...(nodeOptions ? { NODE_OPTIONS: nodeOptions } : {}),
+  };
   const watcher = new ServiceProcess('watcher', env);
   const workers = Array.from({ length: WORKERS }, () => new ServiceProcess('reconciler', env));
   await Promise.all([watcher, ...workers].map((s) => s.waitReady(60_000)));
@@ -353,6 +360,7 @@ it(`runs ${N} sessions through the pipeline`, async () => {
     reconcileErrors,
     clientErrors: errors.length,
     firstErrors: errors.slice(0, 5),
+    nodeOptions,
     measuredAt: new Date().toISOString(),
   };
   mkdirSync(`${repo}/.bench`, { recursive: true });

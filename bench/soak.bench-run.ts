@@ -4,6 +4,7 @@ import { expect, it } from 'vitest';
 import {
   createNamespace,
   deleteNamespace,
+  deployedNodeOptions,
   installCrds,
   kube,
   repo,
@@ -58,7 +59,13 @@ it(
     const namespace = await createNamespace('soak');
     const nats = await startPrivateNats();
     const k = kube();
-    const env = { WATCH_NAMESPACE: namespace, NATS_URL: nats.url, LOG_LEVEL: 'info' };
+    const nodeOptions = deployedNodeOptions();
+    const env = {
+      WATCH_NAMESPACE: namespace,
+      NATS_URL: nats.url,
+      LOG_LEVEL: 'info',
+      ...(nodeOptions ? { NODE_OPTIONS: nodeOptions } : {}),
+    };
     const services: Record<string, ServiceProcess> = {
       watcher: new ServiceProcess('watcher', { ...env, RESYNC_INTERVAL: '5m' }),
       'reconciler-1': new ServiceProcess('reconciler', { ...env, INGRESS_DOMAIN: 'soak.test' }),
@@ -179,6 +186,7 @@ it(
         ),
         pool: POOL,
         warmupS: WARMUP_S,
+        nodeOptions,
         counts,
         services: Object.entries(services).map(([name, s]) => {
           const series = samples.map((p) => [p.t, p.rssMb[name] ?? Number.NaN] as [number, number]);

@@ -108,12 +108,24 @@ describe('the local cluster runs workloads', () => {
   it('takes a Deployment created with kubectl to READY 1/1 on a KWOK node', async () => {
     const created = await kubectl(['create', 'deployment', 'hello', '-n', namespace, '--image=nginx']);
     expect(created.code, created.stderr).toBe(0);
-    const rollout = await kubectl(['rollout', 'status', 'deployment/hello', '-n', namespace, '--timeout=60s']);
+    const rollout = await kubectl([
+      'rollout',
+      'status',
+      'deployment/hello',
+      '-n',
+      namespace,
+      '--timeout=60s',
+    ]);
     expect(rollout.code, rollout.stderr).toBe(0);
     const ready = await kubectl(['get', 'deployment', 'hello', '-n', namespace, '--no-headers']);
     expect(ready.stdout).toMatch(/^hello\s+1\/1\s/);
     const nodes = await kubectl(['get', 'nodes', '--no-headers']);
-    expect(nodes.stdout.trim().split('\n').filter((line) => /\sReady\s/.test(line)).length).toBeGreaterThanOrEqual(3);
+    expect(
+      nodes.stdout
+        .trim()
+        .split('\n')
+        .filter((line) => /\sReady\s/.test(line)).length,
+    ).toBeGreaterThanOrEqual(3);
   });
 });
 

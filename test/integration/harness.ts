@@ -1,11 +1,24 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import * as k8s from '@kubernetes/client-node';
 
 const run = promisify(execFile);
 export const repo = fileURLToPath(new URL('../..', import.meta.url));
+
+/**
+ * The V8 flags the chart runs every service with (values.yaml `nodeOptions`), so benchmarks
+ * measure what is deployed. BENCH_NODE_OPTIONS overrides them ('' for Node's defaults).
+ */
+export function deployedNodeOptions(): string {
+  if (process.env.BENCH_NODE_OPTIONS !== undefined) return process.env.BENCH_NODE_OPTIONS;
+  const values = readFileSync(`${repo}/deploy/helm/streamspace/values.yaml`, 'utf8');
+  const match = /^nodeOptions: (.+)$/m.exec(values);
+  if (!match) throw new Error('deploy/helm/streamspace/values.yaml has no nodeOptions line');
+  return (match[1] as string).trim();
+}
 
 /** Clients for the local control plane that global-setup started. */
 export function kube() {
@@ -57,7 +70,11 @@ export async function createNamespace(prefix: string): Promise<string> {
   await core.createNamespace({ body: { metadata: { name, labels: { 'streamspace.io/test': 'true' } } } });
   // Pods are admitted only once the namespace's default ServiceAccount exists; a ReplicaSet that
   // tries earlier backs off for seconds. Tests start when the namespace can run pods.
-  await eventually(() => core.readNamespacedServiceAccount({ namespace: name, name: 'default' }), 30_000, 100);
+  await eventually(
+    () => core.readNamespacedServiceAccount({ namespace: name, name: 'default' }),
+    30_000,
+    100,
+  );
   return name;
 }
 

@@ -110,16 +110,26 @@ describe('the chart, rendered', () => {
   });
 
   it('ships the alerts and the dashboard of deploy/monitoring on request', async () => {
-    const rendered = await template(['metrics.prometheusRule.enabled=true,metrics.grafanaDashboard.enabled=true']);
+    const rendered = await template([
+      'metrics.prometheusRule.enabled=true,metrics.grafanaDashboard.enabled=true',
+    ]);
     const rule = find(rendered, 'PrometheusRule', 'ss-streamspace');
-    const rules = parse(readFileSync(`${repo}/deploy/monitoring/prometheus-rules.yaml`, 'utf8')) as { groups: unknown[] };
+    const rules = parse(readFileSync(`${repo}/deploy/monitoring/prometheus-rules.yaml`, 'utf8')) as {
+      groups: unknown[];
+    };
     expect(rule.spec).toEqual({ groups: rules.groups });
     const dashboard = find(rendered, 'ConfigMap', '-dashboard');
     expect(dashboard.metadata.labels?.grafana_dashboard).toBe('1');
-    const json = JSON.parse((dashboard.data as Record<string, string>)['streamspace-dashboard.json'] as string);
-    expect(json).toEqual(JSON.parse(readFileSync(`${repo}/deploy/monitoring/grafana/streamspace-dashboard.json`, 'utf8')));
+    const json = JSON.parse(
+      (dashboard.data as Record<string, string>)['streamspace-dashboard.json'] as string,
+    );
+    expect(json).toEqual(
+      JSON.parse(readFileSync(`${repo}/deploy/monitoring/grafana/streamspace-dashboard.json`, 'utf8')),
+    );
     const plain = await template();
-    expect(plain.some((o) => o.kind === 'PrometheusRule' || o.metadata.name.endsWith('-dashboard'))).toBe(false);
+    expect(plain.some((o) => o.kind === 'PrometheusRule' || o.metadata.name.endsWith('-dashboard'))).toBe(
+      false,
+    );
   });
 
   it('maps every platform setting onto the variables the services read', async () => {

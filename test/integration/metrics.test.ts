@@ -322,9 +322,16 @@ describe('metrics from the cluster and the event stream', () => {
       expect(m.value('streamspace_metrics_malformed_events_total', { reason: 'bad_envelope' })).toBe(1);
     });
     await eventually(async () => {
-      const letter = await jsm.streams.getMessage(STREAMS.deadLetter, { last_by_subj: 'streamspace.deadletter.event.unknown.malformed' });
-      expect(letter?.json<{ subject: string; service: string }>()).toMatchObject({ subject, service: 'metrics' });
-      expect((await jsm.streams.info(STREAMS.deadLetter)).state.messages).toBeGreaterThanOrEqual(lettersBefore + 2);
+      const letter = await jsm.streams.getMessage(STREAMS.deadLetter, {
+        last_by_subj: 'streamspace.deadletter.event.unknown.malformed',
+      });
+      expect(letter?.json<{ subject: string; service: string }>()).toMatchObject({
+        subject,
+        service: 'metrics',
+      });
+      expect((await jsm.streams.info(STREAMS.deadLetter)).state.messages).toBeGreaterThanOrEqual(
+        lettersBefore + 2,
+      );
     });
     expect(metrics.running).toBe(true);
     expect((await metrics.get('/readyz')).status).toBe(200);
