@@ -1,7 +1,7 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import * as k8s from '@kubernetes/client-node';
 import { API_GROUP, API_VERSION, FIELD_MANAGER, sessionChildName } from '@streamspace/shared';
-import { expect, it } from 'vitest';
+import { expect, it, onTestFinished } from 'vitest';
 import {
   createNamespace,
   deleteNamespace,
@@ -97,9 +97,30 @@ class PhaseClock {
     this.stopped = true;
     this.request?.abort();
   }
+  /**
+   * Waits until every name reached the phase. A wait for a few Sessions also reads them every
+   * 100 ms, so a watch that stalls without ending cannot inflate a single change's latency.
+   */
   async waitAll(names: string[], timeoutMs: number): Promise<Map<string, number>> {
     const deadline = performance.now() + timeoutMs;
+    const api = names.length <= 5 ? this.kc.makeApiClient(k8s.CustomObjectsApi) : undefined;
     while (names.some((n) => !this.reached.has(n))) {
+      if (api) {
+        await Promise.all(
+          names.map(async (name) =>
+            this.see(
+              await api.getNamespacedCustomObject({
+                group: API_GROUP,
+                version: API_VERSION,
+                namespace: this.namespace,
+                plural: 'sessions',
+                name,
+              }),
+            ),
+          ),
+        );
+        if (names.every((n) => this.reached.has(n))) break;
+      }
       if (performance.now() > deadline)
         throw new Error(
           `${names.filter((n) => !this.reached.has(n)).length} sessions never reached ${this.phase}`,
@@ -146,6 +167,11 @@ it(`runs ${N} sessions through the pipeline`, async () => {
   };
   const watcher = new ServiceProcess('watcher', env);
   const workers = Array.from({ length: WORKERS }, () => new ServiceProcess('reconciler', env));
+  // A failed run must not leave its services running into the next one.
+  onTestFinished(async () => {
+    await Promise.all([watcher, ...workers].map((s) => s.stop()));
+    await nats.stop();
+  });
   await Promise.all([watcher, ...workers].map((s) => s.waitReady(60_000)));
 
   const clock = new PhaseClock(k.kc, namespace);
