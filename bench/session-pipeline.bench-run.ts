@@ -241,6 +241,7 @@ it(`runs ${N} sessions through the pipeline`, async () => {
 
   // 4. One change at a time against N running sessions: what a single user waits for.
   const single = { hibernate: [] as number[], wake: [] as number[] };
+  const singleLog: { state: string; at: string; ms: number }[] = [];
   const SINGLE = Math.min(Number(process.env.BENCH_SINGLE ?? 50), N);
   for (const name of names.slice(0, SINGLE)) {
     for (const [state, phase, list] of [
@@ -264,7 +265,9 @@ it(`runs ${N} sessions through the pipeline`, async () => {
         )
         .catch((e: Error) => errors.push(`single ${state} ${name}: ${e.message}`));
       const reached = await clock.waitAll([name], 60_000);
-      list.push((reached.get(name) as number) - (marks.get(name) as number));
+      const ms = (reached.get(name) as number) - (marks.get(name) as number);
+      list.push(ms);
+      singleLog.push({ state, at: new Date(Date.now() - ms).toISOString(), ms: Math.round(ms) });
     }
   }
   clock.stop();
@@ -413,6 +416,18 @@ it(`runs ${N} sessions through the pipeline`, async () => {
     firstErrors: errors.slice(0, 5),
     nodeOptions,
     phaseWatchRestarts: clock.restarts,
+    // To tell a slow single change's cause: when it was made, and when the watcher resynced.
+    slowestSingleChanges: singleLog.sort((a, b) => b.ms - a.ms).slice(0, 3),
+    watcherResyncs: watcher.logs
+      .filter((line) => line.includes('resync: announcing'))
+      .map((line) => {
+        const entry = JSON.parse(line) as { time?: string; objects?: number; spreadMs?: number };
+        return {
+          at: new Date(entry.time ?? 0).toISOString(),
+          objects: entry.objects,
+          spreadMs: entry.spreadMs,
+        };
+      }),
     measuredAt: new Date().toISOString(),
   };
   mkdirSync(`${repo}/.bench`, { recursive: true });

@@ -28,6 +28,11 @@ export const watcherConfigSchema = natsEnvSchema.extend({
     .optional(),
   /** Every Session and Template is announced again this often, to repair whatever was missed; 0 turns it off. */
   RESYNC_INTERVAL: durationMs('5m', 1_000, true),
+  /**
+   * Objects a resync announces per second (spread over at most 90 s): a resync of every Session at
+   * once would queue in front of the changes users make meanwhile.
+   */
+  RESYNC_RATE: env.positiveInt(20),
   /** How long change events are kept in STREAMSPACE_EVENTS; 0 keeps them until other stream limits apply. */
   EVENTS_MAX_AGE: durationMs('24h', 1_000, true),
   /** The server-side timeout asked for each watch; the API server ends it then and we start another. */

@@ -11,11 +11,12 @@ import {
   type ServiceConfig,
   type ServiceContext,
 } from '@streamspace/shared';
-import { sessionTemplateName } from './kube-object.js';
+import { type KubeObject, sessionTemplateName } from './kube-object.js';
 import { kubeWatchTransport } from './kube-watch-transport.js';
 import type { CacheChange } from './object-cache.js';
 import { Publisher } from './publisher.js';
 import { ResilientWatch } from './resilient-watch.js';
+import { ResyncPacer } from './resync-pacer.js';
 import { nextResyncAt, type ResyncTrigger, resyncName } from './resync-schedule.js';
 import { SessionIndex } from './session-index.js';
 import { WATCHED_RESOURCES } from './watched-resources.js';
@@ -27,6 +28,31 @@ type Context = ServiceContext<ServiceConfig<typeof watcherConfigSchema>>;
 
 /** JetStream "message size exceeds maximum allowed" */
 const JS_ERR_MESSAGE_TOO_LARGE = 10054;
+/**
+ * A resync is spread over at most this long: well inside JetStream's duplicate window (2 min), so
+ * two watchers' copies of one announcement still collapse into one.
+ */
+const RESYNC_MAX_SPREAD_MS = 90_000;
+
+interface ResyncItem {
+  kind: 'session' | 'template';
+  object: KubeObject;
+  round: string;
+  observedAt: Date;
+}
+
+function byNamespaceAndName(a: KubeObject, b: KubeObject): number {
+  return a.namespace === b.namespace
+    ? a.name < b.name
+      ? -1
+      : a.name > b.name
+        ? 1
+        : 0
+    : a.namespace < b.namespace
+      ? -1
+      : 1;
+}
+
 /** Resyncs not on the schedule (after NATS came back, after dropped messages) at most this often. */
 const UNSCHEDULED_RESYNC_MIN_GAP_MS = 10_000;
 const NATS_DRAIN_TIMEOUT_MS = 3_000;
@@ -184,23 +210,47 @@ export async function startWatcher(context: Context): Promise<RunningService> {
     }
     const name = resyncName(trigger, now, config.RESYNC_INTERVAL);
     const observedAt = new Date(now);
-    let announced = 0;
-    for (const kind of ['session', 'template'] as const) {
+    // Templates first, then Sessions, each by namespace and name: every watcher announces in the
+    // same order, so two of them publish each object at about the same moment (one copy kept).
+    const objects: ResyncItem[] = [];
+    for (const kind of ['template', 'session'] as const) {
       const watch = watches.get(kind);
       // Before its first list a watch knows nothing; its list announces everything anyway.
       if (!watch?.synced) continue;
-      const routed = routeResync(kind, watch.objects(), name, observedAt);
-      for (const problem of routed.invalid)
-        log.warn({ kind, problem }, 'skipping a resync message that breaks its schema');
-      enqueue(routed.publications);
-      announced += watch.cache.size;
+      const ofKind = [...watch.objects()].map((object) => ({ kind, object, round: name, observedAt }));
+      ofKind.sort((a, b) => byNamespaceAndName(a.object, b.object));
+      objects.push(...ofKind);
     }
+    const unfinished = resyncPacer.pending;
+    resyncPacer.start(objects);
     metrics.resyncs.labels(trigger).inc();
     log.info(
-      { trigger, round: name, objects: announced },
-      'resync: announced every Session and Template again',
+      {
+        trigger,
+        round: name,
+        objects: objects.length,
+        spreadMs: Math.round(resyncPacer.spreadMs(objects.length)),
+        ...(unfinished > 0 ? { replacedUnfinished: unfinished } : {}),
+      },
+      'resync: announcing every Session and Template again',
     );
   }
+
+  const resyncPacer = new ResyncPacer<ResyncItem>({
+    ratePerSecond: config.RESYNC_RATE,
+    maxSpreadMs: Math.min(
+      config.RESYNC_INTERVAL > 0 ? config.RESYNC_INTERVAL / 2 : Number.POSITIVE_INFINITY,
+      RESYNC_MAX_SPREAD_MS,
+    ),
+    emit(batch) {
+      for (const { kind, object, round, observedAt } of batch) {
+        const routed = routeResync(kind, [object], round, observedAt);
+        for (const problem of routed.invalid)
+          log.warn({ kind, problem }, 'skipping a resync message that breaks its schema');
+        enqueue(routed.publications);
+      }
+    },
+  });
 
   let resyncTimer: NodeJS.Timeout | undefined;
   function scheduleResync(): void {
@@ -323,6 +373,7 @@ export async function startWatcher(context: Context): Promise<RunningService> {
     async stop() {
       stopping.abort();
       clearTimeout(resyncTimer);
+      resyncPacer.stop();
       await startup;
       await Promise.all(watchRuns);
       if (publisher) {
