@@ -380,6 +380,8 @@ it(`tracks ${N} sessions with steady activity and hibernates the idle ones on ti
     failedReports,
     statusWrites,
     reaperNodeOptions: REAPER_NODE_OPTIONS,
+    // glibc's allocator settings change RSS; the reaper inherits them from this process.
+    mallocArenaMax: process.env.MALLOC_ARENA_MAX ?? 'default',
     reaperPeakRssMiB: peakRss / 2 ** 20,
     reaperSampledPeakRssMiB: rssSamplePeak / 2 ** 20,
     clientErrors: errors.length,
