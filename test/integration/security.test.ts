@@ -11,6 +11,7 @@ import {
   kubectl,
   ServiceProcess,
 } from './harness.js';
+import { template as helmTemplate } from './helm.js';
 import { type SecureNats, startSecureNats } from './secure-nats.js';
 
 /**
@@ -295,6 +296,101 @@ describe('session isolation', () => {
       expect(claims[user]).toEqual([homeClaimName(user)]);
     }
     expect(claims['alice@example.com']).not.toEqual(claims['bob@example.com']);
+  });
+
+  it("refuses a Session for another user unless the requester is trusted (the chart's admission policy)", async () => {
+    // The chart's policy as rendered, bound to this test's namespace only: other test files share
+    // the cluster. The requesters are impersonated users the API server authenticates as named.
+    // Renamed so that it cannot touch a policy some other test's chart release installed.
+    const policyName = `session-owner-${randomBytes(3).toString('hex')}`;
+    const policy = (
+      await helmTemplate(
+        [`sessionOwnership.namespaceSelector.matchLabels.kubernetes\\.io/metadata\\.name=${namespace}`],
+        ['--show-only', 'templates/session-ownership.yaml'],
+      )
+    ).map((o) => ({
+      ...o,
+      metadata: { ...o.metadata, name: policyName },
+      spec: o.kind === 'ValidatingAdmissionPolicyBinding' ? { ...o.spec, policyName } : o.spec,
+    }));
+    const access = {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'List',
+      items: [
+        {
+          apiVersion: 'rbac.authorization.k8s.io/v1',
+          kind: 'Role',
+          metadata: { name: 'session-user', namespace },
+          rules: [{ apiGroups: [API_GROUP], resources: ['sessions'], verbs: ['create', 'get'] }],
+        },
+        {
+          apiVersion: 'rbac.authorization.k8s.io/v1',
+          kind: 'RoleBinding',
+          metadata: { name: 'session-user', namespace },
+          roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'session-user' },
+          subjects: [
+            { apiGroup: 'rbac.authorization.k8s.io', kind: 'User', name: 'mallory@example.com' },
+            { apiGroup: 'rbac.authorization.k8s.io', kind: 'Group', name: 'streamspace:session-admins' },
+          ],
+        },
+      ],
+    };
+    await apply(access);
+    expect(policy.map((o) => o.kind).sort()).toEqual([
+      'ValidatingAdmissionPolicy',
+      'ValidatingAdmissionPolicyBinding',
+    ]);
+    for (const object of policy) await apply(object);
+    const cleanup = async () => {
+      for (const kind of ['validatingadmissionpolicybinding', 'validatingadmissionpolicy'])
+        await kubectl(['delete', kind, policyName, '--ignore-not-found']);
+    };
+    try {
+      const as = (user: string, group?: string) => [
+        `--as=${user}`,
+        ...(group ? [`--as-group=${group}`] : []),
+      ];
+      const create = (who: string[], name: string, user: string) =>
+        kubectl(['create', ...who, '-f', '-'], JSON.stringify(session(name, user, 'firefox')));
+
+      // Mallory may create Sessions here (RBAC), but not one that would mount Bob's home.
+      await eventually(
+        async () => {
+          const refused = await create(as('mallory@example.com'), 'forged', 'bob@example.com');
+          expect(refused.code).not.toBe(0);
+          expect(refused.stderr).toContain(
+            'spec.user must be your own user name, mallory@example.com, not bob@example.com',
+          );
+        },
+        30_000,
+        500,
+      );
+      const forged = await k.custom
+        .getNamespacedCustomObject({
+          group: API_GROUP,
+          version: API_VERSION,
+          namespace,
+          plural: 'sessions',
+          name: 'forged',
+        })
+        .catch(() => undefined);
+      expect(forged).toBeUndefined();
+
+      // Her own session is fine; a trusted portal (group) and a cluster admin may name anyone.
+      const own = await create(as('mallory@example.com'), 'malloryown', 'mallory@example.com');
+      expect(own.stderr).toBe('');
+      expect(own.code).toBe(0);
+      const portal = await create(as('portal', 'streamspace:session-admins'), 'forbob', 'bob@example.com');
+      expect(portal.stderr).toBe('');
+      expect(portal.code).toBe(0);
+      const admin = await create([], 'forcarol', 'carol@example.com');
+      expect(admin.code).toBe(0);
+      console.log(
+        'security: admission policy refused a Session for another user; own, trusted-group and admin creates allowed',
+      );
+    } finally {
+      await cleanup();
+    }
   });
 
   it('refuses Session fields that would name a claim, volumes or privileges (strict), and prunes them otherwise', async () => {
