@@ -75,6 +75,8 @@ it(
     };
     const samples: { t: number; rssMb: Record<string, number> }[] = [];
     const counts = { create: 0, hibernate: 0, wake: 0, terminate: 0, delete: 0, errors: 0, skipped: 0 };
+    /** Driver requests that failed, by operation and HTTP status (the services' own errors are not these). */
+    const errorReasons: Record<string, number> = {};
     try {
       await Promise.all(Object.values(services).map((s) => s.waitReady(60_000)));
       await k.custom.createNamespacedCustomObject({
@@ -161,8 +163,14 @@ it(
         busy.add(name);
         inflight++;
         change(name)
-          .catch(() => {
+          .catch((error: { code?: unknown; message?: string }) => {
             counts.errors++;
+            // What failed and how: the HTTP status for API errors (409: a conflict or a name still
+            // being deleted), the message otherwise.
+            const why =
+              typeof error.code === 'number' ? `HTTP ${error.code}` : String(error.message).slice(0, 80);
+            const op = slots.has(name) ? 'change' : 'create';
+            errorReasons[`${op}: ${why}`] = (errorReasons[`${op}: ${why}`] ?? 0) + 1;
           })
           .finally(() => {
             busy.delete(name);
@@ -188,6 +196,7 @@ it(
         warmupS: WARMUP_S,
         nodeOptions,
         counts,
+        errorReasons,
         services: Object.entries(services).map(([name, s]) => {
           const series = samples.map((p) => [p.t, p.rssMb[name] ?? Number.NaN] as [number, number]);
           const steady = series.filter(([t, y]) => t >= WARMUP_S && Number.isFinite(y));
@@ -206,7 +215,7 @@ it(
       };
       console.log(
         [
-          `soak: ${result.elapsedS}s at ${result.achievedRate} changes/s (target ${RATE}); ${JSON.stringify(counts)}`,
+          `soak: ${result.elapsedS}s at ${result.achievedRate} changes/s (target ${RATE}); ${JSON.stringify(counts)}; driver errors ${JSON.stringify(errorReasons)}`,
           'service        alive  first MB  last MB  max MB  slope MB/h (after warm-up, n samples)',
           ...result.services.map(
             (s) =>
