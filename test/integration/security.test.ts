@@ -353,25 +353,32 @@ describe('session isolation', () => {
       const create = (who: string[], name: string, user: string) =>
         kubectl(['create', ...who, '-f', '-'], JSON.stringify(session(name, user, 'firefox')));
 
-      // Mallory may create Sessions here (RBAC), but not one that would mount Bob's home.
+      // The API server starts enforcing a new policy a moment after it is stored: wait for that
+      // with server-side dry runs, which go through admission but store nothing.
+      const denial = 'spec.user must be your own user name, mallory@example.com, not bob@example.com';
       await eventually(
         async () => {
-          const refused = await create(as('mallory@example.com'), 'forged', 'bob@example.com');
-          expect(refused.code).not.toBe(0);
-          expect(refused.stderr).toContain(
-            'spec.user must be your own user name, mallory@example.com, not bob@example.com',
+          const dry = await create(
+            [...as('mallory@example.com'), '--dry-run=server'],
+            'mallory-for-bob',
+            'bob@example.com',
           );
+          expect(dry.stderr).toContain(denial);
         },
         30_000,
         500,
       );
+      // Mallory may create Sessions here (RBAC), but not one that would mount Bob's home.
+      const refused = await create(as('mallory@example.com'), 'mallory-for-bob', 'bob@example.com');
+      expect(refused.code).not.toBe(0);
+      expect(refused.stderr).toContain(denial);
       const forged = await k.custom
         .getNamespacedCustomObject({
           group: API_GROUP,
           version: API_VERSION,
           namespace,
           plural: 'sessions',
-          name: 'forged',
+          name: 'mallory-for-bob',
         })
         .catch(() => undefined);
       expect(forged).toBeUndefined();
