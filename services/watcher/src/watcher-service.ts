@@ -11,7 +11,7 @@ import {
   type ServiceConfig,
   type ServiceContext,
 } from '@streamspace/shared';
-import { type KubeObject, sessionTemplateName } from './kube-object.js';
+import { type KubeObject, objectKeyOf, sessionTemplateName } from './kube-object.js';
 import { kubeWatchTransport } from './kube-watch-transport.js';
 import type { CacheChange } from './object-cache.js';
 import { Publisher } from './publisher.js';
@@ -39,18 +39,6 @@ interface ResyncItem {
   object: KubeObject;
   round: string;
   observedAt: Date;
-}
-
-function byNamespaceAndName(a: KubeObject, b: KubeObject): number {
-  return a.namespace === b.namespace
-    ? a.name < b.name
-      ? -1
-      : a.name > b.name
-        ? 1
-        : 0
-    : a.namespace < b.namespace
-      ? -1
-      : 1;
 }
 
 /** Resyncs not on the schedule (after NATS came back, after dropped messages) at most this often. */
@@ -210,17 +198,16 @@ export async function startWatcher(context: Context): Promise<RunningService> {
     }
     const name = resyncName(trigger, now, config.RESYNC_INTERVAL);
     const observedAt = new Date(now);
-    // Templates first, then Sessions, each by namespace and name: every watcher announces in the
-    // same order, so two of them publish each object at about the same moment (one copy kept).
-    const objects: ResyncItem[] = [];
-    for (const kind of ['template', 'session'] as const) {
+    // Templates first, then Sessions, each by cache key (namespace/name): every watcher announces
+    // in the same order, so two of them publish each object at about the same moment (one copy kept).
+    const objects: ResyncItem[] = (['template', 'session'] as const).flatMap((kind) => {
       const watch = watches.get(kind);
       // Before its first list a watch knows nothing; its list announces everything anyway.
-      if (!watch?.synced) continue;
-      const ofKind = [...watch.objects()].map((object) => ({ kind, object, round: name, observedAt }));
-      ofKind.sort((a, b) => byNamespaceAndName(a.object, b.object));
-      objects.push(...ofKind);
-    }
+      if (!watch?.synced) return [];
+      return [...watch.objects()]
+        .sort((a, b) => (objectKeyOf(a) < objectKeyOf(b) ? -1 : 1))
+        .map((object) => ({ kind, object, round: name, observedAt }));
+    });
     const unfinished = resyncPacer.pending;
     resyncPacer.start(objects);
     metrics.resyncs.labels(trigger).inc();
