@@ -62,11 +62,14 @@ class PhaseClock {
   private readonly reached = new Map<string, number>();
   private request: { abort(): void } | undefined;
   private stopped = false;
+  private readonly api: k8s.CustomObjectsApi;
   restarts = 0;
   constructor(
     private readonly kc: k8s.KubeConfig,
     private readonly namespace: string,
-  ) {}
+  ) {
+    this.api = kc.makeApiClient(k8s.CustomObjectsApi);
+  }
   expect(phase: string): void {
     this.phase = phase;
     this.reached.clear();
@@ -78,7 +81,7 @@ class PhaseClock {
       this.reached.set(name, performance.now());
   }
   async start(): Promise<void> {
-    const list = await this.kc.makeApiClient(k8s.CustomObjectsApi).listNamespacedCustomObject({
+    const list = await this.api.listNamespacedCustomObject({
       group: API_GROUP,
       version: API_VERSION,
       namespace: this.namespace,
@@ -112,13 +115,13 @@ class PhaseClock {
    */
   async waitAll(names: string[], timeoutMs: number): Promise<Map<string, number>> {
     const deadline = performance.now() + timeoutMs;
-    const api = names.length <= 5 ? this.kc.makeApiClient(k8s.CustomObjectsApi) : undefined;
+    const poll = names.length <= 5;
     while (names.some((n) => !this.reached.has(n))) {
-      if (api) {
+      if (poll) {
         await Promise.all(
           names.map(async (name) =>
             this.see(
-              await api.getNamespacedCustomObject({
+              await this.api.getNamespacedCustomObject({
                 group: API_GROUP,
                 version: API_VERSION,
                 namespace: this.namespace,
@@ -214,8 +217,8 @@ it(`runs ${N} sessions through the pipeline`, async () => {
   const startLatency = names.map((n) => (running.get(n) as number) - (applied.get(n) as number));
 
   // 2. hibernate → Hibernated (replicas 0, pod gone)
-  const patchState = async (state: string, marks: Map<string, number>) =>
-    pool(names, CONCURRENCY, async (name) => {
+  const patchState = async (state: string, marks: Map<string, number>, targets = names) =>
+    pool(targets, CONCURRENCY, async (name) => {
       marks.set(name, performance.now());
       await k.custom
         .patchNamespacedCustomObject(
@@ -265,37 +268,26 @@ it(`runs ${N} sessions through the pipeline`, async () => {
   }
   await nc.close();
   const settleSeconds = (performance.now() - settleStart) / 1000;
-  const single = { hibernate: [] as number[], wake: [] as number[] };
-  const singleLog: { state: string; at: string; ms: number }[] = [];
+  const singleChanges: { state: 'hibernated' | 'running'; at: string; ms: number }[] = [];
   const SINGLE = Math.min(Number(process.env.BENCH_SINGLE ?? 50), N);
   for (const name of names.slice(0, SINGLE)) {
-    for (const [state, phase, list] of [
-      ['hibernated', 'Hibernated', single.hibernate],
-      ['running', 'Running', single.wake],
+    for (const [state, phase] of [
+      ['hibernated', 'Hibernated'],
+      ['running', 'Running'],
     ] as const) {
       clock.expect(phase);
       const marks = new Map<string, number>();
-      marks.set(name, performance.now());
-      await k.custom
-        .patchNamespacedCustomObject(
-          {
-            group: API_GROUP,
-            version: API_VERSION,
-            namespace,
-            plural: 'sessions',
-            name,
-            body: { spec: { state } },
-          },
-          k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch),
-        )
-        .catch((e: Error) => errors.push(`single ${state} ${name}: ${e.message}`));
+      await patchState(state, marks, [name]);
       const reached = await clock.waitAll([name], 60_000);
       const ms = (reached.get(name) as number) - (marks.get(name) as number);
-      list.push(ms);
-      singleLog.push({ state, at: new Date(Date.now() - ms).toISOString(), ms: Math.round(ms) });
+      singleChanges.push({ state, at: new Date(Date.now() - ms).toISOString(), ms });
     }
   }
   clock.stop();
+  const single = {
+    hibernate: singleChanges.filter((c) => c.state === 'hibernated').map((c) => c.ms),
+    wake: singleChanges.filter((c) => c.state === 'running').map((c) => c.ms),
+  };
 
   const rss = { watcher: peakRss(watcher.pid), reconcilers: workers.map((w) => peakRss(w.pid)) };
   const metrics = await Promise.all(workers.map((w) => w.get('/metrics')));
@@ -443,7 +435,10 @@ it(`runs ${N} sessions through the pipeline`, async () => {
     phaseWatchRestarts: clock.restarts,
     settleSecondsBeforeSingleChanges: settleSeconds,
     // To tell a slow single change's cause: when it was made, and when the watcher resynced.
-    slowestSingleChanges: singleLog.sort((a, b) => b.ms - a.ms).slice(0, 3),
+    slowestSingleChanges: singleChanges
+      .sort((a, b) => b.ms - a.ms)
+      .slice(0, 3)
+      .map((c) => ({ ...c, ms: Math.round(c.ms) })),
     watcherResyncs: watcher.logs
       .filter((line) => line.includes('resync: announcing'))
       .map((line) => {
