@@ -66,6 +66,9 @@ export const deadLetterSchema = z.object({
 });
 export type DeadLetter = z.infer<typeof deadLetterSchema>;
 
+/** Shared: decoding is stateless without `stream`, and one per message is needless garbage. */
+const utf8 = new TextDecoder();
+
 /** Parses JSON bytes against a schema, returning a readable error instead of throwing. */
 export function decodeMessage<S extends z.ZodType>(
   schema: S,
@@ -73,7 +76,7 @@ export function decodeMessage<S extends z.ZodType>(
 ): { ok: true; value: z.infer<S> } | { ok: false; error: string } {
   let raw: unknown;
   try {
-    raw = JSON.parse(new TextDecoder().decode(data));
+    raw = JSON.parse(utf8.decode(data));
   } catch (error) {
     return { ok: false, error: `not JSON: ${(error as Error).message}` };
   }

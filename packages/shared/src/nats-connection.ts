@@ -33,6 +33,11 @@ export async function natsConnectionOptions(config: NatsEnv, name: string): Prom
     reconnectJitter: 500,
     pingInterval: 10_000,
     maxPingOut: 3,
+    // Without this, every request (each KV put and JetStream publish) builds Error objects up
+    // front to keep the caller's stack for a possible failure: three stack captures per request,
+    // most of the idle reaper's garbage at a thousand activity writes a second. Failures still
+    // carry their message and cause.
+    noAsyncTraces: true,
   };
   if (config.NATS_USER) {
     options.user = config.NATS_USER;

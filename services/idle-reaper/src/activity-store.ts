@@ -33,10 +33,12 @@ export function encodeActivity(at: number): string {
   return JSON.stringify({ at: new Date(at).toISOString() } satisfies StoredActivity);
 }
 
+const utf8 = new TextDecoder();
+
 export function decodeActivity(entry: Pick<KvEntry, 'operation' | 'value'>): number | undefined {
   if (entry.operation !== 'PUT') return undefined;
   try {
-    const value = JSON.parse(new TextDecoder().decode(entry.value)) as Partial<StoredActivity>;
+    const value = JSON.parse(utf8.decode(entry.value)) as Partial<StoredActivity>;
     const at = typeof value.at === 'string' ? Date.parse(value.at) : Number.NaN;
     return Number.isFinite(at) ? at : undefined;
   } catch {
@@ -101,6 +103,8 @@ export class ActivityStore {
       minWriteIntervalMs?: number;
       /** Bucket writes in flight at once (default 64). */
       writeConcurrency?: number;
+      /** The key string to keep for a bucket key (the reaper's own, so Sessions share one). */
+      canonicalKey?(key: string): string;
     },
   ) {
     options.readiness.register(READINESS, 'loading the activity bucket');
@@ -261,7 +265,7 @@ export class ActivityStore {
     const fallback = setTimeout(catchUp, 30_000);
     try {
       for await (const entry of watch) {
-        this.learn(entry.key, entry);
+        this.learn(this.options.canonicalKey?.(entry.key) ?? entry.key, entry);
         if (!caughtUp && (entry.isUpdate || entry.delta === 0)) catchUp();
       }
     } finally {

@@ -42,6 +42,8 @@ export interface IdleReaperOptions {
  */
 export class IdleReaper {
   private readonly sessions = new Map<string, Tracked>();
+  /** One string per namespace name (a few namespaces, thousands of Sessions each). */
+  private readonly namespaces = new Map<string, string>();
   private readonly scheduler: DeadlineScheduler;
   private readonly now: () => number;
   private sessionsSynced = false;
@@ -98,20 +100,35 @@ export class IdleReaper {
     this.scheduler.stop();
   }
 
+  /**
+   * The key string this reaper already holds for a Session (or `key` itself when unknown). Every
+   * map keyed by Session then shares one string per Session instead of one per source (list,
+   * watch, bucket, reports): about 2 MB less at 10,000 Sessions.
+   */
+  canonicalKey(key: string): string {
+    return this.sessions.get(key)?.key ?? key;
+  }
+
   upsert(session: TrackedSession): void {
     const previous = this.sessions.get(session.key);
     const sameSession = previous?.facts.uid === session.facts.uid;
-    const tracked: Tracked = { ...session };
+    // Keep the strings already held (see canonicalKey); namespaces are shared across Sessions.
+    const tracked: Tracked = {
+      ...session,
+      key: previous?.key ?? session.key,
+      namespace: previous?.namespace ?? this.internNamespace(session.namespace),
+      name: previous?.name ?? session.name,
+    };
     if (sameSession && previous) {
       if (previous.wokenAt !== undefined) tracked.wokenAt = previous.wokenAt;
       if (previous.issued) tracked.issued = previous.issued;
       if (previous.facts.state !== 'running' && session.facts.state === 'running')
         tracked.wokenAt = this.now();
     }
-    this.sessions.set(session.key, tracked);
+    this.sessions.set(tracked.key, tracked);
     this.options.metrics.trackedSessions.set(this.sessions.size);
-    this.evaluate(session.key);
-    this.options.onSessionChange?.(session.key);
+    this.evaluate(tracked.key);
+    this.options.onSessionChange?.(tracked.key);
   }
 
   remove(key: string): void {
@@ -140,6 +157,13 @@ export class IdleReaper {
       this.options.defaults,
       now,
     );
+  }
+
+  private internNamespace(namespace: string): string {
+    const known = this.namespaces.get(namespace);
+    if (known !== undefined) return known;
+    this.namespaces.set(namespace, namespace);
+    return namespace;
   }
 
   private startIfReady(): void {

@@ -99,10 +99,12 @@ await runService({
       maxSkewMs: config.ACTIVITY_MAX_CLOCK_SKEW,
       isKnownSession: (key) => reaper.isKnown(key),
       record: (key, at) =>
-        activity ? activity.record(key, at) : Promise.reject(new Error('NATS is not connected yet')),
+        activity
+          ? activity.record(reaper.canonicalKey(key), at)
+          : Promise.reject(new Error('NATS is not connected yet')),
       offer: (key, at) => {
         if (!activity) throw new Error('NATS is not connected yet');
-        return activity.offer(key, at);
+        return activity.offer(reaper.canonicalKey(key), at);
       },
     });
 
@@ -156,6 +158,7 @@ await runService({
         metrics,
         keyFilter: config.WATCH_NAMESPACE ? `${config.WATCH_NAMESPACE}.>` : '>',
         onChange: (key) => reaper.activityChanged(key),
+        canonicalKey: (key) => reaper.canonicalKey(key),
         minWriteIntervalMs: config.ACTIVITY_WRITE_INTERVAL,
       });
       activity = store;
