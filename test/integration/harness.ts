@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import * as k8s from '@kubernetes/client-node';
+import { parse as parseYaml } from 'yaml';
 
 const run = promisify(execFile);
 export const repo = fileURLToPath(new URL('../..', import.meta.url));
@@ -18,6 +19,28 @@ export function deployedNodeOptions(): string {
   const match = /^nodeOptions: (.+)$/m.exec(values);
   if (!match) throw new Error('deploy/helm/streamspace/values.yaml has no nodeOptions line');
   return (match[1] as string).trim();
+}
+
+/** The chart's values key of each service. */
+const VALUES_KEY: Record<string, string> = {
+  watcher: 'watcher',
+  reconciler: 'reconciler',
+  'idle-reaper': 'idleReaper',
+  metrics: 'metrics',
+};
+
+/**
+ * The V8 flags the chart puts on a service's node command line (`<service>.nodeArgs`, else the
+ * global `nodeArgs`), so tests and benchmarks run each service as it is deployed.
+ */
+export function deployedNodeArgs(service: string): string[] {
+  const values = parseYaml(readFileSync(`${repo}/deploy/helm/streamspace/values.yaml`, 'utf8')) as Record<
+    string,
+    { nodeArgs?: string } | string | undefined
+  >;
+  const own = values[VALUES_KEY[service] ?? service];
+  const args = (typeof own === 'object' && own?.nodeArgs) || values.nodeArgs;
+  return typeof args === 'string' ? args.split(' ').filter(Boolean) : [];
 }
 
 /** Clients for the local control plane that global-setup started. */
@@ -113,8 +136,9 @@ export class ServiceProcess {
   constructor(
     readonly service: string,
     env: Record<string, string> = {},
+    nodeArgs: string[] = deployedNodeArgs(service),
   ) {
-    this.child = spawn(process.execPath, [`${repo}/services/${service}/dist/main.js`], {
+    this.child = spawn(process.execPath, [...nodeArgs, `${repo}/services/${service}/dist/main.js`], {
       env: { ...process.env, HTTP_PORT: '0', LOG_LEVEL: 'debug', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });

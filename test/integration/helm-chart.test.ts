@@ -109,6 +109,38 @@ describe('the chart, rendered', () => {
     );
   });
 
+  it('puts nodeArgs on the node command line of the image: the idle reaper runs in V8 lite mode', async () => {
+    // The command replaces the image's ENTRYPOINT, so it must name the same script.
+    const entrypoint = JSON.parse(
+      /^ENTRYPOINT (\[.*\])$/m.exec(readFileSync(`${repo}/Dockerfile`, 'utf8'))?.[1] ?? '[]',
+    ) as string[];
+    expect(entrypoint).toEqual(['node', '/app/entrypoint.mjs']);
+    const command = (rendered: Awaited<ReturnType<typeof template>>, component: string) =>
+      find(rendered, 'Deployment', `-${component}`).spec.template.spec.containers[0].command;
+
+    const defaults = await template();
+    expect(command(defaults, 'idle-reaper')).toEqual([
+      'node',
+      '--lite-mode',
+      '--no-expose-wasm',
+      '/app/entrypoint.mjs',
+    ]);
+    for (const component of ['watcher', 'reconciler', 'metrics'])
+      expect(command(defaults, component)).toBeUndefined();
+
+    const changed = await template([
+      'nodeArgs=--max-lazy',
+      'idleReaper.nodeArgs=--stack-size=900 --lite-mode',
+    ]);
+    expect(command(changed, 'idle-reaper')).toEqual([
+      'node',
+      '--stack-size=900',
+      '--lite-mode',
+      '/app/entrypoint.mjs',
+    ]);
+    expect(command(changed, 'watcher')).toEqual(['node', '--max-lazy', '/app/entrypoint.mjs']);
+  });
+
   it('ships the alerts and the dashboard of deploy/monitoring on request', async () => {
     const rendered = await template([
       'metrics.prometheusRule.enabled=true,metrics.grafanaDashboard.enabled=true',

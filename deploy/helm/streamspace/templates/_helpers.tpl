@@ -100,7 +100,7 @@ app.kubernetes.io/component: {{ $component }}
 {{- $key := (index (include "streamspace.components" $root | fromYaml) $component).key }}
 {{- $own := index $root.Values $key }}
 {{- $merged := dict }}
-{{- range $field := list "resources" "nodeSelector" "tolerations" "affinity" "podAnnotations" "podLabels" "priorityClassName" }}
+{{- range $field := list "resources" "nodeSelector" "tolerations" "affinity" "podAnnotations" "podLabels" "priorityClassName" "nodeArgs" }}
 {{- $value := index $own $field }}
 {{- $_ := set $merged $field (ternary $value (index $root.Values $field) (not (empty $value))) }}
 {{- end }}
