@@ -7,6 +7,7 @@ import { expect, it, onTestFinished } from 'vitest';
 import {
   createNamespace,
   deleteNamespace,
+  deployedNodeArgs,
   deployedNodeOptions,
   installCrds,
   kube,
@@ -39,6 +40,9 @@ const RAMP_STEP_MS = Number(process.env.BENCH_RAMP_STEP_MS ?? 10_000);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 64);
 /** The deployed V8 flags (the chart's `nodeOptions`); '' for Node's defaults. */
 const REAPER_NODE_OPTIONS = process.env.BENCH_REAPER_NODE_OPTIONS ?? deployedNodeOptions();
+/** The deployed node command-line flags (the chart's `idleReaper.nodeArgs`); '' for none. */
+const REAPER_NODE_ARGS =
+  process.env.BENCH_REAPER_NODE_ARGS?.split(' ').filter(Boolean) ?? deployedNodeArgs('idle-reaper');
 const TICK_MS = 100;
 
 function percentile(values: number[], p: number): number {
@@ -75,6 +79,12 @@ async function counter(
   return total;
 }
 
+/** CPU seconds (user + system) the process has used, from /proc/<pid>/stat (clock ticks of 1/100 s). */
+function procCpuSeconds(pid: number | undefined): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 it(`tracks ${N} sessions with steady activity and hibernates the idle ones on time`, async () => {
@@ -84,11 +94,15 @@ it(`tracks ${N} sessions with steady activity and hibernates the idle ones on ti
   const nc = await connect({ servers: process.env.NATS_URL as string });
   const errors: string[] = [];
 
-  const reaper = new ServiceProcess('idle-reaper', {
-    LOG_LEVEL: process.env.BENCH_REAPER_LOG_LEVEL ?? 'info',
-    WATCH_NAMESPACE: namespace,
-    ...(REAPER_NODE_OPTIONS ? { NODE_OPTIONS: REAPER_NODE_OPTIONS } : {}),
-  });
+  const reaper = new ServiceProcess(
+    'idle-reaper',
+    {
+      LOG_LEVEL: process.env.BENCH_REAPER_LOG_LEVEL ?? 'info',
+      WATCH_NAMESPACE: namespace,
+      ...(REAPER_NODE_OPTIONS ? { NODE_OPTIONS: REAPER_NODE_OPTIONS } : {}),
+    },
+    REAPER_NODE_ARGS,
+  );
   // Whatever happens, leave nothing behind: a failed run's Sessions would otherwise go idle and be
   // hibernated by any reaper whose executor picks up their commands.
   let ticker: NodeJS.Timeout | undefined;
@@ -214,8 +228,10 @@ it(`tracks ${N} sessions with steady activity and hibernates the idle ones on ti
     ).reduce((a, b) => a + b, 0);
   const steadyStart = performance.now();
   const [sentBefore, acceptedBefore] = [sent, await accepted()];
+  const cpuBefore = procCpuSeconds(reaper.pid);
   await sleep(STEADY_MS);
   const steadySeconds = (performance.now() - steadyStart) / 1000;
+  const steadyCpuCores = (procCpuSeconds(reaper.pid) - cpuBefore) / steadySeconds;
   const heapUsed = async () => {
     const line = (await reaper.get('/metrics')).body
       .split('\n')
@@ -227,6 +243,8 @@ it(`tracks ${N} sessions with steady activity and hibernates the idle ones on ti
     reaperRssMiB: procStatus(reaper.pid, 'VmRSS') / 2 ** 20,
     reaperPeakRssMiB: procStatus(reaper.pid, 'VmHWM') / 2 ** 20,
     reaperHeapUsedMiB: await heapUsed(),
+    /** The reaper's CPU use in the steady phase, in cores (reports, bucket writes, status writes). */
+    reaperCpuCores: steadyCpuCores,
     offeredPerSecond: (sent - sentBefore) / steadySeconds,
     acceptedPerSecond: ((await accepted()) - acceptedBefore) / steadySeconds,
   };
@@ -380,6 +398,7 @@ it(`tracks ${N} sessions with steady activity and hibernates the idle ones on ti
     failedReports,
     statusWrites,
     reaperNodeOptions: REAPER_NODE_OPTIONS,
+    reaperNodeArgs: REAPER_NODE_ARGS.join(' '),
     // glibc's allocator settings change RSS; the reaper inherits them from this process.
     mallocArenaMax: process.env.MALLOC_ARENA_MAX ?? 'default',
     reaperPeakRssMiB: peakRss / 2 ** 20,
