@@ -4,12 +4,8 @@ import * as k8s from '@kubernetes/client-node';
 import { API_GROUP, API_VERSION, CONSUMERS, LABELS, STREAMS, sessionChildName } from '@streamspace/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventually, repo, ServiceProcess } from './harness.js';
-import {
-  type PrivateCluster,
-  type RestartableNats,
-  startPrivateCluster,
-  startRestartableNats,
-} from './private-cluster.js';
+import { type PrivateCluster, startPrivateCluster } from './private-cluster.js';
+import { type RestartableNats, startRestartableNats } from './private-nats.js';
 
 /**
  * Chaos (issue 7): a seeded driver creates N Sessions and hibernates, wakes and terminates them at

@@ -1,6 +1,7 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import * as k8s from '@kubernetes/client-node';
@@ -41,6 +42,18 @@ export function deployedNodeArgs(service: string): string[] {
   const own = values[VALUES_KEY[service] ?? service];
   const args = (typeof own === 'object' && own?.nodeArgs) || values.nodeArgs;
   return typeof args === 'string' ? args.split(' ').filter(Boolean) : [];
+}
+
+/** A loopback port free right now (for a server a test starts). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
 }
 
 /** Clients for the local control plane that global-setup started. */

@@ -1,19 +1,8 @@
 import { type ChildProcess, execFile, execFileSync, spawn } from 'node:child_process';
-import {
-  closeSync,
-  mkdirSync,
-  mkdtempSync,
-  openSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  writeFileSync,
-} from 'node:fs';
-import { createServer } from 'node:net';
+import { closeSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { promisify } from 'node:util';
-import { connect } from '@nats-io/transport-node';
 import { eventually, repo } from './harness.js';
 
 const run = promisify(execFile);
@@ -176,78 +165,6 @@ export async function startPrivateCluster(prefix = 'chaos', nodes = 2): Promise<
     async delete() {
       await kwokctl(['delete', 'cluster', '--name', name]).catch(() => undefined);
       rmSync(workdir, { recursive: true, force: true });
-    },
-  };
-}
-
-/**
- * A nats-server with JetStream of a test's own that can be stopped and started again on the same
- * port and store dir, so JetStream's streams, consumers and messages survive the restart.
- */
-export interface RestartableNats {
-  url: string;
-  storeDir: string;
-  start(): Promise<void>;
-  /** SIGTERM (graceful: JetStream flushes to disk) and wait for the exit. */
-  stop(): Promise<void>;
-  restart(): Promise<void>;
-  /** Stop and remove the store dir. */
-  dispose(): Promise<void>;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-export async function startRestartableNats(): Promise<RestartableNats> {
-  const port = await freePort();
-  const storeDir = mkdtempSync(join(tmpdir(), 'streamspace-nats-chaos-'));
-  mkdirSync(storeDir, { recursive: true });
-  const bin = `${toolchain('path', 'nats-server')}/nats-server`;
-  const url = `nats://127.0.0.1:${port}`;
-  let server: ChildProcess | undefined;
-  let exited: Promise<void> = Promise.resolve();
-
-  const start = async () => {
-    const child = spawn(bin, ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', storeDir], {
-      stdio: 'ignore',
-    });
-    server = child;
-    exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-    await eventually(
-      async () => {
-        if (child.exitCode !== null) throw new Error(`nats-server exited with ${child.exitCode}`);
-        const probe = await connect({ servers: url, reconnect: false });
-        await probe.close();
-      },
-      20_000,
-      100,
-    );
-  };
-  const stop = async () => {
-    if (server && server.exitCode === null && server.signalCode === null) server.kill('SIGTERM');
-    await exited;
-  };
-  await start();
-  return {
-    url,
-    storeDir,
-    start,
-    stop,
-    async restart() {
-      await stop();
-      await start();
-    },
-    async dispose() {
-      await stop();
-      rmSync(storeDir, { recursive: true, force: true });
     },
   };
 }
