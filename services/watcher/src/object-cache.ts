@@ -31,6 +31,11 @@ export class ObjectCache {
     return this.objects.values();
   }
 
+  /** [objectKeyOf(object), object] pairs: the keys the cache already holds. */
+  entries(): IterableIterator<[string, KubeObject]> {
+    return this.objects.entries();
+  }
+
   /** An object was added or modified. */
   upsert(object: KubeObject): CacheChange[] {
     const key = objectKeyOf(object);

@@ -11,7 +11,7 @@ import {
   type ServiceConfig,
   type ServiceContext,
 } from '@streamspace/shared';
-import { type KubeObject, objectKeyOf, sessionTemplateName } from './kube-object.js';
+import { type KubeObject, sessionTemplateName } from './kube-object.js';
 import { kubeWatchTransport } from './kube-watch-transport.js';
 import type { CacheChange } from './object-cache.js';
 import { Publisher } from './publisher.js';
@@ -204,9 +204,9 @@ export async function startWatcher(context: Context): Promise<RunningService> {
       const watch = watches.get(kind);
       // Before its first list a watch knows nothing; its list announces everything anyway.
       if (!watch?.synced) return [];
-      return [...watch.objects()]
-        .sort((a, b) => (objectKeyOf(a) < objectKeyOf(b) ? -1 : 1))
-        .map((object) => ({ kind, object, round: name, observedAt }));
+      return [...watch.cache.entries()]
+        .sort(([a], [b]) => (a < b ? -1 : 1))
+        .map(([, object]) => ({ kind, object, round: name, observedAt }));
     });
     const unfinished = resyncPacer.pending;
     resyncPacer.start(objects);
