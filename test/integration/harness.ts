@@ -10,16 +10,27 @@ import { parse as parseYaml } from 'yaml';
 const run = promisify(execFile);
 export const repo = fileURLToPath(new URL('../..', import.meta.url));
 
+let chartValues: Record<string, unknown> | undefined;
+
+/** The chart's default values (deploy/helm/streamspace/values.yaml), read once. */
+function deployedValues(): Record<string, unknown> {
+  chartValues ??= parseYaml(readFileSync(`${repo}/deploy/helm/streamspace/values.yaml`, 'utf8')) as Record<
+    string,
+    unknown
+  >;
+  return chartValues;
+}
+
 /**
  * The V8 flags the chart runs every service with (values.yaml `nodeOptions`), so benchmarks
  * measure what is deployed. BENCH_NODE_OPTIONS overrides them ('' for Node's defaults).
  */
 export function deployedNodeOptions(): string {
   if (process.env.BENCH_NODE_OPTIONS !== undefined) return process.env.BENCH_NODE_OPTIONS;
-  const values = readFileSync(`${repo}/deploy/helm/streamspace/values.yaml`, 'utf8');
-  const match = /^nodeOptions: (.+)$/m.exec(values);
-  if (!match) throw new Error('deploy/helm/streamspace/values.yaml has no nodeOptions line');
-  return (match[1] as string).trim();
+  const options = deployedValues().nodeOptions;
+  if (typeof options !== 'string')
+    throw new Error('deploy/helm/streamspace/values.yaml has no nodeOptions line');
+  return options.trim();
 }
 
 /** The chart's values key of each service. */
@@ -35,11 +46,8 @@ const VALUES_KEY: Record<string, string> = {
  * global `nodeArgs`), so tests and benchmarks run each service as it is deployed.
  */
 export function deployedNodeArgs(service: string): string[] {
-  const values = parseYaml(readFileSync(`${repo}/deploy/helm/streamspace/values.yaml`, 'utf8')) as Record<
-    string,
-    { nodeArgs?: string } | string | undefined
-  >;
-  const own = values[VALUES_KEY[service] ?? service];
+  const values = deployedValues();
+  const own = values[VALUES_KEY[service] ?? service] as { nodeArgs?: unknown } | undefined;
   const args = (typeof own === 'object' && own?.nodeArgs) || values.nodeArgs;
   return typeof args === 'string' ? args.split(' ').filter(Boolean) : [];
 }
