@@ -103,7 +103,8 @@ export class IdleReaper {
   /**
    * The key string this reaper already holds for a Session (or `key` itself when unknown). Every
    * map keyed by Session then shares one string per Session instead of one per source (list,
-   * watch, bucket, reports): about 2 MB less at 10,000 Sessions.
+   * watch, bucket, reports): a heap snapshot of the reaper at 10,000 Sessions held about six
+   * copies of each key, 2.7 MB of key strings.
    */
   canonicalKey(key: string): string {
     return this.sessions.get(key)?.key ?? key;
