@@ -7,9 +7,14 @@ const repo = fileURLToPath(new URL('../..', import.meta.url));
 /**
  * Starts (or reuses) the real local control plane and NATS once for all integration files, and
  * hands their coordinates to the tests through the environment. It is left running afterwards:
- * the next run reuses it in seconds, and `scripts/cluster down` removes it.
+ * the next run reuses it in seconds, and `STREAMSPACE_PROFILE=test scripts/cluster down` removes it.
+ *
+ * The tests run on a cluster of their own (the `test` profile of scripts/cluster), never on the
+ * quick start's: its services would reconcile the tests' Sessions too. Benchmarks name theirs
+ * with STREAMSPACE_STATE and STREAMSPACE_NATS_PORT.
  */
 export default function setup(project: TestProject): void {
+  process.env.STREAMSPACE_PROFILE ??= 'test';
   execFileSync(`${repo}/scripts/cluster`, ['up'], { stdio: ['ignore', 'inherit', 'inherit'] });
   const exports = execFileSync(`${repo}/scripts/cluster`, ['env'], { encoding: 'utf8' });
   for (const line of exports.split('\n')) {

@@ -39,9 +39,9 @@ export async function helm(args: string[]): Promise<RunResult> {
   // Helm keeps its own caches and config under HOME; keep them out of the user's.
   return run(helmBinary(), args, {
     ...process.env,
-    HELM_CACHE_HOME: `${repo}/.streamspace/helm/cache`,
-    HELM_CONFIG_HOME: `${repo}/.streamspace/helm/config`,
-    HELM_DATA_HOME: `${repo}/.streamspace/helm/data`,
+    HELM_CACHE_HOME: `${repo}/.streamspace-test/helm/cache`,
+    HELM_CONFIG_HOME: `${repo}/.streamspace-test/helm/config`,
+    HELM_DATA_HOME: `${repo}/.streamspace-test/helm/data`,
   });
 }
 
