@@ -4,7 +4,10 @@ import {
   API_GROUP,
   API_VERSION,
   homeClaimName,
+  LABELS,
   sessionChildName,
+  sessionHostLabel,
+  sessionLabelValue,
   STREAMS,
   subjects,
 } from '@streamspace/shared';
@@ -243,6 +246,58 @@ describe('a session through its whole life', () => {
     const urls = new Set<string>();
     for (const name of names) urls.add((await getSession(name)).status?.url as string);
     expect(urls.size).toBe(11);
+  });
+});
+
+describe('any name Kubernetes accepts', () => {
+  it('runs Sessions named with 63 and 253 characters, and keeps apart long names that share 60', async () => {
+    const names = [
+      'n'.repeat(63),
+      `${'l'.repeat(62)}.${'o'.repeat(63)}.${'n'.repeat(63)}.${'g'.repeat(62)}`,
+      `${'p'.repeat(60)}-first`,
+      `${'p'.repeat(60)}-second`,
+    ];
+    expect(names[1]).toHaveLength(253);
+    for (const name of names) await apply(session(name, 'dana@example.com', 'firefox'));
+    for (const name of names) {
+      const running = await waitPhase(name, 'Running');
+      const child = sessionChildName(name);
+      expect(child.length).toBeLessThanOrEqual(53);
+      const deployment = await k.apps.readNamespacedDeployment({ namespace, name: child });
+      expect(deployment.metadata?.ownerReferences?.[0]?.name).toBe(name);
+      expect(deployment.status?.readyReplicas).toBe(1);
+      const service = await k.core.readNamespacedService({ namespace, name: child });
+      expect(service.metadata?.ownerReferences?.[0]?.name).toBe(name);
+      const ingress = await k.networking.readNamespacedIngress({ namespace, name: child });
+      const host = ingress.spec?.rules?.[0]?.host;
+      expect(running.status?.url).toBe(`http://${host}/`);
+      expect(host).toBe(`${sessionHostLabel(name)}.desktops.test`);
+      // The pod is found through the shortened label, and its name is in the status.
+      const pods = await k.core.listNamespacedPod({
+        namespace,
+        labelSelector: `${LABELS.session}=${sessionLabelValue(name)}`,
+      });
+      expect(pods.items.map((p) => p.metadata?.name)).toContain(running.status?.podName);
+    }
+    const [, , first, second] = names as [string, string, string, string];
+    expect(sessionChildName(first)).not.toBe(sessionChildName(second));
+    expect(sessionHostLabel(first)).not.toBe(sessionHostLabel(second));
+
+    // A change reaches the long-named Session through its pods' annotation: hibernate and wake it.
+    await setState(names[1] as string, 'hibernated');
+    await waitPhase(names[1] as string, 'Hibernated');
+    await setState(names[1] as string, 'running');
+    await waitPhase(names[1] as string, 'Running');
+    for (const name of names) await kubectl(['delete', 'session', name, '-n', namespace, '--wait=false']);
+  });
+
+  it('refuses a name that ends like a shortened one, saying why', async () => {
+    const result = await kubectl(
+      ['apply', '-f', '-'],
+      JSON.stringify(session('desk-0123456789abcdef', 'dana@example.com', 'firefox')),
+    );
+    expect(result.code).not.toBe(0);
+    expect(result.stderr).toContain('reserved for the shortened names');
   });
 });
 

@@ -124,6 +124,10 @@ export const validSessions: ValidCase[] = [
     object: session('long-template', { ...alice, template: long('t', 63) }),
   },
   { description: 'session name of exactly 50 characters', object: session(long('s', 50), alice) },
+  { description: 'session name of 63 characters', object: session(long('s', 63), alice) },
+  { description: 'session name of 253 characters', object: session(long('s', 253), alice) },
+  { description: 'session name with a dot (a subdomain)', object: session('alice.firefox', alice) },
+  { description: 'session name ending in 15 hex digits', object: session('desk-0123456789abcde', alice) },
   { description: 'session name starting with a digit', object: session('1-desktop', alice) },
   {
     description: 'integer quantities; request equal to limit',
@@ -280,14 +284,9 @@ export const invalidSessions: InvalidCase[] = [
     }),
   },
   {
-    description: 'session name longer than 50 characters',
+    description: 'session name ending in the reserved suffix of shortened names',
     field: 'metadata.name',
-    object: session(long('s', 51), alice),
-  },
-  {
-    description: 'session name with a dot (a subdomain, not a label)',
-    field: 'metadata.name',
-    object: session('alice.firefox', alice),
+    object: session('desk-0123456789abcdef', alice),
   },
   {
     description: 'session name with capitals',

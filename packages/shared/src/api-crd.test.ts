@@ -8,7 +8,7 @@ import { validTemplates } from './api-corpus.js';
 import { DURATION_MAX_LENGTH, DURATION_PATTERN } from './duration.js';
 import {
   DNS1123_SUBDOMAIN_PATTERN,
-  SESSION_NAME_MAX_LENGTH,
+  SHORTENED_NAME_SUFFIX_PATTERN,
   TEMPLATE_NAME_MAX_LENGTH,
 } from './object-names.js';
 import {
@@ -192,7 +192,7 @@ describe('enums, defaults and patterns named in the contract', () => {
 
   it('the name-length CEL rules use the shared limits', () => {
     const rules = (crd: Node) => openApi(crd)['x-kubernetes-validations'].map((r: Node) => r.rule);
-    expect(rules(sessionCrd)).toContain(`self.metadata.name.size() <= ${SESSION_NAME_MAX_LENGTH}`);
+    expect(rules(sessionCrd)).toContain(`!self.metadata.name.matches('${SHORTENED_NAME_SUFFIX_PATTERN}')`);
     expect(rules(templateCrd)).toContain(`self.metadata.name.size() <= ${TEMPLATE_NAME_MAX_LENGTH}`);
     const volumeName = at(templateCrd, 'spec', 'volumeMounts', '[]', 'name');
     expect(volumeName['x-kubernetes-validations'][0].rule).toBe(

@@ -1,6 +1,7 @@
 /**
  * Labels and annotations the platform puts on what it creates. The watcher finds a child's
- * Session through LABELS.session; selectors never depend on names.
+ * Session through ANNOTATIONS.session where a long name had to be shortened, else LABELS.session;
+ * selectors never depend on names.
  */
 export const LABELS = {
   managedBy: 'app.kubernetes.io/managed-by',
@@ -19,6 +20,8 @@ export const MANAGED_SELECTOR = `${LABELS.managedBy}=${MANAGED_BY}`;
 export const ANNOTATIONS = {
   /** The raw (unmapped) user name on objects whose labels carry only its slug. */
   user: 'stream.streamspace.io/user',
+  /** The full Session name on children whose session label holds a shortened one (long names). */
+  session: 'stream.streamspace.io/session',
   /** Who last changed spec.state on a user's behalf (the idle reaper records itself here). */
   stateChangedBy: 'stream.streamspace.io/state-changed-by',
   stateChangeReason: 'stream.streamspace.io/state-change-reason',

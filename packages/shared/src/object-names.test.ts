@@ -4,8 +4,12 @@ import {
   homeClaimName,
   isDns1123Label,
   isDns1123Subdomain,
+  isValidSessionName,
+  SESSION_NAME_DIRECT_MAX_LENGTH,
   SESSION_NAME_MAX_LENGTH,
   sessionChildName,
+  sessionHostLabel,
+  sessionLabelValue,
   USER_SLUG_MAX_LENGTH,
   userSlug,
 } from './object-names.js';
@@ -85,29 +89,71 @@ describe('homeClaimName', () => {
   });
 });
 
-describe('sessionChildName', () => {
-  const sessionName = fc
-    .stringMatching(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/)
-    .filter((s) => s.length <= SESSION_NAME_MAX_LENGTH);
+// Every name Kubernetes accepts for a Session: DNS-1123 subdomains up to 253 characters, weighted
+// towards the long and dotted ones that must be shortened, and pairs that share long prefixes.
+const sessionLabel = fc.stringMatching(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/);
+const anySessionName = fc
+  .oneof(
+    sessionLabel,
+    fc.array(sessionLabel, { minLength: 1, maxLength: 8 }).map((parts) => parts.join('.')),
+    fc.tuple(fc.constant('a'.repeat(60)), sessionLabel).map(([prefix, rest]) => `${prefix}${rest}`),
+    fc.integer({ min: 1, max: 253 }).map((n) => 's'.repeat(n)),
+  )
+  .filter((name) => name.length <= SESSION_NAME_MAX_LENGTH && isValidSessionName(name));
 
-  it('prefixes a valid Session name with ss-', () => {
+describe('names derived from a Session name', () => {
+  it('keeps the names children have always had for names of up to 50 characters', () => {
     expect(sessionChildName('alice-firefox')).toBe('ss-alice-firefox');
     expect(sessionChildName('0abc')).toBe('ss-0abc');
+    expect(sessionChildName('s'.repeat(50))).toBe(`ss-${'s'.repeat(50)}`);
+    expect(sessionLabelValue('alice-firefox')).toBe('alice-firefox');
+    expect(sessionHostLabel('alice-firefox')).toBe('alice-firefox');
   });
 
-  it('is deterministic, injective and a DNS-1035 label ≤ 53 chars for every valid Session name', () => {
+  it('shortens longer or dotted names to a readable prefix and 16 hex digits', () => {
+    expect(sessionChildName('s'.repeat(51))).toMatch(/^ss-s{33}-[0-9a-f]{16}$/);
+    expect(sessionChildName('alice.firefox')).toMatch(/^ss-alice-firefox-[0-9a-f]{16}$/);
+    expect(sessionLabelValue('s'.repeat(63))).toBe('s'.repeat(63));
+    expect(sessionLabelValue('s'.repeat(64))).toMatch(/^s{46}-[0-9a-f]{16}$/);
+    expect(sessionLabelValue('alice.firefox')).toBe('alice.firefox');
+    expect(sessionHostLabel('alice.firefox')).toMatch(/^alice-firefox-[0-9a-f]{16}$/);
+    expect(sessionHostLabel('s'.repeat(253))).toMatch(/^s{46}-[0-9a-f]{16}$/);
+  });
+
+  it('gives different children to two long names that share a 60-character prefix', () => {
+    const a = `${'a'.repeat(60)}-one`;
+    const b = `${'a'.repeat(60)}-two`;
+    expect(sessionChildName(a)).not.toBe(sessionChildName(b));
+    expect(sessionLabelValue(a)).not.toBe(sessionLabelValue(b));
+    expect(sessionHostLabel(a)).not.toBe(sessionHostLabel(b));
+  });
+
+  it('is deterministic, injective and valid for every name Kubernetes accepts', () => {
     fc.assert(
-      fc.property(sessionName, sessionName, (a, b) => {
-        const name = sessionChildName(a);
-        expect(name).toBe(sessionChildName(a));
-        expect(name.length).toBeLessThanOrEqual(53);
-        expect(name).toMatch(/^[a-z]([-a-z0-9]*[a-z0-9])?$/);
-        if (a !== b) expect(name).not.toBe(sessionChildName(b));
+      fc.property(anySessionName, anySessionName, (a, b) => {
+        for (const derive of [sessionChildName, sessionLabelValue, sessionHostLabel]) {
+          expect(derive(a)).toBe(derive(a));
+          if (a !== b) expect(derive(a)).not.toBe(derive(b));
+        }
+        const child = sessionChildName(a);
+        expect(child.length).toBeLessThanOrEqual(SESSION_NAME_DIRECT_MAX_LENGTH + 3);
+        expect(child).toMatch(/^ss-[a-z0-9]([-a-z0-9]*[a-z0-9])?$/);
+        expect(sessionLabelValue(a)).toMatch(/^[a-z0-9]([-a-z0-9.]{0,61}[a-z0-9])?$/);
+        expect(isDns1123Label(sessionHostLabel(a))).toBe(true);
       }),
+      { numRuns: 500 },
     );
   });
 
-  it('still returns a valid label ≤ 63 chars for names the API server would refuse', () => {
+  it('refuses Session names that end like a shortened name, and only those', () => {
+    expect(isValidSessionName('desk-0123456789abcdef')).toBe(false);
+    expect(isValidSessionName('desk-0123456789abcde')).toBe(true);
+    expect(isValidSessionName('desk-0123456789abcdeF')).toBe(false); // capitals: not a subdomain
+    expect(isValidSessionName('s'.repeat(253))).toBe(true);
+    expect(isValidSessionName('s'.repeat(254))).toBe(false);
+  });
+
+  it('still returns a valid child name for names the API server would refuse', () => {
     fc.assert(
       fc.property(fc.string({ maxLength: 300 }), (text) => {
         const name = sessionChildName(text);
@@ -115,7 +161,6 @@ describe('sessionChildName', () => {
         expect(name.startsWith('ss-')).toBe(true);
       }),
     );
-    expect(sessionChildName('a'.repeat(51))).toMatch(/^ss-a{41}-[0-9a-f]{8}$/);
   });
 });
 

@@ -18,6 +18,9 @@ import { createHash } from 'node:crypto';
  * prefix (`home-<slug>` ≤ 44).
  */
 
+export const DNS1123_LABEL_MAX_LENGTH = 63;
+export const DNS1123_SUBDOMAIN_MAX_LENGTH = 253;
+
 /** Longest readable part kept from a user name. */
 export const USER_SLUG_READABLE_MAX = 30;
 /** Hex digits of sha256 appended to every slug. */
@@ -25,8 +28,20 @@ export const USER_SLUG_HASH_LENGTH = 8;
 /** Upper bound of userSlug(...).length. */
 export const USER_SLUG_MAX_LENGTH = USER_SLUG_READABLE_MAX + 1 + USER_SLUG_HASH_LENGTH;
 
-/** A Session's name must be a DNS-1123 label of at most this many characters (CRD CEL rule). */
-export const SESSION_NAME_MAX_LENGTH = 50;
+/** A Session's name is a DNS-1123 subdomain, as Kubernetes requires of every custom resource's name. */
+export const SESSION_NAME_MAX_LENGTH = DNS1123_SUBDOMAIN_MAX_LENGTH;
+/**
+ * Longest Session name used as it is in its children's names (`ss-<name>` ≤ 53 characters leaves
+ * room for the suffixes Kubernetes appends to ReplicaSets and Pods). Longer names are shortened.
+ */
+export const SESSION_NAME_DIRECT_MAX_LENGTH = 50;
+/** Hex digits of sha256 that make a shortened name unique: 64 bits. */
+export const SHORTENED_NAME_HASH_LENGTH = 16;
+/**
+ * Every shortened name ends with "-" and SHORTENED_NAME_HASH_LENGTH hex digits, and no Session
+ * name may (CRD CEL rule), so a shortened name never equals a name used as it is.
+ */
+export const SHORTENED_NAME_SUFFIX_PATTERN = `-[0-9a-f]{${SHORTENED_NAME_HASH_LENGTH}}$`;
 /** A Template's name must be a DNS-1123 subdomain of at most this many characters, so it fits a label value. */
 export const TEMPLATE_NAME_MAX_LENGTH = 63;
 
@@ -35,8 +50,7 @@ export const SESSION_CHILD_PREFIX = 'ss-';
 /** Prefix of the per-user home PersistentVolumeClaim. */
 export const HOME_CLAIM_PREFIX = 'home-';
 
-export const DNS1123_LABEL_MAX_LENGTH = 63;
-export const DNS1123_SUBDOMAIN_MAX_LENGTH = 253;
+
 /** RFC 1123 label: lower-case alphanumerics and '-', starting and ending alphanumeric (length checked separately). */
 export const DNS1123_LABEL_PATTERN = '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$';
 /** RFC 1123 subdomain: dot-separated labels (length checked separately). */
@@ -53,8 +67,9 @@ export function isDns1123Subdomain(value: string): boolean {
   return value.length <= DNS1123_SUBDOMAIN_MAX_LENGTH && subdomainRegex.test(value);
 }
 
-function shortHash(text: string): string {
-  return createHash('sha256').update(text, 'utf8').digest('hex').slice(0, USER_SLUG_HASH_LENGTH);
+/** The first `digits` hex digits of sha256(text as UTF-8). */
+function hexHash(text: string, digits: number): string {
+  return createHash('sha256').update(text, 'utf8').digest('hex').slice(0, digits);
 }
 
 /** Lower-cases, strips accents, collapses non-[a-z0-9] runs to '-', trims and truncates. */
@@ -76,7 +91,7 @@ function readablePart(text: string, max: number): string {
  */
 export function userSlug(user: string): string {
   const readable = readablePart(user, USER_SLUG_READABLE_MAX) || 'user';
-  return `${readable}-${shortHash(user)}`;
+  return `${readable}-${hexHash(user, USER_SLUG_HASH_LENGTH)}`;
 }
 
 /** Name of the user's home PersistentVolumeClaim (not owned by any Session; it outlives them): `home-<slug>`. */
@@ -84,18 +99,50 @@ export function homeClaimName(user: string): string {
   return `${HOME_CLAIM_PREFIX}${userSlug(user)}`;
 }
 
+const shortenedSuffix = new RegExp(SHORTENED_NAME_SUFFIX_PATTERN);
+/** Characters a label value may hold besides those of a DNS-1123 subdomain: none that we need. */
+const labelValueRegex = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
+
+/** Does Kubernetes accept this Session name, and may StreamSpace use it (no reserved suffix)? */
+export function isValidSessionName(name: string): boolean {
+  return isDns1123Subdomain(name) && !shortenedSuffix.test(name);
+}
+
+/**
+ * `name` where it fits (at most `max` characters and matching `fits`), otherwise its readable part
+ * cut to fit, "-", and 16 hex digits of sha256(name). Stable across versions (it depends on the
+ * name alone), and two different names never share a result: a name that fits is kept as it is,
+ * a shortened one ends with the reserved suffix no Session name may have, and two shortened ones
+ * differ in their 64-bit hashes.
+ */
+function fitted(name: string, max: number, fits: RegExp): string {
+  if (name.length <= max && fits.test(name) && !shortenedSuffix.test(name)) return name;
+  const readable = readablePart(name, max - SHORTENED_NAME_HASH_LENGTH - 1) || 'session';
+  return `${readable}-${hexHash(name, SHORTENED_NAME_HASH_LENGTH)}`;
+}
+
 /**
  * Name shared by the objects a Session owns (its Deployment, Service, Ingress, ...; kinds differ so
- * one name serves all): `ss-<session name>`. The `ss-` prefix makes it a valid DNS-1035 label too
- * (Service names must start with a letter). A Session name is a DNS-1123 label of at most 50
- * characters (enforced by the CRD), so the result is at most 53 characters and leaves room for
- * the ReplicaSet and Pod suffixes Kubernetes appends. For any other input (which the API server
- * would not admit) the result is still a valid label ≤ 63 characters: a readable part plus a hash.
+ * one name serves all): `ss-<session name>`, at most 53 characters, which leaves room for the
+ * ReplicaSet and Pod suffixes Kubernetes appends. The `ss-` prefix makes it a valid DNS-1035 label
+ * too (Service names must start with a letter). A name longer than 50 characters, or with dots,
+ * becomes `ss-<readable part>-<16 hex digits>` (see `fitted`); names that fit keep the form they
+ * have always had, so upgrading recreates nothing.
  */
 export function sessionChildName(sessionName: string): string {
-  if (sessionName.length <= SESSION_NAME_MAX_LENGTH && labelRegex.test(sessionName)) {
-    return `${SESSION_CHILD_PREFIX}${sessionName}`;
-  }
-  const readable = readablePart(sessionName, SESSION_NAME_MAX_LENGTH - USER_SLUG_HASH_LENGTH - 1);
-  return `${SESSION_CHILD_PREFIX}${readable ? `${readable}-` : ''}${shortHash(sessionName)}`;
+  return `${SESSION_CHILD_PREFIX}${fitted(sessionName, SESSION_NAME_DIRECT_MAX_LENGTH, labelRegex)}`;
+}
+
+/**
+ * The value of LABELS.session on a Session's children: the name itself when it fits a label value
+ * (63 characters), else shortened like `sessionChildName`. Where it is shortened, the children also
+ * carry the full name in ANNOTATIONS.session.
+ */
+export function sessionLabelValue(sessionName: string): string {
+  return fitted(sessionName, DNS1123_LABEL_MAX_LENGTH, labelValueRegex);
+}
+
+/** The Session's name as one DNS label, for its host name: shortened when it is longer or has dots. */
+export function sessionHostLabel(sessionName: string): string {
+  return fitted(sessionName, DNS1123_LABEL_MAX_LENGTH, labelRegex);
 }

@@ -11,9 +11,11 @@ import {
 } from './api-common.js';
 import { durationSchema } from './duration.js';
 import {
-  DNS1123_LABEL_PATTERN,
   DNS1123_SUBDOMAIN_PATTERN,
+  isDns1123Subdomain,
+  isValidSessionName,
   SESSION_NAME_MAX_LENGTH,
+  SHORTENED_NAME_HASH_LENGTH,
   TEMPLATE_NAME_MAX_LENGTH,
 } from './object-names.js';
 
@@ -54,7 +56,9 @@ export const SESSION_USER_MAX_LENGTH = 253;
 export const SESSION_URL_MAX_LENGTH = 2048;
 
 const subdomainRegex = new RegExp(DNS1123_SUBDOMAIN_PATTERN);
-const labelRegex = new RegExp(DNS1123_LABEL_PATTERN);
+
+/** Why a Session name ending like a shortened name is refused (CRD CEL rule and zod schema alike). */
+export const SESSION_NAME_RESERVED_SUFFIX_MESSAGE = `a Session name must not end with '-' and ${SHORTENED_NAME_HASH_LENGTH} hex digits: that form is reserved for the shortened names StreamSpace gives the objects of long-named Sessions`;
 
 /** A reference to a Template: a DNS-1123 subdomain of at most 63 characters (it is also used as a label value). */
 export const templateRefSchema = z.string().min(1).max(TEMPLATE_NAME_MAX_LENGTH).regex(subdomainRegex, {
@@ -89,34 +93,28 @@ export const sessionStatusSchema = z.object({
 });
 export type SessionStatus = z.output<typeof sessionStatusSchema>;
 
-/** metadata of a Session: its name must be a DNS-1123 label ≤ 50 characters (the CRD's CEL rule). */
+/**
+ * metadata of a Session: its name must be a DNS-1123 subdomain (as Kubernetes requires of every
+ * custom resource), without the suffix reserved for shortened names (the CRD's CEL rule).
+ */
 export const sessionMetadataSchema = objectMetaSchema.superRefine((meta, ctx) => {
   const name = meta.name;
   if (name === undefined) {
     if (meta.generateName === undefined)
       ctx.addIssue({ code: 'custom', path: ['name'], message: 'name is required' });
-    else if (meta.generateName.length > SESSION_NAME_MAX_LENGTH - 5 || meta.generateName.includes('.')) {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['generateName'],
-        message: `must be at most ${SESSION_NAME_MAX_LENGTH - 5} characters, without dots`,
-      });
-    }
     return;
   }
-  if (name.length > SESSION_NAME_MAX_LENGTH) {
+  if (!isDns1123Subdomain(name)) {
     ctx.addIssue({
       code: 'custom',
       path: ['name'],
-      message: `a Session name must be at most ${SESSION_NAME_MAX_LENGTH} characters, so the names of the objects it owns fit Kubernetes limits`,
+      message: `a Session name must be a DNS-1123 subdomain of at most ${SESSION_NAME_MAX_LENGTH} characters: lower-case letters, digits, '-' and '.', starting and ending with a letter or digit`,
     });
-  }
-  if (!labelRegex.test(name)) {
+  } else if (!isValidSessionName(name)) {
     ctx.addIssue({
       code: 'custom',
       path: ['name'],
-      message:
-        "a Session name must be a DNS-1123 label: lower-case letters, digits and '-', starting and ending with a letter or digit, no dots",
+      message: SESSION_NAME_RESERVED_SUFFIX_MESSAGE,
     });
   }
 });

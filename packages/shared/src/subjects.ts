@@ -1,8 +1,8 @@
 /**
  * Names of everything the services share on NATS. Subjects put kind and namespace before the
  * name so a subscriber can filter with wildcards (e.g. `streamspace.events.session.team-a.>`).
- * Kubernetes names never contain '.', '*' or '>' for the kinds we use (DNS-1123 labels), except
- * Template names, which may be subdomains; `subjectToken` escapes those dots.
+ * Kubernetes names never contain '*' or '>', but Session and Template names are DNS-1123
+ * subdomains and may contain '.'; `subjectToken` escapes those dots (to '_', which no such name has).
  */
 export const STREAMS = {
   events: 'STREAMSPACE_EVENTS',
@@ -29,6 +29,11 @@ export type WorkKind = 'session' | 'template';
 /** Dots would split one Kubernetes name into several subject tokens. */
 export function subjectToken(value: string): string {
   return value.replaceAll('.', '_');
+}
+
+/** The name a subject token stands for (the inverse of `subjectToken`). */
+export function fromSubjectToken(token: string): string {
+  return token.replaceAll('_', '.');
 }
 
 export const subjects = {

@@ -1,4 +1,4 @@
-import { createLogger } from '@streamspace/shared';
+import { createLogger, subjects } from '@streamspace/shared';
 import { Registry } from 'prom-client';
 import { mkdtempSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -56,6 +56,16 @@ describe('decodeNatsReport', () => {
       ok: true,
       value: body,
     });
+  });
+
+  it('reads a dotted Session name from its escaped subject token, with or without a body', () => {
+    const subject = subjects.activity('team-a', 'alice.firefox');
+    expect(decodeNatsReport(subject, new Uint8Array())).toEqual({
+      ok: true,
+      value: { namespace: 'team-a', session: 'alice.firefox' },
+    });
+    const body = { namespace: 'team-a', session: 'alice.firefox' };
+    expect(decodeNatsReport(subject, encode(body))).toEqual({ ok: true, value: body });
   });
 
   it('refuses a body that names another session than its subject', () => {

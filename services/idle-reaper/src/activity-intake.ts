@@ -4,6 +4,7 @@ import {
   activityReportSchema,
   decodeMessage,
   type Logger,
+  fromSubjectToken,
   subjects,
 } from '@streamspace/shared';
 import type { ReaperMetrics, ReportResult, ReportSource } from './reaper-metrics.js';
@@ -39,7 +40,7 @@ export function decodeNatsReport(
   if (tokens.length !== 2 || !tokens[0] || !tokens[1]) {
     return { ok: false, error: `subject ${subject} is not ${SUBJECT_PREFIX}<namespace>.<session>` };
   }
-  const [namespace, session] = tokens as [string, string];
+  const [namespace, session] = (tokens as [string, string]).map(fromSubjectToken) as [string, string];
   if (data.length === 0) {
     const parsed = activityReportSchema.safeParse({ namespace, session });
     return parsed.success

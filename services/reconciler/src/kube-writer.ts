@@ -17,6 +17,7 @@ import {
   LABELS,
   MANAGED_BY,
   type ResourceRef,
+  sessionLabelValue,
 } from '@streamspace/shared';
 import type { ChildRef, KubeEventIntent, ObservedSession, PlannedStatus } from './session-plan.js';
 import type { StoredSession as Session, StoredTemplate as Template } from './stored-objects.js';
@@ -97,7 +98,7 @@ export class KubeWriter {
         : undefined,
       this.kube.list<V1Pod>(
         { version: 'v1', plural: 'pods', namespace },
-        { labelSelector: `${LABELS.managedBy}=${MANAGED_BY},${LABELS.session}=${session.metadata.name}` },
+        { labelSelector: `${LABELS.managedBy}=${MANAGED_BY},${LABELS.session}=${sessionLabelValue(session.metadata.name)}` },
       ),
     ]);
     return {

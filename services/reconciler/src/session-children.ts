@@ -12,6 +12,8 @@ import {
   LABELS,
   MANAGED_BY,
   sessionChildName,
+  sessionHostLabel,
+  sessionLabelValue,
   userSlug,
 } from '@streamspace/shared';
 import type { ReconcilerSettings } from './reconciler-settings.js';
@@ -29,7 +31,7 @@ export function childLabels(session: Session): Record<string, string> {
   return {
     [LABELS.managedBy]: MANAGED_BY,
     [LABELS.name]: 'streamspace-session',
-    [LABELS.session]: session.metadata.name,
+    [LABELS.session]: sessionLabelValue(session.metadata.name),
     [LABELS.template]: session.spec.template,
     [LABELS.user]: userSlug(session.spec.user),
   };
@@ -46,12 +48,27 @@ function ownerReference(session: Session) {
   };
 }
 
+/**
+ * Where the session label holds a shortened name, the full name goes in an annotation, so the
+ * watcher can still tell which Session a child (or its pods) belongs to. Names that fit carry no
+ * such annotation, so their pod templates, and so their pods, stay as they always were.
+ */
+function sessionNameAnnotation(session: Session): Record<string, string> {
+  const name = session.metadata.name;
+  return sessionLabelValue(name) === name ? {} : { [ANNOTATIONS.session]: name };
+}
+
+/** The selector of a Session's pods (its Deployment's and its Service's). */
+function podSelector(session: Session): Record<string, string> {
+  return { [LABELS.managedBy]: MANAGED_BY, [LABELS.session]: sessionLabelValue(session.metadata.name) };
+}
+
 function childMetadata(session: Session, component: string) {
   return {
     name: sessionChildName(session.metadata.name),
     namespace: session.metadata.namespace,
     labels: { ...childLabels(session), [LABELS.component]: component },
-    annotations: { [ANNOTATIONS.user]: session.spec.user },
+    annotations: { [ANNOTATIONS.user]: session.spec.user, ...sessionNameAnnotation(session) },
     ownerReferences: [ownerReference(session)],
   };
 }
@@ -123,8 +140,12 @@ export function renderPodTemplate(session: Session, template: Template): V1PodTe
 
   const capabilities = spec.capabilities ?? [];
   const resources = effectiveResources(session, template);
+  const nameAnnotation = sessionNameAnnotation(session);
   return {
-    metadata: { labels: childLabels(session) },
+    metadata: {
+      labels: childLabels(session),
+      ...(Object.keys(nameAnnotation).length > 0 ? { annotations: nameAnnotation } : {}),
+    },
     spec: {
       automountServiceAccountToken: false,
       enableServiceLinks: false,
@@ -161,7 +182,7 @@ export function buildDeployment(
       replicas,
       // A desktop is one person's: never two pods of it at once, even during an update.
       strategy: { type: 'Recreate' },
-      selector: { matchLabels: { [LABELS.managedBy]: MANAGED_BY, [LABELS.session]: session.metadata.name } },
+      selector: { matchLabels: podSelector(session) },
       template: podTemplate,
     },
   };
@@ -174,7 +195,7 @@ export function buildService(session: Session, template: Template): V1Service {
     metadata: childMetadata(session, 'desktop'),
     spec: {
       type: 'ClusterIP',
-      selector: { [LABELS.managedBy]: MANAGED_BY, [LABELS.session]: session.metadata.name },
+      selector: podSelector(session),
       ports: [{ name: 'vnc', port: vncPort(template), targetPort: vncPort(template), protocol: 'TCP' }],
     },
   };
@@ -182,7 +203,7 @@ export function buildService(session: Session, template: Template): V1Service {
 
 export function sessionHost(session: Session, settings: ReconcilerSettings): string {
   return settings.ingressHostPattern
-    .replaceAll('{session}', session.metadata.name)
+    .replaceAll('{session}', sessionHostLabel(session.metadata.name))
     .replaceAll('{namespace}', session.metadata.namespace)
     .replaceAll('{domain}', settings.ingressDomain);
 }
@@ -199,7 +220,7 @@ export function buildIngress(session: Session, template: Template, settings: Rec
     metadata: {
       ...childMetadata(session, 'desktop'),
       annotations: {
-        [ANNOTATIONS.user]: session.spec.user,
+        ...childMetadata(session, 'desktop').annotations,
         // Desktops stream over long-lived websockets; the common ingress controllers cut them at 60 s.
         'nginx.ingress.kubernetes.io/proxy-read-timeout': '3600',
         'nginx.ingress.kubernetes.io/proxy-send-timeout': '3600',

@@ -1,5 +1,14 @@
-import type { V1Deployment, V1Pod } from '@kubernetes/client-node';
-import { homeClaimName, isDns1123Label, sessionChildName, validateTemplate } from '@streamspace/shared';
+import type { V1Deployment, V1Ingress, V1Pod, V1Service } from '@kubernetes/client-node';
+import {
+  ANNOTATIONS,
+  homeClaimName,
+  isDns1123Label,
+  LABELS,
+  sessionChildName,
+  sessionHostLabel,
+  sessionLabelValue,
+  validateTemplate,
+} from '@streamspace/shared';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { ReconcilerSettings } from './reconciler-settings.js';
@@ -80,6 +89,35 @@ function observed(partial: Partial<ObservedSession> = {}): ObservedSession {
 const kinds = (objects: { kind?: string }[]) => objects.map((o) => o.kind);
 
 describe('planSession: running', () => {
+  it('gives a long-named Session shortened child names, labels and host, and its full name in an annotation', () => {
+    const name = `${'a'.repeat(60)}.desktop-of-alice`;
+    const long = session();
+    long.metadata.name = name;
+    const plan = planSession(observed({ session: long }), settings, now);
+    const [deployment, service, ingress] = plan.apply as [V1Deployment, V1Service, V1Ingress];
+    for (const child of [deployment, service, ingress]) {
+      expect(child.metadata?.name).toBe(sessionChildName(name));
+      expect(child.metadata?.name).toMatch(/^ss-a{33}-[0-9a-f]{16}$/);
+      expect(child.metadata?.labels?.[LABELS.session]).toBe(sessionLabelValue(name));
+      expect(child.metadata?.annotations?.[ANNOTATIONS.session]).toBe(name);
+    }
+    const podMeta = deployment.spec?.template.metadata;
+    expect(podMeta?.annotations?.[ANNOTATIONS.session]).toBe(name);
+    expect(deployment.spec?.selector.matchLabels).toMatchObject({ [LABELS.session]: sessionLabelValue(name) });
+    expect(podMeta?.labels).toMatchObject(deployment.spec?.selector.matchLabels ?? { missing: true });
+    expect(service.spec?.selector).toEqual(deployment.spec?.selector.matchLabels);
+    const host = ingress.spec?.rules?.[0]?.host ?? '';
+    expect(host.split('.')[0]).toBe(sessionHostLabel(name));
+    expect(isDns1123Label(host.split('.')[0] ?? '')).toBe(true);
+    expect(plan.status.url).toBe(`http://${host}/`);
+  });
+
+  it('puts no name annotation on the children of a Session whose name fits', () => {
+    const [deployment] = planSession(observed(), settings, now).apply as [V1Deployment];
+    expect(deployment.metadata?.annotations?.[ANNOTATIONS.session]).toBeUndefined();
+    expect(deployment.spec?.template.metadata?.annotations).toBeUndefined();
+  });
+
   it('creates the desktop, its service and ingress, and waits for the pod', () => {
     const plan = planSession(observed(), settings, now);
     expect(kinds(plan.apply)).toEqual(['Deployment', 'Service', 'Ingress']);

@@ -1,4 +1,4 @@
-import { changeEventSchema, LABELS, workItemSchema } from '@streamspace/shared';
+import { ANNOTATIONS, changeEventSchema, LABELS, subjects, workItemSchema } from '@streamspace/shared';
 import { describe, expect, it } from 'vitest';
 import type { KubeObject } from './kube-object.js';
 import type { CacheChange } from './object-cache.js';
@@ -192,6 +192,19 @@ describe('routeChange', () => {
       works('pod', { type: 'modified', object: pod('3', waiting), previous: pod('2', { phase: 'Pending' }) }),
     ).toBe(1);
     expect(works('pod', { type: 'deleted', object: pod('3', ready) })).toBe(1);
+  });
+
+  it('finds the Session of a child whose label holds a shortened name through its annotation', () => {
+    const longName = `${'a'.repeat(70)}.desktop`;
+    const o = obj('ss-shortened', { labels: { [LABELS.session]: 'aaaa-0123456789abcdef' } });
+    const child = {
+      ...o,
+      raw: { metadata: { ...(o.raw.metadata as object), annotations: { [ANNOTATIONS.session]: longName } } },
+    };
+    const [work] = routeChange('pod', { type: 'deleted', object: child }, noSessions).publications.filter(
+      (p) => p.stream === 'work',
+    );
+    expect(work?.subject).toBe(subjects.work('session', 'team-a', longName));
   });
 
   it('fans out additions and deletions of a Template, but not status-only updates', () => {

@@ -1,4 +1,5 @@
 import {
+  ANNOTATIONS,
   type ChangeEvent,
   changeEventSchema,
   LABELS,
@@ -143,8 +144,14 @@ function childChangeMatters(kind: 'deployment' | 'pod', change: CacheChange): bo
   return podSummary(change.object.raw) !== podSummary(change.previous.raw);
 }
 
-/** The Session a child belongs to, from the label the reconciler puts on everything it creates. */
+/**
+ * The Session a child belongs to, from the label the reconciler puts on everything it creates, or
+ * from the annotation that holds the full name where the label had to hold a shortened one.
+ */
 export function owningSession(object: KubeObject): string | undefined {
+  const metadata = object.raw.metadata as { annotations?: Record<string, unknown> } | undefined;
+  const annotated = metadata?.annotations?.[ANNOTATIONS.session];
+  if (typeof annotated === 'string' && annotated.length > 0) return annotated;
   const name = object.labels[LABELS.session];
   return name ? name : undefined;
 }
