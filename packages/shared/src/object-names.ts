@@ -7,21 +7,29 @@ import { createHash } from 'node:crypto';
  * `alice@example.com`, `Bob_Smith`, `josé`. Kubernetes object names and label values cannot hold
  * most of that, so each user maps to a *user slug*:
  *
- *   slug(user) = <readable part> "-" <first 8 hex digits of sha256(user as UTF-8)>
+ *   slug(user) = <readable part> "-" <first 16 hex digits (64 bits) of sha256(user as UTF-8)>
  *
  * where the readable part is the user name lower-cased, accents stripped, every run of characters
  * other than [a-z0-9] replaced by one "-", trimmed of "-" and cut to 30 characters (or `user` when
- * nothing is left). `alice@example.com` → `alice-example-com-ff8d9819`. The hash is taken over the
- * raw, unmodified user name, so users whose readable parts coincide (`Alice@example.com` and
- * `alice@example.com`, `a.b` and `a_b`) still get different slugs. The slug is a DNS-1123 label of
- * at most 39 characters, so it is a valid object name and label value, and it leaves room for a
- * prefix (`home-<slug>` ≤ 44).
+ * nothing is left). `alice@example.com` → `alice-example-com-ff8d9819fc0e12bf`. The hash is taken
+ * over the raw, unmodified user name, so users whose readable parts coincide (`Alice@example.com`
+ * and `alice@example.com`, `a.b` and `a_b`, `jose` and `josé`) still get different slugs. The
+ * readable part is for people only: anyone can pick a user name with the same readable part as
+ * someone else's, so the hash alone keeps homes apart, and 64 bits put a chosen collision out of
+ * reach (32 bits, the length before, can be searched on a laptop). The slug is a DNS-1123 label of
+ * at most 47 characters, so it is a valid object name and label value, and it leaves room for a
+ * prefix (`home-<slug>` ≤ 52).
  */
 
 /** Longest readable part kept from a user name. */
 export const USER_SLUG_READABLE_MAX = 30;
-/** Hex digits of sha256 appended to every slug. */
-export const USER_SLUG_HASH_LENGTH = 8;
+/** Hex digits of sha256 appended to every slug (64 bits). */
+export const USER_SLUG_HASH_LENGTH = 16;
+/**
+ * Hex digits of the short hash: in long child names, and in the user slugs of releases before
+ * 64-bit user hashes (homes named then are still found: see legacyHomeClaimName).
+ */
+export const SHORT_HASH_LENGTH = 8;
 /** Upper bound of userSlug(...).length. */
 export const USER_SLUG_MAX_LENGTH = USER_SLUG_READABLE_MAX + 1 + USER_SLUG_HASH_LENGTH;
 
@@ -53,8 +61,8 @@ export function isDns1123Subdomain(value: string): boolean {
   return value.length <= DNS1123_SUBDOMAIN_MAX_LENGTH && subdomainRegex.test(value);
 }
 
-function shortHash(text: string): string {
-  return createHash('sha256').update(text, 'utf8').digest('hex').slice(0, USER_SLUG_HASH_LENGTH);
+function shortHash(text: string, length = SHORT_HASH_LENGTH): string {
+  return createHash('sha256').update(text, 'utf8').digest('hex').slice(0, length);
 }
 
 /** Lower-cases, strips accents, collapses non-[a-z0-9] runs to '-', trims and truncates. */
@@ -68,20 +76,31 @@ function readablePart(text: string, max: number): string {
 }
 
 /**
- * The DNS-1123-label slug of a user name: readable part + '-' + 8 hex digits of sha256(user).
- * Deterministic, at most USER_SLUG_MAX_LENGTH (39) characters, distinct for distinct users
- * (up to a 32-bit hash collision between users with the same readable part).
+ * The DNS-1123-label slug of a user name: readable part + '-' + 16 hex digits of sha256(user).
+ * Deterministic, at most USER_SLUG_MAX_LENGTH (47) characters, distinct for distinct users
+ * (up to a 64-bit hash collision between users with the same readable part).
  *
- * userSlug('alice@example.com') === 'alice-example-com-ff8d9819'
+ * userSlug('alice@example.com') === 'alice-example-com-ff8d9819fc0e12bf'
  */
 export function userSlug(user: string): string {
   const readable = readablePart(user, USER_SLUG_READABLE_MAX) || 'user';
-  return `${readable}-${shortHash(user)}`;
+  return `${readable}-${shortHash(user, USER_SLUG_HASH_LENGTH)}`;
 }
 
 /** Name of the user's home PersistentVolumeClaim (not owned by any Session; it outlives them): `home-<slug>`. */
 export function homeClaimName(user: string): string {
   return `${HOME_CLAIM_PREFIX}${userSlug(user)}`;
+}
+
+/**
+ * The name the user's home claim had before slugs carried 64 bits (`home-<readable>-<8 hex>`).
+ * The reconciler mounts a claim of this name only when no claim of the current name exists and
+ * the old claim's owner annotation names this very user, so homes made by earlier releases are
+ * not orphaned by an upgrade, and a 32-bit collision cannot hand one user's home to another.
+ */
+export function legacyHomeClaimName(user: string): string {
+  const readable = readablePart(user, USER_SLUG_READABLE_MAX) || 'user';
+  return `${HOME_CLAIM_PREFIX}${readable}-${shortHash(user, SHORT_HASH_LENGTH)}`;
 }
 
 /**
@@ -96,6 +115,6 @@ export function sessionChildName(sessionName: string): string {
   if (sessionName.length <= SESSION_NAME_MAX_LENGTH && labelRegex.test(sessionName)) {
     return `${SESSION_CHILD_PREFIX}${sessionName}`;
   }
-  const readable = readablePart(sessionName, SESSION_NAME_MAX_LENGTH - USER_SLUG_HASH_LENGTH - 1);
+  const readable = readablePart(sessionName, SESSION_NAME_MAX_LENGTH - SHORT_HASH_LENGTH - 1);
   return `${SESSION_CHILD_PREFIX}${readable ? `${readable}-` : ''}${shortHash(sessionName)}`;
 }

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { jetstream } from '@nats-io/jetstream';
 import {
@@ -20,12 +21,30 @@ import { reconcilerEnvSchema, settingsFromEnv } from './reconciler-settings.js';
 import { markDeadLettered, reconcileSession, reconcileTemplate } from './session-reconciler.js';
 import { WorkConsumer } from './work-consumer.js';
 
+/** In a pod, the namespace of its ServiceAccount is where the control plane runs. */
+function ownNamespace(): string | undefined {
+  try {
+    return (
+      readFileSync('/var/run/secrets/kubernetes.io/serviceaccount/namespace', 'utf8').trim() || undefined
+    );
+  } catch {
+    return undefined;
+  }
+}
+
 await runService({
   name: 'reconciler',
   defaultPort: 8082,
   configSchema: natsEnvSchema.extend(reconcilerEnvSchema.shape),
   async start({ config, log, readiness, registry, signal }) {
-    const settings = settingsFromEnv(config);
+    const settings = settingsFromEnv({
+      ...config,
+      CONTROL_PLANE_NAMESPACE: config.CONTROL_PLANE_NAMESPACE ?? ownNamespace(),
+    });
+    if (settings.controlPlaneNamespace === undefined)
+      log.warn(
+        'CONTROL_PLANE_NAMESPACE is not set and this process runs outside a pod: Sessions are not refused in any namespace',
+      );
     const kube = KubeClient.fromEnvironment();
     const writer = new KubeWriter(kube);
     const workerId = `${hostname()}-${process.pid}`;

@@ -1,4 +1,10 @@
-import { homeClaimName, type Logger, sessionChildName, validateSession } from '@streamspace/shared';
+import {
+  homeClaimName,
+  type Logger,
+  legacyHomeClaimName,
+  sessionChildName,
+  validateSession,
+} from '@streamspace/shared';
 import { coversDesired } from './applied-state.js';
 import { type Condition, setCondition } from './conditions.js';
 import type { KubeWriter } from './kube-writer.js';
@@ -65,7 +71,10 @@ export async function reconcileSession(
     return {};
   }
 
-  const observed = await writer.observe(session, sessionChildName(name), homeClaimName(session.spec.user));
+  const observed = await writer.observe(session, sessionChildName(name), {
+    current: homeClaimName(session.spec.user),
+    legacy: legacyHomeClaimName(session.spec.user),
+  });
   const plan = planSession(observed, settings, now());
   const existing: Record<string, unknown> = {
     Deployment: observed.deployment,
