@@ -140,7 +140,7 @@ describe('a session through its whole life', () => {
   it('runs, hibernates, wakes, terminates and is deleted, keeping the home', async () => {
     await apply(session('walk', 'alice@example.com', 'firefox', { persistentHome: true }));
     const running = await waitPhase('walk', 'Running');
-    expect(running.status?.url).toBe('http://walk.desktops.test/');
+    expect(running.status?.url).toBe(`http://walk.${namespace}.desktops.test/`);
     expect(running.status?.podName).toMatch(/^ss-walk-/);
 
     const child = sessionChildName('walk');
@@ -160,7 +160,9 @@ describe('a session through its whole life', () => {
     const table = await kubectl(['get', 'ss', '-n', namespace]);
     expect(table.stdout).toMatch(/NAME\s+USER\s+TEMPLATE\s+STATE\s+PHASE\s+URL\s+AGE/);
     expect(table.stdout).toMatch(
-      /walk\s+alice@example.com\s+firefox\s+running\s+Running\s+http:\/\/walk.desktops.test\//,
+      new RegExp(
+        `walk\\s+alice@example.com\\s+firefox\\s+running\\s+Running\\s+http://walk\\.${namespace}\\.desktops\\.test/`,
+      ),
     );
 
     const deployment = await k.apps.readNamespacedDeployment({ namespace, name: child });
