@@ -37,7 +37,6 @@ let teamA: string;
 let teamB: string;
 let controlPlane: string;
 const services: ServiceProcess[] = [];
-let reconciler: ServiceProcess;
 
 function start(name: string, env: Record<string, string>): ServiceProcess {
   const service = new ServiceProcess(name, { NATS_URL: nats.url, ...env });
@@ -131,11 +130,11 @@ beforeAll(async () => {
     createNamespace('tenancy-cp'),
   ]);
   nats = await startPrivateNats();
-  // One watcher per namespace (the files of the suite share the cluster); one reconciler serving
-  // them all with the default host pattern, told which namespace is the control plane's.
-  for (const namespace of [teamA, teamB, controlPlane])
-    start('watcher', { WATCH_NAMESPACE: namespace, RESYNC_INTERVAL: '30s' });
-  reconciler = start('reconciler', {
+  // One watcher for the three namespaces (WATCH_NAMESPACE as a list: each watched by itself, as
+  // with rbac.scope=namespaces), and one reconciler serving them with the default host pattern,
+  // told which namespace is the control plane's.
+  start('watcher', { WATCH_NAMESPACE: [teamA, teamB, controlPlane].join(','), RESYNC_INTERVAL: '30s' });
+  start('reconciler', {
     INGRESS_DOMAIN: DOMAIN,
     CONTROL_PLANE_NAMESPACE: controlPlane,
     STARTUP_DEADLINE: '60s',

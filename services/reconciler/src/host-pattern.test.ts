@@ -62,6 +62,12 @@ describe('reconciler settings from the environment', () => {
     ).toBe('{session}.{domain}');
   });
 
+  it('counts the namespaces served: two are not one', () => {
+    expect(() =>
+      settings({ INGRESS_HOST_PATTERN: '{session}.{domain}', WATCH_NAMESPACE: 'team-a,team-b' }),
+    ).toThrow(/INGRESS_HOST_PATTERN: must contain \{namespace\}/);
+  });
+
   it('carries the control plane’s namespace, and refuses one that is not a namespace name', () => {
     expect(settings({ CONTROL_PLANE_NAMESPACE: 'streamspace' }).controlPlaneNamespace).toBe('streamspace');
     expect(settings({}).controlPlaneNamespace).toBeUndefined();

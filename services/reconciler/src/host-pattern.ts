@@ -28,7 +28,7 @@ export function hostPatternProblem(pattern: string, singleNamespace: boolean): s
   if (count('{session}') === 0)
     return `must contain {session} as a whole DNS label (e.g. ${DEFAULT_HOST_PATTERN})`;
   if (count('{namespace}') === 0 && !singleNamespace)
-    return `must contain {namespace} as a whole DNS label (e.g. ${DEFAULT_HOST_PATTERN}) unless StreamSpace serves exactly one namespace (WATCH_NAMESPACE): otherwise a Session in one namespace can take the host of a Session of the same name in another`;
+    return `must contain {namespace} as a whole DNS label (e.g. ${DEFAULT_HOST_PATTERN}) unless StreamSpace serves exactly one namespace (WATCH_NAMESPACE with one name): otherwise a Session in one namespace can take the host of a Session of the same name in another`;
   for (const label of labels) {
     if ((PLACEHOLDERS as readonly string[]).includes(label)) continue;
     if (label.includes('{') || label.includes('}'))

@@ -1,4 +1,4 @@
-import { ConfigError, durationSchema, env, parseDuration } from '@streamspace/shared';
+import { ConfigError, durationSchema, env, parseDuration, watchNamespacesSchema } from '@streamspace/shared';
 import { z } from 'zod';
 import { DEFAULT_HOST_PATTERN, hostPatternProblem } from './host-pattern.js';
 
@@ -15,8 +15,8 @@ export const reconcilerEnvSchema = z.object({
     .default('streamspace.localhost'),
   /** Checked with WATCH_NAMESPACE by settingsFromEnv (host-pattern.ts says the rules). */
   INGRESS_HOST_PATTERN: z.string().default(DEFAULT_HOST_PATTERN),
-  /** The one namespace whose Sessions are served (as the watcher's); all namespaces when unset. */
-  WATCH_NAMESPACE: namespaceName.optional(),
+  /** The namespaces whose Sessions are served (as the watcher's, comma-separated); all when unset. */
+  WATCH_NAMESPACE: watchNamespacesSchema,
   /**
    * The namespace StreamSpace itself runs in (the chart sets it). Sessions there are refused: its
    * users could read the control plane's Secrets and run pods as its ServiceAccounts.
@@ -51,7 +51,7 @@ export interface ReconcilerSettings {
 
 /** Throws a ConfigError naming INGRESS_HOST_PATTERN when the pattern cannot give every Session its own host. */
 export function settingsFromEnv(config: z.infer<typeof reconcilerEnvSchema>): ReconcilerSettings {
-  const problem = hostPatternProblem(config.INGRESS_HOST_PATTERN, config.WATCH_NAMESPACE !== undefined);
+  const problem = hostPatternProblem(config.INGRESS_HOST_PATTERN, config.WATCH_NAMESPACE?.length === 1);
   if (problem)
     throw new ConfigError(
       `invalid configuration in the environment:\n  INGRESS_HOST_PATTERN: ${problem} (got '${config.INGRESS_HOST_PATTERN}')`,
