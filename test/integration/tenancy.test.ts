@@ -256,8 +256,9 @@ describe('children that are not the Session’s own', () => {
     await apply(session(teamA, 'taken', 'carol@example.com'));
     const { session: refused, message } = await waitReadyReason(teamA, 'taken', 'ChildNotOwned');
     expect(refused.status?.phase).toBe('Failed');
-    for (const kind of ['Deployment', 'Service', 'Ingress'])
-      expect(message).toContain(`${kind} "${name}" in namespace "${teamA}"`);
+    expect(message).toContain(
+      `Deployment "${name}", Service "${name}", Ingress "${name}" in namespace "${teamA}" already exist`,
+    );
     expect(message).toContain('neither changes nor deletes them');
     expect(await eventReasons(teamA, 'taken')).toContain('ChildNotOwned');
 
