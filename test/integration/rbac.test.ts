@@ -416,22 +416,24 @@ describe('least-privilege RBAC, cluster scope (ClusterRoles)', () => {
 
 describe('least-privilege RBAC, namespaces scope (Roles)', () => {
   const release = new Release('rbac-ns', ['rbac.scope=namespaces', 'ingress.domain=team.example.org']);
-  /** The one namespace that hosts Sessions. */
+  /** The two namespaces that host Sessions. */
   let desks: string;
+  let moreDesks: string;
   let other: string;
 
   beforeAll(async () => {
     desks = await createNamespace('rbac-ns-desks');
+    moreDesks = await createNamespace('rbac-ns-more');
     other = await createNamespace('rbac-ns-other');
-    await release.install([`sessionNamespaces={${desks}}`]);
+    await release.install([`sessionNamespaces={${desks},${moreDesks}}`]);
   });
 
   afterAll(async () => {
     await release.uninstall();
-    for (const namespace of [desks, other]) if (namespace) await deleteNamespace(namespace);
+    for (const namespace of [desks, moreDesks, other]) if (namespace) await deleteNamespace(namespace);
   });
 
-  it('gives each service its verbs in the session namespace only: not in its own, not in another, not cluster-wide', async () => {
+  it('gives each service its verbs in the session namespaces only: not in its own, not in another, not cluster-wide', async () => {
     const clusterRoles = await kubectl([
       'get',
       'clusterroles',
@@ -443,9 +445,10 @@ describe('least-privilege RBAC, namespaces scope (Roles)', () => {
     expect(clusterRoles.stdout.trim()).toBe('');
     for (const component of COMPONENTS) {
       const kubeconfig = release.kubeconfigs[component];
-      expect(await decisions(kubeconfig, ALLOWED[component], desks)).toEqual(
-        everything(ALLOWED[component], true),
-      );
+      for (const namespace of [desks, moreDesks])
+        expect(await decisions(kubeconfig, ALLOWED[component], namespace)).toEqual(
+          everything(ALLOWED[component], true),
+        );
       // Not even in the release namespace: the services read nothing there through the API.
       for (const elsewhere of [other, release.namespace])
         expect(await decisions(kubeconfig, ALLOWED[component], elsewhere)).toEqual(
@@ -459,17 +462,19 @@ describe('least-privilege RBAC, namespaces scope (Roles)', () => {
     }
   });
 
-  it('the real services, with namespaced tokens and the chart’s settings alone, run a session in their namespace', async () => {
-    // No WATCH_NAMESPACE added here: the chart sets it in namespaces scope.
+  it('the real services, with namespaced tokens and the chart’s settings alone, run sessions in both their namespaces', async () => {
+    // No WATCH_NAMESPACE added here: the chart sets it in namespaces scope (both namespaces, each
+    // listed and watched by itself: no cluster-wide list is allowed).
     const running = [
       await release.start('watcher'),
       await release.start('reconciler'),
       await release.start('idle-reaper'),
       await release.start('metrics'),
     ];
-    expect(await sessionLifecycle(desks, 'team-desk', 'tom@example.com')).toBe(
-      `http://team-desk.${desks}.team.example.org/`,
-    );
+    for (const namespace of [desks, moreDesks])
+      expect(await sessionLifecycle(namespace, 'team-desk', 'tom@example.com')).toBe(
+        `http://team-desk.${namespace}.team.example.org/`,
+      );
     for (const service of running) expectNoRefusals(service);
   });
 });
