@@ -37,6 +37,7 @@ let teamA: string;
 let teamB: string;
 let controlPlane: string;
 const services: ServiceProcess[] = [];
+let reconciler: ServiceProcess;
 
 function start(name: string, env: Record<string, string>): ServiceProcess {
   const service = new ServiceProcess(name, { NATS_URL: nats.url, ...env });
@@ -134,7 +135,7 @@ beforeAll(async () => {
   // with rbac.scope=namespaces), and one reconciler serving them with the default host pattern,
   // told which namespace is the control plane's.
   start('watcher', { WATCH_NAMESPACE: [teamA, teamB, controlPlane].join(','), RESYNC_INTERVAL: '30s' });
-  start('reconciler', {
+  reconciler = start('reconciler', {
     INGRESS_DOMAIN: DOMAIN,
     CONTROL_PLANE_NAMESPACE: controlPlane,
     STARTUP_DEADLINE: '60s',
@@ -383,6 +384,12 @@ describe('the control plane’s namespace', () => {
       'name',
     ]);
     expect(listed.stdout.trim()).toBe('');
+  });
+
+  it('counted each refusal once, by reason (the reconciler’s /metrics)', async () => {
+    const { body } = await reconciler.get('/metrics');
+    for (const reason of ['ControlPlaneNamespace', 'ChildNotOwned', 'HomeClaimNotOwned'])
+      expect(body).toContain(`streamspace_reconciler_sessions_refused_total{reason="${reason}"} 1`);
   });
 });
 

@@ -15,8 +15,9 @@ import { createHash } from 'node:crypto';
  * over the raw, unmodified user name, so users whose readable parts coincide (`Alice@example.com`
  * and `alice@example.com`, `a.b` and `a_b`, `jose` and `josé`) still get different slugs. The
  * readable part is for people only: anyone can pick a user name with the same readable part as
- * someone else's, so the hash alone keeps homes apart, and 64 bits put a chosen collision out of
- * reach (32 bits, the length before, can be searched on a laptop). The slug is a DNS-1123 label of
+ * someone else's, so the hash keeps homes apart: 64 bits put a chosen collision at ~2^64 hashes
+ * (32 bits, the length before, fall in a second on a GPU), and the reconciler mounts a claim only
+ * when its owner annotation names the user. The slug is a DNS-1123 label of
  * at most 47 characters, so it is a valid object name and label value, and it leaves room for a
  * prefix (`home-<slug>` ≤ 52).
  */
