@@ -309,6 +309,8 @@ describe('home claims', () => {
     const claims = [await claimOf(teamA, 'jose-one'), await claimOf(teamA, 'jose-two')];
     expect(claims).toEqual(users.map(homeClaimName));
     expect(claims[0]).not.toBe(claims[1]);
+    // 64 bits of hash (16 hex digits), not the 32 that a chosen collision could be searched for.
+    for (const claim of claims) expect(claim).toMatch(/^home-jose-nunez-example-com-[0-9a-f]{16}$/);
     for (const [i, claim] of claims.entries()) {
       const pvc = await eventually(() =>
         k.core.readNamespacedPersistentVolumeClaim({ name: claim, namespace: teamA }),
