@@ -32,7 +32,7 @@ describe('the chart, rendered', () => {
         chartDir,
         '--strict',
         '--set',
-        'rbac.scope=namespace,watchNamespace=desktops,reconciler.autoscaling.enabled=true,reconciler.autoscaling.targetMemoryUtilizationPercentage=80',
+        'rbac.scope=namespaces,sessionNamespaces={desktops},reconciler.autoscaling.enabled=true,reconciler.autoscaling.targetMemoryUtilizationPercentage=80',
         '--set',
         'metrics.serviceMonitor.enabled=true,metrics.prometheusRule.enabled=true,metrics.grafanaDashboard.enabled=true,metrics.userLabel=true,nats.existingSecret=nats-auth,nats.secretKeys.user=user,nats.secretKeys.password=password',
         '--set',
@@ -61,7 +61,7 @@ describe('the chart, rendered', () => {
   });
 
   it('renders four hardened services within the resource budget, with probes', async () => {
-    const rendered = await template();
+    const rendered = await template(['sessionNamespaces={desktops}']);
     for (const component of COMPONENTS) {
       const deployment = find(rendered, 'Deployment', `-${component}`);
       const pod = deployment.spec.template.spec;
@@ -98,8 +98,9 @@ describe('the chart, rendered', () => {
       ]);
     }
     expect(rendered.filter((o) => o.kind === 'Template')).toHaveLength(22);
+    // The catalog goes where Sessions live, never beside the control plane.
     expect(
-      rendered.filter((o) => o.kind === 'Template').every((o) => o.metadata.namespace === 'streamspace'),
+      rendered.filter((o) => o.kind === 'Template').every((o) => o.metadata.namespace === 'desktops'),
     ).toBe(true);
     const policy = find(rendered, 'NetworkPolicy', 'ss-streamspace');
     expect(policy.spec.policyTypes).toEqual(['Ingress', 'Egress']);
@@ -173,13 +174,13 @@ describe('the chart, rendered', () => {
         'metrics.userLabel=true,idleReaper.activityToken.existingSecret=activity,logLevel=debug',
       ],
       // --set reads {a,b} as a list; the host pattern is a literal string.
-      ['--set-literal', 'ingress.hostPattern={session}-{namespace}.{domain}'],
+      ['--set-literal', 'ingress.hostPattern={session}.{namespace}.desktops.{domain}'],
     );
     const data = (component: string) =>
       find(rendered, 'ConfigMap', `-${component}`).data as Record<string, string>;
     expect(data('reconciler')).toMatchObject({
       INGRESS_DOMAIN: 'desktops.example.org',
-      INGRESS_HOST_PATTERN: '{session}-{namespace}.{domain}',
+      INGRESS_HOST_PATTERN: '{session}.{namespace}.desktops.{domain}',
       INGRESS_CLASS: 'nginx',
       INGRESS_TLS_SECRET: 'wildcard-tls',
       HOME_STORAGE_CLASS: 'cephfs',
@@ -215,7 +216,7 @@ describe('the chart, rendered', () => {
 
   it('switches to namespaced Roles, NATS secrets and TLS, autoscaling and a ServiceMonitor on request', async () => {
     const rendered = await template([
-      'rbac.scope=namespace,watchNamespace=desktops,catalog.exclude={blender,kdenlive}',
+      'rbac.scope=namespaces,sessionNamespaces={desktops},catalog.exclude={blender,kdenlive}',
       'reconciler.autoscaling.enabled=true,metrics.serviceMonitor.enabled=true,metrics.serviceMonitor.labels.release=prom',
       'nats.existingSecret=nats-auth,nats.secretKeys.url=url,nats.secretKeys.creds=nats.creds',
       'nats.tls.existingSecret=nats-tls,nats.tls.certKey=tls.crt,nats.tls.keyKey=tls.key',
@@ -291,6 +292,8 @@ describe('the chart, rendered', () => {
 
 describe('the chart on the real control plane', () => {
   let namespace: string;
+  /** Where the users' Sessions (and so the catalog) live: never the release namespace. */
+  let sessionNamespace: string;
   const release = `ss-${randomBytes(3).toString('hex')}`;
   const fullname = `${release}-streamspace`;
 
@@ -298,11 +301,13 @@ describe('the chart on the real control plane', () => {
     helmBinary();
     await installCrds();
     namespace = await createNamespace('helm');
+    sessionNamespace = await createNamespace('helm-desktops');
   });
 
   afterAll(async () => {
     await helm(['uninstall', release, '--namespace', namespace, '--wait']);
     if (namespace) await deleteNamespace(namespace);
+    if (sessionNamespace) await deleteNamespace(sessionNamespace);
   });
 
   async function deploymentsAvailable(): Promise<Record<string, number>> {
@@ -324,7 +329,18 @@ describe('the chart on the real control plane', () => {
 
   it('installs, and every workload becomes Available', async () => {
     ok(
-      await helm(['install', release, chartDir, '--namespace', namespace, '--wait', '--timeout', '90s']),
+      await helm([
+        'install',
+        release,
+        chartDir,
+        '--namespace',
+        namespace,
+        '--set',
+        `sessionNamespaces={${sessionNamespace}}`,
+        '--wait',
+        '--timeout',
+        '90s',
+      ]),
       'helm install',
     );
     expect(await eventually(deploymentsAvailable, 30_000)).toEqual({
@@ -335,7 +351,7 @@ describe('the chart on the real control plane', () => {
     });
     const names = await kubectl([
       'get',
-      'serviceaccounts,services,configmaps,poddisruptionbudgets,networkpolicies,templates',
+      'serviceaccounts,services,configmaps,poddisruptionbudgets,networkpolicies',
       '-n',
       namespace,
       '-o',
@@ -348,9 +364,9 @@ describe('the chart on the real control plane', () => {
       expect(names.stdout).toContain(`poddisruptionbudget.policy/${fullname}-${component}`);
     }
     expect(names.stdout).toContain(`networkpolicy.networking.k8s.io/${fullname}`);
-    expect(
-      names.stdout.split('\n').filter((l) => l.startsWith('template.stream.streamspace.io/')),
-    ).toHaveLength(22);
+    const catalog = await kubectl(['get', 'templates', '-n', sessionNamespace, '-o', 'name']);
+    expect(catalog.stdout.split('\n').filter(Boolean)).toHaveLength(22);
+    expect((await kubectl(['get', 'templates', '-n', namespace, '-o', 'name'])).stdout.trim()).toBe('');
     const roles = await kubectl([
       'get',
       'clusterroles,clusterrolebindings',
@@ -397,7 +413,7 @@ describe('the chart on the real control plane', () => {
     );
     const watcherAfter = await k.apps.readNamespacedDeployment({ namespace, name: `${fullname}-watcher` });
     expect(watcherAfter.metadata?.generation).toBe(watcherBefore.metadata?.generation);
-    const templates = await kubectl(['get', 'templates', '-n', namespace, '-o', 'name']);
+    const templates = await kubectl(['get', 'templates', '-n', sessionNamespace, '-o', 'name']);
     expect(templates.stdout.split('\n').filter(Boolean)).toHaveLength(20);
     expect(templates.stdout).not.toContain('/blender');
     const gone = await kubectl(['get', 'deployment', `${fullname}-metrics`, '-n', namespace]);
@@ -457,6 +473,8 @@ describe('the chart on the real control plane', () => {
         `app.kubernetes.io/instance=${release}`,
       ]);
       expect(left.stdout.trim()).toBe('');
+      const catalog = await kubectl(['get', 'templates', '-n', sessionNamespace, '-o', 'name']);
+      expect(catalog.stdout.trim()).toBe('');
       const roles = await kubectl([
         'get',
         'clusterroles,clusterrolebindings',

@@ -212,12 +212,13 @@ class Release {
     this.name = `${prefix}-${randomBytes(3).toString('hex')}`;
   }
 
-  async install(): Promise<void> {
+  /** `values`: more --set values, e.g. the namespaces that host Sessions (created before). */
+  async install(values: string[] = []): Promise<void> {
     await installCrds();
     // Only this release's services may consume its work items: they get a NATS of their own.
     this.nats = await startPrivateNats();
     this.namespace = await createNamespace(`${this.name}`);
-    const set = this.values.flatMap((v) => ['--set', v]);
+    const set = [...this.values, ...values].flatMap((v) => ['--set', v]);
     ok(
       await helm([
         'install',
@@ -355,8 +356,10 @@ describe('least-privilege RBAC, cluster scope (ClusterRoles)', () => {
   let elsewhere: string;
 
   beforeAll(async () => {
-    await release.install();
+    // Sessions live in a namespace of their own (the chart refuses the release namespace); the
+    // catalog goes there.
     elsewhere = await createNamespace('rbac-other');
+    await release.install([`sessionNamespaces={${elsewhere}}`]);
   });
 
   afterAll(async () => {
@@ -395,29 +398,9 @@ describe('least-privilege RBAC, cluster scope (ClusterRoles)', () => {
       await release.start('reconciler', scope),
       await release.start('idle-reaper', scope),
     ];
-    // The catalog's firefox, copied to the session's namespace.
-    const firefox = (await admin.custom.getNamespacedCustomObject({
-      group: API_GROUP,
-      version: API_VERSION,
-      namespace: release.namespace,
-      plural: 'templates',
-      name: 'firefox',
-    })) as { spec: unknown };
-    await admin.custom.createNamespacedCustomObject({
-      group: API_GROUP,
-      version: API_VERSION,
-      namespace: elsewhere,
-      plural: 'templates',
-      body: {
-        apiVersion: `${API_GROUP}/${API_VERSION}`,
-        kind: 'Template',
-        metadata: { name: 'firefox' },
-        spec: firefox.spec,
-      },
-    });
-    // The chart's default ingress domain reached the reconciler.
+    // The chart's default ingress domain and host pattern reached the reconciler.
     expect(await sessionLifecycle(elsewhere, 'rbac-desk', 'rita@example.com')).toBe(
-      'http://rbac-desk.streamspace.example.com/',
+      `http://rbac-desk.${elsewhere}.streamspace.example.com/`,
     );
     for (const service of running) expectNoRefusals(service);
   });
@@ -431,21 +414,26 @@ describe('least-privilege RBAC, cluster scope (ClusterRoles)', () => {
   });
 });
 
-describe('least-privilege RBAC, namespace scope (Roles)', () => {
-  const release = new Release('rbac-ns', ['rbac.scope=namespace', 'ingress.domain=team.example.org']);
+describe('least-privilege RBAC, namespaces scope (Roles)', () => {
+  const release = new Release('rbac-ns', ['rbac.scope=namespaces', 'ingress.domain=team.example.org']);
+  /** The two namespaces that host Sessions. */
+  let desks: string;
+  let moreDesks: string;
   let other: string;
 
   beforeAll(async () => {
-    await release.install();
+    desks = await createNamespace('rbac-ns-desks');
+    moreDesks = await createNamespace('rbac-ns-more');
     other = await createNamespace('rbac-ns-other');
+    await release.install([`sessionNamespaces={${desks},${moreDesks}}`]);
   });
 
   afterAll(async () => {
     await release.uninstall();
-    if (other) await deleteNamespace(other);
+    for (const namespace of [desks, moreDesks, other]) if (namespace) await deleteNamespace(namespace);
   });
 
-  it('gives each service its verbs in the release namespace only: not in another, not cluster-wide', async () => {
+  it('gives each service its verbs in the session namespaces only: not in its own, not in another, not cluster-wide', async () => {
     const clusterRoles = await kubectl([
       'get',
       'clusterroles',
@@ -457,13 +445,16 @@ describe('least-privilege RBAC, namespace scope (Roles)', () => {
     expect(clusterRoles.stdout.trim()).toBe('');
     for (const component of COMPONENTS) {
       const kubeconfig = release.kubeconfigs[component];
-      expect(await decisions(kubeconfig, ALLOWED[component], release.namespace)).toEqual(
-        everything(ALLOWED[component], true),
-      );
-      expect(await decisions(kubeconfig, ALLOWED[component], other)).toEqual(
-        everything(ALLOWED[component], false),
-      );
-      expect(await decisions(kubeconfig, FORBIDDEN[component], release.namespace)).toEqual(
+      for (const namespace of [desks, moreDesks])
+        expect(await decisions(kubeconfig, ALLOWED[component], namespace)).toEqual(
+          everything(ALLOWED[component], true),
+        );
+      // Not even in the release namespace: the services read nothing there through the API.
+      for (const elsewhere of [other, release.namespace])
+        expect(await decisions(kubeconfig, ALLOWED[component], elsewhere)).toEqual(
+          everything(ALLOWED[component], false),
+        );
+      expect(await decisions(kubeconfig, FORBIDDEN[component], desks)).toEqual(
         everything(FORBIDDEN[component], false),
       );
       const clusterWide = ALLOWED[component].filter((s) => s.startsWith('list ') || s.startsWith('watch '));
@@ -471,17 +462,19 @@ describe('least-privilege RBAC, namespace scope (Roles)', () => {
     }
   });
 
-  it('the real services, with namespaced tokens and the chart’s settings alone, run a session in their namespace', async () => {
-    // No WATCH_NAMESPACE added here: the chart sets it in namespace scope.
+  it('the real services, with namespaced tokens and the chart’s settings alone, run sessions in both their namespaces', async () => {
+    // No WATCH_NAMESPACE added here: the chart sets it in namespaces scope (both namespaces, each
+    // listed and watched by itself: no cluster-wide list is allowed).
     const running = [
       await release.start('watcher'),
       await release.start('reconciler'),
       await release.start('idle-reaper'),
       await release.start('metrics'),
     ];
-    expect(await sessionLifecycle(release.namespace, 'team-desk', 'tom@example.com')).toBe(
-      'http://team-desk.team.example.org/',
-    );
+    for (const namespace of [desks, moreDesks])
+      expect(await sessionLifecycle(namespace, 'team-desk', 'tom@example.com')).toBe(
+        `http://team-desk.${namespace}.team.example.org/`,
+      );
     for (const service of running) expectNoRefusals(service);
   });
 });

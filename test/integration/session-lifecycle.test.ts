@@ -143,7 +143,7 @@ describe('a session through its whole life', () => {
   it('runs, hibernates, wakes, terminates and is deleted, keeping the home', async () => {
     await apply(session('walk', 'alice@example.com', 'firefox', { persistentHome: true }));
     const running = await waitPhase('walk', 'Running');
-    expect(running.status?.url).toBe('http://walk.desktops.test/');
+    expect(running.status?.url).toBe(`http://walk.${namespace}.desktops.test/`);
     expect(running.status?.podName).toMatch(/^ss-walk-/);
 
     const child = sessionChildName('walk');
@@ -163,7 +163,9 @@ describe('a session through its whole life', () => {
     const table = await kubectl(['get', 'ss', '-n', namespace]);
     expect(table.stdout).toMatch(/NAME\s+USER\s+TEMPLATE\s+STATE\s+PHASE\s+URL\s+AGE/);
     expect(table.stdout).toMatch(
-      /walk\s+alice@example.com\s+firefox\s+running\s+Running\s+http:\/\/walk.desktops.test\//,
+      new RegExp(
+        `walk\\s+alice@example.com\\s+firefox\\s+running\\s+Running\\s+http://walk\\.${namespace}\\.desktops\\.test/`,
+      ),
     );
 
     const deployment = await k.apps.readNamespacedDeployment({ namespace, name: child });
@@ -271,7 +273,7 @@ describe('any name Kubernetes accepts', () => {
       const ingress = await k.networking.readNamespacedIngress({ namespace, name: child });
       const host = ingress.spec?.rules?.[0]?.host;
       expect(running.status?.url).toBe(`http://${host}/`);
-      expect(host).toBe(`${sessionHostLabel(name)}.desktops.test`);
+      expect(host).toBe(`${sessionHostLabel(name)}.${namespace}.desktops.test`);
       // The pod is found through the shortened label, and its name is in the status.
       const pods = await k.core.listNamespacedPod({
         namespace,

@@ -13,3 +13,4 @@ export * from './duration.js';
 export * from './api.js';
 export * from './kube-client.js';
 export * from './pull-consumer-loop.js';
+export * from './watch-namespaces.js';

@@ -6,6 +6,7 @@ import {
   isDns1123Subdomain,
   isValidSessionName,
   SESSION_NAME_DIRECT_MAX_LENGTH,
+  legacyHomeClaimName,
   SESSION_NAME_MAX_LENGTH,
   sessionChildName,
   sessionHostLabel,
@@ -25,28 +26,28 @@ const anyUser = fc.oneof(
 
 describe('userSlug', () => {
   it.each([
-    ['alice@example.com', 'alice-example-com-ff8d9819'],
-    ['Alice@example.com', 'alice-example-com-cdbc73c2'],
-    ['Bob_Smith', 'bob-smith-2c018501'],
+    ['alice@example.com', 'alice-example-com-ff8d9819fc0e12bf'],
+    ['Alice@example.com', 'alice-example-com-cdbc73c2371c82a2'],
+    ['Bob_Smith', 'bob-smith-2c018501c6f5694b'],
   ])('maps %s to %s', (user, slug) => {
     expect(userSlug(user)).toBe(slug);
   });
 
   it('keeps readable text, strips accents, and falls back to "user" when nothing readable is left', () => {
-    expect(userSlug('José.Núñez')).toMatch(/^jose-nunez-[0-9a-f]{8}$/);
-    expect(userSlug('@@@')).toMatch(/^user-[0-9a-f]{8}$/);
-    expect(userSlug('')).toMatch(/^user-[0-9a-f]{8}$/);
-    expect(userSlug('用户')).toMatch(/^user-[0-9a-f]{8}$/);
-    expect(userSlug('-_-a-_-')).toMatch(/^a-[0-9a-f]{8}$/);
+    expect(userSlug('José.Núñez')).toMatch(/^jose-nunez-[0-9a-f]{16}$/);
+    expect(userSlug('@@@')).toMatch(/^user-[0-9a-f]{16}$/);
+    expect(userSlug('')).toMatch(/^user-[0-9a-f]{16}$/);
+    expect(userSlug('用户')).toMatch(/^user-[0-9a-f]{16}$/);
+    expect(userSlug('-_-a-_-')).toMatch(/^a-[0-9a-f]{16}$/);
   });
 
   it('truncates long names without leaving a dangling hyphen', () => {
     const slug = userSlug(`${'a'.repeat(29)}-${'b'.repeat(100)}`);
-    expect(slug).toMatch(/^a{29}-[0-9a-f]{8}$/);
+    expect(slug).toMatch(/^a{29}-[0-9a-f]{16}$/);
     expect(userSlug('x'.repeat(253))).toHaveLength(USER_SLUG_MAX_LENGTH);
   });
 
-  it('is a DNS-1123 label of at most 39 characters for any user', () => {
+  it('is a DNS-1123 label of at most 47 characters for any user', () => {
     fc.assert(
       fc.property(anyUser, (user) => {
         const slug = userSlug(user);
@@ -74,16 +75,46 @@ describe('userSlug', () => {
     const many = Array.from({ length: 20_000 }, (_, i) => `user${i}@example.com`);
     expect(new Set(many.map(userSlug)).size).toBe(many.length);
   });
+
+  it('carries a 64-bit hash, so two users whose names fold to one readable part differ in 16 hex digits', () => {
+    // Case, accents and compatibility forms fold away: the readable parts are equal.
+    const folded = [
+      'jose.nunez@example.com',
+      'José.Núñez@example.com',
+      'JOSE.NUNEZ@example.com',
+      'ｊｏｓｅ.nunez@example.com',
+    ];
+    const slugs = folded.map(userSlug);
+    expect(new Set(slugs.map((s) => s.slice(0, -17))).size).toBe(1);
+    expect(new Set(slugs).size).toBe(folded.length);
+    for (const slug of slugs) expect(slug).toMatch(/-[0-9a-f]{16}$/);
+  });
 });
 
 describe('homeClaimName', () => {
   it('is home-<slug>, a valid DNS-1123 label', () => {
-    expect(homeClaimName('alice@example.com')).toBe('home-alice-example-com-ff8d9819');
+    expect(homeClaimName('alice@example.com')).toBe('home-alice-example-com-ff8d9819fc0e12bf');
     fc.assert(
       fc.property(anyUser, (user) => {
         const name = homeClaimName(user);
         expect(name).toBe(`home-${userSlug(user)}`);
         expect(isDns1123Label(name)).toBe(true);
+      }),
+    );
+  });
+});
+
+describe('legacyHomeClaimName', () => {
+  it('is the name homes had before 64-bit slugs: the readable part and 8 hex digits', () => {
+    expect(legacyHomeClaimName('alice@example.com')).toBe('home-alice-example-com-ff8d9819');
+    expect(legacyHomeClaimName('@@@')).toMatch(/^home-user-[0-9a-f]{8}$/);
+    fc.assert(
+      fc.property(anyUser, (user) => {
+        const legacy = legacyHomeClaimName(user);
+        expect(isDns1123Label(legacy)).toBe(true);
+        expect(legacy).not.toBe(homeClaimName(user));
+        // Same readable part, the first 8 of the 16 hex digits.
+        expect(homeClaimName(user).startsWith(legacy)).toBe(true);
       }),
     );
   });

@@ -7,15 +7,19 @@ import { createHash } from 'node:crypto';
  * `alice@example.com`, `Bob_Smith`, `josé`. Kubernetes object names and label values cannot hold
  * most of that, so each user maps to a *user slug*:
  *
- *   slug(user) = <readable part> "-" <first 8 hex digits of sha256(user as UTF-8)>
+ *   slug(user) = <readable part> "-" <first 16 hex digits (64 bits) of sha256(user as UTF-8)>
  *
  * where the readable part is the user name lower-cased, accents stripped, every run of characters
  * other than [a-z0-9] replaced by one "-", trimmed of "-" and cut to 30 characters (or `user` when
- * nothing is left). `alice@example.com` → `alice-example-com-ff8d9819`. The hash is taken over the
- * raw, unmodified user name, so users whose readable parts coincide (`Alice@example.com` and
- * `alice@example.com`, `a.b` and `a_b`) still get different slugs. The slug is a DNS-1123 label of
- * at most 39 characters, so it is a valid object name and label value, and it leaves room for a
- * prefix (`home-<slug>` ≤ 44).
+ * nothing is left). `alice@example.com` → `alice-example-com-ff8d9819fc0e12bf`. The hash is taken
+ * over the raw, unmodified user name, so users whose readable parts coincide (`Alice@example.com`
+ * and `alice@example.com`, `a.b` and `a_b`, `jose` and `josé`) still get different slugs. The
+ * readable part is for people only: anyone can pick a user name with the same readable part as
+ * someone else's, so the hash keeps homes apart: 64 bits put a chosen collision at ~2^64 hashes
+ * (32 bits, the length before, fall in a second on a GPU), and the reconciler mounts a claim only
+ * when its owner annotation names the user. The slug is a DNS-1123 label of
+ * at most 47 characters, so it is a valid object name and label value, and it leaves room for a
+ * prefix (`home-<slug>` ≤ 52).
  */
 
 export const DNS1123_LABEL_MAX_LENGTH = 63;
@@ -23,8 +27,13 @@ export const DNS1123_SUBDOMAIN_MAX_LENGTH = 253;
 
 /** Longest readable part kept from a user name. */
 export const USER_SLUG_READABLE_MAX = 30;
-/** Hex digits of sha256 appended to every slug. */
-export const USER_SLUG_HASH_LENGTH = 8;
+/** Hex digits of sha256 appended to every slug (64 bits). */
+export const USER_SLUG_HASH_LENGTH = 16;
+/**
+ * Hex digits of the user slugs of releases before 64-bit user hashes (homes named then are still
+ * found: see legacyHomeClaimName).
+ */
+export const SHORT_HASH_LENGTH = 8;
 /** Upper bound of userSlug(...).length. */
 export const USER_SLUG_MAX_LENGTH = USER_SLUG_READABLE_MAX + 1 + USER_SLUG_HASH_LENGTH;
 
@@ -83,11 +92,11 @@ function readablePart(text: string, max: number): string {
 }
 
 /**
- * The DNS-1123-label slug of a user name: readable part + '-' + 8 hex digits of sha256(user).
- * Deterministic, at most USER_SLUG_MAX_LENGTH (39) characters, distinct for distinct users
- * (up to a 32-bit hash collision between users with the same readable part).
+ * The DNS-1123-label slug of a user name: readable part + '-' + 16 hex digits of sha256(user).
+ * Deterministic, at most USER_SLUG_MAX_LENGTH (47) characters, distinct for distinct users
+ * (up to a 64-bit hash collision between users with the same readable part).
  *
- * userSlug('alice@example.com') === 'alice-example-com-ff8d9819'
+ * userSlug('alice@example.com') === 'alice-example-com-ff8d9819fc0e12bf'
  */
 export function userSlug(user: string): string {
   const readable = readablePart(user, USER_SLUG_READABLE_MAX) || 'user';
@@ -119,6 +128,17 @@ function fitted(name: string, max: number, fits: RegExp): string {
   if (name.length <= max && fits.test(name) && !shortenedSuffix.test(name)) return name;
   const readable = readablePart(name, max - SHORTENED_NAME_HASH_LENGTH - 1) || 'session';
   return `${readable}-${hexHash(name, SHORTENED_NAME_HASH_LENGTH)}`;
+}
+
+/**
+ * The name the user's home claim had before slugs carried 64 bits (`home-<readable>-<8 hex>`).
+ * The reconciler mounts a claim of this name only when no claim of the current name exists and
+ * the old claim's owner annotation names this very user, so homes made by earlier releases are
+ * not orphaned by an upgrade, and a 32-bit collision cannot hand one user's home to another.
+ */
+export function legacyHomeClaimName(user: string): string {
+  const readable = readablePart(user, USER_SLUG_READABLE_MAX) || 'user';
+  return `${HOME_CLAIM_PREFIX}${readable}-${hexHash(user, SHORT_HASH_LENGTH)}`;
 }
 
 /**

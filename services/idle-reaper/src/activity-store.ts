@@ -92,8 +92,8 @@ export class ActivityStore {
       log: Logger;
       readiness: Readiness;
       metrics: ReaperMetrics;
-      /** A key filter for the bucket watch (`<namespace>.>` for one namespace), `>` for all. */
-      keyFilter: string;
+      /** Key filters for the bucket watch (`<namespace>.>` per namespace), `>` for all. */
+      keyFilter: string | string[];
       /** Told whenever a key's activity moves forward (own writes and other replicas' alike). */
       onChange(key: string, at: number): void;
       /**
@@ -274,7 +274,7 @@ export class ActivityStore {
     }
   }
 
-  private async hasEntries(filter: string): Promise<boolean> {
+  private async hasEntries(filter: string | string[]): Promise<boolean> {
     const keys = await this.kv.keys(filter);
     for await (const _ of keys) {
       keys.stop();

@@ -5,6 +5,7 @@ import {
   ConfigError,
   CONSUMERS,
   connectNats,
+  describeNamespaces,
   ensureStreams,
   KubeClient,
   retryForever,
@@ -108,23 +109,34 @@ await runService({
       },
     });
 
-    const informer = new SessionInformer({
-      kube,
-      ...(config.WATCH_NAMESPACE ? { namespace: config.WATCH_NAMESPACE } : {}),
-      log,
-      readiness,
-      metrics,
-      watchTimeoutMs: config.WATCH_TIMEOUT,
-      resyncIntervalMs: config.RESYNC_INTERVAL,
-      onUpsert: (session) => reaper.upsert(session),
-      onDelete: (key) => {
-        reaper.remove(key);
-        statusWriter.forget(key);
-        activity?.forget(key);
-      },
-      onSynced: () => reaper.markSessionsSynced(),
-    });
-    const informerDone = informer.run(signal);
+    // One informer per namespace when several are served (rbac.scope=namespaces: no
+    // cluster-wide list is allowed); the reaper's view is whole once every one has listed.
+    const namespaces: (string | undefined)[] = config.WATCH_NAMESPACE ?? [undefined];
+    const listed = new Set<string | undefined>();
+    const informerDone = Promise.all(
+      namespaces.map((namespace) =>
+        new SessionInformer({
+          kube,
+          ...(namespace ? { namespace } : {}),
+          ...(namespaces.length > 1 ? { readinessCheck: `kubernetes:${namespace}` } : {}),
+          log,
+          readiness,
+          metrics,
+          watchTimeoutMs: config.WATCH_TIMEOUT,
+          resyncIntervalMs: config.RESYNC_INTERVAL,
+          onUpsert: (session) => reaper.upsert(session),
+          onDelete: (key) => {
+            reaper.remove(key);
+            statusWriter.forget(key);
+            activity?.forget(key);
+          },
+          onSynced: () => {
+            listed.add(namespace);
+            if (listed.size === namespaces.length) reaper.markSessionsSynced();
+          },
+        }).run(signal),
+      ),
+    );
 
     readiness.register('jetstream', 'setting up the commands stream, its consumer and the activity bucket');
     const natsReady = (async () => {
@@ -156,7 +168,7 @@ await runService({
         log,
         readiness,
         metrics,
-        keyFilter: config.WATCH_NAMESPACE ? `${config.WATCH_NAMESPACE}.>` : '>',
+        keyFilter: config.WATCH_NAMESPACE ? config.WATCH_NAMESPACE.map((n) => `${n}.>`) : '>',
         onChange: (key) => reaper.activityChanged(key),
         canonicalKey: (key) => reaper.canonicalKey(key),
         minWriteIntervalMs: config.ACTIVITY_WRITE_INTERVAL,
@@ -178,7 +190,7 @@ await runService({
       });
       executorDone = executor.run();
       log.info(
-        { namespace: config.WATCH_NAMESPACE ?? '(all)', activityHttp: httpEnabled, defaults },
+        { namespace: describeNamespaces(config.WATCH_NAMESPACE), activityHttp: httpEnabled, defaults },
         'idle reaper consuming activity and commands',
       );
     })().catch((error: Error) => {

@@ -1,4 +1,10 @@
-import { env, formatDuration, natsEnvSchema, parseDuration } from '@streamspace/shared';
+import {
+  env,
+  formatDuration,
+  natsEnvSchema,
+  parseDuration,
+  watchNamespacesSchema,
+} from '@streamspace/shared';
 import { z } from 'zod';
 
 /** A duration variable (`30s`, `5m`, `24h`, `0`) read as milliseconds, at least `minMs`. */
@@ -19,12 +25,8 @@ function durationMs(fallback: string, minMs: number) {
 }
 
 export const reaperEnvSchema = natsEnvSchema.extend({
-  /** Track Sessions of one namespace only; every namespace when unset. */
-  WATCH_NAMESPACE: z
-    .string()
-    .max(63, 'must be a namespace name (at most 63 characters)')
-    .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'must be a namespace name (lower-case letters, digits and -)')
-    .optional(),
+  /** Track the Sessions of these namespaces only (comma-separated); every namespace when unset. */
+  WATCH_NAMESPACE: watchNamespacesSchema,
   /** For Sessions without spec.idleTimeout (the CRD defaults it to 30m, so rarely used). `0` disables. */
   DEFAULT_IDLE_TIMEOUT: durationMs('30m', 0),
   /** For Sessions without spec.maxSessionDuration (the CRD defaults it to 8h). `0` disables. */

@@ -16,6 +16,8 @@ export interface SessionInformerOptions {
   kube: KubeClient;
   /** One namespace, or every namespace when undefined. */
   namespace?: string;
+  /** The /readyz check it reports on (one per informer when several run side by side). */
+  readinessCheck?: string;
   log: Logger;
   readiness: Readiness;
   metrics: ReaperMetrics;
@@ -50,8 +52,11 @@ export class SessionInformer {
   private abortWatch: (() => void) | undefined;
   private synced = false;
 
+  private readonly check: string;
+
   constructor(private readonly options: SessionInformerOptions) {
-    options.readiness.register(READINESS, 'listing Sessions');
+    this.check = options.readinessCheck ?? READINESS;
+    options.readiness.register(this.check, 'listing Sessions');
   }
 
   /** At least one complete list has been applied (a later watch failure does not undo this). */
@@ -65,7 +70,7 @@ export class SessionInformer {
     for (let failures = 0; !signal.aborted; ) {
       try {
         let resourceVersion = await this.list(signal);
-        readiness.set(READINESS, true);
+        readiness.set(this.check, true);
         failures = 0;
         const relistAt = Date.now() + this.options.resyncIntervalMs;
         while (!signal.aborted && Date.now() < relistAt)
@@ -78,7 +83,7 @@ export class SessionInformer {
           continue;
         }
         const delay = backoffDelay(failures++, { initialMs: 500, maxMs: 15_000 });
-        readiness.set(READINESS, false, `cannot list or watch Sessions: ${(error as Error).message}`);
+        readiness.set(this.check, false, `cannot list or watch Sessions: ${(error as Error).message}`);
         log.warn({ err: (error as Error).message, retryInMs: delay }, 'Session list/watch failed; retrying');
         await sleep(delay, signal);
       }

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import {
   type ListPage,
   ListWatch,
+  ListWatchSet,
   type ListWatchTransport,
   type Parsed,
   type RestartReason,
@@ -181,5 +182,34 @@ describe('list + watch', () => {
     expect(t.restarts.slice(0, 2)).toEqual(['error', 'watchdog']);
     expect(t.watch.values().map((i) => i.name)).toEqual(['a']);
     await t.stop();
+  });
+});
+
+describe('ListWatchSet (one ListWatch per namespace)', () => {
+  it('is the union of its members, synced and current only when every member is', async () => {
+    // setup() runs each member; the second cannot list until the test scripts its answer.
+    const a = setup([{ items: [item('a1'), item('a2')], resourceVersion: '10' }]);
+    const b = setup([]);
+    const set = new ListWatchSet([a.watch, b.watch]);
+    let synced = false;
+    void set.whenSynced().then(() => {
+      synced = true;
+    });
+    await until(() => a.watch.current, 'the first member to list and watch');
+    await until(() => b.server.listCalls > 1, 'the second member to retry its list');
+    expect(set.synced).toBe(false);
+    expect(set.current).toBe(false);
+    expect(synced).toBe(false);
+    b.server.lists.push({ items: [item('b1')], resourceVersion: '20' });
+    await until(() => synced, 'whenSynced');
+    await until(() => set.current, 'every member watching');
+    expect(set.synced).toBe(true);
+    expect(
+      set
+        .values()
+        .map((v) => v.name)
+        .sort(),
+    ).toEqual(['a1', 'a2', 'b1']);
+    await Promise.all([a.stop(), b.stop()]);
   });
 });

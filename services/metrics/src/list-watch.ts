@@ -265,3 +265,32 @@ export class ListWatch<T> {
     }
   }
 }
+
+/**
+ * Several ListWatches of one kind read as one set, e.g. one per namespace when the service may
+ * list nothing cluster-wide (WATCH_NAMESPACE with several namespaces). Synced and current only
+ * when every member is.
+ */
+export class ListWatchSet<T> {
+  constructor(private readonly members: readonly ListWatch<T>[]) {}
+
+  get synced(): boolean {
+    return this.members.every((m) => m.synced);
+  }
+
+  get current(): boolean {
+    return this.members.every((m) => m.current);
+  }
+
+  values(): T[] {
+    return this.members.flatMap((m) => m.values());
+  }
+
+  async whenSynced(signal?: AbortSignal): Promise<void> {
+    await Promise.all(this.members.map((m) => m.whenSynced(signal)));
+  }
+
+  async run(signal: AbortSignal): Promise<void> {
+    await Promise.all(this.members.map((m) => m.run(signal)));
+  }
+}

@@ -18,8 +18,9 @@ describe('metrics configuration', () => {
     const config = loadConfig(metricsConfigSchema, {
       METRICS_USER_LABEL: 'false',
       WATCHER_READY_URL: 'http://w-0:8081/readyz, http://w-1:8081/readyz',
-      WATCH_NAMESPACE: 'team-a',
+      WATCH_NAMESPACE: 'team-a,team-b',
     });
+    expect(config.WATCH_NAMESPACE).toEqual(['team-a', 'team-b']);
     expect(config.METRICS_USER_LABEL).toBe(false);
     expect(config.WATCHER_READY_URL).toEqual(['http://w-0:8081/readyz', 'http://w-1:8081/readyz']);
   });

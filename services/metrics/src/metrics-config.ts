@@ -1,4 +1,11 @@
-import { CONSUMERS, env, formatDuration, natsEnvSchema, parseDuration } from '@streamspace/shared';
+import {
+  CONSUMERS,
+  env,
+  formatDuration,
+  natsEnvSchema,
+  parseDuration,
+  watchNamespacesSchema,
+} from '@streamspace/shared';
 import { z } from 'zod';
 
 /** A duration variable (`2s`, `5m`) read as milliseconds, at least `minMs`. */
@@ -39,12 +46,8 @@ const urlList = z
   });
 
 export const metricsConfigSchema = natsEnvSchema.extend({
-  /** Count the Sessions of one namespace only; all namespaces when unset. */
-  WATCH_NAMESPACE: z
-    .string()
-    .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'must be a namespace name (lower-case letters, digits and -)')
-    .max(63, 'must be a namespace name (at most 63 characters)')
-    .optional(),
+  /** Count the Sessions of these namespaces only (comma-separated); all namespaces when unset. */
+  WATCH_NAMESPACE: watchNamespacesSchema,
   /** Put the `user` label on streamspace_active_sessions (one series per user: switch off for many users). */
   METRICS_USER_LABEL: env.boolean(true),
   /** The watcher's /readyz URL(s), comma-separated, probed at each scrape; unset: not probed. */

@@ -2,6 +2,7 @@ import { jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/nats-core';
 import {
   connectNats,
+  describeNamespaces,
   type DeadLetter,
   KubeClient,
   type RunningService,
@@ -12,7 +13,7 @@ import {
 } from '@streamspace/shared';
 import { Counter } from 'prom-client';
 import { customObjectTransport } from './kube-transport.js';
-import { ListWatch, type Parsed, RESTART_REASONS } from './list-watch.js';
+import { ListWatch, ListWatchSet, type Parsed, RESTART_REASONS } from './list-watch.js';
 import type { metricsConfigSchema } from './metrics-config.js';
 import { type JetStreamReader, jetStreamReader, registerPipelineMetrics } from './pipeline-health.js';
 import { SessionEventStream } from './session-event-stream.js';
@@ -57,28 +58,45 @@ export async function startMetrics(
     labelNames: ['resource', 'reason'],
     registers: [registry],
   });
+  // One list + watch per namespace when several are served (no cluster-wide list is allowed then).
+  const namespaces: (string | undefined)[] = namespace ?? [undefined];
+  if (namespaces.length > 1)
+    for (const ns of namespaces)
+      for (const resource of ['sessions', 'templates'])
+        readiness.register(`${resource}:${ns}`, `listing ${resource}`);
   const watchOf = <T>(resource: 'sessions' | 'templates', parse: (raw: unknown) => Parsed<T>) => {
     for (const reason of RESTART_REASONS) restarts.labels(resource, reason).inc(0);
-    return new ListWatch<T>({
-      resource,
-      transport: customObjectTransport(kube, resource, namespace),
-      parse,
-      pageSize: config.LIST_PAGE_SIZE,
-      watchTimeoutSeconds: Math.round(config.WATCH_TIMEOUT / 1000),
-      silenceTimeoutMs: config.WATCH_SILENCE_TIMEOUT,
-      onState: (up, reason) => {
-        readiness.set(resource, up, reason);
-        if (up) log.info({ resource }, 'listed and watching');
-        else
-          log.warn({ resource, reason }, 'watch down; the gauges keep the last known state until it is back');
-      },
-      onRestart: (reason, detail, delayMs) => {
-        restarts.labels(resource, reason).inc();
-        const level = reason === 'closed' ? 'debug' : 'warn';
-        log[level]({ resource, reason, detail, retryInMs: delayMs }, 'restarting watch');
-      },
-      onMalformed: (_raw, reason) => log.warn({ resource, reason }, 'skipping an object that cannot be read'),
+    if (namespaces.length > 1)
+      readiness.set(resource, true, `one list per namespace (${resource}:<namespace>)`);
+    const members = namespaces.map((ns) => {
+      const check = namespaces.length > 1 ? `${resource}:${ns}` : resource;
+      const where = namespaces.length > 1 ? { namespace: ns } : {};
+      return new ListWatch<T>({
+        resource,
+        transport: customObjectTransport(kube, resource, ns),
+        parse,
+        pageSize: config.LIST_PAGE_SIZE,
+        watchTimeoutSeconds: Math.round(config.WATCH_TIMEOUT / 1000),
+        silenceTimeoutMs: config.WATCH_SILENCE_TIMEOUT,
+        onState: (up, reason) => {
+          readiness.set(check, up, reason);
+          if (up) log.info({ resource, ...where }, 'listed and watching');
+          else
+            log.warn(
+              { resource, ...where, reason },
+              'watch down; the gauges keep the last known state until it is back',
+            );
+        },
+        onRestart: (reason, detail, delayMs) => {
+          restarts.labels(resource, reason).inc();
+          const level = reason === 'closed' ? 'debug' : 'warn';
+          log[level]({ resource, ...where, reason, detail, retryInMs: delayMs }, 'restarting watch');
+        },
+        onMalformed: (_raw, reason) =>
+          log.warn({ resource, ...where, reason }, 'skipping an object that cannot be read'),
+      });
     });
+    return new ListWatchSet<T>(members);
   };
   const sessions = watchOf('sessions', parseSession);
   const templates = watchOf('templates', parseTemplateName);
@@ -112,7 +130,7 @@ export async function startMetrics(
     );
     const stream = new SessionEventStream({
       nc: connection,
-      ...(namespace ? { namespace } : {}),
+      ...(namespace ? { namespaces: namespace } : {}),
       log,
       onSubscribed: async (subscribedAtMs) => {
         // What exists now is history: only what changes from here on is counted.
@@ -163,7 +181,7 @@ export async function startMetrics(
 
   log.info(
     {
-      namespace: namespace ?? '(all)',
+      namespace: describeNamespaces(namespace),
       userLabel: config.METRICS_USER_LABEL,
       watcherReadyUrls: config.WATCHER_READY_URL,
     },

@@ -60,9 +60,13 @@ describe('reading change events', () => {
     });
   });
 
-  it('subscribes to Session events of one namespace or of all', () => {
-    expect(sessionEventFilter()).toBe('streamspace.events.session.>');
-    expect(sessionEventFilter('team-a')).toBe('streamspace.events.session.team-a.>');
+  it('subscribes to Session events of some namespaces or of all', () => {
+    expect(sessionEventFilter()).toEqual(['streamspace.events.session.>']);
+    expect(sessionEventFilter(['team-a'])).toEqual(['streamspace.events.session.team-a.>']);
+    expect(sessionEventFilter(['team-a', 'team-b'])).toEqual([
+      'streamspace.events.session.team-a.>',
+      'streamspace.events.session.team-b.>',
+    ]);
   });
 
   it('starts after the newest message, or after the last one read when the stream still has what follows it', () => {

@@ -49,11 +49,11 @@ export function decodeSessionEvent(data: Uint8Array): DecodedEvent {
   return { ok: true, change: { type: event.type, snapshot, observedAtMs: Date.parse(event.observedAt) } };
 }
 
-/** The subject filter of Session change events, in one namespace or all. */
-export function sessionEventFilter(namespace?: string): string {
-  return namespace
-    ? `streamspace.events.session.${subjectToken(namespace)}.>`
-    : 'streamspace.events.session.>';
+/** The subject filters of Session change events, in some namespaces or all. */
+export function sessionEventFilter(namespaces?: readonly string[]): string[] {
+  return namespaces
+    ? namespaces.map((namespace) => `streamspace.events.session.${subjectToken(namespace)}.>`)
+    : ['streamspace.events.session.>'];
 }
 
 /** Where to start reading: right after what was read last, or after the newest message if that is gone. */
@@ -64,7 +64,8 @@ export function startSequence(lastSeq: number, state: { first_seq: number; last_
 
 export interface SessionEventStreamOptions {
   nc: NatsConnection;
-  namespace?: string;
+  /** Only the events of these namespaces; all when unset. */
+  namespaces?: readonly string[];
   log: Logger;
   /**
    * Called once, when the subscription exists on the server and before any event is handled:
@@ -92,7 +93,7 @@ export class SessionEventStream {
 
   async run(signal: AbortSignal): Promise<void> {
     const { log, nc } = this.options;
-    const filter = sessionEventFilter(this.options.namespace);
+    const filter = sessionEventFilter(this.options.namespaces);
     const onAbort = () => this.stopCurrent?.();
     signal.addEventListener('abort', onAbort, { once: true });
     let attempt = 0;

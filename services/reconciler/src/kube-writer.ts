@@ -86,16 +86,24 @@ export class KubeWriter {
     return this.kube.find<Template>(templates(namespace, name));
   }
 
-  async observe(session: Session, childName: string, homeClaim: string): Promise<ObservedSession> {
+  /** `homeClaims`: the current and the legacy name of the user's home claim (both read with persistentHome). */
+  async observe(
+    session: Session,
+    childName: string,
+    homeClaims: { current: string; legacy: string },
+  ): Promise<ObservedSession> {
     const namespace = session.metadata.namespace;
-    const [template, deployment, service, ingress, claim, pods] = await Promise.all([
+    const claim = (name: string) =>
+      session.spec.persistentHome
+        ? this.kube.find<V1PersistentVolumeClaim>(refFor('PersistentVolumeClaim', namespace, name))
+        : undefined;
+    const [template, deployment, service, ingress, homeClaim, legacyHomeClaim, pods] = await Promise.all([
       this.readTemplate(namespace, session.spec.template),
       this.kube.find<V1Deployment>(refFor('Deployment', namespace, childName)),
       this.kube.find<V1Service>(refFor('Service', namespace, childName)),
       this.kube.find<V1Ingress>(refFor('Ingress', namespace, childName)),
-      session.spec.persistentHome
-        ? this.kube.find<V1PersistentVolumeClaim>(refFor('PersistentVolumeClaim', namespace, homeClaim))
-        : undefined,
+      claim(homeClaims.current),
+      claim(homeClaims.legacy),
       this.kube.list<V1Pod>(
         { version: 'v1', plural: 'pods', namespace },
         { labelSelector: `${LABELS.managedBy}=${MANAGED_BY},${LABELS.session}=${sessionLabelValue(session.metadata.name)}` },
@@ -107,7 +115,8 @@ export class KubeWriter {
       ...(deployment ? { deployment } : {}),
       ...(service ? { service } : {}),
       ...(ingress ? { ingress } : {}),
-      ...(claim ? { homeClaim: claim } : {}),
+      ...(homeClaim ? { homeClaim } : {}),
+      ...(legacyHomeClaim ? { legacyHomeClaim } : {}),
       pods: pods.items,
     };
   }

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { jetstream } from '@nats-io/jetstream';
 import {
@@ -14,21 +15,52 @@ import {
   STREAMS,
   sleep,
 } from '@streamspace/shared';
+import { Counter } from 'prom-client';
 import { KeyLocks } from './key-lock.js';
 import { KubeWriter } from './kube-writer.js';
 import { reconcilerEnvSchema, settingsFromEnv } from './reconciler-settings.js';
-import { markDeadLettered, reconcileSession, reconcileTemplate } from './session-reconciler.js';
+import {
+  markDeadLettered,
+  REFUSAL_REASONS,
+  reconcileSession,
+  reconcileTemplate,
+} from './session-reconciler.js';
 import { WorkConsumer } from './work-consumer.js';
+
+/** In a pod, the namespace of its ServiceAccount is where the control plane runs. */
+function ownNamespace(): string | undefined {
+  try {
+    return (
+      readFileSync('/var/run/secrets/kubernetes.io/serviceaccount/namespace', 'utf8').trim() || undefined
+    );
+  } catch {
+    return undefined;
+  }
+}
 
 await runService({
   name: 'reconciler',
   defaultPort: 8082,
   configSchema: natsEnvSchema.extend(reconcilerEnvSchema.shape),
   async start({ config, log, readiness, registry, signal }) {
-    const settings = settingsFromEnv(config);
+    const settings = settingsFromEnv({
+      ...config,
+      CONTROL_PLANE_NAMESPACE: config.CONTROL_PLANE_NAMESPACE ?? ownNamespace(),
+    });
+    if (settings.controlPlaneNamespace === undefined)
+      log.warn(
+        'CONTROL_PLANE_NAMESPACE is not set and this process runs outside a pod: Sessions are not refused in any namespace',
+      );
     const kube = KubeClient.fromEnvironment();
     const writer = new KubeWriter(kube);
     const workerId = `${hostname()}-${process.pid}`;
+    const refusals = new Counter({
+      name: 'streamspace_reconciler_sessions_refused_total',
+      help: 'Sessions the reconciler refused to act for, by why: ControlPlaneNamespace (a Session in its own namespace), ChildNotOwned (an object under its child name it does not control), HomeClaimNotOwned (a home claim naming another user).',
+      labelNames: ['reason'],
+      registers: [registry],
+    });
+    for (const reason of REFUSAL_REASONS) refusals.labels(reason).inc(0);
 
     // The API server is checked on its own so /readyz says which dependency is missing.
     readiness.register('kubernetes', 'not yet checked');
@@ -78,7 +110,9 @@ await runService({
       lockTtlMs,
       reconcile: (item) =>
         item.kind === 'session'
-          ? reconcileSession(writer, settings, item.namespace, item.name, log)
+          ? reconcileSession(writer, settings, item.namespace, item.name, log, undefined, (reason) =>
+              refusals.labels(reason).inc(),
+            )
           : reconcileTemplate(writer, item.namespace, item.name),
       onDeadLetter: (item, reason) =>
         item.kind === 'session'

@@ -100,7 +100,12 @@ export function vncPort(template: Template): number {
   return template.spec.vnc?.port ?? 3000;
 }
 
-export function renderPodTemplate(session: Session, template: Template): V1PodTemplateSpec {
+/** `homeClaim`: the claim to mount as the home (the plan checks whose it is; see child-ownership.ts). */
+export function renderPodTemplate(
+  session: Session,
+  template: Template,
+  homeClaim: string = homeClaimName(session.spec.user),
+): V1PodTemplateSpec {
   const spec = template.spec;
   const ports = new Map<number, { name: string; containerPort: number; protocol: string }>();
   for (const port of spec.ports ?? [])
@@ -129,7 +134,7 @@ export function renderPodTemplate(session: Session, template: Template): V1PodTe
     mounts.push({ name: 'dshm', mountPath: '/dev/shm' });
   }
   if (session.spec.persistentHome) {
-    volumes.push({ name: 'home', persistentVolumeClaim: { claimName: homeClaimName(session.spec.user) } });
+    volumes.push({ name: 'home', persistentVolumeClaim: { claimName: homeClaim } });
     // One claim per user; each template keeps its settings in its own folder of it.
     mounts.push({
       name: 'home',

@@ -1,9 +1,10 @@
-import type { V1Deployment, V1Ingress, V1Pod, V1Service } from '@kubernetes/client-node';
+import type { V1Deployment, V1Ingress, V1PersistentVolumeClaim, V1Pod, V1Service } from '@kubernetes/client-node';
 import {
   ANNOTATIONS,
   homeClaimName,
   isDns1123Label,
   LABELS,
+  legacyHomeClaimName,
   sessionChildName,
   sessionHostLabel,
   sessionLabelValue,
@@ -80,6 +81,30 @@ function pod(ready: boolean, waitingReason?: string): V1Pod {
         : [],
     },
   };
+}
+
+/** An object controlled by the Session of session() (uid-1), as the reconciler creates them. */
+function owned<T extends object>(object: T & { metadata?: object }): T {
+  return {
+    ...object,
+    metadata: {
+      ...(object.metadata ?? {}),
+      ownerReferences: [
+        {
+          apiVersion: 'stream.streamspace.io/v1alpha1',
+          kind: 'Session',
+          name: 'desk',
+          uid: 'uid-1',
+          controller: true,
+        },
+      ],
+    },
+  };
+}
+
+/** A home claim whose owner annotation names `user`. */
+function claimOf(user: string, name = homeClaimName(user)): V1PersistentVolumeClaim {
+  return { metadata: { name, annotations: { 'stream.streamspace.io/user': user } } };
 }
 
 function observed(partial: Partial<ObservedSession> = {}): ObservedSession {
@@ -162,7 +187,7 @@ describe('planSession: running', () => {
     );
     expect(mount).toEqual({ name: 'home', mountPath: '/config', subPath: 'firefox' });
     const existing = planSession(
-      observed({ session: session({ persistentHome: true }), homeClaim: { metadata: { name: 'x' } } }),
+      observed({ session: session({ persistentHome: true }), homeClaim: claimOf('alice@example.com') }),
       settings,
       now,
     );
@@ -294,8 +319,8 @@ describe('planSession: hibernated and terminated', () => {
       observed({
         session: session({ state: 'terminated', persistentHome: true }, runningStatus),
         deployment,
-        service: { metadata: { name: 'ss-desk' } },
-        homeClaim: { metadata: { name: 'home' } },
+        service: owned({ metadata: { name: 'ss-desk' } }),
+        homeClaim: claimOf('alice@example.com'),
         pods: [pod(true)],
       }),
       settings,
@@ -307,7 +332,7 @@ describe('planSession: hibernated and terminated', () => {
     const gone = planSession(
       observed({
         session: session({ state: 'terminated' }, runningStatus),
-        homeClaim: { metadata: { name: 'home' } },
+        homeClaim: claimOf('alice@example.com'),
       }),
       settings,
       now,
@@ -382,7 +407,7 @@ describe('planSession: properties', () => {
         const again = session({ user, persistentHome: home }, first.status as StoredSession['status']);
         again.metadata.name = name;
         const second = planSession(
-          observed({ session: again, deployment, ...(home ? { homeClaim: { metadata: {} } } : {}) }),
+          observed({ session: again, deployment, ...(home ? { homeClaim: claimOf(user) } : {}) }),
           settings,
           now,
         );
@@ -407,5 +432,193 @@ describe('planSession: properties', () => {
 
   it('uses a template that the shared schema accepts', () => {
     expect(validateTemplate(template()).ok).toBe(true);
+  });
+});
+
+describe('planSession: objects that are not its own', () => {
+  const foreignDeployment: V1Deployment = {
+    metadata: { name: 'ss-desk', namespace: 'team', labels: { app: 'someone-elses' } },
+    spec: { selector: { matchLabels: { app: 'x' } }, template: {} },
+  };
+
+  it('neither applies over nor deletes a child it does not control, and says which and what to do', () => {
+    for (const state of ['running', 'hibernated'] as const) {
+      const plan = planSession(
+        observed({ session: session({ state }), deployment: foreignDeployment }),
+        settings,
+        now,
+      );
+      expect(plan.apply).toEqual([]);
+      expect(plan.remove).toEqual([]);
+      expect(plan.status.phase).toBe('Failed');
+      const ready = plan.status.conditions.find((c) => c.type === 'Ready');
+      expect(ready).toMatchObject({ status: 'False', reason: 'ChildNotOwned' });
+      expect(ready?.message).toContain('Deployment "ss-desk" in namespace "team"');
+      expect(ready?.message).toMatch(/Delete them if they are not needed/);
+      expect(plan.events.map((e) => e.reason)).toEqual(['ChildNotOwned']);
+    }
+    // A controller reference to another Session (another uid) is not this Session's either.
+    const otherSession = {
+      ...foreignDeployment,
+      metadata: {
+        ...foreignDeployment.metadata,
+        ownerReferences: [
+          {
+            apiVersion: 'stream.streamspace.io/v1alpha1',
+            kind: 'Session',
+            name: 'other',
+            uid: 'uid-2',
+            controller: true,
+          },
+        ],
+      },
+    };
+    const service = { metadata: { name: 'ss-desk', namespace: 'team' } };
+    const plan = planSession(observed({ deployment: otherSession, service }), settings, now);
+    expect(plan.apply).toEqual([]);
+    expect(plan.status.conditions.find((c) => c.type === 'Ready')?.message).toContain(
+      'Deployment "ss-desk", Service "ss-desk"',
+    );
+  });
+
+  it('on termination removes only its own children and leaves the others', () => {
+    const ingress = owned({ metadata: { name: 'ss-desk' } });
+    const plan = planSession(
+      observed({ session: session({ state: 'terminated' }), deployment: foreignDeployment, ingress }),
+      settings,
+      now,
+    );
+    expect(plan.remove.map((r) => r.kind)).toEqual(['Ingress']);
+    const gone = planSession(
+      observed({ session: session({ state: 'terminated' }), deployment: foreignDeployment }),
+      settings,
+      now,
+    );
+    expect(gone.remove).toEqual([]);
+    expect(gone.status.phase).toBe('Terminated');
+  });
+
+  it('waits, without an alarm, for the children of an earlier Session of the same name to be collected', () => {
+    const leftover = {
+      ...foreignDeployment,
+      metadata: {
+        ...foreignDeployment.metadata,
+        ownerReferences: [
+          {
+            apiVersion: 'stream.streamspace.io/v1alpha1',
+            kind: 'Session',
+            name: 'desk',
+            uid: 'uid-0',
+            controller: true,
+          },
+        ],
+      },
+    };
+    const plan = planSession(observed({ deployment: leftover }), settings, now);
+    expect(plan.apply).toEqual([]);
+    expect(plan.status.phase).toBe('Pending');
+    expect(plan.status.conditions.find((c) => c.type === 'Ready')?.message).toMatch(
+      /earlier Session named "desk"/,
+    );
+    expect(plan.events).toEqual([]);
+    expect(plan.requeueAfterMs).toBeGreaterThan(0);
+  });
+
+  it('mounts a home claim only when its owner annotation is spec.user', () => {
+    const alice = session({ persistentHome: true });
+    const refused = planSession(
+      observed({
+        session: alice,
+        homeClaim: claimOf('mallory@example.com', homeClaimName('alice@example.com')),
+      }),
+      settings,
+      now,
+    );
+    expect(refused.apply).toEqual([]);
+    expect(refused.status.phase).toBe('Failed');
+    const ready = refused.status.conditions.find((c) => c.type === 'Ready');
+    expect(ready).toMatchObject({ status: 'False', reason: 'HomeClaimNotOwned' });
+    expect(ready?.message).toContain(`PersistentVolumeClaim "${homeClaimName('alice@example.com')}"`);
+    expect(ready?.message).toContain('owner annotation "mallory@example.com"');
+    expect(refused.events.map((e) => e.reason)).toEqual(['HomeClaimNotOwned']);
+    // Without any annotation: refused too.
+    const bare = planSession(
+      observed({ session: alice, homeClaim: { metadata: { name: homeClaimName('alice@example.com') } } }),
+      settings,
+      now,
+    );
+    expect(bare.status.conditions.find((c) => c.type === 'Ready')?.message).toContain('no owner annotation');
+    // A desktop already running on it is scaled to zero, nothing else is applied.
+    const running = planSession(
+      observed({
+        session: alice,
+        deployment: owned(planSession(observed({ session: alice }), settings, now).apply[0] as V1Deployment),
+        homeClaim: claimOf('mallory@example.com', homeClaimName('alice@example.com')),
+      }),
+      settings,
+      now,
+    );
+    expect(running.apply.map((o) => [o.kind, (o as V1Deployment).spec?.replicas])).toEqual([
+      ['Deployment', 0],
+    ]);
+  });
+
+  it('keeps a home made by an earlier release (32-bit name) when it names this user, and only then', () => {
+    const alice = session({ persistentHome: true });
+    const claimName = (plan: ReturnType<typeof planSession>) =>
+      (plan.apply[0] as V1Deployment).spec?.template.spec?.volumes?.find((v) => v.name === 'home')
+        ?.persistentVolumeClaim?.claimName;
+    const withLegacyClaimOf = (owner: string) =>
+      planSession(
+        observed({
+          session: alice,
+          legacyHomeClaim: claimOf(owner, legacyHomeClaimName('alice@example.com')),
+        }),
+        settings,
+        now,
+      );
+    const legacy = withLegacyClaimOf('alice@example.com');
+    expect(claimName(legacy)).toBe(legacyHomeClaimName('alice@example.com'));
+    expect(kinds(legacy.apply)).not.toContain('PersistentVolumeClaim');
+    // Someone else's claim under the old name (a 32-bit collision): ignored, a new claim is made.
+    const collided = withLegacyClaimOf('mallory@example.com');
+    expect(claimName(collided)).toBe(homeClaimName('alice@example.com'));
+    expect(kinds(collided.apply)).toContain('PersistentVolumeClaim');
+    // Once the current name exists it wins.
+    const both = planSession(
+      observed({
+        session: alice,
+        homeClaim: claimOf('alice@example.com'),
+        legacyHomeClaim: claimOf('alice@example.com', legacyHomeClaimName('alice@example.com')),
+      }),
+      settings,
+      now,
+    );
+    expect(claimName(both)).toBe(homeClaimName('alice@example.com'));
+  });
+
+  it('refuses Sessions in the control plane’s own namespace, creating and removing nothing', () => {
+    const plan = planSession(
+      observed({ deployment: owned({ metadata: { name: 'ss-desk' } }) }),
+      { ...settings, controlPlaneNamespace: 'team' },
+      now,
+    );
+    expect(plan.apply).toEqual([]);
+    expect(plan.remove).toEqual([]);
+    expect(plan.status.phase).toBe('Failed');
+    const ready = plan.status.conditions.find((c) => c.type === 'Ready');
+    expect(ready).toMatchObject({ reason: 'ControlPlaneNamespace' });
+    expect(ready?.message).toContain('namespace "team", where StreamSpace itself runs');
+    expect(plan.events.map((e) => e.reason)).toEqual(['ControlPlaneNamespace']);
+    const again = planSession(
+      observed({ session: session({}, plan.status as StoredSession['status']) }),
+      { ...settings, controlPlaneNamespace: 'team' },
+      now,
+    );
+    expect(again.events).toEqual([]);
+    // Any other namespace is served.
+    expect(
+      planSession(observed(), { ...settings, controlPlaneNamespace: 'streamspace' }, now).apply,
+    ).not.toEqual([]);
   });
 });

@@ -7,6 +7,12 @@ import type {
   V1PodTemplateSpec,
   V1Service,
 } from '@kubernetes/client-node';
+import {
+  chooseHomeClaim,
+  type ForeignChild,
+  foreignChildren,
+  type HomeClaimChoice,
+} from './child-ownership.js';
 import { type Condition, findCondition, setCondition } from './conditions.js';
 import type { ReconcilerSettings } from './reconciler-settings.js';
 import {
@@ -28,7 +34,10 @@ export interface ObservedSession {
   deployment?: V1Deployment;
   service?: V1Service;
   ingress?: V1Ingress;
+  /** The claim named homeClaimName(spec.user), read only with persistentHome. */
   homeClaim?: V1PersistentVolumeClaim;
+  /** The claim named legacyHomeClaimName(spec.user) (32-bit slug of earlier releases), read only with persistentHome. */
+  legacyHomeClaim?: V1PersistentVolumeClaim;
   pods: V1Pod[];
 }
 
@@ -131,19 +140,21 @@ function withSnapshot(deployment: V1Deployment, podTemplate: V1PodTemplateSpec):
   };
 }
 
-function childRefs(observed: ObservedSession): ChildRef[] {
+/** The children to remove on termination: only those this Session controls (see child-ownership.ts). */
+function childRefs(observed: ObservedSession, foreign: ForeignChild[]): ChildRef[] {
   const namespace = observed.session.metadata.namespace;
   const refs: ChildRef[] = [];
-  if (observed.ingress?.metadata?.name)
+  const ours = (kind: ForeignChild['kind']) => !foreign.some((f) => f.kind === kind);
+  if (observed.ingress?.metadata?.name && ours('Ingress'))
     refs.push({
       apiVersion: 'networking.k8s.io/v1',
       kind: 'Ingress',
       name: observed.ingress.metadata.name,
       namespace,
     });
-  if (observed.service?.metadata?.name)
+  if (observed.service?.metadata?.name && ours('Service'))
     refs.push({ apiVersion: 'v1', kind: 'Service', name: observed.service.metadata.name, namespace });
-  if (observed.deployment?.metadata?.name)
+  if (observed.deployment?.metadata?.name && ours('Deployment'))
     refs.push({
       apiVersion: 'apps/v1',
       kind: 'Deployment',
@@ -151,6 +162,23 @@ function childRefs(observed: ObservedSession): ChildRef[] {
       namespace,
     });
   return refs;
+}
+
+/** How soon to look again while an earlier Session's children wait for the garbage collector. */
+const LEFTOVER_RECHECK_MS = 5_000;
+
+function foreignChildMessage(session: Session, foreign: ForeignChild[]): string {
+  const namespace = session.metadata.namespace;
+  const objects = foreign.map((f) => `${f.kind} "${f.name}"`).join(', ');
+  if (foreign.every((f) => f.leftByEarlierSession))
+    return `${objects} in namespace "${namespace}" belong to an earlier Session named "${session.metadata.name}" that was deleted; waiting for the garbage collector to remove them before creating this session's own`;
+  return `${objects} in namespace "${namespace}" already exist and are not controlled by this Session (no controller owner reference with its uid), so StreamSpace neither changes nor deletes them and the desktop is not started. Delete them if they are not needed (kubectl -n ${namespace} get ${foreign.map((f) => f.kind.toLowerCase()).join(',')}), or recreate this Session under another name; it continues by itself once they are gone`;
+}
+
+function homeClaimMessage(session: Session, choice: Extract<HomeClaimChoice, { action: 'refuse' }>): string {
+  const namespace = session.metadata.namespace;
+  const owner = choice.owner === undefined ? 'no owner annotation' : `owner annotation "${choice.owner}"`;
+  return `PersistentVolumeClaim "${choice.name}" in namespace "${namespace}" has ${owner} (stream.streamspace.io/user), not "${session.spec.user}", so it is not mounted and the desktop is not started: it may hold another user's home. A namespace admin should find out who created it and delete or rename it (or set spec.persistentHome to false); this session continues by itself once it is gone`;
 }
 
 /** Ready reasons of a desktop on its way up; the startup deadline runs from their transition. */
@@ -196,6 +224,25 @@ export function planSession(observed: ObservedSession, settings: ReconcilerSetti
   const apply: KubernetesObject[] = [];
   let remove: ChildRef[] = [];
   let requeueAfterMs: number | undefined;
+
+  /** Ready=False for a reason a person must act on; the Warning Event is told once, when the reason first appears. */
+  const refuse = (reason: string, message: string, warn: boolean) => {
+    if (warn && findCondition(conditions, 'Ready')?.reason !== reason)
+      events.push({ type: 'Warning', reason, message });
+    conditions = setCondition(
+      conditions,
+      { type: 'Ready', status: 'False', reason, message, observedGeneration: generation },
+      now,
+    );
+  };
+
+  // 0. Never in the control plane's namespace: whoever may create Sessions there could also be
+  // given (or already have) access to its Secrets and ServiceAccounts. Nothing is created or removed.
+  if (settings.controlPlaneNamespace === session.metadata.namespace) {
+    const message = `Sessions are not served in namespace "${session.metadata.namespace}", where StreamSpace itself runs: its users could read the control plane's Secrets and run pods as its ServiceAccounts. Create the Session in a namespace for users (docs/deploy.md, "Namespaces for users") and delete this one`;
+    refuse('ControlPlaneNamespace', message, true);
+    return { apply, remove, status: { phase: 'Failed', conditions, observedGeneration: generation }, events };
+  }
 
   // 1. Can the Template be used?
   const problems = template ? templateProblems(template) : [];
@@ -245,6 +292,17 @@ export function planSession(observed: ObservedSession, settings: ReconcilerSetti
     );
   }
 
+  // 2. Are the objects under this Session's names its own, and is the home claim its user's?
+  const foreign = foreignChildren(session, [
+    { kind: 'Deployment', object: observed.deployment },
+    { kind: 'Service', object: observed.service },
+    { kind: 'Ingress', object: observed.ingress },
+  ]);
+  const home = session.spec.persistentHome
+    ? chooseHomeClaim(session, observed.homeClaim, observed.legacyHomeClaim)
+    : undefined;
+  const homeClaim = home?.name;
+
   const pods = livePods(observed.pods);
   const readyPod = pods.find(isReady);
   const state = session.spec.state ?? 'running';
@@ -254,7 +312,8 @@ export function planSession(observed: ObservedSession, settings: ReconcilerSetti
   let waking = false;
 
   if (state === 'terminated') {
-    remove = childRefs(observed);
+    // Only what this Session controls is removed; anything else under its names is left alone.
+    remove = childRefs(observed, foreign);
     phase = remove.length === 0 && pods.length === 0 ? 'Terminated' : (previousPhase ?? 'Pending');
     conditions = setCondition(
       conditions,
@@ -275,17 +334,32 @@ export function planSession(observed: ObservedSession, settings: ReconcilerSetti
           },
       now,
     );
+  } else if (foreign.length > 0) {
+    // Applying would take the objects over (server-side apply forces our fields onto them) and
+    // terminating would delete them: neither, and the status says what to do.
+    const waiting = foreign.every((f) => f.leftByEarlierSession);
+    phase = waiting ? 'Pending' : 'Failed';
+    refuse('ChildNotOwned', foreignChildMessage(session, foreign), !waiting);
+    // The watcher follows Deployments but not Services or Ingresses: look again for the leftovers.
+    if (waiting) requeueAfterMs = LEFTOVER_RECHECK_MS;
+  } else if (state === 'running' && home?.action === 'refuse') {
+    // Never start a desktop on a claim that names another user; one already running stops.
+    phase = 'Failed';
+    const snapshot = snapshotOf(observed.deployment) ?? observed.deployment?.spec?.template;
+    if (observed.deployment && snapshot)
+      apply.push(withSnapshot(buildDeployment(session, snapshot, 0), snapshot));
+    refuse('HomeClaimNotOwned', homeClaimMessage(session, home), true);
   } else if (state === 'hibernated') {
     if (observed.deployment) {
       const podTemplate =
         snapshotOf(observed.deployment) ??
         observed.deployment.spec?.template ??
-        (templateUsable ? renderPodTemplate(session, template) : undefined);
+        (templateUsable ? renderPodTemplate(session, template, homeClaim) : undefined);
       if (podTemplate) apply.push(withSnapshot(buildDeployment(session, podTemplate, 0), podTemplate));
     } else if (templateUsable) {
       // Hibernated before its desktop was ever created (e.g. hibernated while the pipeline was
       // down): the Deployment still exists, at zero replicas, as for any hibernated session.
-      const podTemplate = renderPodTemplate(session, template);
+      const podTemplate = renderPodTemplate(session, template, homeClaim);
       apply.push(withSnapshot(buildDeployment(session, podTemplate, 0), podTemplate));
     }
     if (templateUsable) {
@@ -339,10 +413,11 @@ export function planSession(observed: ObservedSession, settings: ReconcilerSetti
   } else {
     const wasLive = previousPhase === 'Running' && (observed.deployment?.spec?.replicas ?? 0) > 0;
     const podTemplate =
-      (wasLive ? snapshotOf(observed.deployment) : undefined) ?? renderPodTemplate(session, template);
+      (wasLive ? snapshotOf(observed.deployment) : undefined) ??
+      renderPodTemplate(session, template, homeClaim);
     apply.push(withSnapshot(buildDeployment(session, podTemplate, 1), podTemplate));
     apply.push(buildService(session, template), buildIngress(session, template, settings));
-    if (session.spec.persistentHome && !observed.homeClaim) apply.push(buildHomeClaim(session, settings));
+    if (home?.action === 'mount' && home.create) apply.push(buildHomeClaim(session, settings));
     if (!observed.deployment)
       events.push({
         type: 'Normal',

@@ -1,4 +1,10 @@
-import { homeClaimName, type Logger, sessionChildName, validateSession } from '@streamspace/shared';
+import {
+  homeClaimName,
+  type Logger,
+  legacyHomeClaimName,
+  sessionChildName,
+  validateSession,
+} from '@streamspace/shared';
 import { coversDesired } from './applied-state.js';
 import { type Condition, setCondition } from './conditions.js';
 import type { KubeWriter } from './kube-writer.js';
@@ -30,6 +36,12 @@ function comparable(status: Partial<PlannedStatus> | undefined): string {
   });
 }
 
+/**
+ * Why the reconciler refuses to act for a Session (see session-plan.ts): said in its status and an
+ * Event, logged and counted once per refusal.
+ */
+export const REFUSAL_REASONS = ['ControlPlaneNamespace', 'ChildNotOwned', 'HomeClaimNotOwned'] as const;
+
 /** Read → plan → apply → report, for one Session. Safe to run again at any time. */
 export async function reconcileSession(
   writer: KubeWriter,
@@ -38,6 +50,7 @@ export async function reconcileSession(
   name: string,
   log: Logger,
   now: () => Date = () => new Date(),
+  onRefused: (reason: (typeof REFUSAL_REASONS)[number]) => void = () => undefined,
 ): Promise<ReconcileOutcome> {
   const session = await writer.readSession(namespace, name);
   // Deleted: owner references let the garbage collector remove the children; the home stays.
@@ -65,7 +78,10 @@ export async function reconcileSession(
     return {};
   }
 
-  const observed = await writer.observe(session, sessionChildName(name), homeClaimName(session.spec.user));
+  const observed = await writer.observe(session, sessionChildName(name), {
+    current: homeClaimName(session.spec.user),
+    legacy: legacyHomeClaimName(session.spec.user),
+  });
   const plan = planSession(observed, settings, now());
   const existing: Record<string, unknown> = {
     Deployment: observed.deployment,
@@ -80,6 +96,12 @@ export async function reconcileSession(
   if (comparable(session.status as PlannedStatus) !== comparable(plan.status))
     await writer.writeSessionStatus(session, plan.status);
   for (const event of plan.events) {
+    const refusal = REFUSAL_REASONS.find((r) => r === event.reason);
+    if (refusal) {
+      // Told once, when the refusal starts (the plan emits its Event only then).
+      onRefused(refusal);
+      log.warn({ namespace, name, reason: refusal, message: event.message }, 'refusing to act for a session');
+    }
     await writer
       .recordEvent(session, event)
       .catch((error: Error) =>

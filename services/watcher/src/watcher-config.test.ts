@@ -26,7 +26,18 @@ describe('watcher configuration', () => {
     });
     expect(config.RESYNC_INTERVAL).toBe(90_000);
     expect(config.EVENTS_MAX_AGE).toBe(25_200_000);
-    expect(config.WATCH_NAMESPACE).toBe('team-a');
+    expect(config.WATCH_NAMESPACE).toEqual(['team-a']);
+  });
+
+  it('reads a comma-separated list of namespaces, sorted and without repeats', () => {
+    const config = loadConfig(watcherConfigSchema, { WATCH_NAMESPACE: 'team-b, team-a,team-b' });
+    expect(config.WATCH_NAMESPACE).toEqual(['team-a', 'team-b']);
+    expect(() => loadConfig(watcherConfigSchema, { WATCH_NAMESPACE: 'team-a,Team_B' })).toThrow(
+      /WATCH_NAMESPACE: must be a namespace name or a comma-separated list of them .*'Team_B' is not/,
+    );
+    expect(() => loadConfig(watcherConfigSchema, { WATCH_NAMESPACE: ' , ' })).toThrow(
+      /WATCH_NAMESPACE: must name at least one namespace/,
+    );
   });
 
   it('turns periodic resyncs and the event age limit off with 0', () => {

@@ -1,4 +1,10 @@
-import { env, formatDuration, natsEnvSchema, parseDuration } from '@streamspace/shared';
+import {
+  env,
+  formatDuration,
+  natsEnvSchema,
+  parseDuration,
+  watchNamespacesSchema,
+} from '@streamspace/shared';
 import { z } from 'zod';
 
 /** A duration variable (`30s`, `5m`, `24h`) read as milliseconds: 0 when `zeroAllowed`, else at least `minMs`. */
@@ -20,12 +26,8 @@ function durationMs(fallback: string, minMs: number, zeroAllowed = false) {
 }
 
 export const watcherConfigSchema = natsEnvSchema.extend({
-  /** Watch one namespace only; all namespaces when unset. */
-  WATCH_NAMESPACE: z
-    .string()
-    .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'must be a namespace name (lower-case letters, digits and -)')
-    .max(63, 'must be a namespace name (at most 63 characters)')
-    .optional(),
+  /** Watch these namespaces only (comma-separated), each by itself; all namespaces when unset. */
+  WATCH_NAMESPACE: watchNamespacesSchema,
   /** Every Session and Template is announced again this often, to repair whatever was missed; 0 turns it off. */
   RESYNC_INTERVAL: durationMs('5m', 1_000, true),
   /**

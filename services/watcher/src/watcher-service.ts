@@ -2,6 +2,7 @@ import { JetStreamApiError, jetstream } from '@nats-io/jetstream';
 import { type NatsConnection, errors as natsErrors } from '@nats-io/nats-core';
 import {
   connectNats,
+  describeNamespaces,
   ensureStreams,
   formatDuration,
   KubeClient,
@@ -113,38 +114,44 @@ export async function startWatcher(context: Context): Promise<RunningService> {
   readiness.register('jetstream', 'waiting for NATS');
   readiness.set('publish', true, 'ok');
 
-  const watches = new Map<ObservedKind, ResilientWatch>();
-  for (const resource of WATCHED_RESOURCES) {
-    const check = `watch:${resource.plural}`;
-    readiness.register(check, `waiting for the first list of ${resource.plural}`);
-    const watch = new ResilientWatch({
-      resource: resource.plural,
-      transport: kubeWatchTransport(kube, resource, config.WATCH_NAMESPACE),
-      pageSize: config.LIST_PAGE_SIZE,
-      watchTimeoutSeconds: Math.max(1, Math.round(config.WATCH_TIMEOUT / 1000)),
-      silenceTimeoutMs: config.WATCH_SILENCE_TIMEOUT,
-      onChanges: (changes) => handleChanges(resource.kind, changes),
-      onMalformed: (raw, reason) => {
-        metrics.malformed.labels(resource.kind).inc();
-        log.warn(
-          { kind: resource.kind, reason, object: summarize(raw) },
-          'skipping a malformed object from the API server',
-        );
-      },
-      onState: (up, reason) => {
-        readiness.set(check, up, reason);
-        if (up) log.info({ kind: resource.kind, objects: watch.cache.size }, 'watch is up');
-        else log.warn({ kind: resource.kind, reason }, 'watch is down');
-      },
-      onRestart: (reason, detail, delayMs) => {
-        metrics.watchRestarts.labels(resource.kind, reason).inc();
-        const fields = { kind: resource.kind, reason, detail, retryInMs: delayMs };
-        if (reason === 'closed') log.debug(fields, 'watch ended; starting another');
-        else log.warn(fields, 'restarting the watch');
-      },
-    });
-    watches.set(resource.kind, watch);
-  }
+  // One watch per kind and namespace: with a list of namespaces (rbac.scope=namespaces) the
+  // watcher may list nothing cluster-wide, so it watches each namespace by itself.
+  const namespaces: (string | undefined)[] = config.WATCH_NAMESPACE ?? [undefined];
+  const watches = new Map<ObservedKind, ResilientWatch[]>();
+  for (const resource of WATCHED_RESOURCES)
+    for (const namespace of namespaces) {
+      const check =
+        namespaces.length > 1 ? `watch:${resource.plural}:${namespace}` : `watch:${resource.plural}`;
+      const where = namespaces.length > 1 ? { namespace } : {};
+      readiness.register(check, `waiting for the first list of ${resource.plural}`);
+      const watch = new ResilientWatch({
+        resource: resource.plural,
+        transport: kubeWatchTransport(kube, resource, namespace),
+        pageSize: config.LIST_PAGE_SIZE,
+        watchTimeoutSeconds: Math.max(1, Math.round(config.WATCH_TIMEOUT / 1000)),
+        silenceTimeoutMs: config.WATCH_SILENCE_TIMEOUT,
+        onChanges: (changes) => handleChanges(resource.kind, changes),
+        onMalformed: (raw, reason) => {
+          metrics.malformed.labels(resource.kind).inc();
+          log.warn(
+            { kind: resource.kind, reason, object: summarize(raw) },
+            'skipping a malformed object from the API server',
+          );
+        },
+        onState: (up, reason) => {
+          readiness.set(check, up, reason);
+          if (up) log.info({ kind: resource.kind, ...where, objects: watch.cache.size }, 'watch is up');
+          else log.warn({ kind: resource.kind, ...where, reason }, 'watch is down');
+        },
+        onRestart: (reason, detail, delayMs) => {
+          metrics.watchRestarts.labels(resource.kind, reason).inc();
+          const fields = { kind: resource.kind, ...where, reason, detail, retryInMs: delayMs };
+          if (reason === 'closed') log.debug(fields, 'watch ended; starting another');
+          else log.warn(fields, 'restarting the watch');
+        },
+      });
+      watches.set(resource.kind, [...(watches.get(resource.kind) ?? []), watch]);
+    }
 
   function enqueue(publications: Publication[]): void {
     for (const publication of publications) publisher?.enqueue(publication);
@@ -200,14 +207,14 @@ export async function startWatcher(context: Context): Promise<RunningService> {
     const observedAt = new Date(now);
     // Templates first, then Sessions, each by cache key (namespace/name): every watcher announces
     // in the same order, so two of them publish each object at about the same moment (one copy kept).
-    const objects: ResyncItem[] = (['template', 'session'] as const).flatMap((kind) => {
-      const watch = watches.get(kind);
-      // Before its first list a watch knows nothing; its list announces everything anyway.
-      if (!watch?.synced) return [];
-      return [...watch.cache.entries()]
+    const objects: ResyncItem[] = (['template', 'session'] as const).flatMap((kind) =>
+      (watches.get(kind) ?? [])
+        // Before its first list a watch knows nothing; its list announces everything anyway.
+        .filter((watch) => watch.synced)
+        .flatMap((watch) => [...watch.cache.entries()])
         .sort(([a], [b]) => (a < b ? -1 : 1))
-        .map(([, object]) => ({ kind, object, round: name, observedAt }));
-    });
+        .map(([, object]) => ({ kind, object, round: name, observedAt })),
+    );
     const unfinished = resyncPacer.pending;
     resyncPacer.start(objects);
     metrics.resyncs.labels(trigger).inc();
@@ -337,7 +344,7 @@ export async function startWatcher(context: Context): Promise<RunningService> {
         }
       }
     })();
-    for (const watch of watches.values()) watchRuns.push(watch.run(signal));
+    for (const watch of [...watches.values()].flat()) watchRuns.push(watch.run(signal));
     if (signal.aborted) return;
     if (config.RESYNC_INTERVAL > 0) scheduleResync();
     else
@@ -346,7 +353,7 @@ export async function startWatcher(context: Context): Promise<RunningService> {
       );
     log.info(
       {
-        namespace: config.WATCH_NAMESPACE ?? '(all)',
+        namespace: describeNamespaces(config.WATCH_NAMESPACE),
         resyncInterval: config.RESYNC_INTERVAL > 0 ? formatDuration(config.RESYNC_INTERVAL) : 'off',
         eventsMaxAge: config.EVENTS_MAX_AGE > 0 ? formatDuration(config.EVENTS_MAX_AGE) : 'unlimited',
       },

@@ -74,24 +74,85 @@ app.kubernetes.io/component: {{ $component }}
 {{- end }}
 {{- end }}
 
-{{/* cluster or namespace, validated. */}}
+{{/*
+cluster or namespaces, validated together with the namespaces that host Sessions (docs/security.md,
+"Tenancy"): Sessions never live in the release namespace, where the control plane's Secrets and
+ServiceAccounts are.
+*/}}
 {{- define "streamspace.scope" -}}
 {{- $scope := .Values.rbac.scope | default "cluster" }}
-{{- if not (has $scope (list "cluster" "namespace")) }}
-{{- fail (printf "rbac.scope must be cluster or namespace, not %q" $scope) }}
+{{- if eq $scope "namespace" }}
+{{- fail (printf "rbac.scope=namespace was replaced by rbac.scope=namespaces: list the namespaces that host Sessions in sessionNamespaces (never the release namespace, %s)" .Release.Namespace) }}
+{{- end }}
+{{- if not (has $scope (list "cluster" "namespaces")) }}
+{{- fail (printf "rbac.scope must be cluster or namespaces, not %q" $scope) }}
+{{- end }}
+{{- if .Values.watchNamespace }}
+{{- fail (printf "watchNamespace was replaced by sessionNamespaces (with rbac.scope=namespaces): set sessionNamespaces={%s}" .Values.watchNamespace) }}
+{{- end }}
+{{- if .Values.rbac.aggregateToDefaultRoles }}
+{{- fail "rbac.aggregateToDefaultRoles was removed: it gave everyone with the built-in edit or admin role all rights on Sessions, in any namespace. Bind the chart's user role instead (kubectl create rolebinding ... --clusterrole=<release>-streamspace-user; docs/deploy.md)" }}
+{{- end }}
+{{- if and (eq $scope "namespaces") (empty .Values.sessionNamespaces) }}
+{{- fail "rbac.scope=namespaces needs the namespaces that host Sessions: set sessionNamespaces, e.g. {desktops}" }}
+{{- end }}
+{{- range $namespace := .Values.sessionNamespaces }}
+{{- if eq $namespace $.Release.Namespace }}
+{{- fail (printf "sessionNamespaces must not hold the release namespace %s: whoever may create Sessions there could read the control plane's Secrets and run pods as its ServiceAccounts. Install StreamSpace in a namespace of its own and list the users' namespaces" $namespace) }}
+{{- end }}
 {{- end }}
 {{- $scope }}
 {{- end }}
 
-{{/* The namespace served with rbac.scope=namespace; empty with rbac.scope=cluster (all namespaces). */}}
+{{/*
+The namespaces served with rbac.scope=namespaces, comma-separated (WATCH_NAMESPACE: every service
+watches only those); empty with rbac.scope=cluster (all namespaces).
+*/}}
 {{- define "streamspace.watchNamespace" -}}
-{{- if eq (include "streamspace.scope" .) "namespace" }}
-{{- .Values.watchNamespace | default .Release.Namespace }}
+{{- if eq (include "streamspace.scope" .) "namespaces" }}
+{{- join "," .Values.sessionNamespaces }}
 {{- end }}
 {{- end }}
 
-{{- define "streamspace.catalogNamespace" -}}
-{{- .Values.catalog.namespace | default (include "streamspace.watchNamespace" .) | default .Release.Namespace }}
+{{/* The namespaces the catalog's Templates go to, comma-separated (catalog.namespace, else sessionNamespaces). */}}
+{{- define "streamspace.catalogNamespaces" -}}
+{{- $namespaces := ternary (list .Values.catalog.namespace) .Values.sessionNamespaces (not (empty .Values.catalog.namespace)) }}
+{{- if has .Release.Namespace $namespaces }}
+{{- fail (printf "catalog.namespace must not be the release namespace %s: Sessions use the Templates of their own namespace, and Sessions are not served where the control plane runs. Set sessionNamespaces (or catalog.namespace) to the users' namespaces" .Release.Namespace) }}
+{{- end }}
+{{- join "," $namespaces }}
+{{- end }}
+
+{{/*
+ingress.hostPattern, validated like the reconciler's INGRESS_HOST_PATTERN
+(services/reconciler/src/host-pattern.ts): {session} and {namespace} each a whole DNS label, and
+{namespace} left out only when exactly one namespace is served.
+*/}}
+{{- define "streamspace.hostPattern" -}}
+{{- $pattern := .Values.ingress.hostPattern }}
+{{- $labels := splitList "." $pattern }}
+{{- range $placeholder := list "{session}" "{namespace}" "{domain}" }}
+{{- $count := sub (len (splitList $placeholder $pattern)) 1 }}
+{{- if gt $count 1 }}
+{{- fail (printf "ingress.hostPattern %q: %s may appear only once" $pattern $placeholder) }}
+{{- end }}
+{{- if and (eq $count 1) (not (has $placeholder $labels)) }}
+{{- fail (printf "ingress.hostPattern %q: %s must be a whole DNS label, between dots (e.g. {session}.{namespace}.{domain}); otherwise two different sessions can get the same host (a-b in namespace c and a in namespace b-c both give a-b-c)" $pattern $placeholder) }}
+{{- end }}
+{{- end }}
+{{- if not (has "{session}" $labels) }}
+{{- fail (printf "ingress.hostPattern %q must contain {session} as a whole DNS label (e.g. {session}.{namespace}.{domain})" $pattern) }}
+{{- end }}
+{{- $single := and (eq (include "streamspace.scope" .) "namespaces") (eq (len .Values.sessionNamespaces) 1) }}
+{{- if and (not (has "{namespace}" $labels)) (not $single) }}
+{{- fail (printf "ingress.hostPattern %q must contain {namespace} as a whole DNS label (e.g. {session}.{namespace}.{domain}) unless StreamSpace serves exactly one namespace (rbac.scope=namespaces and one entry in sessionNamespaces): otherwise a Session in one namespace can take the host of a Session of the same name in another" $pattern) }}
+{{- end }}
+{{- range $label := $labels }}
+{{- if and (not (has $label (list "{session}" "{namespace}" "{domain}"))) (not (regexMatch "^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$" $label)) }}
+{{- fail (printf "ingress.hostPattern %q: %q is not a DNS label (lower-case letters, digits and -; only {session}, {namespace} and {domain} are replaced)" $pattern $label) }}
+{{- end }}
+{{- end }}
+{{- $pattern }}
 {{- end }}
 
 {{/* The values of one component merged over the chart-wide pod defaults. Call with (list $ "component"). */}}
@@ -209,7 +270,8 @@ each service's zod config schema. Call with (list $ "component").
 {{- else if eq $component "reconciler" }}
 {{- $i := $root.Values.ingress }}{{ $h := $root.Values.home }}
 {{- $_ := set $env "INGRESS_DOMAIN" (required "ingress.domain is required" $i.domain) }}
-{{- $_ := set $env "INGRESS_HOST_PATTERN" $i.hostPattern }}
+{{- $_ := set $env "INGRESS_HOST_PATTERN" (include "streamspace.hostPattern" $root) }}
+{{- $_ := set $env "CONTROL_PLANE_NAMESPACE" $root.Release.Namespace }}
 {{- with $i.className }}{{ $_ := set $env "INGRESS_CLASS" . }}{{ end }}
 {{- with $i.tlsSecret }}{{ $_ := set $env "INGRESS_TLS_SECRET" . }}{{ end }}
 {{- with $h.storageClass }}{{ $_ := set $env "HOME_STORAGE_CLASS" . }}{{ end }}
