@@ -99,7 +99,12 @@ export function renderPodTemplate(session: Session, template: Template): V1PodTe
   const mounts: { name: string; mountPath: string; readOnly?: boolean; subPath?: string }[] = [];
   for (const mount of spec.volumeMounts ?? []) {
     // A template's own mounts are scratch space for the application; what must survive goes in the home.
-    volumes.push({ name: mount.name, emptyDir: {} });
+    // The Template's sizeLimit caps what the application may write there (the kubelet evicts a
+    // pod that exceeds it); without it one desktop could fill its node's disk.
+    volumes.push({
+      name: mount.name,
+      emptyDir: mount.sizeLimit !== undefined ? { sizeLimit: String(mount.sizeLimit) } : {},
+    });
     mounts.push({
       name: mount.name,
       mountPath: mount.mountPath,

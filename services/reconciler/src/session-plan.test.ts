@@ -114,6 +114,27 @@ describe('planSession: running', () => {
     ).toEqual({ medium: 'Memory', sizeLimit: '1Gi' });
   });
 
+  it('keeps the Template’s sizeLimit on its scratch volumes (and none where it sets none)', () => {
+    const plan = planSession(
+      observed({
+        template: template({
+          volumeMounts: [
+            { name: 'cache', mountPath: '/config/.cache', sizeLimit: '2Gi' },
+            { name: 'downloads', mountPath: '/downloads', sizeLimit: 1073741824 },
+            { name: 'tmp', mountPath: '/scratch' },
+          ],
+        }),
+      }),
+      settings,
+      now,
+    );
+    const volumes = (plan.apply[0] as V1Deployment).spec?.template.spec?.volumes ?? [];
+    const emptyDir = (name: string) => volumes.find((v) => v.name === name)?.emptyDir;
+    expect(emptyDir('cache')).toEqual({ sizeLimit: '2Gi' });
+    expect(emptyDir('downloads')).toEqual({ sizeLimit: '1073741824' });
+    expect(emptyDir('tmp')).toEqual({});
+  });
+
   it('claims the user’s home only when asked, and never owns it', () => {
     const plan = planSession(observed({ session: session({ persistentHome: true }) }), settings, now);
     const claim = plan.apply.find((o) => o.kind === 'PersistentVolumeClaim');
