@@ -7,6 +7,7 @@ import type {
   V1PodTemplateSpec,
   V1Service,
 } from '@kubernetes/client-node';
+import { ANNOTATIONS } from '@streamspace/shared';
 import { type Condition, findCondition, setCondition } from './conditions.js';
 import type { ReconcilerSettings } from './reconciler-settings.js';
 import {
@@ -66,7 +67,7 @@ export interface SessionPlan {
 }
 
 /** Where the pod template a running desktop was started from is kept (see docs/lifecycle.md). */
-export const POD_TEMPLATE_SNAPSHOT = 'stream.streamspace.io/pod-template';
+export const POD_TEMPLATE_SNAPSHOT = ANNOTATIONS.podTemplate;
 
 /** Container states that explain why a desktop is not starting, worth showing to a person. */
 const WAITING_REASONS_WORTH_SHOWING = new Set([
