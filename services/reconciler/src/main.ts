@@ -14,9 +14,11 @@ import {
   STREAMS,
   sleep,
 } from '@streamspace/shared';
+import { Counter } from 'prom-client';
 import { KeyLocks } from './key-lock.js';
 import { KubeWriter } from './kube-writer.js';
 import { reconcilerEnvSchema, settingsFromEnv } from './reconciler-settings.js';
+import { RESOURCES_EXCEED_CEILING } from './session-plan.js';
 import { markDeadLettered, reconcileSession, reconcileTemplate } from './session-reconciler.js';
 import { WorkConsumer } from './work-consumer.js';
 
@@ -66,6 +68,13 @@ await runService({
       },
     );
 
+    const refused = new Counter({
+      name: 'streamspace_reconciler_sessions_refused_total',
+      help: 'Sessions refused a start, by reason (ResourcesExceedCeiling: resources above SESSION_MAX_REQUESTS/SESSION_MAX_LIMITS); counted when the refusal is first recorded.',
+      labelNames: ['reason'],
+      registers: [registry],
+    });
+    refused.labels(RESOURCES_EXCEED_CEILING).inc(0);
     const work = new WorkConsumer({
       js: jetstream(nc),
       consumer,
@@ -76,10 +85,12 @@ await runService({
       concurrency: config.WORKER_CONCURRENCY,
       maxAttempts: config.MAX_ATTEMPTS,
       lockTtlMs,
-      reconcile: (item) =>
-        item.kind === 'session'
-          ? reconcileSession(writer, settings, item.namespace, item.name, log)
-          : reconcileTemplate(writer, item.namespace, item.name),
+      reconcile: async (item) => {
+        if (item.kind !== 'session') return reconcileTemplate(writer, item.namespace, item.name);
+        const outcome = await reconcileSession(writer, settings, item.namespace, item.name, log);
+        if (outcome.refused) refused.labels(outcome.refused).inc();
+        return outcome;
+      },
       onDeadLetter: (item, reason) =>
         item.kind === 'session'
           ? markDeadLettered(writer, item.namespace, item.name, reason)

@@ -14,7 +14,8 @@ import {
   sessionChildName,
   userSlug,
 } from '@streamspace/shared';
-import type { ReconcilerSettings } from './reconciler-settings.js';
+import type { ReconcilerSettings, ResourceCeiling } from './reconciler-settings.js';
+import { applyResourceCeiling, type CeilingResult } from './resource-ceiling.js';
 import type { StoredSession as Session, StoredTemplate as Template } from './stored-objects.js';
 
 /**
@@ -83,7 +84,24 @@ export function vncPort(template: Template): number {
   return template.spec.vnc?.port ?? 3000;
 }
 
-export function renderPodTemplate(session: Session, template: Template): V1PodTemplateSpec {
+/** The Session's resources held to the platform's ceiling (see resource-ceiling.ts). */
+export function sessionResources(
+  session: Session,
+  template: Template,
+  ceiling: ResourceCeiling | undefined,
+): CeilingResult {
+  return applyResourceCeiling(effectiveResources(session, template), ceiling, (kind, name) =>
+    session.spec.resources?.[kind]?.[name] !== undefined
+      ? `the Session`
+      : `Template "${template.metadata.name}"'s defaultResources`,
+  );
+}
+
+export function renderPodTemplate(
+  session: Session,
+  template: Template,
+  ceiling?: ResourceCeiling,
+): V1PodTemplateSpec {
   const spec = template.spec;
   const ports = new Map<number, { name: string; containerPort: number; protocol: string }>();
   for (const port of spec.ports ?? [])
@@ -127,7 +145,7 @@ export function renderPodTemplate(session: Session, template: Template): V1PodTe
   }
 
   const capabilities = spec.capabilities ?? [];
-  const resources = effectiveResources(session, template);
+  const { resources } = sessionResources(session, template, ceiling);
   return {
     metadata: { labels: childLabels(session) },
     spec: {

@@ -16,6 +16,7 @@ import {
   buildIngress,
   buildService,
   renderPodTemplate,
+  sessionResources,
   sessionUrl,
 } from './session-children.js';
 import type { StoredSession as Session, StoredTemplate as Template } from './stored-objects.js';
@@ -154,6 +155,17 @@ function childRefs(observed: ObservedSession): ChildRef[] {
   return refs;
 }
 
+/** The Ready reason of a Session refused for asking more than the resource ceiling. */
+export const RESOURCES_EXCEED_CEILING = 'ResourcesExceedCeiling';
+
+/**
+ * A desktop that is up keeps the pod template it started with (its snapshot), so a change to its
+ * resources, ceiling check included, waits until it next starts.
+ */
+function isLive(observed: ObservedSession): boolean {
+  return observed.session.status?.phase === 'Running' && (observed.deployment?.spec?.replicas ?? 0) > 0;
+}
+
 /** Ready reasons of a desktop on its way up; the startup deadline runs from their transition. */
 const STARTING_REASONS = new Set(['Starting', 'Waking']);
 
@@ -253,6 +265,10 @@ export function planSession(observed: ObservedSession, settings: ReconcilerSetti
   let podName: string | undefined;
   let url: string | undefined;
   let waking = false;
+  const ceilingProblems =
+    state === 'running' && templateUsable && !isLive(observed)
+      ? sessionResources(session, template, settings.resourceCeiling).problems
+      : [];
 
   if (state === 'terminated') {
     remove = childRefs(observed);
@@ -281,12 +297,12 @@ export function planSession(observed: ObservedSession, settings: ReconcilerSetti
       const podTemplate =
         snapshotOf(observed.deployment) ??
         observed.deployment.spec?.template ??
-        (templateUsable ? renderPodTemplate(session, template) : undefined);
+        (templateUsable ? renderPodTemplate(session, template, settings.resourceCeiling) : undefined);
       if (podTemplate) apply.push(withSnapshot(buildDeployment(session, podTemplate, 0), podTemplate));
     } else if (templateUsable) {
       // Hibernated before its desktop was ever created (e.g. hibernated while the pipeline was
       // down): the Deployment still exists, at zero replicas, as for any hibernated session.
-      const podTemplate = renderPodTemplate(session, template);
+      const podTemplate = renderPodTemplate(session, template, settings.resourceCeiling);
       apply.push(withSnapshot(buildDeployment(session, podTemplate, 0), podTemplate));
     }
     if (templateUsable) {
@@ -337,10 +353,34 @@ export function planSession(observed: ObservedSession, settings: ReconcilerSetti
           },
       now,
     );
+  } else if (ceilingProblems.length > 0) {
+    // Asks for more than the platform allows: nothing starts at that size. A Deployment left from
+    // an earlier start stays, at zero replicas, so the session starts as soon as its spec is fixed.
+    if (observed.deployment) {
+      const podTemplate = snapshotOf(observed.deployment) ?? observed.deployment.spec?.template;
+      if (podTemplate) apply.push(withSnapshot(buildDeployment(session, podTemplate, 0), podTemplate));
+    }
+    phase = 'Failed';
+    const message = `The session asks for more resources than the platform allows: ${ceilingProblems.join('; ')}. Lower spec.resources (or ask the platform owner to raise the ceiling) and it starts by itself`;
+    const previousReady = findCondition(conditions, 'Ready');
+    conditions = setCondition(
+      conditions,
+      {
+        type: 'Ready',
+        status: 'False',
+        reason: RESOURCES_EXCEED_CEILING,
+        message,
+        observedGeneration: generation,
+      },
+      now,
+    );
+    if (previousReady?.reason !== RESOURCES_EXCEED_CEILING || previousReady.message !== message)
+      events.push({ type: 'Warning', reason: RESOURCES_EXCEED_CEILING, message });
   } else {
-    const wasLive = previousPhase === 'Running' && (observed.deployment?.spec?.replicas ?? 0) > 0;
+    const wasLive = isLive(observed);
     const podTemplate =
-      (wasLive ? snapshotOf(observed.deployment) : undefined) ?? renderPodTemplate(session, template);
+      (wasLive ? snapshotOf(observed.deployment) : undefined) ??
+      renderPodTemplate(session, template, settings.resourceCeiling);
     apply.push(withSnapshot(buildDeployment(session, podTemplate, 1), podTemplate));
     apply.push(buildService(session, template), buildIngress(session, template, settings));
     if (session.spec.persistentHome && !observed.homeClaim) apply.push(buildHomeClaim(session, settings));

@@ -3,12 +3,14 @@ import { coversDesired } from './applied-state.js';
 import { type Condition, setCondition } from './conditions.js';
 import type { KubeWriter } from './kube-writer.js';
 import type { ReconcilerSettings } from './reconciler-settings.js';
-import { type PlannedStatus, planSession } from './session-plan.js';
+import { type PlannedStatus, planSession, RESOURCES_EXCEED_CEILING } from './session-plan.js';
 import { planTemplateStatus } from './template-validation.js';
 
 export interface ReconcileOutcome {
   /** Look again after this long even without a new trigger. */
   requeueAfterMs?: number;
+  /** The Session was newly refused, for this reason (for the caller's metric). */
+  refused?: string;
 }
 
 function comparable(status: Partial<PlannedStatus> | undefined): string {
@@ -92,7 +94,12 @@ export async function reconcileSession(
       'session phase changed',
     );
   }
-  return plan.requeueAfterMs !== undefined ? { requeueAfterMs: plan.requeueAfterMs } : {};
+  const refusal = plan.events.find((e) => e.reason === RESOURCES_EXCEED_CEILING);
+  if (refusal) log.warn({ namespace, name, reason: refusal.reason }, refusal.message);
+  return {
+    ...(plan.requeueAfterMs !== undefined ? { requeueAfterMs: plan.requeueAfterMs } : {}),
+    ...(refusal ? { refused: refusal.reason } : {}),
+  };
 }
 
 export async function reconcileTemplate(
