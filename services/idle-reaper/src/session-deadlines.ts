@@ -204,6 +204,9 @@ export function computeDeadlines(
   const limited: LimitApplied[] = [];
   const limits = defaults.limits;
   if (facts.deleting) return { notes: ['being deleted'], limited };
+  // Checked before the limits, so a terminated Session is not told about limits that no longer matter.
+  if (facts.state !== 'running' && facts.state !== 'hibernated')
+    return { notes: [`state is ${facts.state}`], limited };
   if (facts.reaperDisabled) {
     if (!limits || limits.allowOptOut) return { notes: ['reaper disabled by annotation'], limited };
     limited.push({
@@ -212,8 +215,6 @@ export function computeDeadlines(
       message: `The annotation ${ANNOTATIONS.reaperDisabled}=true is ignored: the platform does not allow sessions to opt out of idle hibernation and the maximum duration (${LIMIT_SETTINGS.optOut}).`,
     });
   }
-  if (facts.state !== 'running' && facts.state !== 'hibernated')
-    return { notes: [`state is ${facts.state}`], limited };
 
   let idle: Deadline | undefined;
   const idleLimit = limits
