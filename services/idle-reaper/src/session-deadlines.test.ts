@@ -377,6 +377,9 @@ describe('the platform’s limits', () => {
       allowOptOut: true,
     });
     expect(allowed).toEqual({ notes: ['reaper disabled by annotation'], limited: [] });
+    // A terminated Session has nothing left to limit, and is not told about it.
+    const ended = limited(T0, running({ state: 'terminated', reaperDisabled: true, idleTimeout: '0' }));
+    expect(ended).toEqual({ notes: ['state is terminated'], limited: [] });
   });
 
   it('turn a timeout of 0 (never) into the maximum', () => {
