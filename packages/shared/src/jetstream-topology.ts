@@ -61,6 +61,11 @@ export interface TopologyOptions {
   eventsMaxBytes?: number;
   workMaxBytes?: number;
   deadLetterMaxBytes?: number;
+  /**
+   * Told when an existing bucket could not be given its size limits (with updateExisting). The
+   * streams matter more than the buckets' limits, so this never stops the caller from starting.
+   */
+  onBucketLimitError?: (bucket: string, error: Error) => void;
 }
 
 /** The largest change event the watcher publishes for a given bound on its object. */
@@ -147,7 +152,7 @@ export async function ensureStreams(
   const jsm = await jetstreamManager(nc);
   for (const config of streamConfigs(options))
     await upsertStream(jsm, config, options.updateExisting ?? false);
-  if (options.updateExisting) await boundExistingBuckets(jsm);
+  if (options.updateExisting) await boundExistingBuckets(jsm, options.onBucketLimitError);
   return jsm;
 }
 
@@ -167,17 +172,26 @@ export const BUCKET_LIMITS = {
  * Kvm.create leaves an existing bucket as it is, so buckets created before they had limits get
  * them here, from the one service that updates the topology (the watcher).
  */
-async function boundExistingBuckets(jsm: JetStreamManager): Promise<void> {
+async function boundExistingBuckets(
+  jsm: JetStreamManager,
+  onError: (bucket: string, error: Error) => void = () => undefined,
+): Promise<void> {
   for (const [bucket, limits] of Object.entries(BUCKET_LIMITS)) {
     const stream = `KV_${bucket}`;
     let current: StreamConfig;
     try {
       current = (await jsm.streams.info(stream)).config;
-    } catch {
-      continue; // Not created yet: its owner creates it with the limits.
+    } catch (error) {
+      // Not created yet: its owner creates it with the limits.
+      if (!/not found/i.test((error as Error).message)) onError(bucket, error as Error);
+      continue;
     }
     if (current.max_bytes === limits.max_bytes && current.max_msg_size === limits.maxValueSize) continue;
-    await jsm.streams.update(stream, { max_bytes: limits.max_bytes, max_msg_size: limits.maxValueSize });
+    try {
+      await jsm.streams.update(stream, { max_bytes: limits.max_bytes, max_msg_size: limits.maxValueSize });
+    } catch (error) {
+      onError(bucket, error as Error);
+    }
   }
 }
 

@@ -279,6 +279,11 @@ export async function startWatcher(context: Context): Promise<RunningService> {
           eventsMaxBytes: config.EVENTS_MAX_BYTES,
           workMaxBytes: config.WORK_MAX_BYTES,
           deadLetterMaxBytes: config.DEAD_LETTER_MAX_BYTES,
+          onBucketLimitError: (bucket, error) =>
+            log.warn(
+              { bucket, err: error.message },
+              'could not give an existing bucket its size limits; it keeps working unbounded. Allow the watcher JetStream STREAM.INFO/STREAM.UPDATE on KV_<bucket>, or recreate the bucket',
+            ),
         }),
       {
         signal,
