@@ -18,6 +18,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   createNamespace,
   deleteNamespace,
+  deployedNodeOptions,
   eventually,
   installCrds,
   kube,
@@ -98,6 +99,8 @@ beforeAll(async () => {
   const env = { NATS_URL: nats.url, WATCH_NAMESPACE: namespace };
   watcher = new ServiceProcess('watcher', {
     ...env,
+    // The heap the chart deploys it with (64 MB), so what is measured is what runs.
+    NODE_OPTIONS: deployedNodeOptions(),
     MAX_OBJECT_BYTES: String(MAX_OBJECT_BYTES),
     RESYNC_INTERVAL: '4s',
   });
