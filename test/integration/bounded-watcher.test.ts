@@ -24,7 +24,7 @@ import {
   kube,
   ServiceProcess,
 } from './harness.js';
-import { parseMetrics } from './metrics-scrape.js';
+import { Scrape } from './metrics-scrape.js';
 import { type PrivateNats, startPrivateNats } from './private-nats.js';
 
 /**
@@ -47,10 +47,7 @@ let watcher: ServiceProcess;
 let reconciler: ServiceProcess;
 
 async function metric(service: ServiceProcess, name: string, labels: Record<string, string> = {}) {
-  const { body } = await service.get('/metrics');
-  return parseMetrics(body)
-    .filter((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v))
-    .reduce((sum, s) => sum + s.value, 0);
+  return (await Scrape.of(service)).sum(name, labels);
 }
 
 /** Every message the events stream holds about this namespace's Sessions, with its size. */

@@ -9,7 +9,7 @@ import {
   kube,
   ServiceProcess,
 } from './harness.js';
-import { parseMetrics } from './metrics-scrape.js';
+import { Scrape } from './metrics-scrape.js';
 import { type PrivateNats, startPrivateNats } from './private-nats.js';
 
 /**
@@ -108,10 +108,7 @@ async function events(name: string, reason: string) {
 }
 
 async function metric(service: ServiceProcess, name: string, labels: Record<string, string> = {}) {
-  const { body } = await service.get('/metrics');
-  return parseMetrics(body)
-    .filter((s) => s.name === name && Object.entries(labels).every(([key, v]) => s.labels[key] === v))
-    .reduce((sum, s) => sum + s.value, 0);
+  return (await Scrape.of(service)).sum(name, labels);
 }
 
 const running = new Map<string, Promise<number>>();
