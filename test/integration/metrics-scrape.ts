@@ -105,6 +105,11 @@ export class Scrape {
     return found[0]?.value;
   }
 
+  /** The sum of the samples of `name` whose labels include `labels` (0 when there are none). */
+  sum(name: string, labels: Record<string, string> = {}): number {
+    return this.find(name, labels).reduce((total, s) => total + s.value, 0);
+  }
+
   /** `name{labels}=value` for each sample of `name` matching `labels`, sorted: readable in a failed assertion. */
   table(name: string, labels: Record<string, string> = {}): Record<string, number> {
     const rows: Record<string, number> = {};

@@ -9,6 +9,7 @@ export * from './service-runtime.js';
 export * from './subjects.js';
 export * from './jetstream-topology.js';
 export * from './labels.js';
+export * from './object-trim.js';
 export * from './duration.js';
 export * from './api.js';
 export * from './kube-client.js';

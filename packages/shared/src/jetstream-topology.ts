@@ -10,9 +10,38 @@ import {
 } from '@nats-io/jetstream';
 import { type KV, Kvm } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/nats-core';
+import { DEFAULT_MAX_OBJECT_BYTES } from './object-trim.js';
 import { BUCKETS, CONSUMERS, STREAMS, subjects } from './subjects.js';
 
 const SECOND_NS = 1_000_000_000;
+const KiB = 1024;
+const MiB = 1024 * KiB;
+
+/**
+ * The size limits of the streams and buckets (bytes). Every stream has a total and a per-message
+ * bound, so no tenant and no stuck consumer can fill the JetStream store: the events stream
+ * discards its oldest events when full; the work stream its oldest items (the watcher's resync
+ * announces every key again); the buckets refuse writes (logged and retried by their writers).
+ */
+export const DEFAULT_STREAM_LIMITS = {
+  eventsMaxBytes: 256 * MiB,
+  workMaxBytes: 64 * MiB,
+  /** A work item is a kind, a namespace, a name and a reason: well under 1 KiB. */
+  workMaxMsgSize: 4 * KiB,
+  deadLetterMaxBytes: 64 * MiB,
+  /** A dead letter carries the original message (a work item or a command) and why it failed. */
+  deadLetterMaxMsgSize: 64 * KiB,
+  lockBucketMaxBytes: 16 * MiB,
+  activityBucketMaxBytes: 64 * MiB,
+  /** Lock holders and activity times are short strings. */
+  bucketMaxValueSize: 1 * KiB,
+} as const;
+
+/**
+ * Room in a change event for what surrounds the object (type, kind, names, uid, versions, time):
+ * with names of at most 253 characters it stays under 1 KiB; 4 KiB leaves a margin.
+ */
+export const EVENT_ENVELOPE_BYTES = 4 * KiB;
 
 export interface TopologyOptions {
   /**
@@ -27,6 +56,21 @@ export interface TopologyOptions {
   deadLetterMaxAgeSeconds?: number;
   /** How long a work item may stay unacknowledged before JetStream hands it to another worker. */
   workAckWaitSeconds?: number;
+  /** The watcher's bound on one published object (MAX_OBJECT_BYTES); the events' max_msg_size follows from it. */
+  maxObjectBytes?: number;
+  eventsMaxBytes?: number;
+  workMaxBytes?: number;
+  deadLetterMaxBytes?: number;
+  /**
+   * Told when an existing bucket could not be given its size limits (with updateExisting). The
+   * streams matter more than the buckets' limits, so this never stops the caller from starting.
+   */
+  onBucketLimitError?: (bucket: string, error: Error) => void;
+}
+
+/** The largest change event the watcher publishes for a given bound on its object. */
+export function eventsMaxMsgSize(maxObjectBytes: number = DEFAULT_MAX_OBJECT_BYTES): number {
+  return maxObjectBytes + EVENT_ENVELOPE_BYTES;
 }
 
 /**
@@ -42,6 +86,8 @@ export function streamConfigs(options: TopologyOptions = {}): (Partial<StreamCon
       retention: RetentionPolicy.Limits,
       storage: StorageType.File,
       max_age: (options.eventsMaxAgeSeconds ?? 24 * 3600) * SECOND_NS,
+      max_bytes: options.eventsMaxBytes ?? DEFAULT_STREAM_LIMITS.eventsMaxBytes,
+      max_msg_size: eventsMaxMsgSize(options.maxObjectBytes),
       // Two watchers publish the same change with the same message id; JetStream keeps one.
       duplicate_window: 120 * SECOND_NS,
       discard: DiscardPolicy.Old,
@@ -54,6 +100,8 @@ export function streamConfigs(options: TopologyOptions = {}): (Partial<StreamCon
       // One pending item per key: a burst of triggers for one Session collapses into one item,
       // because the newest replaces the older ones (the item carries no state, only a key).
       max_msgs_per_subject: 1,
+      max_bytes: options.workMaxBytes ?? DEFAULT_STREAM_LIMITS.workMaxBytes,
+      max_msg_size: DEFAULT_STREAM_LIMITS.workMaxMsgSize,
       discard: DiscardPolicy.Old,
       duplicate_window: 120 * SECOND_NS,
     },
@@ -63,6 +111,9 @@ export function streamConfigs(options: TopologyOptions = {}): (Partial<StreamCon
       retention: RetentionPolicy.Limits,
       storage: StorageType.File,
       max_age: (options.deadLetterMaxAgeSeconds ?? 7 * 24 * 3600) * SECOND_NS,
+      max_bytes: options.deadLetterMaxBytes ?? DEFAULT_STREAM_LIMITS.deadLetterMaxBytes,
+      max_msg_size: DEFAULT_STREAM_LIMITS.deadLetterMaxMsgSize,
+      discard: DiscardPolicy.Old,
     },
     {
       name: STREAMS.commands,
@@ -101,7 +152,47 @@ export async function ensureStreams(
   const jsm = await jetstreamManager(nc);
   for (const config of streamConfigs(options))
     await upsertStream(jsm, config, options.updateExisting ?? false);
+  if (options.updateExisting) await boundExistingBuckets(jsm, options.onBucketLimitError);
   return jsm;
+}
+
+/** The size limits of each bucket, as KV options (at creation) and as stream settings (for updates). */
+export const BUCKET_LIMITS = {
+  [BUCKETS.locks]: {
+    max_bytes: DEFAULT_STREAM_LIMITS.lockBucketMaxBytes,
+    maxValueSize: DEFAULT_STREAM_LIMITS.bucketMaxValueSize,
+  },
+  [BUCKETS.activity]: {
+    max_bytes: DEFAULT_STREAM_LIMITS.activityBucketMaxBytes,
+    maxValueSize: DEFAULT_STREAM_LIMITS.bucketMaxValueSize,
+  },
+} as const;
+
+/**
+ * Kvm.create leaves an existing bucket as it is, so buckets created before they had limits get
+ * them here, from the one service that updates the topology (the watcher).
+ */
+async function boundExistingBuckets(
+  jsm: JetStreamManager,
+  onError: (bucket: string, error: Error) => void = () => undefined,
+): Promise<void> {
+  for (const [bucket, limits] of Object.entries(BUCKET_LIMITS)) {
+    const stream = `KV_${bucket}`;
+    let current: StreamConfig;
+    try {
+      current = (await jsm.streams.info(stream)).config;
+    } catch (error) {
+      // Not created yet: its owner creates it with the limits.
+      if (!/not found/i.test((error as Error).message)) onError(bucket, error as Error);
+      continue;
+    }
+    if (current.max_bytes === limits.max_bytes && current.max_msg_size === limits.maxValueSize) continue;
+    try {
+      await jsm.streams.update(stream, { max_bytes: limits.max_bytes, max_msg_size: limits.maxValueSize });
+    } catch (error) {
+      onError(bucket, error as Error);
+    }
+  }
 }
 
 /** The shared durable pull consumer of the work queue: every reconciler replica pulls from it. */
@@ -131,5 +222,10 @@ export async function ensureWorkConsumer(
 
 /** The bucket of per-key locks; entries expire so a killed worker's lock frees itself. */
 export async function openLockBucket(nc: NatsConnection, ttlMs: number): Promise<KV> {
-  return new Kvm(nc).create(BUCKETS.locks, { ttl: ttlMs, history: 1, storage: StorageType.File });
+  return new Kvm(nc).create(BUCKETS.locks, {
+    ttl: ttlMs,
+    history: 1,
+    storage: StorageType.File,
+    ...BUCKET_LIMITS[BUCKETS.locks],
+  });
 }

@@ -30,6 +30,8 @@ export const ANNOTATIONS = {
   reaperDisabled: 'stream.streamspace.io/reaper-disabled',
   /** The template generation a Deployment was built from (see docs on template changes). */
   templateGeneration: 'stream.streamspace.io/template-generation',
+  /** The pod template a running desktop was started from, kept on its Deployment (docs/lifecycle.md). */
+  podTemplate: 'stream.streamspace.io/pod-template',
 } as const;
 
 /** The field manager every server-side apply of the platform uses. */

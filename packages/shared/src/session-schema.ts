@@ -87,6 +87,14 @@ export const sessionStatusSchema = z.object({
   podName: z.string().max(253).optional(),
   url: z.string().max(SESSION_URL_MAX_LENGTH).optional(),
   lastActivity: timestampSchema.optional(),
+  /** Who last changed spec.state on the platform's behalf, why and when (the idle reaper writes it). */
+  stateChange: z
+    .object({
+      by: z.string().max(253).optional(),
+      reason: z.string().max(64).optional(),
+      at: timestampSchema.optional(),
+    })
+    .optional(),
   resourceUsage: resourceListSchema().optional(),
   conditions: conditionsSchema.optional(),
   observedGeneration: z.int().min(0).optional(),

@@ -1,7 +1,14 @@
 import { JetStreamApiCodes, JetStreamApiError, StorageType } from '@nats-io/jetstream';
 import { type KV, type KvEntry, Kvm } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/nats-core';
-import { BUCKETS, backoffDelay, type Logger, type Readiness, sleep } from '@streamspace/shared';
+import {
+  BUCKET_LIMITS,
+  BUCKETS,
+  backoffDelay,
+  type Logger,
+  type Readiness,
+  sleep,
+} from '@streamspace/shared';
 import { DeadlineScheduler } from './deadline-scheduler.js';
 import type { ReaperMetrics } from './reaper-metrics.js';
 
@@ -55,7 +62,12 @@ function isWrongLastSequence(error: unknown): boolean {
 }
 
 export async function openActivityBucket(nc: NatsConnection, ttlMs: number): Promise<KV> {
-  return new Kvm(nc).create(BUCKETS.activity, { ttl: ttlMs, history: 1, storage: StorageType.File });
+  return new Kvm(nc).create(BUCKETS.activity, {
+    ttl: ttlMs,
+    history: 1,
+    storage: StorageType.File,
+    ...BUCKET_LIMITS[BUCKETS.activity],
+  });
 }
 
 const READINESS = 'activity-bucket';

@@ -21,7 +21,7 @@ import {
 import type { CommandResult, ReaperMetrics } from './reaper-metrics.js';
 import { computeDeadlines, describeDeadline, type ReaperDefaults } from './session-deadlines.js';
 import { REAPER_IDENTITY, readTrackedSession, sessionKey, type TrackedSession } from './session-facts.js';
-import { type SessionWriter, statusCode } from './session-writer.js';
+import { type SessionWriter, type StateChangeRecord, statusCode } from './session-writer.js';
 
 const SECOND_NS = 1_000_000_000;
 /** A command that has failed this often is given up; the reaper issues it again if it still holds. */
@@ -154,6 +154,42 @@ export class CommandExecutor {
     }
   }
 
+  private track(work: Promise<void>): void {
+    const tracked = work.finally(() => this.events.delete(tracked));
+    this.events.add(tracked);
+  }
+
+  /**
+   * status.stateChange, the copy of the state-changed-* annotations that users cannot write and
+   * the reaper decides on. A few quick attempts: if all fail, the in-memory record of the wake
+   * (wokenAt) still protects this process's decisions; the worst case after a restart is an
+   * early hibernation of a session woken before its pod had stopped.
+   */
+  private async recordStateChange(namespace: string, name: string, record: StateChangeRecord): Promise<void> {
+    const { writer, log, metrics } = this.options;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await writer.applyStateChange(namespace, name, record);
+        metrics.stateRecordWrites.labels('written').inc();
+        return;
+      } catch (error) {
+        const code = statusCode(error);
+        if (code === 404) return;
+        if (attempt >= 2) {
+          metrics.stateRecordWrites.labels('failed').inc();
+          log.warn(
+            { err: (error as Error).message, namespace, name },
+            'could not record status.stateChange (the state change stands)',
+          );
+          return;
+        }
+        await new Promise((resolve) =>
+          setTimeout(resolve, backoffDelay(attempt, { initialMs: 200, maxMs: 2_000 })),
+        );
+      }
+    }
+  }
+
   /** Decides again on fresh facts and, if the decision holds, changes spec.state. */
   async execute(command: SessionCommand): Promise<CommandResult> {
     const { writer, log, metrics, defaults } = this.options;
@@ -243,6 +279,13 @@ export class CommandExecutor {
         `session ${state}`,
       );
       // Recorded without holding an executor slot: the state change is what the deadline waited for.
+      this.track(
+        this.recordStateChange(command.namespace, command.name, {
+          by: command.reason === 'User' ? command.issuedBy : REAPER_IDENTITY,
+          reason,
+          at: changedAt,
+        }),
+      );
       const event = writer
         .recordEvent(
           {

@@ -234,4 +234,41 @@ describe('LastActivityWriter', () => {
     await vi.advanceTimersByTimeAsync(120 * S);
     expect(writes).toEqual([]);
   });
+
+  it('reports a Session asking beyond the limits once per request, counted, and again when it asks anew', async () => {
+    const metrics = createReaperMetrics(new Registry());
+    const reported: string[][] = [];
+    const reaper = new IdleReaper({
+      defaults: {
+        idleTimeoutMs: 30 * 60 * S,
+        maxSessionDurationMs: 8 * 3600 * S,
+        limits: { allowOptOut: false, maxIdleTimeoutMs: 20 * S, maxSessionDurationMs: 3600 * S },
+      },
+      activityOf: () => undefined,
+      issue: async () => undefined,
+      metrics,
+      log: createLogger('test', 'silent'),
+      commandRetryMs: 30 * S,
+      onLimited: (_s, limited) => reported.push(limited.map((l) => `${l.setting}=${l.requested}`)),
+    });
+    reaper.markSessionsSynced();
+    reaper.markActivityLoaded();
+    reaper.upsert(session('a', { idleTimeout: '0', reaperDisabled: true }));
+    reaper.upsert({ ...session('a', { idleTimeout: '0', reaperDisabled: true }), resourceVersion: '2' });
+    reaper.activityChanged('ns.a');
+    expect(reported).toEqual([['optOut=true', 'idleTimeout=0', 'maxSessionDuration=0']]);
+    // Within the limits: nothing to say; asking too much again is reported again.
+    reaper.upsert(session('a', { idleTimeout: '10s', maxSessionDuration: '1h' }));
+    reaper.upsert(session('a', { idleTimeout: '1h', maxSessionDuration: '1h' }));
+    expect(reported).toEqual([['optOut=true', 'idleTimeout=0', 'maxSessionDuration=0'], ['idleTimeout=1h']]);
+    const counted = (await metrics.limitsApplied.get()).values.map((v) => [v.labels.setting, v.value]);
+    expect(counted).toEqual([
+      ['optOut', 1],
+      ['idleTimeout', 2],
+      ['maxSessionDuration', 1],
+    ]);
+    // The limit is what decides: hibernated after 20 s idle although it asked for 1h.
+    expect(reaper.deadlineOf('ns.a')).toBe(T0 + 20 * S);
+    reaper.stop();
+  });
 });

@@ -6,6 +6,7 @@ import {
   computeDeadlines,
   type Deadline,
   describeDeadline,
+  type LimitApplied,
   type ReaperDefaults,
   type SessionDeadlines,
 } from './session-deadlines.js';
@@ -29,6 +30,11 @@ export interface IdleReaperOptions {
   commandRetryMs: number;
   /** Told when a Session appears, changes or its activity moves (to keep status.lastActivity current). */
   onSessionChange?(key: string): void;
+  /**
+   * Told once per Session and request when the Session asks for more than the limits allow (the
+   * limit applies; the caller records an Event saying so).
+   */
+  onLimited?(session: TrackedSession, limited: LimitApplied[]): void;
   now?: () => number;
 }
 
@@ -42,6 +48,8 @@ export interface IdleReaperOptions {
  */
 export class IdleReaper {
   private readonly sessions = new Map<string, Tracked>();
+  /** What was last reported as limited per Session (uid and requests), so it is reported once. */
+  private readonly limitsReported = new Map<string, string>();
   /** One string per namespace name (a few namespaces, thousands of Sessions each). */
   private readonly namespaces = new Map<string, string>();
   private readonly scheduler: DeadlineScheduler;
@@ -134,6 +142,7 @@ export class IdleReaper {
 
   remove(key: string): void {
     this.sessions.delete(key);
+    this.limitsReported.delete(key);
     this.scheduler.cancel(key);
     this.options.metrics.trackedSessions.set(this.sessions.size);
     this.options.metrics.scheduledDeadlines.set(this.scheduler.size);
@@ -180,6 +189,7 @@ export class IdleReaper {
   private evaluate(key: string): void {
     const s = this.sessions.get(key);
     const d = this.deadlines(key);
+    if (s && d) this.reportLimits(s, d.limited);
     const next = d?.next;
     if (!s || !next) {
       if (s) s.issued = undefined;
@@ -192,6 +202,25 @@ export class IdleReaper {
       this.scheduler.schedule(key, next.at);
     }
     this.options.metrics.scheduledDeadlines.set(this.scheduler.size);
+  }
+
+  private reportLimits(s: Tracked, limited: LimitApplied[]): void {
+    const signature =
+      limited.length === 0
+        ? ''
+        : `${s.facts.uid}|${limited.map((l) => `${l.setting}=${l.requested}`).join('|')}`;
+    if ((this.limitsReported.get(s.key) ?? '') === signature) return;
+    if (signature === '') {
+      this.limitsReported.delete(s.key);
+      return;
+    }
+    this.limitsReported.set(s.key, signature);
+    for (const l of limited) this.options.metrics.limitsApplied.labels(l.setting).inc();
+    this.options.log.info(
+      { key: s.key, limited: limited.map((l) => l.message) },
+      'session asks for more than the limits allow; the limits apply',
+    );
+    this.options.onLimited?.(s, limited);
   }
 
   private onDue(key: string): void {

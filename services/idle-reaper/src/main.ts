@@ -48,6 +48,11 @@ await runService({
     const defaults = {
       idleTimeoutMs: config.DEFAULT_IDLE_TIMEOUT,
       maxSessionDurationMs: config.DEFAULT_MAX_SESSION_DURATION,
+      limits: {
+        allowOptOut: config.REAPER_OPT_OUT_ALLOWED,
+        maxIdleTimeoutMs: config.MAX_IDLE_TIMEOUT,
+        maxSessionDurationMs: config.MAX_SESSION_DURATION,
+      },
     };
     const kube = KubeClient.fromEnvironment();
     const writer = new SessionWriter(kube);
@@ -93,6 +98,16 @@ await runService({
       log,
       commandRetryMs: config.COMMAND_RETRY_INTERVAL,
       onSessionChange: (key) => statusWriter.notify(key),
+      onLimited: (session, limited) => {
+        const ref = { namespace: session.namespace, name: session.name, uid: session.facts.uid };
+        for (const l of limited) {
+          void writer
+            .recordEvent(ref, 'Warning', 'LimitApplied', l.message, `limit:${l.setting}=${l.requested}`)
+            .catch((error: Error) =>
+              log.warn({ err: error.message, key: session.key }, 'could not record the LimitApplied Event'),
+            );
+        }
+      },
     });
     const intake = new ActivityIntake({
       log,

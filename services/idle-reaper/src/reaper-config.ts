@@ -31,6 +31,15 @@ export const reaperEnvSchema = natsEnvSchema.extend({
   DEFAULT_IDLE_TIMEOUT: durationMs('30m', 0),
   /** For Sessions without spec.maxSessionDuration (the CRD defaults it to 8h). `0` disables. */
   DEFAULT_MAX_SESSION_DURATION: durationMs('8h', 0),
+  /**
+   * Whether a Session's stream.streamspace.io/reaper-disabled=true annotation is honoured. Off
+   * by default: users cannot switch off the platform's cost controls.
+   */
+  REAPER_OPT_OUT_ALLOWED: env.boolean(false),
+  /** The longest spec.idleTimeout honoured; 0 ("never") and longer timeouts get this. `0`: no maximum. */
+  MAX_IDLE_TIMEOUT: durationMs('8h', 0),
+  /** The longest spec.maxSessionDuration honoured; 0 ("no limit") and longer get this. `0`: no maximum. */
+  MAX_SESSION_DURATION: durationMs('24h', 0),
   /** At most one status.lastActivity write per Session this often. */
   LAST_ACTIVITY_WRITE_INTERVAL: durationMs('30s', 100),
   /**

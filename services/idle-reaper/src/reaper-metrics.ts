@@ -131,8 +131,24 @@ export function createReaperMetrics(registry: Registry) {
     registers,
   });
   for (const watch of ['sessions', 'activity']) watchRestarts.labels(watch).inc(0);
+  const limitsApplied = new Counter({
+    name: 'streamspace_reaper_limits_applied_total',
+    help: 'Sessions found asking for more than the platform allows (opt-out not allowed, a timeout of 0 or above the maximum), by setting; the limit applied instead. Counted once per Session and request.',
+    labelNames: ['setting'] as const,
+    registers,
+  });
+  for (const setting of ['optOut', 'idleTimeout', 'maxSessionDuration']) limitsApplied.labels(setting).inc(0);
+  const stateRecordWrites = new Counter({
+    name: 'streamspace_reaper_state_record_writes_total',
+    help: "Writes of status.stateChange, the reaper's own record of a state change it made (written, or failed after retries).",
+    labelNames: ['result'] as const,
+    registers,
+  });
+  for (const result of ['written', 'failed']) stateRecordWrites.labels(result).inc(0);
 
   return {
+    limitsApplied,
+    stateRecordWrites,
     activityReports,
     malformedReports,
     unauthorizedRequests,

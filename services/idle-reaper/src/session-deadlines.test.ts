@@ -212,9 +212,9 @@ describe('both deadlines', () => {
 });
 
 describe('opting out', () => {
-  it('by annotation disables both deadlines', () => {
+  it('by annotation disables both deadlines where the platform sets no limits', () => {
     const d = at(T0 + 100 * H, running({ reaperDisabled: true }));
-    expect(d).toEqual({ notes: ['reaper disabled by annotation'] });
+    expect(d).toEqual({ notes: ['reaper disabled by annotation'], limited: [] });
   });
 
   it('leaves a Session being deleted alone', () => {
@@ -351,6 +351,82 @@ describe('properties', () => {
           expect(computeDeadlines(variant, {}, defaults, T0 + offset).next).toBeUndefined();
         }
       }),
+    );
+  });
+});
+
+describe('the platform’s limits', () => {
+  const limits = { allowOptOut: false, maxIdleTimeoutMs: 2 * H, maxSessionDurationMs: 12 * H };
+  const limited = (now: number, facts: SessionFacts, l = limits) =>
+    computeDeadlines(facts, {}, { ...defaults, limits: l }, now);
+
+  it('ignore the opt-out annotation unless allowed, and say so', () => {
+    const d = limited(T0 + 100 * H, running({ reaperDisabled: true }));
+    expect(d.due).toMatchObject({ action: 'terminate', reason: 'MaxDurationExceeded', at: T0 + 8 * H });
+    expect(d.limited).toEqual([
+      {
+        setting: 'optOut',
+        requested: 'true',
+        message: expect.stringContaining(
+          'REAPER_OPT_OUT_ALLOWED (chart value sessions.limits.allowReaperOptOut)',
+        ),
+      },
+    ]);
+    const allowed = limited(T0 + 100 * H, running({ reaperDisabled: true }), {
+      ...limits,
+      allowOptOut: true,
+    });
+    expect(allowed).toEqual({ notes: ['reaper disabled by annotation'], limited: [] });
+    // A terminated Session has nothing left to limit, and is not told about it.
+    const ended = limited(T0, running({ state: 'terminated', reaperDisabled: true, idleTimeout: '0' }));
+    expect(ended).toEqual({ notes: ['state is terminated'], limited: [] });
+  });
+
+  it('turn a timeout of 0 (never) into the maximum', () => {
+    const d = limited(T0 + 20 * H, running({ idleTimeout: '0', maxSessionDuration: '0' }));
+    expect(d.idle).toMatchObject({ at: T0 + M + 2 * H, timeoutMs: 2 * H });
+    expect(d.maxDuration).toMatchObject({ at: T0 + 12 * H, timeoutMs: 12 * H });
+    expect(d.due?.action).toBe('terminate');
+    expect(d.limited.map((l) => [l.setting, l.requested])).toEqual([
+      ['idleTimeout', '0'],
+      ['maxSessionDuration', '0'],
+    ]);
+    expect(d.limited[0]?.message).toBe(
+      'spec.idleTimeout 0 (never) is beyond what the platform allows: the session is hibernated when idle for 2h, the maximum set by MAX_IDLE_TIMEOUT (chart value sessions.limits.maxIdleTimeout). Set spec.idleTimeout to at most 2h.',
+    );
+  });
+
+  it('cap longer timeouts and leave those within them alone', () => {
+    const long = limited(T0 + 2 * M, running({ idleTimeout: '999h', maxSessionDuration: '48h' }));
+    expect(long.idle?.timeoutMs).toBe(2 * H);
+    expect(long.maxDuration?.timeoutMs).toBe(12 * H);
+    expect(long.limited.map((l) => l.requested)).toEqual(['999h', '48h']);
+    const within = limited(T0 + 2 * M, running({ idleTimeout: '2h', maxSessionDuration: '12h' }));
+    expect(within.idle?.timeoutMs).toBe(2 * H);
+    expect(within.maxDuration?.timeoutMs).toBe(12 * H);
+    expect(within.limited).toEqual([]);
+  });
+
+  it('apply to text that is not a duration, and are off where the maximum is 0', () => {
+    expect(limited(T0, running({ idleTimeout: 'soon' })).idle?.timeoutMs).toBe(2 * H);
+    const none = { allowOptOut: false, maxIdleTimeoutMs: 0, maxSessionDurationMs: 0 };
+    const d = limited(T0 + 100 * H, running({ idleTimeout: '0', maxSessionDuration: '0' }), none);
+    expect(d.next).toBeUndefined();
+    expect(d.limited).toEqual([]);
+  });
+
+  it('always leave a running session with both deadlines, whatever it asks for', () => {
+    fc.assert(
+      fc.property(
+        fc.constantFrom('0', '1s', '30m', '2h', '3h', '8h', '999999999h', 'x'),
+        fc.constantFrom('0', '1s', '8h', '12h', '13h', '999999999h', 'x'),
+        fc.boolean(),
+        (idleTimeout, maxSessionDuration, reaperDisabled) => {
+          const d = limited(T0 + 2 * M, running({ idleTimeout, maxSessionDuration, reaperDisabled }));
+          expect(d.idle?.timeoutMs).toBeLessThanOrEqual(2 * H);
+          expect(d.maxDuration?.timeoutMs).toBeLessThanOrEqual(12 * H);
+        },
+      ),
     );
   });
 });

@@ -1,4 +1,4 @@
-import { formatDuration, parseDuration } from '@streamspace/shared';
+import { ANNOTATIONS, formatDuration, parseDuration } from '@streamspace/shared';
 
 /**
  * The pure core of the idle reaper: given what is known about one Session and the time, when
@@ -26,7 +26,10 @@ export interface SessionFacts {
   /** spec.idleTimeout / spec.maxSessionDuration as written (undefined: use the default). */
   idleTimeout?: string;
   maxSessionDuration?: string;
-  /** The annotation stream.streamspace.io/reaper-disabled is "true". */
+  /**
+   * The annotation stream.streamspace.io/reaper-disabled is "true": the user asks to be left
+   * alone, which is honoured only when the platform owner allows it (ReaperLimits.allowOptOut).
+   */
   reaperDisabled: boolean;
   /** metadata.deletionTimestamp is set: the Session is going away on its own. */
   deleting: boolean;
@@ -35,15 +38,47 @@ export interface SessionFacts {
   /** status.lastActivity. */
   statusLastActivity?: number;
   /**
-   * The reaper's own annotations say it set spec.state at this moment. If spec.state is running
-   * now, a person has woken the session since, so its idle time starts no earlier than this.
+   * The reaper's own record (status.stateChange, which users cannot write) says it set
+   * spec.state at this moment. If spec.state is running now, a person has woken the session
+   * since, so its idle time starts no earlier than this.
    */
   reaperStateChangeAt?: number;
+}
+
+/**
+ * What the platform owner allows a Session to ask of the reaper. A Session's timeouts of 0
+ * ("never") and timeouts longer than a maximum get the maximum; the opt-out annotation is
+ * ignored unless allowed. A maximum of 0 means none.
+ */
+export interface ReaperLimits {
+  allowOptOut: boolean;
+  maxIdleTimeoutMs: number;
+  maxSessionDurationMs: number;
+}
+
+/** Where each limit is set, for the messages that name it. */
+export const LIMIT_SETTINGS = {
+  optOut: 'REAPER_OPT_OUT_ALLOWED (chart value sessions.limits.allowReaperOptOut)',
+  idleTimeout: 'MAX_IDLE_TIMEOUT (chart value sessions.limits.maxIdleTimeout)',
+  maxSessionDuration: 'MAX_SESSION_DURATION (chart value sessions.limits.maxDuration)',
+} as const;
+
+export type LimitedSetting = keyof typeof LIMIT_SETTINGS;
+
+/** A Session asked for more than the platform allows, and the limit applies instead. */
+export interface LimitApplied {
+  setting: LimitedSetting;
+  /** What the Session asked for, as written. */
+  requested: string;
+  /** The sentence for the Event and the log. */
+  message: string;
 }
 
 export interface ReaperDefaults {
   idleTimeoutMs: number;
   maxSessionDurationMs: number;
+  /** No limits when absent: every Session's settings are honoured as written. */
+  limits?: ReaperLimits;
 }
 
 /** Evidence observed outside the Session object. */
@@ -73,6 +108,8 @@ export interface SessionDeadlines {
   due?: Deadline;
   /** Why a deadline is missing, for logs: e.g. 'reaper disabled by annotation', 'not running'. */
   notes: string[];
+  /** What the Session asked for beyond the platform's limits (the limits apply). */
+  limited: LimitApplied[];
 }
 
 /** A duration field read with its default; undefined when the text is not a duration (the caller decides nothing). */
@@ -131,6 +168,32 @@ export function idleSince(
   ]);
 }
 
+/**
+ * A timeout as the limits allow it: `0` (never) and anything longer than the maximum become the
+ * maximum, and so does text that is not a duration (the CRD refuses it; a limit must not depend
+ * on that). Without a maximum (0) the timeout stays as asked.
+ */
+export function limitedTimeout(
+  text: string | undefined,
+  fallbackMs: number,
+  maxMs: number,
+  setting: 'idleTimeout' | 'maxSessionDuration',
+): { ms: number | undefined; limited?: LimitApplied } {
+  const ms = timeoutMs(text, fallbackMs);
+  if (maxMs <= 0 || (ms !== undefined && ms > 0 && ms <= maxMs)) return { ms };
+  const requested = text ?? (ms === undefined ? '' : formatDuration(ms));
+  const asked = ms === 0 ? `${requested} (never)` : requested;
+  const effect = setting === 'idleTimeout' ? 'hibernated when idle for' : 'terminated when older than';
+  return {
+    ms: maxMs,
+    limited: {
+      setting,
+      requested,
+      message: `spec.${setting} ${asked} is beyond what the platform allows: the session is ${effect} ${formatDuration(maxMs)}, the maximum set by ${LIMIT_SETTINGS[setting]}. Set spec.${setting} to at most ${formatDuration(maxMs)}.`,
+    },
+  };
+}
+
 export function computeDeadlines(
   facts: SessionFacts,
   observations: SessionObservations,
@@ -138,13 +201,27 @@ export function computeDeadlines(
   now: number,
 ): SessionDeadlines {
   const notes: string[] = [];
-  if (facts.deleting) return { notes: ['being deleted'] };
-  if (facts.reaperDisabled) return { notes: ['reaper disabled by annotation'] };
+  const limited: LimitApplied[] = [];
+  const limits = defaults.limits;
+  if (facts.deleting) return { notes: ['being deleted'], limited };
+  // Checked before the limits, so a terminated Session is not told about limits that no longer matter.
   if (facts.state !== 'running' && facts.state !== 'hibernated')
-    return { notes: [`state is ${facts.state}`] };
+    return { notes: [`state is ${facts.state}`], limited };
+  if (facts.reaperDisabled) {
+    if (!limits || limits.allowOptOut) return { notes: ['reaper disabled by annotation'], limited };
+    limited.push({
+      setting: 'optOut',
+      requested: 'true',
+      message: `The annotation ${ANNOTATIONS.reaperDisabled}=true is ignored: the platform does not allow sessions to opt out of idle hibernation and the maximum duration (${LIMIT_SETTINGS.optOut}).`,
+    });
+  }
 
   let idle: Deadline | undefined;
-  const idleMs = timeoutMs(facts.idleTimeout, defaults.idleTimeoutMs);
+  const idleLimit = limits
+    ? limitedTimeout(facts.idleTimeout, defaults.idleTimeoutMs, limits.maxIdleTimeoutMs, 'idleTimeout')
+    : { ms: timeoutMs(facts.idleTimeout, defaults.idleTimeoutMs) };
+  if (idleLimit.limited) limited.push(idleLimit.limited);
+  const idleMs = idleLimit.ms;
   if (idleMs === undefined) notes.push(`idleTimeout '${facts.idleTimeout}' is not a duration`);
   else if (idleMs === 0) notes.push('idle timeout disabled');
   else {
@@ -154,7 +231,16 @@ export function computeDeadlines(
   }
 
   let maxDuration: Deadline | undefined;
-  const maxMs = timeoutMs(facts.maxSessionDuration, defaults.maxSessionDurationMs);
+  const durationLimit = limits
+    ? limitedTimeout(
+        facts.maxSessionDuration,
+        defaults.maxSessionDurationMs,
+        limits.maxSessionDurationMs,
+        'maxSessionDuration',
+      )
+    : { ms: timeoutMs(facts.maxSessionDuration, defaults.maxSessionDurationMs) };
+  if (durationLimit.limited) limited.push(durationLimit.limited);
+  const maxMs = durationLimit.ms;
   if (maxMs === undefined) notes.push(`maxSessionDuration '${facts.maxSessionDuration}' is not a duration`);
   else if (maxMs === 0) notes.push('maximum duration disabled');
   else {
@@ -179,6 +265,7 @@ export function computeDeadlines(
     ...(next ? { next } : {}),
     ...(due ? { due } : {}),
     notes,
+    limited,
   };
 }
 
@@ -191,5 +278,5 @@ export function describeDeadline(deadline: Deadline): string {
   if (deadline.reason === 'Idle') {
     return `No activity since ${iso(deadline.from)}, longer than its idleTimeout ${formatDuration(deadline.timeoutMs)}: hibernated by the idle reaper. Set spec.state to running to wake it.`;
   }
-  return `Older than its maxSessionDuration ${formatDuration(deadline.timeoutMs)} (created ${iso(deadline.from)}): terminated by the idle reaper. To run it again, raise spec.maxSessionDuration (or set it to 0) and set spec.state to running.`;
+  return `Older than its maxSessionDuration ${formatDuration(deadline.timeoutMs)} (created ${iso(deadline.from)}): terminated by the idle reaper. To run it again, raise spec.maxSessionDuration (within the platform's maximum, if it sets one) and set spec.state to running.`;
 }

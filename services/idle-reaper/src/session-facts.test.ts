@@ -26,6 +26,7 @@ const session = {
   status: {
     phase: 'Running',
     lastActivity: '2025-01-31T10:30:00.500Z',
+    stateChange: { by: 'idle-reaper', reason: 'Idle', at: '2025-01-31T11:00:00.250Z' },
     conditions: [
       {
         type: 'TemplateResolved',
@@ -76,6 +77,7 @@ describe('readTrackedSession', () => {
         deletionTimestamp: '2025-01-31T12:00:00Z',
         annotations: { 'stream.streamspace.io/reaper-disabled': 'true' },
       },
+      status: { ...session.status, stateChange: undefined },
     });
     expect(opted?.facts.reaperDisabled).toBe(true);
     expect(opted?.facts.deleting).toBe(true);
@@ -85,15 +87,24 @@ describe('readTrackedSession', () => {
   it('ignores a state change recorded by someone else', () => {
     const other = readTrackedSession({
       ...session,
+      status: { ...session.status, stateChange: { by: 'alice', at: '2025-01-31T11:00:00Z' } },
+    });
+    expect(other?.facts.reaperStateChangeAt).toBeUndefined();
+  });
+
+  it('never takes the reaper’s record from annotations, which users can write', () => {
+    const forged = readTrackedSession({
+      ...session,
       metadata: {
         ...session.metadata,
         annotations: {
-          'stream.streamspace.io/state-changed-by': 'alice',
-          'stream.streamspace.io/state-changed-at': '2025-01-31T11:00:00Z',
+          'stream.streamspace.io/state-changed-by': 'idle-reaper',
+          'stream.streamspace.io/state-changed-at': '2999-01-01T00:00:00Z',
         },
       },
+      status: { ...session.status, stateChange: undefined },
     });
-    expect(other?.facts.reaperStateChangeAt).toBeUndefined();
+    expect(forged?.facts.reaperStateChangeAt).toBeUndefined();
   });
 
   it('tolerates a bare object and garbage in optional places', () => {

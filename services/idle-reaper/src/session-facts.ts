@@ -53,8 +53,13 @@ export function readTrackedSession(object: unknown): TrackedSession | undefined 
   const conditions = Array.isArray(status.conditions) ? status.conditions.map(record) : [];
   const ready = conditions.find((c) => c.type === 'Ready');
   const readySince = ready ? time(ready.lastTransitionTime) : undefined;
-  const reaperChanged = annotations[ANNOTATIONS.stateChangedBy] === REAPER_IDENTITY;
-  const reaperStateChangeAt = reaperChanged ? time(annotations[ANNOTATIONS.stateChangedAt]) : undefined;
+  // The reaper's own record of its last state change lives in status, which only StreamSpace's
+  // service accounts may write: the state-changed-* annotations say the same for people, but
+  // anyone who may patch the Session can write them (a forged time in the future used to hold
+  // the idle clock at "now" forever).
+  const stateChange = record(status.stateChange);
+  const reaperChanged = stateChange.by === REAPER_IDENTITY;
+  const reaperStateChangeAt = reaperChanged ? time(stateChange.at) : undefined;
   const statusLastActivity = time(status.lastActivity);
   const phase = text(status.phase);
   const idleTimeout = text(spec.idleTimeout);

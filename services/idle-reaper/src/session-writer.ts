@@ -1,9 +1,22 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { API_GROUP, API_VERSION, KubeApiError, type KubeClient, type ResourceRef } from '@streamspace/shared';
 
 /** The field manager of every write the reaper makes. */
 export const REAPER_FIELD_MANAGER = 'streamspace-idle-reaper';
+/**
+ * The field manager of status.stateChange. Its own: a server-side apply removes the fields its
+ * manager set before and leaves out, so sharing one with the status.lastActivity writes would
+ * make each write drop the other's field.
+ */
+export const STATE_RECORD_FIELD_MANAGER = 'streamspace-idle-reaper-state';
+
+/** The reaper's own record of a state change it made, kept where users cannot write (status). */
+export interface StateChangeRecord {
+  by: string;
+  reason: string;
+  at: string;
+}
 const COMPONENT = 'streamspace-idle-reaper';
 
 export function statusCode(error: unknown): number | undefined {
@@ -71,20 +84,62 @@ export class SessionWriter {
     );
   }
 
-  /** A core/v1 Event on the Session, so `kubectl describe` says what the reaper did and why. */
+  /**
+   * status.stateChange: who changed spec.state, why and when. The annotations say the same for
+   * people, but users may write annotations; the reaper decides only on this copy.
+   */
+  async applyStateChange(namespace: string, name: string, record: StateChangeRecord): Promise<void> {
+    await this.kube.apply(
+      sessionRef(namespace, name, 'status'),
+      {
+        apiVersion: `${API_GROUP}/${API_VERSION}`,
+        kind: 'Session',
+        metadata: { name, namespace },
+        status: { stateChange: record },
+      },
+      STATE_RECORD_FIELD_MANAGER,
+      true,
+    );
+  }
+
+  /**
+   * A core/v1 Event on the Session, so `kubectl describe` says what the reaper did and why. With
+   * `onceAs`, the Event is named after it: replicas and restarts that report the same thing
+   * create it once (the API server answers 409 to the others, which is not an error here).
+   */
   async recordEvent(
     ref: SessionRef,
     type: 'Normal' | 'Warning',
     reason: string,
     message: string,
+    onceAs?: string,
   ): Promise<void> {
     const now = new Date().toISOString();
+    const name = onceAs
+      ? `${ref.name}.${createHash('sha256').update(`${ref.uid}\u0000${onceAs}`).digest('hex').slice(0, 16)}`
+      : `${ref.name}.${randomBytes(8).toString('hex')}`;
+    try {
+      await this.createEvent(ref, name, type, reason, message, now);
+    } catch (error) {
+      if (onceAs && statusCode(error) === 409) return;
+      throw error;
+    }
+  }
+
+  private async createEvent(
+    ref: SessionRef,
+    name: string,
+    type: 'Normal' | 'Warning',
+    reason: string,
+    message: string,
+    now: string,
+  ): Promise<void> {
     await this.kube.create(
       { version: 'v1', plural: 'events', namespace: ref.namespace },
       {
         apiVersion: 'v1',
         kind: 'Event',
-        metadata: { name: `${ref.name}.${randomBytes(8).toString('hex')}`, namespace: ref.namespace },
+        metadata: { name, namespace: ref.namespace },
         involvedObject: {
           apiVersion: `${API_GROUP}/${API_VERSION}`,
           kind: 'Session',

@@ -44,6 +44,21 @@ describe('reading a Session', () => {
     });
   });
 
+  it('keeps no padded state-change annotation: a long one counts as absent', () => {
+    const raw = rawSession({
+      rv: 2,
+      changedBy: 'x'.repeat(200 * 1024),
+      changeReason: 'Idle',
+      changedAt: iso('09:00:00'),
+    });
+    const parsed = parseSessionSnapshot(raw);
+    expect(parsed.ok && parsed.snapshot.stateChange).toEqual({
+      by: undefined,
+      reason: 'Idle',
+      atMs: at('09:00:00'),
+    });
+  });
+
   it('refuses what cannot be identified', () => {
     expect(parseSessionSnapshot(null)).toEqual({ ok: false, reason: 'not a JSON object' });
     expect(parseSessionSnapshot({ spec: {} })).toEqual({ ok: false, reason: 'metadata is missing' });

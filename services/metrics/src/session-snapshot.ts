@@ -53,6 +53,18 @@ function text(value: unknown): string | undefined {
   return typeof value === 'string' && value.length > 0 ? value : undefined;
 }
 
+/**
+ * The longest who/why text kept from the state-change annotations. The reaper writes short ones;
+ * anything longer is someone's padding (users may write annotations, up to 256 KiB) and is
+ * ignored, since a snapshot is kept per Session for as long as the Session exists.
+ */
+const MAX_RECORD_TEXT = 253;
+
+function shortText(value: unknown): string | undefined {
+  const t = text(value);
+  return t !== undefined && t.length <= MAX_RECORD_TEXT ? t : undefined;
+}
+
 function timeMs(value: unknown): number | undefined {
   if (typeof value !== 'string') return undefined;
   const ms = Date.parse(value);
@@ -104,8 +116,8 @@ export function parseSessionSnapshot(raw: unknown): ParsedSnapshot {
       phase,
       ready,
       stateChange: {
-        by: text(annotations[ANNOTATIONS.stateChangedBy]),
-        reason: text(annotations[ANNOTATIONS.stateChangeReason]),
+        by: shortText(annotations[ANNOTATIONS.stateChangedBy]),
+        reason: shortText(annotations[ANNOTATIONS.stateChangeReason]),
         atMs: timeMs(annotations[ANNOTATIONS.stateChangedAt]),
       },
     },

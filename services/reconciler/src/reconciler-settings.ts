@@ -1,4 +1,11 @@
-import { ConfigError, durationSchema, env, parseDuration, watchNamespacesSchema } from '@streamspace/shared';
+import {
+  ConfigError,
+  durationSchema,
+  env,
+  parseDuration,
+  parseQuantityExact,
+  watchNamespacesSchema,
+} from '@streamspace/shared';
 import { z } from 'zod';
 import { DEFAULT_HOST_PATTERN, hostPatternProblem } from './host-pattern.js';
 
@@ -6,6 +13,38 @@ const namespaceName = z
   .string()
   .max(63, 'must be a namespace name (at most 63 characters)')
   .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'must be a namespace name (lower-case letters, digits and -)');
+
+/** `name=quantity,...` (e.g. `cpu=4,memory=8Gi,nvidia.com/gpu=1`) read as a resource list. */
+function resourceCeilingSchema(fallback: string) {
+  return z
+    .string()
+    .default(fallback)
+    .transform((text, ctx) => {
+      const list: Record<string, string> = {};
+      for (const entry of text
+        .split(',')
+        .map((e) => e.trim())
+        .filter((e) => e !== '')) {
+        const [name, quantity, ...rest] = entry.split('=').map((p) => p.trim());
+        if (!name || !quantity || rest.length > 0 || !/^[a-z0-9]([-a-z0-9./]*[a-z0-9])?$/.test(name)) {
+          ctx.addIssue({
+            code: 'custom',
+            message: `'${entry}' is not name=quantity, e.g. cpu=4 or memory=8Gi`,
+          });
+          return z.NEVER;
+        }
+        if (parseQuantityExact(quantity) === undefined || quantity.startsWith('-')) {
+          ctx.addIssue({
+            code: 'custom',
+            message: `'${quantity}' (for ${name}) is not a quantity such as 4, 500m or 8Gi`,
+          });
+          return z.NEVER;
+        }
+        list[name] = quantity;
+      }
+      return list;
+    });
+}
 
 /** What a platform owner tunes about the children of a Session (all from the environment). */
 export const reconcilerEnvSchema = z.object({
@@ -31,6 +70,16 @@ export const reconcilerEnvSchema = z.object({
     .default('10Gi'),
   HOME_ACCESS_MODE: z.enum(['ReadWriteMany', 'ReadWriteOnce', 'ReadWriteOncePod']).default('ReadWriteMany'),
   STARTUP_DEADLINE: durationSchema.default('5m'),
+  /**
+   * The most a Session may request, per resource (its own requests merged with its Template's
+   * defaults): `cpu=4,memory=8Gi`. A Session asking for more does not start. Empty: no ceiling.
+   */
+  SESSION_MAX_REQUESTS: resourceCeilingSchema('cpu=4,memory=8Gi'),
+  /**
+   * The highest limit a Session may set, per resource, and the limit it gets when it sets none:
+   * `cpu=8,memory=16Gi`. Empty: no ceiling.
+   */
+  SESSION_MAX_LIMITS: resourceCeilingSchema('cpu=8,memory=16Gi'),
   WORKER_CONCURRENCY: env.positiveInt(8),
   MAX_ATTEMPTS: env.positiveInt(8),
   LOCK_TTL: durationSchema.default('30s'),
@@ -47,6 +96,13 @@ export interface ReconcilerSettings {
   homeStorageSize: string;
   homeAccessMode: string;
   startupDeadlineMs: number;
+  /** The ceiling on a Session's resources (see SESSION_MAX_REQUESTS / SESSION_MAX_LIMITS); none when absent. */
+  resourceCeiling?: ResourceCeiling;
+}
+
+export interface ResourceCeiling {
+  requests: Record<string, string>;
+  limits: Record<string, string>;
 }
 
 /** Throws a ConfigError naming INGRESS_HOST_PATTERN when the pattern cannot give every Session its own host. */
@@ -66,5 +122,6 @@ export function settingsFromEnv(config: z.infer<typeof reconcilerEnvSchema>): Re
     homeStorageSize: config.HOME_STORAGE_SIZE,
     homeAccessMode: config.HOME_ACCESS_MODE,
     startupDeadlineMs: parseDuration(config.STARTUP_DEADLINE),
+    resourceCeiling: { requests: config.SESSION_MAX_REQUESTS, limits: config.SESSION_MAX_LIMITS },
   };
 }

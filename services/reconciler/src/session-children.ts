@@ -16,7 +16,8 @@ import {
   sessionLabelValue,
   userSlug,
 } from '@streamspace/shared';
-import type { ReconcilerSettings } from './reconciler-settings.js';
+import type { ReconcilerSettings, ResourceCeiling } from './reconciler-settings.js';
+import { applyResourceCeiling, type CeilingResult } from './resource-ceiling.js';
 import type { StoredSession as Session, StoredTemplate as Template } from './stored-objects.js';
 
 /**
@@ -100,11 +101,25 @@ export function vncPort(template: Template): number {
   return template.spec.vnc?.port ?? 3000;
 }
 
+/** The Session's resources held to the platform's ceiling (see resource-ceiling.ts). */
+export function sessionResources(
+  session: Session,
+  template: Template,
+  ceiling: ResourceCeiling | undefined,
+): CeilingResult {
+  return applyResourceCeiling(effectiveResources(session, template), ceiling, (kind, name) =>
+    session.spec.resources?.[kind]?.[name] !== undefined
+      ? `the Session`
+      : `Template "${template.metadata.name}"'s defaultResources`,
+  );
+}
+
 /** `homeClaim`: the claim to mount as the home (the plan checks whose it is; see child-ownership.ts). */
 export function renderPodTemplate(
   session: Session,
   template: Template,
   homeClaim: string = homeClaimName(session.spec.user),
+  ceiling?: ResourceCeiling,
 ): V1PodTemplateSpec {
   const spec = template.spec;
   const ports = new Map<number, { name: string; containerPort: number; protocol: string }>();
@@ -121,7 +136,12 @@ export function renderPodTemplate(
   const mounts: { name: string; mountPath: string; readOnly?: boolean; subPath?: string }[] = [];
   for (const mount of spec.volumeMounts ?? []) {
     // A template's own mounts are scratch space for the application; what must survive goes in the home.
-    volumes.push({ name: mount.name, emptyDir: {} });
+    // The Template's sizeLimit caps what the application may write there (the kubelet evicts a
+    // pod that exceeds it); without it one desktop could fill its node's disk.
+    volumes.push({
+      name: mount.name,
+      emptyDir: mount.sizeLimit !== undefined ? { sizeLimit: String(mount.sizeLimit) } : {},
+    });
     mounts.push({
       name: mount.name,
       mountPath: mount.mountPath,
@@ -144,7 +164,7 @@ export function renderPodTemplate(
   }
 
   const capabilities = spec.capabilities ?? [];
-  const resources = effectiveResources(session, template);
+  const { resources } = sessionResources(session, template, ceiling);
   const nameAnnotation = sessionNameAnnotation(session);
   return {
     metadata: {

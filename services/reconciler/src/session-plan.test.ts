@@ -177,6 +177,96 @@ describe('planSession: running', () => {
     ).toEqual({ medium: 'Memory', sizeLimit: '1Gi' });
   });
 
+  it('keeps the Template’s sizeLimit on its scratch volumes (and none where it sets none)', () => {
+    const plan = planSession(
+      observed({
+        template: template({
+          volumeMounts: [
+            { name: 'cache', mountPath: '/config/.cache', sizeLimit: '2Gi' },
+            { name: 'downloads', mountPath: '/downloads', sizeLimit: 1073741824 },
+            { name: 'tmp', mountPath: '/scratch' },
+          ],
+        }),
+      }),
+      settings,
+      now,
+    );
+    const volumes = (plan.apply[0] as V1Deployment).spec?.template.spec?.volumes ?? [];
+    const emptyDir = (name: string) => volumes.find((v) => v.name === name)?.emptyDir;
+    expect(emptyDir('cache')).toEqual({ sizeLimit: '2Gi' });
+    expect(emptyDir('downloads')).toEqual({ sizeLimit: '1073741824' });
+    expect(emptyDir('tmp')).toEqual({});
+  });
+
+  describe('with a resource ceiling', () => {
+    const capped: ReconcilerSettings = {
+      ...settings,
+      resourceCeiling: { requests: { cpu: '2', memory: '4Gi' }, limits: { cpu: '4', memory: '8Gi' } },
+    };
+
+    it('starts a Session within it, with the limits it leaves out set to the ceiling', () => {
+      const plan = planSession(observed(), capped, now);
+      const container = (plan.apply[0] as V1Deployment).spec?.template.spec?.containers[0];
+      expect(container?.resources).toEqual({
+        requests: { cpu: '500m', memory: '1Gi' },
+        limits: { memory: '2Gi', cpu: '4' },
+      });
+      expect(plan.status.phase).toBe('Pending');
+    });
+
+    it('refuses a Session asking for more: nothing runs, and the condition and Event name the ceiling', () => {
+      const big = session({ resources: { requests: { memory: '32Gi' } } });
+      const plan = planSession(observed({ session: big }), capped, now);
+      expect(plan.apply).toEqual([]);
+      expect(plan.status.phase).toBe('Failed');
+      const ready = plan.status.conditions.find((c) => c.type === 'Ready');
+      expect(ready).toMatchObject({ status: 'False', reason: 'ResourcesExceedCeiling' });
+      expect(ready?.message).toContain(
+        'requests.memory 32Gi (from the Session) is above the ceiling 4Gi set by SESSION_MAX_REQUESTS (chart value sessions.limits.maxRequests)',
+      );
+      expect(plan.events).toEqual([
+        { type: 'Warning', reason: 'ResourcesExceedCeiling', message: ready?.message },
+      ]);
+      // Said once: the next reconcile of the same refusal adds no Event.
+      const again = planSession(
+        observed({ session: { ...big, status: plan.status } as StoredSession }),
+        capped,
+        now,
+      );
+      expect(again.events).toEqual([]);
+      expect(again.status.conditions).toEqual(plan.status.conditions);
+    });
+
+    it('names the Template when its defaults are what is too big, and scales an existing Deployment to zero', () => {
+      const deployment = planSession(observed(), settings, now).apply[0] as V1Deployment;
+      const plan = planSession(
+        observed({
+          template: template({ defaultResources: { requests: { cpu: '3' } } }),
+          deployment,
+        }),
+        capped,
+        now,
+      );
+      expect(kinds(plan.apply)).toEqual(['Deployment']);
+      expect((plan.apply[0] as V1Deployment).spec?.replicas).toBe(0);
+      expect(plan.status.conditions.find((c) => c.type === 'Ready')?.message).toContain(
+        'requests.cpu 3 (from Template "firefox"\'s defaultResources) is above the ceiling 2',
+      );
+    });
+
+    it('leaves a desktop that is up alone until it next starts', () => {
+      const first = planSession(observed({ pods: [pod(true)] }), capped, now);
+      const live = {
+        session: session({ resources: { requests: { memory: '32Gi' } } }, first.status),
+        deployment: first.apply[0] as V1Deployment,
+        pods: [pod(true)],
+      };
+      const plan = planSession(observed(live), capped, now);
+      expect(plan.status.phase).toBe('Running');
+      expect((plan.apply[0] as V1Deployment).spec?.replicas).toBe(1);
+    });
+  });
+
   it('claims the user’s home only when asked, and never owns it', () => {
     const plan = planSession(observed({ session: session({ persistentHome: true }) }), settings, now);
     const claim = plan.apply.find((o) => o.kind === 'PersistentVolumeClaim');

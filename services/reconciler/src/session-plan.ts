@@ -7,6 +7,7 @@ import type {
   V1PodTemplateSpec,
   V1Service,
 } from '@kubernetes/client-node';
+import { ANNOTATIONS } from '@streamspace/shared';
 import {
   chooseHomeClaim,
   type ForeignChild,
@@ -21,6 +22,7 @@ import {
   buildIngress,
   buildService,
   renderPodTemplate,
+  sessionResources,
   sessionUrl,
 } from './session-children.js';
 import type { StoredSession as Session, StoredTemplate as Template } from './stored-objects.js';
@@ -75,7 +77,7 @@ export interface SessionPlan {
 }
 
 /** Where the pod template a running desktop was started from is kept (see docs/lifecycle.md). */
-export const POD_TEMPLATE_SNAPSHOT = 'stream.streamspace.io/pod-template';
+export const POD_TEMPLATE_SNAPSHOT = ANNOTATIONS.podTemplate;
 
 /** Container states that explain why a desktop is not starting, worth showing to a person. */
 const WAITING_REASONS_WORTH_SHOWING = new Set([
@@ -179,6 +181,17 @@ function homeClaimMessage(session: Session, choice: Extract<HomeClaimChoice, { a
   const namespace = session.metadata.namespace;
   const owner = choice.owner === undefined ? 'no owner annotation' : `owner annotation "${choice.owner}"`;
   return `PersistentVolumeClaim "${choice.name}" in namespace "${namespace}" has ${owner} (stream.streamspace.io/user), not "${session.spec.user}", so it is not mounted and the desktop is not started: it may hold another user's home. A namespace admin should find out who created it and delete or rename it (or set spec.persistentHome to false); this session continues by itself once it is gone`;
+}
+
+/** The Ready reason of a Session refused for asking more than the resource ceiling. */
+export const RESOURCES_EXCEED_CEILING = 'ResourcesExceedCeiling';
+
+/**
+ * A desktop that is up keeps the pod template it started with (its snapshot), so a change to its
+ * resources, ceiling check included, waits until it next starts.
+ */
+function isLive(observed: ObservedSession): boolean {
+  return observed.session.status?.phase === 'Running' && (observed.deployment?.spec?.replicas ?? 0) > 0;
 }
 
 /** Ready reasons of a desktop on its way up; the startup deadline runs from their transition. */
@@ -310,6 +323,10 @@ export function planSession(observed: ObservedSession, settings: ReconcilerSetti
   let podName: string | undefined;
   let url: string | undefined;
   let waking = false;
+  const ceilingProblems =
+    state === 'running' && templateUsable && !isLive(observed)
+      ? sessionResources(session, template, settings.resourceCeiling).problems
+      : [];
 
   if (state === 'terminated') {
     // Only what this Session controls is removed; anything else under its names is left alone.
@@ -354,12 +371,12 @@ export function planSession(observed: ObservedSession, settings: ReconcilerSetti
       const podTemplate =
         snapshotOf(observed.deployment) ??
         observed.deployment.spec?.template ??
-        (templateUsable ? renderPodTemplate(session, template, homeClaim) : undefined);
+        (templateUsable ? renderPodTemplate(session, template, homeClaim, settings.resourceCeiling) : undefined);
       if (podTemplate) apply.push(withSnapshot(buildDeployment(session, podTemplate, 0), podTemplate));
     } else if (templateUsable) {
       // Hibernated before its desktop was ever created (e.g. hibernated while the pipeline was
       // down): the Deployment still exists, at zero replicas, as for any hibernated session.
-      const podTemplate = renderPodTemplate(session, template, homeClaim);
+      const podTemplate = renderPodTemplate(session, template, homeClaim, settings.resourceCeiling);
       apply.push(withSnapshot(buildDeployment(session, podTemplate, 0), podTemplate));
     }
     if (templateUsable) {
@@ -410,11 +427,34 @@ export function planSession(observed: ObservedSession, settings: ReconcilerSetti
           },
       now,
     );
+  } else if (ceilingProblems.length > 0) {
+    // Asks for more than the platform allows: nothing starts at that size. A Deployment left from
+    // an earlier start stays, at zero replicas, so the session starts as soon as its spec is fixed.
+    if (observed.deployment) {
+      const podTemplate = snapshotOf(observed.deployment) ?? observed.deployment.spec?.template;
+      if (podTemplate) apply.push(withSnapshot(buildDeployment(session, podTemplate, 0), podTemplate));
+    }
+    phase = 'Failed';
+    const message = `The session asks for more resources than the platform allows: ${ceilingProblems.join('; ')}. Lower spec.resources (or ask the platform owner to raise the ceiling) and it starts by itself`;
+    const previousReady = findCondition(conditions, 'Ready');
+    conditions = setCondition(
+      conditions,
+      {
+        type: 'Ready',
+        status: 'False',
+        reason: RESOURCES_EXCEED_CEILING,
+        message,
+        observedGeneration: generation,
+      },
+      now,
+    );
+    if (previousReady?.reason !== RESOURCES_EXCEED_CEILING || previousReady.message !== message)
+      events.push({ type: 'Warning', reason: RESOURCES_EXCEED_CEILING, message });
   } else {
-    const wasLive = previousPhase === 'Running' && (observed.deployment?.spec?.replicas ?? 0) > 0;
+    const wasLive = isLive(observed);
     const podTemplate =
       (wasLive ? snapshotOf(observed.deployment) : undefined) ??
-      renderPodTemplate(session, template, homeClaim);
+      renderPodTemplate(session, template, homeClaim, settings.resourceCeiling);
     apply.push(withSnapshot(buildDeployment(session, podTemplate, 1), podTemplate));
     apply.push(buildService(session, template), buildIngress(session, template, settings));
     if (home?.action === 'mount' && home.create) apply.push(buildHomeClaim(session, settings));

@@ -9,7 +9,7 @@ import { coversDesired } from './applied-state.js';
 import { type Condition, setCondition } from './conditions.js';
 import type { KubeWriter } from './kube-writer.js';
 import type { ReconcilerSettings } from './reconciler-settings.js';
-import { type PlannedStatus, planSession } from './session-plan.js';
+import { type PlannedStatus, planSession, RESOURCES_EXCEED_CEILING } from './session-plan.js';
 import { planTemplateStatus } from './template-validation.js';
 
 export interface ReconcileOutcome {
@@ -40,7 +40,12 @@ function comparable(status: Partial<PlannedStatus> | undefined): string {
  * Why the reconciler refuses to act for a Session (see session-plan.ts): said in its status and an
  * Event, logged and counted once per refusal.
  */
-export const REFUSAL_REASONS = ['ControlPlaneNamespace', 'ChildNotOwned', 'HomeClaimNotOwned'] as const;
+export const REFUSAL_REASONS = [
+  'ControlPlaneNamespace',
+  'ChildNotOwned',
+  'HomeClaimNotOwned',
+  RESOURCES_EXCEED_CEILING,
+] as const;
 
 /** Read → plan → apply → report, for one Session. Safe to run again at any time. */
 export async function reconcileSession(

@@ -28,6 +28,7 @@ describe('parseKubeObject', () => {
         generation: 2,
         labels: { a: 'b' },
         raw: valid,
+        bytes: Buffer.byteLength(JSON.stringify(valid)),
       },
     });
   });
@@ -77,5 +78,46 @@ describe('the kept object', () => {
     expect(parsed.object.raw.metadata).toMatchObject({ name: 's1', labels: { a: 'b', n: 3 } });
     expect(parsed.object.raw.spec).toEqual(valid.spec);
     expect(raw.metadata.managedFields).toHaveLength(1);
+  });
+});
+
+describe('the kept object, trimmed for its kind', () => {
+  const big = 'x'.repeat(200 * 1024);
+  const session = {
+    ...valid,
+    metadata: {
+      ...valid.metadata,
+      annotations: {
+        'kubectl.kubernetes.io/last-applied-configuration': big,
+        'example.com/notes': big,
+        'stream.streamspace.io/state-changed-by': 'idle-reaper',
+      },
+      managedFields: [{ manager: 'kubectl', fieldsV1: { big } }],
+    },
+  };
+
+  it('keeps only the annotations a component reads, and says how many bytes are held', () => {
+    const parsed = parseKubeObject(session, { kind: 'session', maxBytes: 64 * 1024 });
+    if (!parsed.ok) throw new Error(parsed.reason);
+    expect(parsed.object.raw.metadata).toMatchObject({
+      annotations: { 'stream.streamspace.io/state-changed-by': 'idle-reaper' },
+      labels: { a: 'b', n: 3 },
+    });
+    expect(parsed.object.bytes).toBe(Buffer.byteLength(JSON.stringify(parsed.object.raw)));
+    expect(parsed.object.bytes).toBeLessThan(1024);
+    expect(parsed.object.oversize).toBeUndefined();
+  });
+
+  it('keeps the labels the platform routes on when an object over the bound loses the others', () => {
+    const labels: Record<string, string> = { 'stream.streamspace.io/session': 's1' };
+    for (let i = 0; i < 3000; i++) labels[`example.com/label-${i}`] = 'v'.repeat(60);
+    const parsed = parseKubeObject(
+      { ...valid, metadata: { ...valid.metadata, labels } },
+      { kind: 'pod', maxBytes: 8 * 1024 },
+    );
+    if (!parsed.ok) throw new Error(parsed.reason);
+    expect(parsed.object.labels).toEqual({ 'stream.streamspace.io/session': 's1' });
+    expect(parsed.object.oversize).toMatchObject({ level: 'reduced' });
+    expect(parsed.object.bytes).toBeLessThanOrEqual(8 * 1024);
   });
 });

@@ -1,3 +1,5 @@
+import { type ObservedKind, type TrimLevel, type TrimmedObject, trimObject } from '@streamspace/shared';
+
 /**
  * The few fields of a Kubernetes object the watcher routes on, read defensively from whatever
  * JSON the API server (or a misbehaving proxy) sent. Anything without them cannot be keyed,
@@ -11,11 +13,22 @@ export interface KubeObject {
   generation: number | undefined;
   labels: Readonly<Record<string, string>>;
   /**
-   * The object as the API server sent it, less `metadata.managedFields`: server-side apply
-   * bookkeeping that no subscriber needs and that often doubles an object's size (in memory and
-   * in every change event).
+   * The object as the API server sent it, trimmed (trimObject): less `metadata.managedFields`
+   * (server-side apply bookkeeping that often doubles an object's size), less the annotations no
+   * StreamSpace component reads, and cut further when still over the per-object bound. This is
+   * what the cache holds and every change event carries.
    */
   raw: Record<string, unknown>;
+  /** JSON size of `raw` in bytes. */
+  bytes: number;
+  /** Set when the object was over the bound and lost more than what nobody reads. */
+  oversize?: { level: Exclude<TrimLevel, 'trimmed'>; bytes: number };
+}
+
+/** How objects are trimmed before they are kept (see trimObject). */
+export interface TrimOptions {
+  kind: ObservedKind;
+  maxBytes: number;
 }
 
 export type ParsedObject = { ok: true; object: KubeObject } | { ok: false; reason: string };
@@ -28,7 +41,11 @@ function nonEmptyString(value: unknown): value is string {
   return typeof value === 'string' && value.length > 0;
 }
 
-export function parseKubeObject(raw: unknown): ParsedObject {
+/**
+ * Reads and trims one object. Without `trim` only managedFields are dropped (what the kind-less
+ * callers and tests need); the watcher always passes its kind and bound.
+ */
+export function parseKubeObject(raw: unknown, trim?: TrimOptions): ParsedObject {
   if (!isRecord(raw)) return { ok: false, reason: 'not a JSON object' };
   const metadata = raw.metadata;
   if (!isRecord(metadata)) return { ok: false, reason: 'metadata is missing' };
@@ -40,9 +57,13 @@ export function parseKubeObject(raw: unknown): ParsedObject {
   if (generation !== undefined && !(Number.isInteger(generation) && (generation as number) >= 0)) {
     return { ok: false, reason: 'metadata.generation is not a non-negative integer' };
   }
+  const trimmed: TrimmedObject = trim ? trimObject(trim.kind, raw, trim.maxBytes) : untrimmed(raw, metadata);
+  const kept = trimmed.object;
+  // Labels as kept: an oversized object keeps only the platform's, so the cache stays bounded.
+  const keptMetadata = kept.metadata as Record<string, unknown>;
   const labels: Record<string, string> = {};
-  if (isRecord(metadata.labels)) {
-    for (const [key, value] of Object.entries(metadata.labels))
+  if (isRecord(keptMetadata.labels)) {
+    for (const [key, value] of Object.entries(keptMetadata.labels))
       if (typeof value === 'string') labels[key] = value;
   }
   return {
@@ -54,9 +75,22 @@ export function parseKubeObject(raw: unknown): ParsedObject {
       resourceVersion: metadata.resourceVersion as string,
       generation: generation as number | undefined,
       labels,
-      raw: withoutManagedFields(raw, metadata),
+      raw: kept,
+      bytes: trimmed.bytes,
+      ...(trimmed.level !== 'trimmed' && trimmed.oversizeBytes !== undefined
+        ? { oversize: { level: trimmed.level, bytes: trimmed.oversizeBytes } }
+        : {}),
     },
   };
+}
+
+function jsonBytes(value: unknown): number {
+  return Buffer.byteLength(JSON.stringify(value), 'utf8');
+}
+
+function untrimmed(raw: Record<string, unknown>, metadata: Record<string, unknown>): TrimmedObject {
+  const object = withoutManagedFields(raw, metadata);
+  return { object, level: 'trimmed', bytes: jsonBytes(object) };
 }
 
 function withoutManagedFields(

@@ -2,7 +2,13 @@ import { describe, expect, it } from 'vitest';
 import type { KubeObject } from './kube-object.js';
 import { ObjectCache } from './object-cache.js';
 
-function obj(name: string, resourceVersion: string, uid = `uid-${name}`, namespace = 'ns'): KubeObject {
+function obj(
+  name: string,
+  resourceVersion: string,
+  uid = `uid-${name}`,
+  namespace = 'ns',
+  bytes = 100,
+): KubeObject {
   return {
     namespace,
     name,
@@ -11,6 +17,7 @@ function obj(name: string, resourceVersion: string, uid = `uid-${name}`, namespa
     generation: 1,
     labels: {},
     raw: { metadata: { namespace, name, uid, resourceVersion } },
+    bytes,
   };
 }
 
@@ -87,5 +94,22 @@ describe('ObjectCache', () => {
       'added a@1/uid-a',
       'added b@2/uid-b',
     ]);
+  });
+
+  it('counts the bytes of what it holds through upserts, replacements, deletions and relists', () => {
+    const cache = new ObjectCache();
+    cache.upsert(obj('a', '1', 'uid-a', 'ns', 100));
+    cache.upsert(obj('b', '1', 'uid-b', 'ns', 50));
+    expect(cache.bytes).toBe(150);
+    cache.upsert(obj('a', '2', 'uid-a', 'ns', 300));
+    expect(cache.bytes).toBe(350);
+    cache.upsert(obj('a', '3', 'uid-a2', 'ns', 10));
+    expect(cache.bytes).toBe(60);
+    cache.remove(obj('b', '2', 'uid-other', 'ns', 50));
+    expect(cache.bytes).toBe(60);
+    cache.remove(obj('b', '2', 'uid-b', 'ns', 50));
+    expect(cache.bytes).toBe(10);
+    cache.replace([obj('c', '1', 'uid-c', 'ns', 7)]);
+    expect(cache.bytes).toBe(7);
   });
 });

@@ -18,9 +18,25 @@ export interface CacheChange {
  */
 export class ObjectCache {
   private readonly objects = new Map<string, KubeObject>();
+  private totalBytes = 0;
 
   get size(): number {
     return this.objects.size;
+  }
+
+  /** JSON bytes of the (trimmed) objects held: what the per-object bound keeps in check. */
+  get bytes(): number {
+    return this.totalBytes;
+  }
+
+  private set(key: string, object: KubeObject, previous: KubeObject | undefined): void {
+    this.objects.set(key, object);
+    this.totalBytes += object.bytes - (previous?.bytes ?? 0);
+  }
+
+  private delete(key: string, previous: KubeObject): void {
+    this.objects.delete(key);
+    this.totalBytes -= previous.bytes;
   }
 
   get(namespace: string, name: string): KubeObject | undefined {
@@ -40,7 +56,7 @@ export class ObjectCache {
   upsert(object: KubeObject): CacheChange[] {
     const key = objectKeyOf(object);
     const previous = this.objects.get(key);
-    this.objects.set(key, object);
+    this.set(key, object, previous);
     if (!previous) return [{ type: 'added', object }];
     if (previous.uid !== object.uid) {
       return [
@@ -58,7 +74,7 @@ export class ObjectCache {
     const previous = this.objects.get(key);
     // A deletion of an older incarnation (another uid) must not evict the current one.
     if (previous && previous.uid !== object.uid) return [{ type: 'deleted', object }];
-    this.objects.delete(key);
+    if (previous) this.delete(key, previous);
     return [previous ? { type: 'deleted', object, previous } : { type: 'deleted', object }];
   }
 
@@ -72,7 +88,7 @@ export class ObjectCache {
     }
     for (const [key, previous] of this.objects) {
       if (listed.has(key)) continue;
-      this.objects.delete(key);
+      this.delete(key, previous);
       changes.push({ type: 'deleted', object: previous });
     }
     return changes;

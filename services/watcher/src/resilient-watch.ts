@@ -1,5 +1,5 @@
 import { type BackoffOptions, backoffDelay, sleep } from '@streamspace/shared';
-import { type KubeObject, parseKubeObject } from './kube-object.js';
+import { type KubeObject, parseKubeObject, type TrimOptions } from './kube-object.js';
 import { type CacheChange, ObjectCache } from './object-cache.js';
 
 export interface ListPage {
@@ -46,6 +46,8 @@ export interface ResilientWatchOptions {
   /** A watch that lasted this long (or delivered anything) was healthy: retries start from the shortest delay again. */
   healthyAfterMs?: number;
   backoff?: BackoffOptions;
+  /** How objects are trimmed before the cache keeps them; only managedFields are dropped without it. */
+  trim?: TrimOptions;
   onChanges(changes: CacheChange[]): void;
   onMalformed(raw: unknown, reason: string): void;
   /**
@@ -153,7 +155,7 @@ export class ResilientWatch {
   }
 
   private parse(raw: unknown): KubeObject | undefined {
-    const parsed = parseKubeObject(raw);
+    const parsed = parseKubeObject(raw, this.options.trim);
     if (parsed.ok) return parsed.object;
     this.options.onMalformed(raw, parsed.reason);
     return undefined;

@@ -1,4 +1,6 @@
 import {
+  DEFAULT_MAX_OBJECT_BYTES,
+  DEFAULT_STREAM_LIMITS,
   env,
   formatDuration,
   natsEnvSchema,
@@ -46,6 +48,22 @@ export const watcherConfigSchema = natsEnvSchema.extend({
   PUBLISH_QUEUE_LIMIT: env.positiveInt(10_000),
   /** Publications awaiting their JetStream acknowledgement at once. */
   PUBLISH_CONCURRENCY: env.positiveInt(64),
+  /**
+   * The bound on one object as the watcher keeps and publishes it (JSON bytes, after dropping
+   * managedFields and the annotations no component reads). An object still larger loses its
+   * labels and annotations, then its spec and status, is counted and logged, and is reconciled.
+   */
+  MAX_OBJECT_BYTES: z.coerce
+    .number({ message: 'must be a number' })
+    .int('must be a whole number')
+    .min(4096, 'must be at least 4096 (an object’s identity alone can take 2 KiB)')
+    .default(DEFAULT_MAX_OBJECT_BYTES),
+  /** The most the events stream may hold (bytes); the oldest events are discarded beyond it. */
+  EVENTS_MAX_BYTES: env.positiveInt(DEFAULT_STREAM_LIMITS.eventsMaxBytes),
+  /** The most the work stream may hold (bytes). */
+  WORK_MAX_BYTES: env.positiveInt(DEFAULT_STREAM_LIMITS.workMaxBytes),
+  /** The most the dead-letter stream may hold (bytes); the oldest are discarded beyond it. */
+  DEAD_LETTER_MAX_BYTES: env.positiveInt(DEFAULT_STREAM_LIMITS.deadLetterMaxBytes),
   /** On SIGTERM, how long to wait for queued publications to be acknowledged. */
   SHUTDOWN_FLUSH_TIMEOUT: durationMs('5s', 0),
 });

@@ -1,4 +1,4 @@
-import type { WorkKind } from '@streamspace/shared';
+import type { ObservedKind, WorkKind } from '@streamspace/shared';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { RESTART_REASONS } from './resilient-watch.js';
 import { RESYNC_TRIGGERS } from './resync-schedule.js';
@@ -10,7 +10,12 @@ import { EVENT_TYPES, OBSERVED_KINDS, workReasons } from './work-routing.js';
  */
 export function createWatcherMetrics(
   registry: Registry,
-  sources: { isReady: () => boolean; queueDepth: () => number },
+  sources: {
+    isReady: () => boolean;
+    queueDepth: () => number;
+    /** JSON bytes the object cache of each kind holds (after trimming). */
+    cachedBytes?: () => Iterable<[ObservedKind, number]>;
+  },
 ) {
   const registers = [registry];
   const eventsPublished = new Counter({
@@ -62,6 +67,21 @@ export function createWatcherMetrics(
     labelNames: ['kind'],
     registers,
   });
+  const oversize = new Counter({
+    name: 'streamspace_watcher_oversize_objects_total',
+    help: 'Object changes still over MAX_OBJECT_BYTES once unread annotations and managedFields were dropped, so kept and published cut further (level reduced: labels and annotations dropped; identity: spec and status too). Still reconciled.',
+    labelNames: ['kind', 'level'],
+    registers,
+  });
+  new Gauge({
+    name: 'streamspace_watcher_cached_object_bytes',
+    help: 'JSON bytes of the trimmed objects the watcher holds in memory, by kind.',
+    labelNames: ['kind'],
+    registers,
+    collect() {
+      for (const [kind, bytes] of sources.cachedBytes?.() ?? []) this.labels(kind).set(bytes);
+    },
+  });
   const resyncs = new Counter({
     name: 'streamspace_watcher_resyncs_total',
     help: 'Full resyncs (every Session and Template announced again), by what triggered them.',
@@ -81,6 +101,7 @@ export function createWatcherMetrics(
     for (const type of EVENT_TYPES) eventsPublished.labels(kind, type).inc(0);
     for (const reason of RESTART_REASONS) watchRestarts.labels(kind, reason).inc(0);
     malformed.labels(kind).inc(0);
+    for (const level of ['reduced', 'identity']) oversize.labels(kind, level).inc(0);
   }
   for (const kind of ['session', 'template'] as WorkKind[]) {
     for (const reason of workReasons(kind)) workItemsPublished.labels(kind, reason).inc(0);
@@ -98,6 +119,7 @@ export function createWatcherMetrics(
     dropped,
     watchRestarts,
     malformed,
+    oversize,
     resyncs,
   };
 }

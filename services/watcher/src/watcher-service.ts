@@ -97,9 +97,16 @@ export async function startWatcher(context: Context): Promise<RunningService> {
   const sessionIndex = new SessionIndex();
   let publisher: Publisher | undefined;
   let nc: NatsConnection | undefined;
+  // One watch per kind and namespace (see below).
+  const watches = new Map<ObservedKind, ResilientWatch[]>();
   const metrics = createWatcherMetrics(registry, {
     isReady: () => readiness.ready,
     queueDepth: () => publisher?.pending ?? 0,
+    cachedBytes: () =>
+      [...watches].map(
+        ([kind, list]) =>
+          [kind, list.reduce((sum, watch) => sum + watch.cache.bytes, 0)] as [ObservedKind, number],
+      ),
   });
 
   if (config.WATCH_SILENCE_TIMEOUT <= config.WATCH_TIMEOUT) {
@@ -117,7 +124,6 @@ export async function startWatcher(context: Context): Promise<RunningService> {
   // One watch per kind and namespace: with a list of namespaces (rbac.scope=namespaces) the
   // watcher may list nothing cluster-wide, so it watches each namespace by itself.
   const namespaces: (string | undefined)[] = config.WATCH_NAMESPACE ?? [undefined];
-  const watches = new Map<ObservedKind, ResilientWatch[]>();
   for (const resource of WATCHED_RESOURCES)
     for (const namespace of namespaces) {
       const check =
@@ -130,6 +136,7 @@ export async function startWatcher(context: Context): Promise<RunningService> {
         pageSize: config.LIST_PAGE_SIZE,
         watchTimeoutSeconds: Math.max(1, Math.round(config.WATCH_TIMEOUT / 1000)),
         silenceTimeoutMs: config.WATCH_SILENCE_TIMEOUT,
+        trim: { kind: resource.kind, maxBytes: config.MAX_OBJECT_BYTES },
         onChanges: (changes) => handleChanges(resource.kind, changes),
         onMalformed: (raw, reason) => {
           metrics.malformed.labels(resource.kind).inc();
@@ -161,6 +168,22 @@ export async function startWatcher(context: Context): Promise<RunningService> {
     const observedAt = new Date();
     for (const change of changes) {
       const { object } = change;
+      if (object.oversize && change.type !== 'deleted') {
+        metrics.oversize.labels(kind, object.oversize.level).inc();
+        log.warn(
+          {
+            kind,
+            namespace: object.namespace,
+            name: object.name,
+            bytes: object.oversize.bytes,
+            maxBytes: config.MAX_OBJECT_BYTES,
+            kept: object.oversize.level === 'reduced' ? 'spec and status' : 'identity only',
+          },
+          `object is over MAX_OBJECT_BYTES even without unread annotations; keeping and publishing ${
+            object.oversize.level === 'reduced' ? 'it without labels and annotations' : 'only its identity'
+          } (it is still reconciled). Its labels or fields are too large: ask its owner to shrink them, or raise MAX_OBJECT_BYTES`,
+        );
+      }
       if (kind === 'session') {
         if (change.type === 'deleted') sessionIndex.delete(object.namespace, object.name);
         else sessionIndex.set(object.namespace, object.name, sessionTemplateName(object));
@@ -263,6 +286,15 @@ export async function startWatcher(context: Context): Promise<RunningService> {
         ensureStreams(nc as NatsConnection, {
           updateExisting: true,
           eventsMaxAgeSeconds: Math.round(config.EVENTS_MAX_AGE / 1000),
+          maxObjectBytes: config.MAX_OBJECT_BYTES,
+          eventsMaxBytes: config.EVENTS_MAX_BYTES,
+          workMaxBytes: config.WORK_MAX_BYTES,
+          deadLetterMaxBytes: config.DEAD_LETTER_MAX_BYTES,
+          onBucketLimitError: (bucket, error) =>
+            log.warn(
+              { bucket, err: error.message },
+              'could not give an existing bucket its size limits; it keeps working unbounded. Allow the watcher JetStream STREAM.INFO/STREAM.UPDATE on KV_<bucket>, or recreate the bucket',
+            ),
         }),
       {
         signal,

@@ -26,6 +26,7 @@ function obj(
       metadata: { namespace, name, uid, resourceVersion: rv, generation, labels },
       spec: {},
     },
+    bytes: 200,
   };
 }
 

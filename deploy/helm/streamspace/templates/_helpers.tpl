@@ -255,6 +255,16 @@ user/password, credentials file and TLS files from Secrets.
 {{- end }}
 
 {{/*
+A resource list as `name=quantity,...` (sorted by name), e.g. cpu=4,memory=8Gi: the form of
+SESSION_MAX_REQUESTS / SESSION_MAX_LIMITS.
+*/}}
+{{- define "streamspace.resourceCeiling" -}}
+{{- $entries := list }}
+{{- range $name, $quantity := . }}{{ $entries = append $entries (printf "%s=%v" $name $quantity) }}{{ end }}
+{{- join "," $entries }}
+{{- end }}
+
+{{/*
 The non-secret environment of one component, as a map (the data of its ConfigMap). Names match
 each service's zod config schema. Call with (list $ "component").
 */}}
@@ -267,6 +277,10 @@ each service's zod config schema. Call with (list $ "component").
 {{- if eq $component "watcher" }}
 {{- $_ := set $env "RESYNC_INTERVAL" $v.resyncInterval }}
 {{- $_ := set $env "EVENTS_MAX_AGE" $v.eventsMaxAge }}
+{{- $_ := set $env "MAX_OBJECT_BYTES" (toString (int $v.maxObjectBytes)) }}
+{{- $_ := set $env "EVENTS_MAX_BYTES" (toString (int64 $v.streams.eventsMaxBytes)) }}
+{{- $_ := set $env "WORK_MAX_BYTES" (toString (int64 $v.streams.workMaxBytes)) }}
+{{- $_ := set $env "DEAD_LETTER_MAX_BYTES" (toString (int64 $v.streams.deadLetterMaxBytes)) }}
 {{- else if eq $component "reconciler" }}
 {{- $i := $root.Values.ingress }}{{ $h := $root.Values.home }}
 {{- $_ := set $env "INGRESS_DOMAIN" (required "ingress.domain is required" $i.domain) }}
@@ -281,9 +295,14 @@ each service's zod config schema. Call with (list $ "component").
 {{- $_ := set $env "WORKER_CONCURRENCY" (toString $v.workerConcurrency) }}
 {{- $_ := set $env "MAX_ATTEMPTS" (toString $v.maxAttempts) }}
 {{- $_ := set $env "LOCK_TTL" (toString $v.lockTtl) }}
+{{- $_ := set $env "SESSION_MAX_REQUESTS" (include "streamspace.resourceCeiling" $root.Values.sessions.limits.maxRequests) }}
+{{- $_ := set $env "SESSION_MAX_LIMITS" (include "streamspace.resourceCeiling" $root.Values.sessions.limits.maxLimits) }}
 {{- else if eq $component "idle-reaper" }}
 {{- $_ := set $env "DEFAULT_IDLE_TIMEOUT" (toString $root.Values.sessions.defaultIdleTimeout) }}
 {{- $_ := set $env "DEFAULT_MAX_SESSION_DURATION" (toString $root.Values.sessions.defaultMaxDuration) }}
+{{- $_ := set $env "REAPER_OPT_OUT_ALLOWED" (toString $root.Values.sessions.limits.allowReaperOptOut) }}
+{{- $_ := set $env "MAX_IDLE_TIMEOUT" (toString $root.Values.sessions.limits.maxIdleTimeout) }}
+{{- $_ := set $env "MAX_SESSION_DURATION" (toString $root.Values.sessions.limits.maxDuration) }}
 {{- if $v.activityToken.existingSecret }}
 {{- $_ := set $env "ACTIVITY_TOKEN_FILE" (printf "/etc/streamspace/activity-token/%s" $v.activityToken.key) }}
 {{- end }}

@@ -1,0 +1,132 @@
+import { ANNOTATIONS, LABELS } from './labels.js';
+import type { ObservedKind } from './subjects.js';
+
+/**
+ * What of a watched object the platform keeps in memory and shares (change events, and later the
+ * shared informer's cache): the object less what nobody in StreamSpace reads, within a size bound
+ * per object. A user controls a Session's annotations and labels (up to 256 KiB of annotations,
+ * more of labels), so without this one tenant's objects could fill the watcher's heap and the
+ * events stream. Pure: object in, trimmed object out, so any cache or informer can use it as its
+ * transform hook.
+ */
+
+/**
+ * The annotations StreamSpace components read, by kind of object. Every other annotation is
+ * dropped (`kubectl.kubernetes.io/last-applied-configuration` above all: a second copy of the
+ * whole object, user annotations included). Add a key here when a component starts reading it
+ * from shared state.
+ */
+export const KEPT_ANNOTATIONS: Readonly<Record<ObservedKind, readonly string[]>> = {
+  // The metrics service counts hibernations by who and why (transition-tracker.ts).
+  session: [
+    ANNOTATIONS.stateChangedBy,
+    ANNOTATIONS.stateChangeReason,
+    ANNOTATIONS.stateChangedAt,
+    ANNOTATIONS.reaperDisabled,
+  ],
+  template: [],
+  // The reconciler's pod template snapshot and bookkeeping on the Deployments it creates.
+  deployment: [ANNOTATIONS.user, ANNOTATIONS.templateGeneration, ANNOTATIONS.podTemplate],
+  pod: [ANNOTATIONS.user],
+};
+
+/** Labels the platform sets and routes on; the only ones kept by an object that is over its bound. */
+const PLATFORM_LABELS: readonly string[] = Object.values(LABELS);
+
+/** Metadata that identifies an object and its lifecycle: kept whatever the size. */
+const IDENTITY_METADATA = [
+  'name',
+  'namespace',
+  'uid',
+  'resourceVersion',
+  'generation',
+  'creationTimestamp',
+  'deletionTimestamp',
+] as const;
+
+/** The default bound on one trimmed object, as JSON bytes. */
+export const DEFAULT_MAX_OBJECT_BYTES = 64 * 1024;
+
+/**
+ * How far an object had to be cut:
+ * - `trimmed`: only what nobody reads was dropped (managedFields, unread annotations);
+ * - `reduced`: still over the bound, so all labels but the platform's, all annotations,
+ *   finalizers and ownerReferences went too; spec and status are whole;
+ * - `identity`: even spec and status were over the bound; only the identity metadata is left.
+ */
+export type TrimLevel = 'trimmed' | 'reduced' | 'identity';
+
+export interface TrimmedObject {
+  object: Record<string, unknown>;
+  /** JSON size of `object` in bytes (UTF-8), what a cache or a message carries. */
+  bytes: number;
+  level: TrimLevel;
+  /** JSON size of the object after the first trim, when that was over the bound (for the log line). */
+  oversizeBytes?: number;
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function jsonBytes(value: unknown): number {
+  return Buffer.byteLength(JSON.stringify(value) ?? '', 'utf8');
+}
+
+function pick(source: unknown, keys: readonly string[]): Record<string, string> | undefined {
+  if (!isRecord(source)) return undefined;
+  const kept: Record<string, string> = {};
+  let any = false;
+  for (const key of keys) {
+    const value = source[key];
+    if (typeof value === 'string') {
+      kept[key] = value;
+      any = true;
+    }
+  }
+  return any ? kept : undefined;
+}
+
+function identityMetadata(metadata: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const key of IDENTITY_METADATA) if (metadata[key] !== undefined) out[key] = metadata[key];
+  return out;
+}
+
+/**
+ * The object without what nobody reads, cut further when it is still over `maxBytes` (see
+ * TrimLevel). Never throws; the input is not modified. A non-object comes back as it is at level
+ * `trimmed` (the caller rejects it as malformed).
+ */
+export function trimObject(
+  kind: ObservedKind,
+  raw: Record<string, unknown>,
+  maxBytes: number = DEFAULT_MAX_OBJECT_BYTES,
+): TrimmedObject {
+  const metadata = isRecord(raw.metadata) ? raw.metadata : {};
+  const { managedFields: _managed, annotations, ...restMetadata } = metadata;
+  const keptAnnotations = pick(annotations, KEPT_ANNOTATIONS[kind]);
+  const trimmed: Record<string, unknown> = {
+    ...raw,
+    metadata: { ...restMetadata, ...(keptAnnotations ? { annotations: keptAnnotations } : {}) },
+  };
+  const trimmedBytes = jsonBytes(trimmed);
+  if (trimmedBytes <= maxBytes) return { object: trimmed, bytes: trimmedBytes, level: 'trimmed' };
+
+  const { metadata: _metadata, ...body } = raw;
+  const labels = pick(metadata.labels, PLATFORM_LABELS);
+  const reduced: Record<string, unknown> = {
+    ...body,
+    metadata: { ...identityMetadata(metadata), ...(labels ? { labels } : {}) },
+  };
+  const reducedBytes = jsonBytes(reduced);
+  if (reducedBytes <= maxBytes)
+    return { object: reduced, bytes: reducedBytes, level: 'reduced', oversizeBytes: trimmedBytes };
+
+  const identity: Record<string, unknown> = {
+    ...(typeof raw.apiVersion === 'string' ? { apiVersion: raw.apiVersion } : {}),
+    ...(typeof raw.kind === 'string' ? { kind: raw.kind } : {}),
+    metadata: { ...identityMetadata(metadata), ...(labels ? { labels } : {}) },
+  };
+  return { object: identity, bytes: jsonBytes(identity), level: 'identity', oversizeBytes: trimmedBytes };
+}
