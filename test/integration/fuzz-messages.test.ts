@@ -184,7 +184,7 @@ describe('malformed messages on every consumed subject', () => {
     publishAll((i) => subjects.work('template', namespace, `fuzz-${i}`), work.slice(0, 3));
     publishAll((i) => subjects.event('session', namespace, `fuzz-${i}`), events);
     publishAll((i) => subjects.activity(namespace, `fuzz-${i}`), activity);
-    publishAll((i) => subjects.command(namespace, `fuzz-${i}`), commands);
+    publishAll((i) => subjects.command('idle-reaper', namespace, `fuzz-${i}`), commands);
     await nc.flush();
 
     // POST /activity: malformed bodies with a valid token; then a body over the 16 KiB limit;
@@ -263,7 +263,7 @@ describe('malformed messages on every consumed subject', () => {
         if (text.startsWith('INFO') && !text.includes('sent')) {
           text += 'sent';
           socket.write('CONNECT {"verbose":false,"pedantic":false}\r\n');
-          socket.write(`PUB ${subjects.command(namespace, 'huge')} ${big.length}\r\n`);
+          socket.write(`PUB ${subjects.command('idle-reaper', namespace, 'huge')} ${big.length}\r\n`);
         }
       });
       socket.on('close', () => resolve(text));

@@ -192,7 +192,7 @@ describe('NATS with TLS and authorization', () => {
         if (status.type === 'error') errors.push(String(status.error));
     })();
     reporter.publish(
-      subjects.command(namespace, 'secure'),
+      subjects.command('idle-reaper', namespace, 'secure'),
       JSON.stringify({
         action: 'terminate',
         namespace,

@@ -13,3 +13,7 @@ export * from './duration.js';
 export * from './api.js';
 export * from './kube-client.js';
 export * from './pull-consumer-loop.js';
+export * from './command-subject.js';
+export * from './jetstream-ownership.js';
+export * from './nats-permissions.js';
+export * from './url-credentials.js';

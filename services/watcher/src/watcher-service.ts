@@ -2,7 +2,7 @@ import { JetStreamApiError, jetstream } from '@nats-io/jetstream';
 import { type NatsConnection, errors as natsErrors } from '@nats-io/nats-core';
 import {
   connectNats,
-  ensureStreams,
+  declareTopology,
   formatDuration,
   KubeClient,
   type ObservedKind,
@@ -250,19 +250,30 @@ export async function startWatcher(context: Context): Promise<RunningService> {
 
   const watchRuns: Promise<void>[] = [];
   const startup = (async () => {
-    nc = await connectNats(config, { name: 'streamspace-watcher', log, readiness, signal });
+    nc = await connectNats(config, {
+      name: 'streamspace-watcher',
+      identity: 'watcher',
+      log,
+      readiness,
+      signal,
+    });
     await retryForever(
       () =>
-        ensureStreams(nc as NatsConnection, {
-          updateExisting: true,
+        declareTopology(nc as NatsConnection, {
           eventsMaxAgeSeconds: Math.round(config.EVENTS_MAX_AGE / 1000),
+          lockTtlMs: config.LOCK_TTL,
+          activityTtlMs: config.ACTIVITY_TTL,
         }),
       {
         signal,
         initialMs: 500,
         maxMs: 10_000,
         onError: (error, attempt, delayMs) => {
-          readiness.set('jetstream', false, `cannot declare the streams: ${(error as Error).message}`);
+          readiness.set(
+            'jetstream',
+            false,
+            `cannot declare the streams, consumers and buckets: ${(error as Error).message}`,
+          );
           log.warn(
             { err: (error as Error).message, attempt, retryInMs: delayMs },
             'declaring the JetStream streams failed; retrying',
