@@ -3,7 +3,18 @@ import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { createNamespace, deleteNamespace, eventually, installCrds, kube, kubectl, repo } from './harness.js';
-import { COMPONENTS, chartDir, find, helm, helmBinary, NATS_AUTH_VALUES, objects, ok, run, template } from './helm.js';
+import {
+  COMPONENTS,
+  chartDir,
+  find,
+  helm,
+  helmBinary,
+  NATS_AUTH_VALUES,
+  objects,
+  ok,
+  run,
+  template,
+} from './helm.js';
 
 /**
  * The Helm chart (deploy/helm/streamspace) on the real control plane: lint, render, install
@@ -76,7 +87,9 @@ describe('the chart, rendered', () => {
     expect(shared.code).not.toBe(0);
     expect(shared.stderr).toMatch(/one shared NATS credential.*nats\.sharedCredentials=true/);
     // Explicitly insecure: it renders, and no service is given NATS credentials.
-    const insecure = objects(ok(await helm(['template', 'ss', chartDir, '--set', 'nats.insecure=true']), 'insecure'));
+    const insecure = objects(
+      ok(await helm(['template', 'ss', chartDir, '--set', 'nats.insecure=true']), 'insecure'),
+    );
     for (const component of COMPONENTS) {
       const env = find(insecure, 'Deployment', `-${component}`).spec.template.spec.containers[0].env;
       expect(env.map((e: { name: string }) => e.name)).not.toContain('NATS_USER');
@@ -124,7 +137,10 @@ describe('the chart, rendered', () => {
     expect(metricsPod.volumes).toContainEqual(
       expect.objectContaining({
         name: 'nats-creds',
-        secret: expect.objectContaining({ secretName: 'nats-users', items: [{ key: 'metrics.creds', path: 'metrics.creds' }] }),
+        secret: expect.objectContaining({
+          secretName: 'nats-users',
+          items: [{ key: 'metrics.creds', path: 'metrics.creds' }],
+        }),
       }),
     );
     // The watcher declares the locks bucket, so it is given the lock TTL.

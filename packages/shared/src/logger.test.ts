@@ -35,6 +35,9 @@ describe('createLogger', () => {
     const { lines, log } = capture();
     log.info({ password: 'hunter2hunter2', options: { pass: 'hunter2hunter2', token: 'abc' } }, 'x');
     expect(lines[0]).not.toContain('hunter2');
-    expect(JSON.parse(lines[0] as string)).toMatchObject({ password: '[redacted]', options: { pass: '[redacted]' } });
+    expect(JSON.parse(lines[0] as string)).toMatchObject({
+      password: '[redacted]',
+      options: { pass: '[redacted]' },
+    });
   });
 });

@@ -6,7 +6,7 @@ import { retryForever } from './backoff.js';
 import type { Logger } from './logger.js';
 import { inboxPrefix } from './nats-permissions.js';
 import type { Readiness } from './readiness.js';
-import { redactUrlCredentials } from './url-credentials.js';
+import { redactUrlCredentials, splitUrlCredentials } from './url-credentials.js';
 
 /** The environment variables every service reads to reach NATS. */
 export const natsEnvSchema = z.object({
@@ -30,8 +30,12 @@ export type NatsEnv = z.infer<typeof natsEnvSchema>;
  * inbox prefix of its own, which is all its NATS user may subscribe to besides its subjects.
  */
 export async function natsConnectionOptions(config: NatsEnv, name: string, identity?: string): Promise<NodeConnectionOptions> {
+  // Credentials in the URLs (nats://user:password@host) are taken out of them: the client gets
+  // them as a user and password, and the URLs it reports in errors carry none.
+  const servers = config.NATS_URL.split(',').map((s) => splitUrlCredentials(s));
+  const inUrl = servers.find((s) => s.user !== undefined);
   const options: NodeConnectionOptions = {
-    servers: config.NATS_URL.split(',').map((s) => s.trim()),
+    servers: servers.map((s) => s.url),
     name,
     ...(identity ? { inboxPrefix: inboxPrefix(identity) } : {}),
     // Never give up: a NATS outage must leave the service waiting (and not ready), not dead.
@@ -49,6 +53,9 @@ export async function natsConnectionOptions(config: NatsEnv, name: string, ident
   if (config.NATS_USER) {
     options.user = config.NATS_USER;
     options.pass = config.NATS_PASSWORD ?? '';
+  } else if (inUrl?.user !== undefined) {
+    options.user = inUrl.user;
+    options.pass = inUrl.pass ?? '';
   }
   if (config.NATS_CREDS_FILE) options.authenticator = credsAuthenticator(await readFile(config.NATS_CREDS_FILE));
   if (config.NATS_TLS_CA || config.NATS_TLS_CERT) {

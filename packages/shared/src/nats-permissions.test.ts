@@ -65,7 +65,10 @@ describe('natsPermissions', () => {
     for (const subject of metrics)
       expect(subject.startsWith('$JS.API.'), `${subject} is not a JetStream API read`).toBe(true);
     for (const verb of ['STREAM.CREATE', 'STREAM.UPDATE', 'STREAM.DELETE', 'STREAM.PURGE', 'CONSUMER.DELETE'])
-      expect(metrics.some((s) => s.includes(verb)), verb).toBe(false);
+      expect(
+        metrics.some((s) => s.includes(verb)),
+        verb,
+      ).toBe(false);
     expect(mayPublish('metrics', subjects.event('session', 'a', 'b'))).toBe(false);
     expect(mayPublish('metrics', subjects.deadLetter('event', 'unknown', 'malformed'))).toBe(false);
     expect(mayPublish('metrics', `$JS.ACK.${STREAMS.work}.reconciler.1.1.1.1.1`)).toBe(false);
@@ -104,7 +107,9 @@ describe('natsPermissions', () => {
 
 describe('renderNatsAuthorization', () => {
   it('renders every user with its permissions, passwords from the environment unless given', () => {
-    const text = renderNatsAuthorization(natsUsers({ passwords: { watcher: 'w"1' }, commandIssuers: ['portal'] }));
+    const text = renderNatsAuthorization(
+      natsUsers({ passwords: { watcher: 'w"1' }, commandIssuers: ['portal'] }),
+    );
     expect(text).toMatch(/^authorization \{\n {2}users = \[/);
     expect(text).toContain('user: "streamspace-watcher", password: "w\\"1"');
     expect(text).toContain(`user: "streamspace-metrics", password: $${passwordVariable('metrics')}`);

@@ -33,7 +33,10 @@ describe('authorizeCommand', () => {
 
   it("accepts the reaper's deadline commands on its own subject", () => {
     const policy = commandPolicy();
-    expect(authorizeCommand(reaperSubject, command('Idle'), policy)).toEqual({ ok: true, issuer: 'idle-reaper' });
+    expect(authorizeCommand(reaperSubject, command('Idle'), policy)).toEqual({
+      ok: true,
+      issuer: 'idle-reaper',
+    });
     expect(authorizeCommand(reaperSubject, command('MaxDurationExceeded'), policy).ok).toBe(true);
   });
 
