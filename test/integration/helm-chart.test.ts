@@ -74,7 +74,7 @@ describe('the chart, rendered', () => {
   it('refuses to install without NATS authentication unless nats.insecure is set, and shares one credential only on request', async () => {
     const open = await helm(['template', 'ss', chartDir]);
     expect(open.code).not.toBe(0);
-    expect(open.stderr).toMatch(/NATS authentication is not configured for the watcher/);
+    expect(open.stderr).toMatch(/NATS authentication is not configured for the (watcher|reconciler|idle-reaper|metrics)/);
     expect(open.stderr).toMatch(/nats\.auth\.existingSecret/);
     expect(open.stderr).toMatch(/nats\.insecure=true/);
     const shared = await helm([

@@ -264,6 +264,8 @@ describe('NATS: one user per service, TLS', () => {
     await eventually(async () =>
       expect((await Scrape.of(metrics)).value('streamspace_jetstream_up')).toBe(1),
     );
+    // And none of that needed anything its user may not do: the server refused no service anything.
+    expect(nats.logs.filter((line) => /violation/i.test(line))).toEqual([]);
     console.log(
       `security: 4 services on ${nats.url}, each its own NATS user; session Running, idle one hibernated`,
     );
@@ -328,6 +330,8 @@ describe('NATS: one user per service, TLS', () => {
     }
     await admin.flush();
     expect(seen.filter((s) => s.endsWith('.secure'))).toEqual([]);
+    // The server logs what it refused (so the check that it refused the services nothing has teeth).
+    await eventually(() => expect(nats.logs.some((line) => /violation/i.test(line))).toBe(true), 5_000);
     sub.unsubscribe();
     expect((await stored('secure')).spec.state).toBe('running');
     console.log(`security: commands on the reaper's prefix refused for 5 identities (${refusals[0]})`);
