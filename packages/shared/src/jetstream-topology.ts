@@ -30,9 +30,9 @@ export interface TopologyOptions {
 }
 
 /**
- * The streams as the services expect them. Every service declares them at start (add, or update
- * if they exist) so any of them may be the first to run, and a changed setting rolls out with
- * the next deploy.
+ * The streams as the services expect them. The watcher declares them at start (add, or update
+ * if they exist; declareTopology in jetstream-ownership.ts), so a changed setting rolls out with
+ * the next deploy; the other services only bind to them (their NATS users may not create).
  */
 export function streamConfigs(options: TopologyOptions = {}): (Partial<StreamConfig> & { name: string })[] {
   return [
