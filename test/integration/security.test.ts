@@ -1,4 +1,7 @@
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import {
@@ -9,6 +12,9 @@ import {
   CONSUMERS,
   homeClaimName,
   inboxPrefix,
+  natsUsers,
+  passwordVariable,
+  renderNatsAuthorization,
   type SessionCommand,
   SERVICE_IDENTITIES,
   STREAMS,
@@ -16,6 +22,7 @@ import {
   subjects,
 } from '@streamspace/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
 import {
   createNamespace,
   deleteNamespace,
@@ -23,9 +30,10 @@ import {
   installCrds,
   kube,
   kubectl,
+  repo,
   ServiceProcess,
 } from './harness.js';
-import { template as helmTemplate } from './helm.js';
+import { template as helmTemplate, run } from './helm.js';
 import { Scrape } from './metrics-scrape.js';
 import { type SecureNats, startSecureNats } from './secure-nats.js';
 
@@ -441,6 +449,47 @@ describe('NATS: one user per service, TLS', () => {
     console.log(
       'security: reconciler, idle-reaper and metrics users cannot create, delete or purge; metrics publishes nothing',
     );
+  });
+});
+
+describe('scripts/nats-auth (what operators configure NATS with)', () => {
+  it('prints the users these tests run, in a configuration nats-server accepts, and values for the official chart', async () => {
+    const conf = await run(`${repo}/scripts/nats-auth`, []);
+    expect(conf.code, conf.stderr).toBe(0);
+    expect(conf.stdout).toBe(renderNatsAuthorization(natsUsers()));
+    // nats-server itself checks it (-t), the passwords read from the environment as documented.
+    const dir = mkdtempSync(join(tmpdir(), 'streamspace-nats-auth-'));
+    try {
+      writeFileSync(join(dir, 'nats.conf'), `listen: "127.0.0.1:0"\njetstream: enabled\n${conf.stdout}`);
+      const env: NodeJS.ProcessEnv = { ...process.env };
+      for (const u of natsUsers()) env[passwordVariable(u.identity)] = randomBytes(8).toString('hex');
+      const bin = `${(await run(`${repo}/scripts/toolchain`, ['path', 'nats-server'])).stdout.trim()}/nats-server`;
+      const checked = await run(bin, ['-t', '-c', join(dir, 'nats.conf')], env);
+      expect(checked.code, `${checked.stdout}${checked.stderr}`).toBe(0);
+      const missing = await run(bin, ['-t', '-c', join(dir, 'nats.conf')], { PATH: process.env.PATH ?? '' });
+      expect(missing.code).not.toBe(0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    const values = parse(
+      (await run(`${repo}/scripts/nats-auth`, ['helm-values', '--command-issuer', PORTAL])).stdout,
+    );
+    const users = values.config.merge.authorization.users as { user: string; password: string }[];
+    expect(users.map((u) => u.user)).toEqual([
+      'streamspace-watcher',
+      'streamspace-reconciler',
+      'streamspace-idle-reaper',
+      'streamspace-metrics',
+      'streamspace-activity-reporter',
+      'streamspace-portal',
+    ]);
+    expect(users[0]?.password).toBe('<< $STREAMSPACE_NATS_WATCHER_PASSWORD >>');
+    expect(values.container.env.STREAMSPACE_NATS_IDLE_REAPER_PASSWORD).toEqual({
+      valueFrom: { secretKeyRef: { name: 'streamspace-nats-users', key: 'idle-reaper' } },
+    });
+    const bad = await run(`${repo}/scripts/nats-auth`, ['--command-issuer', 'Not.A.Name']);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toMatch(/cannot be a NATS identity/);
   });
 });
 
