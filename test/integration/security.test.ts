@@ -387,7 +387,7 @@ describe('NATS: one user per service, TLS', () => {
     await eventually(async () => {
       const target = await stored('portal-target');
       expect(target.spec.state).toBe('hibernated');
-      expect(target.metadata.annotations?.[ANNOTATIONS.stateChangedBy]).toBe('dave@example.com');
+      expect(target.metadata.annotations?.[ANNOTATIONS.stateChangedBy]).toBe('dave@example.com (via portal)');
     }, 20_000);
     console.log(
       "security: the reaper's own User command refused and dead-lettered; the portal's carried out",

@@ -113,7 +113,7 @@ export class CommandExecutor {
       return;
     }
     try {
-      const result = await this.execute(command);
+      const result = await this.execute(command, authorized.issuer);
       metrics.commandsHandled.labels(result).inc();
       message.ack();
     } catch (error) {
@@ -190,8 +190,11 @@ export class CommandExecutor {
     message.term(`refused: ${refusal}`);
   }
 
-  /** Decides again on fresh facts and, if the decision holds, changes spec.state. */
-  async execute(command: SessionCommand): Promise<CommandResult> {
+  /**
+   * Decides again on fresh facts and, if the decision holds, changes spec.state. `issuer` is the
+   * identity the subject names (authorized already).
+   */
+  async execute(command: SessionCommand, issuer: string = REAPER_IDENTITY): Promise<CommandResult> {
     const { writer, log, metrics, defaults } = this.options;
     const key = sessionKey(command.namespace, command.name);
     const startedAt = this.now();
@@ -245,7 +248,10 @@ export class CommandExecutor {
           },
           state,
           {
-            [ANNOTATIONS.stateChangedBy]: command.reason === 'User' ? command.issuedBy : REAPER_IDENTITY,
+            // A User command names the person its issuer vouches for, and the issuer NATS
+            // verified; it can never read as the reaper's own change.
+            [ANNOTATIONS.stateChangedBy]:
+              command.reason === 'User' ? `${command.issuedBy} (via ${issuer})` : REAPER_IDENTITY,
             [ANNOTATIONS.stateChangeReason]: reason,
             [ANNOTATIONS.stateChangedAt]: changedAt,
           },
