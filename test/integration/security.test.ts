@@ -394,10 +394,11 @@ describe('NATS: one user per service, TLS', () => {
     );
   });
 
-  it('lets no service but the watcher create, delete or purge a stream, and keeps metrics read-only', async () => {
+  it('lets no service delete or purge a stream or create another, and keeps metrics read-only', async () => {
     const adminJsm = await jetstreamManager(admin);
     const before = await adminJsm.streams.info(STREAMS.commands);
-    for (const identity of ['reconciler', 'idle-reaper', 'metrics']) {
+    // The watcher too: it may create and update the platform's own streams, never delete or purge.
+    for (const identity of ['watcher', 'reconciler', 'idle-reaper', 'metrics']) {
       const { nc } = await connectAs(identity);
       const jsm = await jetstreamManager(nc);
       for (const stream of [STREAMS.commands, STREAMS.events, `KV_streamspace-activity`])
@@ -447,7 +448,7 @@ describe('NATS: one user per service, TLS', () => {
     expect((await adminJsm.streams.info(STREAMS.commands)).created).toBe(before.created);
     expect((await stored('secure')).spec.state).toBe('running');
     console.log(
-      'security: reconciler, idle-reaper and metrics users cannot create, delete or purge; metrics publishes nothing',
+      'security: no service user can delete or purge a stream or make another; metrics publishes nothing',
     );
   });
 });
