@@ -2,7 +2,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import * as k8s from '@kubernetes/client-node';
 import { Kvm } from '@nats-io/kv';
 import { connect } from '@nats-io/transport-node';
-import { ANNOTATIONS, API_GROUP, API_VERSION, BUCKETS, subjects } from '@streamspace/shared';
+import { ANNOTATIONS, API_GROUP, API_VERSION, BUCKETS, declareTopology, subjects } from '@streamspace/shared';
 import { expect, it, onTestFinished } from 'vitest';
 import {
   createNamespace,
@@ -93,6 +93,9 @@ it(`tracks ${N} sessions with steady activity and hibernates the idle ones on ti
   const namespace = await createNamespace('bench-reaper');
   const nc = await connect({ servers: process.env.NATS_URL as string });
   const errors: string[] = [];
+  // The reaper runs alone here: what the watcher would declare (the reaper only binds), with the
+  // watcher's defaults.
+  await declareTopology(nc, { lockTtlMs: 30_000, activityTtlMs: 24 * 3600_000 });
 
   const reaper = new ServiceProcess(
     'idle-reaper',

@@ -3,7 +3,18 @@ import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { createNamespace, deleteNamespace, eventually, installCrds, kube, kubectl, repo } from './harness.js';
-import { COMPONENTS, chartDir, find, helm, helmBinary, objects, ok, run, template } from './helm.js';
+import {
+  COMPONENTS,
+  chartDir,
+  find,
+  helm,
+  helmBinary,
+  NATS_AUTH_VALUES,
+  objects,
+  ok,
+  run,
+  template,
+} from './helm.js';
 
 /**
  * The Helm chart (deploy/helm/streamspace) on the real control plane: lint, render, install
@@ -25,7 +36,7 @@ describe('the chart, rendered', () => {
   });
 
   it('passes helm lint, with the default values and with every option turned on', async () => {
-    ok(await helm(['lint', chartDir, '--strict']), 'helm lint');
+    ok(await helm(['lint', chartDir, '--strict', '--set', NATS_AUTH_VALUES]), 'helm lint');
     ok(
       await helm([
         'lint',
@@ -34,7 +45,7 @@ describe('the chart, rendered', () => {
         '--set',
         'rbac.scope=namespaces,sessionNamespaces={desktops},reconciler.autoscaling.enabled=true,reconciler.autoscaling.targetMemoryUtilizationPercentage=80',
         '--set',
-        'metrics.serviceMonitor.enabled=true,metrics.prometheusRule.enabled=true,metrics.grafanaDashboard.enabled=true,metrics.userLabel=true,nats.existingSecret=nats-auth,nats.secretKeys.user=user,nats.secretKeys.password=password',
+        'metrics.serviceMonitor.enabled=true,metrics.prometheusRule.enabled=true,metrics.grafanaDashboard.enabled=true,metrics.userLabel=true,nats.existingSecret=nats-auth,nats.secretKeys.user=user,nats.secretKeys.password=password,nats.sharedCredentials=true',
         '--set',
         'nats.tls.existingSecret=nats-tls,nats.tls.certKey=tls.crt,nats.tls.keyKey=tls.key,idleReaper.activityToken.existingSecret=activity',
         '--set',
@@ -58,6 +69,82 @@ describe('the chart, rendered', () => {
     expect(badDuration.stderr).toMatch(/startupDeadline/);
     const orphanKey = await helm(['template', 'ss', chartDir, '--set', 'nats.secretKeys.creds=nats.creds']);
     expect(orphanKey.stderr).toContain('set nats.existingSecret too');
+  });
+
+  it('refuses to install without NATS authentication unless nats.insecure is set, and shares one credential only on request', async () => {
+    const open = await helm(['template', 'ss', chartDir]);
+    expect(open.code).not.toBe(0);
+    expect(open.stderr).toMatch(/NATS authentication is not configured for the (watcher|reconciler|idle-reaper|metrics)/);
+    expect(open.stderr).toMatch(/nats\.auth\.existingSecret/);
+    expect(open.stderr).toMatch(/nats\.insecure=true/);
+    const shared = await helm([
+      'template',
+      'ss',
+      chartDir,
+      '--set',
+      'nats.existingSecret=nats-auth,nats.secretKeys.user=user,nats.secretKeys.password=password',
+    ]);
+    expect(shared.code).not.toBe(0);
+    expect(shared.stderr).toMatch(/one shared NATS credential.*nats\.sharedCredentials=true/);
+    // Explicitly insecure: it renders, and no service is given NATS credentials.
+    const insecure = objects(
+      ok(await helm(['template', 'ss', chartDir, '--set', 'nats.insecure=true']), 'insecure'),
+    );
+    for (const component of COMPONENTS) {
+      const env = find(insecure, 'Deployment', `-${component}`).spec.template.spec.containers[0].env;
+      expect(env.map((e: { name: string }) => e.name)).not.toContain('NATS_USER');
+    }
+    // The services switched off (scripts/up runs them as processes): nothing to authenticate.
+    ok(
+      await helm([
+        'template',
+        'ss',
+        chartDir,
+        '--set',
+        'watcher.enabled=false,reconciler.enabled=false,idleReaper.enabled=false,metrics.enabled=false',
+      ]),
+      'no services',
+    );
+  });
+
+  it('gives each service its own NATS user from nats.auth (password or creds file)', async () => {
+    const rendered = await template([
+      'nats.auth.existingSecret=nats-users,nats.auth.metrics.credsKey=metrics.creds',
+      'nats.auth.reconciler.existingSecret=reconciler-nats',
+    ]);
+    const envOf = (component: string) =>
+      Object.fromEntries(
+        find(rendered, 'Deployment', `-${component}`).spec.template.spec.containers[0].env.map(
+          (e: { name: string; value?: string; valueFrom?: unknown }) => [e.name, e.value ?? e.valueFrom],
+        ),
+      );
+    expect(envOf('watcher')).toMatchObject({
+      NATS_USER: 'streamspace-watcher',
+      NATS_PASSWORD: { secretKeyRef: { name: 'nats-users', key: 'watcher' } },
+    });
+    expect(envOf('reconciler')).toMatchObject({
+      NATS_USER: 'streamspace-reconciler',
+      NATS_PASSWORD: { secretKeyRef: { name: 'reconciler-nats', key: 'reconciler' } },
+    });
+    expect(envOf('idle-reaper')).toMatchObject({
+      NATS_USER: 'streamspace-idle-reaper',
+      NATS_PASSWORD: { secretKeyRef: { name: 'nats-users', key: 'idle-reaper' } },
+    });
+    const metrics = envOf('metrics');
+    expect(metrics).toMatchObject({ NATS_CREDS_FILE: '/etc/streamspace/nats-creds/metrics.creds' });
+    expect(metrics.NATS_USER).toBeUndefined();
+    const metricsPod = find(rendered, 'Deployment', '-metrics').spec.template.spec;
+    expect(metricsPod.volumes).toContainEqual(
+      expect.objectContaining({
+        name: 'nats-creds',
+        secret: expect.objectContaining({
+          secretName: 'nats-users',
+          items: [{ key: 'metrics.creds', path: 'metrics.creds' }],
+        }),
+      }),
+    );
+    // The watcher declares the locks bucket, so it is given the lock TTL.
+    expect(find(rendered, 'ConfigMap', '-watcher').data.LOCK_TTL).toBe('30s');
   });
 
   it('renders four hardened services within the resource budget, with probes', async () => {
@@ -218,7 +305,7 @@ describe('the chart, rendered', () => {
     const rendered = await template([
       'rbac.scope=namespaces,sessionNamespaces={desktops},catalog.exclude={blender,kdenlive}',
       'reconciler.autoscaling.enabled=true,metrics.serviceMonitor.enabled=true,metrics.serviceMonitor.labels.release=prom',
-      'nats.existingSecret=nats-auth,nats.secretKeys.url=url,nats.secretKeys.creds=nats.creds',
+      'nats.existingSecret=nats-auth,nats.secretKeys.url=url,nats.secretKeys.creds=nats.creds,nats.sharedCredentials=true,nats.auth.existingSecret=',
       'nats.tls.existingSecret=nats-tls,nats.tls.certKey=tls.crt,nats.tls.keyKey=tls.key',
     ]);
     expect(rendered.some((o) => o.kind === 'ClusterRole' && o.metadata.name.includes('-watcher'))).toBe(
@@ -328,6 +415,21 @@ describe('the chart on the real control plane', () => {
   }
 
   it('installs, and every workload becomes Available', async () => {
+    // Each service's NATS password, where the chart's default nats.auth looks for it.
+    ok(
+      await kubectl([
+        'create',
+        'secret',
+        'generic',
+        'streamspace-nats-users',
+        '-n',
+        namespace,
+        ...['watcher', 'reconciler', 'idle-reaper', 'metrics'].map(
+          (id) => `--from-literal=${id}=${randomBytes(12).toString('hex')}`,
+        ),
+      ]),
+      'kubectl create secret',
+    );
     ok(
       await helm([
         'install',
@@ -337,6 +439,8 @@ describe('the chart on the real control plane', () => {
         namespace,
         '--set',
         `sessionNamespaces={${sessionNamespace}}`,
+        '--set',
+        NATS_AUTH_VALUES,
         '--wait',
         '--timeout',
         '90s',

@@ -76,9 +76,15 @@ export function objects(yamlText: string): K8sObject[] {
     .filter((o): o is K8sObject => o !== null && typeof o === 'object' && 'kind' in o);
 }
 
+/**
+ * What every rendering here starts from: the Secret of each service's NATS password, as an
+ * operator sets it (without any NATS authentication the chart refuses to render).
+ */
+export const NATS_AUTH_VALUES = 'nats.auth.existingSecret=streamspace-nats-users';
+
 export async function template(values: string[] = [], extra: string[] = []): Promise<K8sObject[]> {
   const args = ['template', 'ss', chartDir, '--namespace', 'streamspace', ...extra];
-  for (const v of values) args.push('--set', v);
+  for (const v of [NATS_AUTH_VALUES, ...values]) args.push('--set', v);
   return objects(ok(await helm(args), `helm template ${values.join(' ')}`));
 }
 

@@ -218,7 +218,9 @@ class Release {
     // Only this release's services may consume its work items: they get a NATS of their own.
     this.nats = await startPrivateNats();
     this.namespace = await createNamespace(`${this.name}`);
-    const set = [...this.values, ...values].flatMap((v) => ['--set', v]);
+    // The services run here as processes against an open private nats-server (the RBAC is what
+    // this file tests; security.test.ts covers the NATS users), so the release says so explicitly.
+    const set = ['nats.insecure=true', ...this.values, ...values].flatMap((v) => ['--set', v]);
     ok(
       await helm([
         'install',

@@ -3,22 +3,24 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from '@nats-io/transport-node';
+import { natsUsers, renderNatsAuthorization } from '@streamspace/shared';
 import { eventually, freePort, repo } from './harness.js';
 
 /**
  * A private nats-server with JetStream, TLS (a throwaway CA and server certificate made with
  * openssl at test time) and password authorization. No `no_auth_user`: a client without
- * credentials is refused. Users:
- * - `service`: everything (what the StreamSpace services connect as);
- * - `reporter`: may only publish activity reports (a VNC proxy or browser client), so it cannot
- *   publish commands.
+ * credentials is refused. Its users are the ones operators get (natsUsers() in
+ * packages/shared/src/nats-permissions.ts, what scripts/nats-auth renders): one per service,
+ * the activity reporter and any extra command issuers, plus `admin`, a test-only user with every
+ * permission that the tests observe through.
  */
 export interface SecureNats {
   /** tls://127.0.0.1:<port> */
   url: string;
   port: number;
   caFile: string;
-  users: { service: { user: string; password: string }; reporter: { user: string; password: string } };
+  /** User name and password of each identity (and `admin`). */
+  users: Record<string, { user: string; password: string }>;
   /** The nats-server's own output (it logs authorization failures). */
   logs: string[];
   stop(): Promise<void>;
@@ -90,14 +92,33 @@ export function makeCertificates(dir: string): { ca: string; cert: string; key: 
   return { ca: join(dir, 'ca.pem'), cert: join(dir, 'server.pem'), key: join(dir, 'server.key') };
 }
 
-export async function startSecureNats(passwords: { service: string; reporter: string }): Promise<SecureNats> {
+export async function startSecureNats(options: {
+  /** A password for every identity the server should know (the services, activity-reporter, …) and `admin`. */
+  passwords: Record<string, string>;
+  /** Extra identities allowed to publish commands under their own issuer token. */
+  commandIssuers?: string[];
+}): Promise<SecureNats> {
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'streamspace-secure-nats-'));
   const certs = makeCertificates(dir);
-  const users = {
-    service: { user: 'streamspace', password: passwords.service },
-    reporter: { user: 'reporter', password: passwords.reporter },
-  };
+  const { admin, ...passwords } = options.passwords;
+  if (!admin) throw new Error('startSecureNats needs a password for the test-only admin user');
+  const natsUsersList = natsUsers({ passwords, commandIssuers: options.commandIssuers ?? [] });
+  const users: SecureNats['users'] = { admin: { user: 'admin', password: admin } };
+  for (const u of natsUsersList) {
+    if (passwords[u.identity] === undefined)
+      throw new Error(`startSecureNats: no password given for ${u.identity}`);
+    users[u.identity] = { user: u.user, password: u.password };
+  }
+  const authorization = renderNatsAuthorization([
+    ...natsUsersList,
+    {
+      identity: 'admin',
+      user: 'admin',
+      password: admin,
+      permissions: { publish: ['>'], subscribe: ['>'], allowResponses: false },
+    },
+  ]);
   const config = `
 listen: "127.0.0.1:${port}"
 jetstream { store_dir: ${JSON.stringify(join(dir, 'js'))} }
@@ -106,18 +127,7 @@ tls {
   key_file: ${JSON.stringify(certs.key)}
   timeout: 2
 }
-authorization {
-  users = [
-    { user: ${JSON.stringify(users.service.user)}, password: ${JSON.stringify(users.service.password)} }
-    {
-      user: ${JSON.stringify(users.reporter.user)}, password: ${JSON.stringify(users.reporter.password)}
-      permissions: {
-        publish: { allow: ["streamspace.activity.>"] }
-        subscribe: { allow: ["_INBOX.>"] }
-      }
-    }
-  ]
-}
+${authorization}
 `;
   const configFile = join(dir, 'nats.conf');
   writeFileSync(configFile, config);
@@ -142,8 +152,8 @@ authorization {
     const probe = await connect({
       servers: url,
       reconnect: false,
-      user: users.service.user,
-      pass: users.service.password,
+      user: 'admin',
+      pass: admin,
       tls: { caFile: certs.ca },
     });
     await probe.close();

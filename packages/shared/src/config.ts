@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { redactUrlCredentials } from './url-credentials.js';
 
 /** Thrown when the environment does not describe a usable configuration; the message names every bad variable. */
 export class ConfigError extends Error {
@@ -22,7 +23,8 @@ export function loadConfig<S extends z.ZodObject>(schema: S, env: NodeJS.Process
   const lines = result.error.issues.map((issue) => {
     const variable = String(issue.path[0] ?? '(environment)');
     const given = cleaned[variable];
-    const shown = given === undefined ? 'not set' : SECRET_NAME.test(variable) ? 'given value hidden' : `got '${given}'`;
+    // A URL may carry credentials (nats://user:password@host) even in a variable not named as a secret.
+    const shown = given === undefined ? 'not set' : SECRET_NAME.test(variable) ? 'given value hidden' : `got '${redactUrlCredentials(given)}'`;
     return `  ${variable}: ${issue.message} (${shown})`;
   });
   throw new ConfigError(`invalid configuration in the environment:\n${lines.join('\n')}`);

@@ -15,3 +15,7 @@ export * from './api.js';
 export * from './kube-client.js';
 export * from './pull-consumer-loop.js';
 export * from './watch-namespaces.js';
+export * from './command-subject.js';
+export * from './jetstream-ownership.js';
+export * from './nats-permissions.js';
+export * from './url-credentials.js';

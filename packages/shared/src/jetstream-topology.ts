@@ -74,9 +74,9 @@ export function eventsMaxMsgSize(maxObjectBytes: number = DEFAULT_MAX_OBJECT_BYT
 }
 
 /**
- * The streams as the services expect them. Every service declares them at start (add, or update
- * if they exist) so any of them may be the first to run, and a changed setting rolls out with
- * the next deploy.
+ * The streams as the services expect them. The watcher declares them at start (add, or update
+ * if they exist; declareTopology in jetstream-ownership.ts), so a changed setting rolls out with
+ * the next deploy; the other services only bind to them (their NATS users may not create).
  */
 export function streamConfigs(options: TopologyOptions = {}): (Partial<StreamConfig> & { name: string })[] {
   return [
@@ -121,6 +121,18 @@ export function streamConfigs(options: TopologyOptions = {}): (Partial<StreamCon
       retention: RetentionPolicy.Workqueue,
       storage: StorageType.File,
       duplicate_window: 120 * SECOND_NS,
+      // One pending command per Session (and issuer: the subject names both). A newer command
+      // replaces the pending one rather than being refused: a command is only a trigger, the
+      // executor decides again on fresh facts, and the newest carries the newest decision (a
+      // terminate replaces a hibernate). Discarding the new one instead would fail the publisher's
+      // newer decision and leave the stale one to run. The stream so holds at most one message
+      // per Session however long the executor is stuck.
+      max_msgs_per_subject: 1,
+      discard: DiscardPolicy.Old,
+      // A command is a few hundred bytes (the message field is at most 1000 characters).
+      max_msg_size: 8 * 1024,
+      // Room for one pending command per Session for well over 50,000 Sessions.
+      max_bytes: 64 * 1024 * 1024,
     },
   ];
 }

@@ -1,13 +1,32 @@
-import { pino, type Logger } from 'pino';
+import { type DestinationStream, type Logger, type LoggerOptions, pino } from 'pino';
+import { redactUrlCredentials } from './url-credentials.js';
 
 export type { Logger };
 
 /**
- * JSON logs on stdout. Fields that could carry credentials are redacted wherever they appear,
- * so a careless `log.info({ options })` cannot leak a NATS password or a bearer token.
+ * Redacts credentials in URLs among an object's string fields, a few levels deep (log calls pass
+ * small objects such as `{ url }` or `{ config }`); copies only what changes.
  */
-export function createLogger(service: string, level = 'info'): Logger {
-  return pino({
+function redactUrlFields<T>(value: T, depth = 0): T {
+  if (typeof value === 'string') return (value.includes('@') ? redactUrlCredentials(value) : value) as T;
+  if (depth > 3 || value === null || typeof value !== 'object' || value instanceof Error) return value;
+  let copy: Record<string, unknown> | unknown[] | undefined;
+  for (const [key, field] of Object.entries(value)) {
+    const redacted = redactUrlFields(field, depth + 1);
+    if (redacted === field) continue;
+    copy ??= Array.isArray(value) ? [...value] : { ...(value as Record<string, unknown>) };
+    (copy as Record<string, unknown>)[key] = redacted;
+  }
+  return (copy ?? value) as T;
+}
+
+/**
+ * JSON logs on stdout. Fields that could carry credentials are redacted wherever they appear,
+ * so a careless `log.info({ options })` cannot leak a NATS password or a bearer token, and
+ * credentials in URLs (nats://user:password@host) are redacted from messages and string fields.
+ */
+export function createLogger(service: string, level = 'info', destination?: DestinationStream): Logger {
+  const options: LoggerOptions = {
     level,
     base: { service },
     timestamp: pino.stdTimeFunctions.isoTime,
@@ -28,6 +47,16 @@ export function createLogger(service: string, level = 'info'): Logger {
       ],
       censor: '[redacted]',
     },
-    formatters: { level: (label) => ({ level: label }) },
-  });
+    formatters: { level: (label) => ({ level: label }), log: redactUrlFields },
+    hooks: {
+      logMethod(args, method) {
+        for (let i = 0; i < args.length; i++) {
+          const arg = args[i];
+          if (typeof arg === 'string') args[i] = redactUrlCredentials(arg);
+        }
+        return method.apply(this, args as Parameters<typeof method>);
+      },
+    },
+  };
+  return destination ? pino(options, destination) : pino(options);
 }

@@ -4,7 +4,9 @@ import { connect, type NodeConnectionOptions } from '@nats-io/transport-node';
 import { z } from 'zod';
 import { retryForever } from './backoff.js';
 import type { Logger } from './logger.js';
+import { inboxPrefix } from './nats-permissions.js';
 import type { Readiness } from './readiness.js';
+import { redactUrlCredentials, splitUrlCredentials } from './url-credentials.js';
 
 /** The environment variables every service reads to reach NATS. */
 export const natsEnvSchema = z.object({
@@ -23,10 +25,19 @@ export const natsEnvSchema = z.object({
 });
 export type NatsEnv = z.infer<typeof natsEnvSchema>;
 
-export async function natsConnectionOptions(config: NatsEnv, name: string): Promise<NodeConnectionOptions> {
+/**
+ * `identity` is the service's NATS identity (nats-permissions.ts): its replies come back on an
+ * inbox prefix of its own, which is all its NATS user may subscribe to besides its subjects.
+ */
+export async function natsConnectionOptions(config: NatsEnv, name: string, identity?: string): Promise<NodeConnectionOptions> {
+  // Credentials in the URLs (nats://user:password@host) are taken out of them: the client gets
+  // them as a user and password, and the URLs it reports in errors carry none.
+  const servers = config.NATS_URL.split(',').map((s) => splitUrlCredentials(s));
+  const inUrl = servers.find((s) => s.user !== undefined);
   const options: NodeConnectionOptions = {
-    servers: config.NATS_URL.split(',').map((s) => s.trim()),
+    servers: servers.map((s) => s.url),
     name,
+    ...(identity ? { inboxPrefix: inboxPrefix(identity) } : {}),
     // Never give up: a NATS outage must leave the service waiting (and not ready), not dead.
     maxReconnectAttempts: -1,
     reconnectTimeWait: 1_000,
@@ -42,6 +53,9 @@ export async function natsConnectionOptions(config: NatsEnv, name: string): Prom
   if (config.NATS_USER) {
     options.user = config.NATS_USER;
     options.pass = config.NATS_PASSWORD ?? '';
+  } else if (inUrl?.user !== undefined) {
+    options.user = inUrl.user;
+    options.pass = inUrl.pass ?? '';
   }
   if (config.NATS_CREDS_FILE) options.authenticator = credsAuthenticator(await readFile(config.NATS_CREDS_FILE));
   if (config.NATS_TLS_CA || config.NATS_TLS_CERT) {
@@ -60,18 +74,21 @@ export async function natsConnectionOptions(config: NatsEnv, name: string): Prom
  */
 export async function connectNats(
   config: NatsEnv,
-  options: { name: string; log: Logger; readiness: Readiness; signal?: AbortSignal },
+  options: { name: string; identity?: string; log: Logger; readiness: Readiness; signal?: AbortSignal },
 ): Promise<NatsConnection> {
   const { log, readiness } = options;
   readiness.register('nats', 'connecting to NATS');
-  const connectionOptions = await natsConnectionOptions(config, options.name);
+  const connectionOptions = await natsConnectionOptions(config, options.name, options.identity);
+  // NATS_URL may carry credentials (nats://user:password@host): never shown as given.
+  const url = redactUrlCredentials(config.NATS_URL);
   const nc = await retryForever(() => connect(connectionOptions), {
     initialMs: 500,
     maxMs: 10_000,
     ...(options.signal ? { signal: options.signal } : {}),
     onError: (error, attempt, delayMs) => {
-      readiness.set('nats', false, `cannot connect to ${config.NATS_URL}: ${(error as Error).message}`);
-      log.warn({ err: (error as Error).message, attempt, retryInMs: delayMs, url: config.NATS_URL }, 'NATS connection failed; retrying');
+      const reason = redactUrlCredentials((error as Error).message);
+      readiness.set('nats', false, `cannot connect to ${url}: ${reason}`);
+      log.warn({ err: reason, attempt, retryInMs: delayMs, url }, 'NATS connection failed; retrying');
     },
   });
   readiness.set('nats', true);

@@ -1,3 +1,5 @@
+import { redactUrlCredentials } from './url-credentials.js';
+
 /**
  * A service is ready when every check it registered is passing. Each check carries the reason it
  * is failing, which /readyz shows, so "not ready" always comes with a why.
@@ -7,11 +9,12 @@ export class Readiness {
 
   /** Registers a check that starts failing with `reason` until something marks it ok. */
   register(name: string, reason = 'starting'): void {
-    if (!this.checks.has(name)) this.checks.set(name, { ok: false, reason });
+    if (!this.checks.has(name)) this.checks.set(name, { ok: false, reason: redactUrlCredentials(reason) });
   }
 
+  /** `reason` is shown on /readyz: credentials in URLs it names are redacted. */
   set(name: string, ok: boolean, reason = ok ? 'ok' : 'failing'): void {
-    this.checks.set(name, { ok, reason });
+    this.checks.set(name, { ok, reason: redactUrlCredentials(reason) });
   }
 
   get ready(): boolean {

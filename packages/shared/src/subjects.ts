@@ -47,9 +47,19 @@ export const subjects = {
   deadLetter: (kind: string, namespace: string, name: string) =>
     `streamspace.deadletter.${kind}.${subjectToken(namespace)}.${subjectToken(name)}`,
   commandsAll: 'streamspace.commands.>',
-  command: (namespace: string, name: string) => `streamspace.commands.session.${subjectToken(namespace)}.${subjectToken(name)}`,
+  /**
+   * A command names who issued it before the Session it is about: NATS permissions let each
+   * identity publish under its own issuer token only, so the executor can trust the subject (never
+   * the payload) to say who sent a command. One subject per issuer and Session, and the commands
+   * stream keeps one message per subject: at most one pending command per Session and issuer.
+   */
+  command: (issuer: string, namespace: string, name: string) =>
+    `streamspace.commands.${subjectToken(issuer)}.${subjectToken(namespace)}.${subjectToken(name)}`,
+  /** Everything one issuer may publish (the pattern its NATS permissions allow). */
+  commandsOf: (issuer: string) => `streamspace.commands.${subjectToken(issuer)}.>`,
   activityAll: 'streamspace.activity.>',
-  activity: (namespace: string, name: string) => `streamspace.activity.${subjectToken(namespace)}.${subjectToken(name)}`,
+  activity: (namespace: string, name: string) =>
+    `streamspace.activity.${subjectToken(namespace)}.${subjectToken(name)}`,
 } as const;
 
 /** The key of a lock or activity entry: KV keys allow '.', '-', '_', '=', '/' and alphanumerics. */

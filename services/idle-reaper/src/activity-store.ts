@@ -1,14 +1,6 @@
-import { JetStreamApiCodes, JetStreamApiError, StorageType } from '@nats-io/jetstream';
-import { type KV, type KvEntry, Kvm } from '@nats-io/kv';
-import type { NatsConnection } from '@nats-io/nats-core';
-import {
-  BUCKET_LIMITS,
-  BUCKETS,
-  backoffDelay,
-  type Logger,
-  type Readiness,
-  sleep,
-} from '@streamspace/shared';
+import { JetStreamApiCodes, JetStreamApiError } from '@nats-io/jetstream';
+import type { KV, KvEntry } from '@nats-io/kv';
+import { backoffDelay, type Logger, type Readiness, sleep } from '@streamspace/shared';
 import { DeadlineScheduler } from './deadline-scheduler.js';
 import type { ReaperMetrics } from './reaper-metrics.js';
 
@@ -59,15 +51,6 @@ function isWrongLastSequence(error: unknown): boolean {
     (error.code === JetStreamApiCodes.StreamWrongLastSequence ||
       error.code === JetStreamApiCodes.StreamWrongLastSequenceUnknown)
   );
-}
-
-export async function openActivityBucket(nc: NatsConnection, ttlMs: number): Promise<KV> {
-  return new Kvm(nc).create(BUCKETS.activity, {
-    ttl: ttlMs,
-    history: 1,
-    storage: StorageType.File,
-    ...BUCKET_LIMITS[BUCKETS.activity],
-  });
 }
 
 const READINESS = 'activity-bucket';

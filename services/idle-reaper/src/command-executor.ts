@@ -1,64 +1,41 @@
-import {
-  AckPolicy,
-  type Consumer,
-  DeliverPolicy,
-  type JetStreamClient,
-  type JetStreamManager,
-  type JsMsg,
-} from '@nats-io/jetstream';
+import type { Consumer, JetStreamClient, JsMsg } from '@nats-io/jetstream';
 import {
   ANNOTATIONS,
   backoffDelay,
-  CONSUMERS,
+  type DeadLetter,
   decodeMessage,
   type Logger,
+  parseCommandSubject,
   PullConsumerLoop,
   type SessionCommand,
-  STREAMS,
   sessionCommandSchema,
   subjects,
 } from '@streamspace/shared';
+import { authorizeCommand, type CommandPolicy, commandPolicy } from './command-authorization.js';
 import type { CommandResult, ReaperMetrics } from './reaper-metrics.js';
 import { computeDeadlines, describeDeadline, type ReaperDefaults } from './session-deadlines.js';
 import { REAPER_IDENTITY, readTrackedSession, sessionKey, type TrackedSession } from './session-facts.js';
 import { type SessionWriter, type StateChangeRecord, statusCode } from './session-writer.js';
 
-const SECOND_NS = 1_000_000_000;
 /** A command that has failed this often is given up; the reaper issues it again if it still holds. */
 const MAX_DELIVERIES = 10;
 
-/** The durable pull consumer every replica's executor shares (a work queue: one delivery per command). */
-export async function ensureCommandConsumer(jsm: JetStreamManager): Promise<void> {
-  const config = {
-    durable_name: CONSUMERS.commandExecutor,
-    ack_policy: AckPolicy.Explicit,
-    deliver_policy: DeliverPolicy.All,
-    filter_subject: subjects.commandsAll,
-    ack_wait: 30 * SECOND_NS,
-    max_deliver: -1,
-    max_ack_pending: 1_000,
-  };
-  try {
-    await jsm.consumers.info(STREAMS.commands, CONSUMERS.commandExecutor);
-  } catch {
-    try {
-      await jsm.consumers.add(STREAMS.commands, config);
-    } catch (error) {
-      // Another replica created it in between.
-      if (!/already (in use|exists)/i.test((error as Error).message)) throw error;
-    }
-  }
-}
-
-/** Publishes a command; JetStream drops a second one with the same id within the duplicate window. */
+/**
+ * Publishes a command under the reaper's own issuer token (the only one its NATS user may use);
+ * JetStream drops a second one with the same id within the duplicate window.
+ */
 export async function publishCommand(
   js: JetStreamClient,
   command: SessionCommand,
   msgId: string,
 ): Promise<void> {
-  await js.publish(subjects.command(command.namespace, command.name), JSON.stringify(command), {
-    msgID: msgId,
-  });
+  await js.publish(
+    subjects.command(REAPER_IDENTITY, command.namespace, command.name),
+    JSON.stringify(command),
+    {
+      msgID: msgId,
+    },
+  );
 }
 
 export interface CommandExecutorOptions {
@@ -78,6 +55,10 @@ export interface CommandExecutorOptions {
   metrics: ReaperMetrics;
   log: Logger;
   concurrency: number;
+  /** Who may issue which reasons (default: the reaper its deadline reasons, nobody User). */
+  policy?: CommandPolicy;
+  /** Keeps a refused command for a person to look at (the dead-letter stream). */
+  deadLetter?(subject: string, letter: DeadLetter): Promise<void>;
   now?: () => number;
 }
 
@@ -94,9 +75,11 @@ export class CommandExecutor {
   private readonly events = new Set<Promise<void>>();
   private readonly loop: PullConsumerLoop;
   private readonly now: () => number;
+  private readonly policy: CommandPolicy;
 
   constructor(private readonly options: CommandExecutorOptions) {
     this.now = options.now ?? Date.now;
+    this.policy = options.policy ?? commandPolicy();
     this.loop = new PullConsumerLoop({
       consumer: options.consumer,
       concurrency: options.concurrency,
@@ -124,8 +107,13 @@ export class CommandExecutor {
       return;
     }
     const command = decoded.value;
+    const authorized = authorizeCommand(message.subject, command, this.policy);
+    if (!authorized.ok) {
+      await this.refuse(message, command, authorized.refusal, authorized.message);
+      return;
+    }
     try {
-      const result = await this.execute(command);
+      const result = await this.execute(command, authorized.issuer);
       metrics.commandsHandled.labels(result).inc();
       message.ack();
     } catch (error) {
@@ -190,8 +178,59 @@ export class CommandExecutor {
     }
   }
 
-  /** Decides again on fresh facts and, if the decision holds, changes spec.state. */
-  async execute(command: SessionCommand): Promise<CommandResult> {
+  /**
+   * A command its issuer may not give, or published on another Session's subject: logged,
+   * counted, kept as a dead letter, and never delivered again. Nothing in the cluster changes.
+   */
+  private async refuse(
+    message: JsMsg,
+    command: SessionCommand,
+    refusal: string,
+    reason: string,
+  ): Promise<void> {
+    const { log, metrics } = this.options;
+    metrics.commandsHandled.labels('refused').inc();
+    metrics.commandsRefused.labels(refusal).inc();
+    const parsed = parseCommandSubject(message.subject);
+    log.warn(
+      {
+        subject: message.subject,
+        issuer: parsed.ok ? parsed.value.issuer : undefined,
+        namespace: command.namespace,
+        name: command.name,
+        action: command.action,
+        reason: command.reason,
+        refusal,
+      },
+      `command refused: ${reason}`,
+    );
+    const letter: DeadLetter = {
+      subject: message.subject,
+      reason: `command refused (${refusal}): ${reason}`.slice(0, 1_000),
+      attempts: message.info.deliveryCount,
+      failedAt: new Date(this.now()).toISOString(),
+      service: 'idle-reaper',
+      payload: message.string().slice(0, 10_000),
+    };
+    try {
+      await this.options.deadLetter?.(
+        subjects.deadLetter('command', command.namespace, command.name),
+        letter,
+      );
+    } catch (error) {
+      log.warn(
+        { err: (error as Error).message, subject: message.subject },
+        'could not dead-letter a refused command',
+      );
+    }
+    message.term(`refused: ${refusal}`);
+  }
+
+  /**
+   * Decides again on fresh facts and, if the decision holds, changes spec.state. `issuer` is the
+   * identity the subject names (authorized already).
+   */
+  async execute(command: SessionCommand, issuer: string = REAPER_IDENTITY): Promise<CommandResult> {
     const { writer, log, metrics, defaults } = this.options;
     const key = sessionKey(command.namespace, command.name);
     const startedAt = this.now();
@@ -245,7 +284,10 @@ export class CommandExecutor {
           },
           state,
           {
-            [ANNOTATIONS.stateChangedBy]: command.reason === 'User' ? command.issuedBy : REAPER_IDENTITY,
+            // A User command names the person its issuer vouches for, and the issuer NATS
+            // verified; it can never read as the reaper's own change.
+            [ANNOTATIONS.stateChangedBy]:
+              command.reason === 'User' ? `${command.issuedBy} (via ${issuer})` : REAPER_IDENTITY,
             [ANNOTATIONS.stateChangeReason]: reason,
             [ANNOTATIONS.stateChangedAt]: changedAt,
           },

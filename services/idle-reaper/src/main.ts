@@ -2,11 +2,13 @@ import { hostname } from 'node:os';
 import { jetstream } from '@nats-io/jetstream';
 import type { NatsConnection, Subscription } from '@nats-io/nats-core';
 import {
+  BUCKETS,
+  bindBucket,
+  bindConsumer,
   ConfigError,
   CONSUMERS,
   connectNats,
   describeNamespaces,
-  ensureStreams,
   KubeClient,
   retryForever,
   runService,
@@ -14,9 +16,10 @@ import {
 } from '@streamspace/shared';
 import { activityRoute } from './activity-http.js';
 import { ActivityIntake } from './activity-intake.js';
-import { ActivityStore, openActivityBucket } from './activity-store.js';
+import { ActivityStore } from './activity-store.js';
 import { TokenSource } from './bearer-token.js';
-import { CommandExecutor, ensureCommandConsumer, publishCommand } from './command-executor.js';
+import { commandPolicy } from './command-authorization.js';
+import { CommandExecutor, publishCommand } from './command-executor.js';
 import { IdleReaper } from './idle-reaper.js';
 import { LastActivityWriter } from './last-activity-writer.js';
 import { configProblem, reaperEnvSchema } from './reaper-config.js';
@@ -153,27 +156,29 @@ await runService({
       ),
     );
 
-    readiness.register('jetstream', 'setting up the commands stream, its consumer and the activity bucket');
+    readiness.register('jetstream', 'binding to the commands consumer and the activity bucket');
     const natsReady = (async () => {
-      nc = await connectNats(config, { name: `idle-reaper-${instance}`, log, readiness, signal });
+      nc = await connectNats(config, {
+        name: `idle-reaper-${instance}`,
+        identity: 'idle-reaper',
+        log,
+        readiness,
+        signal,
+      });
       const connection = nc;
+      // The watcher declares the consumer and the bucket; until it has, this stays not ready.
       const { kv, consumer } = await retryForever(
-        async () => {
-          const jsm = await ensureStreams(connection);
-          await ensureCommandConsumer(jsm);
-          const bucket = await openActivityBucket(connection, config.ACTIVITY_TTL);
-          return {
-            kv: bucket,
-            consumer: await jetstream(connection).consumers.get(STREAMS.commands, CONSUMERS.commandExecutor),
-          };
-        },
+        async () => ({
+          kv: (await bindBucket(connection, BUCKETS.activity)).kv,
+          consumer: await bindConsumer(connection, STREAMS.commands, CONSUMERS.commandExecutor),
+        }),
         {
           signal,
           onError: (error, _attempt, delayMs) => {
-            readiness.set('jetstream', false, `cannot set up JetStream: ${(error as Error).message}`);
+            readiness.set('jetstream', false, `cannot bind to JetStream: ${(error as Error).message}`);
             log.warn(
               { err: (error as Error).message, retryInMs: delayMs },
-              'JetStream setup failed; retrying',
+              'binding to JetStream failed; retrying',
             );
           },
         },
@@ -202,6 +207,10 @@ await runService({
         metrics,
         log,
         concurrency: config.EXECUTOR_CONCURRENCY,
+        policy: commandPolicy(config.USER_COMMAND_ISSUERS),
+        deadLetter: async (subject, letter) => {
+          await jetstream(connection).publish(subject, JSON.stringify(letter));
+        },
       });
       executorDone = executor.run();
       log.info(

@@ -47,8 +47,6 @@ export const reaperEnvSchema = natsEnvSchema.extend({
    * it well below the shortest idleTimeout: another replica may see a session's activity this late.
    */
   ACTIVITY_WRITE_INTERVAL: durationMs('1s', 0),
-  /** How long an activity entry is kept in the bucket after its last update. */
-  ACTIVITY_TTL: durationMs('24h', 1_000),
   /** Report timestamps further than this in the future are clamped to the time of receipt and counted. */
   ACTIVITY_MAX_CLOCK_SKEW: durationMs('2s', 0),
   /** Bearer token of POST /activity, or a file holding it (a mounted Secret; re-read when it changes). */
@@ -61,6 +59,34 @@ export const reaperEnvSchema = natsEnvSchema.extend({
     .optional(),
   /** A decision that has not changed spec.state after this long is issued again. */
   COMMAND_RETRY_INTERVAL: durationMs('30s', 1_000),
+  /**
+   * NATS identities (comma-separated) whose `User` commands are carried out: they change
+   * spec.state without a deadline check, so none by default. Each must be allowed by NATS to
+   * publish under its own issuer token (scripts/nats-auth --command-issuer NAME).
+   */
+  USER_COMMAND_ISSUERS: z
+    .string()
+    .default('')
+    .transform((text) =>
+      text
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean),
+    )
+    .pipe(
+      z.array(
+        z
+          .string()
+          .regex(
+            /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/,
+            'each issuer must be a NATS identity name (lower-case letters, digits and -)',
+          )
+          .refine(
+            (name) => name !== 'idle-reaper',
+            'the idle reaper issues deadline commands only, never User commands',
+          ),
+      ),
+    ),
   /** Commands carried out at once by this replica. */
   EXECUTOR_CONCURRENCY: env.positiveInt(32),
   /** Every Session is listed again this often, to repair whatever a watch missed. */

@@ -20,7 +20,15 @@ export const REPORT_RESULTS = [
 export type ReportResult = (typeof REPORT_RESULTS)[number];
 
 /** What the command executor did with a command. */
-export const COMMAND_RESULTS = ['executed', 'not_due', 'gone', 'uid_mismatch', 'malformed', 'error'] as const;
+export const COMMAND_RESULTS = [
+  'executed',
+  'not_due',
+  'gone',
+  'uid_mismatch',
+  'malformed',
+  'refused',
+  'error',
+] as const;
 export type CommandResult = (typeof COMMAND_RESULTS)[number];
 
 const DECISIONS = [
@@ -90,13 +98,21 @@ export function createReaperMetrics(registry: Registry) {
   });
   const commandsHandled = new Counter({
     name: 'streamspace_reaper_commands_handled_total',
-    help: 'Commands taken by the executor, by result (executed, not_due, gone, uid_mismatch, malformed, error).',
+    help: 'Commands taken by the executor, by result (executed, not_due, gone, uid_mismatch, malformed, refused, error).',
     labelNames: ['result'] as const,
     registers,
   });
   for (const action of ['hibernate', 'terminate'])
     for (const result of ['published', 'failed']) commandsIssued.labels(action, result).inc(0);
   for (const result of COMMAND_RESULTS) commandsHandled.labels(result).inc(0);
+  const commandsRefused = new Counter({
+    name: 'streamspace_reaper_commands_refused_total',
+    help: 'Commands not carried out because of who issued them or where they were published (bad_subject, subject_mismatch, issuer_not_allowed).',
+    labelNames: ['refusal'] as const,
+    registers,
+  });
+  for (const refusal of ['bad_subject', 'subject_mismatch', 'issuer_not_allowed'])
+    commandsRefused.labels(refusal).inc(0);
 
   const statusWrites = new Counter({
     name: 'streamspace_reaper_last_activity_writes_total',
@@ -157,6 +173,7 @@ export function createReaperMetrics(registry: Registry) {
     decisionDelay,
     commandsIssued,
     commandsHandled,
+    commandsRefused,
     statusWrites,
     bucketWrites,
     trackedSessions,

@@ -3,13 +3,11 @@ import type { NatsConnection } from '@nats-io/nats-core';
 import {
   connectNats,
   describeNamespaces,
-  type DeadLetter,
   KubeClient,
   type RunningService,
   retryForever,
   type ServiceConfig,
   type ServiceContext,
-  subjects,
 } from '@streamspace/shared';
 import { Counter } from 'prom-client';
 import { customObjectTransport } from './kube-transport.js';
@@ -123,7 +121,13 @@ export async function startMetrics(
 
   let nc: NatsConnection | undefined;
   const following = (async () => {
-    nc = await connectNats(config, { name: 'streamspace-metrics', log, readiness, signal });
+    nc = await connectNats(config, {
+      name: 'streamspace-metrics',
+      identity: 'metrics',
+      log,
+      readiness,
+      signal,
+    });
     const connection = nc;
     jetStream = jetStreamReader(
       await retryForever(() => jetstreamManager(connection), { signal, maxMs: 10_000 }),
@@ -151,19 +155,11 @@ export async function startMetrics(
           );
         }
       },
-      onMalformed: (reason, detail, subject, payload) => {
+      onMalformed: (reason, detail, subject) => {
         metrics.malformed(reason);
+        // Metrics only reads (its NATS user may publish nothing): the event stays in the events
+        // stream for a person to look at; the log line says where.
         log.warn({ reason, detail, subject }, 'skipping a change event that cannot be read');
-        // Kept for a person to look at, beside the work items the reconciler gave up on.
-        const letter: DeadLetter = {
-          subject,
-          reason: `malformed change event (${reason}): ${detail}`.slice(0, 1_000),
-          attempts: 1,
-          failedAt: new Date().toISOString(),
-          service: 'metrics',
-          payload: new TextDecoder().decode(payload).slice(0, 10_000),
-        };
-        connection.publish(subjects.deadLetter('event', 'unknown', 'malformed'), JSON.stringify(letter));
       },
       onState: (up, reason) => readiness.set('event-stream', up, reason),
     });

@@ -2,13 +2,13 @@ import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { jetstream } from '@nats-io/jetstream';
 import {
+  BUCKETS,
+  bindBucket,
+  bindConsumer,
   CONSUMERS,
   connectNats,
-  ensureStreams,
-  ensureWorkConsumer,
   KubeClient,
   natsEnvSchema,
-  openLockBucket,
   parseDuration,
   retryForever,
   runService,
@@ -79,24 +79,39 @@ await runService({
     void probeKube();
 
     readiness.register('work-consumer', 'connecting');
-    const nc = await connectNats(config, { name: `reconciler-${workerId}`, log, readiness, signal });
-    const lockTtlMs = parseDuration(config.LOCK_TTL);
-    const { consumer, locks } = await retryForever(
+    const nc = await connectNats(config, {
+      name: `reconciler-${workerId}`,
+      identity: 'reconciler',
+      log,
+      readiness,
+      signal,
+    });
+    // The watcher declares the work consumer and the locks bucket; until it has, this stays not ready.
+    const { consumer, locks, bucketTtlMs } = await retryForever(
       async () => {
-        const jsm = await ensureStreams(nc);
-        await ensureWorkConsumer(jsm);
-        const kv = await openLockBucket(nc, lockTtlMs);
+        const bucket = await bindBucket(nc, BUCKETS.locks);
         return {
-          consumer: await jetstream(nc).consumers.get(STREAMS.work, CONSUMERS.reconciler),
-          locks: new KeyLocks(kv, workerId),
+          consumer: await bindConsumer(nc, STREAMS.work, CONSUMERS.reconciler),
+          locks: new KeyLocks(bucket.kv, workerId),
+          bucketTtlMs: bucket.ttlMs,
         };
       },
       {
         signal,
-        onError: (error) =>
-          readiness.set('work-consumer', false, `cannot set up JetStream: ${(error as Error).message}`),
+        onError: (error) => {
+          readiness.set('work-consumer', false, `cannot bind to JetStream: ${(error as Error).message}`);
+          log.warn({ err: (error as Error).message }, 'binding to JetStream failed; retrying');
+        },
       },
     );
+    // Locks live as long as the bucket keeps them (the watcher sets its TTL): renewals follow that.
+    const configuredTtlMs = parseDuration(config.LOCK_TTL);
+    const lockTtlMs = bucketTtlMs > 0 ? bucketTtlMs : configuredTtlMs;
+    if (lockTtlMs !== configuredTtlMs)
+      log.warn(
+        { bucketTtlMs, configuredTtlMs },
+        "the locks bucket's TTL differs from LOCK_TTL; following the bucket (set the watcher's LOCK_TTL to change it)",
+      );
 
     const work = new WorkConsumer({
       js: jetstream(nc),

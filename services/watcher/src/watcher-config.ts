@@ -39,6 +39,14 @@ export const watcherConfigSchema = natsEnvSchema.extend({
   RESYNC_RATE: env.positiveInt(20),
   /** How long change events are kept in STREAMSPACE_EVENTS; 0 keeps them until other stream limits apply. */
   EVENTS_MAX_AGE: durationMs('24h', 1_000, true),
+  /**
+   * The watcher declares the JetStream topology (no other service's NATS user may), the KV
+   * buckets included, so their TTLs are its settings: how long a reconciler's lock on a key lives
+   * unless renewed (the reconciler's LOCK_TTL; the chart sets both from reconciler.lockTtl) ...
+   */
+  LOCK_TTL: durationMs('30s', 1_000),
+  /** ... and how long a session's last activity is remembered in the activity bucket. */
+  ACTIVITY_TTL: durationMs('24h', 1_000),
   /** The server-side timeout asked for each watch; the API server ends it then and we start another. */
   WATCH_TIMEOUT: durationMs('5m', 1_000),
   /** A watch silent (no event, no bookmark) for longer than this is presumed stuck and restarted. */

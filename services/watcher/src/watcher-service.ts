@@ -2,8 +2,8 @@ import { JetStreamApiError, jetstream } from '@nats-io/jetstream';
 import { type NatsConnection, errors as natsErrors } from '@nats-io/nats-core';
 import {
   connectNats,
+  declareTopology,
   describeNamespaces,
-  ensureStreams,
   formatDuration,
   KubeClient,
   type ObservedKind,
@@ -280,11 +280,16 @@ export async function startWatcher(context: Context): Promise<RunningService> {
 
   const watchRuns: Promise<void>[] = [];
   const startup = (async () => {
-    nc = await connectNats(config, { name: 'streamspace-watcher', log, readiness, signal });
+    nc = await connectNats(config, {
+      name: 'streamspace-watcher',
+      identity: 'watcher',
+      log,
+      readiness,
+      signal,
+    });
     await retryForever(
       () =>
-        ensureStreams(nc as NatsConnection, {
-          updateExisting: true,
+        declareTopology(nc as NatsConnection, {
           eventsMaxAgeSeconds: Math.round(config.EVENTS_MAX_AGE / 1000),
           maxObjectBytes: config.MAX_OBJECT_BYTES,
           eventsMaxBytes: config.EVENTS_MAX_BYTES,
@@ -295,13 +300,19 @@ export async function startWatcher(context: Context): Promise<RunningService> {
               { bucket, err: error.message },
               'could not give an existing bucket its size limits; it keeps working unbounded. Allow the watcher JetStream STREAM.INFO/STREAM.UPDATE on KV_<bucket>, or recreate the bucket',
             ),
+          lockTtlMs: config.LOCK_TTL,
+          activityTtlMs: config.ACTIVITY_TTL,
         }),
       {
         signal,
         initialMs: 500,
         maxMs: 10_000,
         onError: (error, attempt, delayMs) => {
-          readiness.set('jetstream', false, `cannot declare the streams: ${(error as Error).message}`);
+          readiness.set(
+            'jetstream',
+            false,
+            `cannot declare the streams, consumers and buckets: ${(error as Error).message}`,
+          );
           log.warn(
             { err: (error as Error).message, attempt, retryInMs: delayMs },
             'declaring the JetStream streams failed; retrying',

@@ -169,11 +169,38 @@ ingress.hostPattern, validated like the reconciler's INGRESS_HOST_PATTERN
 {{- end }}
 
 {{/*
-NATS settings every service reads (packages/shared/src/nats-connection.ts): the URL, and the
-user/password, credentials file and TLS files from Secrets.
+NATS settings every service reads (packages/shared/src/nats-connection.ts): the URL, the
+service's own NATS user (nats.auth: one user per service, with only the permissions its code
+needs, docs/security.md "NATS: one user per service"), and TLS files from Secrets. A release
+without NATS authentication is refused unless nats.insecure is true; one credential shared by
+every service only with nats.sharedCredentials. Call with (list $ "component").
 */}}
+{{- define "streamspace.natsAuth" -}}
+{{- $root := index . 0 }}{{- $component := index . 1 -}}
+{{- $nats := $root.Values.nats }}
+{{- $keys := $nats.secretKeys }}
+{{- $key := (index (include "streamspace.components" $root | fromYaml) $component).key }}
+{{- $own := index ($nats.auth | default dict) $key | default dict }}
+{{- $secret := $own.existingSecret | default ($nats.auth.existingSecret | default "") }}
+{{- if and $secret (or $own.passwordKey $own.credsKey) }}
+{{- if and $own.passwordKey (not $own.credsKey) (not $own.user) }}
+{{- fail (printf "nats.auth.%s.user is required with passwordKey (the NATS user name, e.g. streamspace-%s)" $key $component) }}
+{{- end }}
+{{- toYaml (dict "mode" "own" "secret" $secret "user" ($own.user | default "") "passwordKey" ($own.passwordKey | default "") "credsKey" ($own.credsKey | default "")) }}
+{{- else if and $nats.sharedCredentials (or $keys.user $keys.creds) }}
+{{- toYaml (dict "mode" "shared" "secret" $nats.existingSecret "userKey" ($keys.user | default "") "passwordKey" ($keys.password | default "") "credsKey" ($keys.creds | default "")) }}
+{{- else if or $keys.user $keys.creds }}
+{{- fail (printf "nats.secretKeys.user/creds give every service one shared NATS credential, which lets the metrics pod terminate every session. Give each service its own user (nats.auth.existingSecret and nats.auth.%s; scripts/nats-auth prints the NATS server's side), or set nats.sharedCredentials=true to keep the shared credential knowingly." $key) }}
+{{- else if $nats.insecure }}
+{{- toYaml (dict "mode" "none") }}
+{{- else }}
+{{- fail (printf "NATS authentication is not configured for the %s: anyone who reaches NATS could then terminate every session or delete the streams. Set nats.auth.existingSecret (a Secret with each service's NATS password; users and permissions from scripts/nats-auth, see docs/security.md), or set nats.insecure=true to install without NATS authentication (a throwaway cluster only)." $component) }}
+{{- end }}
+{{- end }}
+
 {{- define "streamspace.natsEnv" -}}
-{{- $nats := .Values.nats }}
+{{- $root := index . 0 }}{{- $component := index . 1 -}}
+{{- $nats := $root.Values.nats }}
 {{- $keys := $nats.secretKeys }}
 {{- if and (or $keys.url $keys.user $keys.password $keys.creds) (not $nats.existingSecret) }}
 {{- fail "nats.secretKeys names keys of nats.existingSecret: set nats.existingSecret too" }}
@@ -181,6 +208,7 @@ user/password, credentials file and TLS files from Secrets.
 {{- if and $keys.user (not $keys.password) }}
 {{- fail "nats.secretKeys.user needs nats.secretKeys.password" }}
 {{- end }}
+{{- $auth := include "streamspace.natsAuth" . | fromYaml }}
 {{- if $keys.url }}
 - name: NATS_URL
   valueFrom:
@@ -191,21 +219,30 @@ user/password, credentials file and TLS files from Secrets.
 - name: NATS_URL
   value: {{ required "nats.url is required (or nats.existingSecret with secretKeys.url)" $nats.url | quote }}
 {{- end }}
-{{- if $keys.user }}
+{{- if and (eq $auth.mode "own") $auth.passwordKey (not $auth.credsKey) }}
+# This service's own NATS user: it may do what the service does and nothing else.
 - name: NATS_USER
-  valueFrom:
-    secretKeyRef:
-      name: {{ $nats.existingSecret }}
-      key: {{ $keys.user }}
+  value: {{ $auth.user | quote }}
 - name: NATS_PASSWORD
   valueFrom:
     secretKeyRef:
-      name: {{ $nats.existingSecret }}
-      key: {{ $keys.password }}
+      name: {{ $auth.secret }}
+      key: {{ $auth.passwordKey }}
+{{- else if and (eq $auth.mode "shared") $auth.userKey }}
+- name: NATS_USER
+  valueFrom:
+    secretKeyRef:
+      name: {{ $auth.secret }}
+      key: {{ $auth.userKey }}
+- name: NATS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ $auth.secret }}
+      key: {{ $auth.passwordKey }}
 {{- end }}
-{{- if $keys.creds }}
+{{- if $auth.credsKey }}
 - name: NATS_CREDS_FILE
-  value: /etc/streamspace/nats-creds/{{ $keys.creds }}
+  value: /etc/streamspace/nats-creds/{{ $auth.credsKey }}
 {{- end }}
 {{- if $nats.tls.existingSecret }}
 {{- if $nats.tls.caKey }}
@@ -224,12 +261,14 @@ user/password, credentials file and TLS files from Secrets.
 {{- end }}
 
 {{- define "streamspace.natsVolumeMounts" -}}
-{{- if .Values.nats.secretKeys.creds }}
+{{- $root := index . 0 }}
+{{- $auth := include "streamspace.natsAuth" . | fromYaml }}
+{{- if $auth.credsKey }}
 - name: nats-creds
   mountPath: /etc/streamspace/nats-creds
   readOnly: true
 {{- end }}
-{{- if .Values.nats.tls.existingSecret }}
+{{- if $root.Values.nats.tls.existingSecret }}
 - name: nats-tls
   mountPath: /etc/streamspace/nats-tls
   readOnly: true
@@ -237,19 +276,21 @@ user/password, credentials file and TLS files from Secrets.
 {{- end }}
 
 {{- define "streamspace.natsVolumes" -}}
-{{- if .Values.nats.secretKeys.creds }}
+{{- $root := index . 0 }}
+{{- $auth := include "streamspace.natsAuth" . | fromYaml }}
+{{- if $auth.credsKey }}
 - name: nats-creds
   secret:
-    secretName: {{ .Values.nats.existingSecret }}
+    secretName: {{ $auth.secret }}
     defaultMode: 0440
     items:
-      - key: {{ .Values.nats.secretKeys.creds }}
-        path: {{ .Values.nats.secretKeys.creds }}
+      - key: {{ $auth.credsKey }}
+        path: {{ $auth.credsKey }}
 {{- end }}
-{{- if .Values.nats.tls.existingSecret }}
+{{- if $root.Values.nats.tls.existingSecret }}
 - name: nats-tls
   secret:
-    secretName: {{ .Values.nats.tls.existingSecret }}
+    secretName: {{ $root.Values.nats.tls.existingSecret }}
     defaultMode: 0440
 {{- end }}
 {{- end }}
@@ -276,6 +317,8 @@ each service's zod config schema. Call with (list $ "component").
 {{- with include "streamspace.watchNamespace" $root }}{{ $_ := set $env "WATCH_NAMESPACE" . }}{{ end }}
 {{- if eq $component "watcher" }}
 {{- $_ := set $env "RESYNC_INTERVAL" $v.resyncInterval }}
+{{- /* The watcher declares the locks bucket (no other NATS user may), so it sets its TTL. */}}
+{{- $_ := set $env "LOCK_TTL" (toString $root.Values.reconciler.lockTtl) }}
 {{- $_ := set $env "EVENTS_MAX_AGE" $v.eventsMaxAge }}
 {{- $_ := set $env "MAX_OBJECT_BYTES" (toString (int $v.maxObjectBytes)) }}
 {{- $_ := set $env "EVENTS_MAX_BYTES" (toString (int64 $v.streams.eventsMaxBytes)) }}

@@ -1,0 +1,109 @@
+import {
+  AckPolicy,
+  type Consumer,
+  DeliverPolicy,
+  type JetStreamManager,
+  jetstream,
+  jetstreamManager,
+  StorageType,
+} from '@nats-io/jetstream';
+import { type KV, Kvm } from '@nats-io/kv';
+import type { NatsConnection } from '@nats-io/nats-core';
+import {
+  BUCKET_LIMITS,
+  ensureStreams,
+  ensureWorkConsumer,
+  openLockBucket,
+  type TopologyOptions,
+} from './jetstream-topology.js';
+import { BUCKETS, CONSUMERS, STREAMS } from './subjects.js';
+
+/**
+ * Who declares the JetStream topology. The watcher alone creates and updates streams, durable
+ * consumers and KV buckets (its NATS user is the only one allowed to, see nats-permissions.ts);
+ * every other service binds to what exists and stays not ready, with a message saying what is
+ * missing, until the watcher has declared it.
+ */
+
+const SECOND_NS = 1_000_000_000;
+
+export interface DeclareOptions extends TopologyOptions {
+  /** How long a reconciler's lock on a key lives unless renewed (the locks bucket's TTL). */
+  lockTtlMs: number;
+  /** How long a session's last activity is kept (the activity bucket's TTL). */
+  activityTtlMs: number;
+}
+
+/** The shared durable pull consumer of the commands stream (every reaper replica's executor). */
+export async function ensureCommandConsumer(jsm: JetStreamManager): Promise<void> {
+  const config = {
+    durable_name: CONSUMERS.commandExecutor,
+    ack_policy: AckPolicy.Explicit,
+    deliver_policy: DeliverPolicy.All,
+    ack_wait: 30 * SECOND_NS,
+    max_deliver: -1,
+    max_ack_pending: 1_000,
+  };
+  try {
+    await jsm.consumers.info(STREAMS.commands, CONSUMERS.commandExecutor);
+  } catch {
+    try {
+      await jsm.consumers.add(STREAMS.commands, config);
+    } catch (error) {
+      // Another watcher created it in between.
+      if (!/already (in use|exists)/i.test((error as Error).message)) throw error;
+    }
+  }
+}
+
+/** Everything the services use on JetStream, created or brought up to date. The watcher's job. */
+export async function declareTopology(nc: NatsConnection, options: DeclareOptions): Promise<void> {
+  const jsm = await ensureStreams(nc, { ...options, updateExisting: true });
+  await ensureWorkConsumer(jsm, options);
+  await ensureCommandConsumer(jsm);
+  await openLockBucket(nc, options.lockTtlMs);
+  await new Kvm(nc).create(BUCKETS.activity, {
+    ttl: options.activityTtlMs,
+    history: 1,
+    storage: StorageType.File,
+    ...BUCKET_LIMITS[BUCKETS.activity],
+  });
+}
+
+/** What a service binds to is not there yet (the watcher has not declared it). */
+export class TopologyMissingError extends Error {
+  override name = 'TopologyMissingError';
+}
+
+function missing(what: string, error: unknown): Error {
+  const message = (error as Error).message ?? String(error);
+  if (/not found/i.test(message))
+    return new TopologyMissingError(
+      `${what} does not exist yet: the watcher declares it (is the watcher running, with its own NATS user?)`,
+    );
+  return new Error(`cannot read ${what}: ${message}`);
+}
+
+/** Binds to an existing durable consumer; never creates it. */
+export async function bindConsumer(nc: NatsConnection, stream: string, consumer: string): Promise<Consumer> {
+  const jsm = await jetstreamManager(nc);
+  try {
+    await jsm.consumers.info(stream, consumer);
+  } catch (error) {
+    throw missing(`the consumer ${consumer} of stream ${stream}`, error);
+  }
+  return jetstream(nc).consumers.get(stream, consumer);
+}
+
+/** Opens an existing KV bucket; never creates or reconfigures it. Returns its TTL too. */
+export async function bindBucket(nc: NatsConnection, bucket: string): Promise<{ kv: KV; ttlMs: number }> {
+  const jsm = await jetstreamManager(nc);
+  let info: Awaited<ReturnType<typeof jsm.streams.info>>;
+  try {
+    info = await jsm.streams.info(`KV_${bucket}`);
+  } catch (error) {
+    throw missing(`the KV bucket ${bucket}`, error);
+  }
+  const kv = await new Kvm(nc).open(bucket, { allow_direct: info.config.allow_direct ?? false });
+  return { kv, ttlMs: Math.round((info.config.max_age ?? 0) / 1_000_000) };
+}

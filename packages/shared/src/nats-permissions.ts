@@ -1,0 +1,224 @@
+import { BUCKETS, CONSUMERS, STREAMS, subjects } from './subjects.js';
+
+/**
+ * The NATS permissions of every StreamSpace identity, derived from the names in subjects.ts: the
+ * one source the docs (docs/security.md), the chart's operator output (scripts/nats-auth) and the
+ * tests (a real nats-server started with exactly these users) are rendered from, so they cannot
+ * drift from what the code publishes and subscribes to.
+ *
+ * Each service is one NATS user. Only the watcher declares streams, consumers and buckets; the
+ * others bind to what exists. Only the idle reaper publishes commands, under its own issuer token.
+ * Metrics only reads. Nobody may delete or purge a stream. Replies come back on an inbox prefix of
+ * the identity's own, so no service can read another's JetStream API answers.
+ */
+
+export const SERVICE_IDENTITIES = ['watcher', 'reconciler', 'idle-reaper', 'metrics'] as const;
+export type ServiceIdentity = (typeof SERVICE_IDENTITIES)[number];
+/** A component that only reports activity (a VNC proxy, a sidecar, a browser gateway). */
+export const ACTIVITY_REPORTER = 'activity-reporter';
+export type NatsIdentity = ServiceIdentity | typeof ACTIVITY_REPORTER;
+
+export interface NatsPermissions {
+  publish: string[];
+  subscribe: string[];
+  /** May answer requests it received (the idle reaper answers activity reports sent as requests). */
+  allowResponses: boolean;
+}
+
+const API = '$JS.API';
+const kvStream = (bucket: string) => `KV_${bucket}`;
+
+/** The inbox prefix a service's connection uses (`inboxPrefix`), so its permissions can name it. */
+export function inboxPrefix(identity: string): string {
+  return `_INBOX_${identity}`;
+}
+
+/** Read the state of a stream (its config and counts). */
+const streamInfo = (stream: string) => `${API}.STREAM.INFO.${stream}`;
+/** Bind to a durable consumer and pull from it, acknowledging what it handled. */
+const pullFrom = (stream: string, consumer: string) => [
+  `${API}.CONSUMER.INFO.${stream}.${consumer}`,
+  `${API}.CONSUMER.MSG.NEXT.${stream}.${consumer}`,
+  `$JS.ACK.${stream}.${consumer}.>`,
+];
+/**
+ * Read a stream through consumers of one's own (ordered consumers, KV watches): creating one
+ * changes no message, and they vanish when idle. Push consumers (KV watches and key listings)
+ * answer the server's flow control; pull consumers ask for the next messages instead.
+ */
+const readThroughOwnConsumers = (stream: string, kind: 'pull' | 'push') => [
+  `${API}.CONSUMER.CREATE.${stream}`,
+  `${API}.CONSUMER.CREATE.${stream}.>`,
+  ...(kind === 'pull' ? [`${API}.CONSUMER.MSG.NEXT.${stream}.>`] : [`$JS.FC.${stream}.>`]),
+];
+/** Read and write the entries of a KV bucket (never its configuration). */
+const useBucket = (bucket: string) => [
+  streamInfo(kvStream(bucket)),
+  `$KV.${bucket}.>`,
+  `${API}.DIRECT.GET.${kvStream(bucket)}`,
+  `${API}.DIRECT.GET.${kvStream(bucket)}.>`,
+  `${API}.STREAM.MSG.GET.${kvStream(bucket)}`,
+];
+/** Declare (create or update) a stream; never delete or purge it. */
+const declareStream = (stream: string) => [
+  streamInfo(stream),
+  `${API}.STREAM.CREATE.${stream}`,
+  `${API}.STREAM.UPDATE.${stream}`,
+];
+/** Declare (create or update) a durable consumer. */
+const declareConsumer = (stream: string, consumer: string) => [
+  `${API}.CONSUMER.INFO.${stream}.${consumer}`,
+  `${API}.CONSUMER.CREATE.${stream}.${consumer}`,
+  `${API}.CONSUMER.CREATE.${stream}.${consumer}.>`,
+  `${API}.CONSUMER.DURABLE.CREATE.${stream}.${consumer}`,
+];
+
+/** Every stream the platform uses, KV buckets included (the watcher declares them all). */
+export const ALL_STREAMS = [
+  STREAMS.events,
+  STREAMS.work,
+  STREAMS.deadLetter,
+  STREAMS.commands,
+  kvStream(BUCKETS.locks),
+  kvStream(BUCKETS.activity),
+] as const;
+
+/** The subject prefix of dead letters of one kind (each service dead-letters its own kinds). */
+const deadLettersOf = (kind: string) => subjects.deadLetter(kind, 'x', 'y').replace(/x\.y$/, '>');
+
+/**
+ * The permissions of one identity. `commandIssuers` names further identities (a portal, an admin
+ * tool) allowed to publish commands under their own issuer token; the executor decides which
+ * reasons it accepts from each (USER_COMMAND_ISSUERS).
+ */
+export function natsPermissions(identity: NatsIdentity | string): NatsPermissions {
+  const inbox = `${inboxPrefix(identity)}.>`;
+  const base = { subscribe: [inbox], allowResponses: false };
+  switch (identity) {
+    case 'watcher':
+      return {
+        ...base,
+        publish: [
+          `${API}.INFO`,
+          subjects.eventsAll,
+          subjects.workAll,
+          ...ALL_STREAMS.flatMap(declareStream),
+          ...declareConsumer(STREAMS.work, CONSUMERS.reconciler),
+          ...declareConsumer(STREAMS.commands, CONSUMERS.commandExecutor),
+        ],
+      };
+    case 'reconciler':
+      return {
+        ...base,
+        publish: [
+          `${API}.INFO`,
+          // Requeues (a Session to look at again later) and what it gave up on.
+          subjects.workAll,
+          deadLettersOf('session'),
+          deadLettersOf('template'),
+          deadLettersOf('malformed'),
+          streamInfo(STREAMS.work),
+          ...pullFrom(STREAMS.work, CONSUMERS.reconciler),
+          ...useBucket(BUCKETS.locks),
+        ],
+      };
+    case 'idle-reaper':
+      return {
+        subscribe: [inbox, subjects.activityAll],
+        // Activity reports sent as requests get the outcome as their answer.
+        allowResponses: true,
+        publish: [
+          `${API}.INFO`,
+          subjects.commandsOf('idle-reaper'),
+          deadLettersOf('command'),
+          streamInfo(STREAMS.commands),
+          ...pullFrom(STREAMS.commands, CONSUMERS.commandExecutor),
+          ...useBucket(BUCKETS.activity),
+          ...readThroughOwnConsumers(kvStream(BUCKETS.activity), 'push'),
+        ],
+      };
+    case 'metrics':
+      return {
+        ...base,
+        publish: [
+          `${API}.INFO`,
+          ...[STREAMS.events, STREAMS.work, STREAMS.deadLetter, STREAMS.commands].map(streamInfo),
+          `${API}.CONSUMER.INFO.${STREAMS.work}.${CONSUMERS.reconciler}`,
+          ...readThroughOwnConsumers(STREAMS.events, 'pull'),
+        ],
+      };
+    case ACTIVITY_REPORTER:
+      // Plain publishes or requests; replies come back on the default inbox.
+      return { publish: [subjects.activityAll], subscribe: ['_INBOX.>'], allowResponses: false };
+    default:
+      // Any other name is a command issuer (a portal, an admin tool): it may publish commands
+      // under its own token and nothing else.
+      if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(identity))
+        throw new Error(
+          `'${identity}' cannot be a NATS identity: use lower-case letters, digits and '-' (it becomes a subject token)`,
+        );
+      return { ...base, publish: [`${API}.INFO`, subjects.commandsOf(identity)] };
+  }
+}
+
+/** One user of the nats-server configuration: a name, where its password comes from, its permissions. */
+export interface NatsUser {
+  identity: string;
+  user: string;
+  /** A literal password, or a reference such as `$WATCHER_NATS_PASSWORD` (nats-server reads it from the environment). */
+  password: string;
+  permissions: NatsPermissions;
+}
+
+/** The environment variable a rendered configuration reads an identity's password from. */
+export function passwordVariable(identity: string): string {
+  return `STREAMSPACE_NATS_${identity.toUpperCase().replaceAll('-', '_')}_PASSWORD`;
+}
+
+export function natsUsers(
+  options: {
+    /** Literal passwords by identity; an identity without one reads its password variable. */
+    passwords?: Record<string, string>;
+    /** Include the activity-reporter identity (default true). */
+    activityReporter?: boolean;
+    /** Further identities allowed to publish commands under their own issuer token. */
+    commandIssuers?: string[];
+  } = {},
+): NatsUser[] {
+  const identities: string[] = [
+    ...SERVICE_IDENTITIES,
+    ...(options.activityReporter === false ? [] : [ACTIVITY_REPORTER]),
+    ...(options.commandIssuers ?? []),
+  ];
+  return identities.map((identity) => ({
+    identity,
+    user: `streamspace-${identity}`,
+    password: options.passwords?.[identity] ?? `$${passwordVariable(identity)}`,
+    permissions: natsPermissions(identity),
+  }));
+}
+
+const quote = (value: string) => JSON.stringify(value);
+const list = (values: string[]) => `[${values.map(quote).join(', ')}]`;
+
+/**
+ * The `authorization { users = [...] }` block of a nats-server configuration (also what the
+ * official NATS Helm chart takes under `config.merge`). A password given as `$VARIABLE` is left
+ * unquoted so nats-server reads it from its environment.
+ */
+export function renderNatsAuthorization(users: NatsUser[]): string {
+  const lines = ['authorization {', '  users = ['];
+  for (const u of users) {
+    const password = /^\$[A-Z_][A-Z0-9_]*$/.test(u.password) ? u.password : quote(u.password);
+    lines.push('    {');
+    lines.push(`      user: ${quote(u.user)}, password: ${password}`);
+    lines.push('      permissions: {');
+    lines.push(`        publish: { allow: ${list(u.permissions.publish)} }`);
+    lines.push(`        subscribe: { allow: ${list(u.permissions.subscribe)} }`);
+    if (u.permissions.allowResponses) lines.push('        allow_responses: true');
+    lines.push('      }');
+    lines.push('    }');
+  }
+  lines.push('  ]', '}');
+  return `${lines.join('\n')}\n`;
+}
