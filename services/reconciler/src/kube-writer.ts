@@ -4,6 +4,7 @@ import type {
   KubernetesObject,
   V1Deployment,
   V1Ingress,
+  V1NetworkPolicy,
   V1PersistentVolumeClaim,
   V1Pod,
   V1Service,
@@ -59,6 +60,8 @@ function refFor(kind: string, namespace: string, name: string): ResourceRef {
       return { version: 'v1', plural: 'services', namespace, name };
     case 'Ingress':
       return { group: 'networking.k8s.io', version: 'v1', plural: 'ingresses', namespace, name };
+    case 'NetworkPolicy':
+      return { group: 'networking.k8s.io', version: 'v1', plural: 'networkpolicies', namespace, name };
     case 'PersistentVolumeClaim':
       return { version: 'v1', plural: 'persistentvolumeclaims', namespace, name };
     default:
@@ -87,11 +90,12 @@ export class KubeWriter {
 
   async observe(session: Session, childName: string, homeClaim: string): Promise<ObservedSession> {
     const namespace = session.metadata.namespace;
-    const [template, deployment, service, ingress, claim, pods] = await Promise.all([
+    const [template, deployment, service, ingress, networkPolicy, claim, pods] = await Promise.all([
       this.readTemplate(namespace, session.spec.template),
       this.kube.find<V1Deployment>(refFor('Deployment', namespace, childName)),
       this.kube.find<V1Service>(refFor('Service', namespace, childName)),
       this.kube.find<V1Ingress>(refFor('Ingress', namespace, childName)),
+      this.kube.find<V1NetworkPolicy>(refFor('NetworkPolicy', namespace, childName)),
       session.spec.persistentHome
         ? this.kube.find<V1PersistentVolumeClaim>(refFor('PersistentVolumeClaim', namespace, homeClaim))
         : undefined,
@@ -106,6 +110,7 @@ export class KubeWriter {
       ...(deployment ? { deployment } : {}),
       ...(service ? { service } : {}),
       ...(ingress ? { ingress } : {}),
+      ...(networkPolicy ? { networkPolicy } : {}),
       ...(claim ? { homeClaim: claim } : {}),
       pods: pods.items,
     };

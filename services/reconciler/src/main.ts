@@ -26,6 +26,17 @@ await runService({
   configSchema: natsEnvSchema.extend(reconcilerEnvSchema.shape),
   async start({ config, log, readiness, registry, signal }) {
     const settings = settingsFromEnv(config);
+    if (!settings.desktopAuth)
+      log.warn(
+        'desktops are served WITHOUT authentication: AUTH_URL is not set, so anyone who can reach a session URL gets that desktop; set AUTH_URL and AUTH_SIGNIN_URL (chart: auth.enabled=true, auth.url, auth.signinUrl) to put oauth2-proxy in front of every desktop',
+      );
+    else
+      log.info(
+        { authUrl: settings.desktopAuth.url, admins: settings.desktopAuth.adminUsers.length },
+        'every desktop requires sign-in as its owner (or a named admin)',
+      );
+    if (!settings.desktopIngressFrom)
+      log.warn('DESKTOP_NETWORK_POLICY=false: any pod in the cluster can reach every desktop port directly');
     const kube = KubeClient.fromEnvironment();
     const writer = new KubeWriter(kube);
     const workerId = `${hostname()}-${process.pid}`;
@@ -79,7 +90,7 @@ await runService({
       reconcile: (item) =>
         item.kind === 'session'
           ? reconcileSession(writer, settings, item.namespace, item.name, log)
-          : reconcileTemplate(writer, item.namespace, item.name),
+          : reconcileTemplate(writer, item.namespace, item.name, undefined, settings.allowedCapabilities),
       onDeadLetter: (item, reason) =>
         item.kind === 'session'
           ? markDeadLettered(writer, item.namespace, item.name, reason)

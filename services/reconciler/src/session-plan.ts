@@ -2,17 +2,20 @@ import type {
   KubernetesObject,
   V1Deployment,
   V1Ingress,
+  V1NetworkPolicy,
   V1PersistentVolumeClaim,
   V1Pod,
   V1PodTemplateSpec,
   V1Service,
 } from '@kubernetes/client-node';
 import { type Condition, findCondition, setCondition } from './conditions.js';
+import { unauthorizableUser } from './desktop-access.js';
 import type { ReconcilerSettings } from './reconciler-settings.js';
 import {
   buildDeployment,
   buildHomeClaim,
   buildIngress,
+  buildNetworkPolicy,
   buildService,
   renderPodTemplate,
   sessionUrl,
@@ -28,6 +31,7 @@ export interface ObservedSession {
   deployment?: V1Deployment;
   service?: V1Service;
   ingress?: V1Ingress;
+  networkPolicy?: V1NetworkPolicy;
   homeClaim?: V1PersistentVolumeClaim;
   pods: V1Pod[];
 }
@@ -50,7 +54,7 @@ export interface KubeEventIntent {
 
 export interface ChildRef {
   apiVersion: string;
-  kind: 'Deployment' | 'Service' | 'Ingress';
+  kind: 'Deployment' | 'Service' | 'Ingress' | 'NetworkPolicy';
   name: string;
   namespace: string;
 }
@@ -141,6 +145,13 @@ function childRefs(observed: ObservedSession): ChildRef[] {
       name: observed.ingress.metadata.name,
       namespace,
     });
+  if (observed.networkPolicy?.metadata?.name)
+    refs.push({
+      apiVersion: 'networking.k8s.io/v1',
+      kind: 'NetworkPolicy',
+      name: observed.networkPolicy.metadata.name,
+      namespace,
+    });
   if (observed.service?.metadata?.name)
     refs.push({ apiVersion: 'v1', kind: 'Service', name: observed.service.metadata.name, namespace });
   if (observed.deployment?.metadata?.name)
@@ -151,6 +162,19 @@ function childRefs(observed: ObservedSession): ChildRef[] {
       namespace,
     });
   return refs;
+}
+
+/**
+ * How a desktop is reached: its NetworkPolicy first, so the pod is fenced before the Service
+ * and Ingress lead anywhere, then the Service and the (authenticated) Ingress.
+ */
+function exposure(session: Session, template: Template, settings: ReconcilerSettings): KubernetesObject[] {
+  const policy = buildNetworkPolicy(session, template, settings);
+  return [
+    ...(policy ? [policy] : []),
+    buildService(session, template),
+    buildIngress(session, template, settings),
+  ];
 }
 
 /** Ready reasons of a desktop on its way up; the startup deadline runs from their transition. */
@@ -197,10 +221,13 @@ export function planSession(observed: ObservedSession, settings: ReconcilerSetti
   let remove: ChildRef[] = [];
   let requeueAfterMs: number | undefined;
 
-  // 1. Can the Template be used?
-  const problems = template ? templateProblems(template) : [];
-  const templateUsable = template !== undefined && problems.length === 0;
+  // 1. Can the Template be used (and its desktop be guarded for this user)?
+  const userProblem = settings.desktopAuth ? unauthorizableUser(session.spec.user) : undefined;
+  const problems = template ? templateProblems(template, settings.allowedCapabilities) : [];
+  // A desktop that cannot be guarded for its user is never built, whatever its Template.
+  const templateUsable = template !== undefined && problems.length === 0 && userProblem === undefined;
   const previousResolved = findCondition(conditions, 'TemplateResolved');
+  const previousReadyReason = findCondition(conditions, 'Ready')?.reason;
   if (!template) {
     const message = `Template "${session.spec.template}" was not found in namespace "${session.metadata.namespace}"; create it (kubectl get templates -n ${session.metadata.namespace} lists those that exist) and this session will continue by itself`;
     conditions = setCondition(
@@ -289,7 +316,7 @@ export function planSession(observed: ObservedSession, settings: ReconcilerSetti
       apply.push(withSnapshot(buildDeployment(session, podTemplate, 0), podTemplate));
     }
     if (templateUsable) {
-      apply.push(buildService(session, template), buildIngress(session, template, settings));
+      apply.push(...exposure(session, template, settings));
       url = sessionUrl(session, settings);
     }
     // Until its pod is gone a hibernating desktop still runs, and the phase says so.
@@ -327,21 +354,35 @@ export function planSession(observed: ObservedSession, settings: ReconcilerSetti
             message: `Pod ${podName} is ready`,
             observedGeneration: generation,
           }
-        : {
-            type: 'Ready',
-            status: 'False',
-            reason: 'WaitingForTemplate',
-            message: 'Waiting for a usable template',
-            observedGeneration: generation,
-          },
+        : userProblem
+          ? {
+              type: 'Ready',
+              status: 'False',
+              reason: 'UserNotAuthorizable',
+              message: `No desktop is created: ${userProblem}`,
+              observedGeneration: generation,
+            }
+          : {
+              type: 'Ready',
+              status: 'False',
+              reason: 'WaitingForTemplate',
+              message: 'Waiting for a usable template',
+              observedGeneration: generation,
+            },
       now,
     );
+    if (userProblem && !readyPod && previousReadyReason !== 'UserNotAuthorizable')
+      events.push({
+        type: 'Warning',
+        reason: 'UserNotAuthorizable',
+        message: `No desktop is created: ${userProblem}`,
+      });
   } else {
     const wasLive = previousPhase === 'Running' && (observed.deployment?.spec?.replicas ?? 0) > 0;
     const podTemplate =
       (wasLive ? snapshotOf(observed.deployment) : undefined) ?? renderPodTemplate(session, template);
     apply.push(withSnapshot(buildDeployment(session, podTemplate, 1), podTemplate));
-    apply.push(buildService(session, template), buildIngress(session, template, settings));
+    apply.push(...exposure(session, template, settings));
     if (session.spec.persistentHome && !observed.homeClaim) apply.push(buildHomeClaim(session, settings));
     if (!observed.deployment)
       events.push({

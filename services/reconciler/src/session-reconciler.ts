@@ -71,6 +71,7 @@ export async function reconcileSession(
     Deployment: observed.deployment,
     Service: observed.service,
     Ingress: observed.ingress,
+    NetworkPolicy: observed.networkPolicy,
     PersistentVolumeClaim: observed.homeClaim,
   };
   for (const object of plan.apply) {
@@ -100,10 +101,11 @@ export async function reconcileTemplate(
   namespace: string,
   name: string,
   now: () => Date = () => new Date(),
+  allowedCapabilities?: readonly string[],
 ): Promise<ReconcileOutcome> {
   const template = await writer.readTemplate(namespace, name);
   if (!template || template.metadata.deletionTimestamp) return {};
-  const plan = planTemplateStatus(template, now());
+  const plan = planTemplateStatus(template, now(), allowedCapabilities);
   const current = template.status as
     | { valid?: boolean; conditions?: Condition[]; observedGeneration?: number }
     | undefined;
