@@ -15,7 +15,7 @@ const auth: DesktopAuth = {
   url: 'http://oauth2-proxy.auth.svc/oauth2/auth',
   signinUrl: 'https://auth.example.com/oauth2/start',
   adminUsers: ['ops@example.com'],
-  responseHeaders: ['X-Auth-Request-User', 'X-Auth-Request-Email'],
+  responseHeaders: ['X-Auth-Request-User', 'X-Auth-Request-Email', 'X-Forwarded-User', 'X-Forwarded-Email'],
 };
 
 /** What oauth2-proxy's /oauth2/auth reads: every allowed_emails value, split at commas. */
@@ -45,7 +45,8 @@ describe('desktop access annotations', () => {
       'nginx.ingress.kubernetes.io/auth-url': authorizationUrl(auth, 'alice@example.com'),
       'nginx.ingress.kubernetes.io/auth-signin':
         'https://auth.example.com/oauth2/start?rd=https://d$escaped_request_uri',
-      'nginx.ingress.kubernetes.io/auth-response-headers': 'X-Auth-Request-User,X-Auth-Request-Email',
+      'nginx.ingress.kubernetes.io/auth-response-headers':
+        'X-Auth-Request-User,X-Auth-Request-Email,X-Forwarded-User,X-Forwarded-Email',
     });
   });
 

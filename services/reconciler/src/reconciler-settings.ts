@@ -61,9 +61,16 @@ export const reconcilerEnvSchema = z.object({
   AUTH_SIGNIN_URL: httpUrl('https://auth.example.com/oauth2/start').optional(),
   /** Identities (email claim) admitted to every desktop besides its owner. */
   AUTH_ADMIN_USERS: commaList(/^[^,\s]+$/, 'identities such as admin@example.com').default([]),
+  /**
+   * Headers nginx sets from oauth2-proxy's answer. Listing one also replaces (or, when the answer
+   * has none, drops) the client's own copy, so a desktop that trusts X-Forwarded-User cannot be
+   * told a forged name.
+   */
   AUTH_RESPONSE_HEADERS: commaList(/^[A-Za-z0-9-]+$/, 'header names').default([
     'X-Auth-Request-User',
     'X-Auth-Request-Email',
+    'X-Forwarded-User',
+    'X-Forwarded-Email',
   ]),
   /** A NetworkPolicy per desktop: only DESKTOP_INGRESS_FROM may reach its port. */
   DESKTOP_NETWORK_POLICY: env.boolean(true),
