@@ -415,9 +415,9 @@ describe('least-privilege RBAC, cluster scope (ClusterRoles)', () => {
         spec: firefox.spec,
       },
     });
-    // The chart's default ingress domain reached the reconciler.
+    // The chart's default ingress domain (and its default TLS) reached the reconciler.
     expect(await sessionLifecycle(elsewhere, 'rbac-desk', 'rita@example.com')).toBe(
-      'http://rbac-desk.streamspace.example.com/',
+      'https://rbac-desk.streamspace.example.com/',
     );
     for (const service of running) expectNoRefusals(service);
   });
@@ -480,7 +480,7 @@ describe('least-privilege RBAC, namespace scope (Roles)', () => {
       await release.start('metrics'),
     ];
     expect(await sessionLifecycle(release.namespace, 'team-desk', 'tom@example.com')).toBe(
-      'http://team-desk.team.example.org/',
+      'https://team-desk.team.example.org/',
     );
     for (const service of running) expectNoRefusals(service);
   });
