@@ -302,7 +302,31 @@ describe('desktop access through ingress-nginx external auth, oauth2-proxy and a
   });
 });
 
+/** The reconciler process of this file. */
+function reconciler(): ServiceProcess {
+  return services.find((s) => s.service === 'reconciler') as ServiceProcess;
+}
+
 describe('what else guards a desktop, on the real API server', () => {
+  it('builds nothing for a user name oauth2-proxy would split into several, and says why', async () => {
+    await apply(session('split', 'mallory@example.com,alice@example.com', 'browser'));
+    const ready = await eventually(async () => {
+      const found = (await readSession('split')).status?.conditions?.find((c) => c.type === 'Ready');
+      expect(found?.reason).toBe('UserNotAuthorizable');
+      return found;
+    }, 30_000);
+    expect(ready?.message).toContain('contains a comma');
+    const name = sessionChildName('split');
+    expect(await gone(() => k.networking.readNamespacedIngress({ namespace, name }))).toBe(true);
+    expect(await gone(() => k.apps.readNamespacedDeployment({ namespace, name }))).toBe(true);
+    await eventually(async () => {
+      const { body } = await reconciler().get('/metrics');
+      expect(body).toMatch(
+        /streamspace_reconciler_desktops_refused_total\{reason="user_not_authorizable"\} 1\n/,
+      );
+    });
+  });
+
   it('fences the desktop pod with its own NetworkPolicy, removed with the desktop on termination', async () => {
     const name = sessionChildName('alice-desk');
     const policy = await eventually(
@@ -366,6 +390,12 @@ describe('what else guards a desktop, on the real API server', () => {
       return found;
     }, 30_000);
     expect(resolved?.message).toContain('SYS_ADMIN is not allowed on this platform');
+    await eventually(async () => {
+      const { body } = await reconciler().get('/metrics');
+      expect(body).toMatch(
+        /streamspace_reconciler_desktops_refused_total\{reason="capability_not_allowed"\} 1\n/,
+      );
+    });
     expect(resolved?.message).toContain('desktops.allowedCapabilities');
     expect(resolved?.message).not.toContain('CHOWN is not allowed');
     expect(

@@ -14,6 +14,7 @@ import {
   STREAMS,
   sleep,
 } from '@streamspace/shared';
+import { Counter } from 'prom-client';
 import { KeyLocks } from './key-lock.js';
 import { KubeWriter } from './kube-writer.js';
 import { reconcilerEnvSchema, settingsFromEnv } from './reconciler-settings.js';
@@ -77,6 +78,15 @@ await runService({
       },
     );
 
+    const desktopsRefused = new Counter({
+      name: 'streamspace_reconciler_desktops_refused_total',
+      help: 'Sessions newly refused a desktop for a platform rule: a Template capability beyond DESKTOP_ALLOWED_CAPABILITIES, or a spec.user that oauth2-proxy cannot authorize.',
+      labelNames: ['reason'],
+      registers: [registry],
+    });
+    for (const reason of ['capability_not_allowed', 'user_not_authorizable'])
+      desktopsRefused.labels(reason).inc(0);
+
     const work = new WorkConsumer({
       js: jetstream(nc),
       consumer,
@@ -89,7 +99,9 @@ await runService({
       lockTtlMs,
       reconcile: (item) =>
         item.kind === 'session'
-          ? reconcileSession(writer, settings, item.namespace, item.name, log)
+          ? reconcileSession(writer, settings, item.namespace, item.name, log, undefined, {
+              refused: (reason) => desktopsRefused.labels(reason).inc(),
+            })
           : reconcileTemplate(writer, item.namespace, item.name, undefined, settings.allowedCapabilities),
       onDeadLetter: (item, reason) =>
         item.kind === 'session'

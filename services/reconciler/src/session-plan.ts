@@ -21,7 +21,7 @@ import {
   sessionUrl,
 } from './session-children.js';
 import type { StoredSession as Session, StoredTemplate as Template } from './stored-objects.js';
-import { templateProblems } from './template-validation.js';
+import { capabilityProblems, templateProblems } from './template-validation.js';
 
 /** Everything a reconcile read about one Session, at one moment. */
 export interface ObservedSession {
@@ -67,7 +67,12 @@ export interface SessionPlan {
   events: KubeEventIntent[];
   /** Look again after this long even if nothing changes (the startup deadline). */
   requeueAfterMs?: number;
+  /** Set when this plan newly refuses to build a desktop for a platform rule (logged and counted). */
+  refused?: { reason: DesktopRefusal; message: string };
 }
+
+/** Platform rules a desktop can be refused for (the label of streamspace_reconciler_desktops_refused_total). */
+export type DesktopRefusal = 'capability_not_allowed' | 'user_not_authorizable';
 
 /** Where the pod template a running desktop was started from is kept (see docs/lifecycle.md). */
 export const POD_TEMPLATE_SNAPSHOT = 'stream.streamspace.io/pod-template';
@@ -224,6 +229,9 @@ export function planSession(observed: ObservedSession, settings: ReconcilerSetti
   // 1. Can the Template be used (and its desktop be guarded for this user)?
   const userProblem = settings.desktopAuth ? unauthorizableUser(session.spec.user) : undefined;
   const problems = template ? templateProblems(template, settings.allowedCapabilities) : [];
+  const capabilityRefused =
+    template !== undefined && capabilityProblems(template, settings.allowedCapabilities).length > 0;
+  let refused: SessionPlan['refused'];
   // A desktop that cannot be guarded for its user is never built, whatever its Template.
   const templateUsable = template !== undefined && problems.length === 0 && userProblem === undefined;
   const previousResolved = findCondition(conditions, 'TemplateResolved');
@@ -256,8 +264,10 @@ export function planSession(observed: ObservedSession, settings: ReconcilerSetti
       },
       now,
     );
-    if (previousResolved?.reason !== 'TemplateInvalid')
+    if (previousResolved?.reason !== 'TemplateInvalid') {
       events.push({ type: 'Warning', reason: 'TemplateInvalid', message });
+      if (capabilityRefused) refused = { reason: 'capability_not_allowed', message };
+    }
   } else {
     conditions = setCondition(
       conditions,
@@ -371,12 +381,11 @@ export function planSession(observed: ObservedSession, settings: ReconcilerSetti
             },
       now,
     );
-    if (userProblem && !readyPod && previousReadyReason !== 'UserNotAuthorizable')
-      events.push({
-        type: 'Warning',
-        reason: 'UserNotAuthorizable',
-        message: `No desktop is created: ${userProblem}`,
-      });
+    if (userProblem && !readyPod && previousReadyReason !== 'UserNotAuthorizable') {
+      const message = `No desktop is created: ${userProblem}`;
+      events.push({ type: 'Warning', reason: 'UserNotAuthorizable', message });
+      refused = { reason: 'user_not_authorizable', message };
+    }
   } else {
     const wasLive = previousPhase === 'Running' && (observed.deployment?.spec?.replicas ?? 0) > 0;
     const podTemplate =
@@ -464,5 +473,6 @@ export function planSession(observed: ObservedSession, settings: ReconcilerSetti
     },
     events,
     ...(requeueAfterMs !== undefined ? { requeueAfterMs } : {}),
+    ...(refused ? { refused } : {}),
   };
 }

@@ -3,8 +3,14 @@ import { coversDesired } from './applied-state.js';
 import { type Condition, setCondition } from './conditions.js';
 import type { KubeWriter } from './kube-writer.js';
 import type { ReconcilerSettings } from './reconciler-settings.js';
-import { type PlannedStatus, planSession } from './session-plan.js';
+import { type DesktopRefusal, type PlannedStatus, planSession } from './session-plan.js';
 import { planTemplateStatus } from './template-validation.js';
+
+/** What a reconcile reports besides its writes (metrics). */
+export interface ReconcileObservers {
+  /** A desktop newly refused for a platform rule (a capability beyond the allow-list, an unauthorizable user). */
+  refused?(reason: DesktopRefusal): void;
+}
 
 export interface ReconcileOutcome {
   /** Look again after this long even without a new trigger. */
@@ -38,6 +44,7 @@ export async function reconcileSession(
   name: string,
   log: Logger,
   now: () => Date = () => new Date(),
+  observers: ReconcileObservers = {},
 ): Promise<ReconcileOutcome> {
   const session = await writer.readSession(namespace, name);
   // Deleted: owner references let the garbage collector remove the children; the home stays.
@@ -67,6 +74,15 @@ export async function reconcileSession(
 
   const observed = await writer.observe(session, sessionChildName(name), homeClaimName(session.spec.user));
   const plan = planSession(observed, settings, now());
+  if (plan.refused) {
+    // Bad input from a Template author, or a user name the platform cannot guard: said on the
+    // Session (condition + event), here in the log, and counted; nothing is built.
+    log.warn(
+      { namespace, name, reason: plan.refused.reason, message: plan.refused.message },
+      'desktop refused',
+    );
+    observers.refused?.(plan.refused.reason);
+  }
   const existing: Record<string, unknown> = {
     Deployment: observed.deployment,
     Service: observed.service,
