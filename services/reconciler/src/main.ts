@@ -33,7 +33,11 @@ await runService({
       );
     else
       log.info(
-        { authUrl: settings.desktopAuth.url, admins: settings.desktopAuth.adminUsers.length },
+        // Origin and path only: a URL may carry credentials in its user info or query.
+        {
+          authUrl: `${new URL(settings.desktopAuth.url).origin}${new URL(settings.desktopAuth.url).pathname}`,
+          admins: settings.desktopAuth.adminUsers.length,
+        },
         'every desktop requires sign-in as its owner (or a named admin)',
       );
     if (!settings.desktopIngressFrom)
