@@ -7,8 +7,14 @@ import {
   signinUrl,
   unauthorizableUser,
 } from './desktop-access.js';
-import { DEFAULT_ALLOWED_CAPABILITIES, reconcilerEnvSchema, settingsFromEnv } from './reconciler-settings.js';
-import type { StoredTemplate } from './stored-objects.js';
+import {
+  DEFAULT_ALLOWED_CAPABILITIES,
+  type ReconcilerSettings,
+  reconcilerEnvSchema,
+  settingsFromEnv,
+} from './reconciler-settings.js';
+import { buildIngress, sessionUrl } from './session-children.js';
+import type { StoredSession, StoredTemplate } from './stored-objects.js';
 import { templateProblems } from './template-validation.js';
 
 const auth: DesktopAuth = {
@@ -136,5 +142,56 @@ describe('template capabilities against the allow-list', () => {
     expect(problems[0]).toContain('desktops.allowedCapabilities (DESKTOP_ALLOWED_CAPABILITIES');
     expect(problems[1]).toMatch(/NET_ADMIN is not allowed/);
     expect(templateProblems(template(['CHOWN']), [])[0]).toMatch(/\(allowed: none\)/);
+  });
+});
+
+describe('TLS of a desktop Ingress', () => {
+  const session = {
+    apiVersion: 'stream.streamspace.io/v1alpha1',
+    kind: 'Session',
+    metadata: { name: 'desk', namespace: 'team', uid: 'u1' },
+    spec: { user: 'alice@example.com', template: 'browser', state: 'running' },
+  } as StoredSession;
+  const template = {
+    apiVersion: 'stream.streamspace.io/v1alpha1',
+    kind: 'Template',
+    metadata: { name: 'browser', namespace: 'team' },
+    spec: {
+      displayName: 'B',
+      baseImage: 'x',
+      vnc: { enabled: true, port: 3000, protocol: 'websocket', encryption: false },
+    },
+  } as StoredTemplate;
+  const base: ReconcilerSettings = {
+    ingressDomain: 'example.com',
+    ingressHostPattern: '{session}.{domain}',
+    homeStorageSize: '1Gi',
+    homeAccessMode: 'ReadWriteMany',
+    startupDeadlineMs: 1,
+  };
+
+  it('is plain HTTP only when nothing asks for TLS', () => {
+    expect(buildIngress(session, template, base).spec?.tls).toBeUndefined();
+    expect(sessionUrl(session, base)).toBe('http://desk.example.com/');
+  });
+
+  it("uses the controller's default certificate, a wildcard Secret, or a cert-manager certificate of its own", () => {
+    const tls = (settings: Partial<ReconcilerSettings>) => {
+      const ingress = buildIngress(session, template, { ...base, ...settings });
+      return {
+        tls: ingress.spec?.tls,
+        issuer: ingress.metadata?.annotations?.['cert-manager.io/cluster-issuer'],
+      };
+    };
+    expect(tls({ ingressTls: true })).toEqual({ tls: [{ hosts: ['desk.example.com'] }], issuer: undefined });
+    expect(tls({ ingressTls: true, ingressTlsSecret: 'wildcard' })).toEqual({
+      tls: [{ hosts: ['desk.example.com'], secretName: 'wildcard' }],
+      issuer: undefined,
+    });
+    expect(tls({ ingressTls: true, ingressClusterIssuer: 'letsencrypt' })).toEqual({
+      tls: [{ hosts: ['desk.example.com'], secretName: 'ss-desk-tls' }],
+      issuer: 'letsencrypt',
+    });
+    expect(sessionUrl(session, { ...base, ingressTls: true })).toBe('https://desk.example.com/');
   });
 });
