@@ -65,7 +65,7 @@ it('measures the latency the auth hop adds to a desktop request', async () => {
     apiVersion: 'stream.streamspace.io/v1alpha1',
     kind: 'Session',
     metadata: { name: 'alice-desk', namespace: 'team', uid: 'bench' },
-    spec: { user: alice.email, template: 'browser', state: 'running' },
+    spec: { user: alice.username, template: 'browser', state: 'running' },
   } as StoredSession;
   const template = {
     apiVersion: 'stream.streamspace.io/v1alpha1',
@@ -86,13 +86,14 @@ it('measures the latency the auth hop adds to a desktop request', async () => {
     desktopAuth: {
       url: `http://${oauth2Proxy.address}/oauth2/auth`,
       signinUrl: `http://auth.${DOMAIN}/oauth2/start`,
-      adminUsers: ['ops@example.com'],
+      adminUsers: ['ops'],
       responseHeaders: [
         'X-Auth-Request-User',
         'X-Auth-Request-Email',
         'X-Forwarded-User',
         'X-Forwarded-Email',
       ],
+      annotationValidation: true,
     },
   });
   const authPort = await freePort();

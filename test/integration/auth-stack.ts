@@ -62,6 +62,7 @@ async function waitHttp(process: StackProcess, url: string, ok: (status: number)
 }
 
 export interface OidcUser {
+  /** What the user types at the login form, and the identity oauth2-proxy reports (preferred_username). */
   username: string;
   password: string;
   email: string;
@@ -148,6 +149,8 @@ export async function startOauth2Proxy(options: {
     '--skip-provider-button=true',
     '--upstream=static://202',
     '--scope=openid email profile',
+    // Users are known by a plain name, as ingress-nginx's annotation validation needs (docs/deploy.md).
+    '--oidc-email-claim=preferred_username',
   ];
   const child = spawn(tool('oauth2-proxy', 'oauth2-proxy'), args, {
     env: { PATH: process.env.PATH },

@@ -184,6 +184,7 @@ describe('the chart, rendered', () => {
       AUTH_URL: 'http://oauth2-proxy.oauth2-proxy.svc.cluster.local/oauth2/auth',
       AUTH_SIGNIN_URL: 'https://auth.streamspace.example.com/oauth2/start',
       AUTH_RESPONSE_HEADERS: 'X-Auth-Request-User,X-Auth-Request-Email,X-Forwarded-User,X-Forwarded-Email',
+      AUTH_ANNOTATION_VALIDATION: 'true',
       DESKTOP_NETWORK_POLICY: 'true',
       DESKTOP_ALLOWED_CAPABILITIES: 'CHOWN,DAC_OVERRIDE,FOWNER,KILL,SETGID,SETUID',
     });
@@ -197,6 +198,7 @@ describe('the chart, rendered', () => {
       await template(
         [
           'auth.adminUsers={ops@example.com,root@example.com},auth.signinUrl=https://login.example.com/oauth2/start',
+          'auth.annotationValidation=false',
           'ingress.tls.clusterIssuer=letsencrypt',
         ],
         ['--set-json', 'desktops.allowedCapabilities=[]'],
@@ -204,10 +206,16 @@ describe('the chart, rendered', () => {
     );
     expect(changed).toMatchObject({
       AUTH_ADMIN_USERS: 'ops@example.com,root@example.com',
+      AUTH_ANNOTATION_VALIDATION: 'false',
       AUTH_SIGNIN_URL: 'https://login.example.com/oauth2/start',
       INGRESS_CLUSTER_ISSUER: 'letsencrypt',
       DESKTOP_ALLOWED_CAPABILITIES: 'none',
     });
+    const refused = await helm(['template', 'ss', chartDir, '--set', 'auth.adminUsers={ops@example.com}']);
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toContain(
+      'auth.adminUsers: "ops@example.com" cannot be written into an ingress-nginx auth-url',
+    );
     const open = data(
       await template(['auth.enabled=false,ingress.tls.enabled=false,desktops.networkPolicy.enabled=false']),
     );

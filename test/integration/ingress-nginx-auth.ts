@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { V1Ingress } from '@kubernetes/client-node';
+import { INGRESS_NGINX_URL_CHARACTERS } from '../../services/reconciler/src/desktop-access.js';
 
 /**
  * Turns a Session's Ingress, as the reconciler wrote it to the API server, into the nginx
@@ -14,6 +15,9 @@ import type { V1Ingress } from '@kubernetes/client-node';
  *   client's own header, and drops it when the answer has none); the answer's Set-Cookie passed
  *   back; 401 answered by a 302 to `auth-signin`; 403 (and any other refusal) returned as is;
  * - websocket upgrade (`Upgrade`/`Connection`) and the proxy timeouts from the annotations.
+ *
+ * Like ingress-nginx with its annotation validation on (its default), the auth URLs must pass
+ * its URL check, or the Ingress is refused here as there.
  *
  * One difference: ingress-nginx defines `$escaped_request_uri` with set_escape_uri (a module
  * Debian's nginx lacks); here it is `$request_uri`, the same for the paths tests use.
@@ -46,6 +50,11 @@ export function renderIngressServer(
   const rule = ingress.spec?.rules?.[0];
   const host = rule?.host;
   if (!host) throw new Error(`Ingress ${ingress.metadata?.name} has no host`);
+  for (const key of ['auth-url', 'auth-signin']) {
+    const value = annotations[`${NGINX}/${key}`];
+    if (value !== undefined && !INGRESS_NGINX_URL_CHARACTERS.test(value))
+      throw new Error(`ingress-nginx's annotation validation refuses ${NGINX}/${key}: ${value}`);
+  }
   const authUrl = options.withAuth === false ? undefined : annotations[`${NGINX}/auth-url`];
   const signin = annotations[`${NGINX}/auth-signin`]?.replaceAll('$escaped_request_uri', '$request_uri');
   const responseHeaders = (annotations[`${NGINX}/auth-response-headers`] ?? '')

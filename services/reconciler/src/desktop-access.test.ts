@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import {
   authorizationUrl,
   type DesktopAuth,
+  INGRESS_NGINX_URL_CHARACTERS,
   desktopAuthAnnotations,
   signinUrl,
   unauthorizableUser,
@@ -22,6 +23,7 @@ const auth: DesktopAuth = {
   signinUrl: 'https://auth.example.com/oauth2/start',
   adminUsers: ['ops@example.com'],
   responseHeaders: ['X-Auth-Request-User', 'X-Auth-Request-Email', 'X-Forwarded-User', 'X-Forwarded-Email'],
+  annotationValidation: false,
 };
 
 /** What oauth2-proxy's /oauth2/auth reads: every allowed_emails value, split at commas. */
@@ -61,6 +63,24 @@ describe('desktop access annotations', () => {
     expect(unauthorizableUser('mallory@example.com,alice@example.com')).toMatch(/contains a comma/);
     expect(unauthorizableUser(' alice@example.com')).toMatch(/spaces/);
   });
+
+  it("refuse, under ingress-nginx's annotation validation, names it would not accept in an auth-url", () => {
+    const validated = { ...auth, adminUsers: ['ops'], annotationValidation: true };
+    expect(unauthorizableUser('alice', validated)).toBeUndefined();
+    expect(unauthorizableUser('alice.smith-2', validated)).toBeUndefined();
+    // Exactly the characters ingress-nginx's URLWithNginxVariableRegex accepts.
+    expect(INGRESS_NGINX_URL_CHARACTERS.test(authorizationUrl(validated, 'alice.smith-2'))).toBe(true);
+    expect(authorizationUrl(validated, 'alice')).toBe(
+      'http://oauth2-proxy.auth.svc/oauth2/auth?allowed_emails=alice,ops',
+    );
+    for (const user of ['alice@example.com', 'al%40ice', 'alice+x', "o'neil"])
+      expect(unauthorizableUser(user, validated)).toMatch(
+        /--enable-annotation-validation off and set the chart value auth.annotationValidation=false/,
+      );
+    expect(
+      unauthorizableUser('alice@example.com', { ...validated, annotationValidation: false }),
+    ).toBeUndefined();
+  });
 });
 
 describe('reconciler settings for desktop access', () => {
@@ -71,8 +91,17 @@ describe('reconciler settings for desktop access', () => {
       AUTH_URL: auth.url,
       AUTH_SIGNIN_URL: auth.signinUrl,
       AUTH_ADMIN_USERS: 'ops@example.com, root@example.com',
+      AUTH_ANNOTATION_VALIDATION: 'false',
     });
     expect(settings.desktopAuth).toEqual({ ...auth, adminUsers: ['ops@example.com', 'root@example.com'] });
+    // With ingress-nginx's annotation validation (the default) admins named with '@' cannot be written.
+    expect(() =>
+      load({ AUTH_URL: auth.url, AUTH_SIGNIN_URL: auth.signinUrl, AUTH_ADMIN_USERS: 'ops@example.com' }),
+    ).toThrow(/AUTH_ADMIN_USERS: ingress-nginx's annotation validation accepts only/);
+    expect(
+      load({ AUTH_URL: auth.url, AUTH_SIGNIN_URL: auth.signinUrl, AUTH_ADMIN_USERS: 'ops' }).desktopAuth
+        ?.annotationValidation,
+    ).toBe(true);
     expect(load({}).desktopAuth).toBeUndefined();
     expect(() => load({ AUTH_URL: auth.url })).toThrow(/AUTH_SIGNIN_URL: must be set with AUTH_URL/);
     expect(() => load({ AUTH_URL: 'oauth2-proxy/oauth2/auth', AUTH_SIGNIN_URL: auth.signinUrl })).toThrow(

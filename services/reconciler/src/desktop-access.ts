@@ -16,6 +16,15 @@
  * said in one URL, whereas "owner OR one of these admins" is one allowed_emails list.
  */
 
+/**
+ * The characters ingress-nginx accepts in `auth-url` and `auth-signin` while its annotation
+ * validation is on (the default since v1.9, `--enable-annotation-validation`): its
+ * URLWithNginxVariableRegex, letters, digits, `-._~/:`, `,`, space, `?&=` and `$`. Notably not
+ * `@` and not `%`: an email address cannot be written into an auth-url, neither raw nor
+ * percent-encoded, and the controller (or its admission webhook) refuses the Ingress.
+ */
+export const INGRESS_NGINX_URL_CHARACTERS = /^[-._~a-zA-Z0-9/:, ?&=$]*$/;
+
 export interface DesktopAuth {
   /** oauth2-proxy's auth endpoint as the ingress controller reaches it, e.g. http://oauth2-proxy.auth.svc/oauth2/auth. */
   url: string;
@@ -25,6 +34,11 @@ export interface DesktopAuth {
   adminUsers: readonly string[];
   /** Headers of the auth response passed on to the desktop. */
   responseHeaders: readonly string[];
+  /**
+   * The ingress controller validates annotation values (ingress-nginx's default): identities must
+   * then be written with the characters it accepts, so user names with `@` cannot be authorized.
+   */
+  annotationValidation: boolean;
 }
 
 const NGINX = 'nginx.ingress.kubernetes.io';
@@ -34,11 +48,13 @@ const NGINX = 'nginx.ingress.kubernetes.io';
  * every allowed_emails value at commas (after URL decoding), so a name with a comma would admit
  * each of its parts: such a Session gets no Ingress at all.
  */
-export function unauthorizableUser(user: string): string | undefined {
+export function unauthorizableUser(user: string, auth?: DesktopAuth): string | undefined {
   if (user.includes(','))
-    return `spec.user "${user}" contains a comma, which oauth2-proxy's allowed_emails splits into several users; use the identity the sign-in provider reports (an email address)`;
+    return `spec.user "${user}" contains a comma, which oauth2-proxy's allowed_emails splits into several users; use the identity the sign-in provider reports`;
   if (user.trim() !== user || user.length === 0)
     return `spec.user "${user}" has leading or trailing spaces, so it can never equal the identity the sign-in provider reports`;
+  if (auth?.annotationValidation && !INGRESS_NGINX_URL_CHARACTERS.test(authorizationUrl(auth, user)))
+    return `spec.user "${user}" cannot be written into an ingress-nginx auth-url: with annotation validation on, ingress-nginx accepts only letters, digits and - . _ ~ in it (not @ or %); sign users in by a name without them (oauth2-proxy --oidc-email-claim=preferred_username, the API server's --oidc-username-claim to match), or turn ingress-nginx's --enable-annotation-validation off and set the chart value auth.annotationValidation=false (AUTH_ANNOTATION_VALIDATION)`;
   return undefined;
 }
 
@@ -47,8 +63,11 @@ export function authorizationUrl(auth: DesktopAuth, user: string): string {
   const url = new URL(auth.url);
   // Replace any allowed_emails the platform owner wrote into the URL: only ours may decide.
   url.searchParams.delete('allowed_emails');
-  url.searchParams.append('allowed_emails', [user, ...auth.adminUsers].join(','));
-  return url.toString();
+  // Each identity percent-encoded (a comma inside one becomes %2C, yet oauth2-proxy would still
+  // split it: unauthorizableUser refuses those); the separating commas stay raw, which keeps a
+  // list of plain names within ingress-nginx's annotation validation.
+  const identities = [user, ...auth.adminUsers].map(encodeURIComponent).join(',');
+  return `${url.toString()}${url.search ? '&' : '?'}allowed_emails=${identities}`;
 }
 
 /**

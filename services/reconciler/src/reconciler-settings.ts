@@ -1,7 +1,7 @@
 import type { V1NetworkPolicyPeer } from '@kubernetes/client-node';
 import { ConfigError, durationSchema, env, parseDuration } from '@streamspace/shared';
 import { z } from 'zod';
-import type { DesktopAuth } from './desktop-access.js';
+import { type DesktopAuth, INGRESS_NGINX_URL_CHARACTERS } from './desktop-access.js';
 
 /**
  * Capabilities the bundled catalog's images need once every other one is dropped: LinuxServer.io
@@ -72,6 +72,8 @@ export const reconcilerEnvSchema = z.object({
     'X-Forwarded-User',
     'X-Forwarded-Email',
   ]),
+  /** The ingress controller refuses annotation values with characters such as @ and % (ingress-nginx's default). */
+  AUTH_ANNOTATION_VALIDATION: env.boolean(true),
   /** A NetworkPolicy per desktop: only DESKTOP_INGRESS_FROM may reach its port. */
   DESKTOP_NETWORK_POLICY: env.boolean(true),
   DESKTOP_INGRESS_FROM: z
@@ -133,6 +135,17 @@ export function settingsFromEnv(config: z.infer<typeof reconcilerEnvSchema>): Re
     throw new ConfigError(
       'AUTH_SIGNIN_URL: must be set with AUTH_URL: where a browser without a session signs in, e.g. https://auth.example.com/oauth2/start',
     );
+  if (config.AUTH_URL && config.AUTH_ANNOTATION_VALIDATION) {
+    const refused = [
+      ['AUTH_URL', config.AUTH_URL],
+      ['AUTH_SIGNIN_URL', config.AUTH_SIGNIN_URL ?? ''],
+      ['AUTH_ADMIN_USERS', config.AUTH_ADMIN_USERS.join(',')],
+    ].filter(([, value]) => !INGRESS_NGINX_URL_CHARACTERS.test(value as string));
+    if (refused.length > 0)
+      throw new ConfigError(
+        `${refused.map(([name]) => name).join(', ')}: ingress-nginx's annotation validation accepts only letters, digits and - . _ ~ / : , ? & = $ in auth URLs (not @ or %); use such names, or turn its --enable-annotation-validation off and set AUTH_ANNOTATION_VALIDATION=false (chart: auth.annotationValidation=false)`,
+      );
+  }
   return {
     ...(config.INGRESS_TLS || config.INGRESS_TLS_SECRET || config.INGRESS_CLUSTER_ISSUER
       ? { ingressTls: true }
@@ -145,6 +158,7 @@ export function settingsFromEnv(config: z.infer<typeof reconcilerEnvSchema>): Re
             signinUrl: config.AUTH_SIGNIN_URL,
             adminUsers: config.AUTH_ADMIN_USERS,
             responseHeaders: config.AUTH_RESPONSE_HEADERS,
+            annotationValidation: config.AUTH_ANNOTATION_VALIDATION,
           },
         }
       : {}),

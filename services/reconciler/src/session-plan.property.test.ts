@@ -15,7 +15,7 @@ import {
 } from '@streamspace/shared';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { unauthorizableUser } from './desktop-access.js';
+import { INGRESS_NGINX_URL_CHARACTERS, unauthorizableUser } from './desktop-access.js';
 import { DEFAULT_DESKTOP_INGRESS_FROM, type ReconcilerSettings } from './reconciler-settings.js';
 import { type ObservedSession, planSession } from './session-plan.js';
 import type { StoredSession, StoredTemplate } from './stored-objects.js';
@@ -43,6 +43,7 @@ const settings: ReconcilerSettings = {
     signinUrl: 'https://auth.desktops.example.com/oauth2/start',
     adminUsers: ADMINS,
     responseHeaders: ['X-Auth-Request-User', 'X-Auth-Request-Email'],
+    annotationValidation: false,
   },
   desktopIngressFrom: DEFAULT_DESKTOP_INGRESS_FROM,
   allowedCapabilities: CAPABILITIES,
@@ -132,7 +133,11 @@ const templateArb = fc
 const sessionArb = fc
   .record({
     name: fc.stringMatching(/^[a-z]([-a-z0-9]{0,40}[a-z0-9])?$/),
-    user: fc.oneof(fc.string({ minLength: 1, maxLength: 120 }), fc.emailAddress()),
+    user: fc.oneof(
+      fc.string({ minLength: 1, maxLength: 120 }),
+      fc.emailAddress(),
+      fc.stringMatching(/^[a-z][a-z0-9._-]{0,20}$/),
+    ),
     state: fc.constantFrom('running', 'hibernated', 'terminated'),
     persistentHome: fc.boolean(),
     resources,
@@ -439,6 +444,41 @@ describe('planSession: properties over generated Session/Template pairs', () => 
       }),
       runs,
     );
+  });
+
+  it("writes only what ingress-nginx's annotation validation accepts, or refuses the user", () => {
+    const validated: ReconcilerSettings = {
+      ...settings,
+      desktopAuth: {
+        ...(settings.desktopAuth as NonNullable<ReconcilerSettings['desktopAuth']>),
+        adminUsers: ['ops'],
+        annotationValidation: true,
+      },
+    };
+    let written = 0;
+    fc.assert(
+      fc.property(pairArb, ({ session, template }) => {
+        fc.pre(session.spec.state === 'running');
+        const plan = planSession({ session, template, pods: [] }, validated, now);
+        const ingress = plan.apply.find((o) => o.kind === 'Ingress');
+        if (!ingress) {
+          expect(plan.status.conditions.find((c) => c.type === 'Ready')?.reason).toBe('UserNotAuthorizable');
+          return;
+        }
+        written++;
+        const annotations = ingress.metadata?.annotations ?? {};
+        for (const key of ['auth-url', 'auth-signin'])
+          expect(annotations[`nginx.ingress.kubernetes.io/${key}`]).toMatch(INGRESS_NGINX_URL_CHARACTERS);
+        const authUrl = new URL(annotations['nginx.ingress.kubernetes.io/auth-url'] as string);
+        expect(authUrl.searchParams.getAll('allowed_emails').flatMap((v) => v.split(','))).toEqual([
+          session.spec.user,
+          'ops',
+        ]);
+      }),
+      runs,
+    );
+    // The generators must reach both outcomes, or the property says little.
+    expect(written).toBeGreaterThan(10);
   });
 
   it('gives different users different home claims', () => {

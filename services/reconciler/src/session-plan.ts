@@ -227,7 +227,9 @@ export function planSession(observed: ObservedSession, settings: ReconcilerSetti
   let requeueAfterMs: number | undefined;
 
   // 1. Can the Template be used (and its desktop be guarded for this user)?
-  const userProblem = settings.desktopAuth ? unauthorizableUser(session.spec.user) : undefined;
+  const userProblem = settings.desktopAuth
+    ? unauthorizableUser(session.spec.user, settings.desktopAuth)
+    : undefined;
   const problems = template ? templateProblems(template, settings.allowedCapabilities) : [];
   const capabilityRefused =
     template !== undefined && capabilityProblems(template, settings.allowedCapabilities).length > 0;

@@ -220,6 +220,10 @@ each service's zod config schema. Call with (list $ "component").
 {{- $_ := set $env "AUTH_URL" (required "auth.url is required with auth.enabled (oauth2-proxy's /oauth2/auth, e.g. http://oauth2-proxy.oauth2-proxy.svc.cluster.local/oauth2/auth); auth.enabled=false serves desktops without sign-in" $a.url) }}
 {{- $_ := set $env "AUTH_SIGNIN_URL" ($a.signinUrl | default (printf "%s://auth.%s/oauth2/start" (ternary "https" "http" (not (not $tls))) $i.domain)) }}
 {{- with $a.adminUsers }}{{ $_ := set $env "AUTH_ADMIN_USERS" (join "," .) }}{{ end }}
+{{- $_ := set $env "AUTH_ANNOTATION_VALIDATION" (toString $a.annotationValidation) }}
+{{- if $a.annotationValidation }}{{ range $a.adminUsers }}{{ if not (regexMatch "^[-._~a-zA-Z0-9]+$" .) }}
+{{- fail (printf "auth.adminUsers: %q cannot be written into an ingress-nginx auth-url while its annotation validation is on (letters, digits and - . _ ~ only); name admins that way, or set auth.annotationValidation=false with ingress-nginx's --enable-annotation-validation=false" .) }}
+{{- end }}{{ end }}{{ end }}
 {{- with $a.responseHeaders }}{{ $_ := set $env "AUTH_RESPONSE_HEADERS" (join "," .) }}{{ end }}
 {{- end }}
 {{- $d := $root.Values.desktops }}
