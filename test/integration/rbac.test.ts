@@ -415,8 +415,9 @@ describe('least-privilege RBAC, cluster scope (ClusterRoles)', () => {
         spec: firefox.spec,
       },
     });
-    // The chart's default ingress domain (and its default TLS) reached the reconciler.
-    expect(await sessionLifecycle(elsewhere, 'rbac-desk', 'rita@example.com')).toBe(
+    // The chart's default ingress domain (and its default TLS) reached the reconciler. Plain user
+    // names: the chart's default auth.annotationValidation refuses '@' (desktop-auth.test.ts).
+    expect(await sessionLifecycle(elsewhere, 'rbac-desk', 'rita')).toBe(
       'https://rbac-desk.streamspace.example.com/',
     );
     for (const service of running) expectNoRefusals(service);
@@ -479,7 +480,7 @@ describe('least-privilege RBAC, namespace scope (Roles)', () => {
       await release.start('idle-reaper'),
       await release.start('metrics'),
     ];
-    expect(await sessionLifecycle(release.namespace, 'team-desk', 'tom@example.com')).toBe(
+    expect(await sessionLifecycle(release.namespace, 'team-desk', 'tom')).toBe(
       'https://team-desk.team.example.org/',
     );
     for (const service of running) expectNoRefusals(service);

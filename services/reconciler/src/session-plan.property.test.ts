@@ -463,6 +463,8 @@ describe('planSession: properties over generated Session/Template pairs', () => 
         const ingress = plan.apply.find((o) => o.kind === 'Ingress');
         if (!ingress) {
           expect(plan.status.conditions.find((c) => c.type === 'Ready')?.reason).toBe('UserNotAuthorizable');
+          // The Template is fine: only the user is refused.
+          expect(plan.status.conditions.find((c) => c.type === 'TemplateResolved')?.status).toBe('True');
           return;
         }
         written++;

@@ -253,7 +253,7 @@ export function planSession(observed: ObservedSession, settings: ReconcilerSetti
     );
     if (previousResolved?.reason !== 'TemplateNotFound')
       events.push({ type: 'Warning', reason: 'TemplateNotFound', message });
-  } else if (!templateUsable) {
+  } else if (problems.length > 0) {
     const message = `Template "${session.spec.template}" is invalid: ${problems.join('; ')}; fix the template and this session will continue by itself`;
     conditions = setCondition(
       conditions,
