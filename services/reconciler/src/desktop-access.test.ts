@@ -15,6 +15,7 @@ import {
   settingsFromEnv,
 } from './reconciler-settings.js';
 import { buildIngress, sessionUrl } from './session-children.js';
+import { planSession } from './session-plan.js';
 import type { StoredSession, StoredTemplate } from './stored-objects.js';
 import { templateProblems } from './template-validation.js';
 
@@ -222,5 +223,46 @@ describe('TLS of a desktop Ingress', () => {
       issuer: 'letsencrypt',
     });
     expect(sessionUrl(session, { ...base, ingressTls: true })).toBe('https://desk.example.com/');
+  });
+});
+
+describe('a desktop whose user cannot be guarded', () => {
+  it('loses an Ingress written before sign-in was on, and gets no new one', () => {
+    const session = {
+      apiVersion: 'stream.streamspace.io/v1alpha1',
+      kind: 'Session',
+      metadata: { name: 'desk', namespace: 'team', uid: 'u1', generation: 1 },
+      spec: { user: 'alice@example.com', template: 'browser', state: 'running' },
+      status: { phase: 'Running' },
+    } as StoredSession;
+    const template = {
+      apiVersion: 'stream.streamspace.io/v1alpha1',
+      kind: 'Template',
+      metadata: { name: 'browser', namespace: 'team' },
+      spec: {
+        displayName: 'B',
+        baseImage: 'x',
+        vnc: { enabled: true, port: 3000, protocol: 'websocket', encryption: false },
+      },
+    } as StoredTemplate;
+    const before: ReconcilerSettings = {
+      ingressDomain: 'example.com',
+      ingressHostPattern: '{session}.{domain}',
+      homeStorageSize: '1Gi',
+      homeAccessMode: 'ReadWriteMany',
+      startupDeadlineMs: 1,
+    };
+    const open = buildIngress(session, template, before);
+    const plan = planSession(
+      { session, template, ingress: open, pods: [] },
+      { ...before, desktopAuth: { ...auth, adminUsers: [], annotationValidation: true } },
+      new Date('2026-01-01T00:00:00Z'),
+    );
+    expect(plan.remove).toEqual([
+      { apiVersion: 'networking.k8s.io/v1', kind: 'Ingress', name: 'ss-desk', namespace: 'team' },
+    ]);
+    expect(plan.apply.some((o) => o.kind === 'Ingress')).toBe(false);
+    expect(plan.status.url).toBeUndefined();
+    expect(plan.refused?.reason).toBe('user_not_authorizable');
   });
 });

@@ -458,6 +458,16 @@ export function planSession(observed: ObservedSession, settings: ReconcilerSetti
     }
   }
 
+  // An Ingress that cannot be guarded for this user (e.g. written before sign-in was turned on)
+  // must not stay reachable: it goes, whatever else is left running.
+  if (userProblem && observed.ingress?.metadata?.name && !remove.some((r) => r.kind === 'Ingress'))
+    remove.push({
+      apiVersion: 'networking.k8s.io/v1',
+      kind: 'Ingress',
+      name: observed.ingress.metadata.name,
+      namespace: session.metadata.namespace,
+    });
+
   if (phase !== previousPhase) {
     const event = PHASE_EVENTS[phase]?.(waking ? 'Hibernated' : previousPhase);
     if (event) events.push(event);
