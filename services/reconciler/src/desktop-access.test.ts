@@ -145,24 +145,39 @@ describe('reconciler settings for desktop access', () => {
   });
 });
 
+/** One Session, its Template and plain settings, for the tests of whole objects below. */
+const session = {
+  apiVersion: 'stream.streamspace.io/v1alpha1',
+  kind: 'Session',
+  metadata: { name: 'desk', namespace: 'team', uid: 'u1' },
+  spec: { user: 'alice@example.com', template: 'browser', state: 'running' },
+} as StoredSession;
+const template = {
+  apiVersion: 'stream.streamspace.io/v1alpha1',
+  kind: 'Template',
+  metadata: { name: 'browser', namespace: 'team' },
+  spec: {
+    displayName: 'B',
+    baseImage: 'x',
+    vnc: { enabled: true, port: 3000, protocol: 'websocket', encryption: false },
+  },
+} as StoredTemplate;
+const base: ReconcilerSettings = {
+  ingressDomain: 'example.com',
+  ingressHostPattern: '{session}.{domain}',
+  homeStorageSize: '1Gi',
+  homeAccessMode: 'ReadWriteMany',
+  startupDeadlineMs: 1,
+};
+
 describe('template capabilities against the allow-list', () => {
-  const template = (capabilities: string[]) =>
-    ({
-      apiVersion: 'stream.streamspace.io/v1alpha1',
-      kind: 'Template',
-      metadata: { name: 'desk', namespace: 'team' },
-      spec: {
-        displayName: 'Desk',
-        baseImage: 'lscr.io/linuxserver/webtop:latest',
-        vnc: { enabled: true, port: 3000, protocol: 'websocket', encryption: false },
-        capabilities,
-      },
-    }) as StoredTemplate;
+  const withCapabilities = (capabilities: string[]) =>
+    ({ ...template, spec: { ...template.spec, capabilities } }) as StoredTemplate;
 
   it('names each capability beyond the list and the setting that would allow it', () => {
-    expect(templateProblems(template(['CHOWN', 'SETUID']), DEFAULT_ALLOWED_CAPABILITIES)).toEqual([]);
+    expect(templateProblems(withCapabilities(['CHOWN', 'SETUID']), DEFAULT_ALLOWED_CAPABILITIES)).toEqual([]);
     const problems = templateProblems(
-      template(['SYS_ADMIN', 'CHOWN', 'NET_ADMIN']),
+      withCapabilities(['SYS_ADMIN', 'CHOWN', 'NET_ADMIN']),
       DEFAULT_ALLOWED_CAPABILITIES,
     );
     expect(problems).toHaveLength(2);
@@ -171,35 +186,11 @@ describe('template capabilities against the allow-list', () => {
     );
     expect(problems[0]).toContain('desktops.allowedCapabilities (DESKTOP_ALLOWED_CAPABILITIES');
     expect(problems[1]).toMatch(/NET_ADMIN is not allowed/);
-    expect(templateProblems(template(['CHOWN']), [])[0]).toMatch(/\(allowed: none\)/);
+    expect(templateProblems(withCapabilities(['CHOWN']), [])[0]).toMatch(/\(allowed: none\)/);
   });
 });
 
 describe('TLS of a desktop Ingress', () => {
-  const session = {
-    apiVersion: 'stream.streamspace.io/v1alpha1',
-    kind: 'Session',
-    metadata: { name: 'desk', namespace: 'team', uid: 'u1' },
-    spec: { user: 'alice@example.com', template: 'browser', state: 'running' },
-  } as StoredSession;
-  const template = {
-    apiVersion: 'stream.streamspace.io/v1alpha1',
-    kind: 'Template',
-    metadata: { name: 'browser', namespace: 'team' },
-    spec: {
-      displayName: 'B',
-      baseImage: 'x',
-      vnc: { enabled: true, port: 3000, protocol: 'websocket', encryption: false },
-    },
-  } as StoredTemplate;
-  const base: ReconcilerSettings = {
-    ingressDomain: 'example.com',
-    ingressHostPattern: '{session}.{domain}',
-    homeStorageSize: '1Gi',
-    homeAccessMode: 'ReadWriteMany',
-    startupDeadlineMs: 1,
-  };
-
   it('is plain HTTP only when nothing asks for TLS', () => {
     expect(buildIngress(session, template, base).spec?.tls).toBeUndefined();
     expect(sessionUrl(session, base)).toBe('http://desk.example.com/');
@@ -228,34 +219,15 @@ describe('TLS of a desktop Ingress', () => {
 
 describe('a desktop whose user cannot be guarded', () => {
   it('loses an Ingress written before sign-in was on, and gets no new one', () => {
-    const session = {
-      apiVersion: 'stream.streamspace.io/v1alpha1',
-      kind: 'Session',
-      metadata: { name: 'desk', namespace: 'team', uid: 'u1', generation: 1 },
-      spec: { user: 'alice@example.com', template: 'browser', state: 'running' },
+    const running = {
+      ...session,
+      spec: { ...session.spec, user: 'alice@example.com' },
       status: { phase: 'Running' },
     } as StoredSession;
-    const template = {
-      apiVersion: 'stream.streamspace.io/v1alpha1',
-      kind: 'Template',
-      metadata: { name: 'browser', namespace: 'team' },
-      spec: {
-        displayName: 'B',
-        baseImage: 'x',
-        vnc: { enabled: true, port: 3000, protocol: 'websocket', encryption: false },
-      },
-    } as StoredTemplate;
-    const before: ReconcilerSettings = {
-      ingressDomain: 'example.com',
-      ingressHostPattern: '{session}.{domain}',
-      homeStorageSize: '1Gi',
-      homeAccessMode: 'ReadWriteMany',
-      startupDeadlineMs: 1,
-    };
-    const open = buildIngress(session, template, before);
+    const open = buildIngress(running, template, base);
     const plan = planSession(
-      { session, template, ingress: open, pods: [] },
-      { ...before, desktopAuth: { ...auth, adminUsers: [], annotationValidation: true } },
+      { session: running, template, ingress: open, pods: [] },
+      { ...base, desktopAuth: { ...auth, adminUsers: [], annotationValidation: true } },
       new Date('2026-01-01T00:00:00Z'),
     );
     expect(plan.remove).toEqual([
