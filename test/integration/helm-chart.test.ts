@@ -9,6 +9,7 @@ import {
   find,
   helm,
   helmBinary,
+  type K8sObject,
   NATS_AUTH_VALUES,
   objects,
   ok,
@@ -250,6 +251,66 @@ describe('the chart, rendered', () => {
     expect(plain.some((o) => o.kind === 'PrometheusRule' || o.metadata.name.endsWith('-dashboard'))).toBe(
       false,
     );
+  });
+
+  it('secures desktops by default (sign-in, TLS, a NetworkPolicy each, a capability allow-list), each one a value', async () => {
+    const data = (rendered: K8sObject[]) =>
+      find(rendered, 'ConfigMap', '-reconciler').data as Record<string, string>;
+    const defaults = data(await template());
+    expect(defaults).toMatchObject({
+      INGRESS_TLS: 'true',
+      AUTH_URL: 'http://oauth2-proxy.oauth2-proxy.svc.cluster.local/oauth2/auth',
+      AUTH_SIGNIN_URL: 'https://auth.streamspace.example.com/oauth2/start',
+      AUTH_RESPONSE_HEADERS: 'X-Auth-Request-User,X-Auth-Request-Email,X-Forwarded-User,X-Forwarded-Email',
+      AUTH_ANNOTATION_VALIDATION: 'true',
+      DESKTOP_NETWORK_POLICY: 'true',
+      DESKTOP_ALLOWED_CAPABILITIES: 'CHOWN,DAC_OVERRIDE,FOWNER,KILL,SETGID,SETUID',
+    });
+    expect(JSON.parse(defaults.DESKTOP_INGRESS_FROM as string)).toEqual([
+      {
+        namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'ingress-nginx' } },
+        podSelector: { matchLabels: { 'app.kubernetes.io/name': 'ingress-nginx' } },
+      },
+    ]);
+    const changed = data(
+      await template(
+        [
+          'auth.adminUsers={ops@example.com,root@example.com},auth.signinUrl=https://login.example.com/oauth2/start',
+          'auth.annotationValidation=false',
+          'ingress.tls.clusterIssuer=letsencrypt',
+        ],
+        ['--set-json', 'desktops.allowedCapabilities=[]'],
+      ),
+    );
+    expect(changed).toMatchObject({
+      AUTH_ADMIN_USERS: 'ops@example.com,root@example.com',
+      AUTH_ANNOTATION_VALIDATION: 'false',
+      AUTH_SIGNIN_URL: 'https://login.example.com/oauth2/start',
+      INGRESS_CLUSTER_ISSUER: 'letsencrypt',
+      DESKTOP_ALLOWED_CAPABILITIES: 'none',
+    });
+    const refused = await helm(['template', 'ss', chartDir, '--set', 'auth.adminUsers={ops@example.com}']);
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toContain(
+      'auth.adminUsers: "ops@example.com" cannot be written into an ingress-nginx auth-url',
+    );
+    const open = data(
+      await template(['auth.enabled=false,ingress.tls.enabled=false,desktops.networkPolicy.enabled=false']),
+    );
+    expect(open.AUTH_URL).toBeUndefined();
+    expect(open.INGRESS_TLS).toBe('false');
+    expect(open.DESKTOP_NETWORK_POLICY).toBe('false');
+    expect(open.DESKTOP_INGRESS_FROM).toBeUndefined();
+    // The reconciler may write the per-session NetworkPolicy.
+    const role = find(await template(), 'ClusterRole', '-reconciler') as unknown as {
+      rules: { resources: string[]; verbs: string[] }[];
+    };
+    expect(role.rules.find((r) => r.resources.includes('networkpolicies'))?.verbs).toEqual([
+      'get',
+      'create',
+      'patch',
+      'delete',
+    ]);
   });
 
   it('maps every platform setting onto the variables the services read', async () => {

@@ -400,9 +400,10 @@ describe('least-privilege RBAC, cluster scope (ClusterRoles)', () => {
       await release.start('reconciler', scope),
       await release.start('idle-reaper', scope),
     ];
-    // The chart's default ingress domain and host pattern reached the reconciler.
-    expect(await sessionLifecycle(elsewhere, 'rbac-desk', 'rita@example.com')).toBe(
-      `http://rbac-desk.${elsewhere}.streamspace.example.com/`,
+    // The chart's default ingress domain, host pattern and TLS reached the reconciler. Plain user
+    // names: the chart's default auth.annotationValidation refuses '@' (desktop-auth.test.ts).
+    expect(await sessionLifecycle(elsewhere, 'rbac-desk', 'rita')).toBe(
+      `https://rbac-desk.${elsewhere}.streamspace.example.com/`,
     );
     for (const service of running) expectNoRefusals(service);
   });
@@ -474,8 +475,8 @@ describe('least-privilege RBAC, namespaces scope (Roles)', () => {
       await release.start('metrics'),
     ];
     for (const namespace of [desks, moreDesks])
-      expect(await sessionLifecycle(namespace, 'team-desk', 'tom@example.com')).toBe(
-        `http://team-desk.${namespace}.team.example.org/`,
+      expect(await sessionLifecycle(namespace, 'team-desk', 'tom')).toBe(
+        `https://team-desk.${namespace}.team.example.org/`,
       );
     for (const service of running) expectNoRefusals(service);
   });

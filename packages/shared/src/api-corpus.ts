@@ -317,6 +317,7 @@ export const validTemplates: ValidCase[] = [
         { name: 'TZ', value: 'Etc/UTC' },
       ],
       vnc: { enabled: true, port: 3000, protocol: 'websocket', encryption: false },
+      capabilities: ['CHOWN', 'DAC_OVERRIDE', 'FOWNER', 'KILL', 'SETGID', 'SETUID'],
       tags: ['browser', 'web'],
       homePath: '/config',
       shmSize: '1Gi',

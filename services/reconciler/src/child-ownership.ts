@@ -10,7 +10,7 @@ import type { StoredSession as Session } from './stored-objects.js';
  */
 
 export interface ForeignChild {
-  kind: 'Deployment' | 'Service' | 'Ingress';
+  kind: 'Deployment' | 'Service' | 'Ingress' | 'NetworkPolicy';
   name: string;
   /** Controlled by an earlier Session of the same name (deleted; the garbage collector removes it soon). */
   leftByEarlierSession: boolean;

@@ -4,6 +4,7 @@ import type {
   KubernetesObject,
   V1Deployment,
   V1Ingress,
+  V1NetworkPolicy,
   V1PersistentVolumeClaim,
   V1Pod,
   V1Service,
@@ -60,6 +61,8 @@ function refFor(kind: string, namespace: string, name: string): ResourceRef {
       return { version: 'v1', plural: 'services', namespace, name };
     case 'Ingress':
       return { group: 'networking.k8s.io', version: 'v1', plural: 'ingresses', namespace, name };
+    case 'NetworkPolicy':
+      return { group: 'networking.k8s.io', version: 'v1', plural: 'networkpolicies', namespace, name };
     case 'PersistentVolumeClaim':
       return { version: 'v1', plural: 'persistentvolumeclaims', namespace, name };
     default:
@@ -97,11 +100,12 @@ export class KubeWriter {
       session.spec.persistentHome
         ? this.kube.find<V1PersistentVolumeClaim>(refFor('PersistentVolumeClaim', namespace, name))
         : undefined;
-    const [template, deployment, service, ingress, homeClaim, legacyHomeClaim, pods] = await Promise.all([
+    const [template, deployment, service, ingress, networkPolicy, homeClaim, legacyHomeClaim, pods] = await Promise.all([
       this.readTemplate(namespace, session.spec.template),
       this.kube.find<V1Deployment>(refFor('Deployment', namespace, childName)),
       this.kube.find<V1Service>(refFor('Service', namespace, childName)),
       this.kube.find<V1Ingress>(refFor('Ingress', namespace, childName)),
+      this.kube.find<V1NetworkPolicy>(refFor('NetworkPolicy', namespace, childName)),
       claim(homeClaims.current),
       claim(homeClaims.legacy),
       this.kube.list<V1Pod>(
@@ -115,6 +119,7 @@ export class KubeWriter {
       ...(deployment ? { deployment } : {}),
       ...(service ? { service } : {}),
       ...(ingress ? { ingress } : {}),
+      ...(networkPolicy ? { networkPolicy } : {}),
       ...(homeClaim ? { homeClaim } : {}),
       ...(legacyHomeClaim ? { legacyHomeClaim } : {}),
       pods: pods.items,

@@ -51,6 +51,21 @@ await runService({
       log.warn(
         'CONTROL_PLANE_NAMESPACE is not set and this process runs outside a pod: Sessions are not refused in any namespace',
       );
+    if (!settings.desktopAuth)
+      log.warn(
+        'desktops are served WITHOUT authentication: AUTH_URL is not set, so anyone who can reach a session URL gets that desktop; set AUTH_URL and AUTH_SIGNIN_URL (chart: auth.enabled=true, auth.url, auth.signinUrl) to put oauth2-proxy in front of every desktop',
+      );
+    else
+      log.info(
+        // Origin and path only: a URL may carry credentials in its user info or query.
+        {
+          authUrl: `${new URL(settings.desktopAuth.url).origin}${new URL(settings.desktopAuth.url).pathname}`,
+          admins: settings.desktopAuth.adminUsers.length,
+        },
+        'every desktop requires sign-in as its owner (or a named admin)',
+      );
+    if (!settings.desktopIngressFrom)
+      log.warn('DESKTOP_NETWORK_POLICY=false: any pod in the cluster can reach every desktop port directly');
     const kube = KubeClient.fromEnvironment();
     const writer = new KubeWriter(kube);
     const workerId = `${hostname()}-${process.pid}`;
@@ -113,6 +128,15 @@ await runService({
         "the locks bucket's TTL differs from LOCK_TTL; following the bucket (set the watcher's LOCK_TTL to change it)",
       );
 
+    const desktopsRefused = new Counter({
+      name: 'streamspace_reconciler_desktops_refused_total',
+      help: 'Sessions newly refused a desktop for a platform rule: a Template capability beyond DESKTOP_ALLOWED_CAPABILITIES, or a spec.user that oauth2-proxy cannot authorize.',
+      labelNames: ['reason'],
+      registers: [registry],
+    });
+    for (const reason of ['capability_not_allowed', 'user_not_authorizable'])
+      desktopsRefused.labels(reason).inc(0);
+
     const work = new WorkConsumer({
       js: jetstream(nc),
       consumer,
@@ -125,10 +149,11 @@ await runService({
       lockTtlMs,
       reconcile: (item) =>
         item.kind === 'session'
-          ? reconcileSession(writer, settings, item.namespace, item.name, log, undefined, (reason) =>
-              refusals.labels(reason).inc(),
-            )
-          : reconcileTemplate(writer, item.namespace, item.name),
+          ? reconcileSession(writer, settings, item.namespace, item.name, log, undefined, {
+              refused: (reason) => desktopsRefused.labels(reason).inc(),
+              sessionRefused: (reason) => refusals.labels(reason).inc(),
+            })
+          : reconcileTemplate(writer, item.namespace, item.name, undefined, settings.allowedCapabilities),
       onDeadLetter: (item, reason) =>
         item.kind === 'session'
           ? markDeadLettered(writer, item.namespace, item.name, reason)

@@ -1,3 +1,4 @@
+import type { V1NetworkPolicyPeer } from '@kubernetes/client-node';
 import {
   ConfigError,
   durationSchema,
@@ -7,6 +8,7 @@ import {
   watchNamespacesSchema,
 } from '@streamspace/shared';
 import { z } from 'zod';
+import { type DesktopAuth, INGRESS_NGINX_URL_CHARACTERS } from './desktop-access.js';
 import { DEFAULT_HOST_PATTERN, hostPatternProblem } from './host-pattern.js';
 
 const namespaceName = z
@@ -46,6 +48,43 @@ function resourceCeilingSchema(fallback: string) {
     });
 }
 
+/**
+ * Capabilities the bundled catalog's images need once every other one is dropped: LinuxServer.io
+ * images start as root under s6-overlay, take ownership of /config (CHOWN, DAC_OVERRIDE, FOWNER),
+ * switch to their unprivileged user (SETUID, SETGID) and signal its processes on stop (KILL).
+ */
+export const DEFAULT_ALLOWED_CAPABILITIES = ['CHOWN', 'DAC_OVERRIDE', 'FOWNER', 'KILL', 'SETGID', 'SETUID'];
+
+/** ingress-nginx as its official chart installs it. */
+export const DEFAULT_DESKTOP_INGRESS_FROM: V1NetworkPolicyPeer[] = [
+  {
+    namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'ingress-nginx' } },
+    podSelector: { matchLabels: { 'app.kubernetes.io/name': 'ingress-nginx' } },
+  },
+];
+
+const httpUrl = (example: string) =>
+  z
+    .string()
+    .refine(
+      (v) => URL.canParse(v) && /^https?:$/.test(new URL(v).protocol),
+      `must be an http(s) URL such as ${example}`,
+    );
+
+const commaList = (pattern: RegExp, what: string) =>
+  z
+    .string()
+    .transform((v) =>
+      v
+        .split(',')
+        .map((item) => item.trim())
+        .filter(Boolean),
+    )
+    .refine(
+      (items) => items.every((item) => pattern.test(item)),
+      `must be a comma-separated list of ${what}`,
+    );
+
 /** What a platform owner tunes about the children of a Session (all from the environment). */
 export const reconcilerEnvSchema = z.object({
   INGRESS_DOMAIN: z
@@ -63,6 +102,52 @@ export const reconcilerEnvSchema = z.object({
   CONTROL_PLANE_NAMESPACE: namespaceName.optional(),
   INGRESS_CLASS: z.string().optional(),
   INGRESS_TLS_SECRET: z.string().optional(),
+  /** HTTPS desktops: a TLS block on every Ingress (the controller's default certificate without a secret or issuer). */
+  INGRESS_TLS: env.boolean(false),
+  /** cert-manager issues each desktop its own certificate (`cert-manager.io/cluster-issuer`). */
+  INGRESS_CLUSTER_ISSUER: z.string().optional(),
+  /** oauth2-proxy's /oauth2/auth as the ingress controller reaches it; unset: desktops WITHOUT authentication. */
+  AUTH_URL: httpUrl('http://oauth2-proxy.oauth2-proxy.svc/oauth2/auth').optional(),
+  AUTH_SIGNIN_URL: httpUrl('https://auth.example.com/oauth2/start').optional(),
+  /** Identities (email claim) admitted to every desktop besides its owner. */
+  AUTH_ADMIN_USERS: commaList(/^[^,\s]+$/, 'identities such as admin@example.com').default([]),
+  /**
+   * Headers nginx sets from oauth2-proxy's answer. Listing one also replaces (or, when the answer
+   * has none, drops) the client's own copy, so a desktop that trusts X-Forwarded-User cannot be
+   * told a forged name.
+   */
+  AUTH_RESPONSE_HEADERS: commaList(/^[A-Za-z0-9-]+$/, 'header names').default([
+    'X-Auth-Request-User',
+    'X-Auth-Request-Email',
+    'X-Forwarded-User',
+    'X-Forwarded-Email',
+  ]),
+  /** The ingress controller refuses annotation values with characters such as @ and % (ingress-nginx's default). */
+  AUTH_ANNOTATION_VALIDATION: env.boolean(true),
+  /** A NetworkPolicy per desktop: only DESKTOP_INGRESS_FROM may reach its port. */
+  DESKTOP_NETWORK_POLICY: env.boolean(true),
+  DESKTOP_INGRESS_FROM: z
+    .string()
+    .transform((v, ctx) => {
+      try {
+        const parsed = JSON.parse(v) as unknown;
+        if (Array.isArray(parsed) && parsed.length > 0 && parsed.every((p) => p && typeof p === 'object'))
+          return parsed as V1NetworkPolicyPeer[];
+      } catch {}
+      ctx.addIssue({
+        code: 'custom',
+        message:
+          'must be a non-empty JSON array of NetworkPolicy peers, e.g. [{"namespaceSelector":{"matchLabels":{"kubernetes.io/metadata.name":"ingress-nginx"}}}]',
+      });
+      return z.NEVER;
+    })
+    .optional(),
+  /** Capabilities a Template may add ('none': no Template may add any); a Template asking for another one is invalid. */
+  DESKTOP_ALLOWED_CAPABILITIES: z
+    .string()
+    .transform((v) => (v.trim() === 'none' ? '' : v))
+    .pipe(commaList(/^[A-Z_]+$/, "capability names such as CHOWN,SETUID, or 'none'"))
+    .default(DEFAULT_ALLOWED_CAPABILITIES),
   HOME_STORAGE_CLASS: z.string().optional(),
   HOME_STORAGE_SIZE: z
     .string()
@@ -92,6 +177,15 @@ export interface ReconcilerSettings {
   controlPlaneNamespace?: string;
   ingressClassName?: string;
   ingressTlsSecret?: string;
+  /** HTTPS desktops (implied by ingressTlsSecret or ingressClusterIssuer). */
+  ingressTls?: boolean;
+  ingressClusterIssuer?: string;
+  /** External auth in front of every desktop; undefined: none (the reconciler warns at start). */
+  desktopAuth?: DesktopAuth;
+  /** Who may reach a desktop's port; undefined: no NetworkPolicy per desktop. */
+  desktopIngressFrom?: V1NetworkPolicyPeer[];
+  /** Capabilities a Template may add; undefined: any (unit tests of other rules). */
+  allowedCapabilities?: readonly string[];
   homeStorageClass?: string;
   homeStorageSize: string;
   homeAccessMode: string;
@@ -112,7 +206,41 @@ export function settingsFromEnv(config: z.infer<typeof reconcilerEnvSchema>): Re
     throw new ConfigError(
       `invalid configuration in the environment:\n  INGRESS_HOST_PATTERN: ${problem} (got '${config.INGRESS_HOST_PATTERN}')`,
     );
+  if (config.AUTH_URL && !config.AUTH_SIGNIN_URL)
+    throw new ConfigError(
+      'AUTH_SIGNIN_URL: must be set with AUTH_URL: where a browser without a session signs in, e.g. https://auth.example.com/oauth2/start',
+    );
+  if (config.AUTH_URL && config.AUTH_ANNOTATION_VALIDATION) {
+    const refused = [
+      ['AUTH_URL', config.AUTH_URL],
+      ['AUTH_SIGNIN_URL', config.AUTH_SIGNIN_URL ?? ''],
+      ['AUTH_ADMIN_USERS', config.AUTH_ADMIN_USERS.join(',')],
+    ].filter(([, value]) => !INGRESS_NGINX_URL_CHARACTERS.test(value as string));
+    if (refused.length > 0)
+      throw new ConfigError(
+        `${refused.map(([name]) => name).join(', ')}: ingress-nginx's annotation validation accepts only letters, digits and - . _ ~ / : , ? & = $ in auth URLs (not @ or %); use such names, or turn its --enable-annotation-validation off and set AUTH_ANNOTATION_VALIDATION=false (chart: auth.annotationValidation=false)`,
+      );
+  }
   return {
+    ...(config.INGRESS_TLS || config.INGRESS_TLS_SECRET || config.INGRESS_CLUSTER_ISSUER
+      ? { ingressTls: true }
+      : {}),
+    ...(config.INGRESS_CLUSTER_ISSUER ? { ingressClusterIssuer: config.INGRESS_CLUSTER_ISSUER } : {}),
+    ...(config.AUTH_URL && config.AUTH_SIGNIN_URL
+      ? {
+          desktopAuth: {
+            url: config.AUTH_URL,
+            signinUrl: config.AUTH_SIGNIN_URL,
+            adminUsers: config.AUTH_ADMIN_USERS,
+            responseHeaders: config.AUTH_RESPONSE_HEADERS,
+            annotationValidation: config.AUTH_ANNOTATION_VALIDATION,
+          },
+        }
+      : {}),
+    ...(config.DESKTOP_NETWORK_POLICY
+      ? { desktopIngressFrom: config.DESKTOP_INGRESS_FROM ?? DEFAULT_DESKTOP_INGRESS_FROM }
+      : {}),
+    allowedCapabilities: config.DESKTOP_ALLOWED_CAPABILITIES,
     ingressDomain: config.INGRESS_DOMAIN,
     ingressHostPattern: config.INGRESS_HOST_PATTERN,
     ...(config.CONTROL_PLANE_NAMESPACE ? { controlPlaneNamespace: config.CONTROL_PLANE_NAMESPACE } : {}),

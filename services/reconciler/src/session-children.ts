@@ -1,4 +1,5 @@
 import type {
+  KubernetesObject,
   V1Deployment,
   V1Ingress,
   V1PersistentVolumeClaim,
@@ -18,6 +19,7 @@ import {
 } from '@streamspace/shared';
 import type { ReconcilerSettings, ResourceCeiling } from './reconciler-settings.js';
 import { applyResourceCeiling, type CeilingResult } from './resource-ceiling.js';
+import { desktopAuthAnnotations } from './desktop-access.js';
 import type { StoredSession as Session, StoredTemplate as Template } from './stored-objects.js';
 
 /**
@@ -174,6 +176,9 @@ export function renderPodTemplate(
     spec: {
       automountServiceAccountToken: false,
       enableServiceLinks: false,
+      // The container runtime's default seccomp filter: the syscalls a desktop never needs
+      // (kernel modules, kexec, ptrace of others…) stay closed even with a capability added.
+      securityContext: { seccompProfile: { type: 'RuntimeDefault' } },
       containers: [
         {
           name: DESKTOP_CONTAINER,
@@ -185,7 +190,9 @@ export function renderPodTemplate(
           readinessProbe: { tcpSocket: { port: vncPort(template) }, periodSeconds: 5, failureThreshold: 3 },
           securityContext: {
             allowPrivilegeEscalation: false,
-            capabilities: capabilities.length > 0 ? { add: [...capabilities] } : {},
+            // Nothing of the runtime's default set: exactly what the Template adds, which
+            // template validation held to the platform owner's allow-list.
+            capabilities: { drop: ['ALL'], ...(capabilities.length > 0 ? { add: [...capabilities] } : {}) },
           },
         },
       ],
@@ -233,8 +240,25 @@ export function sessionHost(session: Session, settings: ReconcilerSettings): str
     .replaceAll('{domain}', settings.ingressDomain);
 }
 
+function ingressScheme(settings: ReconcilerSettings): 'http' | 'https' {
+  return settings.ingressTls || settings.ingressTlsSecret ? 'https' : 'http';
+}
+
 export function sessionUrl(session: Session, settings: ReconcilerSettings): string {
-  return `${settings.ingressTlsSecret ? 'https' : 'http'}://${sessionHost(session, settings)}/`;
+  return `${ingressScheme(settings)}://${sessionHost(session, settings)}/`;
+}
+
+/**
+ * The TLS block of a desktop's Ingress: a wildcard Secret when one is named, else a certificate
+ * of its own that cert-manager issues into `<child>-tls`, else the controller's default
+ * certificate (ingress-nginx's --default-ssl-certificate).
+ */
+function ingressTls(session: Session, host: string, settings: ReconcilerSettings) {
+  if (ingressScheme(settings) !== 'https') return {};
+  const secretName =
+    settings.ingressTlsSecret ??
+    (settings.ingressClusterIssuer ? `${sessionChildName(session.metadata.name)}-tls` : undefined);
+  return { tls: [{ hosts: [host], ...(secretName ? { secretName } : {}) }] };
 }
 
 export function buildIngress(session: Session, template: Template, settings: ReconcilerSettings): V1Ingress {
@@ -249,13 +273,21 @@ export function buildIngress(session: Session, template: Template, settings: Rec
         // Desktops stream over long-lived websockets; the common ingress controllers cut them at 60 s.
         'nginx.ingress.kubernetes.io/proxy-read-timeout': '3600',
         'nginx.ingress.kubernetes.io/proxy-send-timeout': '3600',
+        ...(settings.ingressClusterIssuer && !settings.ingressTlsSecret
+          ? { 'cert-manager.io/cluster-issuer': settings.ingressClusterIssuer }
+          : {}),
+        ...(settings.desktopAuth
+          ? desktopAuthAnnotations(
+              settings.desktopAuth,
+              session.spec.user,
+              `${ingressScheme(settings)}://${host}`,
+            )
+          : {}),
       },
     },
     spec: {
       ...(settings.ingressClassName ? { ingressClassName: settings.ingressClassName } : {}),
-      ...(settings.ingressTlsSecret
-        ? { tls: [{ hosts: [host], secretName: settings.ingressTlsSecret }] }
-        : {}),
+      ...ingressTls(session, host, settings),
       rules: [
         {
           host,
@@ -273,6 +305,37 @@ export function buildIngress(session: Session, template: Template, settings: Rec
               },
             ],
           },
+        },
+      ],
+    },
+  };
+}
+
+/**
+ * Who may reach the desktop's pod: the ingress controller on the desktop's port, nobody else, on
+ * no other port (a NetworkPolicy that selects a pod denies all ingress it does not allow).
+ * Egress stays open: a desktop browses the web.
+ */
+export function buildNetworkPolicy(
+  session: Session,
+  template: Template,
+  settings: ReconcilerSettings,
+): (KubernetesObject & { spec: object }) | undefined {
+  if (!settings.desktopIngressFrom) return undefined;
+  // Written as the API's JSON (`from`), which the client library's TypeScript model calls `_from`.
+  return {
+    apiVersion: 'networking.k8s.io/v1',
+    kind: 'NetworkPolicy',
+    metadata: childMetadata(session, 'desktop'),
+    spec: {
+      podSelector: {
+        matchLabels: { [LABELS.managedBy]: MANAGED_BY, [LABELS.session]: session.metadata.name },
+      },
+      policyTypes: ['Ingress'],
+      ingress: [
+        {
+          from: structuredClone(settings.desktopIngressFrom),
+          ports: [{ protocol: 'TCP', port: vncPort(template) }],
         },
       ],
     },

@@ -2,6 +2,7 @@ import type {
   KubernetesObject,
   V1Deployment,
   V1Ingress,
+  V1NetworkPolicy,
   V1PersistentVolumeClaim,
   V1Service,
 } from '@kubernetes/client-node';
@@ -14,7 +15,8 @@ import {
 } from '@streamspace/shared';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import type { ReconcilerSettings } from './reconciler-settings.js';
+import { INGRESS_NGINX_URL_CHARACTERS, unauthorizableUser } from './desktop-access.js';
+import { DEFAULT_DESKTOP_INGRESS_FROM, type ReconcilerSettings } from './reconciler-settings.js';
 import { type ObservedSession, planSession } from './session-plan.js';
 import type { StoredSession, StoredTemplate } from './stored-objects.js';
 
@@ -26,12 +28,25 @@ import type { StoredSession, StoredTemplate } from './stored-objects.js';
  */
 
 const SEED = Number(process.env.FC_SEED ?? 20261126);
+const CAPABILITIES = ['SYS_ADMIN', 'NET_ADMIN', 'SYS_PTRACE', 'NET_RAW', 'CHOWN', 'SETUID'];
+const ADMINS = ['root@example.com', 'ops@example.com'];
+/** As the chart deploys it: HTTPS, oauth2-proxy in front, a NetworkPolicy per desktop. */
 const settings: ReconcilerSettings = {
   ingressDomain: 'desktops.example.com',
   ingressHostPattern: '{session}.{domain}',
   homeStorageSize: '10Gi',
   homeAccessMode: 'ReadWriteMany',
   startupDeadlineMs: 60_000,
+  ingressTls: true,
+  desktopAuth: {
+    url: 'http://oauth2-proxy.auth.svc/oauth2/auth',
+    signinUrl: 'https://auth.desktops.example.com/oauth2/start',
+    adminUsers: ADMINS,
+    responseHeaders: ['X-Auth-Request-User', 'X-Auth-Request-Email'],
+    annotationValidation: false,
+  },
+  desktopIngressFrom: DEFAULT_DESKTOP_INGRESS_FROM,
+  allowedCapabilities: CAPABILITIES,
 };
 const now = new Date('2026-01-01T12:00:00Z');
 
@@ -56,7 +71,7 @@ const resources = fc.option(
   { nil: undefined },
 );
 const portName = fc.stringMatching(/^[a-z](-?[a-z0-9]){0,8}$/).filter((s) => s.length <= 15);
-const capability = fc.constantFrom('SYS_ADMIN', 'NET_ADMIN', 'SYS_PTRACE', 'NET_RAW', 'CHOWN', 'SETUID');
+const capability = fc.constantFrom(...CAPABILITIES);
 
 const templateArb = fc
   .record({
@@ -118,7 +133,11 @@ const templateArb = fc
 const sessionArb = fc
   .record({
     name: fc.stringMatching(/^[a-z]([-a-z0-9]{0,40}[a-z0-9])?$/),
-    user: fc.oneof(fc.string({ minLength: 1, maxLength: 120 }), fc.emailAddress()),
+    user: fc.oneof(
+      fc.string({ minLength: 1, maxLength: 120 }),
+      fc.emailAddress(),
+      fc.stringMatching(/^[a-z][a-z0-9._-]{0,20}$/),
+    ),
     state: fc.constantFrom('running', 'hibernated', 'terminated'),
     persistentHome: fc.boolean(),
     resources,
@@ -237,6 +256,14 @@ function expectValidObject(object: KubernetesObject): void {
       }
       break;
     }
+    case 'NetworkPolicy': {
+      const policy = object as V1NetworkPolicy;
+      expectLabels(policy.spec?.podSelector?.matchLabels, `${where} podSelector`);
+      expect(policy.spec?.policyTypes).toEqual(['Ingress']);
+      for (const rule of policy.spec?.ingress ?? [])
+        for (const port of rule.ports ?? []) expectPort(port.port, `${where} port`);
+      break;
+    }
     case 'PersistentVolumeClaim': {
       const claim = object as V1PersistentVolumeClaim;
       expectQuantities(claim.spec?.resources?.requests, `${where} requests`);
@@ -257,11 +284,11 @@ describe('planSession: properties over generated Session/Template pairs', () => 
         const input: ObservedSession = { session, template, pods: [] };
         const plan = planSession(input, settings, now);
         expect(JSON.stringify(planSession(structuredClone(input), settings, now))).toBe(JSON.stringify(plan));
-        if (session.spec.state === 'running') {
+        if (session.spec.state === 'running' && !unauthorizableUser(session.spec.user)) {
           expect(plan.apply.map((o) => o.kind).sort()).toEqual(
             session.spec.persistentHome
-              ? ['Deployment', 'Ingress', 'PersistentVolumeClaim', 'Service']
-              : ['Deployment', 'Ingress', 'Service'],
+              ? ['Deployment', 'Ingress', 'NetworkPolicy', 'PersistentVolumeClaim', 'Service']
+              : ['Deployment', 'Ingress', 'NetworkPolicy', 'Service'],
           );
         }
         for (const object of plan.apply) expectValidObject(object);
@@ -283,6 +310,9 @@ describe('planSession: properties over generated Session/Template pairs', () => 
           ...(of('Deployment') ? { deployment: structuredClone(of('Deployment')) as V1Deployment } : {}),
           ...(of('Service') ? { service: structuredClone(of('Service')) as V1Service } : {}),
           ...(of('Ingress') ? { ingress: structuredClone(of('Ingress')) as V1Ingress } : {}),
+          ...(of('NetworkPolicy')
+            ? { networkPolicy: structuredClone(of('NetworkPolicy')) as V1NetworkPolicy }
+            : {}),
           ...(of('PersistentVolumeClaim')
             ? { homeClaim: structuredClone(of('PersistentVolumeClaim')) as V1PersistentVolumeClaim }
             : {}),
@@ -306,10 +336,10 @@ describe('planSession: properties over generated Session/Template pairs', () => 
     );
   });
 
-  it("adds exactly the Template's capabilities, never privilege escalation, and mounts only the user's own home", () => {
+  it("drops every capability but the Template's, runs under seccomp RuntimeDefault, never escalates, and mounts only the user's own home", () => {
     fc.assert(
       fc.property(pairArb, ({ session, template }) => {
-        fc.pre(session.spec.state === 'running');
+        fc.pre(session.spec.state === 'running' && !unauthorizableUser(session.spec.user));
         const plan = planSession({ session, template, pods: [] }, settings, now);
         const deployment = plan.apply.find((o) => o.kind === 'Deployment') as V1Deployment;
         const pod = deployment.spec?.template.spec;
@@ -320,10 +350,12 @@ describe('planSession: properties over generated Session/Template pairs', () => 
           const security = container.securityContext;
           expect(security?.allowPrivilegeEscalation).toBe(false);
           expect(security?.privileged ?? false).toBe(false);
+          expect(security?.capabilities?.drop).toEqual(['ALL']);
           expect([...(security?.capabilities?.add ?? [])].sort()).toEqual(
             [...(template.spec.capabilities ?? [])].sort(),
           );
         }
+        expect(pod?.securityContext?.seccompProfile).toEqual({ type: 'RuntimeDefault' });
         const claims = (pod?.volumes ?? []).filter((v) => v.persistentVolumeClaim);
         const hostPaths = (pod?.volumes ?? []).filter((v) => v.hostPath);
         expect(hostPaths).toEqual([]);
@@ -339,6 +371,116 @@ describe('planSession: properties over generated Session/Template pairs', () => 
       }),
       runs,
     );
+  });
+
+  it('builds a desktop only from a Template whose capabilities are all on the allow-list, and says which is not', () => {
+    fc.assert(
+      fc.property(pairArb, fc.subarray(CAPABILITIES), ({ session, template }, allowed) => {
+        fc.pre(session.spec.state === 'running' && !unauthorizableUser(session.spec.user));
+        const plan = planSession(
+          { session, template, pods: [] },
+          { ...settings, allowedCapabilities: allowed },
+          now,
+        );
+        const refused = (template.spec.capabilities ?? []).filter((c) => !allowed.includes(c));
+        const deployment = plan.apply.find((o) => o.kind === 'Deployment');
+        const resolved = plan.status.conditions.find((c) => c.type === 'TemplateResolved');
+        if (refused.length === 0) {
+          expect(deployment).toBeDefined();
+          expect(resolved?.status).toBe('True');
+        } else {
+          expect(plan.apply).toEqual([]);
+          expect(resolved?.reason).toBe('TemplateInvalid');
+          for (const capability of refused)
+            expect(resolved?.message).toContain(`${capability} is not allowed`);
+          expect(resolved?.message).toContain('desktops.allowedCapabilities');
+        }
+      }),
+      runs,
+    );
+  });
+
+  it("puts sign-in in front of every desktop and admits exactly the Session's user and the named admins", () => {
+    fc.assert(
+      fc.property(pairArb, ({ session, template }) => {
+        fc.pre(session.spec.state !== 'terminated');
+        const plan = planSession({ session, template, pods: [] }, settings, now);
+        const ingress = plan.apply.find((o) => o.kind === 'Ingress') as V1Ingress | undefined;
+        if (unauthorizableUser(session.spec.user)) {
+          // A name oauth2-proxy would split is never exposed at all.
+          expect(ingress).toBeUndefined();
+          expect(plan.apply.find((o) => o.kind === 'Deployment')).toBeUndefined();
+          return;
+        }
+        const annotations = ingress?.metadata?.annotations ?? {};
+        const host = ingress?.spec?.rules?.[0]?.host as string;
+        const authUrl = new URL(annotations['nginx.ingress.kubernetes.io/auth-url'] as string);
+        expect(`${authUrl.origin}${authUrl.pathname}`).toBe('http://oauth2-proxy.auth.svc/oauth2/auth');
+        // As oauth2-proxy reads it: every allowed_emails value, split at commas.
+        const admitted = authUrl.searchParams.getAll('allowed_emails').flatMap((v) => v.split(','));
+        expect(admitted).toEqual([session.spec.user, ...ADMINS]);
+        expect(annotations['nginx.ingress.kubernetes.io/auth-signin']).toBe(
+          `https://auth.desktops.example.com/oauth2/start?rd=https://${host}$escaped_request_uri`,
+        );
+        expect(annotations['nginx.ingress.kubernetes.io/auth-response-headers']).toBe(
+          'X-Auth-Request-User,X-Auth-Request-Email',
+        );
+        expect(ingress?.spec?.tls).toEqual([{ hosts: [host] }]);
+        expect(plan.status.url).toBe(`https://${host}/`);
+        // Only the ingress controller reaches the desktop, on its port only.
+        const policy = plan.apply.find((o) => o.kind === 'NetworkPolicy') as V1NetworkPolicy;
+        const deployment = plan.apply.find((o) => o.kind === 'Deployment') as V1Deployment;
+        const podLabels = deployment.spec?.template.metadata?.labels ?? {};
+        for (const [key, value] of Object.entries(policy.spec?.podSelector?.matchLabels ?? {}))
+          expect(podLabels[key]).toBe(value);
+        expect(policy.metadata?.name).toBe(deployment.metadata?.name);
+        expect(policy.metadata?.ownerReferences).toEqual(deployment.metadata?.ownerReferences);
+        expect(policy.spec?.ingress).toEqual([
+          {
+            from: DEFAULT_DESKTOP_INGRESS_FROM,
+            ports: [{ protocol: 'TCP', port: template.spec.vnc?.port }],
+          },
+        ]);
+      }),
+      runs,
+    );
+  });
+
+  it("writes only what ingress-nginx's annotation validation accepts, or refuses the user", () => {
+    const validated: ReconcilerSettings = {
+      ...settings,
+      desktopAuth: {
+        ...(settings.desktopAuth as NonNullable<ReconcilerSettings['desktopAuth']>),
+        adminUsers: ['ops'],
+        annotationValidation: true,
+      },
+    };
+    let written = 0;
+    fc.assert(
+      fc.property(pairArb, ({ session, template }) => {
+        fc.pre(session.spec.state === 'running');
+        const plan = planSession({ session, template, pods: [] }, validated, now);
+        const ingress = plan.apply.find((o) => o.kind === 'Ingress');
+        if (!ingress) {
+          expect(plan.status.conditions.find((c) => c.type === 'Ready')?.reason).toBe('UserNotAuthorizable');
+          // The Template is fine: only the user is refused.
+          expect(plan.status.conditions.find((c) => c.type === 'TemplateResolved')?.status).toBe('True');
+          return;
+        }
+        written++;
+        const annotations = ingress.metadata?.annotations ?? {};
+        for (const key of ['auth-url', 'auth-signin'])
+          expect(annotations[`nginx.ingress.kubernetes.io/${key}`]).toMatch(INGRESS_NGINX_URL_CHARACTERS);
+        const authUrl = new URL(annotations['nginx.ingress.kubernetes.io/auth-url'] as string);
+        expect(authUrl.searchParams.getAll('allowed_emails').flatMap((v) => v.split(','))).toEqual([
+          session.spec.user,
+          'ops',
+        ]);
+      }),
+      runs,
+    );
+    // The generators must reach both outcomes, or the property says little.
+    expect(written).toBeGreaterThan(10);
   });
 
   it('gives different users different home claims', () => {

@@ -2,6 +2,7 @@ import type {
   KubernetesObject,
   V1Deployment,
   V1Ingress,
+  V1NetworkPolicy,
   V1PersistentVolumeClaim,
   V1Pod,
   V1PodTemplateSpec,
@@ -15,18 +16,20 @@ import {
   type HomeClaimChoice,
 } from './child-ownership.js';
 import { type Condition, findCondition, setCondition } from './conditions.js';
+import { unauthorizableUser } from './desktop-access.js';
 import type { ReconcilerSettings } from './reconciler-settings.js';
 import {
   buildDeployment,
   buildHomeClaim,
   buildIngress,
+  buildNetworkPolicy,
   buildService,
   renderPodTemplate,
   sessionResources,
   sessionUrl,
 } from './session-children.js';
 import type { StoredSession as Session, StoredTemplate as Template } from './stored-objects.js';
-import { templateProblems } from './template-validation.js';
+import { capabilityProblems, templateProblems } from './template-validation.js';
 
 /** Everything a reconcile read about one Session, at one moment. */
 export interface ObservedSession {
@@ -36,6 +39,7 @@ export interface ObservedSession {
   deployment?: V1Deployment;
   service?: V1Service;
   ingress?: V1Ingress;
+  networkPolicy?: V1NetworkPolicy;
   /** The claim named homeClaimName(spec.user), read only with persistentHome. */
   homeClaim?: V1PersistentVolumeClaim;
   /** The claim named legacyHomeClaimName(spec.user) (32-bit slug of earlier releases), read only with persistentHome. */
@@ -61,7 +65,7 @@ export interface KubeEventIntent {
 
 export interface ChildRef {
   apiVersion: string;
-  kind: 'Deployment' | 'Service' | 'Ingress';
+  kind: 'Deployment' | 'Service' | 'Ingress' | 'NetworkPolicy';
   name: string;
   namespace: string;
 }
@@ -74,7 +78,12 @@ export interface SessionPlan {
   events: KubeEventIntent[];
   /** Look again after this long even if nothing changes (the startup deadline). */
   requeueAfterMs?: number;
+  /** Set when this plan newly refuses to build a desktop for a platform rule (logged and counted). */
+  refused?: { reason: DesktopRefusal; message: string };
 }
+
+/** Platform rules a desktop can be refused for (the label of streamspace_reconciler_desktops_refused_total). */
+export type DesktopRefusal = 'capability_not_allowed' | 'user_not_authorizable';
 
 /** Where the pod template a running desktop was started from is kept (see docs/lifecycle.md). */
 export const POD_TEMPLATE_SNAPSHOT = ANNOTATIONS.podTemplate;
@@ -154,6 +163,13 @@ function childRefs(observed: ObservedSession, foreign: ForeignChild[]): ChildRef
       name: observed.ingress.metadata.name,
       namespace,
     });
+  if (observed.networkPolicy?.metadata?.name && ours('NetworkPolicy'))
+    refs.push({
+      apiVersion: 'networking.k8s.io/v1',
+      kind: 'NetworkPolicy',
+      name: observed.networkPolicy.metadata.name,
+      namespace,
+    });
   if (observed.service?.metadata?.name && ours('Service'))
     refs.push({ apiVersion: 'v1', kind: 'Service', name: observed.service.metadata.name, namespace });
   if (observed.deployment?.metadata?.name && ours('Deployment'))
@@ -192,6 +208,19 @@ export const RESOURCES_EXCEED_CEILING = 'ResourcesExceedCeiling';
  */
 function isLive(observed: ObservedSession): boolean {
   return observed.session.status?.phase === 'Running' && (observed.deployment?.spec?.replicas ?? 0) > 0;
+}
+
+/**
+ * How a desktop is reached: its NetworkPolicy first, so the pod is fenced before the Service
+ * and Ingress lead anywhere, then the Service and the (authenticated) Ingress.
+ */
+function exposure(session: Session, template: Template, settings: ReconcilerSettings): KubernetesObject[] {
+  const policy = buildNetworkPolicy(session, template, settings);
+  return [
+    ...(policy ? [policy] : []),
+    buildService(session, template),
+    buildIngress(session, template, settings),
+  ];
 }
 
 /** Ready reasons of a desktop on its way up; the startup deadline runs from their transition. */
@@ -257,10 +286,18 @@ export function planSession(observed: ObservedSession, settings: ReconcilerSetti
     return { apply, remove, status: { phase: 'Failed', conditions, observedGeneration: generation }, events };
   }
 
-  // 1. Can the Template be used?
-  const problems = template ? templateProblems(template) : [];
-  const templateUsable = template !== undefined && problems.length === 0;
+  // 1. Can the Template be used (and its desktop be guarded for this user)?
+  const userProblem = settings.desktopAuth
+    ? unauthorizableUser(session.spec.user, settings.desktopAuth)
+    : undefined;
+  const problems = template ? templateProblems(template, settings.allowedCapabilities) : [];
+  const capabilityRefused =
+    template !== undefined && capabilityProblems(template, settings.allowedCapabilities).length > 0;
+  let refused: SessionPlan['refused'];
+  // A desktop that cannot be guarded for its user is never built, whatever its Template.
+  const templateUsable = template !== undefined && problems.length === 0 && userProblem === undefined;
   const previousResolved = findCondition(conditions, 'TemplateResolved');
+  const previousReadyReason = findCondition(conditions, 'Ready')?.reason;
   if (!template) {
     const message = `Template "${session.spec.template}" was not found in namespace "${session.metadata.namespace}"; create it (kubectl get templates -n ${session.metadata.namespace} lists those that exist) and this session will continue by itself`;
     conditions = setCondition(
@@ -276,7 +313,7 @@ export function planSession(observed: ObservedSession, settings: ReconcilerSetti
     );
     if (previousResolved?.reason !== 'TemplateNotFound')
       events.push({ type: 'Warning', reason: 'TemplateNotFound', message });
-  } else if (!templateUsable) {
+  } else if (problems.length > 0) {
     const message = `Template "${session.spec.template}" is invalid: ${problems.join('; ')}; fix the template and this session will continue by itself`;
     conditions = setCondition(
       conditions,
@@ -289,8 +326,10 @@ export function planSession(observed: ObservedSession, settings: ReconcilerSetti
       },
       now,
     );
-    if (previousResolved?.reason !== 'TemplateInvalid')
+    if (previousResolved?.reason !== 'TemplateInvalid') {
       events.push({ type: 'Warning', reason: 'TemplateInvalid', message });
+      if (capabilityRefused) refused = { reason: 'capability_not_allowed', message };
+    }
   } else {
     conditions = setCondition(
       conditions,
@@ -310,6 +349,7 @@ export function planSession(observed: ObservedSession, settings: ReconcilerSetti
     { kind: 'Deployment', object: observed.deployment },
     { kind: 'Service', object: observed.service },
     { kind: 'Ingress', object: observed.ingress },
+    { kind: 'NetworkPolicy', object: observed.networkPolicy },
   ]);
   const home = session.spec.persistentHome
     ? chooseHomeClaim(session, observed.homeClaim, observed.legacyHomeClaim)
@@ -380,7 +420,7 @@ export function planSession(observed: ObservedSession, settings: ReconcilerSetti
       apply.push(withSnapshot(buildDeployment(session, podTemplate, 0), podTemplate));
     }
     if (templateUsable) {
-      apply.push(buildService(session, template), buildIngress(session, template, settings));
+      apply.push(...exposure(session, template, settings));
       url = sessionUrl(session, settings);
     }
     // Until its pod is gone a hibernating desktop still runs, and the phase says so.
@@ -418,15 +458,28 @@ export function planSession(observed: ObservedSession, settings: ReconcilerSetti
             message: `Pod ${podName} is ready`,
             observedGeneration: generation,
           }
-        : {
-            type: 'Ready',
-            status: 'False',
-            reason: 'WaitingForTemplate',
-            message: 'Waiting for a usable template',
-            observedGeneration: generation,
-          },
+        : userProblem
+          ? {
+              type: 'Ready',
+              status: 'False',
+              reason: 'UserNotAuthorizable',
+              message: `No desktop is created: ${userProblem}`,
+              observedGeneration: generation,
+            }
+          : {
+              type: 'Ready',
+              status: 'False',
+              reason: 'WaitingForTemplate',
+              message: 'Waiting for a usable template',
+              observedGeneration: generation,
+            },
       now,
     );
+    if (userProblem && !readyPod && previousReadyReason !== 'UserNotAuthorizable') {
+      const message = `No desktop is created: ${userProblem}`;
+      events.push({ type: 'Warning', reason: 'UserNotAuthorizable', message });
+      refused = { reason: 'user_not_authorizable', message };
+    }
   } else if (ceilingProblems.length > 0) {
     // Asks for more than the platform allows: nothing starts at that size. A Deployment left from
     // an earlier start stays, at zero replicas, so the session starts as soon as its spec is fixed.
@@ -456,7 +509,7 @@ export function planSession(observed: ObservedSession, settings: ReconcilerSetti
       (wasLive ? snapshotOf(observed.deployment) : undefined) ??
       renderPodTemplate(session, template, homeClaim, settings.resourceCeiling);
     apply.push(withSnapshot(buildDeployment(session, podTemplate, 1), podTemplate));
-    apply.push(buildService(session, template), buildIngress(session, template, settings));
+    apply.push(...exposure(session, template, settings));
     if (home?.action === 'mount' && home.create) apply.push(buildHomeClaim(session, settings));
     if (!observed.deployment)
       events.push({
@@ -521,6 +574,16 @@ export function planSession(observed: ObservedSession, settings: ReconcilerSetti
     }
   }
 
+  // An Ingress that cannot be guarded for this user (e.g. written before sign-in was turned on)
+  // must not stay reachable: it goes, whatever else is left running.
+  if (userProblem && observed.ingress?.metadata?.name && !remove.some((r) => r.kind === 'Ingress'))
+    remove.push({
+      apiVersion: 'networking.k8s.io/v1',
+      kind: 'Ingress',
+      name: observed.ingress.metadata.name,
+      namespace: session.metadata.namespace,
+    });
+
   if (phase !== previousPhase) {
     const event = PHASE_EVENTS[phase]?.(waking ? 'Hibernated' : previousPhase);
     if (event) events.push(event);
@@ -538,5 +601,6 @@ export function planSession(observed: ObservedSession, settings: ReconcilerSetti
     },
     events,
     ...(requeueAfterMs !== undefined ? { requeueAfterMs } : {}),
+    ...(refused ? { refused } : {}),
   };
 }

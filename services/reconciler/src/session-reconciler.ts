@@ -9,8 +9,21 @@ import { coversDesired } from './applied-state.js';
 import { type Condition, setCondition } from './conditions.js';
 import type { KubeWriter } from './kube-writer.js';
 import type { ReconcilerSettings } from './reconciler-settings.js';
-import { type PlannedStatus, planSession, RESOURCES_EXCEED_CEILING } from './session-plan.js';
+import {
+  type DesktopRefusal,
+  type PlannedStatus,
+  planSession,
+  RESOURCES_EXCEED_CEILING,
+} from './session-plan.js';
 import { planTemplateStatus } from './template-validation.js';
+
+/** What a reconcile reports besides its writes (metrics). */
+export interface ReconcileObservers {
+  /** A desktop newly refused for a platform rule (a capability beyond the allow-list, an unauthorizable user). */
+  refused?(reason: DesktopRefusal): void;
+  /** A Session newly refused for one of REFUSAL_REASONS (tenancy rules, the resource ceiling). */
+  sessionRefused?(reason: RefusalReason): void;
+}
 
 export interface ReconcileOutcome {
   /** Look again after this long even without a new trigger. */
@@ -46,6 +59,7 @@ export const REFUSAL_REASONS = [
   'HomeClaimNotOwned',
   RESOURCES_EXCEED_CEILING,
 ] as const;
+export type RefusalReason = (typeof REFUSAL_REASONS)[number];
 
 /** Read → plan → apply → report, for one Session. Safe to run again at any time. */
 export async function reconcileSession(
@@ -55,7 +69,7 @@ export async function reconcileSession(
   name: string,
   log: Logger,
   now: () => Date = () => new Date(),
-  onRefused: (reason: (typeof REFUSAL_REASONS)[number]) => void = () => undefined,
+  observers: ReconcileObservers = {},
 ): Promise<ReconcileOutcome> {
   const session = await writer.readSession(namespace, name);
   // Deleted: owner references let the garbage collector remove the children; the home stays.
@@ -88,10 +102,20 @@ export async function reconcileSession(
     legacy: legacyHomeClaimName(session.spec.user),
   });
   const plan = planSession(observed, settings, now());
+  if (plan.refused) {
+    // Bad input from a Template author, or a user name the platform cannot guard: said on the
+    // Session (condition + event), here in the log, and counted; nothing is built.
+    log.warn(
+      { namespace, name, reason: plan.refused.reason, message: plan.refused.message },
+      'desktop refused',
+    );
+    observers.refused?.(plan.refused.reason);
+  }
   const existing: Record<string, unknown> = {
     Deployment: observed.deployment,
     Service: observed.service,
     Ingress: observed.ingress,
+    NetworkPolicy: observed.networkPolicy,
     PersistentVolumeClaim: observed.homeClaim,
   };
   for (const object of plan.apply) {
@@ -104,7 +128,7 @@ export async function reconcileSession(
     const refusal = REFUSAL_REASONS.find((r) => r === event.reason);
     if (refusal) {
       // Told once, when the refusal starts (the plan emits its Event only then).
-      onRefused(refusal);
+      observers.sessionRefused?.(refusal);
       log.warn({ namespace, name, reason: refusal, message: event.message }, 'refusing to act for a session');
     }
     await writer
@@ -127,10 +151,11 @@ export async function reconcileTemplate(
   namespace: string,
   name: string,
   now: () => Date = () => new Date(),
+  allowedCapabilities?: readonly string[],
 ): Promise<ReconcileOutcome> {
   const template = await writer.readTemplate(namespace, name);
   if (!template || template.metadata.deletionTimestamp) return {};
-  const plan = planTemplateStatus(template, now());
+  const plan = planTemplateStatus(template, now(), allowedCapabilities);
   const current = template.status as
     | { valid?: boolean; conditions?: Condition[]; observedGeneration?: number }
     | undefined;

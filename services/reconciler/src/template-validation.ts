@@ -7,9 +7,26 @@ import type { StoredTemplate as Template } from './stored-objects.js';
  * the CRD schema, so this finds what only the controller can judge, and also guards against
  * objects stored before a stricter schema was installed.
  */
-export function templateProblems(template: Template): string[] {
+export function templateProblems(template: Template, allowedCapabilities?: readonly string[]): string[] {
   const result = validateTemplate(template);
-  return result.ok ? [] : result.issues.map((issue) => `${issue.path}: ${issue.message}`);
+  const problems = result.ok ? [] : result.issues.map((issue) => `${issue.path}: ${issue.message}`);
+  return [...problems, ...capabilityProblems(template, allowedCapabilities)];
+}
+
+/**
+ * Capabilities beyond the platform owner's allow-list: a Template decides them for every desktop
+ * started from it, so asking for one not on the list makes the Template unusable, and the message
+ * names the setting that would allow it.
+ */
+export function capabilityProblems(template: Template, allowed: readonly string[] | undefined): string[] {
+  if (allowed === undefined) return [];
+  const permitted = new Set(allowed);
+  return (template.spec.capabilities ?? [])
+    .filter((capability) => !permitted.has(capability))
+    .map(
+      (capability) =>
+        `spec.capabilities: ${capability} is not allowed on this platform (allowed: ${allowed.length > 0 ? allowed.join(', ') : 'none'}); remove it from the template, or have the platform owner add it to the chart value desktops.allowedCapabilities (DESKTOP_ALLOWED_CAPABILITIES of the reconciler)`,
+    );
 }
 
 export interface TemplateStatusPlan {
@@ -18,8 +35,12 @@ export interface TemplateStatusPlan {
   observedGeneration: number;
 }
 
-export function planTemplateStatus(template: Template, now: Date): TemplateStatusPlan {
-  const problems = templateProblems(template);
+export function planTemplateStatus(
+  template: Template,
+  now: Date,
+  allowedCapabilities?: readonly string[],
+): TemplateStatusPlan {
+  const problems = templateProblems(template, allowedCapabilities);
   const generation = template.metadata.generation ?? 0;
   const previous = (template.status?.conditions as Condition[] | undefined) ?? [];
   const conditions = setCondition(

@@ -331,6 +331,24 @@ each service's zod config schema. Call with (list $ "component").
 {{- $_ := set $env "CONTROL_PLANE_NAMESPACE" $root.Release.Namespace }}
 {{- with $i.className }}{{ $_ := set $env "INGRESS_CLASS" . }}{{ end }}
 {{- with $i.tlsSecret }}{{ $_ := set $env "INGRESS_TLS_SECRET" . }}{{ end }}
+{{- $tls := or $i.tlsSecret $i.tls.enabled $i.tls.clusterIssuer }}
+{{- $_ := set $env "INGRESS_TLS" (toString (not (not $tls))) }}
+{{- with $i.tls.clusterIssuer }}{{ $_ := set $env "INGRESS_CLUSTER_ISSUER" . }}{{ end }}
+{{- $a := $root.Values.auth }}
+{{- if $a.enabled }}
+{{- $_ := set $env "AUTH_URL" (required "auth.url is required with auth.enabled (oauth2-proxy's /oauth2/auth, e.g. http://oauth2-proxy.oauth2-proxy.svc.cluster.local/oauth2/auth); auth.enabled=false serves desktops without sign-in" $a.url) }}
+{{- $_ := set $env "AUTH_SIGNIN_URL" ($a.signinUrl | default (printf "%s://auth.%s/oauth2/start" (ternary "https" "http" (not (not $tls))) $i.domain)) }}
+{{- with $a.adminUsers }}{{ $_ := set $env "AUTH_ADMIN_USERS" (join "," .) }}{{ end }}
+{{- $_ := set $env "AUTH_ANNOTATION_VALIDATION" (toString $a.annotationValidation) }}
+{{- if $a.annotationValidation }}{{ range $a.adminUsers }}{{ if not (regexMatch "^[-._~a-zA-Z0-9]+$" .) }}
+{{- fail (printf "auth.adminUsers: %q cannot be written into an ingress-nginx auth-url while its annotation validation is on (letters, digits and - . _ ~ only); name admins that way, or set auth.annotationValidation=false with ingress-nginx's --enable-annotation-validation=false" .) }}
+{{- end }}{{ end }}{{ end }}
+{{- with $a.responseHeaders }}{{ $_ := set $env "AUTH_RESPONSE_HEADERS" (join "," .) }}{{ end }}
+{{- end }}
+{{- $d := $root.Values.desktops }}
+{{- $_ := set $env "DESKTOP_NETWORK_POLICY" (toString $d.networkPolicy.enabled) }}
+{{- if $d.networkPolicy.enabled }}{{ $_ := set $env "DESKTOP_INGRESS_FROM" (toJson $d.networkPolicy.ingressFrom) }}{{ end }}
+{{- $_ := set $env "DESKTOP_ALLOWED_CAPABILITIES" (join "," $d.allowedCapabilities | default "none") }}
 {{- with $h.storageClass }}{{ $_ := set $env "HOME_STORAGE_CLASS" . }}{{ end }}
 {{- $_ := set $env "HOME_STORAGE_SIZE" (toString $h.size) }}
 {{- $_ := set $env "HOME_ACCESS_MODE" $h.accessMode }}
@@ -396,7 +414,7 @@ against each service's code). Call with (list $ "component"); returns a YAML lis
   resources: [services]
   verbs: [get, create, patch, delete]
 - apiGroups: [networking.k8s.io]
-  resources: [ingresses]
+  resources: [ingresses, networkpolicies]
   verbs: [get, create, patch, delete]
 # Home claims outlive sessions: never deleted by StreamSpace.
 - apiGroups: [""]
