@@ -18,7 +18,7 @@ import {
   kubectl,
   ServiceProcess,
 } from './harness.js';
-import { chartDir, find, helm, type K8sObject, template as helmTemplate } from './helm.js';
+import { chartDir, find, helm, type K8sObject, NATS_AUTH_VALUES, template as helmTemplate } from './helm.js';
 import { type PrivateNats, startPrivateNats } from './private-nats.js';
 
 /**
@@ -570,6 +570,9 @@ describe('the chart’s tenancy rules', () => {
       chartDir,
       '--namespace',
       'streamspace',
+      // Each refusal is checked on its own: NATS authentication is given, as an operator must.
+      '--set',
+      NATS_AUTH_VALUES,
       ...values.flatMap((v) => [v.startsWith('ingress.hostPattern=') ? '--set-literal' : '--set', v]),
     ]);
 
