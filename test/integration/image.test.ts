@@ -290,11 +290,18 @@ describe('the four services, each a container with the settings the chart render
       // The pod's emptyDir at /tmp is the one writable place.
       expect((await engineRun(['exec', name, 'touch', '/tmp/probe'])).code).toBe(0);
       expect(memoryLimitBytes).toBeGreaterThan(0);
-      expect(
-        Number(
-          ok(await engineRun(['inspect', '--format', '{{.HostConfig.Memory}}', name]), 'inspect').trim(),
-        ),
-      ).toBe(memoryLimitBytes);
+      // The limit the kernel enforces on the container's cgroup (v2, or v1's memory controller).
+      const cgroupLimit = ok(
+        await engineRun([
+          'exec',
+          name,
+          'sh',
+          '-c',
+          'cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes',
+        ]),
+        'cgroup memory limit',
+      );
+      expect(Number(cgroupLimit.trim())).toBe(memoryLimitBytes);
       // The token it authenticates with is the one mounted where Kubernetes mounts it.
       const token = ok(
         await engineRun(['exec', name, 'cat', '/var/run/secrets/kubernetes.io/serviceaccount/token']),
