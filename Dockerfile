@@ -14,15 +14,25 @@
 #
 # Checked without Docker by scripts/check-dockerfile (test/unit/dockerfile.test.ts): every COPY
 # source exists, the entrypoint's files are produced by `tsc -b`, base images are pinned and the
-# final USER is not root.
+# final USER is not root. Built and run for real (all four services, with the chart's settings)
+# by test/integration/image.test.ts.
 
-# Pinned to an exact Node.js release; pin the digest as well in your registry mirror
-# (docker buildx imagetools inspect node:20.20.2-bookworm-slim).
-ARG NODE_IMAGE=node:20.20.2-bookworm-slim
+# Pinned to an exact Node.js release and to the digest of its multi-platform index, so a re-pushed
+# tag cannot change what we build on. To move to a new release, take the digest from the registry
+# and change both together (docs/deploy.md, "Container image"):
+#   docker buildx imagetools inspect node:<version>-bookworm-slim --format '{{json .Manifest.Digest}}'
+#   (or: skopeo inspect --raw docker://node:<version>-bookworm-slim | sha256sum)
+# scripts/images builds on a local stand-in where this cannot be pulled, passing NODE_IMAGE.
+ARG NODE_IMAGE=node:20.20.2-bookworm-slim@sha256:2cf067cfed83d5ea958367df9f966191a942351a2df77d6f0193e162b5febfc0
 
 # ---- build: install every dependency, compile TypeScript, then keep only production dependencies
 FROM ${NODE_IMAGE} AS build
 ENV COREPACK_ENABLE_DOWNLOAD_PROMPT=0 CI=true
+# Build-time only, unset by default (they never reach the runtime stage): scripts/images sets them
+# where the npm registry is reached through a TLS-intercepting proxy (its CA bundle, mounted into
+# the build) or serves packages without npm's signatures (corepack then cannot verify pnpm).
+ARG NODE_EXTRA_CA_CERTS
+ARG COREPACK_INTEGRITY_KEYS
 # pnpm at the version package.json pins (packageManager), through Node's corepack.
 RUN corepack enable
 WORKDIR /src
@@ -42,10 +52,16 @@ COPY services/idle-reaper/src services/idle-reaper/src
 COPY services/metrics/src services/metrics/src
 RUN pnpm exec tsc -b
 # Drop the dev dependencies (TypeScript, vitest, biome, ...) and assemble what runs in /out:
-# manifests, compiled output and the production node_modules of each workspace package.
+# manifests, compiled output and the production node_modules of each workspace package. A fresh
+# install of the production dependencies alone (from the store the first install filled):
+# `pnpm install --prod` over the full install leaves the dev packages in node_modules/.pnpm.
+# sbom.cdx.json is the CycloneDX SBOM of exactly those dependencies (names, versions, licenses,
+# integrity hashes).
 RUN --mount=type=cache,id=pnpm-store,target=/root/.local/share/pnpm/store \
-    pnpm install --frozen-lockfile --prod --ignore-scripts --config.confirmModulesPurge=false \
+    rm -rf node_modules packages/*/node_modules services/*/node_modules \
+ && pnpm install --frozen-lockfile --prod --offline --ignore-scripts \
  && mkdir /out \
+ && pnpm sbom --sbom-format cyclonedx --sbom-type application --prod -r >/out/sbom.cdx.json \
  && cp -a --parents package.json node_modules /out/ \
  && for p in packages/shared services/watcher services/reconciler services/idle-reaper services/metrics; do \
       cp -a --parents "$p/package.json" "$p/dist" /out/; \
@@ -56,10 +72,6 @@ COPY deploy/docker/entrypoint.mjs /out/entrypoint.mjs
 
 # ---- runtime: Node.js and the assembled app, nothing else; runs as an unprivileged user
 FROM ${NODE_IMAGE} AS runtime
-LABEL org.opencontainers.image.title="streamspace" \
-      org.opencontainers.image.description="StreamSpace control plane: watcher, reconciler, idle-reaper and metrics" \
-      org.opencontainers.image.source="https://github.com/streamspace/streamspace" \
-      org.opencontainers.image.licenses="Apache-2.0"
 ENV NODE_ENV=production
 WORKDIR /app
 COPY --from=build --chown=0:0 /out /app
@@ -71,3 +83,15 @@ USER 1000:1000
 # (/healthz, /readyz) for Kubernetes probes, hence no HEALTHCHECK.
 ENTRYPOINT ["node", "/app/entrypoint.mjs"]
 CMD ["--help"]
+# OCI image annotations (github.com/opencontainers/image-spec, annotations.md). scripts/images
+# passes the commit and the version; last, so a new commit rebuilds only this layer.
+ARG NODE_IMAGE
+ARG REVISION=unknown
+ARG VERSION=0.0.0-dev
+LABEL org.opencontainers.image.title="streamspace" \
+      org.opencontainers.image.description="StreamSpace control plane: watcher, reconciler, idle-reaper and metrics" \
+      org.opencontainers.image.source="https://github.com/streamspace/streamspace" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.base.name="${NODE_IMAGE}"

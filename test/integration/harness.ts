@@ -13,7 +13,7 @@ export const repo = fileURLToPath(new URL('../..', import.meta.url));
 let chartValues: Record<string, unknown> | undefined;
 
 /** The chart's default values (deploy/helm/streamspace/values.yaml), read once. */
-function deployedValues(): Record<string, unknown> {
+export function deployedValues(): Record<string, unknown> {
   chartValues ??= parseYaml(readFileSync(`${repo}/deploy/helm/streamspace/values.yaml`, 'utf8')) as Record<
     string,
     unknown
@@ -34,7 +34,7 @@ export function deployedNodeOptions(): string {
 }
 
 /** The chart's values key of each service. */
-const VALUES_KEY: Record<string, string> = {
+export const VALUES_KEY: Record<string, string> = {
   watcher: 'watcher',
   reconciler: 'reconciler',
   'idle-reaper': 'idleReaper',

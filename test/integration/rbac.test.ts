@@ -9,7 +9,6 @@ import { stringify } from 'yaml';
 import {
   createNamespace,
   deleteNamespace,
-  eventually,
   installCrds,
   kube,
   kubectl,
@@ -17,6 +16,12 @@ import {
 } from './harness.js';
 import { COMPONENTS, chartDir, helm, ok } from './helm.js';
 import { type PrivateNats, startPrivateNats } from './private-nats.js';
+import {
+  createSession,
+  setSessionState,
+  waitSessionChildrenGone,
+  waitSessionPhase,
+} from './session-steps.js';
 
 /**
  * Least privilege, proven on the real API server: the chart's RBAC is installed, each service's
@@ -278,63 +283,13 @@ class Release {
 /** A user's session through its life: running (with its URL), hibernated, terminated; the home stays. */
 async function sessionLifecycle(namespace: string, name: string, user: string): Promise<string | undefined> {
   const { custom } = admin;
-  await custom.createNamespacedCustomObject({
-    group: API_GROUP,
-    version: API_VERSION,
-    namespace,
-    plural: 'sessions',
-    body: {
-      apiVersion: `${API_GROUP}/${API_VERSION}`,
-      kind: 'Session',
-      metadata: { name },
-      spec: { user, template: 'firefox', state: 'running', persistentHome: true },
-    },
-  });
-  const phase = (want: string) =>
-    eventually(async () => {
-      const s = (await custom.getNamespacedCustomObject({
-        group: API_GROUP,
-        version: API_VERSION,
-        namespace,
-        plural: 'sessions',
-        name,
-      })) as {
-        status?: { phase?: string; url?: string };
-      };
-      expect(s.status?.phase, JSON.stringify(s.status)).toBe(want);
-      return s;
-    }, 45_000);
-  const setState = async (state: string) => {
-    const r = await kubectl([
-      'patch',
-      'session',
-      name,
-      '-n',
-      namespace,
-      '--type=merge',
-      '-p',
-      JSON.stringify({ spec: { state } }),
-    ]);
-    expect(r.code, r.stderr).toBe(0);
-  };
-  const url = (await phase('Running')).status?.url;
-  await setState('hibernated');
-  await phase('Hibernated');
-  await setState('terminated');
-  await phase('Terminated');
-  await eventually(async () => {
-    const left = await kubectl([
-      'get',
-      'deployment,service,ingress',
-      '-n',
-      namespace,
-      '-o',
-      'name',
-      '-l',
-      `stream.streamspace.io/session=${name}`,
-    ]);
-    expect(left.stdout.trim()).toBe('');
-  });
+  await createSession(namespace, name, { user, template: 'firefox', state: 'running', persistentHome: true });
+  const url = (await waitSessionPhase(namespace, name, 'Running')).url;
+  await setSessionState(namespace, name, 'hibernated');
+  await waitSessionPhase(namespace, name, 'Hibernated');
+  await setSessionState(namespace, name, 'terminated');
+  await waitSessionPhase(namespace, name, 'Terminated');
+  await waitSessionChildrenGone(namespace, name);
   const claim = await admin.core.readNamespacedPersistentVolumeClaim({
     namespace,
     name: homeClaimName(user),

@@ -1,0 +1,77 @@
+import { API_GROUP, API_VERSION } from '@streamspace/shared';
+import { expect } from 'vitest';
+import { eventually, kube, kubectl } from './harness.js';
+
+/** What a user does to a Session, and waiting for its phase: the steps of a session's life in a test. */
+
+interface SessionStatus {
+  phase?: string;
+  url?: string;
+}
+
+/** Creates a Session as a user would (kubectl apply of a Session), with the given spec. */
+export async function createSession(
+  namespace: string,
+  name: string,
+  spec: Record<string, unknown>,
+): Promise<void> {
+  await kube().custom.createNamespacedCustomObject({
+    group: API_GROUP,
+    version: API_VERSION,
+    namespace,
+    plural: 'sessions',
+    body: { apiVersion: `${API_GROUP}/${API_VERSION}`, kind: 'Session', metadata: { name }, spec },
+  });
+}
+
+/** Sets spec.state (running, hibernated, terminated), as a user or the idle reaper does. */
+export async function setSessionState(namespace: string, name: string, state: string): Promise<void> {
+  const r = await kubectl([
+    'patch',
+    'session',
+    name,
+    '-n',
+    namespace,
+    '--type=merge',
+    '-p',
+    JSON.stringify({ spec: { state } }),
+  ]);
+  expect(r.code, r.stderr).toBe(0);
+}
+
+/** Waits until the Session's status.phase is `want`, and returns its status. */
+export function waitSessionPhase(
+  namespace: string,
+  name: string,
+  want: string,
+  timeoutMs = 45_000,
+): Promise<SessionStatus> {
+  return eventually(async () => {
+    const s = (await kube().custom.getNamespacedCustomObject({
+      group: API_GROUP,
+      version: API_VERSION,
+      namespace,
+      plural: 'sessions',
+      name,
+    })) as { status?: SessionStatus };
+    expect(s.status?.phase, JSON.stringify(s.status)).toBe(want);
+    return s.status ?? {};
+  }, timeoutMs);
+}
+
+/** Waits until a terminated Session's Deployment, Service and Ingress are gone. */
+export async function waitSessionChildrenGone(namespace: string, name: string): Promise<void> {
+  await eventually(async () => {
+    const left = await kubectl([
+      'get',
+      'deployment,service,ingress',
+      '-n',
+      namespace,
+      '-o',
+      'name',
+      '-l',
+      `stream.streamspace.io/session=${name}`,
+    ]);
+    expect(left.stdout.trim()).toBe('');
+  });
+}
