@@ -289,7 +289,15 @@ describe('the chart, rendered', () => {
       INGRESS_CLUSTER_ISSUER: 'letsencrypt',
       DESKTOP_ALLOWED_CAPABILITIES: 'none',
     });
-    const refused = await helm(['template', 'ss', chartDir, '--set', 'auth.adminUsers={ops@example.com}']);
+    const refused = await helm([
+      'template',
+      'ss',
+      chartDir,
+      '--set',
+      NATS_AUTH_VALUES,
+      '--set',
+      'auth.adminUsers={ops@example.com}',
+    ]);
     expect(refused.code).not.toBe(0);
     expect(refused.stderr).toContain(
       'auth.adminUsers: "ops@example.com" cannot be written into an ingress-nginx auth-url',

@@ -329,7 +329,7 @@ export function buildNetworkPolicy(
     metadata: childMetadata(session, 'desktop'),
     spec: {
       podSelector: {
-        matchLabels: { [LABELS.managedBy]: MANAGED_BY, [LABELS.session]: session.metadata.name },
+        matchLabels: podSelector(session),
       },
       policyTypes: ['Ingress'],
       ingress: [

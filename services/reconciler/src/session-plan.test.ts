@@ -1,4 +1,11 @@
-import type { V1Deployment, V1Ingress, V1PersistentVolumeClaim, V1Pod, V1Service } from '@kubernetes/client-node';
+import type {
+  V1Deployment,
+  V1Ingress,
+  V1NetworkPolicy,
+  V1PersistentVolumeClaim,
+  V1Pod,
+  V1Service,
+} from '@kubernetes/client-node';
 import {
   ANNOTATIONS,
   homeClaimName,
@@ -135,6 +142,14 @@ describe('planSession: running', () => {
     expect(host.split('.')[0]).toBe(sessionHostLabel(name));
     expect(isDns1123Label(host.split('.')[0] ?? '')).toBe(true);
     expect(plan.status.url).toBe(`http://${host}/`);
+    // The desktop's NetworkPolicy selects the same pods (a label value holds at most 63 characters).
+    const fenced = planSession(
+      observed({ session: long }),
+      { ...settings, desktopIngressFrom: [{ namespaceSelector: {} }] },
+      now,
+    );
+    const policy = fenced.apply.find((o) => o.kind === 'NetworkPolicy') as V1NetworkPolicy | undefined;
+    expect(policy?.spec?.podSelector.matchLabels).toEqual(deployment.spec?.selector.matchLabels);
   });
 
   it('puts no name annotation on the children of a Session whose name fits', () => {
