@@ -149,7 +149,7 @@ describe('planSession: running', () => {
       now,
     );
     const policy = fenced.apply.find((o) => o.kind === 'NetworkPolicy') as V1NetworkPolicy | undefined;
-    expect(policy?.spec?.podSelector.matchLabels).toEqual(deployment.spec?.selector.matchLabels);
+    expect(policy?.spec?.podSelector?.matchLabels).toEqual(deployment.spec?.selector.matchLabels);
   });
 
   it('puts no name annotation on the children of a Session whose name fits', () => {
