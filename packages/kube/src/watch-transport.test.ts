@@ -1,12 +1,24 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { KubeClient } from '@streamspace/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { KubeRequestError, kubeWatchTransport } from './kube-watch-transport.js';
-import { WATCHED_RESOURCES } from './watched-resources.js';
+import { KubeClient } from './kube-client.js';
+import { isGone, KubeApiError } from './kube-error.js';
+import { kubeWatchTransport, type WatchTarget } from './watch-transport.js';
 
-const session = WATCHED_RESOURCES.find((r) => r.kind === 'session')!;
-const pod = WATCHED_RESOURCES.find((r) => r.kind === 'pod')!;
+const session: WatchTarget = {
+  path: '/apis/stream.streamspace.io/v1alpha1/sessions',
+  plural: 'sessions',
+  apiVersion: 'stream.streamspace.io/v1alpha1',
+  objectKind: 'Session',
+  custom: true,
+};
+const pods = (namespace?: string): WatchTarget => ({
+  path: namespace ? `/api/v1/namespaces/${namespace}/pods` : '/api/v1/pods',
+  plural: 'pods',
+  apiVersion: 'v1',
+  objectKind: 'Pod',
+  labelSelector: 'app.kubernetes.io/managed-by=streamspace',
+});
 
 /** A stand-in API server answering lists only; the real one is exercised by the integration tests. */
 let server: Server;
@@ -40,14 +52,14 @@ beforeAll(async () => {
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
-  kube = new KubeClient({ server: new URL(`http://127.0.0.1:${port}`) });
+  kube = new KubeClient({ server: new URL(`http://127.0.0.1:${port}`) }, { maxRetries: 0 });
 });
 
 afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
 
 describe('kubeWatchTransport list', () => {
   it('lists raw JSON with the selector, fills in apiVersion and kind, and passes the continue token on', async () => {
-    const page = await kubeWatchTransport(kube, pod, 'team-a').list({ limit: 2 });
+    const page = await kubeWatchTransport(kube, pods('team-a')).list({ limit: 2 });
     expect(page).toEqual({
       items: [{ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'p1', namespace: 'team-a' } }],
       resourceVersion: '77',
@@ -59,17 +71,17 @@ describe('kubeWatchTransport list', () => {
   });
 
   it('reports an expired list as 410, so the watch starts the list over', async () => {
-    const failure = kubeWatchTransport(kube, pod, 'team-a').list({ limit: 2, continueToken: 'expired' });
-    await expect(failure).rejects.toBeInstanceOf(KubeRequestError);
-    await expect(failure).rejects.toMatchObject({ statusCode: 410 });
+    const failure = kubeWatchTransport(kube, pods('team-a')).list({ limit: 2, continueToken: 'expired' });
+    await expect(failure).rejects.toBeInstanceOf(KubeApiError);
+    expect(isGone(await failure.catch((error: unknown) => error))).toBe(true);
   });
 
   it('says what to check when the API server refuses', async () => {
     await expect(kubeWatchTransport(kube, session).list({ limit: 1 })).rejects.toThrow(
       /: 404 the server could not find the requested resource \(is the CustomResourceDefinition installed\?/,
     );
-    await expect(kubeWatchTransport(kube, pod).list({ limit: 1 })).rejects.toThrow(
-      /: 403 pods is forbidden \(.*check its RBAC\)/,
+    await expect(kubeWatchTransport(kube, pods()).list({ limit: 1 })).rejects.toThrow(
+      /: 403 pods is forbidden \(.*check the service's RBAC\)/,
     );
   });
 });
