@@ -1,6 +1,5 @@
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FakeApiServer, send } from './fake-api-server.test-support.js';
 import { KubeClient } from './kube-client.js';
 import { isGone, KubeApiError } from './kube-error.js';
 import { kubeWatchTransport, type WatchTarget } from './watch-transport.js';
@@ -20,42 +19,34 @@ const pods = (namespace?: string): WatchTarget => ({
   labelSelector: 'app.kubernetes.io/managed-by=streamspace',
 });
 
-/** A stand-in API server answering lists only; the real one is exercised by the integration tests. */
-let server: Server;
+let api: FakeApiServer;
 let kube: KubeClient;
-const requests: string[] = [];
 
 beforeAll(async () => {
-  server = createServer((req, res) => {
-    requests.push(req.url ?? '');
-    const url = new URL(req.url ?? '/', 'http://x');
-    const send = (status: number, body: unknown) =>
-      res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
-    if (url.pathname === '/api/v1/namespaces/team-a/pods') {
-      if (url.searchParams.get('continue') === 'expired') {
-        return send(410, { kind: 'Status', code: 410, message: 'the continue token has expired' });
+  api = await FakeApiServer.start((q, r) => {
+    if (q.path === '/api/v1/namespaces/team-a/pods') {
+      if (q.query.get('continue') === 'expired') {
+        return send(r, 410, { kind: 'Status', code: 410, message: 'the continue token has expired' });
       }
-      return send(200, {
+      return send(r, 200, {
         kind: 'PodList',
         metadata: { resourceVersion: '77', continue: 'page-2' },
         items: [{ metadata: { name: 'p1', namespace: 'team-a' } }],
       });
     }
-    if (url.pathname === '/apis/stream.streamspace.io/v1alpha1/sessions') {
-      return send(404, {
+    if (q.path === '/apis/stream.streamspace.io/v1alpha1/sessions') {
+      return send(r, 404, {
         kind: 'Status',
         code: 404,
         message: 'the server could not find the requested resource',
       });
     }
-    send(403, { kind: 'Status', code: 403, message: 'pods is forbidden' });
+    send(r, 403, { kind: 'Status', code: 403, message: 'pods is forbidden' });
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  kube = new KubeClient({ server: new URL(`http://127.0.0.1:${port}`) }, { maxRetries: 0 });
+  kube = new KubeClient({ server: api.url }, { maxRetries: 0 });
 });
 
-afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
+afterAll(() => api.close());
 
 describe('kubeWatchTransport list', () => {
   it('lists raw JSON with the selector, fills in apiVersion and kind, and passes the continue token on', async () => {
@@ -65,7 +56,7 @@ describe('kubeWatchTransport list', () => {
       resourceVersion: '77',
       continueToken: 'page-2',
     });
-    const query = new URL(requests.at(-1) ?? '', 'http://x').searchParams;
+    const query = api.requests.at(-1)?.query ?? new URLSearchParams();
     expect(query.get('labelSelector')).toBe('app.kubernetes.io/managed-by=streamspace');
     expect(query.get('limit')).toBe('2');
   });
