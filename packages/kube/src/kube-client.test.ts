@@ -207,3 +207,22 @@ describe('watch', () => {
     expect((refused as KubeApiError).retryAfterSeconds).toBe(7);
   });
 });
+
+describe('request framing', () => {
+  it('sizes a DELETE body, so the next request on the same connection is read as sent', async () => {
+    api.handler = (_q, r) => send(r, 200, {});
+    const kube = new KubeClient({ server: api.url });
+    await kube.delete({ ...sessions, name: 's' });
+    await kube.create(sessions, { metadata: { name: 't' } });
+    expect(api.requests.map((q) => [q.method, q.headers['content-length'], q.body])).toEqual([
+      [
+        'DELETE',
+        String(
+          JSON.stringify({ kind: 'DeleteOptions', apiVersion: 'v1', propagationPolicy: 'Background' }).length,
+        ),
+        { kind: 'DeleteOptions', apiVersion: 'v1', propagationPolicy: 'Background' },
+      ],
+      ['POST', '25', { metadata: { name: 't' } }],
+    ]);
+  });
+});

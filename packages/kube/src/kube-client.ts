@@ -166,6 +166,9 @@ export class KubeClient {
     return this.headers(payload === undefined ? undefined : contentType).then(
       (headers) =>
         new Promise<Answer>((resolve, reject) => {
+          // Framed explicitly: Node neither chunks nor sizes the body of a DELETE by itself, so the
+          // server would read a DeleteOptions body as the start of the next request on the socket.
+          if (payload !== undefined) headers['content-length'] = Buffer.byteLength(payload);
           const request = this.transport.request(url, { method, agent: this.agent, headers }, (response) => {
             const chunks: Buffer[] = [];
             response.on('data', (chunk: Buffer) => chunks.push(chunk));
