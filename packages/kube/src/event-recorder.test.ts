@@ -88,4 +88,13 @@ describe('EventRecorder', () => {
     await events.record(session, 'Warning', 'ReconcileFailed', 'boom');
     expect([...store.values()][0]?.count).toBe(1);
   });
+
+  it('names the Event of an object with a 253-character name within the 253 an Event may have', async () => {
+    const long = `${'l'.repeat(62)}.${'o'.repeat(63)}.${'n'.repeat(63)}.${'g'.repeat(62)}`;
+    await recorder().record({ ...session, name: long }, 'Warning', 'ReconcileFailed', 'boom');
+    const [name] = [...store.keys()];
+    expect(name?.length).toBeLessThanOrEqual(253);
+    expect(name).toMatch(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/);
+    expect(name).not.toMatch(/\.\./);
+  });
 });

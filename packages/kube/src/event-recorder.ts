@@ -110,7 +110,8 @@ export class EventRecorder {
         if (!isNotFound(error)) throw error;
       }
     }
-    const name = `${object.name}.${createHash('sha256').update(key).digest('hex').slice(0, 16)}`;
+    // An object name may use all 253 characters an Event name may have: the hash keeps it apart.
+    const name = `${object.name.slice(0, 236).replace(/[.-]+$/, '')}.${createHash('sha256').update(key).digest('hex').slice(0, 16)}`;
     try {
       await this.kube.create(ref, this.body(name, object, type, reason, message, now));
       this.remember(key, { name, count: 1 });
