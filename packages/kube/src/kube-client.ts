@@ -12,11 +12,14 @@ import { type ResourceRef, resourcePath } from './resource-path.js';
  * server-side apply, merge patch, delete, over keep-alive HTTPS, with a client-side rate limit
  * and bounded retries of 429/5xx that honour Retry-After.
  *
- * Why not @kubernetes/client-node at run time: importing it loads its whole generated API surface
- * and costs ~70 MB of resident memory (measured: ~75 MB RSS after `import` alone, before a
- * single request), which by itself breaks the 100 MB per-service budget. We use its types only
- * (erased at compile time); test/unit/no-client-node-runtime.test.ts fails the build if a
- * compiled file imports it.
+ * Why not @kubernetes/client-node at run time: importing it loads its whole generated API surface.
+ * Measured on Node 20 (2026-11-29, `node -e "const b=process.memoryUsage().rss;
+ * import('@kubernetes/client-node').then(()=>console.log(process.memoryUsage().rss-b))"` in
+ * packages/kube): ~77 MiB RSS for the import alone, before a single request; +51 MiB even on top of
+ * what a service already loads (@streamspace/shared with NATS, zod, pino, prom-client), where this
+ * package adds 2 MiB. That alone breaks the 100 MB per-service budget. We use its types only
+ * (erased at compile time); test/unit/no-client-node-runtime.test.ts fails the default test run
+ * if a built file imports it.
  */
 
 export interface KubeList<T> {
