@@ -61,6 +61,15 @@ async function compactEtcd(): Promise<number> {
   return revision;
 }
 
+/** apiserver_cache_list_total of ConfigMaps: lists the API server answered from its watch cache. */
+async function cacheListsOfConfigMaps(): Promise<number> {
+  const text = await direct.request<string>('GET', '/metrics');
+  const line = text
+    .split('\n')
+    .find((l) => l.startsWith('apiserver_cache_list_total{') && l.includes('resource="configmaps"'));
+  return line ? Number(line.split(' ').at(-1)) : 0;
+}
+
 let namespaces = 0;
 async function namespace(): Promise<string> {
   const name = `informer-${process.pid}-${++namespaces}`;
@@ -159,9 +168,12 @@ describe('the kube client and informer against a real API server', () => {
   it('restarts a watch that went silent without closing (the watchdog), and catches up', async () => {
     const ns = await namespace();
     const kube = new KubeClient({ server: proxy.url });
+    const cachedBefore = await cacheListsOfConfigMaps();
     const watch = watchConfigMaps(kube, ns, 2_000);
     try {
       await eventually(() => expect(watch.informer.ready).toBe(true));
+      // Its list, consistent and paged, was answered from the watch cache, not read from etcd.
+      expect(await cacheListsOfConfigMaps()).toBeGreaterThan(cachedBefore);
       const before = await watch.count('watchdog');
       proxy.setMode('silent');
       await configMap(ns, 'during-silence');

@@ -24,22 +24,12 @@ interface FakeWatch {
 class FakeTransport implements WatchTransport {
   pages: (ListPage | Error)[][] = [];
   readonly listCalls: (string | undefined)[] = [];
-  /** The resourceVersion each page was asked at (undefined: a consistent read). */
-  readonly listVersions: (string | undefined)[] = [];
   readonly watches: FakeWatch[] = [];
   private listRound = 0;
   private pageInRound = 0;
 
-  async list({
-    continueToken,
-    resourceVersion,
-  }: {
-    limit: number;
-    continueToken?: string;
-    resourceVersion?: string;
-  }): Promise<ListPage> {
+  async list({ continueToken }: { limit: number; continueToken?: string }): Promise<ListPage> {
     this.listCalls.push(continueToken);
-    this.listVersions.push(resourceVersion);
     const round = this.pages[Math.min(this.listRound, this.pages.length - 1)] ?? [];
     const page = round[this.pageInRound] ?? { items: [], resourceVersion: '1' };
     if (page instanceof Error || !page.continueToken) {
@@ -195,23 +185,6 @@ describe('Informer', () => {
     await vi.waitFor(() => expect(transport.watches).toHaveLength(2));
     expect(transport.listCalls).toHaveLength(2);
     expect(h.restarts).toEqual(['gone']);
-    // The first list may come from the watch cache; the relist must not go back in time.
-    expect(transport.listVersions).toEqual(['0', undefined]);
-  });
-
-  it('asks the first page only for a resourceVersion: a continue token pins the snapshot', async () => {
-    const transport = new FakeTransport();
-    transport.pages = [
-      [
-        { items: [raw('a', '1')], resourceVersion: '10', continueToken: 'next' },
-        { items: [raw('b', '2')], resourceVersion: '10' },
-      ],
-    ];
-    const h = harness(transport);
-    await vi.waitFor(() => expect(transport.watches).toHaveLength(1));
-    expect(transport.listVersions).toEqual(['0', undefined]);
-    expect(transport.listCalls).toEqual([undefined, 'next']);
-    expect(h.watch.ready).toBe(true);
   });
 
   it('waits at least what a 429 asked for before it watches again', async () => {

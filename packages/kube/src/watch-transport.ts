@@ -33,11 +33,11 @@ function hintFor(error: KubeApiError, target: WatchTarget): string {
 export function kubeWatchTransport(kube: KubeClient, target: WatchTarget): WatchTransport {
   const selector = target.labelSelector ? { labelSelector: target.labelSelector } : {};
   return {
-    async list({ limit, continueToken, resourceVersion }): Promise<ListPage> {
+    async list({ limit, continueToken }): Promise<ListPage> {
       let body: { items?: unknown; metadata?: { resourceVersion?: string; continue?: string } } | null;
       try {
         body = await kube.request('GET', target.path, {
-          query: { ...selector, limit, continue: continueToken, resourceVersion },
+          query: { ...selector, limit, continue: continueToken },
         });
       } catch (error) {
         if (error instanceof KubeApiError) {
