@@ -37,8 +37,6 @@ interface ClusterInfo {
 export class ExecCredentialPlugin {
   private cached: ExecResult | undefined;
   private pending: Promise<ExecResult> | undefined;
-  /** How many times the plugin ran: a credential reused from the cache does not run it. */
-  runs = 0;
 
   constructor(
     private readonly config: ExecConfig,
@@ -89,7 +87,6 @@ export class ExecCredentialPlugin {
 
   private run(): Promise<ExecResult> {
     const { config } = this;
-    this.runs++;
     const command =
       config.command.includes('/') && !isAbsolute(config.command)
         ? join(this.baseDir, config.command)
