@@ -39,6 +39,7 @@ WORKDIR /src
 # Manifests first, so the dependency layer is rebuilt only when they change.
 COPY package.json pnpm-lock.yaml pnpm-workspace.yaml tsconfig.json tsconfig.base.json ./
 COPY packages/shared/package.json packages/shared/tsconfig.json packages/shared/
+COPY packages/kube/package.json packages/kube/tsconfig.json packages/kube/
 COPY services/watcher/package.json services/watcher/tsconfig.json services/watcher/
 COPY services/reconciler/package.json services/reconciler/tsconfig.json services/reconciler/
 COPY services/idle-reaper/package.json services/idle-reaper/tsconfig.json services/idle-reaper/
@@ -46,6 +47,7 @@ COPY services/metrics/package.json services/metrics/tsconfig.json services/metri
 RUN --mount=type=cache,id=pnpm-store,target=/root/.local/share/pnpm/store \
     pnpm install --frozen-lockfile --ignore-scripts
 COPY packages/shared/src packages/shared/src
+COPY packages/kube/src packages/kube/src
 COPY services/watcher/src services/watcher/src
 COPY services/reconciler/src services/reconciler/src
 COPY services/idle-reaper/src services/idle-reaper/src
@@ -63,7 +65,7 @@ RUN --mount=type=cache,id=pnpm-store,target=/root/.local/share/pnpm/store \
  && mkdir /out \
  && pnpm sbom --sbom-format cyclonedx --sbom-type application --prod -r >/out/sbom.cdx.json \
  && cp -a --parents package.json node_modules /out/ \
- && for p in packages/shared services/watcher services/reconciler services/idle-reaper services/metrics; do \
+ && for p in packages/shared packages/kube services/watcher services/reconciler services/idle-reaper services/metrics; do \
       cp -a --parents "$p/package.json" "$p/dist" /out/; \
       if [ -d "$p/node_modules" ]; then cp -a --parents "$p/node_modules" /out/; fi; \
     done \

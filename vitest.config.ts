@@ -2,9 +2,10 @@ import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vitest/config';
 
 const shared = fileURLToPath(new URL('./packages/shared/src/index.ts', import.meta.url));
+const kube = fileURLToPath(new URL('./packages/kube/src/index.ts', import.meta.url));
 
 export default defineConfig({
-  resolve: { alias: { '@streamspace/shared': shared } },
+  resolve: { alias: { '@streamspace/shared': shared, '@streamspace/kube': kube } },
   test: {
     projects: [
       {

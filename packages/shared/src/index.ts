@@ -12,7 +12,6 @@ export * from './labels.js';
 export * from './object-trim.js';
 export * from './duration.js';
 export * from './api.js';
-export * from './kube-client.js';
 export * from './pull-consumer-loop.js';
 export * from './watch-namespaces.js';
 export * from './command-subject.js';

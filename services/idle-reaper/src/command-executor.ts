@@ -15,7 +15,8 @@ import { authorizeCommand, type CommandPolicy, commandPolicy } from './command-a
 import type { CommandResult, ReaperMetrics } from './reaper-metrics.js';
 import { computeDeadlines, describeDeadline, type ReaperDefaults } from './session-deadlines.js';
 import { REAPER_IDENTITY, readTrackedSession, sessionKey, type TrackedSession } from './session-facts.js';
-import { type SessionWriter, type StateChangeRecord, statusCode } from './session-writer.js';
+import { statusCode } from '@streamspace/kube';
+import type { SessionWriter, StateChangeRecord } from './session-writer.js';
 
 /** A command that has failed this often is given up; the reaper issues it again if it still holds. */
 const MAX_DELIVERIES = 10;

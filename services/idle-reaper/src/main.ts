@@ -9,11 +9,11 @@ import {
   CONSUMERS,
   connectNats,
   describeNamespaces,
-  KubeClient,
   retryForever,
   runService,
   STREAMS,
 } from '@streamspace/shared';
+import { EventRecorder, kubeClientFromConfig } from '@streamspace/kube';
 import { activityRoute } from './activity-http.js';
 import { ActivityIntake } from './activity-intake.js';
 import { ActivityStore } from './activity-store.js';
@@ -25,7 +25,7 @@ import { LastActivityWriter } from './last-activity-writer.js';
 import { configProblem, reaperEnvSchema } from './reaper-config.js';
 import { createReaperMetrics } from './reaper-metrics.js';
 import { SessionInformer } from './session-informer.js';
-import { SessionWriter } from './session-writer.js';
+import { REAPER_COMPONENT, SessionWriter } from './session-writer.js';
 
 await runService({
   name: 'idle-reaper',
@@ -57,13 +57,13 @@ await runService({
         maxSessionDurationMs: config.MAX_SESSION_DURATION,
       },
     };
-    const kube = KubeClient.fromEnvironment();
-    const writer = new SessionWriter(kube);
+    const kube = kubeClientFromConfig(config, registry, log);
+    const instance = `${hostname()}-${process.pid}`;
+    const writer = new SessionWriter(kube, new EventRecorder(kube, { component: REAPER_COMPONENT, instance }));
     // status.lastActivity writes (steady, hundreds a second at scale) get connections of their
     // own, so they never make a decision wait for a socket.
-    const statusKube = KubeClient.fromEnvironment();
+    const statusKube = kubeClientFromConfig(config, registry, log);
     const statusWriterApi = new SessionWriter(statusKube);
-    const instance = `${hostname()}-${process.pid}`;
 
     // NATS pieces arrive once connected; until then reports answer "failed" and commands wait.
     let activity: ActivityStore | undefined;
@@ -105,7 +105,7 @@ await runService({
         const ref = { namespace: session.namespace, name: session.name, uid: session.facts.uid };
         for (const l of limited) {
           void writer
-            .recordEvent(ref, 'Warning', 'LimitApplied', l.message, `limit:${l.setting}=${l.requested}`)
+            .recordEvent(ref, 'Warning', 'LimitApplied', l.message)
             .catch((error: Error) =>
               log.warn({ err: error.message, key: session.key }, 'could not record the LimitApplied Event'),
             );

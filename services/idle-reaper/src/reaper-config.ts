@@ -1,3 +1,4 @@
+import { kubeEnvSchema } from '@streamspace/kube';
 import {
   env,
   formatDuration,
@@ -24,7 +25,7 @@ function durationMs(fallback: string, minMs: number) {
     });
 }
 
-export const reaperEnvSchema = natsEnvSchema.extend({
+export const reaperEnvSchema = natsEnvSchema.extend(kubeEnvSchema.shape).extend({
   /** Track the Sessions of these namespaces only (comma-separated); every namespace when unset. */
   WATCH_NAMESPACE: watchNamespacesSchema,
   /** For Sessions without spec.idleTimeout (the CRD defaults it to 30m, so rarely used). `0` disables. */

@@ -1,14 +1,5 @@
-import {
-  API_GROUP,
-  API_VERSION,
-  backoffDelay,
-  KubeApiError,
-  type KubeClient,
-  type Logger,
-  type Readiness,
-  type ResourceRef,
-  sleep,
-} from '@streamspace/shared';
+import { KubeApiError, type KubeClient, type ResourceRef } from '@streamspace/kube';
+import { API_GROUP, API_VERSION, backoffDelay, type Logger, type Readiness, sleep } from '@streamspace/shared';
 import type { ReaperMetrics } from './reaper-metrics.js';
 import { readTrackedSession, type TrackedSession } from './session-facts.js';
 

@@ -1,6 +1,5 @@
-import { createHash, randomBytes } from 'node:crypto';
-import { hostname } from 'node:os';
-import { API_GROUP, API_VERSION, KubeApiError, type KubeClient, type ResourceRef } from '@streamspace/shared';
+import type { EventRecorder, KubeClient, ResourceRef } from '@streamspace/kube';
+import { API_GROUP, API_VERSION } from '@streamspace/shared';
 
 /** The field manager of every write the reaper makes. */
 export const REAPER_FIELD_MANAGER = 'streamspace-idle-reaper';
@@ -17,11 +16,8 @@ export interface StateChangeRecord {
   reason: string;
   at: string;
 }
-const COMPONENT = 'streamspace-idle-reaper';
-
-export function statusCode(error: unknown): number | undefined {
-  return error instanceof KubeApiError ? error.code : undefined;
-}
+/** source.component of the reaper's Events. */
+export const REAPER_COMPONENT = 'streamspace-idle-reaper';
 
 export interface SessionRef {
   namespace: string;
@@ -41,9 +37,10 @@ const sessionRef = (namespace: string, name: string, subresource?: string): Reso
 
 /** The reaper's few calls to the API server. */
 export class SessionWriter {
-  private readonly instance = `${hostname()}-${process.pid}`;
-
-  constructor(private readonly kube: KubeClient) {}
+  constructor(
+    private readonly kube: KubeClient,
+    private readonly events?: EventRecorder,
+  ) {}
 
   /** The Session as raw JSON, or undefined when it does not exist. */
   read(namespace: string, name: string): Promise<unknown | undefined> {
@@ -103,61 +100,24 @@ export class SessionWriter {
   }
 
   /**
-   * A core/v1 Event on the Session, so `kubectl describe` says what the reaper did and why. With
-   * `onceAs`, the Event is named after it: replicas and restarts that report the same thing
-   * create it once (the API server answers 409 to the others, which is not an error here).
+   * A core/v1 Event on the Session, so `kubectl describe` says what the reaper did and why. The
+   * recorder aggregates: replicas, restarts and repeats that report the same thing raise the
+   * count of one Event instead of adding more.
    */
-  async recordEvent(
-    ref: SessionRef,
-    type: 'Normal' | 'Warning',
-    reason: string,
-    message: string,
-    onceAs?: string,
-  ): Promise<void> {
-    const now = new Date().toISOString();
-    const name = onceAs
-      ? `${ref.name}.${createHash('sha256').update(`${ref.uid}\u0000${onceAs}`).digest('hex').slice(0, 16)}`
-      : `${ref.name}.${randomBytes(8).toString('hex')}`;
-    try {
-      await this.createEvent(ref, name, type, reason, message, now);
-    } catch (error) {
-      if (onceAs && statusCode(error) === 409) return;
-      throw error;
-    }
-  }
-
-  private async createEvent(
-    ref: SessionRef,
-    name: string,
-    type: 'Normal' | 'Warning',
-    reason: string,
-    message: string,
-    now: string,
-  ): Promise<void> {
-    await this.kube.create(
-      { version: 'v1', plural: 'events', namespace: ref.namespace },
+  async recordEvent(ref: SessionRef, type: 'Normal' | 'Warning', reason: string, message: string): Promise<void> {
+    if (!this.events) throw new Error('this SessionWriter was made without an EventRecorder');
+    await this.events.record(
       {
-        apiVersion: 'v1',
-        kind: 'Event',
-        metadata: { name, namespace: ref.namespace },
-        involvedObject: {
-          apiVersion: `${API_GROUP}/${API_VERSION}`,
-          kind: 'Session',
-          name: ref.name,
-          namespace: ref.namespace,
-          uid: ref.uid,
-          ...(ref.resourceVersion ? { resourceVersion: ref.resourceVersion } : {}),
-        },
-        type,
-        reason,
-        message: message.slice(0, 1024),
-        source: { component: COMPONENT },
-        reportingComponent: COMPONENT,
-        reportingInstance: this.instance,
-        firstTimestamp: now,
-        lastTimestamp: now,
-        count: 1,
+        apiVersion: `${API_GROUP}/${API_VERSION}`,
+        kind: 'Session',
+        namespace: ref.namespace,
+        name: ref.name,
+        uid: ref.uid,
+        ...(ref.resourceVersion ? { resourceVersion: ref.resourceVersion } : {}),
       },
+      type,
+      reason,
+      message,
     );
   }
 }

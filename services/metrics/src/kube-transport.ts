@@ -1,4 +1,5 @@
-import { API_GROUP, API_VERSION, type KubeClient } from '@streamspace/shared';
+import type { KubeClient } from '@streamspace/kube';
+import { API_GROUP, API_VERSION } from '@streamspace/shared';
 import type { ListPage, ListWatchTransport, WatchHandle } from './list-watch.js';
 
 /**

@@ -1,3 +1,4 @@
+import { kubeEnvSchema } from '@streamspace/kube';
 import {
   CONSUMERS,
   env,
@@ -45,7 +46,7 @@ const urlList = z
     return urls;
   });
 
-export const metricsConfigSchema = natsEnvSchema.extend({
+export const metricsConfigSchema = natsEnvSchema.extend(kubeEnvSchema.shape).extend({
   /** Count the Sessions of these namespaces only (comma-separated); all namespaces when unset. */
   WATCH_NAMESPACE: watchNamespacesSchema,
   /** Put the `user` label on streamspace_active_sessions (one series per user: switch off for many users). */

@@ -3,12 +3,12 @@ import type { NatsConnection } from '@nats-io/nats-core';
 import {
   connectNats,
   describeNamespaces,
-  KubeClient,
   type RunningService,
   retryForever,
   type ServiceConfig,
   type ServiceContext,
 } from '@streamspace/shared';
+import { kubeClientFromConfig } from '@streamspace/kube';
 import { Counter } from 'prom-client';
 import { customObjectTransport } from './kube-transport.js';
 import { ListWatch, ListWatchSet, type Parsed, RESTART_REASONS } from './list-watch.js';
@@ -44,7 +44,7 @@ export async function startMetrics(
   context: ServiceContext<ServiceConfig<typeof metricsConfigSchema>>,
 ): Promise<RunningService> {
   const { config, log, readiness, registry, signal } = context;
-  const kube = KubeClient.fromEnvironment();
+  const kube = kubeClientFromConfig(config, registry, log);
   const namespace = config.WATCH_NAMESPACE;
   readiness.register('sessions', 'listing sessions');
   readiness.register('templates', 'listing templates');

@@ -1,6 +1,4 @@
-import { randomBytes } from 'node:crypto';
 import type {
-  CoreV1Event,
   KubernetesObject,
   V1Deployment,
   V1Ingress,
@@ -9,31 +7,18 @@ import type {
   V1Pod,
   V1Service,
 } from '@kubernetes/client-node';
-import {
-  API_GROUP,
-  API_VERSION,
-  FIELD_MANAGER,
-  KubeApiError,
-  type KubeClient,
-  LABELS,
-  MANAGED_BY,
-  type ResourceRef,
-  sessionLabelValue,
-} from '@streamspace/shared';
+import { type EventRecorder, isConflict, type KubeClient, type ResourceRef } from '@streamspace/kube';
+import { API_GROUP, API_VERSION, FIELD_MANAGER, LABELS, MANAGED_BY, sessionLabelValue } from '@streamspace/shared';
 import type { ChildRef, KubeEventIntent, ObservedSession, PlannedStatus } from './session-plan.js';
 import type { StoredSession as Session, StoredTemplate as Template } from './stored-objects.js';
 import type { TemplateStatusPlan } from './template-validation.js';
-
-export function statusCode(error: unknown): number | undefined {
-  return error instanceof KubeApiError ? error.code : undefined;
-}
 
 async function withConflictRetry<T>(operation: () => Promise<T>, attempts = 5): Promise<T> {
   for (let attempt = 1; ; attempt++) {
     try {
       return await operation();
     } catch (error) {
-      if (attempt >= attempts || statusCode(error) !== 409) throw error;
+      if (attempt >= attempts || !isConflict(error)) throw error;
       await new Promise((r) => setTimeout(r, 20 * attempt));
     }
   }
@@ -78,7 +63,7 @@ function refFor(kind: string, namespace: string, name: string): ResourceRef {
 export class KubeWriter {
   constructor(
     private readonly kube: KubeClient,
-    private readonly component = 'streamspace-reconciler',
+    private readonly events: EventRecorder,
   ) {}
 
   readSession(namespace: string, name: string): Promise<Session | undefined> {
@@ -166,32 +151,21 @@ export class KubeWriter {
     await withConflictRetry(() => this.kube.apply(ref, body, `${FIELD_MANAGER}-reconciler`, true));
   }
 
-  /** A core/v1 Event on the Session, so `kubectl describe session` tells its story. */
-  async recordEvent(session: Session, event: KubeEventIntent): Promise<void> {
-    const now = new Date();
-    const body: CoreV1Event = {
-      metadata: {
-        name: `${session.metadata.name}.${randomBytes(8).toString('hex')}`,
-        namespace: session.metadata.namespace,
-      },
-      involvedObject: {
+  /** A core/v1 Event on the Session, so `kubectl describe session` tells its story (repeats aggregated). */
+  recordEvent(session: Session, event: KubeEventIntent): Promise<void> {
+    const { name, namespace, uid, resourceVersion } = session.metadata;
+    return this.events.record(
+      {
         apiVersion: `${API_GROUP}/${API_VERSION}`,
         kind: 'Session',
-        name: session.metadata.name,
-        namespace: session.metadata.namespace,
-        ...(session.metadata.uid ? { uid: session.metadata.uid } : {}),
-        ...(session.metadata.resourceVersion ? { resourceVersion: session.metadata.resourceVersion } : {}),
+        name,
+        namespace,
+        ...(uid ? { uid } : {}),
+        ...(resourceVersion ? { resourceVersion } : {}),
       },
-      type: event.type,
-      reason: event.reason,
-      message: event.message.slice(0, 1024),
-      source: { component: this.component },
-      reportingComponent: this.component,
-      reportingInstance: process.env.HOSTNAME ?? 'local',
-      firstTimestamp: now,
-      lastTimestamp: now,
-      count: 1,
-    };
-    await this.kube.create({ version: 'v1', plural: 'events', namespace: session.metadata.namespace }, body);
+      event.type,
+      event.reason,
+      event.message,
+    );
   }
 }

@@ -7,7 +7,6 @@ import {
   bindConsumer,
   CONSUMERS,
   connectNats,
-  KubeClient,
   natsEnvSchema,
   parseDuration,
   retryForever,
@@ -15,6 +14,7 @@ import {
   STREAMS,
   sleep,
 } from '@streamspace/shared';
+import { EventRecorder, kubeClientFromConfig, kubeEnvSchema } from '@streamspace/kube';
 import { Counter } from 'prom-client';
 import { KeyLocks } from './key-lock.js';
 import { KubeWriter } from './kube-writer.js';
@@ -41,7 +41,7 @@ function ownNamespace(): string | undefined {
 await runService({
   name: 'reconciler',
   defaultPort: 8082,
-  configSchema: natsEnvSchema.extend(reconcilerEnvSchema.shape),
+  configSchema: natsEnvSchema.extend(reconcilerEnvSchema.shape).extend(kubeEnvSchema.shape),
   async start({ config, log, readiness, registry, signal }) {
     const settings = settingsFromEnv({
       ...config,
@@ -66,9 +66,9 @@ await runService({
       );
     if (!settings.desktopIngressFrom)
       log.warn('DESKTOP_NETWORK_POLICY=false: any pod in the cluster can reach every desktop port directly');
-    const kube = KubeClient.fromEnvironment();
-    const writer = new KubeWriter(kube);
+    const kube = kubeClientFromConfig(config, registry, log);
     const workerId = `${hostname()}-${process.pid}`;
+    const writer = new KubeWriter(kube, new EventRecorder(kube, { component: 'streamspace-reconciler', instance: workerId }));
     const refusals = new Counter({
       name: 'streamspace_reconciler_sessions_refused_total',
       help: 'Sessions the reconciler refused to act for, by why: ControlPlaneNamespace (a Session in its own namespace), ChildNotOwned (an object under its child name it does not control), HomeClaimNotOwned (a home claim naming another user), ResourcesExceedCeiling (resources above SESSION_MAX_REQUESTS/SESSION_MAX_LIMITS). Counted when the refusal starts.',

@@ -328,9 +328,8 @@ export function buildNetworkPolicy(
     kind: 'NetworkPolicy',
     metadata: childMetadata(session, 'desktop'),
     spec: {
-      podSelector: {
-        matchLabels: podSelector(session),
-      },
+      // The shortened label value, as the pods carry it: a name over 63 characters is no label value.
+      podSelector: { matchLabels: podSelector(session) },
       policyTypes: ['Ingress'],
       ingress: [
         {

@@ -1,6 +1,12 @@
 import fc from 'fast-check';
+import { parseKubeObject } from '@streamspace/kube';
 import { describe, expect, it } from 'vitest';
-import { SessionIndex } from './session-index.js';
+import { SessionIndex, sessionTemplateName } from './session-index.js';
+
+const session = (spec: unknown) => ({
+  metadata: { namespace: 'team-a', name: 's1', uid: 'u1', resourceVersion: '7' },
+  spec,
+});
 
 describe('SessionIndex', () => {
   it('finds the sessions of a namespace that use a template', () => {
@@ -55,5 +61,19 @@ describe('SessionIndex', () => {
         expect(index.size).toBe([...truth.values()].filter((t) => t !== undefined).length);
       }),
     );
+  });
+});
+
+describe('sessionTemplateName', () => {
+  it('reads spec.template, or nothing', () => {
+    const parse = (raw: unknown) => {
+      const parsed = parseKubeObject(raw);
+      if (!parsed.ok) throw new Error(parsed.reason);
+      return parsed.object;
+    };
+    expect(sessionTemplateName(parse(session({ template: 'firefox' })))).toBe('firefox');
+    expect(sessionTemplateName(parse(session({})))).toBeUndefined();
+    expect(sessionTemplateName(parse(session({ template: 5 })))).toBeUndefined();
+    expect(sessionTemplateName(parse(session(undefined)))).toBeUndefined();
   });
 });

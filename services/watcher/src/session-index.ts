@@ -1,3 +1,5 @@
+import type { KubeObject } from '@streamspace/kube';
+
 /**
  * Which Sessions use which Template, per namespace, kept in step with the Session cache so a
  * Template change can be fanned out to its Sessions without listing anything.
@@ -55,4 +57,12 @@ export class SessionIndex {
     if (sessions.size === 0) templates.delete(template);
     if (templates.size === 0) this.byTemplate.delete(namespace);
   }
+}
+
+/** `spec.template` of a Session, if it names one. */
+export function sessionTemplateName(object: KubeObject): string | undefined {
+  const spec = object.raw.spec;
+  if (typeof spec !== 'object' || spec === null || Array.isArray(spec)) return undefined;
+  const template = (spec as Record<string, unknown>).template;
+  return typeof template === 'string' && template.length > 0 ? template : undefined;
 }

@@ -1,10 +1,12 @@
-import { MANAGED_SELECTOR, type ObservedKind } from '@streamspace/shared';
+import { resourcePath, type WatchTarget } from '@streamspace/kube';
+import { API_GROUP, API_VERSION, MANAGED_SELECTOR, type ObservedKind } from '@streamspace/shared';
 
 /** One kind the watcher lists and watches, and where the API server serves it. */
 export interface WatchedResource {
   kind: ObservedKind;
-  /** `/api/v1` or `/apis/<group>/<version>`. */
-  apiPath: string;
+  /** The API group; the core group has none. */
+  group?: string;
+  version: string;
   apiVersion: string;
   /** The object kind, filled into list items (the API server leaves it out of them). */
   objectKind: string;
@@ -12,20 +14,19 @@ export interface WatchedResource {
   labelSelector?: string;
 }
 
-export const API_GROUP = 'stream.streamspace.io';
-export const API_VERSION = 'v1alpha1';
-
 export const WATCHED_RESOURCES: readonly WatchedResource[] = [
   {
     kind: 'session',
-    apiPath: `/apis/${API_GROUP}/${API_VERSION}`,
+    group: API_GROUP,
+    version: API_VERSION,
     apiVersion: `${API_GROUP}/${API_VERSION}`,
     objectKind: 'Session',
     plural: 'sessions',
   },
   {
     kind: 'template',
-    apiPath: `/apis/${API_GROUP}/${API_VERSION}`,
+    group: API_GROUP,
+    version: API_VERSION,
     apiVersion: `${API_GROUP}/${API_VERSION}`,
     objectKind: 'Template',
     plural: 'templates',
@@ -33,7 +34,8 @@ export const WATCHED_RESOURCES: readonly WatchedResource[] = [
   // Only what the platform created: a cluster's other Deployments and Pods are none of our business.
   {
     kind: 'deployment',
-    apiPath: '/apis/apps/v1',
+    group: 'apps',
+    version: 'v1',
     apiVersion: 'apps/v1',
     objectKind: 'Deployment',
     plural: 'deployments',
@@ -41,7 +43,7 @@ export const WATCHED_RESOURCES: readonly WatchedResource[] = [
   },
   {
     kind: 'pod',
-    apiPath: '/api/v1',
+    version: 'v1',
     apiVersion: 'v1',
     objectKind: 'Pod',
     plural: 'pods',
@@ -49,8 +51,14 @@ export const WATCHED_RESOURCES: readonly WatchedResource[] = [
   },
 ];
 
-/** The collection URL path, across all namespaces or in one. */
-export function collectionPath(resource: WatchedResource, namespace?: string): string {
-  const scope = namespace ? `/namespaces/${encodeURIComponent(namespace)}` : '';
-  return `${resource.apiPath}${scope}/${resource.plural}`;
+/** The collection an informer lists and watches, across all namespaces or in one. */
+export function watchTarget(resource: WatchedResource, namespace?: string): WatchTarget {
+  return {
+    path: resourcePath({ ...resource, ...(namespace ? { namespace } : {}) }),
+    plural: resource.plural,
+    apiVersion: resource.apiVersion,
+    objectKind: resource.objectKind,
+    ...(resource.labelSelector ? { labelSelector: resource.labelSelector } : {}),
+    custom: resource.group === API_GROUP,
+  };
 }

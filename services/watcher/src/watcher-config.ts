@@ -1,3 +1,4 @@
+import { kubeEnvSchema } from '@streamspace/kube';
 import {
   DEFAULT_MAX_OBJECT_BYTES,
   DEFAULT_STREAM_LIMITS,
@@ -27,7 +28,7 @@ function durationMs(fallback: string, minMs: number, zeroAllowed = false) {
     });
 }
 
-export const watcherConfigSchema = natsEnvSchema.extend({
+export const watcherConfigSchema = natsEnvSchema.extend(kubeEnvSchema.shape).extend({
   /** Watch these namespaces only (comma-separated), each by itself; all namespaces when unset. */
   WATCH_NAMESPACE: watchNamespacesSchema,
   /** Every Session and Template is announced again this often, to repair whatever was missed; 0 turns it off. */

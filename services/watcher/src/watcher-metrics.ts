@@ -1,6 +1,6 @@
+import { RESTART_REASONS } from '@streamspace/kube';
 import type { ObservedKind, WorkKind } from '@streamspace/shared';
 import { Counter, Gauge, type Registry } from 'prom-client';
-import { RESTART_REASONS } from './resilient-watch.js';
 import { RESYNC_TRIGGERS } from './resync-schedule.js';
 import { EVENT_TYPES, OBSERVED_KINDS, workReasons } from './work-routing.js';
 

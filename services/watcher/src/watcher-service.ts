@@ -5,22 +5,19 @@ import {
   declareTopology,
   describeNamespaces,
   formatDuration,
-  KubeClient,
   type ObservedKind,
   type RunningService,
   retryForever,
   type ServiceConfig,
   type ServiceContext,
+  trimObject,
 } from '@streamspace/shared';
-import { type KubeObject, sessionTemplateName } from './kube-object.js';
-import { kubeWatchTransport } from './kube-watch-transport.js';
-import type { CacheChange } from './object-cache.js';
+import { type CacheChange, Informer, type KubeObject, kubeClientFromConfig, kubeWatchTransport } from '@streamspace/kube';
 import { Publisher } from './publisher.js';
-import { ResilientWatch } from './resilient-watch.js';
 import { ResyncPacer } from './resync-pacer.js';
 import { nextResyncAt, type ResyncTrigger, resyncName } from './resync-schedule.js';
-import { SessionIndex } from './session-index.js';
-import { WATCHED_RESOURCES } from './watched-resources.js';
+import { SessionIndex, sessionTemplateName } from './session-index.js';
+import { WATCHED_RESOURCES, watchTarget } from './watched-resources.js';
 import type { watcherConfigSchema } from './watcher-config.js';
 import { createWatcherMetrics } from './watcher-metrics.js';
 import { type Publication, routeChange, routeResync } from './work-routing.js';
@@ -91,14 +88,14 @@ function summarize(raw: unknown): string {
  */
 export async function startWatcher(context: Context): Promise<RunningService> {
   const { config, log, readiness, registry } = context;
-  const kube = KubeClient.fromEnvironment();
+  const kube = kubeClientFromConfig(config, registry, log);
   const stopping = new AbortController();
   const signal = AbortSignal.any([context.signal, stopping.signal]);
   const sessionIndex = new SessionIndex();
   let publisher: Publisher | undefined;
   let nc: NatsConnection | undefined;
   // One watch per kind and namespace (see below).
-  const watches = new Map<ObservedKind, ResilientWatch[]>();
+  const watches = new Map<ObservedKind, Informer[]>();
   const metrics = createWatcherMetrics(registry, {
     isReady: () => readiness.ready,
     queueDepth: () => publisher?.pending ?? 0,
@@ -130,13 +127,13 @@ export async function startWatcher(context: Context): Promise<RunningService> {
         namespaces.length > 1 ? `watch:${resource.plural}:${namespace}` : `watch:${resource.plural}`;
       const where = namespaces.length > 1 ? { namespace } : {};
       readiness.register(check, `waiting for the first list of ${resource.plural}`);
-      const watch = new ResilientWatch({
+      const watch = new Informer({
         resource: resource.plural,
-        transport: kubeWatchTransport(kube, resource, namespace),
+        transport: kubeWatchTransport(kube, watchTarget(resource, namespace)),
         pageSize: config.LIST_PAGE_SIZE,
         watchTimeoutSeconds: Math.max(1, Math.round(config.WATCH_TIMEOUT / 1000)),
         silenceTimeoutMs: config.WATCH_SILENCE_TIMEOUT,
-        trim: { kind: resource.kind, maxBytes: config.MAX_OBJECT_BYTES },
+        transform: (raw) => trimObject(resource.kind, raw, config.MAX_OBJECT_BYTES),
         onChanges: (changes) => handleChanges(resource.kind, changes),
         onMalformed: (raw, reason) => {
           metrics.malformed.labels(resource.kind).inc();

@@ -1,7 +1,6 @@
 import { ANNOTATIONS, changeEventSchema, LABELS, subjects, workItemSchema } from '@streamspace/shared';
 import { describe, expect, it } from 'vitest';
-import type { KubeObject } from './kube-object.js';
-import type { CacheChange } from './object-cache.js';
+import type { CacheChange, KubeObject } from '@streamspace/kube';
 import { type Publication, routeChange, routeResync, workReasons } from './work-routing.js';
 
 function obj(

@@ -9,8 +9,7 @@ import {
   type WorkKind,
   workItemSchema,
 } from '@streamspace/shared';
-import type { KubeObject } from './kube-object.js';
-import type { CacheChange, ChangeType } from './object-cache.js';
+import type { CacheChange, ChangeType, KubeObject } from '@streamspace/kube';
 
 /**
  * What one observed change means on NATS, as plain data: the change event for subscribers and

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { parseKubeObject, sessionTemplateName } from './kube-object.js';
+import { trimObject } from '@streamspace/shared';
+import { parseKubeObject } from './kube-object.js';
 
 const valid = {
   apiVersion: 'stream.streamspace.io/v1alpha1',
@@ -55,20 +56,6 @@ describe('parseKubeObject', () => {
   });
 });
 
-describe('sessionTemplateName', () => {
-  it('reads spec.template, or nothing', () => {
-    const parse = (raw: unknown) => {
-      const parsed = parseKubeObject(raw);
-      if (!parsed.ok) throw new Error(parsed.reason);
-      return parsed.object;
-    };
-    expect(sessionTemplateName(parse(valid))).toBe('firefox');
-    expect(sessionTemplateName(parse({ ...valid, spec: {} }))).toBeUndefined();
-    expect(sessionTemplateName(parse({ ...valid, spec: { template: 5 } }))).toBeUndefined();
-    expect(sessionTemplateName(parse({ ...valid, spec: undefined }))).toBeUndefined();
-  });
-});
-
 describe('the kept object', () => {
   it('drops managedFields and leaves the rest (and the original) alone', () => {
     const raw = { ...valid, metadata: { ...valid.metadata, managedFields: [{ manager: 'kubectl' }] } };
@@ -97,7 +84,7 @@ describe('the kept object, trimmed for its kind', () => {
   };
 
   it('keeps only the annotations a component reads, and says how many bytes are held', () => {
-    const parsed = parseKubeObject(session, { kind: 'session', maxBytes: 64 * 1024 });
+    const parsed = parseKubeObject(session, (raw) => trimObject('session', raw, 64 * 1024));
     if (!parsed.ok) throw new Error(parsed.reason);
     expect(parsed.object.raw.metadata).toMatchObject({
       annotations: { 'stream.streamspace.io/state-changed-by': 'idle-reaper' },
@@ -111,9 +98,8 @@ describe('the kept object, trimmed for its kind', () => {
   it('keeps the labels the platform routes on when an object over the bound loses the others', () => {
     const labels: Record<string, string> = { 'stream.streamspace.io/session': 's1' };
     for (let i = 0; i < 3000; i++) labels[`example.com/label-${i}`] = 'v'.repeat(60);
-    const parsed = parseKubeObject(
-      { ...valid, metadata: { ...valid.metadata, labels } },
-      { kind: 'pod', maxBytes: 8 * 1024 },
+    const parsed = parseKubeObject({ ...valid, metadata: { ...valid.metadata, labels } }, (raw) =>
+      trimObject('pod', raw, 8 * 1024),
     );
     if (!parsed.ok) throw new Error(parsed.reason);
     expect(parsed.object.labels).toEqual({ 'stream.streamspace.io/session': 's1' });

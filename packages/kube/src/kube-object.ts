@@ -1,7 +1,7 @@
-import { type ObservedKind, type TrimLevel, type TrimmedObject, trimObject } from '@streamspace/shared';
+import type { TrimLevel, TrimmedObject } from '@streamspace/shared';
 
 /**
- * The few fields of a Kubernetes object the watcher routes on, read defensively from whatever
+ * The few fields of a Kubernetes object an informer keys and routes on, read defensively from whatever
  * JSON the API server (or a misbehaving proxy) sent. Anything without them cannot be keyed,
  * deduplicated or routed, so it is reported as malformed instead of half-processed.
  */
@@ -13,10 +13,10 @@ export interface KubeObject {
   generation: number | undefined;
   labels: Readonly<Record<string, string>>;
   /**
-   * The object as the API server sent it, trimmed (trimObject): less `metadata.managedFields`
-   * (server-side apply bookkeeping that often doubles an object's size), less the annotations no
-   * StreamSpace component reads, and cut further when still over the per-object bound. This is
-   * what the cache holds and every change event carries.
+   * The object as the API server sent it, through the informer's transform (the watcher's:
+   * trimObject, which drops `metadata.managedFields` — server-side apply bookkeeping that often
+   * doubles an object's size —, the annotations no StreamSpace component reads, and cuts further
+   * when still over the per-object bound). This is what the cache holds and every change carries.
    */
   raw: Record<string, unknown>;
   /** JSON size of `raw` in bytes. */
@@ -25,11 +25,11 @@ export interface KubeObject {
   oversize?: { level: Exclude<TrimLevel, 'trimmed'>; bytes: number };
 }
 
-/** How objects are trimmed before they are kept (see trimObject). */
-export interface TrimOptions {
-  kind: ObservedKind;
-  maxBytes: number;
-}
+/**
+ * What an informer keeps of each object: drop what nobody reads before it is cached, so the cache
+ * stays small. The watcher passes `(raw) => trimObject(kind, raw, maxBytes)`.
+ */
+export type ObjectTransform = (raw: Record<string, unknown>) => TrimmedObject;
 
 export type ParsedObject = { ok: true; object: KubeObject } | { ok: false; reason: string };
 
@@ -41,11 +41,8 @@ function nonEmptyString(value: unknown): value is string {
   return typeof value === 'string' && value.length > 0;
 }
 
-/**
- * Reads and trims one object. Without `trim` only managedFields are dropped (what the kind-less
- * callers and tests need); the watcher always passes its kind and bound.
- */
-export function parseKubeObject(raw: unknown, trim?: TrimOptions): ParsedObject {
+/** Reads and transforms one object. Without a transform only managedFields are dropped. */
+export function parseKubeObject(raw: unknown, transform?: ObjectTransform): ParsedObject {
   if (!isRecord(raw)) return { ok: false, reason: 'not a JSON object' };
   const metadata = raw.metadata;
   if (!isRecord(metadata)) return { ok: false, reason: 'metadata is missing' };
@@ -57,7 +54,7 @@ export function parseKubeObject(raw: unknown, trim?: TrimOptions): ParsedObject 
   if (generation !== undefined && !(Number.isInteger(generation) && (generation as number) >= 0)) {
     return { ok: false, reason: 'metadata.generation is not a non-negative integer' };
   }
-  const trimmed: TrimmedObject = trim ? trimObject(trim.kind, raw, trim.maxBytes) : untrimmed(raw, metadata);
+  const trimmed: TrimmedObject = transform ? transform(raw) : untrimmed(raw, metadata);
   const kept = trimmed.object;
   // Labels as kept: an oversized object keeps only the platform's, so the cache stays bounded.
   const keptMetadata = kept.metadata as Record<string, unknown>;
@@ -105,11 +102,4 @@ function withoutManagedFields(
 /** `namespace/name`: the cache key of a namespaced object. */
 export function objectKeyOf(object: { namespace: string; name: string }): string {
   return `${object.namespace}/${object.name}`;
-}
-
-/** `spec.template` of a Session, if it names one. */
-export function sessionTemplateName(object: KubeObject): string | undefined {
-  const spec = object.raw.spec;
-  if (!isRecord(spec)) return undefined;
-  return nonEmptyString(spec.template) ? spec.template : undefined;
 }

@@ -1,6 +1,13 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import {
+  Informer,
+  type InformerOptions,
+  type ListPage,
+  type RestartReason,
+  type WatchTransport,
+} from './informer.js';
+import { KubeApiError } from './kube-error.js';
 import type { CacheChange } from './object-cache.js';
-import { type ListPage, ResilientWatch, type RestartReason, type WatchTransport } from './resilient-watch.js';
 
 function raw(name: string, resourceVersion: string) {
   return { metadata: { namespace: 'ns', name, uid: `uid-${name}`, resourceVersion } };
@@ -62,13 +69,13 @@ class FakeTransport implements WatchTransport {
   }
 }
 
-function harness(transport: FakeTransport, silenceTimeoutMs = 60_000) {
+function harness(transport: FakeTransport, silenceTimeoutMs = 60_000, extra: Partial<InformerOptions> = {}) {
   const changes: string[] = [];
   const states: string[] = [];
   const restarts: RestartReason[] = [];
   const malformed: string[] = [];
   const controller = new AbortController();
-  const watch = new ResilientWatch({
+  const watch = new Informer({
     resource: 'sessions',
     transport,
     pageSize: 2,
@@ -81,6 +88,7 @@ function harness(transport: FakeTransport, silenceTimeoutMs = 60_000) {
     onMalformed: (_raw, reason) => malformed.push(reason),
     onState: (up, reason) => states.push(up ? 'up' : `down: ${reason}`),
     onRestart: (reason) => restarts.push(reason),
+    ...extra,
   });
   const running = watch.run(controller.signal);
   stops.push(async () => {
@@ -95,7 +103,7 @@ afterEach(async () => {
   for (const stop of stops.splice(0)) await stop();
 });
 
-describe('ResilientWatch', () => {
+describe('Informer', () => {
   it('lists, reports everything as added, is up, and watches from the list version', async () => {
     const transport = new FakeTransport();
     transport.pages = [[{ items: [raw('a', '5'), raw('b', '6')], resourceVersion: '10' }]];
@@ -173,10 +181,35 @@ describe('ResilientWatch', () => {
     transport.pages = [[{ items: [], resourceVersion: '10' }]];
     const h = harness(transport);
     await vi.waitFor(() => expect(transport.watches).toHaveLength(1));
-    transport.current.end(Object.assign(new Error('Gone'), { statusCode: 410 }));
+    transport.current.end(new KubeApiError('watch: 410 Gone', 410, 'Expired'));
     await vi.waitFor(() => expect(transport.watches).toHaveLength(2));
     expect(transport.listCalls).toHaveLength(2);
     expect(h.restarts).toEqual(['gone']);
+  });
+
+  it('waits at least what a 429 asked for before it watches again', async () => {
+    const transport = new FakeTransport();
+    transport.pages = [[{ items: [], resourceVersion: '10' }]];
+    const h = harness(transport);
+    await vi.waitFor(() => expect(transport.watches).toHaveLength(1));
+    const refusedAt = Date.now();
+    transport.current.end(new KubeApiError('watch: 429 slow down', 429, 'TooManyRequests', undefined, 1));
+    await vi.waitFor(() => expect(transport.watches).toHaveLength(2), { timeout: 3_000 });
+    expect(Date.now() - refusedAt).toBeGreaterThanOrEqual(950);
+    expect(h.restarts).toEqual(['error']);
+  });
+
+  it('hands every cached object to onResync on its interval, asking the API server nothing', async () => {
+    const transport = new FakeTransport();
+    transport.pages = [[{ items: [raw('a', '1'), raw('b', '2')], resourceVersion: '10' }]];
+    const resyncs: string[][] = [];
+    harness(transport, 60_000, {
+      resyncMs: 20,
+      onResync: (objects) => resyncs.push(objects.map((o) => o.name).sort()),
+    });
+    await vi.waitFor(() => expect(resyncs.length).toBeGreaterThanOrEqual(2));
+    expect(resyncs[0]).toEqual(['a', 'b']);
+    expect(transport.listCalls).toHaveLength(1);
   });
 
   it('restarts with backoff after any other error, is down meanwhile, and does not relist', async () => {

@@ -1,0 +1,12 @@
+export * from './event-recorder.js';
+export * from './informer.js';
+export * from './kube-client.js';
+export * from './kube-credentials.js';
+export * from './kube-error.js';
+export * from './kube-metrics.js';
+export * from './kube-object.js';
+export * from './object-cache.js';
+export * from './resource-path.js';
+export * from './watch-transport.js';
+export { ExecCredentialPlugin, type ExecConfig, type ExecResult } from './exec-credential.js';
+export * from './kube-config.js';

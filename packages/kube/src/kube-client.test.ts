@@ -1,0 +1,228 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { FakeApiServer, send } from './fake-api-server.test-support.js';
+import { KubeClient, parseRetryAfter } from './kube-client.js';
+import type { TokenSource } from './kube-credentials.js';
+import { isConflict, isGone, isNotFound, isTooManyRequests, KubeApiError, statusCode } from './kube-error.js';
+import type { KubeClientMetrics } from './kube-metrics.js';
+
+const sessions = { group: 'stream.streamspace.io', version: 'v1alpha1', plural: 'sessions', namespace: 'a' };
+
+function recordingMetrics() {
+  const seen = {
+    retried: [] as string[],
+    exhausted: [] as string[],
+    throttledMs: 0,
+    malformed: 0,
+    consumerErrors: 0,
+  };
+  const metrics: KubeClientMetrics = {
+    retried: (method, reason) => seen.retried.push(`${method} ${reason}`),
+    exhausted: (method, reason) => seen.exhausted.push(`${method} ${reason}`),
+    throttled: (ms) => {
+      seen.throttledMs += ms;
+    },
+    malformedWatchLine: () => seen.malformed++,
+    consumerError: () => seen.consumerErrors++,
+  };
+  return { seen, metrics };
+}
+
+let api: FakeApiServer;
+beforeEach(async () => {
+  api = await FakeApiServer.start();
+});
+afterEach(() => api.close());
+
+describe('the one error type', () => {
+  it('answers the four questions and the status code, and nothing for other errors', async () => {
+    api.handler = (q, r) =>
+      send(r, Number(q.query.get('code')), { kind: 'Status', message: 'no', reason: 'Why' });
+    const kube = new KubeClient({ server: api.url }, { maxRetries: 0 });
+    const failure = (code: number) =>
+      kube.request('GET', '/api/v1/pods', { query: { code } }).catch((e: unknown) => e);
+    expect(isNotFound(await failure(404))).toBe(true);
+    expect(isConflict(await failure(409))).toBe(true);
+    expect(isGone(await failure(410))).toBe(true);
+    expect(isTooManyRequests(await failure(429))).toBe(true);
+    const invalid = await failure(422);
+    expect(invalid).toBeInstanceOf(KubeApiError);
+    expect(statusCode(invalid)).toBe(422);
+    expect((invalid as KubeApiError).reason).toBe('Why');
+    expect(statusCode(new Error('socket hang up'))).toBeUndefined();
+    expect(isNotFound(new Error('404'))).toBe(false);
+  });
+});
+
+describe('retries', () => {
+  it('sends a 429 again after the Retry-After the server asked for, and counts it', async () => {
+    let calls = 0;
+    api.handler = (_q, r) => {
+      calls++;
+      if (calls === 1)
+        return send(r, 429, { message: 'slow down', reason: 'TooManyRequests' }, { 'retry-after': '1' });
+      send(r, 200, { items: [], metadata: { resourceVersion: '5' } });
+    };
+    const { seen, metrics } = recordingMetrics();
+    const kube = new KubeClient({ server: api.url }, { metrics, backoff: { initialMs: 1, maxMs: 1 } });
+    const started = Date.now();
+    const list = await kube.list(sessions);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(950);
+    expect(list.metadata.resourceVersion).toBe('5');
+    expect(seen.retried).toEqual(['GET 429']);
+  });
+
+  it('retries 5xx with backoff up to the bound, then gives the error to the caller', async () => {
+    api.handler = (_q, r) => send(r, 503, { message: 'etcd is sad' });
+    const { seen, metrics } = recordingMetrics();
+    const kube = new KubeClient(
+      { server: api.url },
+      { metrics, maxRetries: 3, backoff: { initialMs: 1, maxMs: 2 } },
+    );
+    const error = await kube.apply({ ...sessions, name: 's' }, {}, 'me').catch((e: unknown) => e);
+    expect(statusCode(error)).toBe(503);
+    expect(api.requests).toHaveLength(4);
+    expect(seen.retried).toEqual(['PATCH 503', 'PATCH 503', 'PATCH 503']);
+    expect(seen.exhausted).toEqual(['PATCH 503']);
+  });
+
+  it('does not repeat a create that failed with a 5xx the server gave no Retry-After for', async () => {
+    api.handler = (_q, r) => send(r, 500, { message: 'internal error' });
+    const kube = new KubeClient({ server: api.url }, { backoff: { initialMs: 1, maxMs: 1 } });
+    await expect(kube.create(sessions, {})).rejects.toThrow(/500 internal error/);
+    expect(api.requests).toHaveLength(1);
+  });
+
+  it('does not retry what can never succeed', async () => {
+    api.handler = (_q, r) => send(r, 422, { message: 'spec.state: Unsupported value' });
+    const kube = new KubeClient({ server: api.url }, { backoff: { initialMs: 1, maxMs: 1 } });
+    await expect(kube.mergePatch({ ...sessions, name: 's' }, {})).rejects.toThrow(/422 spec.state/);
+    expect(api.requests).toHaveLength(1);
+  });
+
+  it('reads Retry-After as seconds or as a date', () => {
+    expect(parseRetryAfter('3')).toBe(3);
+    expect(parseRetryAfter(new Date(10_000).toUTCString(), 5_000)).toBe(5);
+    expect(parseRetryAfter(undefined)).toBeUndefined();
+    expect(parseRetryAfter('soon')).toBeUndefined();
+  });
+
+  it('reads the token again and retries once when the API server answers 401', async () => {
+    let current = 'old';
+    let invalidated = 0;
+    const token: TokenSource = {
+      get: () => current,
+      invalidate: () => {
+        invalidated++;
+        current = 'rotated';
+      },
+    };
+    api.handler = (q, r) =>
+      q.headers.authorization === 'Bearer rotated'
+        ? send(r, 200, { ok: true })
+        : send(r, 401, { message: 'Unauthorized' });
+    const kube = new KubeClient({ server: api.url, token }, { maxRetries: 0 });
+    await expect(kube.get({ ...sessions, name: 's' })).resolves.toEqual({ ok: true });
+    expect(invalidated).toBe(1);
+    expect(api.requests.map((q) => q.headers.authorization)).toEqual(['Bearer old', 'Bearer rotated']);
+  });
+});
+
+describe('the client-side rate limit', () => {
+  it('lets the burst go at once, then spaces requests at QPS', async () => {
+    api.handler = (_q, r) => send(r, 200, {});
+    const { seen, metrics } = recordingMetrics();
+    const kube = new KubeClient({ server: api.url }, { qps: 20, burst: 5, metrics });
+    const started = Date.now();
+    await Promise.all(Array.from({ length: 10 }, () => kube.get({ ...sessions, name: 's' })));
+    // 5 at once, then 5 more at 20/s: the last leaves 250 ms after the first.
+    expect(Date.now() - started).toBeGreaterThanOrEqual(240);
+    expect(seen.throttledMs).toBeGreaterThan(0);
+  });
+});
+
+describe('paged list', () => {
+  it('follows continue tokens and keeps the first page’s resourceVersion', async () => {
+    api.handler = (q, r) =>
+      q.query.get('continue')
+        ? send(r, 200, { items: [2], metadata: { resourceVersion: '9' } })
+        : send(r, 200, { items: [1], metadata: { resourceVersion: '7', continue: 'next' } });
+    const kube = new KubeClient({ server: api.url });
+    expect(await kube.listAll(sessions, {}, 1)).toEqual({
+      items: [1, 2],
+      metadata: { resourceVersion: '7' },
+    });
+    expect(api.requests.map((q) => q.query.get('limit'))).toEqual(['1', '1']);
+  });
+});
+
+describe('watch', () => {
+  it('asks for bookmarks, skips and counts malformed lines and failing consumers, and goes on', async () => {
+    api.handler = (_q, r) => {
+      r.writeHead(200, { 'content-type': 'application/json' });
+      r.write('{"type":"ADDED","object":{"n":1}}\nnot json\n{"object":{}}\n');
+      r.write('{"type":"MODIFIED","object":{"n":2}}\n{"type":"BOOKMARK","object":{"n":3}}\n');
+      r.end();
+    };
+    const { seen, metrics } = recordingMetrics();
+    const warnings: string[] = [];
+    const kube = new KubeClient({ server: api.url }, { metrics, log: { warn: (_f, m) => warnings.push(m) } });
+    const events: string[] = [];
+    const ended = await new Promise<Error | undefined>((resolve) =>
+      kube.watch<{ n: number }>(
+        sessions,
+        { resourceVersion: '5' },
+        (event) => {
+          events.push(`${event.type} ${event.object.n}`);
+          if (event.type === 'MODIFIED') throw new Error('consumer bug');
+        },
+        resolve,
+      ),
+    );
+    expect(ended).toBeUndefined();
+    expect(events).toEqual(['ADDED 1', 'MODIFIED 2', 'BOOKMARK 3']);
+    expect(seen.malformed).toBe(2);
+    expect(seen.consumerErrors).toBe(1);
+    expect(warnings).toHaveLength(3);
+    expect(api.requests[0]?.query.get('allowWatchBookmarks')).toBe('true');
+    expect(api.requests[0]?.query.get('watch')).toBe('true');
+  });
+
+  it('ends with a 410 KubeApiError on an expired resourceVersion, and carries a refused start’s Retry-After', async () => {
+    api.handler = (q, r) => {
+      if (q.query.get('resourceVersion') === 'old') {
+        r.writeHead(200).end(
+          '{"type":"ERROR","object":{"kind":"Status","code":410,"reason":"Expired","message":"too old"}}\n',
+        );
+      } else send(r, 429, { message: 'slow down' }, { 'retry-after': '7' });
+    };
+    const kube = new KubeClient({ server: api.url });
+    const watchOnce = (resourceVersion: string) =>
+      new Promise<Error | undefined>((resolve) =>
+        kube.watch(sessions, { resourceVersion }, () => {}, resolve),
+      );
+    const gone = await watchOnce('old');
+    expect(isGone(gone)).toBe(true);
+    const refused = await watchOnce('5');
+    expect(isTooManyRequests(refused)).toBe(true);
+    expect((refused as KubeApiError).retryAfterSeconds).toBe(7);
+  });
+});
+
+describe('request framing', () => {
+  it('sizes a DELETE body, so the next request on the same connection is read as sent', async () => {
+    api.handler = (_q, r) => send(r, 200, {});
+    const kube = new KubeClient({ server: api.url });
+    await kube.delete({ ...sessions, name: 's' });
+    await kube.create(sessions, { metadata: { name: 't' } });
+    expect(api.requests.map((q) => [q.method, q.headers['content-length'], q.body])).toEqual([
+      [
+        'DELETE',
+        String(
+          JSON.stringify({ kind: 'DeleteOptions', apiVersion: 'v1', propagationPolicy: 'Background' }).length,
+        ),
+        { kind: 'DeleteOptions', apiVersion: 'v1', propagationPolicy: 'Background' },
+      ],
+      ['POST', '25', { metadata: { name: 't' } }],
+    ]);
+  });
+});

@@ -1,0 +1,463 @@
+import * as http from 'node:http';
+import * as https from 'node:https';
+import { type BackoffOptions, backoffDelay, sleep } from '@streamspace/shared';
+import { type Credentials, loadCredentials } from './kube-credentials.js';
+import { errorText, KubeApiError } from './kube-error.js';
+import type { KubeClientMetrics } from './kube-metrics.js';
+import { TokenBucket } from './rate-limiter.js';
+import { type ResourceRef, resourcePath } from './resource-path.js';
+
+/**
+ * The one Kubernetes REST client of the services: get, paged list, watch with bookmarks, create,
+ * server-side apply, merge patch, delete, over keep-alive HTTPS, with a client-side rate limit
+ * and bounded retries of 429/5xx that honour Retry-After.
+ *
+ * Why not @kubernetes/client-node at run time: importing it loads its whole generated API surface.
+ * Measured on Node 20 (2026-11-29, `node -e "const b=process.memoryUsage().rss;
+ * import('@kubernetes/client-node').then(()=>console.log(process.memoryUsage().rss-b))"` in
+ * packages/kube): ~77 MiB RSS for the import alone, before a single request; +51 MiB even on top of
+ * what a service already loads (@streamspace/shared with NATS, zod, pino, prom-client), where this
+ * package adds 2 MiB. That alone breaks the 100 MB per-service budget. We use its types only
+ * (erased at compile time); test/unit/no-client-node-runtime.test.ts fails the default test run
+ * if a built file imports it.
+ */
+
+export interface KubeList<T> {
+  metadata: { resourceVersion: string; continue?: string };
+  items: T[];
+}
+
+export interface WatchEvent<T> {
+  type: 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK' | 'ERROR';
+  object: T;
+}
+
+/** Where the client says what it skipped or retried; a pino logger fits. */
+export interface KubeLog {
+  warn(fields: object, message: string): void;
+}
+
+export type Query = Record<string, string | number | boolean | undefined>;
+
+export interface KubeClientOptions {
+  timeoutMs?: number;
+  /** Requests per second after the burst; 0 turns the client-side limit off. */
+  qps?: number;
+  burst?: number;
+  /** Retries of a 429, a 5xx or a refused connection before the error reaches the caller. */
+  maxRetries?: number;
+  backoff?: BackoffOptions;
+  /** The longest Retry-After honoured; a server asking for more gets this. */
+  maxRetryAfterMs?: number;
+  metrics?: KubeClientMetrics;
+  log?: KubeLog;
+}
+
+export const DEFAULT_QPS = 100;
+export const DEFAULT_BURST = 200;
+
+/** Statuses that say the request was not (or need not have been) carried out: sending it again is safe. */
+const RETRYABLE_STATUS = new Set([429, 500, 502, 503, 504]);
+
+/** Seconds of a Retry-After header (delta-seconds or an HTTP date); undefined when absent or unreadable. */
+export function parseRetryAfter(value: string | string[] | undefined, now = Date.now()): number | undefined {
+  const text = Array.isArray(value) ? value[0] : value;
+  if (!text) return undefined;
+  if (/^\d+$/.test(text.trim())) return Number(text.trim());
+  const at = Date.parse(text);
+  return Number.isNaN(at) ? undefined : Math.max(0, Math.ceil((at - now) / 1000));
+}
+
+interface Answer {
+  status: number;
+  text: string;
+  retryAfterSeconds: number | undefined;
+}
+
+export class KubeClient {
+  private agent: http.Agent;
+  private agentCert: Buffer | undefined;
+  private readonly transport: typeof http | typeof https;
+  private readonly limiter: TokenBucket | undefined;
+  private readonly timeoutMs: number;
+  private readonly maxRetries: number;
+  private readonly maxRetryAfterMs: number;
+  private closed = new AbortController();
+
+  constructor(
+    private readonly credentials: Credentials,
+    private readonly options: KubeClientOptions = {},
+  ) {
+    this.transport = credentials.server.protocol === 'https:' ? https : http;
+    this.agentCert = credentials.cert;
+    this.agent = this.newAgent(credentials.cert, credentials.key);
+    const qps = options.qps ?? DEFAULT_QPS;
+    this.limiter = qps > 0 ? new TokenBucket(qps, Math.max(1, options.burst ?? DEFAULT_BURST)) : undefined;
+    this.timeoutMs = options.timeoutMs ?? 30_000;
+    this.maxRetries = options.maxRetries ?? 5;
+    this.maxRetryAfterMs = options.maxRetryAfterMs ?? 30_000;
+  }
+
+  static fromEnvironment(options: KubeClientOptions = {}, env: NodeJS.ProcessEnv = process.env): KubeClient {
+    return new KubeClient(loadCredentials(env), options);
+  }
+
+  get server(): string {
+    return this.credentials.server.origin;
+  }
+
+  private newAgent(cert: Buffer | undefined, key: Buffer | undefined): http.Agent {
+    const { credentials } = this;
+    if (credentials.server.protocol !== 'https:') return new http.Agent({ keepAlive: true, maxSockets: 64 });
+    return new https.Agent({
+      keepAlive: true,
+      maxSockets: 64,
+      ...(credentials.ca ? { ca: credentials.ca } : {}),
+      ...(cert ? { cert } : {}),
+      ...(key ? { key } : {}),
+      ...(credentials.tlsServerName ? { servername: credentials.tlsServerName } : {}),
+      rejectUnauthorized: !credentials.insecure,
+    });
+  }
+
+  private url(path: string, query: Query = {}): URL {
+    const url = new URL(path, this.credentials.server);
+    for (const [key, value] of Object.entries(query))
+      if (value !== undefined) url.searchParams.set(key, String(value));
+    return url;
+  }
+
+  /** Headers with the current credential; an exec plugin's client certificate swaps the agent. */
+  private async headers(contentType?: string): Promise<http.OutgoingHttpHeaders> {
+    const headers: http.OutgoingHttpHeaders = { accept: 'application/json' };
+    if (contentType) headers['content-type'] = contentType;
+    const { credentials } = this;
+    if (credentials.exec) {
+      const result = await credentials.exec.get();
+      if (result.cert && result.key && result.cert !== this.agentCert) {
+        this.agent.destroy();
+        this.agent = this.newAgent(result.cert, result.key);
+        this.agentCert = result.cert;
+      }
+      if (result.token) headers.authorization = `Bearer ${result.token}`;
+      return headers;
+    }
+    const token = credentials.token?.get();
+    if (token) headers.authorization = `Bearer ${token}`;
+    else if (credentials.basic) headers.authorization = `Basic ${credentials.basic}`;
+    return headers;
+  }
+
+  private invalidateCredentials(): void {
+    this.credentials.exec?.invalidate();
+    this.credentials.token?.invalidate();
+  }
+
+  private async throttle(): Promise<void> {
+    const wait = this.limiter?.reserve() ?? 0;
+    if (wait <= 0) return;
+    this.options.metrics?.throttled(wait);
+    await sleep(wait, this.closed.signal);
+  }
+
+  private send(
+    method: string,
+    url: URL,
+    payload: string | undefined,
+    contentType: string | undefined,
+  ): Promise<Answer> {
+    return this.headers(payload === undefined ? undefined : contentType).then(
+      (headers) =>
+        new Promise<Answer>((resolve, reject) => {
+          // Framed explicitly: Node neither chunks nor sizes the body of a DELETE by itself, so the
+          // server would read a DeleteOptions body as the start of the next request on the socket.
+          if (payload !== undefined) headers['content-length'] = Buffer.byteLength(payload);
+          const request = this.transport.request(url, { method, agent: this.agent, headers }, (response) => {
+            const chunks: Buffer[] = [];
+            response.on('data', (chunk: Buffer) => chunks.push(chunk));
+            response.on('error', reject);
+            response.on('end', () =>
+              resolve({
+                status: response.statusCode ?? 0,
+                text: Buffer.concat(chunks).toString('utf8'),
+                retryAfterSeconds: parseRetryAfter(response.headers['retry-after']),
+              }),
+            );
+          });
+          request.setTimeout(this.timeoutMs, () =>
+            request.destroy(new Error(`${method} ${url.pathname} timed out after ${this.timeoutMs} ms`)),
+          );
+          request.on('error', reject);
+          request.end(payload);
+        }),
+    );
+  }
+
+  /**
+   * One request; a non-2xx answer becomes a KubeApiError carrying the API server's own message.
+   * 429 and 5xx are sent again (5xx of a POST only when the server gave Retry-After: a create
+   * that failed half-way must not be repeated blindly), waiting what Retry-After asks or a
+   * backoff, at most `maxRetries` times; a refused connection likewise; a 401 once, with the
+   * credential read again (a rotated token, an expired exec credential).
+   */
+  async request<T>(
+    method: string,
+    path: string,
+    options: { query?: Query; body?: unknown; contentType?: string } = {},
+  ): Promise<T> {
+    const url = this.url(path, options.query);
+    const payload = options.body === undefined ? undefined : JSON.stringify(options.body);
+    const contentType = options.contentType ?? 'application/json';
+    let reauthenticated = false;
+    for (let attempt = 0; ; attempt++) {
+      await this.throttle();
+      let answer: Answer;
+      try {
+        answer = await this.send(method, url, payload, contentType);
+      } catch (error) {
+        const code = (error as NodeJS.ErrnoException).code ?? '';
+        // A refused connection never reached the server; a reset one may have, so only reads repeat it.
+        const retryable = code === 'ECONNREFUSED' || (code === 'ECONNRESET' && method === 'GET');
+        if (!retryable || this.closed.signal.aborted) throw error;
+        if (attempt >= this.maxRetries) {
+          this.options.metrics?.exhausted(method, code);
+          throw error;
+        }
+        const delay = backoffDelay(attempt, this.options.backoff);
+        this.options.metrics?.retried(method, code);
+        this.options.log?.warn(
+          { method, path: url.pathname, error: errorText(error), delayMs: delay },
+          'API request failed; retrying',
+        );
+        await sleep(delay, this.closed.signal);
+        continue;
+      }
+      let body: unknown;
+      try {
+        body = answer.text ? JSON.parse(answer.text) : undefined;
+      } catch {
+        body = answer.text;
+      }
+      if (answer.status >= 200 && answer.status < 300) return body as T;
+      if (answer.status === 401 && !reauthenticated && (this.credentials.exec || this.credentials.token)) {
+        reauthenticated = true;
+        this.invalidateCredentials();
+        continue;
+      }
+      const status = body as { message?: string; reason?: string } | undefined;
+      const error = new KubeApiError(
+        `${method} ${url.pathname}: ${answer.status} ${status?.message ?? String(answer.text).slice(0, 300)}`,
+        answer.status,
+        status?.reason,
+        body,
+        answer.retryAfterSeconds,
+      );
+      const retryable =
+        RETRYABLE_STATUS.has(answer.status) &&
+        (method !== 'POST' || answer.status === 429 || answer.retryAfterSeconds !== undefined);
+      if (!retryable || this.closed.signal.aborted) throw error;
+      if (attempt >= this.maxRetries) {
+        this.options.metrics?.exhausted(method, String(answer.status));
+        throw error;
+      }
+      const delay =
+        answer.retryAfterSeconds !== undefined
+          ? Math.min(this.maxRetryAfterMs, answer.retryAfterSeconds * 1000)
+          : backoffDelay(attempt, this.options.backoff);
+      this.options.metrics?.retried(method, String(answer.status));
+      this.options.log?.warn(
+        { method, path: url.pathname, status: answer.status, delayMs: delay },
+        'API server asked us to retry',
+      );
+      await sleep(delay, this.closed.signal);
+    }
+  }
+
+  get<T>(ref: ResourceRef): Promise<T> {
+    return this.request<T>('GET', resourcePath(ref));
+  }
+
+  /** undefined when the object does not exist. */
+  async find<T>(ref: ResourceRef): Promise<T | undefined> {
+    try {
+      return await this.get<T>(ref);
+    } catch (error) {
+      if (error instanceof KubeApiError && error.code === 404) return undefined;
+      throw error;
+    }
+  }
+
+  list<T>(target: ResourceRef | string, query: Query = {}): Promise<KubeList<T>> {
+    return this.request<KubeList<T>>('GET', typeof target === 'string' ? target : resourcePath(target), {
+      query,
+    });
+  }
+
+  /** Every page of a list, and the resourceVersion to watch from. */
+  async listAll<T>(ref: ResourceRef | string, query: Query = {}, pageSize = 500): Promise<KubeList<T>> {
+    const items: T[] = [];
+    let next: string | undefined;
+    let resourceVersion = '';
+    do {
+      const page = await this.list<T>(ref, { ...query, limit: pageSize, continue: next });
+      items.push(...page.items);
+      next = page.metadata.continue || undefined;
+      // Every page is read at the first page's snapshot; later pages repeat its resourceVersion.
+      resourceVersion ||= page.metadata.resourceVersion;
+    } while (next);
+    return { metadata: { resourceVersion }, items };
+  }
+
+  create<T>(ref: ResourceRef, body: unknown): Promise<T> {
+    return this.request<T>('POST', resourcePath(ref), { body });
+  }
+
+  /** Server-side apply: the object is what this field manager wants; `force` takes over fields others set. */
+  apply<T>(ref: ResourceRef, body: unknown, fieldManager: string, force = true): Promise<T> {
+    return this.request<T>('PATCH', resourcePath(ref), {
+      body,
+      query: { fieldManager, force },
+      contentType: 'application/apply-patch+yaml',
+    });
+  }
+
+  mergePatch<T>(ref: ResourceRef, body: unknown, fieldManager?: string): Promise<T> {
+    return this.request<T>('PATCH', resourcePath(ref), {
+      body,
+      query: { fieldManager },
+      contentType: 'application/merge-patch+json',
+    });
+  }
+
+  /** Deletes; a missing object counts as deleted. */
+  async delete(
+    ref: ResourceRef,
+    propagationPolicy: 'Background' | 'Foreground' | 'Orphan' = 'Background',
+  ): Promise<void> {
+    try {
+      await this.request('DELETE', resourcePath(ref), {
+        body: { kind: 'DeleteOptions', apiVersion: 'v1', propagationPolicy },
+      });
+    } catch (error) {
+      if (!(error instanceof KubeApiError && error.code === 404)) throw error;
+    }
+  }
+
+  /**
+   * Streams watch events (bookmarks asked for) until the server ends the watch, `abort()` is
+   * called, or an error; `done` is called exactly once with the reason (undefined for a normal
+   * end). An ERROR event (410 Gone: the resourceVersion is too old) or a refused start (a 429
+   * with its Retry-After) arrives as a KubeApiError in `done`. A line that is not a watch event
+   * and a consumer that throws are logged and counted; neither ends the watch.
+   */
+  watch<T>(
+    target: ResourceRef | string,
+    query: Query,
+    onEvent: (event: WatchEvent<T>) => void,
+    done: (error?: Error) => void,
+  ): { abort(): void } {
+    const path = typeof target === 'string' ? target : resourcePath(target);
+    const url = this.url(path, { ...query, watch: true, allowWatchBookmarks: true });
+    const { metrics, log } = this.options;
+    let finished = false;
+    let request: http.ClientRequest | undefined;
+    const finish = (error?: Error) => {
+      if (finished) return;
+      finished = true;
+      request?.destroy();
+      done(error);
+    };
+    const start = async () => {
+      await this.throttle();
+      const headers = await this.headers();
+      if (finished) return;
+      request = this.transport.request(url, { method: 'GET', agent: this.agent, headers }, (response) => {
+        if ((response.statusCode ?? 0) !== 200) {
+          const chunks: Buffer[] = [];
+          response.on('data', (c: Buffer) => chunks.push(c));
+          response.on('end', () => {
+            const text = Buffer.concat(chunks).toString('utf8');
+            let message = text.slice(0, 300);
+            let reason: string | undefined;
+            try {
+              const status = JSON.parse(text) as { message?: string; reason?: string };
+              message = status.message ?? message;
+              reason = status.reason;
+            } catch {
+              // keep the text
+            }
+            if (response.statusCode === 401) this.invalidateCredentials();
+            const code = response.statusCode ?? 0;
+            finish(
+              new KubeApiError(
+                `watch ${url.pathname}: ${code} ${message}`,
+                code,
+                reason,
+                undefined,
+                parseRetryAfter(response.headers['retry-after']),
+              ),
+            );
+          });
+          return;
+        }
+        let buffer = '';
+        response.setEncoding('utf8');
+        response.on('data', (chunk: string) => {
+          buffer += chunk;
+          let newline = buffer.indexOf('\n');
+          while (newline >= 0 && !finished) {
+            const line = buffer.slice(0, newline).trim();
+            buffer = buffer.slice(newline + 1);
+            newline = buffer.indexOf('\n');
+            if (!line) continue;
+            let event: WatchEvent<T>;
+            try {
+              event = JSON.parse(line) as WatchEvent<T>;
+              if (typeof event?.type !== 'string') throw new Error('no event type');
+            } catch (error) {
+              metrics?.malformedWatchLine();
+              log?.warn(
+                { path: url.pathname, line: line.slice(0, 200), error: errorText(error) },
+                'skipped a watch line that is not a watch event',
+              );
+              continue;
+            }
+            if (event.type === 'ERROR') {
+              const status = event.object as { code?: number; message?: string; reason?: string };
+              finish(
+                new KubeApiError(
+                  `watch ${url.pathname}: ${status.code} ${status.message ?? ''}`,
+                  status.code ?? 500,
+                  status.reason,
+                ),
+              );
+              return;
+            }
+            try {
+              onEvent(event);
+            } catch (error) {
+              // A consumer's bug must not end the watch, nor pass unnoticed.
+              metrics?.consumerError();
+              log?.warn(
+                { path: url.pathname, type: event.type, error: errorText(error) },
+                'a watch consumer failed on an event; going on with the next',
+              );
+            }
+          }
+        });
+        response.on('end', () => finish());
+        response.on('error', (error) => finish(error));
+        response.on('close', () => finish());
+      });
+      request.on('error', (error) => finish(error));
+      request.end();
+    };
+    start().catch((error: unknown) => finish(error instanceof Error ? error : new Error(String(error))));
+    return { abort: () => finish() };
+  }
+
+  close(): void {
+    this.closed.abort();
+    this.agent.destroy();
+  }
+}

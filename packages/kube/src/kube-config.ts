@@ -1,0 +1,34 @@
+import type { Registry } from 'prom-client';
+import { z } from 'zod';
+import { DEFAULT_BURST, DEFAULT_QPS, KubeClient, type KubeLog } from './kube-client.js';
+import { createKubeClientMetrics } from './kube-metrics.js';
+
+/**
+ * The client-side rate limit of a service's API requests, as client-go's QPS and Burst. Every
+ * service's config schema extends this, so each can be tuned (chart or env) without a rebuild.
+ */
+export const kubeEnvSchema = z.object({
+  /** Requests per second to the API server after the burst; 0 turns the limit off. */
+  KUBE_QPS: z.coerce
+    .number({ message: 'must be a number' })
+    .min(0, 'must be 0 (no limit) or more')
+    .default(DEFAULT_QPS),
+  /** Requests that may go at once before KUBE_QPS applies. */
+  KUBE_BURST: z.coerce
+    .number({ message: 'must be a number' })
+    .int('must be a whole number')
+    .positive('must be greater than 0')
+    .default(DEFAULT_BURST),
+});
+
+export type KubeEnv = z.infer<typeof kubeEnvSchema>;
+
+/** A client with the service's rate limit, metrics (in its registry) and log. */
+export function kubeClientFromConfig(config: KubeEnv, registry: Registry, log: KubeLog): KubeClient {
+  return KubeClient.fromEnvironment({
+    qps: config.KUBE_QPS,
+    burst: config.KUBE_BURST,
+    metrics: createKubeClientMetrics(registry),
+    log,
+  });
+}
