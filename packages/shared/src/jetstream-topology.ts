@@ -253,7 +253,10 @@ export async function ensureWorkConsumers(jsm: JetStreamManager, options: Topolo
       });
     } catch (error) {
       if (!/not found/i.test((error as Error).message)) throw error;
-      await jsm.consumers.add(STREAMS.work, config);
+      await jsm.consumers.add(STREAMS.work, config).catch((addError: Error) => {
+        // Another watcher created it in between.
+        if (!/already (in use|exists)/i.test(addError.message)) throw addError;
+      });
     }
   }
 }

@@ -115,6 +115,7 @@ await runService({
 
     const consumer = new WorkConsumer({
       js: jetstream(nc),
+      connectionStatus: nc.status(),
       work,
       log,
       registry,

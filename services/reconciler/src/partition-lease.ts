@@ -43,12 +43,13 @@ export function pinTimings(pinTimeoutMs: number): {
   return { pullExpiresMs, heartbeatMs, leaseMs: pinTimeoutMs - pullExpiresMs - margin };
 }
 
-export type LossReason = 'unpinned' | 'pin_changed' | 'lease_expired' | 'consumer_stopped';
+export type LossReason = 'unpinned' | 'pin_changed' | 'lease_expired' | 'consumer_stopped' | 'disconnected';
 export const LOSS_REASONS: readonly LossReason[] = [
   'unpinned',
   'pin_changed',
   'lease_expired',
   'consumer_stopped',
+  'disconnected',
 ];
 
 export class PartitionLease {

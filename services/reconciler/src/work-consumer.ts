@@ -26,6 +26,8 @@ import type { ReconcileOutcome } from './session-reconciler.js';
 
 export interface WorkConsumerOptions {
   js: JetStreamClient;
+  /** The connection's status: a worker that lost NATS can prove no pin (and a restarted server may pin anew at once). */
+  connectionStatus: AsyncIterable<{ type: string }>;
   work: WorkPartitions;
   log: Logger;
   registry: Registry;
@@ -113,7 +115,7 @@ export class WorkConsumer {
     });
     this.pinsLost = new Counter({
       name: 'streamspace_reconciler_partition_pins_lost_total',
-      help: "Times this worker lost the pin on a work partition, by how it learned: unpinned (the server's answer to our pull), pin_changed, lease_expired (no proof of the pin within the lease), consumer_stopped.",
+      help: "Times this worker lost the pin on a work partition, by how it learned: unpinned (the server's answer to our pull), pin_changed, lease_expired (no proof of the pin within the lease), consumer_stopped, disconnected (from NATS).",
       labelNames: ['reason'],
       registers,
     });
@@ -142,6 +144,7 @@ export class WorkConsumer {
   }
 
   async run(): Promise<void> {
+    void this.watchConnection();
     await Promise.all(
       this.options.work.consumers.map((consumer, partition) => this.pull(consumer, partition)),
     );
@@ -182,6 +185,11 @@ export class WorkConsumer {
         await sleep(1_000);
       }
     }
+  }
+
+  private async watchConnection(): Promise<void> {
+    for await (const status of this.options.connectionStatus)
+      if (status.type === 'disconnect') for (const lease of this.leases) lease.lose('disconnected');
   }
 
   private async watchPin(messages: ConsumerMessages, lease: PartitionLease): Promise<void> {
@@ -280,6 +288,12 @@ export class WorkConsumer {
       return;
     }
     const started = performance.timeOrigin + performance.now();
+    // A start line too: a worker killed mid-reconcile writes no end.
+    if (this.options.intervalsFile)
+      appendFileSync(
+        this.options.intervalsFile,
+        `${JSON.stringify({ key, worker: this.options.workerId, partition, start: started })}\n`,
+      );
     this.inFlightGauge.inc();
     const stopTimer = this.duration.labels(item.kind).startTimer();
     let result = 'success';
