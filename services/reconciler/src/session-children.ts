@@ -328,9 +328,8 @@ export function buildNetworkPolicy(
     kind: 'NetworkPolicy',
     metadata: childMetadata(session, 'desktop'),
     spec: {
-      podSelector: {
-        matchLabels: { [LABELS.managedBy]: MANAGED_BY, [LABELS.session]: session.metadata.name },
-      },
+      // The shortened label value, as on the pods: a name over 63 characters is no label value.
+      podSelector: { matchLabels: podSelector(session) },
       policyTypes: ['Ingress'],
       ingress: [
         {
