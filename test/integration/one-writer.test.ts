@@ -229,6 +229,19 @@ describe('one writer per key', () => {
     expect(intervals.length).toBeGreaterThan(changes / 2);
     expect(new Set(intervals.map((i) => i.worker)).size).toBeGreaterThanOrEqual(4);
 
+    // Spread: before the first kill, the partitions were shared by all three workers (they give
+    // back what is over their fair share), not held by whichever started first.
+    const firstKill = kills[0]?.at ?? 0;
+    const servedBy = new Map<string, Set<number>>();
+    for (const i of intervals.filter((i) => i.start > firstKill - 4_000 && i.start < firstKill))
+      servedBy.set(i.worker, (servedBy.get(i.worker) ?? new Set()).add(i.partition));
+    console.log(
+      `[one-writer] partitions served per worker in the 4 s before the first SIGKILL: ${[...servedBy.values()].map((p) => p.size).join(', ')}`,
+    );
+    expect(servedBy.size).toBe(3);
+    for (const partitions of servedBy.values())
+      expect(partitions.size).toBeLessThanOrEqual(Math.ceil(PARTITIONS / 3) + 1);
+
     // Failover: for each partition the killed worker served, how long until another worker reconciled in it.
     for (const kill of kills) {
       const victim = readIntervals([kill.file], (file) => killedAt.get(file));

@@ -120,6 +120,11 @@ describe('natsPermissions', () => {
     expect(mayPublish('idle-reaper', `$JS.ACK.${STREAMS.work}.${workConsumerName(0)}.1.2.3.4.5`)).toBe(false);
     expect(maySubscribe('idle-reaper', subjects.activity('a', 'b'))).toBe(true);
     expect(natsPermissions('idle-reaper').allowResponses).toBe(true);
+    expect(mayPublish('reconciler', subjects.reconcilersCensus)).toBe(true);
+    expect(maySubscribe('reconciler', subjects.reconcilersHello)).toBe(true);
+    expect(mayPublish('idle-reaper', subjects.reconcilersHello)).toBe(false);
+    expect(mayPublish('reconciler', `$JS.API.CONSUMER.UNPIN.${STREAMS.work}.${workConsumerName(2)}`)).toBe(true);
+    expect(mayPublish('watcher', `$JS.API.CONSUMER.UNPIN.${STREAMS.work}.${workConsumerName(2)}`)).toBe(false);
     expect(mayPublish(ACTIVITY_REPORTER, subjects.activity('a', 'b'))).toBe(true);
     expect(natsPermissions(ACTIVITY_REPORTER).publish).toEqual([subjects.activityAll]);
   });
@@ -140,7 +145,8 @@ describe('renderNatsAuthorization', () => {
     expect(passwordVariable('idle-reaper')).toBe('STREAMSPACE_NATS_IDLE_REAPER_PASSWORD');
     expect(text).toContain('user: "streamspace-portal"');
     expect(text).toContain('publish: { allow: ["$JS.API.INFO", "streamspace.commands.portal.>"] }');
-    expect(text.match(/allow_responses: true/g)).toHaveLength(1);
+    // The idle reaper answers activity requests; the reconcilers answer each other's census.
+    expect(text.match(/allow_responses: true/g)).toHaveLength(2);
     expect(text.match(/user: /g)).toHaveLength(6);
   });
 });

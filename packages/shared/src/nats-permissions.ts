@@ -120,8 +120,13 @@ export function natsPermissions(identity: NatsIdentity | string): NatsPermission
       };
     case 'reconciler':
       return {
-        ...base,
+        // The workers count each other (a request every worker answers) to share the partitions.
+        subscribe: [inbox, subjects.reconcilersAll],
+        allowResponses: true,
         publish: [
+          subjects.reconcilersAll,
+          // Give a partition back: the server then pins another worker at once.
+          `${API}.CONSUMER.UNPIN.${STREAMS.work}.${ANY_WORK_CONSUMER}`,
           `${API}.INFO`,
           // Requeues (a Session to look at again later) and what it gave up on.
           subjects.workAll,

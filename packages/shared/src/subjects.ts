@@ -48,6 +48,11 @@ export const subjects = {
   work: (kind: WorkKind, namespace: string, name: string, partitions: number = DEFAULT_WORK_PARTITIONS) =>
     `streamspace.work.${partitionOf(objectKey(kind, namespace, name), partitions)}.${kind}.${subjectToken(namespace)}.${subjectToken(name)}`,
   workPartition: (partition: number) => `streamspace.work.${partition}.>`,
+  /** Core NATS (no stream): a reconciler says it joined, so the others can give it partitions. */
+  reconcilersHello: 'streamspace.reconcilers.hello',
+  /** Core NATS request: every reconciler answers with its id, so one can count the workers. */
+  reconcilersCensus: 'streamspace.reconcilers.census',
+  reconcilersAll: 'streamspace.reconcilers.>',
   deadLetterAll: 'streamspace.deadletter.>',
   deadLetter: (kind: string, namespace: string, name: string) =>
     `streamspace.deadletter.${kind}.${subjectToken(namespace)}.${subjectToken(name)}`,

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { jetstream } from '@nats-io/jetstream';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import {
   bindWorkPartitions,
   connectNats,
@@ -114,8 +114,9 @@ await runService({
       desktopsRefused.labels(reason).inc(0);
 
     const consumer = new WorkConsumer({
+      nc,
       js: jetstream(nc),
-      connectionStatus: nc.status(),
+      jsm: await jetstreamManager(nc),
       work,
       log,
       registry,

@@ -43,13 +43,20 @@ export function pinTimings(pinTimeoutMs: number): {
   return { pullExpiresMs, heartbeatMs, leaseMs: pinTimeoutMs - pullExpiresMs - margin };
 }
 
-export type LossReason = 'unpinned' | 'pin_changed' | 'lease_expired' | 'consumer_stopped' | 'disconnected';
+export type LossReason =
+  | 'unpinned'
+  | 'pin_changed'
+  | 'lease_expired'
+  | 'consumer_stopped'
+  | 'disconnected'
+  | 'released';
 export const LOSS_REASONS: readonly LossReason[] = [
   'unpinned',
   'pin_changed',
   'lease_expired',
   'consumer_stopped',
   'disconnected',
+  'released',
 ];
 
 export class PartitionLease {

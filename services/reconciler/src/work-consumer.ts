@@ -1,20 +1,30 @@
 import { appendFileSync } from 'node:fs';
-import type { Consumer, ConsumerMessages, JetStreamClient, JsMsg } from '@nats-io/jetstream';
+import type {
+  Consumer,
+  ConsumerMessages,
+  JetStreamClient,
+  JetStreamManager,
+  JsMsg,
+} from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/nats-core';
 import {
   backoffDelay,
   type DeadLetter,
   decodeMessage,
   type Logger,
   objectKey,
+  STREAMS,
   sleep,
   subjects,
   WORK_PRIORITY_GROUP,
+  workConsumerName,
   type WorkItem,
   type WorkPartitions,
   workItemSchema,
 } from '@streamspace/shared';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { KeyedWorkQueue } from './key-queue.js';
+import { partitionsToRelease } from './partition-balance.js';
 import {
   LOSS_REASONS,
   PartitionLease,
@@ -25,9 +35,9 @@ import {
 import type { ReconcileOutcome } from './session-reconciler.js';
 
 export interface WorkConsumerOptions {
+  nc: NatsConnection;
   js: JetStreamClient;
-  /** The connection's status: a worker that lost NATS can prove no pin (and a restarted server may pin anew at once). */
-  connectionStatus: AsyncIterable<{ type: string }>;
+  jsm: JetStreamManager;
   work: WorkPartitions;
   log: Logger;
   registry: Registry;
@@ -66,8 +76,13 @@ export class WorkConsumer {
   private readonly requeueTimers = new Map<string, NodeJS.Timeout>();
   private readonly queue = new KeyedWorkQueue<Pending>();
   private readonly leases: PartitionLease[];
-  private readonly pulls = new Set<ConsumerMessages>();
+  private readonly pulls = new Map<number, ConsumerMessages>();
+  /** Partitions given back to the other workers, not pulled until then (performance.now()). */
+  private readonly pausedUntil = new Map<number, number>();
+  private rebalancing = false;
   private readonly inFlight = new Set<Promise<void>>();
+  /** The reconciles running now, by partition: a partition is given away only once its own are over. */
+  private readonly inFlightOf = new Map<number, Set<Promise<void>>>();
   private readonly timings: ReturnType<typeof pinTimings>;
   private stopping = false;
   private readonly reconciles: Counter<'kind' | 'result'>;
@@ -115,7 +130,7 @@ export class WorkConsumer {
     });
     this.pinsLost = new Counter({
       name: 'streamspace_reconciler_partition_pins_lost_total',
-      help: "Times this worker lost the pin on a work partition, by how it learned: unpinned (the server's answer to our pull), pin_changed, lease_expired (no proof of the pin within the lease), consumer_stopped, disconnected (from NATS).",
+      help: "Times this worker lost the pin on a work partition, by how it learned: unpinned (the server's answer to our pull), pin_changed, lease_expired (no proof of the pin within the lease), consumer_stopped, disconnected (from NATS), released (given to another worker for balance).",
       labelNames: ['reason'],
       registers,
     });
@@ -145,15 +160,90 @@ export class WorkConsumer {
 
   async run(): Promise<void> {
     void this.watchConnection();
+    this.joinCensus();
     await Promise.all(
       this.options.work.consumers.map((consumer, partition) => this.pull(consumer, partition)),
     );
   }
 
+  /** Answers the other workers' census, gives partitions to a worker that joins, and says it joined. */
+  private joinCensus(): void {
+    const { nc, workerId } = this.options;
+    nc.subscribe(subjects.reconcilersCensus, {
+      callback: (_error, message) => {
+        message.respond(workerId);
+      },
+    });
+    nc.subscribe(subjects.reconcilersHello, {
+      callback: (_error, message) => {
+        if (message.string() !== workerId) void this.rebalance();
+      },
+    });
+    nc.publish(subjects.reconcilersHello, workerId);
+  }
+
+  /** How many workers answer the census now (this one included). */
+  private async census(): Promise<number> {
+    const ids = new Set([this.options.workerId]);
+    const replies = await this.options.nc.requestMany(subjects.reconcilersCensus, '', {
+      maxWait: 300,
+      strategy: 'timer',
+    });
+    for await (const reply of replies) ids.add(reply.string());
+    return ids.size;
+  }
+
+  /** Gives back the partitions over this worker's fair share; at most one round at a time. */
+  private async rebalance(): Promise<void> {
+    if (this.rebalancing || this.stopping) return;
+    this.rebalancing = true;
+    try {
+      // Let a burst of pins and joins settle into one decision.
+      await sleep(500);
+      const members = await this.census();
+      const held = this.leases.flatMap((lease, partition) => (lease.held() ? [partition] : []));
+      const release = partitionsToRelease(held, members, this.leases.length);
+      if (release.length > 0)
+        this.options.log.info(
+          { members, held: held.length, release },
+          'giving work partitions to the other workers',
+        );
+      for (const partition of release) this.release(partition);
+    } catch (error) {
+      this.options.log.warn(
+        { err: (error as Error).message },
+        'could not count the reconcilers; keeping the partitions',
+      );
+    } finally {
+      this.rebalancing = false;
+    }
+  }
+
+  /** Stops pulling a partition for a while and asks the server to pin another worker to it. */
+  private release(partition: number): void {
+    const { work, jsm, log } = this.options;
+    // Long enough for a standby to be pinned; then this worker pulls again, as a standby.
+    this.pausedUntil.set(partition, performance.now() + 2 * work.pinTimeoutMs);
+    this.leases[partition]?.lose('released');
+    this.pulls.get(partition)?.stop();
+    // Unpinning hands the partition over at once: first let this worker's reconciles of it end
+    // (the lost lease stops each before its next write), so no write of ours lands after the
+    // new holder started.
+    const running = [...(this.inFlightOf.get(partition) ?? [])];
+    void Promise.allSettled(running)
+      .then(() => jsm.consumers.unpin(STREAMS.work, workConsumerName(partition), WORK_PRIORITY_GROUP))
+      .catch((error: Error) =>
+        log.warn(
+          { partition, err: error.message },
+          'could not unpin a partition; it moves after its pin timeout',
+        ),
+      );
+  }
+
   async stop(timeoutMs = 20_000): Promise<void> {
     this.stopping = true;
     for (const timer of this.requeueTimers.values()) clearTimeout(timer);
-    for (const pull of this.pulls) pull.stop();
+    for (const pull of this.pulls.values()) pull.stop();
     // Items not started go straight back rather than wait for the ack timeout.
     for (const pending of this.queue.remove(() => true)) pending.message.nak();
     await Promise.race([Promise.allSettled([...this.inFlight]), sleep(timeoutMs)]);
@@ -164,6 +254,11 @@ export class WorkConsumer {
     const { log } = this.options;
     const lease = this.leases[partition] as PartitionLease;
     while (!this.stopping) {
+      const paused = (this.pausedUntil.get(partition) ?? 0) - performance.now();
+      if (paused > 0) {
+        await sleep(paused);
+        continue;
+      }
       try {
         const messages = await consumer.consume({
           group: WORK_PRIORITY_GROUP,
@@ -171,12 +266,12 @@ export class WorkConsumer {
           expires: this.timings.pullExpiresMs,
           idle_heartbeat: this.timings.heartbeatMs,
         });
-        this.pulls.add(messages);
+        this.pulls.set(partition, messages);
         void this.watchPin(messages, lease);
         try {
           for await (const message of messages) this.receive(message, partition, lease);
         } finally {
-          this.pulls.delete(messages);
+          this.pulls.delete(partition);
           lease.lose('consumer_stopped');
         }
       } catch (error) {
@@ -188,16 +283,19 @@ export class WorkConsumer {
   }
 
   private async watchConnection(): Promise<void> {
-    for await (const status of this.options.connectionStatus)
+    for await (const status of this.options.nc.status())
       if (status.type === 'disconnect') for (const lease of this.leases) lease.lose('disconnected');
   }
 
   private async watchPin(messages: ConsumerMessages, lease: PartitionLease): Promise<void> {
     for await (const status of messages.status()) {
       switch (status.type) {
-        case 'consumer_pinned':
+        case 'consumer_pinned': {
+          const gained = !lease.pinned;
           lease.pinnedAs(status.id);
+          if (gained) void this.rebalance();
           break;
+        }
         case 'consumer_unpinned':
           lease.lose('unpinned');
           break;
@@ -226,7 +324,11 @@ export class WorkConsumer {
 
   private receive(message: JsMsg, partition: number, lease: PartitionLease): void {
     const pinId = message.headers?.get('Nats-Pin-Id');
-    if (pinId) lease.pinnedAs(pinId);
+    if (pinId) {
+      const gained = !lease.pinned;
+      lease.pinnedAs(pinId);
+      if (gained) void this.rebalance();
+    }
     if (this.stopping) {
       message.nak();
       return;
@@ -270,12 +372,17 @@ export class WorkConsumer {
     while (this.inFlight.size < this.options.concurrency) {
       const next = this.queue.next();
       if (!next) return;
+      const partition = next.item.partition;
+      const ofPartition = this.inFlightOf.get(partition) ?? new Set<Promise<void>>();
+      this.inFlightOf.set(partition, ofPartition);
       const task = this.work(next.key, next.item).finally(() => {
         this.inFlight.delete(task);
+        ofPartition.delete(task);
         this.queue.done(next.key);
         this.dispatch();
       });
       this.inFlight.add(task);
+      ofPartition.add(task);
     }
   }
 
