@@ -290,7 +290,16 @@ describe('the chart, rendered', () => {
       INGRESS_CLUSTER_ISSUER: 'letsencrypt',
       DESKTOP_ALLOWED_CAPABILITIES: 'none',
     });
-    const refused = await helm(['template', 'ss', chartDir, '--set', 'auth.adminUsers={ops@example.com}']);
+    // NATS authentication is given, so the refusal under test is the one about the admin users.
+    const refused = await helm([
+      'template',
+      'ss',
+      chartDir,
+      '--set',
+      'nats.insecure=true',
+      '--set',
+      'auth.adminUsers={ops@example.com}',
+    ]);
     expect(refused.code).not.toBe(0);
     expect(refused.stderr).toContain(
       'auth.adminUsers: "ops@example.com" cannot be written into an ingress-nginx auth-url',
