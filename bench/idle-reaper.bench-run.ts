@@ -95,7 +95,7 @@ it(`tracks ${N} sessions with steady activity and hibernates the idle ones on ti
   const errors: string[] = [];
   // The reaper runs alone here: what the watcher would declare (the reaper only binds), with the
   // watcher's defaults.
-  await declareTopology(nc, { lockTtlMs: 30_000, activityTtlMs: 24 * 3600_000 });
+  await declareTopology(nc, { activityTtlMs: 24 * 3600_000 });
 
   const reaper = new ServiceProcess(
     'idle-reaper',

@@ -87,12 +87,12 @@ beforeAll(async () => {
   nats = await startPrivateNats();
   nc = await connect({ servers: nats.url });
   jsm = await jetstreamManager(nc);
-  // The streams and the lock bucket as an older release left them: limited only by age.
+  // The streams and the activity bucket as an older release left them: limited only by age.
   for (const config of streamConfigs()) {
     const { max_bytes: _bytes, max_msg_size: _size, ...unbounded } = config;
     await jsm.streams.add(unbounded);
   }
-  await new Kvm(nc).create(BUCKETS.locks, { history: 1 });
+  await new Kvm(nc).create(BUCKETS.activity, { history: 1 });
   const env = { NATS_URL: nats.url, WATCH_NAMESPACE: namespace };
   watcher = new ServiceProcess('watcher', {
     ...env,
@@ -142,8 +142,8 @@ describe('the watcher, bounded per object', () => {
       max_bytes: DEFAULT_STREAM_LIMITS.deadLetterMaxBytes,
       max_msg_size: DEFAULT_STREAM_LIMITS.deadLetterMaxMsgSize,
     });
-    expect(await limits(`KV_${BUCKETS.locks}`)).toEqual({
-      max_bytes: DEFAULT_STREAM_LIMITS.lockBucketMaxBytes,
+    expect(await limits(`KV_${BUCKETS.activity}`)).toEqual({
+      max_bytes: DEFAULT_STREAM_LIMITS.activityBucketMaxBytes,
       max_msg_size: DEFAULT_STREAM_LIMITS.bucketMaxValueSize,
     });
   });

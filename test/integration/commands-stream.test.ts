@@ -17,7 +17,7 @@ let nc: NatsConnection;
 beforeAll(async () => {
   nats = await startPrivateNats();
   nc = await connect({ servers: nats.url });
-  await declareTopology(nc, { lockTtlMs: 30_000, activityTtlMs: 3_600_000 });
+  await declareTopology(nc, { activityTtlMs: 3_600_000 });
 });
 
 afterAll(async () => {

@@ -144,8 +144,9 @@ describe('the chart, rendered', () => {
         }),
       }),
     );
-    // The watcher declares the locks bucket, so it is given the lock TTL.
-    expect(find(rendered, 'ConfigMap', '-watcher').data.LOCK_TTL).toBe('30s');
+    // The watcher declares the partition consumers, so it is given their number and pin timeout.
+    expect(find(rendered, 'ConfigMap', '-watcher').data.WORK_PARTITIONS).toBe('8');
+    expect(find(rendered, 'ConfigMap', '-watcher').data.PIN_TIMEOUT).toBe('5s');
   });
 
   it('renders four hardened services within the resource budget, with probes', async () => {
@@ -289,6 +290,7 @@ describe('the chart, rendered', () => {
       INGRESS_CLUSTER_ISSUER: 'letsencrypt',
       DESKTOP_ALLOWED_CAPABILITIES: 'none',
     });
+    // NATS authentication is given, so the refusal under test is the one about the admin users.
     const refused = await helm([
       'template',
       'ss',

@@ -287,10 +287,10 @@ describe('metrics from the cluster and the event stream', () => {
       m.value('streamspace_work_queue_oldest_age_seconds', { stream: STREAMS.work }),
     ).toBeGreaterThanOrEqual(0);
     expect(
-      m.value('streamspace_work_consumer_pending_messages', { consumer: 'reconciler' }),
+      m.value('streamspace_work_consumer_pending_messages', { consumer: 'reconcilers' }),
     ).toBeGreaterThanOrEqual(0);
     expect(
-      m.value('streamspace_work_consumer_ack_pending_messages', { consumer: 'reconciler' }),
+      m.value('streamspace_work_consumer_ack_pending_messages', { consumer: 'reconcilers' }),
     ).toBeGreaterThanOrEqual(0);
     expect(
       m.value('streamspace_dead_letter_messages', { stream: STREAMS.deadLetter }),

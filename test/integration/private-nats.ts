@@ -1,8 +1,9 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from '@nats-io/transport-node';
+import { natsUsers, renderNatsAuthorization } from '@streamspace/shared';
 import { eventually, freePort, repo } from './harness.js';
 
 /**
@@ -27,18 +28,59 @@ export interface RestartableNats {
   restart(): Promise<void>;
   /** Stop and remove the store dir. */
   dispose(): Promise<void>;
+  /**
+   * With `authenticated`: the environment that makes a service connect as its own NATS user (with
+   * the permissions of nats-permissions.ts), or as `admin` (everything) for the test itself.
+   */
+  as(identity: string): { NATS_URL: string; NATS_USER?: string; NATS_PASSWORD?: string };
 }
 
-export async function startRestartableNats(): Promise<RestartableNats> {
+export async function startRestartableNats(
+  options: { authenticated?: boolean } = {},
+): Promise<RestartableNats> {
   const port = await freePort();
   const storeDir = mkdtempSync(join(tmpdir(), 'streamspace-nats-'));
   const bin = `${execFileSync(`${repo}/scripts/toolchain`, ['path', 'nats-server'], { encoding: 'utf8' }).trim()}/nats-server`;
   const url = `nats://127.0.0.1:${port}`;
   let server: ChildProcess | undefined;
   let exited: Promise<void> = Promise.resolve();
+  const users = new Map<string, { user: string; password: string }>();
+  let args = ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', storeDir];
+  if (options.authenticated) {
+    const list = natsUsers({
+      passwords: Object.fromEntries(
+        ['watcher', 'reconciler', 'idle-reaper', 'metrics', 'activity-reporter'].map((id) => [
+          id,
+          `pw-${id}-${port}`,
+        ]),
+      ),
+    });
+    for (const u of list) users.set(u.identity, { user: u.user, password: u.password });
+    users.set('admin', { user: 'admin', password: `pw-admin-${port}` });
+    const authorization = renderNatsAuthorization([
+      ...list,
+      {
+        identity: 'admin',
+        user: 'admin',
+        password: `pw-admin-${port}`,
+        permissions: { publish: ['>'], subscribe: ['>'], allowResponses: false },
+      },
+    ]);
+    const configFile = join(storeDir, '..', `${storeDir.split('/').pop()}.conf`);
+    writeFileSync(
+      configFile,
+      `listen: "127.0.0.1:${port}"\njetstream { store_dir: ${JSON.stringify(storeDir)} }\n${authorization}`,
+    );
+    args = ['-c', configFile];
+  }
+  const as = (identity: string) => {
+    const user = users.get(identity);
+    return user ? { NATS_URL: url, NATS_USER: user.user, NATS_PASSWORD: user.password } : { NATS_URL: url };
+  };
+  const admin = users.get('admin');
 
   const start = async () => {
-    const child = spawn(bin, ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', storeDir], {
+    const child = spawn(bin, args, {
       stdio: 'ignore',
     });
     server = child;
@@ -46,7 +88,11 @@ export async function startRestartableNats(): Promise<RestartableNats> {
     await eventually(
       async () => {
         if (child.exitCode !== null) throw new Error(`nats-server exited with ${child.exitCode}`);
-        const probe = await connect({ servers: url, reconnect: false });
+        const probe = await connect({
+          servers: url,
+          reconnect: false,
+          ...(admin ? { user: admin.user, pass: admin.password } : {}),
+        });
         await probe.close();
       },
       20_000,
@@ -61,6 +107,7 @@ export async function startRestartableNats(): Promise<RestartableNats> {
   return {
     url,
     storeDir,
+    as,
     start,
     stop,
     async restart() {

@@ -10,6 +10,7 @@ import {
   API_VERSION,
   ANNOTATIONS,
   CONSUMERS,
+  workConsumerName,
   homeClaimName,
   inboxPrefix,
   natsUsers,
@@ -417,7 +418,7 @@ describe('NATS: one user per service, TLS', () => {
       expect(
         await rejection(
           `${identity} deleting a consumer`,
-          jsm.consumers.delete(STREAMS.work, CONSUMERS.reconciler),
+          jsm.consumers.delete(STREAMS.work, workConsumerName(0)),
         ),
       ).toMatch(/permission|timeout/i);
     }
@@ -442,9 +443,7 @@ describe('NATS: one user per service, TLS', () => {
       'KV_streamspace-activity',
     );
     expect(await rejection('ROGUE', adminJsm.streams.info('ROGUE'))).toMatch(/not found/);
-    expect((await adminJsm.consumers.info(STREAMS.work, CONSUMERS.reconciler)).name).toBe(
-      CONSUMERS.reconciler,
-    );
+    expect((await adminJsm.consumers.info(STREAMS.work, workConsumerName(0))).name).toBe(workConsumerName(0));
     expect((await adminJsm.streams.info(STREAMS.commands)).created).toBe(before.created);
     expect((await stored('secure')).spec.state).toBe('running');
     console.log(

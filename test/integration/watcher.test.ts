@@ -116,7 +116,8 @@ interface SeenWork {
 /** Every work item published on a namespace's subjects, seen with a plain subscription (duplicates included). */
 function watchWork(nc: NatsConnection, namespace: string): { seen: SeenWork[]; sub: Subscription } {
   const seen: SeenWork[] = [];
-  const sub = nc.subscribe(`streamspace.work.*.${namespace}.>`, {
+  // streamspace.work.<partition>.<kind>.<namespace>.<name>
+  const sub = nc.subscribe(`streamspace.work.*.*.${namespace}.>`, {
     callback: (error, message) => {
       if (error) return;
       seen.push({

@@ -17,4 +17,5 @@ export * from './watch-namespaces.js';
 export * from './command-subject.js';
 export * from './jetstream-ownership.js';
 export * from './nats-permissions.js';
+export * from './work-partitions.js';
 export * from './url-credentials.js';

@@ -9,14 +9,9 @@ import {
 } from '@nats-io/jetstream';
 import { type KV, Kvm } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/nats-core';
-import {
-  BUCKET_LIMITS,
-  ensureStreams,
-  ensureWorkConsumer,
-  openLockBucket,
-  type TopologyOptions,
-} from './jetstream-topology.js';
+import { BUCKET_LIMITS, ensureStreams, ensureWorkConsumers, type TopologyOptions } from './jetstream-topology.js';
 import { BUCKETS, CONSUMERS, STREAMS } from './subjects.js';
+import { recordedPartitions, WORK_PARTITIONS_METADATA, workConsumerName } from './work-partitions.js';
 
 /**
  * Who declares the JetStream topology. The watcher alone creates and updates streams, durable
@@ -28,8 +23,6 @@ import { BUCKETS, CONSUMERS, STREAMS } from './subjects.js';
 const SECOND_NS = 1_000_000_000;
 
 export interface DeclareOptions extends TopologyOptions {
-  /** How long a reconciler's lock on a key lives unless renewed (the locks bucket's TTL). */
-  lockTtlMs: number;
   /** How long a session's last activity is kept (the activity bucket's TTL). */
   activityTtlMs: number;
 }
@@ -59,9 +52,8 @@ export async function ensureCommandConsumer(jsm: JetStreamManager): Promise<void
 /** Everything the services use on JetStream, created or brought up to date. The watcher's job. */
 export async function declareTopology(nc: NatsConnection, options: DeclareOptions): Promise<void> {
   const jsm = await ensureStreams(nc, { ...options, updateExisting: true });
-  await ensureWorkConsumer(jsm, options);
+  await ensureWorkConsumers(jsm, options);
   await ensureCommandConsumer(jsm);
-  await openLockBucket(nc, options.lockTtlMs);
   await new Kvm(nc).create(BUCKETS.activity, {
     ttl: options.activityTtlMs,
     history: 1,
@@ -106,4 +98,45 @@ export async function bindBucket(nc: NatsConnection, bucket: string): Promise<{ 
   }
   const kv = await new Kvm(nc).open(bucket, { allow_direct: info.config.allow_direct ?? false });
   return { kv, ttlMs: Math.round((info.config.max_age ?? 0) / 1_000_000) };
+}
+
+/** The work partitions as the watcher declared them: how many, their consumers, how long a pin outlives its holder. */
+export interface WorkPartitions {
+  partitions: number;
+  consumers: Consumer[];
+  pinTimeoutMs: number;
+}
+
+/** Binds to every partition consumer of the work stream; never creates them. */
+export async function bindWorkPartitions(nc: NatsConnection): Promise<WorkPartitions> {
+  const jsm = await jetstreamManager(nc);
+  let metadata: Record<string, string> | undefined;
+  try {
+    metadata = (await jsm.streams.info(STREAMS.work)).config.metadata;
+  } catch (error) {
+    throw missing(`the stream ${STREAMS.work}`, error);
+  }
+  const partitions = recordedPartitions(metadata);
+  if (partitions === undefined)
+    throw new TopologyMissingError(
+      `the stream ${STREAMS.work} records no number of partitions (${WORK_PARTITIONS_METADATA}): the watcher declares it (is the watcher of this release running?)`,
+    );
+  const consumers: Consumer[] = [];
+  let pinTimeoutMs = Number.POSITIVE_INFINITY;
+  for (let partition = 0; partition < partitions; partition++) {
+    const name = workConsumerName(partition);
+    let info: Awaited<ReturnType<typeof jsm.consumers.info>>;
+    try {
+      info = await jsm.consumers.info(STREAMS.work, name);
+    } catch (error) {
+      throw missing(`the consumer ${name} of stream ${STREAMS.work}`, error);
+    }
+    if (info.config.priority_policy !== 'pinned_client' || !info.config.priority_timeout)
+      throw new TopologyMissingError(
+        `the consumer ${name} of stream ${STREAMS.work} is not pinned to one client; the watcher declares it so`,
+      );
+    pinTimeoutMs = Math.min(pinTimeoutMs, info.config.priority_timeout / 1_000_000);
+    consumers.push(await jetstream(nc).consumers.get(STREAMS.work, name));
+  }
+  return { partitions, consumers, pinTimeoutMs };
 }

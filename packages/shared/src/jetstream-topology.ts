@@ -8,10 +8,16 @@ import {
   StorageType,
   type StreamConfig,
 } from '@nats-io/jetstream';
-import { type KV, Kvm } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/nats-core';
 import { DEFAULT_MAX_OBJECT_BYTES } from './object-trim.js';
-import { BUCKETS, CONSUMERS, STREAMS, subjects } from './subjects.js';
+import { BUCKETS, STREAMS, subjects } from './subjects.js';
+import {
+  DEFAULT_PIN_TIMEOUT_MS,
+  DEFAULT_WORK_PARTITIONS,
+  WORK_PARTITIONS_METADATA,
+  WORK_PRIORITY_GROUP,
+  workConsumerName,
+} from './work-partitions.js';
 
 const SECOND_NS = 1_000_000_000;
 const KiB = 1024;
@@ -31,9 +37,8 @@ export const DEFAULT_STREAM_LIMITS = {
   deadLetterMaxBytes: 64 * MiB,
   /** A dead letter carries the original message (a work item or a command) and why it failed. */
   deadLetterMaxMsgSize: 64 * KiB,
-  lockBucketMaxBytes: 16 * MiB,
   activityBucketMaxBytes: 64 * MiB,
-  /** Lock holders and activity times are short strings. */
+  /** Activity times are short strings. */
   bucketMaxValueSize: 1 * KiB,
 } as const;
 
@@ -54,8 +59,12 @@ export interface TopologyOptions {
   eventsMaxAgeSeconds?: number;
   /** How long dead letters are kept for a person to look at. */
   deadLetterMaxAgeSeconds?: number;
-  /** How long a work item may stay unacknowledged before JetStream hands it to another worker. */
+  /** How long a work item may stay unacknowledged before JetStream hands it out again. */
   workAckWaitSeconds?: number;
+  /** How many partitions work items are spread over (recorded on the work stream; WORK_PARTITIONS). */
+  workPartitions?: number;
+  /** How long a partition stays pinned to a worker that stopped pulling (PIN_TIMEOUT). */
+  pinTimeoutMs?: number;
   /** The watcher's bound on one published object (MAX_OBJECT_BYTES); the events' max_msg_size follows from it. */
   maxObjectBytes?: number;
   eventsMaxBytes?: number;
@@ -104,6 +113,8 @@ export function streamConfigs(options: TopologyOptions = {}): (Partial<StreamCon
       max_msg_size: DEFAULT_STREAM_LIMITS.workMaxMsgSize,
       discard: DiscardPolicy.Old,
       duplicate_window: 120 * SECOND_NS,
+      // Where the reconcilers and the metrics service learn how items are partitioned.
+      metadata: { [WORK_PARTITIONS_METADATA]: String(options.workPartitions ?? DEFAULT_WORK_PARTITIONS) },
     },
     {
       name: STREAMS.deadLetter,
@@ -170,10 +181,6 @@ export async function ensureStreams(
 
 /** The size limits of each bucket, as KV options (at creation) and as stream settings (for updates). */
 export const BUCKET_LIMITS = {
-  [BUCKETS.locks]: {
-    max_bytes: DEFAULT_STREAM_LIMITS.lockBucketMaxBytes,
-    maxValueSize: DEFAULT_STREAM_LIMITS.bucketMaxValueSize,
-  },
   [BUCKETS.activity]: {
     max_bytes: DEFAULT_STREAM_LIMITS.activityBucketMaxBytes,
     maxValueSize: DEFAULT_STREAM_LIMITS.bucketMaxValueSize,
@@ -207,37 +214,49 @@ async function boundExistingBuckets(
   }
 }
 
-/** The shared durable pull consumer of the work queue: every reconciler replica pulls from it. */
-export async function ensureWorkConsumer(
-  jsm: JetStreamManager,
-  options: TopologyOptions = {},
-): Promise<void> {
-  const config = {
-    durable_name: CONSUMERS.reconciler,
-    ack_policy: AckPolicy.Explicit,
-    deliver_policy: DeliverPolicy.All,
-    ack_wait: (options.workAckWaitSeconds ?? 30) * SECOND_NS,
-    // Attempts are counted and dead-lettered by the reconciler itself (it knows the reason).
-    max_deliver: -1,
-    max_ack_pending: 10_000,
-  };
-  try {
-    await jsm.consumers.info(STREAMS.work, CONSUMERS.reconciler);
-    await jsm.consumers.update(STREAMS.work, CONSUMERS.reconciler, {
-      ack_wait: config.ack_wait,
-      max_ack_pending: config.max_ack_pending,
-    });
-  } catch {
-    await jsm.consumers.add(STREAMS.work, config);
-  }
-}
+/** The unpinned consumer of releases before partitions: it filters every work subject, so a workqueue stream refuses any other consumer while it exists. */
+const LEGACY_WORK_CONSUMER = 'reconciler';
 
-/** The bucket of per-key locks; entries expire so a killed worker's lock frees itself. */
-export async function openLockBucket(nc: NatsConnection, ttlMs: number): Promise<KV> {
-  return new Kvm(nc).create(BUCKETS.locks, {
-    ttl: ttlMs,
-    history: 1,
-    storage: StorageType.File,
-    ...BUCKET_LIMITS[BUCKETS.locks],
+/**
+ * One durable pull consumer per work partition, each with a pinned-client priority group: every
+ * reconciler pulls every partition, and the server delivers a partition's items to one of them
+ * only (the pinned one) until it stops pulling for `pinTimeoutMs`; then another takes over.
+ */
+export async function ensureWorkConsumers(jsm: JetStreamManager, options: TopologyOptions = {}): Promise<void> {
+  const partitions = options.workPartitions ?? DEFAULT_WORK_PARTITIONS;
+  const priorityTimeout = (options.pinTimeoutMs ?? DEFAULT_PIN_TIMEOUT_MS) * 1_000_000;
+  await jsm.consumers.delete(STREAMS.work, LEGACY_WORK_CONSUMER).catch((error: Error) => {
+    if (!/not found/i.test(error.message)) throw error;
   });
+  for (let partition = 0; partition < partitions; partition++) {
+    const name = workConsumerName(partition);
+    const config = {
+      durable_name: name,
+      filter_subject: subjects.workPartition(partition),
+      ack_policy: AckPolicy.Explicit,
+      deliver_policy: DeliverPolicy.All,
+      ack_wait: (options.workAckWaitSeconds ?? 30) * SECOND_NS,
+      // Attempts are counted and dead-lettered by the reconciler itself (it knows the reason).
+      max_deliver: -1,
+      max_ack_pending: 1_000,
+      priority_policy: 'pinned_client' as const,
+      priority_groups: [WORK_PRIORITY_GROUP],
+      priority_timeout: priorityTimeout,
+    };
+    try {
+      await jsm.consumers.info(STREAMS.work, name);
+      // Only these settings can change on an existing consumer (the policy and groups cannot).
+      await jsm.consumers.update(STREAMS.work, name, {
+        ack_wait: config.ack_wait,
+        max_ack_pending: config.max_ack_pending,
+        priority_timeout: priorityTimeout,
+      });
+    } catch (error) {
+      if (!/not found/i.test((error as Error).message)) throw error;
+      await jsm.consumers.add(STREAMS.work, config).catch((addError: Error) => {
+        // Another watcher created it in between.
+        if (!/already (in use|exists)/i.test(addError.message)) throw addError;
+      });
+    }
+  }
 }

@@ -8,7 +8,8 @@ import {
   renderNatsAuthorization,
   SERVICE_IDENTITIES,
 } from './nats-permissions.js';
-import { STREAMS, subjects } from './subjects.js';
+import { CONSUMERS, STREAMS, subjects } from './subjects.js';
+import { workConsumerName } from './work-partitions.js';
 
 /** NATS subject matching: `*` one token, `>` one or more trailing tokens. */
 function matches(pattern: string, subject: string): boolean {
@@ -38,14 +39,22 @@ describe('natsPermissions', () => {
     expect(mayPublish('portal', reaperCommand)).toBe(false);
   });
 
-  it('lets nobody delete or purge a stream, or delete a consumer', () => {
+  it('lets nobody delete or purge a stream, or delete a consumer in use', () => {
     for (const id of everyone)
       for (const stream of Object.values(STREAMS)) {
         expect(mayPublish(id, `$JS.API.STREAM.DELETE.${stream}`), id).toBe(false);
         expect(mayPublish(id, `$JS.API.STREAM.PURGE.${stream}`), id).toBe(false);
         expect(mayPublish(id, `$JS.API.STREAM.MSG.DELETE.${stream}`), id).toBe(false);
-        expect(mayPublish(id, `$JS.API.CONSUMER.DELETE.${stream}.reconciler`), id).toBe(false);
+        expect(mayPublish(id, `$JS.API.CONSUMER.DELETE.${stream}.${workConsumerName(0)}`), id).toBe(false);
+        expect(mayPublish(id, `$JS.API.CONSUMER.DELETE.${stream}.${CONSUMERS.commandExecutor}`), id).toBe(
+          false,
+        );
       }
+    // The one exception: the watcher removes the unpartitioned consumer of releases before
+    // partitions, which would keep the workqueue stream from taking the partition consumers.
+    expect(
+      everyone.filter((id) => mayPublish(id, `$JS.API.CONSUMER.DELETE.${STREAMS.work}.reconciler`)),
+    ).toEqual(['watcher']);
   });
 
   it('lets only the watcher create or update streams and durable consumers', () => {
@@ -88,14 +97,34 @@ describe('natsPermissions', () => {
     expect(mayPublish('watcher', subjects.work('session', 'a', 'b'))).toBe(true);
     expect(mayPublish('reconciler', subjects.work('session', 'a', 'b'))).toBe(true);
     expect(mayPublish('reconciler', subjects.deadLetter('session', 'a', 'b'))).toBe(true);
-    expect(mayPublish('reconciler', `$JS.ACK.${STREAMS.work}.reconciler.1.2.3.4.5`)).toBe(true);
-    expect(mayPublish('reconciler', '$KV.streamspace-locks.session.a.b')).toBe(true);
+    expect(mayPublish('reconciler', `$JS.ACK.${STREAMS.work}.${workConsumerName(3)}.1.2.3.4.5`)).toBe(true);
+    expect(mayPublish('reconciler', `$JS.API.CONSUMER.MSG.NEXT.${STREAMS.work}.${workConsumerName(7)}`)).toBe(
+      true,
+    );
+    expect(mayPublish('reconciler', `$JS.API.CONSUMER.CREATE.${STREAMS.work}.${workConsumerName(7)}`)).toBe(
+      false,
+    );
+    expect(
+      mayPublish('watcher', `$JS.API.CONSUMER.DURABLE.CREATE.${STREAMS.work}.${workConsumerName(7)}`),
+    ).toBe(true);
+    expect(mayPublish('metrics', `$JS.API.CONSUMER.INFO.${STREAMS.work}.${workConsumerName(7)}`)).toBe(true);
+    expect(mayPublish('reconciler', `$JS.API.CONSUMER.DELETE.${STREAMS.work}.${workConsumerName(7)}`)).toBe(
+      false,
+    );
+    expect(mayPublish('watcher', `$JS.API.CONSUMER.DELETE.${STREAMS.work}.${workConsumerName(7)}`)).toBe(
+      false,
+    );
     expect(mayPublish('reconciler', '$KV.streamspace-activity.a.b')).toBe(false);
     expect(mayPublish('idle-reaper', '$KV.streamspace-activity.a.b')).toBe(true);
     expect(mayPublish('idle-reaper', `$JS.ACK.${STREAMS.commands}.command-executor.1.2.3.4.5`)).toBe(true);
-    expect(mayPublish('idle-reaper', `$JS.ACK.${STREAMS.work}.reconciler.1.2.3.4.5`)).toBe(false);
+    expect(mayPublish('idle-reaper', `$JS.ACK.${STREAMS.work}.${workConsumerName(0)}.1.2.3.4.5`)).toBe(false);
     expect(maySubscribe('idle-reaper', subjects.activity('a', 'b'))).toBe(true);
     expect(natsPermissions('idle-reaper').allowResponses).toBe(true);
+    expect(mayPublish('reconciler', subjects.reconcilersCensus)).toBe(true);
+    expect(maySubscribe('reconciler', subjects.reconcilersHello)).toBe(true);
+    expect(mayPublish('idle-reaper', subjects.reconcilersHello)).toBe(false);
+    expect(mayPublish('reconciler', `$JS.API.CONSUMER.UNPIN.${STREAMS.work}.${workConsumerName(2)}`)).toBe(true);
+    expect(mayPublish('watcher', `$JS.API.CONSUMER.UNPIN.${STREAMS.work}.${workConsumerName(2)}`)).toBe(false);
     expect(mayPublish(ACTIVITY_REPORTER, subjects.activity('a', 'b'))).toBe(true);
     expect(natsPermissions(ACTIVITY_REPORTER).publish).toEqual([subjects.activityAll]);
   });
@@ -116,7 +145,8 @@ describe('renderNatsAuthorization', () => {
     expect(passwordVariable('idle-reaper')).toBe('STREAMSPACE_NATS_IDLE_REAPER_PASSWORD');
     expect(text).toContain('user: "streamspace-portal"');
     expect(text).toContain('publish: { allow: ["$JS.API.INFO", "streamspace.commands.portal.>"] }');
-    expect(text.match(/allow_responses: true/g)).toHaveLength(1);
+    // The idle reaper answers activity requests; the reconcilers answer each other's census.
+    expect(text.match(/allow_responses: true/g)).toHaveLength(2);
     expect(text.match(/user: /g)).toHaveLength(6);
   });
 });

@@ -73,13 +73,23 @@ const declareConsumer = (stream: string, consumer: string) => [
   `${API}.CONSUMER.DURABLE.CREATE.${stream}.${consumer}`,
 ];
 
+/**
+ * Every partition consumer of the work stream (their number is a setting, so the consumer token is
+ * a wildcard): the work stream holds no other consumer, and only the watcher may create one.
+ */
+const ANY_WORK_CONSUMER = '*';
+/**
+ * The unpartitioned consumer of releases before partitions: the watcher deletes it on upgrade,
+ * since a workqueue stream refuses the partition consumers while it exists.
+ */
+const LEGACY_WORK_CONSUMER = 'reconciler';
+
 /** Every stream the platform uses, KV buckets included (the watcher declares them all). */
 export const ALL_STREAMS = [
   STREAMS.events,
   STREAMS.work,
   STREAMS.deadLetter,
   STREAMS.commands,
-  kvStream(BUCKETS.locks),
   kvStream(BUCKETS.activity),
 ] as const;
 
@@ -103,14 +113,20 @@ export function natsPermissions(identity: NatsIdentity | string): NatsPermission
           subjects.eventsAll,
           subjects.workAll,
           ...ALL_STREAMS.flatMap(declareStream),
-          ...declareConsumer(STREAMS.work, CONSUMERS.reconciler),
+          ...declareConsumer(STREAMS.work, ANY_WORK_CONSUMER),
+          `${API}.CONSUMER.DELETE.${STREAMS.work}.${LEGACY_WORK_CONSUMER}`,
           ...declareConsumer(STREAMS.commands, CONSUMERS.commandExecutor),
         ],
       };
     case 'reconciler':
       return {
-        ...base,
+        // The workers count each other (a request every worker answers) to share the partitions.
+        subscribe: [inbox, subjects.reconcilersAll],
+        allowResponses: true,
         publish: [
+          subjects.reconcilersAll,
+          // Give a partition back: the server then pins another worker at once.
+          `${API}.CONSUMER.UNPIN.${STREAMS.work}.${ANY_WORK_CONSUMER}`,
           `${API}.INFO`,
           // Requeues (a Session to look at again later) and what it gave up on.
           subjects.workAll,
@@ -118,8 +134,8 @@ export function natsPermissions(identity: NatsIdentity | string): NatsPermission
           deadLettersOf('template'),
           deadLettersOf('malformed'),
           streamInfo(STREAMS.work),
-          ...pullFrom(STREAMS.work, CONSUMERS.reconciler),
-          ...useBucket(BUCKETS.locks),
+          // Every partition: each worker pulls them all, the server pins each to one worker.
+          ...pullFrom(STREAMS.work, ANY_WORK_CONSUMER),
         ],
       };
     case 'idle-reaper':
@@ -143,7 +159,7 @@ export function natsPermissions(identity: NatsIdentity | string): NatsPermission
         publish: [
           `${API}.INFO`,
           ...[STREAMS.events, STREAMS.work, STREAMS.deadLetter, STREAMS.commands].map(streamInfo),
-          `${API}.CONSUMER.INFO.${STREAMS.work}.${CONSUMERS.reconciler}`,
+          `${API}.CONSUMER.INFO.${STREAMS.work}.${ANY_WORK_CONSUMER}`,
           ...readThroughOwnConsumers(STREAMS.events, 'pull'),
         ],
       };

@@ -1,3 +1,5 @@
+import { DEFAULT_WORK_PARTITIONS, partitionOf } from './work-partitions.js';
+
 /**
  * Names of everything the services share on NATS. Subjects put kind and namespace before the
  * name so a subscriber can filter with wildcards (e.g. `streamspace.events.session.team-a.>`).
@@ -11,14 +13,12 @@ export const STREAMS = {
   commands: 'STREAMSPACE_COMMANDS',
 } as const;
 
+/** The reconcilers' consumers are one per work partition: see workConsumerName in work-partitions.ts. */
 export const CONSUMERS = {
-  reconciler: 'reconciler',
   commandExecutor: 'command-executor',
 } as const;
 
 export const BUCKETS = {
-  /** One entry per key being reconciled right now: the lock that keeps it to one worker. */
-  locks: 'streamspace-locks',
   /** Latest activity per session (idle-reaper). */
   activity: 'streamspace-activity',
 } as const;
@@ -41,8 +41,18 @@ export const subjects = {
   event: (kind: ObservedKind, namespace: string, name: string) =>
     `streamspace.events.${kind}.${subjectToken(namespace)}.${subjectToken(name)}`,
   workAll: 'streamspace.work.>',
-  work: (kind: WorkKind, namespace: string, name: string) =>
-    `streamspace.work.${kind}.${subjectToken(namespace)}.${subjectToken(name)}`,
+  /**
+   * A work item names its partition first (see work-partitions.ts), so each partition consumer
+   * filters on `streamspace.work.<partition>.>`; `partitions` must be what the work stream records.
+   */
+  work: (kind: WorkKind, namespace: string, name: string, partitions: number = DEFAULT_WORK_PARTITIONS) =>
+    `streamspace.work.${partitionOf(objectKey(kind, namespace, name), partitions)}.${kind}.${subjectToken(namespace)}.${subjectToken(name)}`,
+  workPartition: (partition: number) => `streamspace.work.${partition}.>`,
+  /** Core NATS (no stream): a reconciler says it joined, so the others can give it partitions. */
+  reconcilersHello: 'streamspace.reconcilers.hello',
+  /** Core NATS request: every reconciler answers with its id, so one can count the workers. */
+  reconcilersCensus: 'streamspace.reconcilers.census',
+  reconcilersAll: 'streamspace.reconcilers.>',
   deadLetterAll: 'streamspace.deadletter.>',
   deadLetter: (kind: string, namespace: string, name: string) =>
     `streamspace.deadletter.${kind}.${subjectToken(namespace)}.${subjectToken(name)}`,
@@ -62,7 +72,7 @@ export const subjects = {
     `streamspace.activity.${subjectToken(namespace)}.${subjectToken(name)}`,
 } as const;
 
-/** The key of a lock or activity entry: KV keys allow '.', '-', '_', '=', '/' and alphanumerics. */
+/** The key of a work item (its partition hash) or an activity entry: KV keys allow '.', '-', '_', '=', '/' and alphanumerics. */
 export function objectKey(kind: string, namespace: string, name: string): string {
   return `${kind}.${namespace}.${subjectToken(name)}`;
 }

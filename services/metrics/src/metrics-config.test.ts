@@ -8,7 +8,6 @@ describe('metrics configuration', () => {
     expect(config).toMatchObject({
       METRICS_USER_LABEL: true,
       WATCHER_READY_URL: [],
-      WORK_CONSUMER: 'reconciler',
       PROBE_TIMEOUT: 2000,
     });
     expect(config.WATCH_NAMESPACE).toBeUndefined();

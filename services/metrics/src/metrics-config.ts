@@ -1,6 +1,5 @@
 import { kubeEnvSchema } from '@streamspace/kube';
 import {
-  CONSUMERS,
   env,
   formatDuration,
   natsEnvSchema,
@@ -53,8 +52,6 @@ export const metricsConfigSchema = natsEnvSchema.extend(kubeEnvSchema.shape).ext
   METRICS_USER_LABEL: env.boolean(true),
   /** The watcher's /readyz URL(s), comma-separated, probed at each scrape; unset: not probed. */
   WATCHER_READY_URL: urlList,
-  /** The durable consumer of the work queue whose backlog is reported. */
-  WORK_CONSUMER: z.string().min(1).default(CONSUMERS.reconciler),
   /** How long a scrape waits for JetStream and the watcher before leaving their figures out. */
   PROBE_TIMEOUT: durationMs('2s', 100),
   /** The server-side timeout asked for each watch; the API server ends it then and another starts. */

@@ -111,7 +111,6 @@ export async function startMetrics(
   registerPipelineMetrics(registry, {
     jetstream: () => jetStream,
     watcherReadyUrls: config.WATCHER_READY_URL,
-    consumer: config.WORK_CONSUMER,
     timeoutMs: config.PROBE_TIMEOUT,
     onError: (what, error) => log.debug({ what, err: (error as Error).message }, 'pipeline probe failed'),
   });

@@ -15,8 +15,12 @@ const healthy: JetStreamReader = {
     if (name === 'STREAMSPACE_DEADLETTER') return { messages: 2, firstTs: '2030-01-01T08:00:00Z' };
     return { messages: 0, firstTs: '0001-01-01T00:00:00Z' };
   },
-  async consumerState() {
-    return { pending: 4, ackPending: 3, redelivered: 1, waiting: 2 };
+  async consumerState(_stream, name) {
+    // Partition 1 has no worker pinned yet.
+    return { pending: 2, ackPending: name.endsWith('1') ? 0 : 3, redelivered: 1, waiting: 2, pinned: name.endsWith('1') ? 0 : 1 };
+  },
+  async workConsumers() {
+    return ['reconciler-p0', 'reconciler-p1'];
   },
 };
 
@@ -41,7 +45,8 @@ describe('pipeline health', () => {
         deadLetter: { messages: 2, oldestAgeSeconds: 7200 },
         commands: { messages: 0, oldestAgeSeconds: 0 },
       },
-      consumer: { pending: 4, ackPending: 3, redelivered: 1, waiting: 2 },
+      // Summed over the partition consumers.
+      consumer: { pending: 4, ackPending: 3, redelivered: 2, waiting: 4, pinned: 1 },
       watchers: [
         { target: 'http://w1/readyz', ready: true },
         { target: 'http://notready/readyz', ready: false },
@@ -57,6 +62,7 @@ describe('pipeline health', () => {
       jetstream: () => ({
         streamState: () => new Promise(() => undefined),
         consumerState: () => Promise.reject(new Error('consumer not found')),
+        workConsumers: async () => ['reconciler-p0'],
       }),
       watcherReadyUrls: [],
       timeoutMs: 50,
@@ -69,7 +75,7 @@ describe('pipeline health', () => {
     expect(text).not.toMatch(/^streamspace_work_consumer_pending_messages/m);
     expect(text).not.toContain('streamspace_watcher_probe_ready');
     expect(errors.sort()).toEqual([
-      'consumer STREAMSPACE_WORK/reconciler',
+      'consumers of STREAMSPACE_WORK',
       'stream STREAMSPACE_COMMANDS',
       'stream STREAMSPACE_DEADLETTER',
       'stream STREAMSPACE_WORK',
@@ -89,10 +95,11 @@ describe('pipeline health', () => {
       'streamspace_jetstream_up 1',
       'streamspace_work_queue_depth{stream="STREAMSPACE_WORK"} 7',
       'streamspace_work_queue_oldest_age_seconds{stream="STREAMSPACE_WORK"}',
-      'streamspace_work_consumer_pending_messages{consumer="reconciler"} 4',
-      'streamspace_work_consumer_ack_pending_messages{consumer="reconciler"} 3',
-      'streamspace_work_consumer_redelivered_messages{consumer="reconciler"} 1',
-      'streamspace_work_consumer_waiting_pulls{consumer="reconciler"} 2',
+      'streamspace_work_consumer_pending_messages{consumer="reconcilers"} 4',
+      'streamspace_work_consumer_ack_pending_messages{consumer="reconcilers"} 3',
+      'streamspace_work_consumer_redelivered_messages{consumer="reconcilers"} 2',
+      'streamspace_work_consumer_waiting_pulls{consumer="reconcilers"} 4',
+      'streamspace_work_partitions_pinned{consumer="reconcilers"} 1',
       'streamspace_dead_letter_messages{stream="STREAMSPACE_DEADLETTER"} 2',
       'streamspace_command_queue_depth{stream="STREAMSPACE_COMMANDS"} 0',
       'streamspace_watcher_probe_ready{target="http://w1/readyz"} 1',

@@ -1,10 +1,10 @@
 import type { JetStreamManager } from '@nats-io/jetstream';
-import { CONSUMERS, STREAMS } from '@streamspace/shared';
+import { recordedPartitions, STREAMS, WORK_PRIORITY_GROUP, workConsumerNames } from '@streamspace/shared';
 import { Gauge, type Registry } from 'prom-client';
 
 /**
  * Health of the pipeline between the watcher and the reconcilers, read when Prometheus scrapes:
- * JetStream's own counts (work queue depth, the shared consumer's backlog, dead letters) and,
+ * JetStream's own counts (work queue depth, the partition consumers' backlog summed, dead letters) and,
  * when configured, the watcher's /readyz. One probe serves all the gauges of one scrape.
  */
 
@@ -19,6 +19,8 @@ export interface ConsumerFigures {
   ackPending: number;
   redelivered: number;
   waiting: number;
+  /** Partition consumers whose priority group has a worker pinned (1 or 0 for one consumer). */
+  pinned: number;
 }
 
 export interface PipelineFigures {
@@ -32,6 +34,8 @@ export interface PipelineFigures {
 export interface JetStreamReader {
   streamState(name: string): Promise<{ messages: number; firstTs: string | undefined }>;
   consumerState(stream: string, consumer: string): Promise<ConsumerFigures>;
+  /** The work partition consumers, as many as the work stream records. */
+  workConsumers(): Promise<string[]>;
 }
 
 export function jetStreamReader(jsm: JetStreamManager): JetStreamReader {
@@ -47,7 +51,18 @@ export function jetStreamReader(jsm: JetStreamManager): JetStreamReader {
         ackPending: info.num_ack_pending,
         redelivered: info.num_redelivered,
         waiting: info.num_waiting,
+        // nats-server ≥ 2.11 reports each priority group's pinned client (ADR-42); nats.js 3.4 has no type for it.
+        pinned: (info as { priority_groups?: { pinned_client_id?: string }[] }).priority_groups?.some(
+          (group) => group.pinned_client_id,
+        )
+          ? 1
+          : 0,
       };
+    },
+    async workConsumers() {
+      const partitions = recordedPartitions((await jsm.streams.info(STREAMS.work)).config.metadata);
+      if (partitions === undefined) throw new Error(`the stream ${STREAMS.work} records no work partitions yet`);
+      return workConsumerNames(partitions);
     },
   };
 }
@@ -70,7 +85,6 @@ export interface PipelineProbeOptions {
   /** undefined while NATS is not connected yet. */
   jetstream(): JetStreamReader | undefined;
   watcherReadyUrls: string[];
-  consumer?: string;
   timeoutMs: number;
   now?: () => number;
   fetch?: typeof fetch;
@@ -99,16 +113,28 @@ export async function probePipeline(options: PipelineProbeOptions): Promise<Pipe
         }
       }),
       (async () => {
-        const consumer = options.consumer ?? CONSUMERS.reconciler;
+        // The reconcilers' backlog is spread over one consumer per partition: report the sums.
         try {
           figures.consumer = await withTimeout(
-            js.consumerState(STREAMS.work, consumer),
+            (async () => {
+              const states = await Promise.all(
+                (await js.workConsumers()).map((name) => js.consumerState(STREAMS.work, name)),
+              );
+              const sum = (field: keyof ConsumerFigures) => states.reduce((total, s) => total + s[field], 0);
+              return {
+                pending: sum('pending'),
+                ackPending: sum('ackPending'),
+                redelivered: sum('redelivered'),
+                waiting: sum('waiting'),
+                pinned: sum('pinned'),
+              };
+            })(),
             options.timeoutMs,
-            `consumer ${consumer}`,
+            'the work partition consumers',
           );
           answered++;
         } catch (error) {
-          options.onError?.(`consumer ${STREAMS.work}/${consumer}`, error);
+          options.onError?.(`consumers of ${STREAMS.work}`, error);
         }
       })(),
     ]);
@@ -143,7 +169,8 @@ export function registerPipelineMetrics(
   options: PipelineProbeOptions & { cacheMs?: number },
 ) {
   const registers = [registry];
-  const consumer = options.consumer ?? CONSUMERS.reconciler;
+  // One label value for the sum over the partition consumers: the reconcilers' priority group.
+  const consumer = WORK_PRIORITY_GROUP;
   let cached: { at: number; figures: Promise<PipelineFigures> } | undefined;
   const figures = () => {
     const now = Date.now();
@@ -221,10 +248,18 @@ export function registerPipelineMetrics(
   );
   gauge(
     'streamspace_work_consumer_waiting_pulls',
-    'Pull requests of idle workers waiting for work.',
+    'Pull requests of workers waiting for work (every worker pulls every partition).',
     ['consumer'],
     (g, f) => {
       if (f.consumer) g.set({ consumer }, f.consumer.waiting);
+    },
+  );
+  gauge(
+    'streamspace_work_partitions_pinned',
+    'Work partitions pinned to a worker now; fewer than the partitions means some wait for a worker (none running, or a failover in progress).',
+    ['consumer'],
+    (g, f) => {
+      if (f.consumer) g.set({ consumer }, f.consumer.pinned);
     },
   );
   gauge(

@@ -9,6 +9,7 @@ import type {
 } from '@kubernetes/client-node';
 import { type EventRecorder, isConflict, type KubeClient, type ResourceRef } from '@streamspace/kube';
 import { API_GROUP, API_VERSION, FIELD_MANAGER, LABELS, MANAGED_BY, sessionLabelValue } from '@streamspace/shared';
+import type { WriteFence } from './partition-lease.js';
 import type { ChildRef, KubeEventIntent, ObservedSession, PlannedStatus } from './session-plan.js';
 import type { StoredSession as Session, StoredTemplate as Template } from './stored-objects.js';
 import type { TemplateStatusPlan } from './template-validation.js';
@@ -64,7 +65,14 @@ export class KubeWriter {
   constructor(
     private readonly kube: KubeClient,
     private readonly events: EventRecorder,
+    /** Checked before every write: a reconcile whose worker lost the pin on its key stops there. */
+    private readonly fence?: WriteFence,
   ) {}
+
+  /** This writer for one reconcile, which writes only while `fence` holds. */
+  fenced(fence: WriteFence): KubeWriter {
+    return new KubeWriter(this.kube, this.events, fence);
+  }
 
   readSession(namespace: string, name: string): Promise<Session | undefined> {
     return this.kube.find<Session>(sessions(namespace, name));
@@ -117,10 +125,14 @@ export class KubeWriter {
       object.metadata?.namespace as string,
       object.metadata?.name as string,
     );
-    await withConflictRetry(() => this.kube.apply(ref, object, FIELD_MANAGER, true));
+    await withConflictRetry(() => {
+      this.fence?.throwIfLost();
+      return this.kube.apply(ref, object, FIELD_MANAGER, true);
+    });
   }
 
   async remove(ref: ChildRef): Promise<void> {
+    this.fence?.throwIfLost();
     await this.kube.delete(refFor(ref.kind, ref.namespace, ref.name), 'Background');
   }
 
@@ -148,11 +160,15 @@ export class KubeWriter {
   ): Promise<void> {
     const ref = { ...sessions(namespace, name, 'status'), plural };
     const body = { apiVersion: `${API_GROUP}/${API_VERSION}`, kind, metadata: { name, namespace }, status };
-    await withConflictRetry(() => this.kube.apply(ref, body, `${FIELD_MANAGER}-reconciler`, true));
+    await withConflictRetry(() => {
+      this.fence?.throwIfLost();
+      return this.kube.apply(ref, body, `${FIELD_MANAGER}-reconciler`, true);
+    });
   }
 
   /** A core/v1 Event on the Session, so `kubectl describe session` tells its story (repeats aggregated). */
   recordEvent(session: Session, event: KubeEventIntent): Promise<void> {
+    this.fence?.throwIfLost();
     const { name, namespace, uid, resourceVersion } = session.metadata;
     return this.events.record(
       {

@@ -1,22 +1,16 @@
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { jetstream } from '@nats-io/jetstream';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import {
-  BUCKETS,
-  bindBucket,
-  bindConsumer,
-  CONSUMERS,
+  bindWorkPartitions,
   connectNats,
   natsEnvSchema,
-  parseDuration,
   retryForever,
   runService,
-  STREAMS,
   sleep,
 } from '@streamspace/shared';
 import { EventRecorder, kubeClientFromConfig, kubeEnvSchema } from '@streamspace/kube';
 import { Counter } from 'prom-client';
-import { KeyLocks } from './key-lock.js';
 import { KubeWriter } from './kube-writer.js';
 import { reconcilerEnvSchema, settingsFromEnv } from './reconciler-settings.js';
 import {
@@ -101,32 +95,14 @@ await runService({
       readiness,
       signal,
     });
-    // The watcher declares the work consumer and the locks bucket; until it has, this stays not ready.
-    const { consumer, locks, bucketTtlMs } = await retryForever(
-      async () => {
-        const bucket = await bindBucket(nc, BUCKETS.locks);
-        return {
-          consumer: await bindConsumer(nc, STREAMS.work, CONSUMERS.reconciler),
-          locks: new KeyLocks(bucket.kv, workerId),
-          bucketTtlMs: bucket.ttlMs,
-        };
+    // The watcher declares the partition consumers; until it has, this stays not ready.
+    const work = await retryForever(() => bindWorkPartitions(nc), {
+      signal,
+      onError: (error) => {
+        readiness.set('work-consumer', false, `cannot bind to JetStream: ${(error as Error).message}`);
+        log.warn({ err: (error as Error).message }, 'binding to JetStream failed; retrying');
       },
-      {
-        signal,
-        onError: (error) => {
-          readiness.set('work-consumer', false, `cannot bind to JetStream: ${(error as Error).message}`);
-          log.warn({ err: (error as Error).message }, 'binding to JetStream failed; retrying');
-        },
-      },
-    );
-    // Locks live as long as the bucket keeps them (the watcher sets its TTL): renewals follow that.
-    const configuredTtlMs = parseDuration(config.LOCK_TTL);
-    const lockTtlMs = bucketTtlMs > 0 ? bucketTtlMs : configuredTtlMs;
-    if (lockTtlMs !== configuredTtlMs)
-      log.warn(
-        { bucketTtlMs, configuredTtlMs },
-        "the locks bucket's TTL differs from LOCK_TTL; following the bucket (set the watcher's LOCK_TTL to change it)",
-      );
+    });
 
     const desktopsRefused = new Counter({
       name: 'streamspace_reconciler_desktops_refused_total',
@@ -137,35 +113,39 @@ await runService({
     for (const reason of ['capability_not_allowed', 'user_not_authorizable'])
       desktopsRefused.labels(reason).inc(0);
 
-    const work = new WorkConsumer({
+    const consumer = new WorkConsumer({
+      nc,
       js: jetstream(nc),
-      consumer,
-      locks,
+      jsm: await jetstreamManager(nc),
+      work,
       log,
       registry,
       workerId,
       concurrency: config.WORKER_CONCURRENCY,
       maxAttempts: config.MAX_ATTEMPTS,
-      lockTtlMs,
-      reconcile: (item) =>
+      ...(config.RECONCILE_INTERVALS_FILE ? { intervalsFile: config.RECONCILE_INTERVALS_FILE } : {}),
+      reconcile: (item, fence) =>
         item.kind === 'session'
-          ? reconcileSession(writer, settings, item.namespace, item.name, log, undefined, {
+          ? reconcileSession(writer.fenced(fence), settings, item.namespace, item.name, log, undefined, {
               refused: (reason) => desktopsRefused.labels(reason).inc(),
               sessionRefused: (reason) => refusals.labels(reason).inc(),
             })
-          : reconcileTemplate(writer, item.namespace, item.name, undefined, settings.allowedCapabilities),
-      onDeadLetter: (item, reason) =>
+          : reconcileTemplate(writer.fenced(fence), item.namespace, item.name, undefined, settings.allowedCapabilities),
+      onDeadLetter: (item, reason, fence) =>
         item.kind === 'session'
-          ? markDeadLettered(writer, item.namespace, item.name, reason)
+          ? markDeadLettered(writer.fenced(fence), item.namespace, item.name, reason)
           : Promise.resolve(),
     });
     readiness.set('work-consumer', true);
-    const running = work.run();
-    log.info({ workerId, concurrency: config.WORKER_CONCURRENCY }, 'reconciler consuming work items');
+    const running = consumer.run();
+    log.info(
+      { workerId, concurrency: config.WORKER_CONCURRENCY, partitions: work.partitions, pinTimeoutMs: work.pinTimeoutMs },
+      'reconciler pulling every work partition; the server pins each to one worker',
+    );
 
     return {
       async stop() {
-        await work.stop();
+        await consumer.stop();
         await running.catch(() => undefined);
         await nc.drain().catch(() => undefined);
       },

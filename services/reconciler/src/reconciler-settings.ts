@@ -167,7 +167,11 @@ export const reconcilerEnvSchema = z.object({
   SESSION_MAX_LIMITS: resourceCeilingSchema('cpu=8,memory=16Gi'),
   WORKER_CONCURRENCY: env.positiveInt(8),
   MAX_ATTEMPTS: env.positiveInt(8),
-  LOCK_TTL: durationSchema.default('30s'),
+  /**
+   * Test instrumentation only: a file this worker appends one JSON line to per reconcile (key,
+   * worker, start, end), so the one-writer test can prove no key ran on two workers at once.
+   */
+  RECONCILE_INTERVALS_FILE: z.string().min(1).optional(),
 });
 
 export interface ReconcilerSettings {

@@ -1,67 +1,109 @@
-import type { Consumer, JetStreamClient, JsMsg } from '@nats-io/jetstream';
+import { appendFileSync } from 'node:fs';
+import type {
+  Consumer,
+  ConsumerMessages,
+  JetStreamClient,
+  JetStreamManager,
+  JsMsg,
+} from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/nats-core';
 import {
   backoffDelay,
   type DeadLetter,
   decodeMessage,
   type Logger,
   objectKey,
-  PullConsumerLoop,
+  STREAMS,
   sleep,
   subjects,
+  WORK_PRIORITY_GROUP,
+  workConsumerName,
   type WorkItem,
+  type WorkPartitions,
   workItemSchema,
 } from '@streamspace/shared';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
-import type { KeyLocks } from './key-lock.js';
+import { KeyedWorkQueue } from './key-queue.js';
+import { partitionsToRelease } from './partition-balance.js';
+import {
+  LOSS_REASONS,
+  PartitionLease,
+  PinLostError,
+  pinTimings,
+  type WriteFence,
+} from './partition-lease.js';
 import type { ReconcileOutcome } from './session-reconciler.js';
 
 export interface WorkConsumerOptions {
+  nc: NatsConnection;
   js: JetStreamClient;
-  consumer: Consumer;
-  locks: KeyLocks;
+  jsm: JetStreamManager;
+  work: WorkPartitions;
   log: Logger;
   registry: Registry;
   workerId: string;
   concurrency: number;
   maxAttempts: number;
-  lockTtlMs: number;
-  reconcile(item: WorkItem): Promise<ReconcileOutcome>;
+  reconcile(item: WorkItem, fence: WriteFence): Promise<ReconcileOutcome>;
   /** Told when an item is given up, to mark the object (a Session condition). */
-  onDeadLetter(item: WorkItem, reason: string): Promise<void>;
+  onDeadLetter(item: WorkItem, reason: string, fence: WriteFence): Promise<void>;
+  /**
+   * Test instrumentation (RECONCILE_INTERVALS_FILE): one JSON line per reconcile with its key,
+   * worker and start and end times, so a test can prove no key ran on two workers at once.
+   */
+  intervalsFile?: string;
+}
+
+interface Pending {
+  message: JsMsg;
+  item: WorkItem;
+  partition: number;
 }
 
 /**
- * Pulls work items and runs reconciles with bounded concurrency. One key is never worked on by
- * two workers at once (KeyLocks); a failure is retried with growing delays (nak with a delay)
- * and after maxAttempts goes to the dead-letter stream; an item that can never succeed (not a
- * valid work item) is terminated at once.
+ * Pulls every work partition and runs reconciles with bounded concurrency.
+ *
+ * One writer per key: a key always hashes to the same partition; the server pins each partition
+ * to one worker (a pinned-client priority group), and this worker works on a partition's items
+ * only while its lease on the pin holds (PartitionLease): a reconcile carries the lease's fence,
+ * which the writer checks before every write, so a worker that lost a pin stops before writing
+ * and leaves the item unacknowledged for the new holder. Within the worker, a per-key queue
+ * (KeyedWorkQueue) never hands one key out twice at once and folds repeated triggers into one.
+ * A failure is retried with growing delays (nak with a delay) and after maxAttempts goes to the
+ * dead-letter stream; an item that can never succeed (not a valid work item) is terminated.
  */
 export class WorkConsumer {
   private readonly requeueTimers = new Map<string, NodeJS.Timeout>();
-  private readonly loop: PullConsumerLoop;
+  private readonly queue = new KeyedWorkQueue<Pending>();
+  private readonly leases: PartitionLease[];
+  private readonly pulls = new Map<number, ConsumerMessages>();
+  /** Partitions given back to the other workers, not pulled until then (performance.now()). */
+  private readonly pausedUntil = new Map<number, number>();
+  private rebalancing = false;
+  private readonly inFlight = new Set<Promise<void>>();
+  /** The reconciles running now, by partition: a partition is given away only once its own are over. */
+  private readonly inFlightOf = new Map<number, Set<Promise<void>>>();
+  private readonly timings: ReturnType<typeof pinTimings>;
+  private stopping = false;
   private readonly reconciles: Counter<'kind' | 'result'>;
   private readonly duration: Histogram<'kind'>;
   private readonly deadLetters: Counter<'reason'>;
   private readonly inFlightGauge: Gauge;
-  private readonly lockWaits: Counter;
+  private readonly coalesced: Counter;
+  private readonly pinsLost: Counter<'reason'>;
 
   constructor(private readonly options: WorkConsumerOptions) {
-    this.loop = new PullConsumerLoop({
-      consumer: options.consumer,
-      concurrency: options.concurrency,
-      log: options.log,
-      name: 'work consumer',
-      handle: (message) => this.handle(message),
-    });
     const registers = [options.registry];
+    this.timings = pinTimings(options.work.pinTimeoutMs);
     this.reconciles = new Counter({
       name: 'streamspace_reconciler_reconciles_total',
-      help: 'Reconciles by kind and result (success, error, dead_lettered).',
+      help: 'Reconciles by kind and result (success, error, dead_lettered, aborted: stopped before a write because this worker lost the pin on its partition).',
       labelNames: ['kind', 'result'],
       registers,
     });
     for (const kind of ['session', 'template'])
-      for (const result of ['success', 'error', 'dead_lettered']) this.reconciles.labels(kind, result).inc(0);
+      for (const result of ['success', 'error', 'dead_lettered', 'aborted'])
+        this.reconciles.labels(kind, result).inc(0);
     this.duration = new Histogram({
       name: 'streamspace_reconciler_reconcile_duration_seconds',
       help: 'Time one reconcile took.',
@@ -81,20 +123,351 @@ export class WorkConsumer {
       help: 'Reconciles running now in this worker.',
       registers,
     });
-    this.lockWaits = new Counter({
-      name: 'streamspace_reconciler_lock_waits_total',
-      help: 'Times a work item waited because another worker held its key.',
+    this.coalesced = new Counter({
+      name: 'streamspace_reconciler_coalesced_total',
+      help: 'Work items folded into a later item of the same key before their reconcile started.',
       registers,
+    });
+    this.pinsLost = new Counter({
+      name: 'streamspace_reconciler_partition_pins_lost_total',
+      help: "Times this worker lost the pin on a work partition, by how it learned: unpinned (the server's answer to our pull), pin_changed, lease_expired (no proof of the pin within the lease), consumer_stopped, disconnected (from NATS), released (given to another worker for balance).",
+      labelNames: ['reason'],
+      registers,
+    });
+    for (const reason of LOSS_REASONS) this.pinsLost.labels(reason).inc(0);
+    this.leases = options.work.consumers.map(
+      (_, partition) => new PartitionLease(this.timings.leaseMs, (reason) => this.lost(partition, reason)),
+    );
+    const leases = this.leases;
+    new Gauge({
+      name: 'streamspace_reconciler_partitions_pinned',
+      help: 'Work partitions pinned to this worker now (its lease on the pin holds).',
+      registers,
+      collect() {
+        this.set(leases.filter((lease) => lease.held()).length);
+      },
+    });
+    const queue = this.queue;
+    new Gauge({
+      name: 'streamspace_reconciler_queued_keys',
+      help: 'Keys waiting in this worker for a free reconcile slot (each once, however many triggers it got).',
+      registers,
+      collect() {
+        this.set(queue.waiting);
+      },
     });
   }
 
   async run(): Promise<void> {
-    await this.loop.run();
+    void this.watchConnection();
+    this.joinCensus();
+    await Promise.all(
+      this.options.work.consumers.map((consumer, partition) => this.pull(consumer, partition)),
+    );
+  }
+
+  /** Answers the other workers' census, gives partitions to a worker that joins, and says it joined. */
+  private joinCensus(): void {
+    const { nc, workerId } = this.options;
+    nc.subscribe(subjects.reconcilersCensus, {
+      callback: (_error, message) => {
+        message.respond(workerId);
+      },
+    });
+    nc.subscribe(subjects.reconcilersHello, {
+      callback: (_error, message) => {
+        if (message.string() !== workerId) void this.rebalance();
+      },
+    });
+    nc.publish(subjects.reconcilersHello, workerId);
+  }
+
+  /** How many workers answer the census now (this one included). */
+  private async census(): Promise<number> {
+    const ids = new Set([this.options.workerId]);
+    const replies = await this.options.nc.requestMany(subjects.reconcilersCensus, '', {
+      maxWait: 300,
+      strategy: 'timer',
+    });
+    for await (const reply of replies) ids.add(reply.string());
+    return ids.size;
+  }
+
+  /** Gives back the partitions over this worker's fair share; at most one round at a time. */
+  private async rebalance(): Promise<void> {
+    if (this.rebalancing || this.stopping) return;
+    this.rebalancing = true;
+    try {
+      // Let a burst of pins and joins settle into one decision.
+      await sleep(500);
+      const members = await this.census();
+      const held = this.leases.flatMap((lease, partition) => (lease.held() ? [partition] : []));
+      const release = partitionsToRelease(held, members, this.leases.length);
+      if (release.length > 0)
+        this.options.log.info(
+          { members, held: held.length, release },
+          'giving work partitions to the other workers',
+        );
+      for (const partition of release) this.release(partition);
+    } catch (error) {
+      this.options.log.warn(
+        { err: (error as Error).message },
+        'could not count the reconcilers; keeping the partitions',
+      );
+    } finally {
+      this.rebalancing = false;
+    }
+  }
+
+  /** Stops pulling a partition for a while and asks the server to pin another worker to it. */
+  private release(partition: number): void {
+    const { work, jsm, log } = this.options;
+    // Long enough for a standby to be pinned; then this worker pulls again, as a standby.
+    this.pausedUntil.set(partition, performance.now() + 2 * work.pinTimeoutMs);
+    this.leases[partition]?.lose('released');
+    this.pulls.get(partition)?.stop();
+    // Unpinning hands the partition over at once: first let this worker's reconciles of it end
+    // (the lost lease stops each before its next write), so no write of ours lands after the
+    // new holder started.
+    const running = [...(this.inFlightOf.get(partition) ?? [])];
+    void Promise.allSettled(running)
+      .then(() => jsm.consumers.unpin(STREAMS.work, workConsumerName(partition), WORK_PRIORITY_GROUP))
+      .catch((error: Error) =>
+        log.warn(
+          { partition, err: error.message },
+          'could not unpin a partition; it moves after its pin timeout',
+        ),
+      );
   }
 
   async stop(timeoutMs = 20_000): Promise<void> {
+    this.stopping = true;
     for (const timer of this.requeueTimers.values()) clearTimeout(timer);
-    await this.loop.stop(timeoutMs);
+    for (const pull of this.pulls.values()) pull.stop();
+    // Items not started go straight back rather than wait for the ack timeout.
+    for (const pending of this.queue.remove(() => true)) pending.message.nak();
+    await Promise.race([Promise.allSettled([...this.inFlight]), sleep(timeoutMs)]);
+  }
+
+  /** One partition: pull under the priority group, restarting after an error, until stopped. */
+  private async pull(consumer: Consumer, partition: number): Promise<void> {
+    const { log } = this.options;
+    const lease = this.leases[partition] as PartitionLease;
+    while (!this.stopping) {
+      const paused = (this.pausedUntil.get(partition) ?? 0) - performance.now();
+      if (paused > 0) {
+        await sleep(paused);
+        continue;
+      }
+      try {
+        const messages = await consumer.consume({
+          group: WORK_PRIORITY_GROUP,
+          max_messages: Math.max(16, this.options.concurrency * 2),
+          expires: this.timings.pullExpiresMs,
+          idle_heartbeat: this.timings.heartbeatMs,
+        });
+        this.pulls.set(partition, messages);
+        void this.watchPin(messages, lease);
+        try {
+          for await (const message of messages) this.receive(message, partition, lease);
+        } finally {
+          this.pulls.delete(partition);
+          lease.lose('consumer_stopped');
+        }
+      } catch (error) {
+        if (this.stopping) break;
+        log.warn({ err: (error as Error).message, partition }, 'pulling a work partition failed; restarting');
+        await sleep(1_000);
+      }
+    }
+  }
+
+  private async watchConnection(): Promise<void> {
+    for await (const status of this.options.nc.status())
+      if (status.type === 'disconnect') for (const lease of this.leases) lease.lose('disconnected');
+  }
+
+  private async watchPin(messages: ConsumerMessages, lease: PartitionLease): Promise<void> {
+    for await (const status of messages.status()) {
+      switch (status.type) {
+        case 'consumer_pinned': {
+          const gained = !lease.pinned;
+          lease.pinnedAs(status.id);
+          if (gained) void this.rebalance();
+          break;
+        }
+        case 'consumer_unpinned':
+          lease.lose('unpinned');
+          break;
+        // The server answered a pull of ours: it still held it, with our pin id.
+        case 'heartbeat':
+        case 'discard':
+          lease.proof();
+          break;
+        case 'heartbeats_missed':
+          // Silence proves nothing; the lease runs out on its own unless a proof comes.
+          break;
+      }
+    }
+  }
+
+  private lost(partition: number, reason: (typeof LOSS_REASONS)[number]): void {
+    this.pinsLost.labels(reason).inc();
+    // Waiting items go back to the partition, for whoever holds it now; running ones stop at their next write.
+    const returned = this.queue.remove((pending) => pending.partition === partition);
+    for (const pending of returned) pending.message.nak();
+    this.options.log.warn(
+      { partition, reason, returned: returned.length },
+      'lost the pin on a work partition; its reconciles stop before their next write',
+    );
+  }
+
+  private receive(message: JsMsg, partition: number, lease: PartitionLease): void {
+    const pinId = message.headers?.get('Nats-Pin-Id');
+    if (pinId) {
+      const gained = !lease.pinned;
+      lease.pinnedAs(pinId);
+      if (gained) void this.rebalance();
+    }
+    if (this.stopping) {
+      message.nak();
+      return;
+    }
+    const decoded = decodeMessage(workItemSchema, message.data);
+    if (!decoded.ok) {
+      void this.rejectMalformed(message, decoded.error);
+      return;
+    }
+    const item = decoded.value;
+    const replaced = this.queue.add(objectKey(item.kind, item.namespace, item.name), {
+      message,
+      item,
+      partition,
+    });
+    // The later item covers the earlier one (an item is only a trigger); a redelivery of the same one is not a second item.
+    if (replaced && replaced.message.seq !== message.seq) {
+      replaced.message.ack();
+      this.coalesced.inc();
+    }
+    this.dispatch();
+  }
+
+  private async rejectMalformed(message: JsMsg, error: string): Promise<void> {
+    this.options.log.warn({ subject: message.subject, err: error }, 'malformed work item; dead-lettering it');
+    this.deadLetters.labels('malformed').inc();
+    await this.deadLetter(
+      message.subject,
+      message.string().slice(0, 10_000),
+      `malformed work item: ${error}`,
+      message.info.deliveryCount,
+      'malformed',
+      'unknown',
+      'unknown',
+    ).catch(() => undefined);
+    message.term(`malformed work item: ${error}`.slice(0, 200));
+  }
+
+  /** Starts reconciles while there are free slots and ready keys; called when either appears. */
+  private dispatch(): void {
+    while (this.inFlight.size < this.options.concurrency) {
+      const next = this.queue.next();
+      if (!next) return;
+      const partition = next.item.partition;
+      const ofPartition = this.inFlightOf.get(partition) ?? new Set<Promise<void>>();
+      this.inFlightOf.set(partition, ofPartition);
+      const task = this.work(next.key, next.item).finally(() => {
+        this.inFlight.delete(task);
+        ofPartition.delete(task);
+        this.queue.done(next.key);
+        this.dispatch();
+      });
+      this.inFlight.add(task);
+      ofPartition.add(task);
+    }
+  }
+
+  private async work(key: string, { message, item, partition }: Pending): Promise<void> {
+    const { log } = this.options;
+    const fence = this.leases[partition]?.fence();
+    if (!fence) {
+      // The pin went between delivery and now: the item is the new holder's.
+      message.nak();
+      return;
+    }
+    const started = performance.timeOrigin + performance.now();
+    // A start line too: a worker killed mid-reconcile writes no end.
+    if (this.options.intervalsFile)
+      appendFileSync(
+        this.options.intervalsFile,
+        `${JSON.stringify({ key, worker: this.options.workerId, partition, start: started })}\n`,
+      );
+    this.inFlightGauge.inc();
+    const stopTimer = this.duration.labels(item.kind).startTimer();
+    let result = 'success';
+    try {
+      const outcome = await this.options.reconcile(item, fence);
+      // Done under the pin: acknowledging is only bookkeeping, but a worker that lost the pin leaves the item to the new holder.
+      fence.throwIfLost();
+      this.reconciles.labels(item.kind, 'success').inc();
+      message.ack();
+      if (outcome.requeueAfterMs !== undefined) this.requeue(item, outcome.requeueAfterMs);
+    } catch (error) {
+      if (error instanceof PinLostError || fence.signal.aborted) {
+        result = 'aborted';
+        this.reconciles.labels(item.kind, 'aborted').inc();
+        log.warn(
+          { key, partition },
+          'reconcile stopped before its next write: this worker lost the pin on its partition',
+        );
+        message.nak();
+        return;
+      }
+      result = await this.failed(message, item, key, error as Error, fence);
+    } finally {
+      stopTimer();
+      this.inFlightGauge.dec();
+      if (this.options.intervalsFile)
+        appendFileSync(
+          this.options.intervalsFile,
+          `${JSON.stringify({ key, worker: this.options.workerId, partition, start: started, end: performance.timeOrigin + performance.now(), result })}\n`,
+        );
+    }
+  }
+
+  private async failed(
+    message: JsMsg,
+    item: WorkItem,
+    key: string,
+    error: Error,
+    fence: WriteFence,
+  ): Promise<string> {
+    const { log } = this.options;
+    const attempts = message.info.deliveryCount;
+    const reason = error.message ?? String(error);
+    if (attempts >= this.options.maxAttempts) {
+      this.reconciles.labels(item.kind, 'dead_lettered').inc();
+      this.deadLetters.labels('max_attempts').inc();
+      log.error({ key, attempts, err: reason }, 'reconcile failed too often; dead-lettering the work item');
+      await this.deadLetter(
+        message.subject,
+        message.string(),
+        reason,
+        attempts,
+        item.kind,
+        item.namespace,
+        item.name,
+      ).catch(() => undefined);
+      await this.options
+        .onDeadLetter(item, reason, fence)
+        .catch((e: Error) => log.warn({ err: e.message, key }, 'could not mark the dead-lettered object'));
+      message.term(reason.slice(0, 200));
+      return 'dead_lettered';
+    }
+    const delay = backoffDelay(attempts - 1, { initialMs: 500, maxMs: 60_000 });
+    this.reconciles.labels(item.kind, 'error').inc();
+    log.warn({ key, attempts, retryInMs: delay, err: reason }, 'reconcile failed; will retry');
+    message.nak(delay);
+    return 'error';
   }
 
   private async deadLetter(
@@ -117,118 +490,6 @@ export class WorkConsumer {
     await this.options.js.publish(subjects.deadLetter(kind, namespace, name), JSON.stringify(letter));
   }
 
-  private async handle(message: JsMsg): Promise<void> {
-    const { log, locks } = this.options;
-    const decoded = decodeMessage(workItemSchema, message.data);
-    if (!decoded.ok) {
-      log.warn({ subject: message.subject, err: decoded.error }, 'malformed work item; dead-lettering it');
-      this.deadLetters.labels('malformed').inc();
-      await this.deadLetter(
-        message.subject,
-        message.string().slice(0, 10_000),
-        `malformed work item: ${decoded.error}`,
-        message.info.deliveryCount,
-        'malformed',
-        'unknown',
-        'unknown',
-      ).catch(() => undefined);
-      message.term(`malformed work item: ${decoded.error}`.slice(0, 200));
-      return;
-    }
-    const item = decoded.value;
-    const key = objectKey(item.kind, item.namespace, item.name);
-    const releaseLocal = await locks.holdLocally(key);
-    let revision: number | undefined;
-    try {
-      // Wait while another worker holds the key; tell JetStream we are alive meanwhile so the
-      // item is not handed to a third worker.
-      revision = await locks.tryAcquire(key);
-      if (revision === undefined) this.lockWaits.inc();
-      while (revision === undefined) {
-        if (this.loop.stopping) {
-          message.nak();
-          return;
-        }
-        message.working();
-        await sleep(50 + Math.random() * 100);
-        revision = await locks.tryAcquire(key);
-      }
-      await this.runLocked(message, item, key, revision);
-    } catch (error) {
-      log.error({ err: (error as Error).message, key }, 'work item handling failed');
-      message.nak(1_000);
-    } finally {
-      if (revision !== undefined) await locks.release(key, revision);
-      releaseLocal();
-    }
-  }
-
-  private async runLocked(message: JsMsg, item: WorkItem, key: string, revision: number): Promise<void> {
-    const { log, locks, workerId } = this.options;
-    let held = revision;
-    const refresher = setInterval(
-      () => {
-        locks.refresh(key, held).then(
-          (r) => (held = r),
-          () => undefined,
-        );
-        message.working();
-      },
-      Math.max(1_000, this.options.lockTtlMs / 3),
-    );
-    const started = performance.timeOrigin + performance.now();
-    this.inFlightGauge.inc();
-    const stopTimer = this.duration.labels(item.kind).startTimer();
-    // Instrumentation for the one-writer-per-key guarantee: tests read these lines.
-    log.debug({ key, workerId, reconcile: 'start', at: started }, 'reconcile start');
-    try {
-      const outcome = await this.options.reconcile(item);
-      this.reconciles.labels(item.kind, 'success').inc();
-      message.ack();
-      if (outcome.requeueAfterMs !== undefined) this.requeue(item, outcome.requeueAfterMs);
-    } catch (error) {
-      const attempts = message.info.deliveryCount;
-      const reason = (error as Error).message ?? String(error);
-      if (attempts >= this.options.maxAttempts) {
-        this.reconciles.labels(item.kind, 'dead_lettered').inc();
-        this.deadLetters.labels('max_attempts').inc();
-        log.error({ key, attempts, err: reason }, 'reconcile failed too often; dead-lettering the work item');
-        await this.deadLetter(
-          message.subject,
-          message.string(),
-          reason,
-          attempts,
-          item.kind,
-          item.namespace,
-          item.name,
-        ).catch(() => undefined);
-        await this.options
-          .onDeadLetter(item, reason)
-          .catch((e: Error) => log.warn({ err: e.message, key }, 'could not mark the dead-lettered object'));
-        message.term(reason.slice(0, 200));
-      } else {
-        const delay = backoffDelay(attempts - 1, { initialMs: 500, maxMs: 60_000 });
-        this.reconciles.labels(item.kind, 'error').inc();
-        log.warn({ key, attempts, retryInMs: delay, err: reason }, 'reconcile failed; will retry');
-        message.nak(delay);
-      }
-    } finally {
-      clearInterval(refresher);
-      stopTimer();
-      this.inFlightGauge.dec();
-      log.debug(
-        {
-          key,
-          workerId,
-          reconcile: 'end',
-          at: performance.timeOrigin + performance.now(),
-          startedAt: started,
-        },
-        'reconcile end',
-      );
-    }
-  }
-
   /** Like controller-runtime's RequeueAfter: a trigger to ourselves when a deadline comes. */
   private requeue(item: WorkItem, afterMs: number): void {
     const key = objectKey(item.kind, item.namespace, item.name);
@@ -238,7 +499,10 @@ export class WorkConsumer {
         this.requeueTimers.delete(key);
         const next: WorkItem = { ...item, reason: 'requeue' };
         this.options.js
-          .publish(subjects.work(item.kind, item.namespace, item.name), JSON.stringify(next))
+          .publish(
+            subjects.work(item.kind, item.namespace, item.name, this.options.work.partitions),
+            JSON.stringify(next),
+          )
           .catch((error: Error) =>
             this.options.log.warn(
               { err: error.message, key },

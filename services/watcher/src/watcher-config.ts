@@ -1,8 +1,11 @@
 import { kubeEnvSchema } from '@streamspace/kube';
 import {
   DEFAULT_MAX_OBJECT_BYTES,
+  DEFAULT_PIN_TIMEOUT_MS,
   DEFAULT_STREAM_LIMITS,
+  DEFAULT_WORK_PARTITIONS,
   env,
+  MAX_WORK_PARTITIONS,
   formatDuration,
   natsEnvSchema,
   parseDuration,
@@ -41,11 +44,22 @@ export const watcherConfigSchema = natsEnvSchema.extend(kubeEnvSchema.shape).ext
   /** How long change events are kept in STREAMSPACE_EVENTS; 0 keeps them until other stream limits apply. */
   EVENTS_MAX_AGE: durationMs('24h', 1_000, true),
   /**
-   * The watcher declares the JetStream topology (no other service's NATS user may), the KV
-   * buckets included, so their TTLs are its settings: how long a reconciler's lock on a key lives
-   * unless renewed (the reconciler's LOCK_TTL; the chart sets both from reconciler.lockTtl) ...
+   * The watcher declares the JetStream topology (no other service's NATS user may), so how work
+   * is partitioned is its setting: how many partitions work items are spread over (each pinned
+   * to one reconciler at a time; more partitions than workers spread the work, and the reconcilers
+   * read the number from the work stream) ...
    */
-  LOCK_TTL: durationMs('30s', 1_000),
+  WORK_PARTITIONS: z.coerce
+    .number({ message: 'must be a number' })
+    .int('must be a whole number')
+    .min(1, 'must be at least 1')
+    .max(MAX_WORK_PARTITIONS, `must be at most ${MAX_WORK_PARTITIONS}`)
+    .default(DEFAULT_WORK_PARTITIONS),
+  /**
+   * ... how long a partition stays pinned to a reconciler that stopped pulling (a killed worker's
+   * partitions move to the others after this; a worker stops writing well before it) ...
+   */
+  PIN_TIMEOUT: durationMs(`${DEFAULT_PIN_TIMEOUT_MS / 1000}s`, 3_000),
   /** ... and how long a session's last activity is remembered in the activity bucket. */
   ACTIVITY_TTL: durationMs('24h', 1_000),
   /** The server-side timeout asked for each watch; the API server ends it then and we start another. */

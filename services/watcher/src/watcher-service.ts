@@ -188,6 +188,7 @@ export async function startWatcher(context: Context): Promise<RunningService> {
       const routed = routeChange(kind, change, {
         sessionsUsing: (namespace, template) => sessionIndex.sessionsUsing(namespace, template),
         observedAt,
+        partitions: config.WORK_PARTITIONS,
       });
       for (const problem of routed.invalid) {
         metrics.malformed.labels(kind).inc();
@@ -258,7 +259,7 @@ export async function startWatcher(context: Context): Promise<RunningService> {
     ),
     emit(batch) {
       for (const { kind, object, round, observedAt } of batch) {
-        const routed = routeResync(kind, [object], round, observedAt);
+        const routed = routeResync(kind, [object], round, observedAt, config.WORK_PARTITIONS);
         for (const problem of routed.invalid)
           log.warn({ kind, problem }, 'skipping a resync message that breaks its schema');
         enqueue(routed.publications);
@@ -297,7 +298,8 @@ export async function startWatcher(context: Context): Promise<RunningService> {
               { bucket, err: error.message },
               'could not give an existing bucket its size limits; it keeps working unbounded. Allow the watcher JetStream STREAM.INFO/STREAM.UPDATE on KV_<bucket>, or recreate the bucket',
             ),
-          lockTtlMs: config.LOCK_TTL,
+          workPartitions: config.WORK_PARTITIONS,
+          pinTimeoutMs: config.PIN_TIMEOUT,
           activityTtlMs: config.ACTIVITY_TTL,
         }),
       {

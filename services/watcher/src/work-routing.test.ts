@@ -30,11 +30,13 @@ function obj(
 }
 
 const observedAt = new Date('2025-01-02T03:04:05.000Z');
-const noSessions = { sessionsUsing: () => [], observedAt };
+// One partition keeps the subjects below readable (partition 0); partitionOf has its own tests.
+const noSessions = { sessionsUsing: () => [], observedAt, partitions: 1 };
 const withSessions = (names: string[]) => ({
   sessionsUsing: (namespace: string, template: string) =>
     namespace === 'team-a' && template === 'firefox' ? names : [],
   observedAt,
+  partitions: 1,
 });
 
 const brief = (publications: Publication[]) => publications.map((p) => `${p.stream} ${p.subject} ${p.msgID}`);
@@ -46,7 +48,7 @@ describe('routeChange', () => {
     expect(routed.invalid).toEqual([]);
     expect(brief(routed.publications)).toEqual([
       'events streamspace.events.session.team-a.s1 uid-s1:42:modified',
-      'work streamspace.work.session.team-a.s1 uid-s1:42:present>session/team-a/s1',
+      'work streamspace.work.0.session.team-a.s1 uid-s1:42:present>session/team-a/s1',
     ]);
     const [event, work] = routed.publications;
     expect(changeEventSchema.parse(event?.body)).toMatchObject({
@@ -85,7 +87,7 @@ describe('routeChange', () => {
     const routed = routeChange(kind, { type: 'deleted', object: child }, noSessions);
     expect(brief(routed.publications)).toEqual([
       `events streamspace.events.${kind}.team-a.ss-s1-abc uid-ss-s1-abc:7:deleted`,
-      `work streamspace.work.session.team-a.s1 uid-ss-s1-abc:7:deleted>session/team-a/s1`,
+      `work streamspace.work.0.session.team-a.s1 uid-ss-s1-abc:7:deleted>session/team-a/s1`,
     ]);
     expect(routed.publications[1]?.body).toMatchObject({ reason: `${kind}-deleted` });
   });
@@ -105,9 +107,9 @@ describe('routeChange', () => {
     const routed = routeChange('template', change, withSessions(['s1', 's2']));
     expect(brief(routed.publications)).toEqual([
       'events streamspace.events.template.team-a.firefox uid-firefox:9:modified',
-      'work streamspace.work.template.team-a.firefox uid-firefox:9:present>template/team-a/firefox',
-      'work streamspace.work.session.team-a.s1 uid-firefox:9:present>session/team-a/s1',
-      'work streamspace.work.session.team-a.s2 uid-firefox:9:present>session/team-a/s2',
+      'work streamspace.work.0.template.team-a.firefox uid-firefox:9:present>template/team-a/firefox',
+      'work streamspace.work.0.session.team-a.s1 uid-firefox:9:present>session/team-a/s1',
+      'work streamspace.work.0.session.team-a.s2 uid-firefox:9:present>session/team-a/s2',
     ]);
     expect(routed.publications.slice(1).map((p) => (p.body as { reason: string }).reason)).toEqual([
       'template-modified',
@@ -204,7 +206,7 @@ describe('routeChange', () => {
     const [work] = routeChange('pod', { type: 'deleted', object: child }, noSessions).publications.filter(
       (p) => p.stream === 'work',
     );
-    expect(work?.subject).toBe(subjects.work('session', 'team-a', longName));
+    expect(work?.subject).toBe(subjects.work('session', 'team-a', longName, 1));
   });
 
   it('fans out additions and deletions of a Template, but not status-only updates', () => {
@@ -234,7 +236,7 @@ describe('routeChange', () => {
     const routed = routeChange('template', { type: 'added', object: obj('desk.top') }, noSessions);
     expect(routed.publications.map((p) => p.subject)).toEqual([
       'streamspace.events.template.team-a.desk_top',
-      'streamspace.work.template.team-a.desk_top',
+      'streamspace.work.0.template.team-a.desk_top',
     ]);
   });
 });
@@ -246,12 +248,13 @@ describe('routeResync', () => {
       [obj('s1', { rv: '3' }), obj('s2', { rv: '4' })],
       'p17',
       observedAt,
+      1,
     );
     expect(brief(routed.publications)).toEqual([
       'events streamspace.events.session.team-a.s1 uid-s1:3:resync:p17',
-      'work streamspace.work.session.team-a.s1 uid-s1:3:resync:p17>session/team-a/s1',
+      'work streamspace.work.0.session.team-a.s1 uid-s1:3:resync:p17>session/team-a/s1',
       'events streamspace.events.session.team-a.s2 uid-s2:4:resync:p17',
-      'work streamspace.work.session.team-a.s2 uid-s2:4:resync:p17>session/team-a/s2',
+      'work streamspace.work.0.session.team-a.s2 uid-s2:4:resync:p17>session/team-a/s2',
     ]);
     expect(routed.publications[0]?.body).toMatchObject({ type: 'resync' });
     expect(routed.publications[1]?.body).toMatchObject({ reason: 'resync' });
@@ -259,7 +262,7 @@ describe('routeResync', () => {
 
   it('uses other ids in another round', () => {
     const ids = (round: string) =>
-      routeResync('template', [obj('t')], round, observedAt).publications.map((p) => p.msgID);
+      routeResync('template', [obj('t')], round, observedAt, 1).publications.map((p) => p.msgID);
     expect(ids('p1')).not.toEqual(ids('p2'));
   });
 });

@@ -53,6 +53,8 @@ export interface RoutingContext {
   /** Names of the Sessions in `namespace` whose spec.template is `template`. */
   sessionsUsing(namespace: string, template: string): readonly string[];
   observedAt: Date;
+  /** How many partitions work items are spread over (WORK_PARTITIONS); the subject names the key's. */
+  partitions: number;
 }
 
 function targetKey(kind: WorkKind, namespace: string, name: string): string {
@@ -90,10 +92,11 @@ function workPublication(
   name: string,
   reason: string,
   msgIDPrefix: string,
+  partitions: number,
 ): Publication {
   return {
     stream: 'work',
-    subject: subjects.work(kind, namespace, name),
+    subject: subjects.work(kind, namespace, name, partitions),
     msgID: `${msgIDPrefix}>${targetKey(kind, namespace, name)}`,
     body: { kind, namespace, name, reason },
   };
@@ -195,13 +198,13 @@ export function routeChange(kind: ObservedKind, change: CacheChange, context: Ro
       // Status writes (the reconciler's own, the idle reaper's lastActivity) need no reconcile:
       // what the reconciler acts on is the spec, and its children's changes come by their own watch.
       if (specChanged(change))
-        publications.push(workPublication('session', object.namespace, object.name, reason, workPrefix));
+        publications.push(workPublication('session', object.namespace, object.name, reason, workPrefix, context.partitions));
       break;
     case 'template':
-      publications.push(workPublication('template', object.namespace, object.name, reason, workPrefix));
+      publications.push(workPublication('template', object.namespace, object.name, reason, workPrefix, context.partitions));
       if (specChanged(change)) {
         for (const session of context.sessionsUsing(object.namespace, object.name)) {
-          publications.push(workPublication('session', object.namespace, session, reason, workPrefix));
+          publications.push(workPublication('session', object.namespace, session, reason, workPrefix, context.partitions));
         }
       }
       break;
@@ -209,7 +212,7 @@ export function routeChange(kind: ObservedKind, change: CacheChange, context: Ro
     case 'pod': {
       const session = owningSession(object);
       if (session && childChangeMatters(kind, change))
-        publications.push(workPublication('session', object.namespace, session, reason, workPrefix));
+        publications.push(workPublication('session', object.namespace, session, reason, workPrefix, context.partitions));
       break;
     }
   }
@@ -226,12 +229,13 @@ export function routeResync(
   objects: Iterable<KubeObject>,
   round: string,
   observedAt: Date,
+  partitions: number,
 ): RoutedChange {
   const publications: Publication[] = [];
   for (const object of objects) {
     const prefix = `${object.uid}:${object.resourceVersion}:resync:${round}`;
     publications.push(eventPublication(kind, 'resync', object, observedAt, prefix));
-    publications.push(workPublication(kind, object.namespace, object.name, RESYNC_REASON, prefix));
+    publications.push(workPublication(kind, object.namespace, object.name, RESYNC_REASON, prefix, partitions));
   }
   return validated(publications);
 }

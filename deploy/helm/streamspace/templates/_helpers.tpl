@@ -317,8 +317,9 @@ each service's zod config schema. Call with (list $ "component").
 {{- with include "streamspace.watchNamespace" $root }}{{ $_ := set $env "WATCH_NAMESPACE" . }}{{ end }}
 {{- if eq $component "watcher" }}
 {{- $_ := set $env "RESYNC_INTERVAL" $v.resyncInterval }}
-{{- /* The watcher declares the locks bucket (no other NATS user may), so it sets its TTL. */}}
-{{- $_ := set $env "LOCK_TTL" (toString $root.Values.reconciler.lockTtl) }}
+{{- /* The watcher declares the work partition consumers (no other NATS user may), so it sets how many and their pin timeout; the reconcilers read both from NATS. */}}
+{{- $_ := set $env "WORK_PARTITIONS" (toString (int $root.Values.reconciler.partitions)) }}
+{{- $_ := set $env "PIN_TIMEOUT" (toString $root.Values.reconciler.pinTimeout) }}
 {{- $_ := set $env "EVENTS_MAX_AGE" $v.eventsMaxAge }}
 {{- $_ := set $env "MAX_OBJECT_BYTES" (toString (int $v.maxObjectBytes)) }}
 {{- $_ := set $env "EVENTS_MAX_BYTES" (toString (int64 $v.streams.eventsMaxBytes)) }}
@@ -355,7 +356,6 @@ each service's zod config schema. Call with (list $ "component").
 {{- $_ := set $env "STARTUP_DEADLINE" (toString $root.Values.sessions.startupDeadline) }}
 {{- $_ := set $env "WORKER_CONCURRENCY" (toString $v.workerConcurrency) }}
 {{- $_ := set $env "MAX_ATTEMPTS" (toString $v.maxAttempts) }}
-{{- $_ := set $env "LOCK_TTL" (toString $v.lockTtl) }}
 {{- $_ := set $env "SESSION_MAX_REQUESTS" (include "streamspace.resourceCeiling" $root.Values.sessions.limits.maxRequests) }}
 {{- $_ := set $env "SESSION_MAX_LIMITS" (include "streamspace.resourceCeiling" $root.Values.sessions.limits.maxLimits) }}
 {{- else if eq $component "idle-reaper" }}

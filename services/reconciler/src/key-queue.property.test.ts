@@ -1,0 +1,90 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { KeyedWorkQueue } from './key-queue.js';
+
+/** A step of a worker pool driving the queue: a trigger for a key, a slot taking work, a slot finishing. */
+type Step = { op: 'add'; key: string } | { op: 'take' } | { op: 'finish'; slot: number };
+
+const steps = fc.array(
+  fc.oneof(
+    fc.record({ op: fc.constant('add' as const), key: fc.constantFrom('a', 'b', 'c', 'd') }),
+    fc.record({ op: fc.constant('take' as const) }),
+    fc.record({ op: fc.constant('finish' as const), slot: fc.nat(7) }),
+  ),
+  { maxLength: 200 },
+);
+
+describe('KeyedWorkQueue', () => {
+  it('never hands one key out twice at once, loses no trigger, and folds repeats', () => {
+    fc.assert(
+      fc.property(steps, (script: Step[]) => {
+        const queue = new KeyedWorkQueue<number>();
+        const running: { key: string; item: number }[] = [];
+        /** Per key, the newest trigger not yet covered by a reconcile that started after it. */
+        const uncovered = new Map<string, number>();
+        let serial = 0;
+        let handedOut = 0;
+        const take = () => {
+          const next = queue.next();
+          if (!next) return;
+          handedOut++;
+          // Never two at once for a key.
+          expect(running.some((r) => r.key === next.key)).toBe(false);
+          // The item handed out is the newest trigger of that key.
+          expect(next.item).toBe(uncovered.get(next.key));
+          uncovered.delete(next.key);
+          running.push(next);
+        };
+        for (const step of script) {
+          if (step.op === 'add') {
+            serial++;
+            queue.add(step.key, serial);
+            uncovered.set(step.key, serial);
+          } else if (step.op === 'take') take();
+          else if (running.length > 0) {
+            const [done] = running.splice(step.slot % running.length, 1);
+            queue.done((done as { key: string }).key);
+          }
+        }
+        // Drain: finish whatever runs and take whatever is ready, until nothing is left.
+        for (;;) {
+          for (const done of running.splice(0)) queue.done(done.key);
+          take();
+          if (running.length === 0) break;
+        }
+        // Every trigger was covered by a reconcile that started after it.
+        expect(uncovered.size).toBe(0);
+        expect(queue.waiting).toBe(0);
+        expect(queue.inProgress).toBe(0);
+        // Coalescing: never more reconciles than triggers.
+        expect(handedOut).toBeLessThanOrEqual(serial);
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  it('queues a key added while it is processed once, and hands it out only after done', () => {
+    const queue = new KeyedWorkQueue<string>();
+    queue.add('k', 'first');
+    expect(queue.next()).toEqual({ key: 'k', item: 'first' });
+    expect(queue.add('k', 'second')).toBeUndefined();
+    expect(queue.add('k', 'third')).toBe('second');
+    expect(queue.next()).toBeUndefined();
+    queue.done('k');
+    expect(queue.next()).toEqual({ key: 'k', item: 'third' });
+    queue.done('k');
+    expect(queue.next()).toBeUndefined();
+  });
+
+  it('gives back the waiting items that match, keeping the order of the rest', () => {
+    const queue = new KeyedWorkQueue<{ partition: number }>();
+    queue.add('a', { partition: 1 });
+    queue.add('b', { partition: 2 });
+    queue.add('c', { partition: 1 });
+    queue.add('d', { partition: 3 });
+    expect(queue.remove((item) => item.partition === 1)).toHaveLength(2);
+    expect(queue.next()?.key).toBe('b');
+    expect(queue.next()?.key).toBe('d');
+    expect(queue.next()).toBeUndefined();
+  });
+});

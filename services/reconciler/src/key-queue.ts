@@ -1,0 +1,63 @@
+/**
+ * The per-key work queue of one worker, after client-go's workqueue: `dirty` holds the keys
+ * waiting to be handed out (with the newest item of each), `processing` the keys being worked on.
+ * A key is never handed out twice at once; adding a key that is already waiting replaces its
+ * item (repeated triggers coalesce into one reconcile); adding a key that is being processed
+ * queues it once, to be handed out again only after `done`. No locks, no polling: a plain data
+ * structure the work consumer drives from its message and completion callbacks.
+ */
+export class KeyedWorkQueue<T> {
+  /** Keys ready to hand out, oldest first; each is in `dirty` and not in `processing`. */
+  private readonly ready: string[] = [];
+  private readonly dirty = new Map<string, T>();
+  private readonly processing = new Set<string>();
+
+  /** Queues `item` under `key`; returns the waiting item it replaced, if any (coalesced). */
+  add(key: string, item: T): T | undefined {
+    const replaced = this.dirty.get(key);
+    this.dirty.set(key, item);
+    if (replaced === undefined && !this.processing.has(key)) this.ready.push(key);
+    return replaced;
+  }
+
+  /** The next key to work on with its newest item, or undefined when none is ready. */
+  next(): { key: string; item: T } | undefined {
+    const key = this.ready.shift();
+    if (key === undefined) return undefined;
+    const item = this.dirty.get(key) as T;
+    this.dirty.delete(key);
+    this.processing.add(key);
+    return { key, item };
+  }
+
+  /** The work on `key` ended: if it was added meanwhile, it becomes ready again. */
+  done(key: string): void {
+    this.processing.delete(key);
+    if (this.dirty.has(key)) this.ready.push(key);
+  }
+
+  /** Takes out every waiting item that matches (those being processed are the caller's). */
+  remove(matches: (item: T, key: string) => boolean): T[] {
+    const removed: T[] = [];
+    for (const [key, item] of this.dirty)
+      if (matches(item, key)) {
+        removed.push(item);
+        this.dirty.delete(key);
+      }
+    if (removed.length > 0) {
+      const kept = this.ready.filter((key) => this.dirty.has(key));
+      this.ready.splice(0, this.ready.length, ...kept);
+    }
+    return removed;
+  }
+
+  /** Keys waiting to be handed out. */
+  get waiting(): number {
+    return this.dirty.size;
+  }
+
+  /** Keys being worked on. */
+  get inProgress(): number {
+    return this.processing.size;
+  }
+}
