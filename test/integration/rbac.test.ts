@@ -56,22 +56,21 @@ const ALLOWED: Record<Component, string[]> = {
     'watch deployments.apps',
     'list pods',
     'watch pods',
+    ...['services', 'persistentvolumeclaims', 'ingresses.networking.k8s.io', 'networkpolicies.networking.k8s.io'].flatMap(
+      (r) => [`list ${r}`, `watch ${r}`],
+    ),
   ],
   reconciler: [
-    `get sessions.${SS}`,
-    `get templates.${SS}`,
     `patch sessions/status.${SS}`,
     `patch templates/status.${SS}`,
     `update sessions/finalizers.${SS}`,
-    ...['get', 'create', 'patch', 'delete'].flatMap((v) => [
+    ...['create', 'patch', 'delete'].flatMap((v) => [
       `${v} deployments.apps`,
       `${v} services`,
       `${v} ingresses.networking.k8s.io`,
     ]),
-    'get persistentvolumeclaims',
     'create persistentvolumeclaims',
     'patch persistentvolumeclaims',
-    'list pods',
     'create events',
   ],
   'idle-reaper': [
@@ -97,6 +96,14 @@ const FORBIDDEN: Record<Component, string[]> = {
     'create events',
   ],
   reconciler: [
+    // It reads from the shared state on NATS, never from the API server.
+    `get sessions.${SS}`,
+    `list sessions.${SS}`,
+    `get templates.${SS}`,
+    'get deployments.apps',
+    'get services',
+    'list pods',
+    'get persistentvolumeclaims',
     'delete persistentvolumeclaims',
     'get secrets',
     'list secrets',

@@ -59,6 +59,14 @@ const useBucket = (bucket: string) => [
   `${API}.DIRECT.GET.${kvStream(bucket)}.>`,
   `${API}.STREAM.MSG.GET.${kvStream(bucket)}`,
 ];
+/** Read the entries of a KV bucket, by key and by filtered listings or watches; no writes. */
+const readBucket = (bucket: string) => [
+  streamInfo(kvStream(bucket)),
+  `${API}.DIRECT.GET.${kvStream(bucket)}`,
+  `${API}.DIRECT.GET.${kvStream(bucket)}.>`,
+  `${API}.STREAM.MSG.GET.${kvStream(bucket)}`,
+  ...readThroughOwnConsumers(kvStream(bucket), 'push'),
+];
 /** Declare (create or update) a stream; never delete or purge it. */
 const declareStream = (stream: string) => [
   streamInfo(stream),
@@ -81,6 +89,7 @@ export const ALL_STREAMS = [
   STREAMS.commands,
   kvStream(BUCKETS.locks),
   kvStream(BUCKETS.activity),
+  kvStream(BUCKETS.state),
 ] as const;
 
 /** The subject prefix of dead letters of one kind (each service dead-letters its own kinds). */
@@ -105,6 +114,8 @@ export function natsPermissions(identity: NatsIdentity | string): NatsPermission
           ...ALL_STREAMS.flatMap(declareStream),
           ...declareConsumer(STREAMS.work, CONSUMERS.reconciler),
           ...declareConsumer(STREAMS.commands, CONSUMERS.commandExecutor),
+          // The shared state: written only by the watcher.
+          ...useBucket(BUCKETS.state),
         ],
       };
     case 'reconciler':
@@ -120,6 +131,8 @@ export function natsPermissions(identity: NatsIdentity | string): NatsPermission
           streamInfo(STREAMS.work),
           ...pullFrom(STREAMS.work, CONSUMERS.reconciler),
           ...useBucket(BUCKETS.locks),
+          // Reads the shared state (gets, and listings of a Session's pods); never writes it.
+          ...readBucket(BUCKETS.state),
         ],
       };
     case 'idle-reaper':

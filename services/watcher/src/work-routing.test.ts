@@ -2,7 +2,7 @@ import { ANNOTATIONS, changeEventSchema, LABELS, subjects, workItemSchema } from
 import { describe, expect, it } from 'vitest';
 import type { KubeObject } from './kube-object.js';
 import type { CacheChange } from './object-cache.js';
-import { type Publication, routeChange, routeResync, workReasons } from './work-routing.js';
+import { childChangeMatters, type Publication, routeChange, routeResync, workReasons } from './work-routing.js';
 
 function obj(
   name: string,
@@ -273,7 +273,48 @@ describe('workReasons', () => {
       'template-deleted',
       'resync',
     ]);
-    expect(workReasons('session')).toHaveLength(13);
+    // Sessions, Templates, Deployments, Pods, Services, Ingresses, NetworkPolicies × 3, and resync.
+    expect(workReasons('session')).toHaveLength(22);
     expect(workReasons('session')).toContain('pod-modified');
+    expect(workReasons('session')).toContain('ingress-deleted');
+  });
+});
+
+describe('childChangeMatters', () => {
+  const child = (rv: string, spec: Record<string, unknown>, generation?: number): KubeObject => ({
+    namespace: 'a',
+    name: 'ss-x',
+    uid: 'u',
+    resourceVersion: rv,
+    generation,
+    labels: {},
+    raw: { metadata: { name: 'ss-x', namespace: 'a' }, spec },
+    bytes: 0,
+  });
+  const modified = (previous: KubeObject, object: KubeObject) => ({ type: 'modified' as const, object, previous });
+
+  it('ignores the echo of our own writes: a child created, a Deployment scaled', () => {
+    expect(childChangeMatters('service', { type: 'added', object: child('1', {}) })).toBe(false);
+    expect(childChangeMatters('deployment', { type: 'added', object: child('1', {}, 1) })).toBe(false);
+    expect(
+      childChangeMatters('deployment', modified(child('1', { replicas: 1 }, 1), child('2', { replicas: 0 }, 2))),
+    ).toBe(false);
+  });
+
+  it('routes drift and deletions', () => {
+    expect(
+      childChangeMatters(
+        'deployment',
+        modified(child('1', { replicas: 1, image: 'a' }, 1), child('2', { replicas: 1, image: 'b' }, 2)),
+      ),
+    ).toBe(true);
+    expect(childChangeMatters('service', modified(child('1', { ports: [1] }), child('2', { ports: [2] })))).toBe(
+      true,
+    );
+    expect(childChangeMatters('service', modified(child('1', { ports: [1] }), child('2', { ports: [1] })))).toBe(
+      false,
+    );
+    expect(childChangeMatters('ingress', { type: 'deleted', object: child('1', {}, 1) })).toBe(true);
+    expect(childChangeMatters('pod', { type: 'added', object: child('1', {}) })).toBe(true);
   });
 });

@@ -4,6 +4,9 @@ import {
   changeEventSchema,
   LABELS,
   type ObservedKind,
+  podStateKey,
+  type StateKind,
+  stateKey,
   subjects,
   type WorkItem,
   type WorkKind,
@@ -32,15 +35,17 @@ export const RESYNC_REASON = 'resync';
 /** Every reason a work item of each kind can carry (so metrics can start them at zero). */
 export function workReasons(kind: WorkKind): string[] {
   const changeTypes: ChangeType[] = ['added', 'modified', 'deleted'];
-  const triggers: ObservedKind[] =
-    kind === 'session' ? ['session', 'template', 'deployment', 'pod'] : ['template'];
+  const triggers: StateKind[] =
+    kind === 'session'
+      ? ['session', 'template', 'deployment', 'pod', 'service', 'ingress', 'networkpolicy']
+      : ['template'];
   return [
     ...triggers.flatMap((trigger) => changeTypes.map((type) => workReason(trigger, type))),
     RESYNC_REASON,
   ];
 }
 
-export function workReason(trigger: ObservedKind, type: ChangeType): string {
+export function workReason(trigger: StateKind, type: ChangeType): string {
   return `${trigger}-${type}`;
 }
 
@@ -135,13 +140,61 @@ export function podSummary(raw: Record<string, unknown>): string {
   ]);
 }
 
-/** Does this change of a child matter to its Session's reconcile? */
-function childChangeMatters(kind: 'deployment' | 'pod', change: CacheChange): boolean {
-  if (change.type !== 'modified' || !change.previous) return true;
-  // A Deployment matters when its spec changed (by hand: drift to repair); its status does not,
-  // since a Session's phase follows its pods.
-  if (kind === 'deployment') return specChanged(change);
-  return podSummary(change.object.raw) !== podSummary(change.previous.raw);
+function replicasOf(object: KubeObject): unknown {
+  return (object.raw.spec as { replicas?: unknown } | undefined)?.replicas;
+}
+
+/** The spec changed: by generation where the kind has one, else by content (a Service has none). */
+function specDiffers(change: CacheChange): boolean {
+  if (!change.previous) return true;
+  if (change.object.generation !== undefined) return specChanged(change);
+  return JSON.stringify(change.object.raw.spec) !== JSON.stringify(change.previous.raw.spec);
+}
+
+/** The kinds of a Session's children, whose changes may wake their Session. */
+type ChildKind = Exclude<StateKind, 'session' | 'template'>;
+
+/**
+ * Does this change of a child matter to its Session's reconcile? Most child changes are the echo
+ * of the reconciler's own writes, which would only cost a reconcile that changes nothing:
+ * - a child appearing is its creation by the reconciler (a foreign one under a child's name is
+ *   seen by the next reconcile of its Session, which reads it from the shared state);
+ * - a Deployment whose replicas changed is a hibernation or a wake the reconciler just applied;
+ *   other spec changes are drift (or a template update) worth a reconcile; its status is not,
+ *   since a Session's phase follows its pods;
+ * - a Pod matters when what the phase is made of changed (podSummary), or when it appears;
+ * - a deletion always matters (a child to put back, a pod gone).
+ * Drift these rules let pass (a Deployment scaled by hand) is repaired by the periodic resync.
+ */
+export function childChangeMatters(kind: ChildKind, change: CacheChange): boolean {
+  if (change.type === 'deleted') return true;
+  if (change.type === 'added') return kind === 'pod';
+  if (!change.previous) return true;
+  switch (kind) {
+    case 'deployment':
+      return specChanged(change) && replicasOf(change.object) === replicasOf(change.previous);
+    case 'pod':
+      return podSummary(change.object.raw) !== podSummary(change.previous.raw);
+    case 'pvc':
+      return false;
+    default:
+      return specDiffers(change);
+  }
+}
+
+/**
+ * The key of an object in the shared state (shared-state.ts), or undefined for a Pod that belongs
+ * to no Session (it carries the managed-by label but no session label: nothing reads it).
+ */
+export function stateEntryKey(kind: StateKind, object: KubeObject): string | undefined {
+  if (kind !== 'pod') return stateKey(kind, object.namespace, object.name);
+  const session = owningSession(object);
+  return session ? podStateKey(object.namespace, session, object.name) : undefined;
+}
+
+/** Kinds whose changes are also published as change events (the others are only stored). */
+export function publishesEvents(kind: StateKind): kind is ObservedKind {
+  return (OBSERVED_KINDS as readonly string[]).includes(kind);
 }
 
 /**
@@ -176,17 +229,19 @@ function validated(publications: Publication[]): RoutedChange {
 }
 
 /** The messages one observed change of one kind produces. */
-export function routeChange(kind: ObservedKind, change: CacheChange, context: RoutingContext): RoutedChange {
+export function routeChange(kind: StateKind, change: CacheChange, context: RoutingContext): RoutedChange {
   const { object, type } = change;
-  const publications: Publication[] = [
-    eventPublication(
-      kind,
-      type,
-      object,
-      context.observedAt,
-      `${object.uid}:${object.resourceVersion}:${type}`,
-    ),
-  ];
+  const publications: Publication[] = publishesEvents(kind)
+    ? [
+        eventPublication(
+          kind,
+          type,
+          object,
+          context.observedAt,
+          `${object.uid}:${object.resourceVersion}:${type}`,
+        ),
+      ]
+    : [];
   // The same state seen through a list by one watcher and through a watch by the other is one
   // trigger; a deletion is a different one even when a relist reports it at the last known version.
   const workPrefix = `${object.uid}:${object.resourceVersion}:${type === 'deleted' ? 'deleted' : 'present'}`;
@@ -206,8 +261,7 @@ export function routeChange(kind: ObservedKind, change: CacheChange, context: Ro
         }
       }
       break;
-    case 'deployment':
-    case 'pod': {
+    default: {
       const session = owningSession(object);
       if (session && childChangeMatters(kind, change))
         publications.push(workPublication('session', object.namespace, session, reason, workPrefix));
