@@ -114,8 +114,9 @@ export function natsPermissions(identity: NatsIdentity | string): NatsPermission
           ...ALL_STREAMS.flatMap(declareStream),
           ...declareConsumer(STREAMS.work, CONSUMERS.reconciler),
           ...declareConsumer(STREAMS.commands, CONSUMERS.commandExecutor),
-          // The shared state: written only by the watcher.
+          // The shared state: written only by the watcher, which lists its keys to prune what is gone.
           ...useBucket(BUCKETS.state),
+          ...readThroughOwnConsumers(kvStream(BUCKETS.state), 'push'),
         ],
       };
     case 'reconciler':

@@ -219,7 +219,7 @@ export async function startWatcher(context: Context): Promise<RunningService> {
   let rebuilding: Promise<void> | undefined;
   function rebuildState(reason: 'initial' | 'bucket-missing' | 'resync'): Promise<void> {
     if (rebuilding) return rebuilding;
-    rebuilding = (async () => {
+    const rebuild = async () => {
       try {
         const all = [...watches.values()].flat();
         if (!stateStore || !stateKv || !all.every((watch) => watch.synced)) return;
@@ -255,11 +255,14 @@ export async function startWatcher(context: Context): Promise<RunningService> {
         readiness.set('state', false, `cannot rebuild the shared state: ${(error as Error).message}`);
         log.warn({ reason, err: (error as Error).message }, 'rebuilding the shared state failed; retrying');
         stateBuilt = false;
-      } finally {
-        rebuilding = undefined;
       }
-    })();
-    return rebuilding;
+    };
+    // Cleared when settled, not inside: a rebuild that returns at once would clear it before it is set.
+    const running = rebuild().finally(() => {
+      if (rebuilding === running) rebuilding = undefined;
+    });
+    rebuilding = running;
+    return running;
   }
 
   /** An operator may delete the bucket: recreate it and write everything again, not ready meanwhile. */
