@@ -166,6 +166,9 @@ describe('the reconciler reads the shared state, not the API server', () => {
       1_000,
     );
     const reconcilesBefore = await reconcilerSum(RECONCILES, { kind: 'session' });
+    const triggersBefore = (await Scrape.of(watcher)).table('streamspace_watcher_work_items_published_total', {
+      kind: 'session',
+    });
     const patchesBefore = await reconcilerSum(REQUESTS, { verb: 'patch' });
     const changes = 20;
     for (let i = 0; i < changes; i++) {
@@ -187,6 +190,12 @@ describe('the reconciler reads the shared state, not the API server', () => {
       1_000,
     );
     const reconciles = last - reconcilesBefore;
+    const triggers = Object.entries(
+      (await Scrape.of(watcher)).table('streamspace_watcher_work_items_published_total', { kind: 'session' }),
+    )
+      .map(([reason, count]) => [reason, count - (triggersBefore[reason] ?? 0)] as const)
+      .filter(([, count]) => count > 0);
+    console.log(`shared-state: work items by trigger during the changes: ${JSON.stringify(Object.fromEntries(triggers))}`);
     const patches = (await reconcilerSum(REQUESTS, { verb: 'patch' })) - patchesBefore;
     console.log(
       `shared-state: ${changes} hibernate/wake changes took ${reconciles} reconciles (${(reconciles / changes).toFixed(2)} per change) and ${patches} server-side applies (${(patches / changes).toFixed(2)} per change)`,

@@ -117,27 +117,44 @@ function specChanged(change: CacheChange): boolean {
   return generation === undefined || generation !== change.previous.generation;
 }
 
+/** The summary of a pod that does not count for its Session: the same as no pod at all. */
+export const NO_POD_SUMMARY = 'none';
+
 /**
- * What of a Pod the reconciler acts on: whether it is going away, its phase, its readiness and
- * why its containers wait. Other pod updates (IPs, timestamps, restarts' bookkeeping) are not
- * worth a reconcile.
+ * What of a Pod its Session's status is made of (session-plan.ts): whether the pod counts at all
+ * (one going away, Succeeded or Failed does not), whether it is Ready, and the problems the status
+ * would name (a container waiting for a reason, one that exited non-zero, a pod that cannot be
+ * scheduled). A pod that counts but is neither ready nor in trouble says what no pod says: the
+ * Session is starting either way. Everything else (phase Pending → Running, IPs, timestamps,
+ * restarts' bookkeeping, a terminating pod's last updates) is not worth a reconcile.
  */
-export function podSummary(raw: Record<string, unknown>): string {
+export function podSummary(raw: Record<string, unknown> | undefined): string {
+  if (!raw) return NO_POD_SUMMARY;
   const metadata = raw.metadata as { deletionTimestamp?: string } | undefined;
   const status = (raw.status ?? {}) as {
     phase?: string;
-    conditions?: { type?: string; status?: string }[];
-    containerStatuses?: { state?: { waiting?: { reason?: string }; terminated?: { exitCode?: number } } }[];
+    conditions?: { type?: string; status?: string; reason?: string }[];
+    containerStatuses?: {
+      state?: { waiting?: { reason?: string }; terminated?: { exitCode?: number } };
+      lastState?: { terminated?: { exitCode?: number } };
+    }[];
   };
-  return JSON.stringify([
-    metadata?.deletionTimestamp ?? null,
-    status.phase ?? null,
-    status.conditions?.find((c) => c.type === 'Ready')?.status ?? null,
-    status.conditions?.find((c) => c.type === 'PodScheduled')?.status ?? null,
-    (status.containerStatuses ?? []).map(
-      (c) => c.state?.waiting?.reason ?? c.state?.terminated?.exitCode ?? 'running',
-    ),
-  ]);
+  if (metadata?.deletionTimestamp || status.phase === 'Succeeded' || status.phase === 'Failed')
+    return NO_POD_SUMMARY;
+  const ready = status.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
+  const unschedulable = status.conditions?.find((c) => c.type === 'PodScheduled' && c.status === 'False');
+  const problems = (status.containerStatuses ?? [])
+    .map((c) => {
+      const exitCode = c.lastState?.terminated?.exitCode ?? c.state?.terminated?.exitCode;
+      if (exitCode !== undefined && exitCode !== 0) return `exit ${exitCode}`;
+      const waiting = c.state?.waiting?.reason;
+      // Being created is what every starting container does: no problem to report.
+      return waiting && waiting !== 'ContainerCreating' && waiting !== 'PodInitializing' ? waiting : undefined;
+    })
+    .filter((p) => p !== undefined);
+  if (unschedulable) problems.push(`unschedulable ${unschedulable.reason ?? ''}`);
+  if (!ready && problems.length === 0) return NO_POD_SUMMARY;
+  return JSON.stringify([ready, problems]);
 }
 
 function replicasOf(object: KubeObject): unknown {
@@ -162,19 +179,24 @@ type ChildKind = Exclude<StateKind, 'session' | 'template'>;
  * - a Deployment whose replicas changed is a hibernation or a wake the reconciler just applied;
  *   other spec changes are drift (or a template update) worth a reconcile; its status is not,
  *   since a Session's phase follows its pods;
- * - a Pod matters when what the phase is made of changed (podSummary), or when it appears;
- * - a deletion always matters (a child to put back, a pod gone).
+ * - a Pod matters when what its Session's status is made of changed (podSummary): it appears
+ *   ready or in trouble, becomes ready, starts terminating; not when a pod already terminating
+ *   finally goes (it stopped counting when it started to);
+ * - a deletion of any other child always matters (a child to put back).
  * Drift these rules let pass (a Deployment scaled by hand) is repaired by the periodic resync.
  */
 export function childChangeMatters(kind: ChildKind, change: CacheChange): boolean {
+  if (kind === 'pod') {
+    const before = change.type === 'added' ? undefined : (change.previous ?? change.object).raw;
+    const after = change.type === 'deleted' ? undefined : change.object.raw;
+    return podSummary(before) !== podSummary(after);
+  }
   if (change.type === 'deleted') return true;
-  if (change.type === 'added') return kind === 'pod';
+  if (change.type === 'added') return false;
   if (!change.previous) return true;
   switch (kind) {
     case 'deployment':
       return specChanged(change) && replicasOf(change.object) === replicasOf(change.previous);
-    case 'pod':
-      return podSummary(change.object.raw) !== podSummary(change.previous.raw);
     case 'pvc':
       return false;
     default:
