@@ -13,6 +13,8 @@ export function createWatcherMetrics(
   sources: {
     isReady: () => boolean;
     queueDepth: () => number;
+    /** Writes to the shared state waiting or in flight (what they trigger waits behind them). */
+    stateQueueDepth?: () => number;
     /** JSON bytes the object cache of each kind holds (after trimming). */
     cachedBytes?: () => Iterable<[StateKind, number]>;
   },
@@ -53,6 +55,14 @@ export function createWatcherMetrics(
     registers,
     collect() {
       this.set(sources.queueDepth());
+    },
+  });
+  new Gauge({
+    name: 'streamspace_watcher_state_queue_depth',
+    help: 'Writes to the shared state (the streamspace-state bucket) waiting or in flight; the messages a change triggers wait behind its write. At most one per object.',
+    registers,
+    collect() {
+      this.set(sources.stateQueueDepth?.() ?? 0);
     },
   });
   const watchRestarts = new Counter({

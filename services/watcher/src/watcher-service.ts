@@ -117,6 +117,7 @@ export async function startWatcher(context: Context): Promise<RunningService> {
   const metrics = createWatcherMetrics(registry, {
     isReady: () => readiness.ready,
     queueDepth: () => publisher?.pending ?? 0,
+    stateQueueDepth: () => stateStore?.pending ?? 0,
     cachedBytes: () =>
       [...watches].map(
         ([kind, list]) =>
@@ -320,6 +321,11 @@ export async function startWatcher(context: Context): Promise<RunningService> {
       }
       const routed = routeChange(kind, change, {
         sessionsUsing: (namespace, template) => sessionIndex.sessionsUsing(namespace, template),
+        desiredReplicas: (namespace, name) => {
+          const state = (cached('session', namespace, name)?.raw.spec as { state?: unknown } | undefined)
+            ?.state;
+          return state === 'running' ? 1 : state === 'hibernated' ? 0 : undefined;
+        },
         observedAt,
       });
       for (const problem of routed.invalid) {

@@ -339,12 +339,14 @@ describe('childChangeMatters', () => {
   it('ignores the echo of our own writes: a child created, a Deployment scaled', () => {
     expect(childChangeMatters('service', { type: 'added', object: child('1', {}) })).toBe(false);
     expect(childChangeMatters('deployment', { type: 'added', object: child('1', {}, 1) })).toBe(false);
-    expect(
-      childChangeMatters(
-        'deployment',
-        modified(child('1', { replicas: 1 }, 1), child('2', { replicas: 0 }, 2)),
-      ),
-    ).toBe(false);
+    // Scaled to what its Session asks for: the reconciler's own hibernation.
+    const scaled = (to: number, image = 'a') =>
+      modified(child('1', { replicas: 1, image: 'a' }, 1), child('2', { replicas: to, image }, 2));
+    expect(childChangeMatters('deployment', scaled(0), 0)).toBe(false);
+    // Scaled to anything else (by hand), with the Session unknown, or with more than replicas changed: drift.
+    expect(childChangeMatters('deployment', scaled(2), 1)).toBe(true);
+    expect(childChangeMatters('deployment', scaled(0))).toBe(true);
+    expect(childChangeMatters('deployment', scaled(0, 'b'), 0)).toBe(true);
   });
 
   it('routes drift and deletions', () => {

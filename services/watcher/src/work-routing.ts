@@ -58,6 +58,11 @@ export interface RoutedChange {
 export interface RoutingContext {
   /** Names of the Sessions in `namespace` whose spec.template is `template`. */
   sessionsUsing(namespace: string, template: string): readonly string[];
+  /**
+   * The replicas the reconciler gives a Session's Deployment for the Session's spec.state as the
+   * watcher last saw it (1 running, 0 hibernated), or undefined when it cannot tell.
+   */
+  desiredReplicas?(namespace: string, session: string): number | undefined;
   observedAt: Date;
 }
 
@@ -176,16 +181,20 @@ type ChildKind = Exclude<StateKind, 'session' | 'template'>;
  * of the reconciler's own writes, which would only cost a reconcile that changes nothing:
  * - a child appearing is its creation by the reconciler (a foreign one under a child's name is
  *   seen by the next reconcile of its Session, which reads it from the shared state);
- * - a Deployment whose replicas changed is a hibernation or a wake the reconciler just applied;
- *   other spec changes are drift (or a template update) worth a reconcile; its status is not,
- *   since a Session's phase follows its pods;
+ * - a Deployment whose replicas changed to what its Session's spec.state asks for is a hibernation
+ *   or a wake the reconciler just applied (`desiredReplicas`); other spec changes (a scale by hand,
+ *   an edited pod template) are drift worth a reconcile; its status is not, since a Session's
+ *   phase follows its pods;
  * - a Pod matters when what its Session's status is made of changed (podSummary): it appears
  *   ready or in trouble, becomes ready, starts terminating; not when a pod already terminating
  *   finally goes (it stopped counting when it started to);
  * - a deletion of any other child always matters (a child to put back).
- * Drift these rules let pass (a Deployment scaled by hand) is repaired by the periodic resync.
  */
-export function childChangeMatters(kind: ChildKind, change: CacheChange): boolean {
+export function childChangeMatters(
+  kind: ChildKind,
+  change: CacheChange,
+  desiredReplicas?: number,
+): boolean {
   if (kind === 'pod') {
     const before = change.type === 'added' ? undefined : (change.previous ?? change.object).raw;
     const after = change.type === 'deleted' ? undefined : change.object.raw;
@@ -195,8 +204,15 @@ export function childChangeMatters(kind: ChildKind, change: CacheChange): boolea
   if (change.type === 'added') return false;
   if (!change.previous) return true;
   switch (kind) {
-    case 'deployment':
-      return specChanged(change) && replicasOf(change.object) === replicasOf(change.previous);
+    case 'deployment': {
+      if (!specChanged(change)) return false;
+      const replicas = replicasOf(change.object);
+      const echo = replicas !== replicasOf(change.previous) && replicas === desiredReplicas;
+      // An echo changes only replicas; anything else in the spec changed too is drift.
+      const { replicas: _now, ...rest } = (change.object.raw.spec ?? {}) as Record<string, unknown>;
+      const { replicas: _before, ...restBefore } = (change.previous.raw.spec ?? {}) as Record<string, unknown>;
+      return !(echo && JSON.stringify(rest) === JSON.stringify(restBefore));
+    }
     case 'pvc':
       return false;
     default:
@@ -285,7 +301,10 @@ export function routeChange(kind: StateKind, change: CacheChange, context: Routi
       break;
     default: {
       const session = owningSession(object);
-      if (session && childChangeMatters(kind, change))
+      if (
+        session &&
+        childChangeMatters(kind, change, context.desiredReplicas?.(object.namespace, session))
+      )
         publications.push(workPublication('session', object.namespace, session, reason, workPrefix));
       break;
     }
