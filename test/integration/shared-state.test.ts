@@ -228,6 +228,12 @@ describe('the shared state is survivable', () => {
       reason: 'bucket-missing',
     });
     expect(rebuilds).toBeGreaterThanOrEqual(1);
+    // Triggers read while the bucket was gone found nothing: everything is announced again.
+    await eventually(async () =>
+      expect(
+        (await Scrape.of(watcher)).value('streamspace_watcher_resyncs_total', { trigger: 'state-lost' }),
+      ).toBeGreaterThanOrEqual(1),
+    );
 
     // Work goes on from the rebuilt state, and nothing was created again.
     await setState('w1', 'hibernated');

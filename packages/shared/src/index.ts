@@ -20,3 +20,4 @@ export * from './jetstream-ownership.js';
 export * from './nats-permissions.js';
 export * from './url-credentials.js';
 export * from './shared-state.js';
+export * from './shared-state-view.js';

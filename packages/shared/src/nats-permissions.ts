@@ -66,6 +66,8 @@ const readBucket = (bucket: string) => [
   `${API}.DIRECT.GET.${kvStream(bucket)}.>`,
   `${API}.STREAM.MSG.GET.${kvStream(bucket)}`,
   ...readThroughOwnConsumers(kvStream(bucket), 'push'),
+  // A key listing asks how many entries its own consumer has to deliver.
+  `${API}.CONSUMER.INFO.${kvStream(bucket)}.>`,
 ];
 /** Declare (create or update) a stream; never delete or purge it. */
 const declareStream = (stream: string) => [
@@ -117,6 +119,7 @@ export function natsPermissions(identity: NatsIdentity | string): NatsPermission
           // The shared state: written only by the watcher, which lists its keys to prune what is gone.
           ...useBucket(BUCKETS.state),
           ...readThroughOwnConsumers(kvStream(BUCKETS.state), 'push'),
+          `${API}.CONSUMER.INFO.${kvStream(BUCKETS.state)}.>`,
         ],
       };
     case 'reconciler':
@@ -149,6 +152,8 @@ export function natsPermissions(identity: NatsIdentity | string): NatsPermission
           ...pullFrom(STREAMS.commands, CONSUMERS.commandExecutor),
           ...useBucket(BUCKETS.activity),
           ...readThroughOwnConsumers(kvStream(BUCKETS.activity), 'push'),
+          // Sessions, from the shared state.
+          ...readBucket(BUCKETS.state),
         ],
       };
     case 'metrics':
@@ -159,6 +164,8 @@ export function natsPermissions(identity: NatsIdentity | string): NatsPermission
           ...[STREAMS.events, STREAMS.work, STREAMS.deadLetter, STREAMS.commands].map(streamInfo),
           `${API}.CONSUMER.INFO.${STREAMS.work}.${CONSUMERS.reconciler}`,
           ...readThroughOwnConsumers(STREAMS.events, 'pull'),
+          // Sessions and Templates for the gauges, from the shared state.
+          ...readBucket(BUCKETS.state),
         ],
       };
     case ACTIVITY_REPORTER:

@@ -289,6 +289,9 @@ export async function startWatcher(context: Context): Promise<RunningService> {
           stateStore?.resume();
         }
         await rebuildState(exists ? 'initial' : 'bucket-missing');
+        // Reconciles woken while the bucket was gone read nothing and did nothing: announce
+        // every Session and Template again so each is looked at with the rebuilt state.
+        if (!exists && stateBuilt) resync('state-lost');
       } catch (error) {
         log.warn({ err: (error as Error).message }, 'cannot check the shared-state bucket');
       }

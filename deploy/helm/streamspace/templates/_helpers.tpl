@@ -427,10 +427,11 @@ against each service's code). Call with (list $ "component"); returns a YAML lis
   resources: [events]
   verbs: [create]
 {{- else if eq $component "idle-reaper" }}
-# Changes spec.state (hibernated/terminated) with a recorded reason, and status.lastActivity.
+# Changes spec.state (hibernated/terminated) with a recorded reason, and status.lastActivity;
+# reads the Session once more before it acts. Follows Sessions through the shared state on NATS.
 - apiGroups: [stream.streamspace.io]
   resources: [sessions]
-  verbs: [get, list, watch, patch]
+  verbs: [get, patch]
 - apiGroups: [stream.streamspace.io]
   resources: [sessions/status]
   verbs: [patch]
@@ -439,9 +440,7 @@ against each service's code). Call with (list $ "component"); returns a YAML lis
   resources: [events]
   verbs: [create]
 {{- else if eq $component "metrics" }}
-# Read-only: its gauges come from its own list + watch of Sessions and Templates.
-- apiGroups: [stream.streamspace.io]
-  resources: [sessions, templates]
-  verbs: [list, watch]
+# Nothing: its gauges come from the shared state on NATS, which the watcher keeps.
+[]
 {{- end }}
 {{- end }}
