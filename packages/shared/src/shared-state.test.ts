@@ -35,11 +35,21 @@ describe('decodeStateEntry', () => {
       /team-a\/other/,
     ],
     ['another kind', encode({ ...session, kind: 'Template' }), /a Template, not a Session/],
-    ['no spec', encode({ ...session, spec: undefined }), /spec is missing/],
+    ['a spec that is no object', encode({ ...session, spec: 'x' }), /spec is not an object/],
   ])('refuses an entry that is %s, with a reason', (_what, data, reason) => {
     const decoded = decodeStateEntry('session', expected, data);
     expect(decoded.ok).toBe(false);
     if (!decoded.ok) expect(decoded.reason).toMatch(reason);
+  });
+
+  it('reads a Session kept as its identity only (over MAX_OBJECT_BYTES), not a Template', () => {
+    const identity = encode({ ...session, spec: undefined });
+    expect(decodeStateEntry('session', expected, identity).ok).toBe(true);
+    const template = { ...session, kind: 'Template', spec: undefined };
+    expect(decodeStateEntry('template', expected, encode(template))).toEqual({
+      ok: false,
+      reason: 'spec is missing',
+    });
   });
 
   it('refuses an entry over the bound before parsing it', () => {

@@ -157,8 +157,10 @@ export function decodeStateEntry(
     };
   if (raw.kind !== undefined && raw.kind !== STATE_OBJECT_KINDS[kind])
     return { ok: false, reason: `holds a ${String(raw.kind)}, not a ${STATE_OBJECT_KINDS[kind]}` };
-  if ((kind === 'session' || kind === 'template') && !isRecord(raw.spec))
-    return { ok: false, reason: 'spec is missing' };
+  // A Session over the watcher's MAX_OBJECT_BYTES is kept as its identity only (trimObject): the
+  // reconciler still says so in its status, so it is read; a Template without spec is unusable.
+  if (kind === 'template' && !isRecord(raw.spec)) return { ok: false, reason: 'spec is missing' };
+  if (raw.spec !== undefined && !isRecord(raw.spec)) return { ok: false, reason: 'spec is not an object' };
   return { ok: true, object: raw as StoredObject };
 }
 

@@ -77,6 +77,25 @@ export async function reconcileSession(
   // Deleted: owner references let the garbage collector remove the children; the home stays.
   if (!session || session.metadata.deletionTimestamp) return {};
 
+  if (session.spec === undefined) {
+    // The watcher kept only its identity: spec and status together are over its MAX_OBJECT_BYTES.
+    // Said in the status (which needs only the identity) instead of acting on a spec it cannot see.
+    const message =
+      'The session is too large for the platform to read (its spec and status exceed the watcher\'s MAX_OBJECT_BYTES): shrink it, or raise MAX_OBJECT_BYTES';
+    const status: PlannedStatus = {
+      phase: 'Failed',
+      conditions: setCondition(
+        (session.status?.conditions as Condition[]) ?? [],
+        { type: 'Ready', status: 'False', reason: 'ObjectTooLarge', message },
+        now(),
+      ),
+      observedGeneration: session.metadata.generation ?? 0,
+    };
+    if (comparable(session.status as PlannedStatus) !== comparable(status))
+      await writer.writeSessionStatus(session, status);
+    return {};
+  }
+
   const validation = validateSession(session);
   if (!validation.ok) {
     const message = `The session is invalid: ${validation.issues.map((i) => `${i.path}: ${i.message}`).join('; ')}`;
