@@ -203,7 +203,15 @@ export class SharedStateReader {
   /** The Pods of one Session, by their keys under sessionPodsFilter. */
   async sessionPods<T>(namespace: string, session: string): Promise<T[]> {
     const keys: string[] = [];
-    for await (const key of await this.kv.keys(sessionPodsFilter(namespace, session))) keys.push(key);
+    const listing = await this.kv.keys(sessionPodsFilter(namespace, session));
+    // A listing that never ends (its consumer lost on a NATS hiccup) fails the reconcile, which
+    // is retried, instead of holding its key forever.
+    const timer = setTimeout(() => listing.stop(new Error('listing the pods took over 10 s')), 10_000);
+    try {
+      for await (const key of listing) keys.push(key);
+    } finally {
+      clearTimeout(timer);
+    }
     const pods: T[] = [];
     for (const key of keys) {
       const entry = await this.kv.get(key);
