@@ -65,7 +65,7 @@ await runService({
     const writer = new KubeWriter(kube, new EventRecorder(kube, { component: 'streamspace-reconciler', instance: workerId }));
     const refusals = new Counter({
       name: 'streamspace_reconciler_sessions_refused_total',
-      help: 'Sessions the reconciler refused to act for, by why: ControlPlaneNamespace (a Session in its own namespace), ChildNotOwned (an object under its child name it does not control), HomeClaimNotOwned (a home claim naming another user), ResourcesExceedCeiling (resources above SESSION_MAX_REQUESTS/SESSION_MAX_LIMITS). Counted when the refusal starts.',
+      help: 'Sessions the reconciler refused to act for, by why: ControlPlaneNamespace (a Session in its own namespace), ChildNotOwned (an object under its child name it does not control), HomeClaimNotOwned (a home claim naming another user), ResourcesExceedCeiling (resources above SESSION_MAX_REQUESTS/SESSION_MAX_LIMITS), InvalidResources (requests above their limits once merged with the Template defaults). Counted when the refusal starts.',
       labelNames: ['reason'],
       registers: [registry],
     });

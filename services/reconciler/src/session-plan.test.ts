@@ -121,6 +121,36 @@ function observed(partial: Partial<ObservedSession> = {}): ObservedSession {
 const kinds = (objects: { kind?: string }[]) => objects.map((o) => o.kind);
 
 describe('planSession: running', () => {
+  it('creates no Deployment the API server would refuse for a Session hibernated before it ran', () => {
+    const plan = planSession(
+      observed({
+        session: session({ state: 'hibernated', resources: { requests: { cpu: '2' } } }),
+        template: template({ defaultResources: { requests: { cpu: '500m' }, limits: { cpu: '1' } } }),
+      }),
+      settings,
+      now,
+    );
+    expect(plan.apply.filter((o) => o.kind === 'Deployment')).toEqual([]);
+    expect(plan.status.phase).toBe('Hibernated');
+  });
+
+  it('refuses, saying why, a Session whose requests exceed the limits its Template gives it', () => {
+    const plan = planSession(
+      observed({
+        session: session({ resources: { requests: { cpu: '2' } } }),
+        template: template({ defaultResources: { requests: { cpu: '500m' }, limits: { cpu: '1' } } }),
+      }),
+      settings,
+      now,
+    );
+    expect(plan.apply.filter((o) => o.kind === 'Deployment')).toEqual([]);
+    expect(plan.status.phase).toBe('Failed');
+    const ready = plan.status.conditions.find((c) => c.type === 'Ready');
+    expect(ready?.reason).toBe('InvalidResources');
+    expect(ready?.message).toContain('requests.cpu 2 is above limits.cpu 1');
+    expect(plan.events.map((e) => e.reason)).toContain('InvalidResources');
+  });
+
   it('gives a long-named Session shortened child names, labels and host, and its full name in an annotation', () => {
     const name = `${'a'.repeat(60)}.desktop-of-alice`;
     const long = session();

@@ -8,7 +8,7 @@ import type {
   V1PodTemplateSpec,
   V1Service,
 } from '@kubernetes/client-node';
-import { ANNOTATIONS } from '@streamspace/shared';
+import { ANNOTATIONS, compareQuantities } from '@streamspace/shared';
 import {
   chooseHomeClaim,
   type ForeignChild,
@@ -201,6 +201,22 @@ function homeClaimMessage(session: Session, choice: Extract<HomeClaimChoice, { a
 
 /** The Ready reason of a Session refused for asking more than the resource ceiling. */
 export const RESOURCES_EXCEED_CEILING = 'ResourcesExceedCeiling';
+/** The Ready reason of a Session whose merged requests exceed their limits. */
+export const INVALID_RESOURCES = 'InvalidResources';
+
+/** `requests.<name> <q> is above limits.<name> <q>` for every resource whose request exceeds its limit. */
+export function requestsAboveLimits(resources: {
+  requests?: Record<string, string>;
+  limits?: Record<string, string>;
+}): string[] {
+  const problems: string[] = [];
+  for (const [name, request] of Object.entries(resources.requests ?? {})) {
+    const limit = resources.limits?.[name];
+    if (limit !== undefined && (compareQuantities(request, limit) ?? 0) > 0)
+      problems.push(`requests.${name} ${request} is above limits.${name} ${limit}`);
+  }
+  return problems;
+}
 
 /**
  * A desktop that is up keeps the pod template it started with (its snapshot), so a change to its
@@ -363,10 +379,26 @@ export function planSession(observed: ObservedSession, settings: ReconcilerSetti
   let podName: string | undefined;
   let url: string | undefined;
   let waking = false;
-  const ceilingProblems =
-    state === 'running' && templateUsable && !isLive(observed)
-      ? sessionResources(session, template, settings.resourceCeiling).problems
-      : [];
+  const resources =
+    templateUsable && !isLive(observed)
+      ? sessionResources(session, template, settings.resourceCeiling)
+      : undefined;
+  const ceilingProblems = resources?.problems ?? [];
+  // A Session's requests merged with its Template's limits (or the reverse) may not fit each
+  // other; the API server would refuse the Deployment again and again, so say why instead.
+  const mismatches = resources ? requestsAboveLimits(resources.resources) : [];
+  const resourceRefusal =
+    ceilingProblems.length > 0
+      ? {
+          reason: RESOURCES_EXCEED_CEILING,
+          message: `The session asks for more resources than the platform allows: ${ceilingProblems.join('; ')}. Lower spec.resources (or ask the platform owner to raise the ceiling) and it starts by itself`,
+        }
+      : mismatches.length > 0
+        ? {
+            reason: INVALID_RESOURCES,
+            message: `The session's resources, merged with its Template's defaultResources, request more than their limit: ${mismatches.join('; ')}. Set spec.resources.limits for it (or lower the request) and it starts by itself`,
+          }
+        : undefined;
 
   if (state === 'terminated') {
     // Only what this Session controls is removed; anything else under its names is left alone.
@@ -413,9 +445,10 @@ export function planSession(observed: ObservedSession, settings: ReconcilerSetti
         observed.deployment.spec?.template ??
         (templateUsable ? renderPodTemplate(session, template, homeClaim, settings.resourceCeiling) : undefined);
       if (podTemplate) apply.push(withSnapshot(buildDeployment(session, podTemplate, 0), podTemplate));
-    } else if (templateUsable) {
+    } else if (templateUsable && !resourceRefusal) {
       // Hibernated before its desktop was ever created (e.g. hibernated while the pipeline was
-      // down): the Deployment still exists, at zero replicas, as for any hibernated session.
+      // down): the Deployment still exists, at zero replicas, as for any hibernated session. Not
+      // with resources the API server would refuse: waking says why instead.
       const podTemplate = renderPodTemplate(session, template, homeClaim, settings.resourceCeiling);
       apply.push(withSnapshot(buildDeployment(session, podTemplate, 0), podTemplate));
     }
@@ -480,29 +513,24 @@ export function planSession(observed: ObservedSession, settings: ReconcilerSetti
       events.push({ type: 'Warning', reason: 'UserNotAuthorizable', message });
       refused = { reason: 'user_not_authorizable', message };
     }
-  } else if (ceilingProblems.length > 0) {
-    // Asks for more than the platform allows: nothing starts at that size. A Deployment left from
-    // an earlier start stays, at zero replicas, so the session starts as soon as its spec is fixed.
+  } else if (resourceRefusal) {
+    // Asks for more than the platform allows, or for requests above their limits: nothing starts
+    // so. A Deployment left from an earlier start stays, at zero replicas, so the session starts as
+    // soon as its spec is fixed.
     if (observed.deployment) {
       const podTemplate = snapshotOf(observed.deployment) ?? observed.deployment.spec?.template;
       if (podTemplate) apply.push(withSnapshot(buildDeployment(session, podTemplate, 0), podTemplate));
     }
     phase = 'Failed';
-    const message = `The session asks for more resources than the platform allows: ${ceilingProblems.join('; ')}. Lower spec.resources (or ask the platform owner to raise the ceiling) and it starts by itself`;
+    const { reason, message } = resourceRefusal;
     const previousReady = findCondition(conditions, 'Ready');
     conditions = setCondition(
       conditions,
-      {
-        type: 'Ready',
-        status: 'False',
-        reason: RESOURCES_EXCEED_CEILING,
-        message,
-        observedGeneration: generation,
-      },
+      { type: 'Ready', status: 'False', reason, message, observedGeneration: generation },
       now,
     );
-    if (previousReady?.reason !== RESOURCES_EXCEED_CEILING || previousReady.message !== message)
-      events.push({ type: 'Warning', reason: RESOURCES_EXCEED_CEILING, message });
+    if (previousReady?.reason !== reason || previousReady.message !== message)
+      events.push({ type: 'Warning', reason, message });
   } else {
     const wasLive = isLive(observed);
     const podTemplate =

@@ -12,6 +12,7 @@ import type { ReconcilerSettings } from './reconciler-settings.js';
 import {
   type DesktopRefusal,
   type PlannedStatus,
+  INVALID_RESOURCES,
   planSession,
   RESOURCES_EXCEED_CEILING,
 } from './session-plan.js';
@@ -58,6 +59,7 @@ export const REFUSAL_REASONS = [
   'ChildNotOwned',
   'HomeClaimNotOwned',
   RESOURCES_EXCEED_CEILING,
+  INVALID_RESOURCES,
 ] as const;
 export type RefusalReason = (typeof REFUSAL_REASONS)[number];
 
