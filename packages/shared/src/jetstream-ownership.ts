@@ -16,6 +16,7 @@ import {
   openLockBucket,
   type TopologyOptions,
 } from './jetstream-topology.js';
+import { openStateBucket } from './shared-state.js';
 import { BUCKETS, CONSUMERS, STREAMS } from './subjects.js';
 
 /**
@@ -68,6 +69,7 @@ export async function declareTopology(nc: NatsConnection, options: DeclareOption
     storage: StorageType.File,
     ...BUCKET_LIMITS[BUCKETS.activity],
   });
+  await openStateBucket(nc, options.maxObjectBytes);
 }
 
 /** What a service binds to is not there yet (the watcher has not declared it). */

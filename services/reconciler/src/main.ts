@@ -13,10 +13,12 @@ import {
   retryForever,
   runService,
   STREAMS,
+  SharedStateReader,
   sleep,
 } from '@streamspace/shared';
 import { Counter } from 'prom-client';
 import { KeyLocks } from './key-lock.js';
+import { countKubeRequests } from './kube-requests.js';
 import { KubeWriter } from './kube-writer.js';
 import { reconcilerEnvSchema, settingsFromEnv } from './reconciler-settings.js';
 import {
@@ -25,6 +27,7 @@ import {
   reconcileSession,
   reconcileTemplate,
 } from './session-reconciler.js';
+import { StateReads } from './state-reads.js';
 import { WorkConsumer } from './work-consumer.js';
 
 /** In a pod, the namespace of its ServiceAccount is where the control plane runs. */
@@ -67,7 +70,9 @@ await runService({
     if (!settings.desktopIngressFrom)
       log.warn('DESKTOP_NETWORK_POLICY=false: any pod in the cluster can reach every desktop port directly');
     const kube = KubeClient.fromEnvironment();
-    const writer = new KubeWriter(kube);
+    // Every request of a reconcile is counted by verb: it should only ever write (the shared
+    // state answers its reads). The readiness probe below uses a client of its own.
+    const writer = new KubeWriter(countKubeRequests(KubeClient.fromEnvironment(), registry));
     const workerId = `${hostname()}-${process.pid}`;
     const refusals = new Counter({
       name: 'streamspace_reconciler_sessions_refused_total',
@@ -102,13 +107,28 @@ await runService({
       signal,
     });
     // The watcher declares the work consumer and the locks bucket; until it has, this stays not ready.
-    const { consumer, locks, bucketTtlMs } = await retryForever(
+    const corruptEntries = new Counter({
+      name: 'streamspace_reconciler_state_corrupt_entries_total',
+      help: 'Entries of the shared state a reconcile could not use (not the object its key names, not JSON, over the bound); each was read as absent until the watcher rewrites it.',
+      registers: [registry],
+    });
+    const { consumer, locks, bucketTtlMs, state } = await retryForever(
       async () => {
         const bucket = await bindBucket(nc, BUCKETS.locks);
+        const stateBucket = await bindBucket(nc, BUCKETS.state);
         return {
           consumer: await bindConsumer(nc, STREAMS.work, CONSUMERS.reconciler),
           locks: new KeyLocks(bucket.kv, workerId),
           bucketTtlMs: bucket.ttlMs,
+          state: new SharedStateReader(stateBucket.kv, {
+            corrupt: (key, reason) => {
+              corruptEntries.inc();
+              log.warn(
+                { key, reason },
+                'a shared-state entry is unusable; reading it as absent (the watcher rewrites it at its next change or resync)',
+              );
+            },
+          }),
         };
       },
       {
@@ -137,6 +157,7 @@ await runService({
     for (const reason of ['capability_not_allowed', 'user_not_authorizable'])
       desktopsRefused.labels(reason).inc(0);
 
+    const reads = new StateReads(state);
     const work = new WorkConsumer({
       js: jetstream(nc),
       consumer,
@@ -149,14 +170,14 @@ await runService({
       lockTtlMs,
       reconcile: (item) =>
         item.kind === 'session'
-          ? reconcileSession(writer, settings, item.namespace, item.name, log, undefined, {
+          ? reconcileSession(reads, writer, settings, item.namespace, item.name, log, undefined, {
               refused: (reason) => desktopsRefused.labels(reason).inc(),
               sessionRefused: (reason) => refusals.labels(reason).inc(),
             })
-          : reconcileTemplate(writer, item.namespace, item.name, undefined, settings.allowedCapabilities),
+          : reconcileTemplate(reads, writer, item.namespace, item.name, undefined, settings.allowedCapabilities),
       onDeadLetter: (item, reason) =>
         item.kind === 'session'
-          ? markDeadLettered(writer, item.namespace, item.name, reason)
+          ? markDeadLettered(reads, writer, item.namespace, item.name, reason)
           : Promise.resolve(),
     });
     readiness.set('work-consumer', true);

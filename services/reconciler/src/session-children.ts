@@ -328,9 +328,8 @@ export function buildNetworkPolicy(
     kind: 'NetworkPolicy',
     metadata: childMetadata(session, 'desktop'),
     spec: {
-      podSelector: {
-        matchLabels: { [LABELS.managedBy]: MANAGED_BY, [LABELS.session]: session.metadata.name },
-      },
+      // The pods' label holds the (possibly shortened) label value, not the Session's full name.
+      podSelector: { matchLabels: podSelector(session) },
       policyTypes: ['Ingress'],
       ingress: [
         {

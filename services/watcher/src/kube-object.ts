@@ -1,4 +1,4 @@
-import { type ObservedKind, type TrimLevel, type TrimmedObject, trimObject } from '@streamspace/shared';
+import { type StateKind, type TrimLevel, type TrimmedObject, trimObject } from '@streamspace/shared';
 
 /**
  * The few fields of a Kubernetes object the watcher routes on, read defensively from whatever
@@ -27,7 +27,7 @@ export interface KubeObject {
 
 /** How objects are trimmed before they are kept (see trimObject). */
 export interface TrimOptions {
-  kind: ObservedKind;
+  kind: StateKind;
   maxBytes: number;
 }
 
