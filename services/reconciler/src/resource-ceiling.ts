@@ -68,3 +68,14 @@ export function applyResourceCeiling(
   };
   return { resources: result, problems };
 }
+
+/** `requests.<name> <q> is above limits.<name> <q>` for every resource whose request exceeds its limit. */
+export function requestsAboveLimits(resources: Resources): string[] {
+  const problems: string[] = [];
+  for (const [name, request] of Object.entries(resources.requests ?? {})) {
+    const limit = resources.limits?.[name];
+    if (limit !== undefined && (compareQuantities(request, limit) ?? 0) > 0)
+      problems.push(`requests.${name} ${request} is above limits.${name} ${limit}`);
+  }
+  return problems;
+}

@@ -8,7 +8,7 @@ import type {
   V1PodTemplateSpec,
   V1Service,
 } from '@kubernetes/client-node';
-import { ANNOTATIONS, compareQuantities } from '@streamspace/shared';
+import { ANNOTATIONS } from '@streamspace/shared';
 import {
   chooseHomeClaim,
   type ForeignChild,
@@ -18,6 +18,7 @@ import {
 import { type Condition, findCondition, setCondition } from './conditions.js';
 import { unauthorizableUser } from './desktop-access.js';
 import type { ReconcilerSettings } from './reconciler-settings.js';
+import { requestsAboveLimits } from './resource-ceiling.js';
 import {
   buildDeployment,
   buildHomeClaim,
@@ -203,20 +204,6 @@ function homeClaimMessage(session: Session, choice: Extract<HomeClaimChoice, { a
 export const RESOURCES_EXCEED_CEILING = 'ResourcesExceedCeiling';
 /** The Ready reason of a Session whose merged requests exceed their limits. */
 export const INVALID_RESOURCES = 'InvalidResources';
-
-/** `requests.<name> <q> is above limits.<name> <q>` for every resource whose request exceeds its limit. */
-export function requestsAboveLimits(resources: {
-  requests?: Record<string, string>;
-  limits?: Record<string, string>;
-}): string[] {
-  const problems: string[] = [];
-  for (const [name, request] of Object.entries(resources.requests ?? {})) {
-    const limit = resources.limits?.[name];
-    if (limit !== undefined && (compareQuantities(request, limit) ?? 0) > 0)
-      problems.push(`requests.${name} ${request} is above limits.${name} ${limit}`);
-  }
-  return problems;
-}
 
 /**
  * A desktop that is up keeps the pod template it started with (its snapshot), so a change to its
