@@ -61,33 +61,31 @@ const ALLOWED: Record<Component, string[]> = {
     'watch deployments.apps',
     'list pods',
     'watch pods',
+    ...['services', 'persistentvolumeclaims', 'ingresses.networking.k8s.io', 'networkpolicies.networking.k8s.io'].flatMap(
+      (r) => [`list ${r}`, `watch ${r}`],
+    ),
   ],
   reconciler: [
-    `get sessions.${SS}`,
-    `get templates.${SS}`,
     `patch sessions/status.${SS}`,
     `patch templates/status.${SS}`,
     `update sessions/finalizers.${SS}`,
-    ...['get', 'create', 'patch', 'delete'].flatMap((v) => [
+    ...['create', 'patch', 'delete'].flatMap((v) => [
       `${v} deployments.apps`,
       `${v} services`,
       `${v} ingresses.networking.k8s.io`,
     ]),
-    'get persistentvolumeclaims',
     'create persistentvolumeclaims',
     'patch persistentvolumeclaims',
-    'list pods',
     'create events',
   ],
   'idle-reaper': [
     `get sessions.${SS}`,
-    `list sessions.${SS}`,
-    `watch sessions.${SS}`,
     `patch sessions.${SS}`,
     `patch sessions/status.${SS}`,
     'create events',
   ],
-  metrics: [`list sessions.${SS}`, `watch sessions.${SS}`, `list templates.${SS}`, `watch templates.${SS}`],
+  // Its gauges come from the shared state on NATS: nothing of the API server.
+  metrics: [],
 };
 
 /** Verbs each service must NOT have: a compromised service can do no more than its job. */
@@ -102,6 +100,14 @@ const FORBIDDEN: Record<Component, string[]> = {
     'create events',
   ],
   reconciler: [
+    // It reads from the shared state on NATS, never from the API server.
+    `get sessions.${SS}`,
+    `list sessions.${SS}`,
+    `get templates.${SS}`,
+    'get deployments.apps',
+    'get services',
+    'list pods',
+    'get persistentvolumeclaims',
     'delete persistentvolumeclaims',
     'get secrets',
     'list secrets',
@@ -115,6 +121,9 @@ const FORBIDDEN: Record<Component, string[]> = {
     'create serviceaccounts/token',
   ],
   'idle-reaper': [
+    // Sessions come from the shared state on NATS.
+    `list sessions.${SS}`,
+    `watch sessions.${SS}`,
     `delete sessions.${SS}`,
     `create sessions.${SS}`,
     `patch templates.${SS}`,
@@ -124,6 +133,9 @@ const FORBIDDEN: Record<Component, string[]> = {
     'delete persistentvolumeclaims',
   ],
   metrics: [
+    `list sessions.${SS}`,
+    `watch sessions.${SS}`,
+    `list templates.${SS}`,
     `get sessions.${SS}`,
     `patch sessions.${SS}`,
     `patch sessions/status.${SS}`,

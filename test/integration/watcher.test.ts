@@ -5,7 +5,18 @@ import { join } from 'node:path';
 import { type JetStreamClient, type JetStreamManager, jetstream, jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection, Subscription } from '@nats-io/nats-core';
 import { connect } from '@nats-io/transport-node';
-import { type ChangeEvent, LABELS, MANAGED_BY, STREAMS, subjects, type WorkItem } from '@streamspace/shared';
+import { Kvm } from '@nats-io/kv';
+import {
+  BUCKETS,
+  type ChangeEvent,
+  LABELS,
+  MANAGED_BY,
+  podStateKey,
+  STREAMS,
+  stateKey,
+  subjects,
+  type WorkItem,
+} from '@streamspace/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   createNamespace,
@@ -245,14 +256,15 @@ describe('watcher against the real API server and NATS', () => {
     });
   });
 
-  it('turns a change to a child Deployment or Pod labelled with the Session into a work item for it', async () => {
+  it('stores a child Deployment or Pod in the shared state, and wakes its Session only for changes that matter', async () => {
     const labels = { [LABELS.managedBy]: MANAGED_BY, [LABELS.session]: 'alice' };
+    const state = await new Kvm(nc).open(BUCKETS.state);
     await apps.createNamespacedDeployment({
       namespace: ns,
       body: {
         metadata: { name: 'ss-alice', labels },
         spec: {
-          replicas: 0,
+          replicas: 1,
           selector: { matchLabels: labels },
           template: {
             metadata: { labels },
@@ -265,13 +277,19 @@ describe('watcher against the real API server and NATS', () => {
       work.seen.filter(
         (w) => w.subject === subjects.work('session', ns, 'alice') && w.item.reason === reason,
       );
-    await eventually(() => expect(workFor('deployment-added').length).toBeGreaterThan(0));
+    // Stored (before anything it triggers), and announced as an event; its creation is the
+    // reconciler's own doing, so it wakes nobody.
+    await eventually(async () => {
+      const entry = await state.get(stateKey('deployment', ns, 'ss-alice'));
+      expect(JSON.parse(entry?.string() ?? '{}').spec?.replicas).toBe(1);
+    });
 
     await apps.patchNamespacedDeployment({
       namespace: ns,
       name: 'ss-alice',
-      // A spec change (as `kubectl scale` makes): what the reconciler must repair. Status-only
-      // updates of a Deployment are not routed.
+      // A spec change that is not what Session alice asks for (as `kubectl scale` makes): drift
+      // the reconciler must repair. Status-only updates, and a scale to what the Session asks for
+      // (the echo of the reconciler's own hibernate or wake), are not routed.
       body: [{ op: 'replace', path: '/spec/replicas', value: 2 }],
     });
     await eventually(() => expect(workFor('deployment-modified').length).toBeGreaterThan(0));
@@ -279,6 +297,7 @@ describe('watcher against the real API server and NATS', () => {
       const events = await storedEvents(js, jsm, subjects.event('deployment', ns, 'ss-alice'));
       expect(events.map((e) => e.type)).toEqual(expect.arrayContaining(['added', 'modified']));
     });
+    expect(workFor('deployment-added')).toEqual([]);
 
     // Pods are admitted only once the namespace's default ServiceAccount exists.
     await eventually(() => core.readNamespacedServiceAccount({ namespace: ns, name: 'default' }));
@@ -289,7 +308,13 @@ describe('watcher against the real API server and NATS', () => {
         spec: { containers: [{ name: 'desktop', image: 'example.invalid/desktop:1' }] },
       },
     });
-    await eventually(() => expect(workFor('pod-added').length).toBeGreaterThan(0));
+    // KWOK runs it: becoming Ready is what wakes the Session.
+    await eventually(
+      () => expect([...workFor('pod-added'), ...workFor('pod-modified')].length).toBeGreaterThan(0),
+      30_000,
+    );
+    const podKey = podStateKey(ns, 'alice', 'ss-alice-pod');
+    expect((await state.get(podKey))?.operation).toBe('PUT');
     // Unlabelled objects are not the watcher's business.
     await core.createNamespacedPod({
       namespace: ns,
@@ -298,8 +323,12 @@ describe('watcher against the real API server and NATS', () => {
         spec: { containers: [{ name: 'c', image: 'example.invalid/x:1' }] },
       },
     });
-    await core.deleteNamespacedPod({ namespace: ns, name: 'ss-alice-pod' });
-    await eventually(() => expect(workFor('pod-deleted').length).toBeGreaterThan(0));
+    await core.deleteNamespacedPod({ namespace: ns, name: 'ss-alice-pod', gracePeriodSeconds: 0 });
+    await eventually(() =>
+      expect(workFor('pod-modified').length + workFor('pod-deleted').length > 1).toBe(true),
+    );
+    // Deleted objects leave the shared state.
+    await eventually(async () => expect((await state.get(podKey))?.operation).not.toBe('PUT'));
     expect(await storedEvents(js, jsm, subjects.event('pod', ns, 'someone-elses'))).toEqual([]);
   });
 
@@ -498,9 +527,10 @@ describe('NATS outage', () => {
     }, 15_000);
     await create(ns, 'templates', template('firefox'));
     const { rv } = await create(ns, 'sessions', session('grace', 'firefox'));
-    // The change is held, not lost: it waits in the queue for NATS.
+    // The change is held, not lost: its write to the shared state waits for NATS, and what it
+    // triggers waits behind it.
     await eventually(
-      async () => expect(await metric(watcher, 'streamspace_watcher_publish_queue_depth')).toBeGreaterThan(0),
+      async () => expect(await metric(watcher, 'streamspace_watcher_state_queue_depth')).toBeGreaterThan(0),
       15_000,
     );
     expect(watcher.running).toBe(true);

@@ -19,3 +19,5 @@ export * from './jetstream-ownership.js';
 export * from './nats-permissions.js';
 export * from './work-partitions.js';
 export * from './url-credentials.js';
+export * from './shared-state.js';
+export * from './shared-state-view.js';

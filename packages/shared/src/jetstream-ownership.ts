@@ -10,6 +10,7 @@ import {
 import { type KV, Kvm } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/nats-core';
 import { BUCKET_LIMITS, ensureStreams, ensureWorkConsumers, type TopologyOptions } from './jetstream-topology.js';
+import { openStateBucket } from './shared-state.js';
 import { BUCKETS, CONSUMERS, STREAMS } from './subjects.js';
 import { recordedPartitions, WORK_PARTITIONS_METADATA, workConsumerName } from './work-partitions.js';
 
@@ -60,6 +61,7 @@ export async function declareTopology(nc: NatsConnection, options: DeclareOption
     storage: StorageType.File,
     ...BUCKET_LIMITS[BUCKETS.activity],
   });
+  await openStateBucket(nc, options.maxObjectBytes);
 }
 
 /** What a service binds to is not there yet (the watcher has not declared it). */

@@ -8,7 +8,7 @@ import {
   renderNatsAuthorization,
   SERVICE_IDENTITIES,
 } from './nats-permissions.js';
-import { CONSUMERS, STREAMS, subjects } from './subjects.js';
+import { BUCKETS, CONSUMERS, STREAMS, subjects } from './subjects.js';
 import { workConsumerName } from './work-partitions.js';
 
 /** NATS subject matching: `*` one token, `>` one or more trailing tokens. */
@@ -71,8 +71,13 @@ describe('natsPermissions', () => {
 
   it('keeps metrics read-only: no message subject, no KV write, no ack', () => {
     const metrics = natsPermissions('metrics').publish;
+    // JetStream API reads, and the flow-control answers of its own KV watches (they carry nothing).
     for (const subject of metrics)
-      expect(subject.startsWith('$JS.API.'), `${subject} is not a JetStream API read`).toBe(true);
+      expect(
+        subject.startsWith('$JS.API.') || subject.startsWith('$JS.FC.'),
+        `${subject} is not a JetStream API read`,
+      ).toBe(true);
+    expect(mayPublish('metrics', `$KV.${BUCKETS.state}.session.a.b`)).toBe(false);
     for (const verb of ['STREAM.CREATE', 'STREAM.UPDATE', 'STREAM.DELETE', 'STREAM.PURGE', 'CONSUMER.DELETE'])
       expect(
         metrics.some((s) => s.includes(verb)),

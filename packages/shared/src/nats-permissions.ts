@@ -59,6 +59,16 @@ const useBucket = (bucket: string) => [
   `${API}.DIRECT.GET.${kvStream(bucket)}.>`,
   `${API}.STREAM.MSG.GET.${kvStream(bucket)}`,
 ];
+/** Read the entries of a KV bucket, by key and by filtered listings or watches; no writes. */
+const readBucket = (bucket: string) => [
+  streamInfo(kvStream(bucket)),
+  `${API}.DIRECT.GET.${kvStream(bucket)}`,
+  `${API}.DIRECT.GET.${kvStream(bucket)}.>`,
+  `${API}.STREAM.MSG.GET.${kvStream(bucket)}`,
+  ...readThroughOwnConsumers(kvStream(bucket), 'push'),
+  // A key listing asks how many entries its own consumer has to deliver.
+  `${API}.CONSUMER.INFO.${kvStream(bucket)}.>`,
+];
 /** Declare (create or update) a stream; never delete or purge it. */
 const declareStream = (stream: string) => [
   streamInfo(stream),
@@ -91,6 +101,7 @@ export const ALL_STREAMS = [
   STREAMS.deadLetter,
   STREAMS.commands,
   kvStream(BUCKETS.activity),
+  kvStream(BUCKETS.state),
 ] as const;
 
 /** The subject prefix of dead letters of one kind (each service dead-letters its own kinds). */
@@ -116,6 +127,10 @@ export function natsPermissions(identity: NatsIdentity | string): NatsPermission
           ...declareConsumer(STREAMS.work, ANY_WORK_CONSUMER),
           `${API}.CONSUMER.DELETE.${STREAMS.work}.${LEGACY_WORK_CONSUMER}`,
           ...declareConsumer(STREAMS.commands, CONSUMERS.commandExecutor),
+          // The shared state: written only by the watcher, which lists its keys to prune what is gone.
+          ...useBucket(BUCKETS.state),
+          ...readThroughOwnConsumers(kvStream(BUCKETS.state), 'push'),
+          `${API}.CONSUMER.INFO.${kvStream(BUCKETS.state)}.>`,
         ],
       };
     case 'reconciler':
@@ -136,6 +151,8 @@ export function natsPermissions(identity: NatsIdentity | string): NatsPermission
           streamInfo(STREAMS.work),
           // Every partition: each worker pulls them all, the server pins each to one worker.
           ...pullFrom(STREAMS.work, ANY_WORK_CONSUMER),
+          // Reads the shared state (gets, and listings of a Session's pods); never writes it.
+          ...readBucket(BUCKETS.state),
         ],
       };
     case 'idle-reaper':
@@ -151,6 +168,8 @@ export function natsPermissions(identity: NatsIdentity | string): NatsPermission
           ...pullFrom(STREAMS.commands, CONSUMERS.commandExecutor),
           ...useBucket(BUCKETS.activity),
           ...readThroughOwnConsumers(kvStream(BUCKETS.activity), 'push'),
+          // Sessions, from the shared state.
+          ...readBucket(BUCKETS.state),
         ],
       };
     case 'metrics':
@@ -161,6 +180,8 @@ export function natsPermissions(identity: NatsIdentity | string): NatsPermission
           ...[STREAMS.events, STREAMS.work, STREAMS.deadLetter, STREAMS.commands].map(streamInfo),
           `${API}.CONSUMER.INFO.${STREAMS.work}.${ANY_WORK_CONSUMER}`,
           ...readThroughOwnConsumers(STREAMS.events, 'pull'),
+          // Sessions and Templates for the gauges, from the shared state.
+          ...readBucket(BUCKETS.state),
         ],
       };
     case ACTIVITY_REPORTER:

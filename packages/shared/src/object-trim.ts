@@ -1,5 +1,5 @@
 import { ANNOTATIONS, LABELS } from './labels.js';
-import type { ObservedKind } from './subjects.js';
+import type { StateKind } from './shared-state.js';
 
 /**
  * What of a watched object the platform keeps in memory and shares (change events, and later the
@@ -16,7 +16,7 @@ import type { ObservedKind } from './subjects.js';
  * whole object, user annotations included). Add a key here when a component starts reading it
  * from shared state.
  */
-export const KEPT_ANNOTATIONS: Readonly<Record<ObservedKind, readonly string[]>> = {
+export const KEPT_ANNOTATIONS: Readonly<Record<StateKind, readonly string[]>> = {
   // The metrics service counts hibernations by who and why (transition-tracker.ts).
   session: [
     ANNOTATIONS.stateChangedBy,
@@ -25,9 +25,23 @@ export const KEPT_ANNOTATIONS: Readonly<Record<ObservedKind, readonly string[]>>
     ANNOTATIONS.reaperDisabled,
   ],
   template: [],
-  // The reconciler's pod template snapshot and bookkeeping on the Deployments it creates.
-  deployment: [ANNOTATIONS.user, ANNOTATIONS.templateGeneration, ANNOTATIONS.podTemplate],
-  pod: [ANNOTATIONS.user],
+  // The reconciler's pod template snapshot and bookkeeping on the Deployments it creates; on
+  // every child what it applies, so it can tell from the shared state that nothing changed.
+  deployment: [ANNOTATIONS.user, ANNOTATIONS.session, ANNOTATIONS.templateGeneration, ANNOTATIONS.podTemplate],
+  pod: [ANNOTATIONS.user, ANNOTATIONS.session],
+  service: [ANNOTATIONS.user, ANNOTATIONS.session],
+  ingress: [ANNOTATIONS.user, ANNOTATIONS.session],
+  networkpolicy: [ANNOTATIONS.user, ANNOTATIONS.session],
+  // Whose home a claim is (child-ownership.ts).
+  pvc: [ANNOTATIONS.user],
+};
+
+/**
+ * Annotation prefixes kept as well: the ingress controller's settings the reconciler writes on
+ * its Ingresses (external auth, desktop-access.ts), compared with what it would apply.
+ */
+export const KEPT_ANNOTATION_PREFIXES: Readonly<Partial<Record<StateKind, readonly string[]>>> = {
+  ingress: ['nginx.ingress.kubernetes.io/', 'cert-manager.io/'],
 };
 
 /** Labels the platform sets and routes on; the only ones kept by an object that is over its bound. */
@@ -73,7 +87,11 @@ function jsonBytes(value: unknown): number {
   return Buffer.byteLength(JSON.stringify(value) ?? '', 'utf8');
 }
 
-function pick(source: unknown, keys: readonly string[]): Record<string, string> | undefined {
+function pick(
+  source: unknown,
+  keys: readonly string[],
+  prefixes: readonly string[] = [],
+): Record<string, string> | undefined {
   if (!isRecord(source)) return undefined;
   const kept: Record<string, string> = {};
   let any = false;
@@ -84,6 +102,12 @@ function pick(source: unknown, keys: readonly string[]): Record<string, string> 
       any = true;
     }
   }
+  if (prefixes.length > 0)
+    for (const [key, value] of Object.entries(source))
+      if (typeof value === 'string' && prefixes.some((prefix) => key.startsWith(prefix))) {
+        kept[key] = value;
+        any = true;
+      }
   return any ? kept : undefined;
 }
 
@@ -99,13 +123,13 @@ function identityMetadata(metadata: Record<string, unknown>): Record<string, unk
  * `trimmed` (the caller rejects it as malformed).
  */
 export function trimObject(
-  kind: ObservedKind,
+  kind: StateKind,
   raw: Record<string, unknown>,
   maxBytes: number = DEFAULT_MAX_OBJECT_BYTES,
 ): TrimmedObject {
   const metadata = isRecord(raw.metadata) ? raw.metadata : {};
   const { managedFields: _managed, annotations, ...restMetadata } = metadata;
-  const keptAnnotations = pick(annotations, KEPT_ANNOTATIONS[kind]);
+  const keptAnnotations = pick(annotations, KEPT_ANNOTATIONS[kind], KEPT_ANNOTATION_PREFIXES[kind]);
   const trimmed: Record<string, unknown> = {
     ...raw,
     metadata: { ...restMetadata, ...(keptAnnotations ? { annotations: keptAnnotations } : {}) },

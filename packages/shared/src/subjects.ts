@@ -21,6 +21,8 @@ export const CONSUMERS = {
 export const BUCKETS = {
   /** Latest activity per session (idle-reaper). */
   activity: 'streamspace-activity',
+  /** Every object the platform reads, as the watcher last saw it (shared-state.ts). */
+  state: 'streamspace-state',
 } as const;
 
 export type ObservedKind = 'session' | 'template' | 'deployment' | 'pod';

@@ -12,6 +12,8 @@ import {
   retryForever,
   runService,
   STREAMS,
+  SharedStateView,
+  sleep,
 } from '@streamspace/shared';
 import { EventRecorder, kubeClientFromConfig } from '@streamspace/kube';
 import { activityRoute } from './activity-http.js';
@@ -24,7 +26,7 @@ import { IdleReaper } from './idle-reaper.js';
 import { LastActivityWriter } from './last-activity-writer.js';
 import { configProblem, reaperEnvSchema } from './reaper-config.js';
 import { createReaperMetrics } from './reaper-metrics.js';
-import { SessionInformer } from './session-informer.js';
+import { readTrackedSession, type TrackedSession } from './session-facts.js';
 import { REAPER_COMPONENT, SessionWriter } from './session-writer.js';
 
 await runService({
@@ -127,34 +129,58 @@ await runService({
       },
     });
 
-    // One informer per namespace when several are served (rbac.scope=namespaces: no
-    // cluster-wide list is allowed); the reaper's view is whole once every one has listed.
-    const namespaces: (string | undefined)[] = config.WATCH_NAMESPACE ?? [undefined];
-    const listed = new Set<string | undefined>();
-    const informerDone = Promise.all(
-      namespaces.map((namespace) =>
-        new SessionInformer({
-          kube,
-          ...(namespace ? { namespace } : {}),
-          ...(namespaces.length > 1 ? { readinessCheck: `kubernetes:${namespace}` } : {}),
-          log,
-          readiness,
-          metrics,
-          watchTimeoutMs: config.WATCH_TIMEOUT,
-          resyncIntervalMs: config.RESYNC_INTERVAL,
-          onUpsert: (session) => reaper.upsert(session),
-          onDelete: (key) => {
-            reaper.remove(key);
-            statusWriter.forget(key);
-            activity?.forget(key);
-          },
-          onSynced: () => {
-            listed.add(namespace);
-            if (listed.size === namespaces.length) reaper.markSessionsSynced();
-          },
-        }).run(signal),
-      ),
-    );
+    // Sessions come from the shared state the watcher keeps (a KV watch: every current value,
+    // then every change), not from an API-server watch of our own.
+    let connected: (nc: NatsConnection) => void = () => undefined;
+    const connection = new Promise<NatsConnection>((resolve) => {
+      connected = resolve;
+    });
+    readiness.register('sessions', 'reading Sessions from the shared state');
+    const sessionView = new SharedStateView<TrackedSession>({
+      bucket: async () => (await bindBucket(await connection, BUCKETS.state)).kv,
+      kind: 'session',
+      ...(config.WATCH_NAMESPACE ? { namespaces: config.WATCH_NAMESPACE } : {}),
+      parse: (raw) => {
+        const session = readTrackedSession(raw);
+        return session
+          ? { ok: true, key: session.key, value: session }
+          : { ok: false, reason: 'not a Session (metadata.namespace, name or uid missing)' };
+      },
+      onUpsert: (_key, session) => reaper.upsert(session),
+      onDelete: (key) => {
+        reaper.remove(key);
+        statusWriter.forget(key);
+        activity?.forget(key);
+      },
+      onSynced: () => reaper.markSessionsSynced(),
+      onState: (up, reason) => {
+        readiness.set('sessions', up, reason);
+        if (!up) {
+          metrics.watchRestarts.labels('sessions').inc();
+          log.warn({ reason }, 'shared state unavailable; keeping the last known Sessions');
+        }
+      },
+      onCorrupt: (key, reason) => {
+        metrics.malformedSessions.inc();
+        log.warn({ key, reason }, 'skipping a shared-state entry that is not a Session');
+      },
+    });
+    const informerDone = sessionView.run(signal);
+    // The API server is still written to (spec.state, status.lastActivity, Events): say when it
+    // cannot be reached. /version needs no RBAC.
+    readiness.register('kubernetes', 'not yet checked');
+    const probeKube = async () => {
+      while (!signal.aborted) {
+        try {
+          await kube.request('GET', '/version');
+          readiness.set('kubernetes', true);
+        } catch (error) {
+          readiness.set('kubernetes', false, `API server unreachable: ${(error as Error).message}`);
+        }
+        await sleep(5_000, signal);
+      }
+    };
+    void probeKube();
 
     readiness.register('jetstream', 'binding to the commands consumer and the activity bucket');
     const natsReady = (async () => {
@@ -166,6 +192,7 @@ await runService({
         signal,
       });
       const connection = nc;
+      connected(connection);
       // The watcher declares the consumer and the bucket; until it has, this stays not ready.
       const { kv, consumer } = await retryForever(
         async () => ({

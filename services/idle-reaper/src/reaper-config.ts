@@ -90,10 +90,6 @@ export const reaperEnvSchema = natsEnvSchema.extend(kubeEnvSchema.shape).extend(
     ),
   /** Commands carried out at once by this replica. */
   EXECUTOR_CONCURRENCY: env.positiveInt(32),
-  /** Every Session is listed again this often, to repair whatever a watch missed. */
-  RESYNC_INTERVAL: durationMs('10m', 1_000),
-  /** Server-side timeout of each watch request; a silent watch is restarted after it plus a margin. */
-  WATCH_TIMEOUT: durationMs('5m', 1_000),
 });
 
 export type ReaperConfig = z.infer<typeof reaperEnvSchema>;

@@ -162,7 +162,13 @@ export function createReaperMetrics(registry: Registry) {
   });
   for (const result of ['written', 'failed']) stateRecordWrites.labels(result).inc(0);
 
+  const malformedSessions = new Counter({
+    name: 'streamspace_reaper_state_corrupt_entries_total',
+    help: 'Entries of the shared state that could not be read as a Session (skipped until the watcher rewrites them).',
+    registers,
+  });
   return {
+    malformedSessions,
     limitsApplied,
     stateRecordWrites,
     activityReports,

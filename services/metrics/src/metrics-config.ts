@@ -54,11 +54,6 @@ export const metricsConfigSchema = natsEnvSchema.extend(kubeEnvSchema.shape).ext
   WATCHER_READY_URL: urlList,
   /** How long a scrape waits for JetStream and the watcher before leaving their figures out. */
   PROBE_TIMEOUT: durationMs('2s', 100),
-  /** The server-side timeout asked for each watch; the API server ends it then and another starts. */
-  WATCH_TIMEOUT: durationMs('5m', 1_000),
-  /** A watch silent (no event, no bookmark) for longer than this is presumed stuck and restarted. */
-  WATCH_SILENCE_TIMEOUT: durationMs('6m', 100),
-  LIST_PAGE_SIZE: env.positiveInt(500),
 });
 
 export type MetricsConfig = z.infer<typeof metricsConfigSchema>;

@@ -1,17 +1,17 @@
 import { jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/nats-core';
 import {
+  BUCKETS,
+  bindBucket,
   connectNats,
   describeNamespaces,
   type RunningService,
   retryForever,
   type ServiceConfig,
   type ServiceContext,
+  SharedStateView,
 } from '@streamspace/shared';
-import { kubeClientFromConfig } from '@streamspace/kube';
 import { Counter } from 'prom-client';
-import { customObjectTransport } from './kube-transport.js';
-import { ListWatch, ListWatchSet, type Parsed, RESTART_REASONS } from './list-watch.js';
 import type { metricsConfigSchema } from './metrics-config.js';
 import { type JetStreamReader, jetStreamReader, registerPipelineMetrics } from './pipeline-health.js';
 import { SessionEventStream } from './session-event-stream.js';
@@ -21,6 +21,8 @@ import { TransitionTracker } from './transition-tracker.js';
 
 /** Sessions deleted while their deletion event was missed are forgotten after this long. */
 const PRUNE_GRACE_MS = 10 * 60_000;
+
+type Parsed<T> = { ok: true; key: string; value: T } | { ok: false; reason: string };
 
 function parseSession(raw: unknown): Parsed<SessionSnapshot> {
   const parsed = parseSessionSnapshot(raw);
@@ -44,60 +46,43 @@ export async function startMetrics(
   context: ServiceContext<ServiceConfig<typeof metricsConfigSchema>>,
 ): Promise<RunningService> {
   const { config, log, readiness, registry, signal } = context;
-  const kube = kubeClientFromConfig(config, registry, log);
   const namespace = config.WATCH_NAMESPACE;
-  readiness.register('sessions', 'listing sessions');
-  readiness.register('templates', 'listing templates');
+  readiness.register('sessions', 'reading Sessions from the shared state');
+  readiness.register('templates', 'reading Templates from the shared state');
   readiness.register('event-stream', 'waiting for NATS');
 
-  const restarts = new Counter({
-    name: 'streamspace_metrics_watch_restarts_total',
-    help: 'Watches of Sessions and Templates started again, by why: gone (410, relisted), error, closed (ended normally), watchdog (silent too long).',
-    labelNames: ['resource', 'reason'],
+  const corrupt = new Counter({
+    name: 'streamspace_metrics_state_corrupt_entries_total',
+    help: 'Entries of the shared state that could not be read as a Session or Template (skipped until the watcher rewrites them).',
+    labelNames: ['resource'],
     registers: [registry],
   });
-  // One list + watch per namespace when several are served (no cluster-wide list is allowed then).
-  const namespaces: (string | undefined)[] = namespace ?? [undefined];
-  if (namespaces.length > 1)
-    for (const ns of namespaces)
-      for (const resource of ['sessions', 'templates'])
-        readiness.register(`${resource}:${ns}`, `listing ${resource}`);
-  const watchOf = <T>(resource: 'sessions' | 'templates', parse: (raw: unknown) => Parsed<T>) => {
-    for (const reason of RESTART_REASONS) restarts.labels(resource, reason).inc(0);
-    if (namespaces.length > 1)
-      readiness.set(resource, true, `one list per namespace (${resource}:<namespace>)`);
-    const members = namespaces.map((ns) => {
-      const check = namespaces.length > 1 ? `${resource}:${ns}` : resource;
-      const where = namespaces.length > 1 ? { namespace: ns } : {};
-      return new ListWatch<T>({
-        resource,
-        transport: customObjectTransport(kube, resource, ns),
-        parse,
-        pageSize: config.LIST_PAGE_SIZE,
-        watchTimeoutSeconds: Math.round(config.WATCH_TIMEOUT / 1000),
-        silenceTimeoutMs: config.WATCH_SILENCE_TIMEOUT,
-        onState: (up, reason) => {
-          readiness.set(check, up, reason);
-          if (up) log.info({ resource, ...where }, 'listed and watching');
-          else
-            log.warn(
-              { resource, ...where, reason },
-              'watch down; the gauges keep the last known state until it is back',
-            );
-        },
-        onRestart: (reason, detail, delayMs) => {
-          restarts.labels(resource, reason).inc();
-          const level = reason === 'closed' ? 'debug' : 'warn';
-          log[level]({ resource, ...where, reason, detail, retryInMs: delayMs }, 'restarting watch');
-        },
-        onMalformed: (_raw, reason) =>
-          log.warn({ resource, ...where, reason }, 'skipping an object that cannot be read'),
-      });
+  // Sessions and Templates come from the shared state the watcher keeps (a KV watch: every
+  // current value, then every change), not from an API-server watch of our own.
+  let connected: (nc: NatsConnection) => void = () => undefined;
+  const connection = new Promise<NatsConnection>((resolve) => {
+    connected = resolve;
+  });
+  const viewOf = <T>(resource: 'sessions' | 'templates', parse: (raw: unknown) => Parsed<T>) => {
+    corrupt.labels(resource).inc(0);
+    return new SharedStateView<T>({
+      bucket: async () => (await bindBucket(await connection, BUCKETS.state)).kv,
+      kind: resource === 'sessions' ? 'session' : 'template',
+      ...(namespace ? { namespaces: namespace } : {}),
+      parse,
+      onState: (up, reason) => {
+        readiness.set(resource, up, reason);
+        if (up) log.info({ resource }, 'reading the shared state');
+        else log.warn({ resource, reason }, 'shared state unavailable; the gauges keep the last known state');
+      },
+      onCorrupt: (key, reason) => {
+        corrupt.labels(resource).inc();
+        log.warn({ resource, key, reason }, 'skipping a shared-state entry that cannot be read');
+      },
     });
-    return new ListWatchSet<T>(members);
   };
-  const sessions = watchOf('sessions', parseSession);
-  const templates = watchOf('templates', parseTemplateName);
+  const sessions = viewOf('sessions', parseSession);
+  const templates = viewOf('templates', parseTemplateName);
 
   const metrics = createSessionMetrics(registry, {
     sessions: () => sessions.values(),
@@ -128,6 +113,7 @@ export async function startMetrics(
       signal,
     });
     const connection = nc;
+    connected(connection);
     jetStream = jetStreamReader(
       await retryForever(() => jetstreamManager(connection), { signal, maxMs: 10_000 }),
     );

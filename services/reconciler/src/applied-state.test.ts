@@ -46,4 +46,16 @@ describe('coversDesired', () => {
   it('lets an empty object be dropped by the server', () => {
     expect(coversDesired({ securityContext: { capabilities: {} } }, { securityContext: {} })).toBe(true);
   });
+
+  it('lets the server omit empty strings and empty lists (an unchanged Deployment is recognised)', () => {
+    const pod = {
+      containers: [{ name: 'desktop', env: [{ name: 'A', value: '' }], volumeMounts: [] }],
+      volumes: [],
+    };
+    expect(coversDesired(pod, { containers: [{ name: 'desktop', env: [{ name: 'A' }] }] })).toBe(true);
+    expect(coversDesired(pod, { containers: [{ name: 'desktop', env: [{ name: 'A', value: 'x' }] }] })).toBe(
+      false,
+    );
+    expect(coversDesired({ volumes: [] }, { volumes: [{ name: 'home' }] })).toBe(false);
+  });
 });

@@ -7,6 +7,10 @@
  */
 export function coversDesired(desired: unknown, observed: unknown): boolean {
   if (desired === undefined) return true;
+  // The API server omits empty strings and empty lists (`omitempty`): an env var's `value: ''`,
+  // a pod without volumes. Without this an unchanged Deployment was applied on every reconcile.
+  if (observed === undefined && (desired === '' || (Array.isArray(desired) && desired.length === 0)))
+    return true;
   if (desired === null || typeof desired !== 'object') return desired === observed;
   if (Array.isArray(desired)) {
     if (!Array.isArray(observed) || observed.length !== desired.length) return false;

@@ -1,16 +1,8 @@
-import type {
-  KubernetesObject,
-  V1Deployment,
-  V1Ingress,
-  V1NetworkPolicy,
-  V1PersistentVolumeClaim,
-  V1Pod,
-  V1Service,
-} from '@kubernetes/client-node';
+import type { KubernetesObject } from '@kubernetes/client-node';
 import { type EventRecorder, isConflict, type KubeClient, type ResourceRef } from '@streamspace/kube';
-import { API_GROUP, API_VERSION, FIELD_MANAGER, LABELS, MANAGED_BY, sessionLabelValue } from '@streamspace/shared';
+import { API_GROUP, API_VERSION, FIELD_MANAGER } from '@streamspace/shared';
 import type { WriteFence } from './partition-lease.js';
-import type { ChildRef, KubeEventIntent, ObservedSession, PlannedStatus } from './session-plan.js';
+import type { ChildRef, KubeEventIntent, PlannedStatus } from './session-plan.js';
 import type { StoredSession as Session, StoredTemplate as Template } from './stored-objects.js';
 import type { TemplateStatusPlan } from './template-validation.js';
 
@@ -33,10 +25,6 @@ const sessions = (namespace: string, name?: string, subresource?: string): Resou
   ...(name ? { name } : {}),
   ...(subresource ? { subresource } : {}),
 });
-const templates = (namespace: string, name?: string, subresource?: string): ResourceRef => ({
-  ...sessions(namespace, name, subresource),
-  plural: 'templates',
-});
 
 /** Where objects of the kinds the reconciler writes live in the API. */
 function refFor(kind: string, namespace: string, name: string): ResourceRef {
@@ -57,7 +45,8 @@ function refFor(kind: string, namespace: string, name: string): ResourceRef {
 }
 
 /**
- * The thin shell around the API server: read what a reconcile needs, apply what it planned.
+ * The reconciler's writes to the API server: it reads nothing there (StateReads reads the shared
+ * state); it applies what a reconcile planned, writes status and records Events.
  * Every write is a server-side apply under one field manager (or a delete), so repeating one
  * changes nothing and a 409 can only mean a race worth retrying.
  */
@@ -72,51 +61,6 @@ export class KubeWriter {
   /** This writer for one reconcile, which writes only while `fence` holds. */
   fenced(fence: WriteFence): KubeWriter {
     return new KubeWriter(this.kube, this.events, fence);
-  }
-
-  readSession(namespace: string, name: string): Promise<Session | undefined> {
-    return this.kube.find<Session>(sessions(namespace, name));
-  }
-
-  readTemplate(namespace: string, name: string): Promise<Template | undefined> {
-    return this.kube.find<Template>(templates(namespace, name));
-  }
-
-  /** `homeClaims`: the current and the legacy name of the user's home claim (both read with persistentHome). */
-  async observe(
-    session: Session,
-    childName: string,
-    homeClaims: { current: string; legacy: string },
-  ): Promise<ObservedSession> {
-    const namespace = session.metadata.namespace;
-    const claim = (name: string) =>
-      session.spec.persistentHome
-        ? this.kube.find<V1PersistentVolumeClaim>(refFor('PersistentVolumeClaim', namespace, name))
-        : undefined;
-    const [template, deployment, service, ingress, networkPolicy, homeClaim, legacyHomeClaim, pods] = await Promise.all([
-      this.readTemplate(namespace, session.spec.template),
-      this.kube.find<V1Deployment>(refFor('Deployment', namespace, childName)),
-      this.kube.find<V1Service>(refFor('Service', namespace, childName)),
-      this.kube.find<V1Ingress>(refFor('Ingress', namespace, childName)),
-      this.kube.find<V1NetworkPolicy>(refFor('NetworkPolicy', namespace, childName)),
-      claim(homeClaims.current),
-      claim(homeClaims.legacy),
-      this.kube.list<V1Pod>(
-        { version: 'v1', plural: 'pods', namespace },
-        { labelSelector: `${LABELS.managedBy}=${MANAGED_BY},${LABELS.session}=${sessionLabelValue(session.metadata.name)}` },
-      ),
-    ]);
-    return {
-      session,
-      template,
-      ...(deployment ? { deployment } : {}),
-      ...(service ? { service } : {}),
-      ...(ingress ? { ingress } : {}),
-      ...(networkPolicy ? { networkPolicy } : {}),
-      ...(homeClaim ? { homeClaim } : {}),
-      ...(legacyHomeClaim ? { legacyHomeClaim } : {}),
-      pods: pods.items,
-    };
   }
 
   async apply(object: KubernetesObject): Promise<void> {

@@ -2,15 +2,19 @@ import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import {
+  BUCKETS,
+  bindBucket,
   bindWorkPartitions,
   connectNats,
   natsEnvSchema,
   retryForever,
   runService,
+  SharedStateReader,
   sleep,
 } from '@streamspace/shared';
 import { EventRecorder, kubeClientFromConfig, kubeEnvSchema } from '@streamspace/kube';
 import { Counter } from 'prom-client';
+import { countKubeRequests } from './kube-requests.js';
 import { KubeWriter } from './kube-writer.js';
 import { reconcilerEnvSchema, settingsFromEnv } from './reconciler-settings.js';
 import {
@@ -19,6 +23,7 @@ import {
   reconcileSession,
   reconcileTemplate,
 } from './session-reconciler.js';
+import { StateReads } from './state-reads.js';
 import { WorkConsumer } from './work-consumer.js';
 
 /** In a pod, the namespace of its ServiceAccount is where the control plane runs. */
@@ -60,7 +65,9 @@ await runService({
       );
     if (!settings.desktopIngressFrom)
       log.warn('DESKTOP_NETWORK_POLICY=false: any pod in the cluster can reach every desktop port directly');
-    const kube = kubeClientFromConfig(config, registry, log);
+    // Every request of a reconcile is counted by verb: it should only ever write (the shared
+    // state answers its reads).
+    const kube = countKubeRequests(kubeClientFromConfig(config, registry, log), registry);
     const workerId = `${hostname()}-${process.pid}`;
     const writer = new KubeWriter(kube, new EventRecorder(kube, { component: 'streamspace-reconciler', instance: workerId }));
     const refusals = new Counter({
@@ -95,12 +102,30 @@ await runService({
       readiness,
       signal,
     });
-    // The watcher declares the partition consumers; until it has, this stays not ready.
-    const work = await retryForever(() => bindWorkPartitions(nc), {
-      signal,
-      onError: (error) => {
-        readiness.set('work-consumer', false, `cannot bind to JetStream: ${(error as Error).message}`);
-        log.warn({ err: (error as Error).message }, 'binding to JetStream failed; retrying');
+    // The watcher declares the partition consumers and the state bucket; until it has, this stays not ready.
+    const corruptEntries = new Counter({
+      name: 'streamspace_reconciler_state_corrupt_entries_total',
+      help: 'Entries of the shared state a reconcile could not use (not the object its key names, not JSON, over the bound); each was read as absent until the watcher rewrites it.',
+      registers: [registry],
+    });
+    const { work, state } = await retryForever(
+      async () => ({
+        work: await bindWorkPartitions(nc),
+        state: new SharedStateReader((await bindBucket(nc, BUCKETS.state)).kv, {
+          corrupt: (key, reason) => {
+            corruptEntries.inc();
+            log.warn(
+              { key, reason },
+              'a shared-state entry is unusable; reading it as absent (the watcher rewrites it at its next change or resync)',
+            );
+          },
+        }),
+      }),
+      {
+        signal,
+        onError: (error) => {
+          readiness.set('work-consumer', false, `cannot bind to JetStream: ${(error as Error).message}`);
+          log.warn({ err: (error as Error).message }, 'binding to JetStream failed; retrying');
       },
     });
 
@@ -113,6 +138,7 @@ await runService({
     for (const reason of ['capability_not_allowed', 'user_not_authorizable'])
       desktopsRefused.labels(reason).inc(0);
 
+    const reads = new StateReads(state);
     const consumer = new WorkConsumer({
       nc,
       js: jetstream(nc),
@@ -126,14 +152,21 @@ await runService({
       ...(config.RECONCILE_INTERVALS_FILE ? { intervalsFile: config.RECONCILE_INTERVALS_FILE } : {}),
       reconcile: (item, fence) =>
         item.kind === 'session'
-          ? reconcileSession(writer.fenced(fence), settings, item.namespace, item.name, log, undefined, {
+          ? reconcileSession(reads, writer.fenced(fence), settings, item.namespace, item.name, log, undefined, {
               refused: (reason) => desktopsRefused.labels(reason).inc(),
               sessionRefused: (reason) => refusals.labels(reason).inc(),
             })
-          : reconcileTemplate(writer.fenced(fence), item.namespace, item.name, undefined, settings.allowedCapabilities),
+          : reconcileTemplate(
+              reads,
+              writer.fenced(fence),
+              item.namespace,
+              item.name,
+              undefined,
+              settings.allowedCapabilities,
+            ),
       onDeadLetter: (item, reason, fence) =>
         item.kind === 'session'
-          ? markDeadLettered(writer.fenced(fence), item.namespace, item.name, reason)
+          ? markDeadLettered(reads, writer.fenced(fence), item.namespace, item.name, reason)
           : Promise.resolve(),
     });
     readiness.set('work-consumer', true);

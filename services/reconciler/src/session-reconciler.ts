@@ -9,6 +9,7 @@ import { coversDesired } from './applied-state.js';
 import { type Condition, setCondition } from './conditions.js';
 import type { KubeWriter } from './kube-writer.js';
 import type { ReconcilerSettings } from './reconciler-settings.js';
+import type { StateReads } from './state-reads.js';
 import {
   type DesktopRefusal,
   type PlannedStatus,
@@ -65,6 +66,7 @@ export type RefusalReason = (typeof REFUSAL_REASONS)[number];
 
 /** Read → plan → apply → report, for one Session. Safe to run again at any time. */
 export async function reconcileSession(
+  reads: StateReads,
   writer: KubeWriter,
   settings: ReconcilerSettings,
   namespace: string,
@@ -73,9 +75,28 @@ export async function reconcileSession(
   now: () => Date = () => new Date(),
   observers: ReconcileObservers = {},
 ): Promise<ReconcileOutcome> {
-  const session = await writer.readSession(namespace, name);
+  const session = await reads.readSession(namespace, name);
   // Deleted: owner references let the garbage collector remove the children; the home stays.
   if (!session || session.metadata.deletionTimestamp) return {};
+
+  if (session.spec === undefined) {
+    // The watcher kept only its identity: spec and status together are over its MAX_OBJECT_BYTES.
+    // Said in the status (which needs only the identity) instead of acting on a spec it cannot see.
+    const message =
+      'The session is too large for the platform to read (its spec and status exceed the watcher\'s MAX_OBJECT_BYTES): shrink it, or raise MAX_OBJECT_BYTES';
+    const status: PlannedStatus = {
+      phase: 'Failed',
+      conditions: setCondition(
+        (session.status?.conditions as Condition[]) ?? [],
+        { type: 'Ready', status: 'False', reason: 'ObjectTooLarge', message },
+        now(),
+      ),
+      observedGeneration: session.metadata.generation ?? 0,
+    };
+    if (comparable(session.status as PlannedStatus) !== comparable(status))
+      await writer.writeSessionStatus(session, status);
+    return {};
+  }
 
   const validation = validateSession(session);
   if (!validation.ok) {
@@ -99,7 +120,7 @@ export async function reconcileSession(
     return {};
   }
 
-  const observed = await writer.observe(session, sessionChildName(name), {
+  const observed = await reads.observe(session, sessionChildName(name), {
     current: homeClaimName(session.spec.user),
     legacy: legacyHomeClaimName(session.spec.user),
   });
@@ -149,13 +170,14 @@ export async function reconcileSession(
 }
 
 export async function reconcileTemplate(
+  reads: StateReads,
   writer: KubeWriter,
   namespace: string,
   name: string,
   now: () => Date = () => new Date(),
   allowedCapabilities?: readonly string[],
 ): Promise<ReconcileOutcome> {
-  const template = await writer.readTemplate(namespace, name);
+  const template = await reads.readTemplate(namespace, name);
   if (!template || template.metadata.deletionTimestamp) return {};
   const plan = planTemplateStatus(template, now(), allowedCapabilities);
   const current = template.status as
@@ -171,13 +193,14 @@ export async function reconcileTemplate(
 
 /** Marks a Session whose work item was dead-lettered, so `kubectl describe` says so. */
 export async function markDeadLettered(
+  reads: StateReads,
   writer: KubeWriter,
   namespace: string,
   name: string,
   reason: string,
   now: () => Date = () => new Date(),
 ): Promise<void> {
-  const session = await writer.readSession(namespace, name);
+  const session = await reads.readSession(namespace, name);
   if (!session) return;
   const message = `Reconciling failed repeatedly and was given up: ${reason}. The next change to the session or its template, or the periodic resync, tries again.`;
   const conditions = setCondition(

@@ -15,8 +15,9 @@ export function nextResyncAt(nowMs: number, intervalMs: number): number {
   return middle > nowMs ? middle : middle + intervalMs;
 }
 
-export type ResyncTrigger = 'periodic' | 'reconnect' | 'overflow';
-export const RESYNC_TRIGGERS: readonly ResyncTrigger[] = ['periodic', 'reconnect', 'overflow'];
+/** `state-lost`: the shared-state bucket was lost and rebuilt; triggers read meanwhile saw nothing. */
+export type ResyncTrigger = 'periodic' | 'reconnect' | 'overflow' | 'state-lost';
+export const RESYNC_TRIGGERS: readonly ResyncTrigger[] = ['periodic', 'reconnect', 'overflow', 'state-lost'];
 
 /** Resyncs that are not periodic (after NATS came back, after dropped messages) share names per half minute. */
 const UNSCHEDULED_BUCKET_MS = 30_000;

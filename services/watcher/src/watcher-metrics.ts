@@ -1,5 +1,5 @@
 import { RESTART_REASONS } from '@streamspace/kube';
-import type { ObservedKind, WorkKind } from '@streamspace/shared';
+import type { StateKind, WorkKind } from '@streamspace/shared';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { RESYNC_TRIGGERS } from './resync-schedule.js';
 import { EVENT_TYPES, OBSERVED_KINDS, workReasons } from './work-routing.js';
@@ -13,8 +13,10 @@ export function createWatcherMetrics(
   sources: {
     isReady: () => boolean;
     queueDepth: () => number;
+    /** Writes to the shared state waiting or in flight (what they trigger waits behind them). */
+    stateQueueDepth?: () => number;
     /** JSON bytes the object cache of each kind holds (after trimming). */
-    cachedBytes?: () => Iterable<[ObservedKind, number]>;
+    cachedBytes?: () => Iterable<[StateKind, number]>;
   },
 ) {
   const registers = [registry];
@@ -55,6 +57,14 @@ export function createWatcherMetrics(
       this.set(sources.queueDepth());
     },
   });
+  new Gauge({
+    name: 'streamspace_watcher_state_queue_depth',
+    help: 'Writes to the shared state (the streamspace-state bucket) waiting or in flight; the messages a change triggers wait behind its write. At most one per object.',
+    registers,
+    collect() {
+      this.set(sources.stateQueueDepth?.() ?? 0);
+    },
+  });
   const watchRestarts = new Counter({
     name: 'streamspace_watcher_watch_restarts_total',
     help: 'Watches started again, by kind and why: gone (410, relisted), error, closed (ended normally), watchdog (silent too long).',
@@ -82,6 +92,25 @@ export function createWatcherMetrics(
       for (const [kind, bytes] of sources.cachedBytes?.() ?? []) this.labels(kind).set(bytes);
     },
   });
+  const stateWrites = new Counter({
+    name: 'streamspace_watcher_state_writes_total',
+    help: 'Entries of the shared state (the streamspace-state bucket) written by this watcher, by operation (put, delete).',
+    labelNames: ['op'],
+    registers,
+  });
+  for (const op of ['put', 'delete']) stateWrites.labels(op).inc(0);
+  const stateWriteErrors = new Counter({
+    name: 'streamspace_watcher_state_write_errors_total',
+    help: 'Failed writes to the shared state (each is retried; the messages it triggers wait for it).',
+    registers,
+  });
+  const stateRebuilds = new Counter({
+    name: 'streamspace_watcher_state_rebuilds_total',
+    help: 'Times the watcher wrote every object it knows to the shared state again: at start (initial), after the bucket was lost (bucket-missing), or at a periodic resync (resync, which also repairs corrupt entries).',
+    labelNames: ['reason'],
+    registers,
+  });
+  for (const reason of ['initial', 'bucket-missing', 'resync']) stateRebuilds.labels(reason).inc(0);
   const resyncs = new Counter({
     name: 'streamspace_watcher_resyncs_total',
     help: 'Full resyncs (every Session and Template announced again), by what triggered them.',
@@ -121,6 +150,9 @@ export function createWatcherMetrics(
     malformed,
     oversize,
     resyncs,
+    stateWrites,
+    stateWriteErrors,
+    stateRebuilds,
   };
 }
 

@@ -1,26 +1,34 @@
-import { JetStreamApiError, jetstream } from '@nats-io/jetstream';
+import { JetStreamApiError, jetstream, jetstreamManager } from '@nats-io/jetstream';
+import type { KV } from '@nats-io/kv';
 import { type NatsConnection, errors as natsErrors } from '@nats-io/nats-core';
 import {
   connectNats,
   declareTopology,
   describeNamespaces,
   formatDuration,
-  type ObservedKind,
+  BUCKETS,
+  openStateBucket,
   type RunningService,
   retryForever,
   type ServiceConfig,
   type ServiceContext,
+  STATE_KINDS,
+  type StateKind,
+  sleep,
+  stateKindFilter,
   trimObject,
 } from '@streamspace/shared';
 import { type CacheChange, Informer, type KubeObject, kubeClientFromConfig, kubeWatchTransport } from '@streamspace/kube';
+import { nameFilterTransport } from './name-filter-transport.js';
 import { Publisher } from './publisher.js';
 import { ResyncPacer } from './resync-pacer.js';
 import { nextResyncAt, type ResyncTrigger, resyncName } from './resync-schedule.js';
 import { SessionIndex, sessionTemplateName } from './session-index.js';
+import { StateStore } from './state-store.js';
 import { WATCHED_RESOURCES, watchTarget } from './watched-resources.js';
 import type { watcherConfigSchema } from './watcher-config.js';
 import { createWatcherMetrics } from './watcher-metrics.js';
-import { type Publication, routeChange, routeResync } from './work-routing.js';
+import { type Publication, routeChange, routeResync, stateEntryKey } from './work-routing.js';
 
 type Context = ServiceContext<ServiceConfig<typeof watcherConfigSchema>>;
 
@@ -42,6 +50,9 @@ interface ResyncItem {
 /** Resyncs not on the schedule (after NATS came back, after dropped messages) at most this often. */
 const UNSCHEDULED_RESYNC_MIN_GAP_MS = 10_000;
 const NATS_DRAIN_TIMEOUT_MS = 3_000;
+/** How often the watcher checks that the shared-state bucket still exists (an operator may delete it). */
+const STATE_BUCKET_CHECK_MS = 5_000;
+const encoder = new TextEncoder();
 
 function isPermanentPublishError(error: unknown): boolean {
   return (
@@ -95,14 +106,19 @@ export async function startWatcher(context: Context): Promise<RunningService> {
   let publisher: Publisher | undefined;
   let nc: NatsConnection | undefined;
   // One watch per kind and namespace (see below).
-  const watches = new Map<ObservedKind, Informer[]>();
+  const watches = new Map<StateKind, Informer[]>();
+  let stateStore: StateStore<Publication> | undefined;
+  let stateKv: KV | undefined;
+  /** Set once every watch has listed and the bucket has been brought in line with what they hold. */
+  let stateBuilt = false;
   const metrics = createWatcherMetrics(registry, {
     isReady: () => readiness.ready,
     queueDepth: () => publisher?.pending ?? 0,
+    stateQueueDepth: () => stateStore?.pending ?? 0,
     cachedBytes: () =>
       [...watches].map(
         ([kind, list]) =>
-          [kind, list.reduce((sum, watch) => sum + watch.cache.bytes, 0)] as [ObservedKind, number],
+          [kind, list.reduce((sum, watch) => sum + watch.cache.bytes, 0)] as [StateKind, number],
       ),
   });
 
@@ -116,6 +132,7 @@ export async function startWatcher(context: Context): Promise<RunningService> {
     );
   }
   readiness.register('jetstream', 'waiting for NATS');
+  readiness.register('state', 'the shared state is not built yet (waiting for every watch to list)');
   readiness.set('publish', true, 'ok');
 
   // One watch per kind and namespace: with a list of namespaces (rbac.scope=namespaces) the
@@ -129,7 +146,9 @@ export async function startWatcher(context: Context): Promise<RunningService> {
       readiness.register(check, `waiting for the first list of ${resource.plural}`);
       const watch = new Informer({
         resource: resource.plural,
-        transport: kubeWatchTransport(kube, watchTarget(resource, namespace)),
+        transport: resource.namePrefix
+          ? nameFilterTransport(kubeWatchTransport(kube, watchTarget(resource, namespace)), resource.namePrefix)
+          : kubeWatchTransport(kube, watchTarget(resource, namespace)),
         pageSize: config.LIST_PAGE_SIZE,
         watchTimeoutSeconds: Math.max(1, Math.round(config.WATCH_TIMEOUT / 1000)),
         silenceTimeoutMs: config.WATCH_SILENCE_TIMEOUT,
@@ -144,6 +163,7 @@ export async function startWatcher(context: Context): Promise<RunningService> {
         },
         onState: (up, reason) => {
           readiness.set(check, up, reason);
+          if (up && !stateBuilt) void rebuildState('initial');
           if (up) log.info({ kind: resource.kind, ...where, objects: watch.cache.size }, 'watch is up');
           else log.warn({ kind: resource.kind, ...where, reason }, 'watch is down');
         },
@@ -161,7 +181,121 @@ export async function startWatcher(context: Context): Promise<RunningService> {
     for (const publication of publications) publisher?.enqueue(publication);
   }
 
-  function handleChanges(kind: ObservedKind, changes: CacheChange[]): void {
+  /** The object the watches of `kind` hold under namespace/name now, if any. */
+  function cached(kind: StateKind, namespace: string, name: string): KubeObject | undefined {
+    for (const watch of watches.get(kind) ?? []) {
+      const object = watch.cache.get(namespace, name);
+      if (object) return object;
+    }
+    return undefined;
+  }
+
+  /**
+   * Stores a change in the shared state, then releases what it triggers (stored before
+   * triggered). A deletion of an older incarnation leaves the current one's entry in place.
+   */
+  function store(kind: StateKind, change: CacheChange, publications: Publication[]): void {
+    const key = stateStore ? stateEntryKey(kind, change.object) : undefined;
+    if (!stateStore || key === undefined) {
+      enqueue(publications);
+      return;
+    }
+    const current =
+      change.type === 'deleted' ? cached(kind, change.object.namespace, change.object.name) : change.object;
+    stateStore.write({
+      key,
+      value: current ? encoder.encode(JSON.stringify(current.raw)) : undefined,
+      after: publications,
+    });
+  }
+
+  /**
+   * Writes every object the watches hold and deletes entries of objects they do not: at start
+   * (entries of objects deleted while no watcher ran), after the bucket was lost, and at each
+   * periodic resync (which so also repairs an entry that went corrupt).
+   */
+  let rebuilding: Promise<void> | undefined;
+  function rebuildState(reason: 'initial' | 'bucket-missing' | 'resync'): Promise<void> {
+    if (rebuilding) return rebuilding;
+    const rebuild = async () => {
+      try {
+        const all = [...watches.values()].flat();
+        if (!stateStore || !stateKv || !all.every((watch) => watch.synced)) return;
+        const store = stateStore;
+        const kv = stateKv;
+        const expected = new Set<string>();
+        let objects = 0;
+        for (const [kind, list] of watches)
+          for (const watch of list)
+            for (const object of watch.cache.values()) {
+              const key = stateEntryKey(kind, object);
+              if (key === undefined) continue;
+              expected.add(key);
+              objects++;
+              store.write({ key, value: encoder.encode(JSON.stringify(object.raw)), after: [] });
+            }
+        const present: string[] = [];
+        for (const kind of STATE_KINDS)
+          for await (const key of await kv.keys(stateKindFilter(kind))) present.push(key);
+        // Anything added since `expected` was taken is in the watches' caches now: check again there.
+        let deleted = 0;
+        for (const key of present) {
+          if (expected.has(key)) continue;
+          store.write({ key, value: undefined, after: [] });
+          deleted++;
+        }
+        await store.idle();
+        metrics.stateRebuilds.labels(reason).inc();
+        stateBuilt = true;
+        readiness.set('state', true);
+        log.info({ reason, objects, deleted }, 'shared state written');
+      } catch (error) {
+        readiness.set('state', false, `cannot rebuild the shared state: ${(error as Error).message}`);
+        log.warn({ reason, err: (error as Error).message }, 'rebuilding the shared state failed; retrying');
+        stateBuilt = false;
+      }
+    };
+    // Cleared when settled, not inside: a rebuild that returns at once would clear it before it is set.
+    const running = rebuild().finally(() => {
+      if (rebuilding === running) rebuilding = undefined;
+    });
+    rebuilding = running;
+    return running;
+  }
+
+  /** An operator may delete the bucket: recreate it and write everything again, not ready meanwhile. */
+  async function watchStateBucket(): Promise<void> {
+    while (!signal.aborted) {
+      await sleep(STATE_BUCKET_CHECK_MS, signal).catch(() => undefined);
+      if (signal.aborted || !nc) break;
+      try {
+        const jsm = await jetstreamManager(nc);
+        const exists = await jsm.streams
+          .info(`KV_${BUCKETS.state}`)
+          .then(() => true)
+          .catch((error: Error) => {
+            if (/not found/i.test(error.message)) return false;
+            throw error;
+          });
+        if (exists && stateBuilt) continue;
+        if (!exists) {
+          readiness.set('state', false, 'the shared-state bucket is gone; recreating and refilling it');
+          log.warn({ bucket: BUCKETS.state }, 'the shared-state bucket is gone; recreating and refilling it');
+          stateBuilt = false;
+          stateKv = await openStateBucket(nc, config.MAX_OBJECT_BYTES);
+          stateStore?.resume();
+        }
+        await rebuildState(exists ? 'initial' : 'bucket-missing');
+        // Reconciles woken while the bucket was gone read nothing and did nothing: announce
+        // every Session and Template again so each is looked at with the rebuilt state.
+        if (!exists && stateBuilt) resync('state-lost');
+      } catch (error) {
+        log.warn({ err: (error as Error).message }, 'cannot check the shared-state bucket');
+      }
+    }
+  }
+
+  function handleChanges(kind: StateKind, changes: CacheChange[]): void {
     const observedAt = new Date();
     for (const change of changes) {
       const { object } = change;
@@ -187,6 +321,11 @@ export async function startWatcher(context: Context): Promise<RunningService> {
       }
       const routed = routeChange(kind, change, {
         sessionsUsing: (namespace, template) => sessionIndex.sessionsUsing(namespace, template),
+        desiredReplicas: (namespace, name) => {
+          const state = (cached('session', namespace, name)?.raw.spec as { state?: unknown } | undefined)
+            ?.state;
+          return state === 'running' ? 1 : state === 'hibernated' ? 0 : undefined;
+        },
         observedAt,
         partitions: config.WORK_PARTITIONS,
       });
@@ -207,7 +346,7 @@ export async function startWatcher(context: Context): Promise<RunningService> {
         },
         'change',
       );
-      enqueue(routed.publications);
+      store(kind, change, routed.publications);
     }
   }
 
@@ -236,6 +375,7 @@ export async function startWatcher(context: Context): Promise<RunningService> {
         .sort(([a], [b]) => (a < b ? -1 : 1))
         .map(([, object]) => ({ kind, object, round: name, observedAt })),
     );
+    if (trigger === 'periodic') void rebuildState('resync');
     const unfinished = resyncPacer.pending;
     resyncPacer.start(objects);
     metrics.resyncs.labels(trigger).inc();
@@ -320,6 +460,7 @@ export async function startWatcher(context: Context): Promise<RunningService> {
       },
     );
     readiness.set('jetstream', true);
+    stateKv = await openStateBucket(nc, config.MAX_OBJECT_BYTES);
     const js = jetstream(nc);
     publisher = new Publisher({
       publish: async (subject, data, msgID) => {
@@ -377,10 +518,39 @@ export async function startWatcher(context: Context): Promise<RunningService> {
         drainedAfterDrops: () => resync('overflow'),
       },
     });
+    stateStore = new StateStore<Publication>({
+      put: async (key, value) => {
+        await (stateKv as KV).put(key, value);
+        metrics.stateWrites.labels('put').inc();
+      },
+      delete: async (key) => {
+        await (stateKv as KV).delete(key);
+        metrics.stateWrites.labels('delete').inc();
+      },
+      release: enqueue,
+      concurrency: config.PUBLISH_CONCURRENCY,
+      backoff: { initialMs: 200, maxMs: 10_000 },
+      hooks: {
+        failed: (key, error, retryInMs) => {
+          metrics.stateWriteErrors.inc();
+          if (retryInMs !== undefined)
+            log.warn(
+              { err: (error as Error).message, key, retryInMs, pending: stateStore?.pending },
+              'writing the shared state failed; retrying (what it triggers waits)',
+            );
+        },
+        health: (ok, reason) => {
+          if (!ok) readiness.set('state', false, reason);
+          else if (stateBuilt) readiness.set('state', true);
+        },
+      },
+    });
+    void watchStateBucket();
     void (async () => {
       for await (const status of (nc as NatsConnection).status()) {
         if (status.type === 'reconnect') {
           publisher?.resume();
+          stateStore?.resume();
           // Whatever was dropped or happened while we could not publish is repaired by announcing everything again.
           resync('reconnect');
         }
@@ -412,6 +582,10 @@ export async function startWatcher(context: Context): Promise<RunningService> {
       resyncPacer.stop();
       await startup;
       await Promise.all(watchRuns);
+      if (stateStore) {
+        await Promise.race([stateStore.idle(), sleep(config.SHUTDOWN_FLUSH_TIMEOUT).catch(() => undefined)]);
+        stateStore.close();
+      }
       if (publisher) {
         const pending = publisher.pending;
         const flushed = await publisher.flush(config.SHUTDOWN_FLUSH_TIMEOUT);

@@ -1,7 +1,13 @@
 import { ANNOTATIONS, changeEventSchema, LABELS, subjects, workItemSchema } from '@streamspace/shared';
 import { describe, expect, it } from 'vitest';
 import type { CacheChange, KubeObject } from '@streamspace/kube';
-import { type Publication, routeChange, routeResync, workReasons } from './work-routing.js';
+import {
+  childChangeMatters,
+  type Publication,
+  routeChange,
+  routeResync,
+  workReasons,
+} from './work-routing.js';
 
 function obj(
   name: string,
@@ -83,7 +89,12 @@ describe('routeChange', () => {
   });
 
   it.each(['deployment', 'pod'] as const)('routes a %s labelled with its Session to that Session', (kind) => {
-    const child = obj('ss-s1-abc', { rv: '7', labels: { [LABELS.session]: 's1' } });
+    const labelled = obj('ss-s1-abc', { rv: '7', labels: { [LABELS.session]: 's1' } });
+    // A ready pod that vanishes matters to its Session (so does any deleted Deployment).
+    const child = {
+      ...labelled,
+      raw: { ...labelled.raw, status: { conditions: [{ type: 'Ready', status: 'True' }] } },
+    };
     const routed = routeChange(kind, { type: 'deleted', object: child }, noSessions);
     expect(brief(routed.publications)).toEqual([
       `events streamspace.events.${kind}.team-a.ss-s1-abc uid-ss-s1-abc:7:deleted`,
@@ -194,6 +205,31 @@ describe('routeChange', () => {
       works('pod', { type: 'modified', object: pod('3', waiting), previous: pod('2', { phase: 'Pending' }) }),
     ).toBe(1);
     expect(works('pod', { type: 'deleted', object: pod('3', ready) })).toBe(1);
+    // What its Session's status is made of did not change: a starting pod appearing or getting
+    // scheduled, a terminating pod's last updates and its final deletion.
+    expect(works('pod', { type: 'added', object: pod('1', { phase: 'Pending' }) })).toBe(0);
+    expect(works('pod', { type: 'added', object: pod('1', ready) })).toBe(1);
+    expect(
+      works('pod', {
+        type: 'modified',
+        object: pod('2', { phase: 'Running' }),
+        previous: pod('1', { phase: 'Pending', conditions: [{ type: 'PodScheduled', status: 'True' }] }),
+      }),
+    ).toBe(0);
+    expect(
+      works('pod', {
+        type: 'modified',
+        object: pod('4', { phase: 'Running' }, true),
+        previous: pod('3', ready, true),
+      }),
+    ).toBe(0);
+    expect(
+      works('pod', {
+        type: 'deleted',
+        object: pod('5', { phase: 'Running' }, true),
+        previous: pod('4', ready, true),
+      }),
+    ).toBe(0);
   });
 
   it('finds the Session of a child whose label holds a shortened name through its annotation', () => {
@@ -201,7 +237,10 @@ describe('routeChange', () => {
     const o = obj('ss-shortened', { labels: { [LABELS.session]: 'aaaa-0123456789abcdef' } });
     const child = {
       ...o,
-      raw: { metadata: { ...(o.raw.metadata as object), annotations: { [ANNOTATIONS.session]: longName } } },
+      raw: {
+        metadata: { ...(o.raw.metadata as object), annotations: { [ANNOTATIONS.session]: longName } },
+        status: { conditions: [{ type: 'Ready', status: 'True' }] },
+      },
     };
     const [work] = routeChange('pod', { type: 'deleted', object: child }, noSessions).publications.filter(
       (p) => p.stream === 'work',
@@ -224,11 +263,11 @@ describe('routeChange', () => {
 
   it('reports an object that breaks the message schema instead of publishing it', () => {
     const bad = obj('Bad_Name', { labels: { [LABELS.session]: 'Also Bad' } });
-    const routed = routeChange('pod', { type: 'added', object: bad }, noSessions);
+    const routed = routeChange('deployment', { type: 'deleted', object: bad }, noSessions);
     expect(routed.publications).toEqual([]);
     expect(routed.invalid).toHaveLength(2);
     expect(routed.invalid[0]).toMatch(
-      /^events message for streamspace\.events\.pod\.team-a\.Bad_Name: name:/,
+      /^events message for streamspace\.events\.deployment\.team-a\.Bad_Name: name:/,
     );
   });
 
@@ -275,7 +314,57 @@ describe('workReasons', () => {
       'template-deleted',
       'resync',
     ]);
-    expect(workReasons('session')).toHaveLength(13);
+    // Sessions, Templates, Deployments, Pods, Services, Ingresses, NetworkPolicies × 3, and resync.
+    expect(workReasons('session')).toHaveLength(22);
     expect(workReasons('session')).toContain('pod-modified');
+    expect(workReasons('session')).toContain('ingress-deleted');
+  });
+});
+
+describe('childChangeMatters', () => {
+  const child = (rv: string, spec: Record<string, unknown>, generation?: number): KubeObject => ({
+    namespace: 'a',
+    name: 'ss-x',
+    uid: 'u',
+    resourceVersion: rv,
+    generation,
+    labels: {},
+    raw: { metadata: { name: 'ss-x', namespace: 'a' }, spec },
+    bytes: 0,
+  });
+  const modified = (previous: KubeObject, object: KubeObject) => ({
+    type: 'modified' as const,
+    object,
+    previous,
+  });
+
+  it('ignores the echo of our own writes: a child created, a Deployment scaled', () => {
+    expect(childChangeMatters('service', { type: 'added', object: child('1', {}) })).toBe(false);
+    expect(childChangeMatters('deployment', { type: 'added', object: child('1', {}, 1) })).toBe(false);
+    // Scaled to what its Session asks for: the reconciler's own hibernation.
+    const scaled = (to: number, image = 'a') =>
+      modified(child('1', { replicas: 1, image: 'a' }, 1), child('2', { replicas: to, image }, 2));
+    expect(childChangeMatters('deployment', scaled(0), 0)).toBe(false);
+    // Scaled to anything else (by hand), with the Session unknown, or with more than replicas changed: drift.
+    expect(childChangeMatters('deployment', scaled(2), 1)).toBe(true);
+    expect(childChangeMatters('deployment', scaled(0))).toBe(true);
+    expect(childChangeMatters('deployment', scaled(0, 'b'), 0)).toBe(true);
+  });
+
+  it('routes drift and deletions', () => {
+    expect(
+      childChangeMatters(
+        'deployment',
+        modified(child('1', { replicas: 1, image: 'a' }, 1), child('2', { replicas: 1, image: 'b' }, 2)),
+      ),
+    ).toBe(true);
+    expect(
+      childChangeMatters('service', modified(child('1', { ports: [1] }), child('2', { ports: [2] }))),
+    ).toBe(true);
+    expect(
+      childChangeMatters('service', modified(child('1', { ports: [1] }), child('2', { ports: [1] }))),
+    ).toBe(false);
+    expect(childChangeMatters('ingress', { type: 'deleted', object: child('1', {}, 1) })).toBe(true);
+    expect(childChangeMatters('service', { type: 'deleted', object: child('1', {}) })).toBe(true);
   });
 });

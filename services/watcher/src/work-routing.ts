@@ -4,6 +4,9 @@ import {
   changeEventSchema,
   LABELS,
   type ObservedKind,
+  podStateKey,
+  type StateKind,
+  stateKey,
   subjects,
   type WorkItem,
   type WorkKind,
@@ -31,15 +34,17 @@ export const RESYNC_REASON = 'resync';
 /** Every reason a work item of each kind can carry (so metrics can start them at zero). */
 export function workReasons(kind: WorkKind): string[] {
   const changeTypes: ChangeType[] = ['added', 'modified', 'deleted'];
-  const triggers: ObservedKind[] =
-    kind === 'session' ? ['session', 'template', 'deployment', 'pod'] : ['template'];
+  const triggers: StateKind[] =
+    kind === 'session'
+      ? ['session', 'template', 'deployment', 'pod', 'service', 'ingress', 'networkpolicy']
+      : ['template'];
   return [
     ...triggers.flatMap((trigger) => changeTypes.map((type) => workReason(trigger, type))),
     RESYNC_REASON,
   ];
 }
 
-export function workReason(trigger: ObservedKind, type: ChangeType): string {
+export function workReason(trigger: StateKind, type: ChangeType): string {
   return `${trigger}-${type}`;
 }
 
@@ -52,6 +57,11 @@ export interface RoutedChange {
 export interface RoutingContext {
   /** Names of the Sessions in `namespace` whose spec.template is `template`. */
   sessionsUsing(namespace: string, template: string): readonly string[];
+  /**
+   * The replicas the reconciler gives a Session's Deployment for the Session's spec.state as the
+   * watcher last saw it (1 running, 0 hibernated), or undefined when it cannot tell.
+   */
+  desiredReplicas?(namespace: string, session: string): number | undefined;
   observedAt: Date;
   /** How many partitions work items are spread over (WORK_PARTITIONS); the subject names the key's. */
   partitions: number;
@@ -114,36 +124,117 @@ function specChanged(change: CacheChange): boolean {
   return generation === undefined || generation !== change.previous.generation;
 }
 
+/** The summary of a pod that does not count for its Session: the same as no pod at all. */
+export const NO_POD_SUMMARY = 'none';
+
 /**
- * What of a Pod the reconciler acts on: whether it is going away, its phase, its readiness and
- * why its containers wait. Other pod updates (IPs, timestamps, restarts' bookkeeping) are not
- * worth a reconcile.
+ * What of a Pod its Session's status is made of (session-plan.ts): whether the pod counts at all
+ * (one going away, Succeeded or Failed does not), whether it is Ready, and the problems the status
+ * would name (a container waiting for a reason, one that exited non-zero, a pod that cannot be
+ * scheduled). A pod that counts but is neither ready nor in trouble says what no pod says: the
+ * Session is starting either way. Everything else (phase Pending → Running, IPs, timestamps,
+ * restarts' bookkeeping, a terminating pod's last updates) is not worth a reconcile.
  */
-export function podSummary(raw: Record<string, unknown>): string {
+export function podSummary(raw: Record<string, unknown> | undefined): string {
+  if (!raw) return NO_POD_SUMMARY;
   const metadata = raw.metadata as { deletionTimestamp?: string } | undefined;
   const status = (raw.status ?? {}) as {
     phase?: string;
-    conditions?: { type?: string; status?: string }[];
-    containerStatuses?: { state?: { waiting?: { reason?: string }; terminated?: { exitCode?: number } } }[];
+    conditions?: { type?: string; status?: string; reason?: string }[];
+    containerStatuses?: {
+      state?: { waiting?: { reason?: string }; terminated?: { exitCode?: number } };
+      lastState?: { terminated?: { exitCode?: number } };
+    }[];
   };
-  return JSON.stringify([
-    metadata?.deletionTimestamp ?? null,
-    status.phase ?? null,
-    status.conditions?.find((c) => c.type === 'Ready')?.status ?? null,
-    status.conditions?.find((c) => c.type === 'PodScheduled')?.status ?? null,
-    (status.containerStatuses ?? []).map(
-      (c) => c.state?.waiting?.reason ?? c.state?.terminated?.exitCode ?? 'running',
-    ),
-  ]);
+  if (metadata?.deletionTimestamp || status.phase === 'Succeeded' || status.phase === 'Failed')
+    return NO_POD_SUMMARY;
+  const ready = status.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
+  const unschedulable = status.conditions?.find((c) => c.type === 'PodScheduled' && c.status === 'False');
+  const problems = (status.containerStatuses ?? [])
+    .map((c) => {
+      const exitCode = c.lastState?.terminated?.exitCode ?? c.state?.terminated?.exitCode;
+      if (exitCode !== undefined && exitCode !== 0) return `exit ${exitCode}`;
+      const waiting = c.state?.waiting?.reason;
+      // Being created is what every starting container does: no problem to report.
+      return waiting && waiting !== 'ContainerCreating' && waiting !== 'PodInitializing' ? waiting : undefined;
+    })
+    .filter((p) => p !== undefined);
+  if (unschedulable) problems.push(`unschedulable ${unschedulable.reason ?? ''}`);
+  if (!ready && problems.length === 0) return NO_POD_SUMMARY;
+  return JSON.stringify([ready, problems]);
 }
 
-/** Does this change of a child matter to its Session's reconcile? */
-function childChangeMatters(kind: 'deployment' | 'pod', change: CacheChange): boolean {
-  if (change.type !== 'modified' || !change.previous) return true;
-  // A Deployment matters when its spec changed (by hand: drift to repair); its status does not,
-  // since a Session's phase follows its pods.
-  if (kind === 'deployment') return specChanged(change);
-  return podSummary(change.object.raw) !== podSummary(change.previous.raw);
+function replicasOf(object: KubeObject): unknown {
+  return (object.raw.spec as { replicas?: unknown } | undefined)?.replicas;
+}
+
+/** The spec changed: by generation where the kind has one, else by content (a Service has none). */
+function specDiffers(change: CacheChange): boolean {
+  if (!change.previous) return true;
+  if (change.object.generation !== undefined) return specChanged(change);
+  return JSON.stringify(change.object.raw.spec) !== JSON.stringify(change.previous.raw.spec);
+}
+
+/** The kinds of a Session's children, whose changes may wake their Session. */
+type ChildKind = Exclude<StateKind, 'session' | 'template'>;
+
+/**
+ * Does this change of a child matter to its Session's reconcile? Most child changes are the echo
+ * of the reconciler's own writes, which would only cost a reconcile that changes nothing:
+ * - a child appearing is its creation by the reconciler (a foreign one under a child's name is
+ *   seen by the next reconcile of its Session, which reads it from the shared state);
+ * - a Deployment whose replicas changed to what its Session's spec.state asks for is a hibernation
+ *   or a wake the reconciler just applied (`desiredReplicas`); other spec changes (a scale by hand,
+ *   an edited pod template) are drift worth a reconcile; its status is not, since a Session's
+ *   phase follows its pods;
+ * - a Pod matters when what its Session's status is made of changed (podSummary): it appears
+ *   ready or in trouble, becomes ready, starts terminating; not when a pod already terminating
+ *   finally goes (it stopped counting when it started to);
+ * - a deletion of any other child always matters (a child to put back).
+ */
+export function childChangeMatters(
+  kind: ChildKind,
+  change: CacheChange,
+  desiredReplicas?: number,
+): boolean {
+  if (kind === 'pod') {
+    const before = change.type === 'added' ? undefined : (change.previous ?? change.object).raw;
+    const after = change.type === 'deleted' ? undefined : change.object.raw;
+    return podSummary(before) !== podSummary(after);
+  }
+  if (change.type === 'deleted') return true;
+  if (change.type === 'added') return false;
+  if (!change.previous) return true;
+  switch (kind) {
+    case 'deployment': {
+      if (!specChanged(change)) return false;
+      const replicas = replicasOf(change.object);
+      const echo = replicas !== replicasOf(change.previous) && replicas === desiredReplicas;
+      // An echo changes only replicas; anything else in the spec changed too is drift.
+      const { replicas: _now, ...rest } = (change.object.raw.spec ?? {}) as Record<string, unknown>;
+      const { replicas: _before, ...restBefore } = (change.previous.raw.spec ?? {}) as Record<string, unknown>;
+      return !(echo && JSON.stringify(rest) === JSON.stringify(restBefore));
+    }
+    case 'pvc':
+      return false;
+    default:
+      return specDiffers(change);
+  }
+}
+
+/**
+ * The key of an object in the shared state (shared-state.ts), or undefined for a Pod that belongs
+ * to no Session (it carries the managed-by label but no session label: nothing reads it).
+ */
+export function stateEntryKey(kind: StateKind, object: KubeObject): string | undefined {
+  if (kind !== 'pod') return stateKey(kind, object.namespace, object.name);
+  const session = owningSession(object);
+  return session ? podStateKey(object.namespace, session, object.name) : undefined;
+}
+
+/** Kinds whose changes are also published as change events (the others are only stored). */
+export function publishesEvents(kind: StateKind): kind is ObservedKind {
+  return (OBSERVED_KINDS as readonly string[]).includes(kind);
 }
 
 /**
@@ -178,17 +269,19 @@ function validated(publications: Publication[]): RoutedChange {
 }
 
 /** The messages one observed change of one kind produces. */
-export function routeChange(kind: ObservedKind, change: CacheChange, context: RoutingContext): RoutedChange {
+export function routeChange(kind: StateKind, change: CacheChange, context: RoutingContext): RoutedChange {
   const { object, type } = change;
-  const publications: Publication[] = [
-    eventPublication(
-      kind,
-      type,
-      object,
-      context.observedAt,
-      `${object.uid}:${object.resourceVersion}:${type}`,
-    ),
-  ];
+  const publications: Publication[] = publishesEvents(kind)
+    ? [
+        eventPublication(
+          kind,
+          type,
+          object,
+          context.observedAt,
+          `${object.uid}:${object.resourceVersion}:${type}`,
+        ),
+      ]
+    : [];
   // The same state seen through a list by one watcher and through a watch by the other is one
   // trigger; a deletion is a different one even when a relist reports it at the last known version.
   const workPrefix = `${object.uid}:${object.resourceVersion}:${type === 'deleted' ? 'deleted' : 'present'}`;
@@ -208,11 +301,15 @@ export function routeChange(kind: ObservedKind, change: CacheChange, context: Ro
         }
       }
       break;
-    case 'deployment':
-    case 'pod': {
+    default: {
       const session = owningSession(object);
-      if (session && childChangeMatters(kind, change))
-        publications.push(workPublication('session', object.namespace, session, reason, workPrefix, context.partitions));
+      if (
+        session &&
+        childChangeMatters(kind, change, context.desiredReplicas?.(object.namespace, session))
+      )
+        publications.push(
+          workPublication('session', object.namespace, session, reason, workPrefix, context.partitions),
+        );
       break;
     }
   }

@@ -383,7 +383,8 @@ against each service's code). Call with (list $ "component"); returns a YAML lis
 {{- define "streamspace.rules" -}}
 {{- $component := index . 1 -}}
 {{- if eq $component "watcher" }}
-# Lists and watches Sessions, Templates and the Deployments and Pods the reconciler created.
+# The only reader of the API server: lists and watches Sessions, Templates and every kind a
+# Session's children are made of (and home claims), and shares what it sees over NATS.
 - apiGroups: [stream.streamspace.io]
   resources: [sessions, templates]
   verbs: [list, watch]
@@ -391,13 +392,14 @@ against each service's code). Call with (list $ "component"); returns a YAML lis
   resources: [deployments]
   verbs: [list, watch]
 - apiGroups: [""]
-  resources: [pods]
+  resources: [pods, services, persistentvolumeclaims]
+  verbs: [list, watch]
+- apiGroups: [networking.k8s.io]
+  resources: [ingresses, networkpolicies]
   verbs: [list, watch]
 {{- else if eq $component "reconciler" }}
-# Reads the Session and Template of each work item; writes only their status.
-- apiGroups: [stream.streamspace.io]
-  resources: [sessions, templates]
-  verbs: [get]
+# Reads nothing from the API server (the shared state on NATS answers its reads); writes the
+# status of Sessions and Templates.
 - apiGroups: [stream.streamspace.io]
   resources: [sessions/status, templates/status]
   verbs: [patch]
@@ -406,33 +408,30 @@ against each service's code). Call with (list $ "component"); returns a YAML lis
 - apiGroups: [stream.streamspace.io]
   resources: [sessions/finalizers]
   verbs: [update]
-# A session's children: read, applied server-side (patch, which creates what is missing), removed when it terminates.
+# A session's children: applied server-side (patch, which creates what is missing), removed when it terminates.
 - apiGroups: [apps]
   resources: [deployments]
-  verbs: [get, create, patch, delete]
+  verbs: [create, patch, delete]
 - apiGroups: [""]
   resources: [services]
-  verbs: [get, create, patch, delete]
+  verbs: [create, patch, delete]
 - apiGroups: [networking.k8s.io]
   resources: [ingresses, networkpolicies]
-  verbs: [get, create, patch, delete]
+  verbs: [create, patch, delete]
 # Home claims outlive sessions: never deleted by StreamSpace.
 - apiGroups: [""]
   resources: [persistentvolumeclaims]
-  verbs: [get, create, patch]
-# The session's pod tells whether it is Ready, or why not.
-- apiGroups: [""]
-  resources: [pods]
-  verbs: [list]
+  verbs: [create, patch]
 # Events on the Session (each one created anew, never patched).
 - apiGroups: [""]
   resources: [events]
   verbs: [create]
 {{- else if eq $component "idle-reaper" }}
-# Changes spec.state (hibernated/terminated) with a recorded reason, and status.lastActivity.
+# Changes spec.state (hibernated/terminated) with a recorded reason, and status.lastActivity;
+# reads the Session once more before it acts. Follows Sessions through the shared state on NATS.
 - apiGroups: [stream.streamspace.io]
   resources: [sessions]
-  verbs: [get, list, watch, patch]
+  verbs: [get, patch]
 - apiGroups: [stream.streamspace.io]
   resources: [sessions/status]
   verbs: [patch]
@@ -441,9 +440,7 @@ against each service's code). Call with (list $ "component"); returns a YAML lis
   resources: [events]
   verbs: [create]
 {{- else if eq $component "metrics" }}
-# Read-only: its gauges come from its own list + watch of Sessions and Templates.
-- apiGroups: [stream.streamspace.io]
-  resources: [sessions, templates]
-  verbs: [list, watch]
+# Nothing: its gauges come from the shared state on NATS, which the watcher keeps.
+[]
 {{- end }}
 {{- end }}

@@ -1,0 +1,177 @@
+import type { KV, KvEntry } from '@nats-io/kv';
+import { backoffDelay, sleep } from './backoff.js';
+import type { StateKind } from './shared-state.js';
+import { subjectToken } from './subjects.js';
+
+/**
+ * A live view of one kind of the shared state (shared-state.ts) for services that want every
+ * object of a kind and each change after (the idle reaper, metrics): a KV watch, which delivers
+ * the current value of every key and then every update — list-then-watch, without the API server.
+ *
+ * Synced once the watch has delivered the values that existed when it started; current while the
+ * watch runs. A watch that ends (NATS gone, the bucket deleted and rebuilt by the watcher) is
+ * started again with a backoff, and once the new one has delivered what exists, keys it no longer
+ * has are reported deleted. An entry that cannot be read is reported (onCorrupt) and treated as
+ * absent; the watcher's next write replaces it.
+ */
+export interface StateViewOptions<T> {
+  /** The bucket, or a function that binds it (called again after a failure). */
+  bucket: () => Promise<KV>;
+  kind: StateKind;
+  /** Only these namespaces (WATCH_NAMESPACE); every namespace when undefined. */
+  namespaces?: readonly string[];
+  /** The value and the caller's key of an object, or why it cannot be used. */
+  parse(object: unknown): { ok: true; key: string; value: T } | { ok: false; reason: string };
+  onUpsert?(key: string, value: T): void;
+  onDelete?(key: string): void;
+  /** After the values that existed when a watch started have all been delivered. */
+  onSynced?(): void;
+  /** Watching (true), or not, with why. */
+  onState?(up: boolean, reason: string): void;
+  onCorrupt?(entryKey: string, reason: string): void;
+}
+
+const utf8 = new TextDecoder();
+
+export class SharedStateView<T> {
+  private items = new Map<string, T>();
+  /** Bucket key → the caller's key, to report a deletion (its entry no longer says whose it was). */
+  private keysOf = new Map<string, string>();
+  private listedOnce = false;
+  private up = false;
+  private readonly syncedWaiters: (() => void)[] = [];
+
+  constructor(private readonly options: StateViewOptions<T>) {}
+
+  get synced(): boolean {
+    return this.listedOnce;
+  }
+
+  get current(): boolean {
+    return this.up;
+  }
+
+  values(): T[] {
+    return [...this.items.values()];
+  }
+
+  whenSynced(signal?: AbortSignal): Promise<void> {
+    if (this.listedOnce || signal?.aborted) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.syncedWaiters.push(resolve);
+      signal?.addEventListener('abort', () => resolve(), { once: true });
+    });
+  }
+
+  private filters(): string[] {
+    const { kind, namespaces } = this.options;
+    return namespaces ? namespaces.map((ns) => `${kind}.${subjectToken(ns)}.>`) : [`${kind}.>`];
+  }
+
+  /** Runs until `signal` aborts. Never rejects. */
+  async run(signal: AbortSignal): Promise<void> {
+    let attempt = 0;
+    while (!signal.aborted) {
+      try {
+        const delivered = await this.watchOnce(signal);
+        if (delivered) attempt = 0;
+        if (signal.aborted) break;
+        this.setState(false, 'the shared-state watch ended; starting another');
+      } catch (error) {
+        if (signal.aborted) break;
+        this.setState(false, `cannot watch the shared state: ${(error as Error).message}`);
+      }
+      await sleep(backoffDelay(attempt++, { initialMs: 250, maxMs: 10_000 }), signal);
+    }
+  }
+
+  private setState(up: boolean, reason: string): void {
+    if (this.up === up) return;
+    this.up = up;
+    this.options.onState?.(up, reason);
+  }
+
+  /** One watch; resolves when it ends. Returns whether it delivered anything. */
+  private async watchOnce(signal: AbortSignal): Promise<boolean> {
+    const kv = await this.options.bucket();
+    const filters = this.filters();
+    // With nothing to deliver first, a watch is caught up at once (no entry would say so).
+    let empty = true;
+    const keys = await kv.keys(filters);
+    for await (const _ of keys) {
+      empty = false;
+      keys.stop();
+      break;
+    }
+    const watch = await kv.watch({ key: filters });
+    const stop = () => watch.stop();
+    signal.addEventListener('abort', stop, { once: true });
+    const seen = new Set<string>();
+    let caughtUp = false;
+    let delivered = false;
+    const catchUp = () => {
+      if (caughtUp) return;
+      caughtUp = true;
+      // What the previous watch knew and this one does not have is gone.
+      for (const [entryKey, key] of [...this.keysOf]) {
+        if (seen.has(entryKey)) continue;
+        this.keysOf.delete(entryKey);
+        this.items.delete(key);
+        this.options.onDelete?.(key);
+      }
+      this.setState(true, 'ok');
+      if (!this.listedOnce) {
+        this.listedOnce = true;
+        for (const resolve of this.syncedWaiters.splice(0)) resolve();
+      }
+      this.options.onSynced?.();
+    };
+    if (empty) catchUp();
+    try {
+      for await (const entry of watch) {
+        delivered = true;
+        seen.add(entry.key);
+        this.apply(entry);
+        if (!caughtUp && (entry.isUpdate || entry.delta === 0)) catchUp();
+      }
+    } finally {
+      signal.removeEventListener('abort', stop);
+    }
+    return delivered;
+  }
+
+  private apply(entry: KvEntry): void {
+    const known = this.keysOf.get(entry.key);
+    const forget = () => {
+      if (known === undefined) return;
+      this.keysOf.delete(entry.key);
+      this.items.delete(known);
+      this.options.onDelete?.(known);
+    };
+    if (entry.operation !== 'PUT') {
+      forget();
+      return;
+    }
+    const parsed = this.read(entry);
+    if (!parsed.ok) {
+      this.options.onCorrupt?.(entry.key, parsed.reason);
+      forget();
+      return;
+    }
+    if (known !== undefined && known !== parsed.key) forget();
+    this.keysOf.set(entry.key, parsed.key);
+    this.items.set(parsed.key, parsed.value);
+    this.options.onUpsert?.(parsed.key, parsed.value);
+  }
+
+  private read(entry: KvEntry): { ok: true; key: string; value: T } | { ok: false; reason: string } {
+    // No size check: the bucket's max_value_size refuses an oversized entry at write.
+    let raw: unknown;
+    try {
+      raw = JSON.parse(utf8.decode(entry.value));
+    } catch (error) {
+      return { ok: false, reason: `not JSON: ${(error as Error).message}` };
+    }
+    return this.options.parse(raw);
+  }
+}

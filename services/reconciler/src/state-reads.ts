@@ -1,0 +1,64 @@
+import type {
+  V1Deployment,
+  V1Ingress,
+  V1NetworkPolicy,
+  V1PersistentVolumeClaim,
+  V1Pod,
+  V1Service,
+} from '@kubernetes/client-node';
+import type { SharedStateReader } from '@streamspace/shared';
+import type { ObservedSession } from './session-plan.js';
+import type { StoredSession as Session, StoredTemplate as Template } from './stored-objects.js';
+
+/**
+ * What a reconcile reads, from the shared state the watcher keeps (shared-state.ts), never from
+ * the API server: the watcher stored each change before it published the work item that woke us,
+ * so this is at least as new as the trigger. It may be newer, or briefly behind our own last
+ * writes: planning from it and applying server-side is safe either way (docs/lifecycle.md).
+ */
+export class StateReads {
+  constructor(private readonly state: SharedStateReader) {}
+
+  readSession(namespace: string, name: string): Promise<Session | undefined> {
+    return this.state.get<Session>('session', namespace, name);
+  }
+
+  readTemplate(namespace: string, name: string): Promise<Template | undefined> {
+    return this.state.get<Template>('template', namespace, name);
+  }
+
+  /** `homeClaims`: the current and the legacy name of the user's home claim (both read with persistentHome). */
+  async observe(
+    session: Session,
+    childName: string,
+    homeClaims: { current: string; legacy: string },
+  ): Promise<ObservedSession> {
+    const namespace = session.metadata.namespace;
+    const claim = (name: string) =>
+      session.spec.persistentHome
+        ? this.state.get<V1PersistentVolumeClaim>('pvc', namespace, name)
+        : undefined;
+    const [template, deployment, service, ingress, networkPolicy, homeClaim, legacyHomeClaim, pods] =
+      await Promise.all([
+        this.readTemplate(namespace, session.spec.template),
+        this.state.get<V1Deployment>('deployment', namespace, childName),
+        this.state.get<V1Service>('service', namespace, childName),
+        this.state.get<V1Ingress>('ingress', namespace, childName),
+        this.state.get<V1NetworkPolicy>('networkpolicy', namespace, childName),
+        claim(homeClaims.current),
+        claim(homeClaims.legacy),
+        this.state.sessionPods<V1Pod>(namespace, session.metadata.name),
+      ]);
+    return {
+      session,
+      template,
+      ...(deployment ? { deployment } : {}),
+      ...(service ? { service } : {}),
+      ...(ingress ? { ingress } : {}),
+      ...(networkPolicy ? { networkPolicy } : {}),
+      ...(homeClaim ? { homeClaim } : {}),
+      ...(legacyHomeClaim ? { legacyHomeClaim } : {}),
+      pods,
+    };
+  }
+}

@@ -1,0 +1,33 @@
+import type { WatchTransport } from '@streamspace/kube';
+
+function nameOf(object: unknown): unknown {
+  return (object as { metadata?: { name?: unknown } } | null)?.metadata?.name;
+}
+
+/**
+ * A transport that passes on only objects whose name starts with `prefix` (and everything that
+ * names no object: bookmarks, errors, malformed items, which the watch itself judges). Names never
+ * change, so an object is either always seen or never, and the cache never loses one halfway.
+ */
+export function nameFilterTransport(inner: WatchTransport, prefix: string): WatchTransport {
+  const keep = (object: unknown) => {
+    const name = nameOf(object);
+    return typeof name !== 'string' || name.startsWith(prefix);
+  };
+  return {
+    async list(options) {
+      const page = await inner.list(options);
+      return { ...page, items: page.items.filter(keep) };
+    },
+    watch(resourceVersion, timeoutSeconds, onEvent, onDone) {
+      return inner.watch(
+        resourceVersion,
+        timeoutSeconds,
+        (type, object) => {
+          if (type === 'BOOKMARK' || type === 'ERROR' || keep(object)) onEvent(type, object);
+        },
+        onDone,
+      );
+    },
+  };
+}

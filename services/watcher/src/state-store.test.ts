@@ -1,0 +1,59 @@
+import { describe, expect, it } from 'vitest';
+import { StateStore } from './state-store.js';
+
+const bytes = (text: string) => new TextEncoder().encode(text);
+const text = (data: Uint8Array) => new TextDecoder().decode(data);
+
+function harness(fail: () => boolean = () => false) {
+  const log: string[] = [];
+  const released: string[] = [];
+  const store = new StateStore<string>({
+    put: async (key, value) => {
+      if (fail()) throw new Error('no responders');
+      log.push(`put ${key}=${text(value)}`);
+    },
+    delete: async (key) => {
+      if (fail()) throw new Error('no responders');
+      log.push(`delete ${key}`);
+    },
+    // A message names the key whose write it waits for: record whether that write had landed.
+    release: (messages) => {
+      for (const m of messages)
+        released.push(`${m}: ${log.filter((l) => l.includes(` ${m.split(' ')[0]}`)).at(-1)}`);
+    },
+    concurrency: 4,
+    backoff: { initialMs: 1, maxMs: 2 },
+  });
+  return { store, log, released };
+}
+
+describe('StateStore', () => {
+  it('releases what a change triggers only after the change is stored', async () => {
+    const { store, log, released } = harness();
+    store.write({ key: 'session.a.x', value: bytes('1'), after: ['session.a.x work'] });
+    store.write({ key: 'pod.a.x.p', value: undefined, after: ['pod.a.x.p work'] });
+    await store.idle();
+    expect(log).toEqual(['put session.a.x=1', 'delete pod.a.x.p']);
+    expect(released).toEqual(['session.a.x work: put session.a.x=1', 'pod.a.x.p work: delete pod.a.x.p']);
+  });
+
+  it('keeps only the newest value of a key waiting, and all the messages it carries', async () => {
+    const { store, log, released } = harness();
+    store.write({ key: 'k', value: bytes('1'), after: ['k 1'] });
+    store.write({ key: 'k', value: bytes('2'), after: ['k 2'] });
+    store.write({ key: 'k', value: bytes('3'), after: ['k 3'] });
+    await store.idle();
+    // The first is already in flight; the second is replaced by the third.
+    expect(log).toEqual(['put k=1', 'put k=3']);
+    expect(released).toEqual(['k 1: put k=1', 'k 2: put k=3', 'k 3: put k=3']);
+  });
+
+  it('retries a failed write and holds its messages until it lands', async () => {
+    let failures = 3;
+    const { store, log, released } = harness(() => failures-- > 0);
+    store.write({ key: 'k', value: bytes('1'), after: ['k 1'] });
+    await store.idle();
+    expect(log).toEqual(['put k=1']);
+    expect(released).toEqual(['k 1: put k=1']);
+  });
+});

@@ -1,0 +1,136 @@
+import { type BackoffOptions, backoffDelay } from '@streamspace/shared';
+
+/**
+ * The watcher's writes to the shared state, and what waits for them. A change is stored before
+ * the messages it triggers are released (`after`), so a worker woken by a message never reads
+ * older state than the change that woke it.
+ *
+ * Bounded without dropping anything: per key only the newest value waits (an older one it
+ * replaces was never needed — the newer one says more), and the messages of the replaced write
+ * are released after the newer one is stored. So however long NATS is away, this holds at most
+ * one write per object the watcher knows. One write per key is in flight at a time, so a key's
+ * writes land in order.
+ */
+export interface StateWrite<M> {
+  key: string;
+  /** The entry's new value, or undefined to delete it. */
+  value: Uint8Array | undefined;
+  /** Released (to the publisher) once this write, or a newer one of the same key, is stored. */
+  after: M[];
+}
+
+export interface StateStoreOptions<M> {
+  put(key: string, value: Uint8Array): Promise<void>;
+  delete(key: string): Promise<void>;
+  /** Messages whose state is stored, in the order they were given. */
+  release(messages: M[]): void;
+  /** Writes in flight at once. */
+  concurrency: number;
+  backoff?: BackoffOptions;
+  hooks?: {
+    /** A write failed and is retried after `retryInMs` (undefined: it joined a pause already running). */
+    failed?(key: string, error: unknown, retryInMs: number | undefined): void;
+    /** Writing works (true) or fails and is being retried (false, with the last error). */
+    health?(ok: boolean, reason: string): void;
+  };
+}
+
+export class StateStore<M> {
+  private readonly waiting = new Map<string, StateWrite<M>>();
+  private readonly inFlight = new Set<string>();
+  private attempt = 0;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private healthy: boolean | undefined;
+  private closed = false;
+  private idleWaiters: (() => void)[] = [];
+
+  constructor(private readonly options: StateStoreOptions<M>) {}
+
+  /** Writes waiting or in flight. */
+  get pending(): number {
+    return this.waiting.size + this.inFlight.size;
+  }
+
+  write(write: StateWrite<M>): void {
+    if (this.closed) return;
+    const older = this.waiting.get(write.key);
+    // Delete and re-insert: a replaced write keeps no place in the queue it no longer deserves.
+    this.waiting.delete(write.key);
+    this.waiting.set(write.key, older ? { ...write, after: [...older.after, ...write.after] } : write);
+    this.pump();
+  }
+
+  /** Resolves once nothing waits or is in flight. */
+  idle(): Promise<void> {
+    if (this.pending === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  /** Retries at once instead of waiting out the backoff (the bucket is back). */
+  resume(): void {
+    if (this.retryTimer === undefined) return;
+    clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+    this.pump();
+  }
+
+  close(): void {
+    this.closed = true;
+    clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+  }
+
+  private pump(): void {
+    if (this.closed || this.retryTimer !== undefined) return;
+    for (const [key, write] of this.waiting) {
+      if (this.inFlight.size >= this.options.concurrency) break;
+      if (this.inFlight.has(key)) continue;
+      this.waiting.delete(key);
+      this.inFlight.add(key);
+      void this.send(write);
+    }
+    if (this.pending === 0) {
+      const waiters = this.idleWaiters;
+      this.idleWaiters = [];
+      for (const resolve of waiters) resolve();
+    }
+  }
+
+  private async send(write: StateWrite<M>): Promise<void> {
+    const { hooks } = this.options;
+    try {
+      if (write.value === undefined) await this.options.delete(write.key);
+      else await this.options.put(write.key, write.value);
+      this.attempt = 0;
+      if (this.healthy !== true) {
+        this.healthy = true;
+        hooks?.health?.(true, 'ok');
+      }
+      this.options.release(write.after);
+    } catch (error) {
+      if (!this.closed) {
+        // Back in line unless a newer write of the key came meanwhile (it carries these messages on).
+        const newer = this.waiting.get(write.key);
+        if (newer) this.waiting.set(write.key, { ...newer, after: [...write.after, ...newer.after] });
+        else this.waiting.set(write.key, write);
+        let delay: number | undefined;
+        if (this.retryTimer === undefined) {
+          delay = backoffDelay(this.attempt++, this.options.backoff);
+          this.retryTimer = setTimeout(() => {
+            this.retryTimer = undefined;
+            this.pump();
+          }, delay);
+          this.healthy = false;
+          hooks?.health?.(
+            false,
+            `writing the shared state fails: ${(error as Error).message ?? String(error)}`,
+          );
+        }
+        hooks?.failed?.(write.key, error, delay);
+      }
+    } finally {
+      this.inFlight.delete(write.key);
+      this.pump();
+    }
+  }
+}
