@@ -235,9 +235,21 @@ export async function startWatcher(context: Context): Promise<RunningService> {
               store.write({ key, value: encoder.encode(JSON.stringify(object.raw)), after: [] });
             }
         const present: string[] = [];
+        // Only the entries of the namespaces this watcher watches are its own: a watcher limited to
+        // some namespaces (WATCH_NAMESPACE) must not delete what another one keeps for others.
         for (const kind of STATE_KINDS)
-          for await (const key of await kv.keys(stateKindFilter(kind))) present.push(key);
-        // Anything added since `expected` was taken is in the watches' caches now: check again there.
+          for (const namespace of namespaces)
+            for await (const key of await kv.keys(stateKindFilter(kind, namespace))) present.push(key);
+        // Listing the bucket awaited: objects added meanwhile are in the caches (and their entries
+        // in the bucket) but not in `expected`. Take the caches' keys again, synchronously with the
+        // deletes below, so only entries of objects no watch holds now are deleted; an object added
+        // after this queues its write behind the delete of its key, in order.
+        for (const [kind, list] of watches)
+          for (const watch of list)
+            for (const object of watch.cache.values()) {
+              const key = stateEntryKey(kind, object);
+              if (key !== undefined) expected.add(key);
+            }
         let deleted = 0;
         for (const key of present) {
           if (expected.has(key)) continue;
