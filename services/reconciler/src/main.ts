@@ -23,6 +23,7 @@ import {
   reconcileSession,
   reconcileTemplate,
 } from './session-reconciler.js';
+import { OwnWrites } from './own-writes.js';
 import { StateReads } from './state-reads.js';
 import { WorkConsumer } from './work-consumer.js';
 
@@ -69,7 +70,12 @@ await runService({
     // state answers its reads).
     const kube = countKubeRequests(kubeClientFromConfig(config, registry, log), registry);
     const workerId = `${hostname()}-${process.pid}`;
-    const writer = new KubeWriter(kube, new EventRecorder(kube, { component: 'streamspace-reconciler', instance: workerId }));
+    const ownWrites = new OwnWrites();
+    const writer = new KubeWriter(
+      kube,
+      new EventRecorder(kube, { component: 'streamspace-reconciler', instance: workerId }),
+      ownWrites,
+    );
     const refusals = new Counter({
       name: 'streamspace_reconciler_sessions_refused_total',
       help: 'Sessions the reconciler refused to act for, by why: ControlPlaneNamespace (a Session in its own namespace), ChildNotOwned (an object under its child name it does not control), HomeClaimNotOwned (a home claim naming another user), ResourcesExceedCeiling (resources above SESSION_MAX_REQUESTS/SESSION_MAX_LIMITS), InvalidResources (requests above their limits once merged with the Template defaults). Counted when the refusal starts.',
@@ -138,7 +144,7 @@ await runService({
     for (const reason of ['capability_not_allowed', 'user_not_authorizable'])
       desktopsRefused.labels(reason).inc(0);
 
-    const reads = new StateReads(state);
+    const reads = new StateReads(state, ownWrites);
     const consumer = new WorkConsumer({
       nc,
       js: jetstream(nc),
