@@ -13,6 +13,7 @@ import {
   ServiceProcess,
 } from './harness.js';
 import { Scrape } from './metrics-scrape.js';
+import { type PrivateNats, startPrivateNats } from './private-nats.js';
 
 /**
  * Issue 13, part 2: the API server is read by the watcher only; the reconcilers read what it saw
@@ -25,6 +26,9 @@ let namespace: string;
 let watcher: ServiceProcess;
 const reconcilers: ServiceProcess[] = [];
 let nc: NatsConnection;
+// A nats-server of this file's own: it deletes the state bucket, which would pull the shared state
+// from under every other test file's services running at the same time.
+let nats: PrivateNats;
 
 function template(name: string) {
   return {
@@ -102,11 +106,17 @@ async function deploymentUid(name: string): Promise<string | undefined> {
 beforeAll(async () => {
   await installCrds();
   namespace = await createNamespace('shared-state');
+  nats = await startPrivateNats();
   // No periodic resync during the measurements: every reconcile counted comes from a change.
-  watcher = new ServiceProcess('watcher', { WATCH_NAMESPACE: namespace, RESYNC_INTERVAL: '1h' });
+  watcher = new ServiceProcess('watcher', {
+    NATS_URL: nats.url,
+    WATCH_NAMESPACE: namespace,
+    RESYNC_INTERVAL: '1h',
+  });
   for (let i = 0; i < 2; i++)
     reconcilers.push(
       new ServiceProcess('reconciler', {
+        NATS_URL: nats.url,
         STARTUP_DEADLINE: '30s',
         INGRESS_DOMAIN: 'desktops.test',
         WATCH_NAMESPACE: namespace,
@@ -114,12 +124,13 @@ beforeAll(async () => {
     );
   await Promise.all([watcher, ...reconcilers].map((s) => s.waitReady()));
   await apply(template('firefox'));
-  nc = await connect({ servers: process.env.NATS_URL as string });
+  nc = await connect({ servers: nats.url });
 });
 
 afterAll(async () => {
   await Promise.all([watcher, ...reconcilers].map((s) => s?.stop()));
   await nc?.close();
+  await nats?.stop();
   await deleteNamespace(namespace);
 });
 
