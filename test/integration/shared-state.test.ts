@@ -1,8 +1,12 @@
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { EventRecorder, KubeClient } from '@streamspace/kube';
 import { API_GROUP, API_VERSION, BUCKETS, sessionChildName, stateKey, subjects } from '@streamspace/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { KubeWriter } from '../../services/reconciler/src/kube-writer.js';
+import type { PlannedStatus } from '../../services/reconciler/src/session-plan.js';
+import type { StoredSession } from '../../services/reconciler/src/stored-objects.js';
 import {
   createNamespace,
   deleteNamespace,
@@ -181,9 +185,12 @@ describe('the reconciler reads the shared state, not the API server', () => {
       1_000,
     );
     const reconcilesBefore = await reconcilerSum(RECONCILES, { kind: 'session' });
-    const triggersBefore = (await Scrape.of(watcher)).table('streamspace_watcher_work_items_published_total', {
-      kind: 'session',
-    });
+    const triggersBefore = (await Scrape.of(watcher)).table(
+      'streamspace_watcher_work_items_published_total',
+      {
+        kind: 'session',
+      },
+    );
     // Server-side applies: patches of everything but Events (whose repeats are aggregated by a patch).
     const applies = async () =>
       (await reconcilerSum(REQUESTS, { verb: 'patch' })) -
@@ -214,7 +221,9 @@ describe('the reconciler reads the shared state, not the API server', () => {
     )
       .map(([reason, count]) => [reason, count - (triggersBefore[reason] ?? 0)] as const)
       .filter(([, count]) => count > 0);
-    console.log(`shared-state: work items by trigger during the changes: ${JSON.stringify(Object.fromEntries(triggers))}`);
+    console.log(
+      `shared-state: work items by trigger during the changes: ${JSON.stringify(Object.fromEntries(triggers))}`,
+    );
     const patches = (await applies()) - patchesBefore;
     console.log(
       `shared-state: ${changes} hibernate/wake changes took ${reconciles} reconciles (${(reconciles / changes).toFixed(2)} per change) and ${patches} server-side applies (${(patches / changes).toFixed(2)} per change)`,
@@ -223,6 +232,39 @@ describe('the reconciler reads the shared state, not the API server', () => {
     // Per change: the Deployment's replicas and the Session's status (Pending/Stopping, then the
     // final phase) — nothing re-applied that was already as planned.
     expect(patches / changes).toBeLessThanOrEqual(3);
+  });
+});
+
+describe('a status planned from an older Session', () => {
+  it('is not written: the write is conditional on the version read, and the Session keeps its status', async () => {
+    await apply(session('stale', 'user-stale'));
+    await waitPhase('stale', 'Running');
+    const read = async () =>
+      (await k.custom.getNamespacedCustomObject({
+        group: API_GROUP,
+        version: API_VERSION,
+        namespace,
+        plural: 'sessions',
+        name: 'stale',
+      })) as StoredSession;
+    const before = await read();
+    // Another writer moves the Session on (as a user's label, or the reaper's lastActivity, would).
+    await kubectl(['label', 'session', 'stale', '-n', namespace, 'moved=on']);
+    const kubeClient = KubeClient.fromEnvironment();
+    const writer = new KubeWriter(
+      kubeClient,
+      new EventRecorder(kubeClient, { component: 'test', instance: 'shared-state.test' }),
+    );
+    const older: PlannedStatus = {
+      ...(before.status as PlannedStatus),
+      phase: 'Failed',
+    };
+    expect(await writer.writeSessionStatus(before, older)).toBe(false);
+    expect((await read()).status?.phase).toBe('Running');
+    // Planned from the current version, the same write goes through.
+    const current = await read();
+    expect(await writer.writeSessionStatus(current, { ...(current.status as PlannedStatus) })).toBe(true);
+    kubeClient.close();
   });
 });
 
