@@ -4,6 +4,10 @@
 // and reporting to a stand-in reaper that answers 202. RSS and CPU come from /proc/<pid>.
 //
 //   node bench/activity-agent.mjs [clients=1,10] [seconds=120]
+//   AGENT_NODE_ARGS='...' node bench/activity-agent.mjs   other V8 flags than the chart's
+//
+// As a pod's containers see it (a network namespace of its own, its socket tables nearly empty):
+//   unshare -rn sh -c 'ip link set lo up && node bench/activity-agent.mjs'
 //
 // Needs no cluster: what the agent costs does not depend on what the reaper does with a report.
 import { spawn } from 'node:child_process';
@@ -19,7 +23,7 @@ const repo = fileURLToPath(new URL('..', import.meta.url));
 const counts = (process.argv[2] ?? '1,10').split(',').map(Number);
 const seconds = Number(process.argv[3] ?? 120);
 const values = parse(readFileSync(`${repo}/deploy/helm/streamspace/values.yaml`, 'utf8'));
-const nodeArgs = values.activityAgent.nodeArgs.split(' ').filter(Boolean);
+const nodeArgs = (process.env.AGENT_NODE_ARGS ?? values.activityAgent.nodeArgs).split(' ').filter(Boolean);
 const ticks = 100; // USER_HZ on Linux
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -98,4 +102,4 @@ async function run(clients) {
   };
 }
 
-for (const clients of counts) console.log(JSON.stringify(await run(clients)));
+for (const clients of counts) console.log(JSON.stringify({ nodeArgs: nodeArgs.join(' '), ...(await run(clients)) }));

@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer as createHttpServer } from 'node:http';
 import { createServer, type Server, type Socket, connect as tcpConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -432,5 +433,61 @@ describe('tokens scoped to one session', () => {
     const stale = await post({ namespace, session: 'dave', source: 'test' }, oldToken);
     expect(stale.status).toBe(401);
     expect((await kv.get(`${namespace}.dave`))?.revision).toBe(revision);
+  });
+});
+
+describe('bad input to the agent', () => {
+  it('reports nothing from socket tables it cannot read, nor when misconfigured, and stays up (no crash loop)', async () => {
+    const reports = new Map<string, number>();
+    const standInReaper = createHttpServer((req, res) => {
+      let body = '';
+      req.on('data', (chunk) => {
+        body += chunk;
+      });
+      req.on('end', () => {
+        const { session: name } = JSON.parse(body) as { session: string };
+        reports.set(name, (reports.get(name) ?? 0) + 1);
+        res.writeHead(202).end('{}');
+      });
+    });
+    await new Promise<void>((resolve) => standInReaper.listen(0, '127.0.0.1', resolve));
+    const url = `http://127.0.0.1:${(standInReaper.address() as { port: number }).port}/activity`;
+    const port = await standInDesktop();
+    await connectClient(port);
+    // Garbage where the socket tables should be (and no tcp6), a token that is there.
+    const proc = mkdtempSync(join(work, 'proc-'));
+    writeFileSync(join(proc, 'tcp'), '{"not": "a socket table"}\n0: 0100007F:0BB8 nonsense 01\n');
+    writeFileSync(join(work, 'garbage.token'), 'v1.some-token');
+    const run = (env: Record<string, string>) => {
+      const child = spawn(process.execPath, [`${repo}/services/activity-agent/dist/main.js`], {
+        env: { PATH: process.env.PATH, CHECK_INTERVAL_MS: '100', REPORT_INTERVAL_MS: '200', ...env },
+        stdio: ['ignore', 'pipe', 'inherit'],
+      });
+      agents.push(child);
+      return child;
+    };
+    const garbage = run({
+      STREAMSPACE_NAMESPACE: namespace,
+      STREAMSPACE_SESSION: 'garbage',
+      DESKTOP_PORT: String(port),
+      ACTIVITY_URL: url,
+      ACTIVITY_TOKEN_FILE: join(work, 'garbage.token'),
+      PROC_NET_DIR: proc,
+    });
+    const misconfigured = run({ STREAMSPACE_NAMESPACE: namespace, ACTIVITY_URL: 'ftp://reaper' });
+    // The same agent with the real tables does report this client: the garbage is what stops it.
+    const control = run({
+      STREAMSPACE_NAMESPACE: namespace,
+      STREAMSPACE_SESSION: 'control',
+      DESKTOP_PORT: String(port),
+      ACTIVITY_URL: url,
+      ACTIVITY_TOKEN_FILE: join(work, 'garbage.token'),
+    });
+    await eventually(() => expect(reports.get('control')).toBeGreaterThan(3), 10_000, 100);
+    control.kill('SIGTERM');
+    expect([...reports.keys()]).toEqual(['control']);
+    expect(garbage.exitCode).toBeNull();
+    expect(misconfigured.exitCode).toBeNull();
+    standInReaper.close();
   });
 });
