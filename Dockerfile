@@ -44,6 +44,7 @@ COPY services/watcher/package.json services/watcher/tsconfig.json services/watch
 COPY services/reconciler/package.json services/reconciler/tsconfig.json services/reconciler/
 COPY services/idle-reaper/package.json services/idle-reaper/tsconfig.json services/idle-reaper/
 COPY services/metrics/package.json services/metrics/tsconfig.json services/metrics/
+COPY services/activity-agent/package.json services/activity-agent/tsconfig.json services/activity-agent/
 RUN --mount=type=cache,id=pnpm-store,target=/root/.local/share/pnpm/store \
     pnpm install --frozen-lockfile --ignore-scripts
 COPY packages/shared/src packages/shared/src
@@ -52,6 +53,7 @@ COPY services/watcher/src services/watcher/src
 COPY services/reconciler/src services/reconciler/src
 COPY services/idle-reaper/src services/idle-reaper/src
 COPY services/metrics/src services/metrics/src
+COPY services/activity-agent/src services/activity-agent/src
 RUN pnpm exec tsc -b
 # Drop the dev dependencies (TypeScript, vitest, biome, ...) and assemble what runs in /out:
 # manifests, compiled output and the production node_modules of each workspace package. A fresh
@@ -65,7 +67,7 @@ RUN --mount=type=cache,id=pnpm-store,target=/root/.local/share/pnpm/store \
  && mkdir /out \
  && pnpm sbom --sbom-format cyclonedx --sbom-type application --prod -r >/out/sbom.cdx.json \
  && cp -a --parents package.json node_modules /out/ \
- && for p in packages/shared packages/kube services/watcher services/reconciler services/idle-reaper services/metrics; do \
+ && for p in packages/shared packages/kube services/watcher services/reconciler services/idle-reaper services/metrics services/activity-agent; do \
       cp -a --parents "$p/package.json" "$p/dist" /out/; \
       if [ -d "$p/node_modules" ]; then cp -a --parents "$p/node_modules" /out/; fi; \
     done \

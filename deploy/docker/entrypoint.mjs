@@ -3,7 +3,8 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
-const SERVICES = ['watcher', 'reconciler', 'idle-reaper', 'metrics'];
+// activity-agent runs beside each desktop, in its pod (docs/idle-reaper.md), not in the control plane.
+const SERVICES = ['watcher', 'reconciler', 'idle-reaper', 'metrics', 'activity-agent'];
 const name = process.argv[2];
 
 if (!name || name === '--help' || name === '-h') {

@@ -1,6 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type * as k8s from '@kubernetes/client-node';
@@ -19,7 +20,14 @@ import {
 } from './harness.js';
 import { COMPONENTS, chartDir, helm, type K8sObject, objects, ok, type RunResult, run } from './helm.js';
 import { parseMetrics } from './metrics-scrape.js';
-import { type Engine, type PodContainer, podContainer, serviceHosts, volumeFiles } from './pod-container.js';
+import {
+  type Engine,
+  type PodContainer,
+  podContainer,
+  quantity,
+  serviceHosts,
+  volumeFiles,
+} from './pod-container.js';
 import { type PrivateNats, startPrivateNats } from './private-nats.js';
 import {
   createSession,
@@ -58,6 +66,8 @@ let namespace = '';
 let desks = '';
 let installed = false;
 const containers = {} as Record<Component, PodContainer & { name: string }>;
+/** --add-host arguments: the release's Service names, on loopback (host networking). */
+let hostArgs: string[] = [];
 
 const engineRun = (args: string[]): Promise<RunResult> => run(engine, args, engineEnv);
 
@@ -176,6 +186,7 @@ async function startContainer(component: Component, rendered: K8sObject[]): Prom
     name,
     hosts: serviceHosts(rendered, namespace),
   };
+  hostArgs = inputs.hosts;
   for (const volume of pod.volumes ?? []) {
     if (!volume.secret && !volume.configMap) continue;
     const dir = join(workdir, `${name}-${volume.name}`);
@@ -278,6 +289,111 @@ describe('the image, built from the Dockerfile', () => {
   });
 });
 
+/** Accepted HTTP activity reports, on the reaper's /metrics. */
+async function acceptedHttpReports(): Promise<number> {
+  const { body } = await get('idle-reaper', '/metrics');
+  return parseMetrics(body)
+    .filter(
+      (s) =>
+        s.name === 'streamspace_reaper_activity_reports_total' &&
+        s.labels.source === 'http' &&
+        s.labels.result === 'accepted',
+    )
+    .reduce((sum, s) => sum + s.value, 0);
+}
+
+/**
+ * The agent container of a session's Deployment, run from the image as the kubelet would run it
+ * (its command, env, user, read-only root, no capabilities, no privilege escalation, memory limit,
+ * its token Secret mounted where the Deployment says), with host networking like the services. Its
+ * desktop is a stand-in TCP server on a free port (DESKTOP_PORT is the only setting changed: the
+ * template's 3000 may be taken on this machine); a client connects, and the reaper's container
+ * must accept the agent's reports, made with the session's own token.
+ */
+async function runActivityAgent(deployment: k8s.V1Deployment, session: string): Promise<void> {
+  const pod = deployment.spec?.template.spec;
+  const agent = pod?.containers.find((c) => c.name === 'activity-agent');
+  expect(agent, 'the Deployment carries the activity agent').toBeDefined();
+  if (!agent) return;
+  expect(agent.image).toBe(`${IMAGE}:${TAG}`);
+  const mount = agent.volumeMounts?.[0];
+  const volume = pod?.volumes?.find((v) => v.name === mount?.name);
+  const secret = await admin.core.readNamespacedSecret({
+    namespace: desks,
+    name: volume?.secret?.secretName as string,
+  });
+  const tokenDir = join(workdir, `${session}-activity-token`);
+  mkdirSync(tokenDir, { recursive: true });
+  for (const [file, value] of Object.entries(secret.data ?? {})) {
+    writeFileSync(join(tokenDir, file), Buffer.from(value, 'base64'));
+    chmodSync(join(tokenDir, file), 0o644);
+  }
+  const standIn = createServer((socket) => socket.on('error', () => undefined));
+  await new Promise<void>((resolve) => standIn.listen(0, '127.0.0.1', resolve));
+  const port = (standIn.address() as { port: number }).port;
+  const security = agent.securityContext ?? {};
+  const env = (agent.env ?? []).map((e) =>
+    e.name === 'DESKTOP_PORT' ? { name: e.name, value: String(port) } : e,
+  );
+  const name = `${release}-activity-agent`;
+  const [command, ...commandArgs] = agent.command ?? [];
+  ok(
+    await engineRun([
+      'run',
+      '--detach',
+      '--name',
+      name,
+      '--network',
+      'host',
+      ...hostArgs,
+      '--user',
+      `${security.runAsUser}:${security.runAsGroup}`,
+      ...(security.readOnlyRootFilesystem ? ['--read-only'] : []),
+      '--cap-drop',
+      'ALL',
+      ...(security.allowPrivilegeEscalation === false ? ['--security-opt', 'no-new-privileges'] : []),
+      '--memory',
+      String(quantity(agent.resources?.limits?.memory as string)),
+      '--volume',
+      `${tokenDir}:${mount?.mountPath}:ro`,
+      ...env.flatMap((e) => ['--env', `${e.name}=${e.value}`]),
+      '--env',
+      'CHECK_INTERVAL_MS=500',
+      '--entrypoint',
+      command as string,
+      `${IMAGE}:${TAG}`,
+      ...commandArgs,
+      ...(agent.args ?? []),
+    ]),
+    `${engine} run activity-agent`,
+  );
+  const client = connect(port, '127.0.0.1');
+  client.on('error', () => undefined);
+  try {
+    const before = await acceptedHttpReports();
+    await eventually(
+      async () => expect(await acceptedHttpReports(), await logsOf(name)).toBeGreaterThan(before),
+      30_000,
+      250,
+    );
+    const status = ok(await engineRun(['exec', name, 'cat', '/proc/1/status']), 'exec');
+    const rss = Number(/^VmRSS:\s+(\d+) kB/m.exec(status)?.[1]) * 1024;
+    console.log(`activity agent in its container: ${(rss / 1024 / 1024).toFixed(1)} MiB resident`);
+    expect(rss).toBeLessThan(quantity(agent.resources?.limits?.memory as string));
+    expect(/^Uid:\s+(\d+)/m.exec(status)?.[1]).toBe(String(security.runAsUser));
+    expect(/^CapEff:\s+(\S+)/m.exec(status)?.[1]).toBe('0000000000000000');
+    // SIGTERM: it stops at once and cleanly.
+    ok(await engineRun(['stop', name]), `${engine} stop activity-agent`);
+    expect(ok(await engineRun(['inspect', '--format', '{{.State.ExitCode}}', name]), 'inspect').trim()).toBe(
+      '0',
+    );
+  } finally {
+    client.destroy();
+    standIn.close();
+    await engineRun(['rm', '--force', name]);
+  }
+}
+
 describe('the four services, each a container with the settings the chart renders', () => {
   for (const component of COMPONENTS) {
     it(`${component}: runs as the non-root user, with no capabilities, no privilege escalation, a read-only root and the memory limit`, async () => {
@@ -349,6 +465,8 @@ describe('the four services, each a container with the settings the chart render
     await eventually(async () =>
       expect(await metric('idle-reaper', 'streamspace_reaper_tracked_sessions')).toBe(1),
     );
+    // The activity agent the reconciler put beside the desktop runs from the image and reports.
+    await runActivityAgent(await desktop(), session);
 
     await setState('hibernated');
     await phase('Hibernated');

@@ -76,6 +76,9 @@ const ALLOWED: Record<Component, string[]> = {
     ]),
     'create persistentvolumeclaims',
     'patch persistentvolumeclaims',
+    // Each session's activity token (activityAgent.enabled, the default): written, never read.
+    'create secrets',
+    'patch secrets',
     'create events',
   ],
   'idle-reaper': [
@@ -279,6 +282,15 @@ class Release {
     });
     // The in-cluster watcher URL the metrics service probes does not resolve here.
     const { HTTP_HOST: _host, HTTP_PORT: _port, WATCHER_READY_URL: _url, ...env } = config.data ?? {};
+    // The key of activity tokens, from the Secret the chart created, where the pod would mount it.
+    if (env.ACTIVITY_SESSION_KEY_FILE) {
+      const secret = await admin.core.readNamespacedSecret({
+        namespace: this.namespace,
+        name: `${this.name}-streamspace-activity-key`,
+      });
+      env.ACTIVITY_SESSION_KEY_FILE = join(workdir, `${this.name}-activity-key`);
+      writeFileSync(env.ACTIVITY_SESSION_KEY_FILE, Buffer.from(secret.data?.key ?? '', 'base64'));
+    }
     const service = new ServiceProcess(component, {
       ...env,
       KUBECONFIG: this.kubeconfigs[component],

@@ -39,6 +39,19 @@ export async function setSessionState(namespace: string, name: string, state: st
   expect(r.code, r.stderr).toBe(0);
 }
 
+/** The Session as the API server has it now. */
+export async function readSession<
+  T = { metadata: { uid: string }; spec: { state: string }; status?: SessionStatus },
+>(namespace: string, name: string): Promise<T> {
+  return (await kube().custom.getNamespacedCustomObject({
+    group: API_GROUP,
+    version: API_VERSION,
+    namespace,
+    plural: 'sessions',
+    name,
+  })) as T;
+}
+
 /** Waits until the Session's status.phase is `want`, and returns its status. */
 export function waitSessionPhase(
   namespace: string,
@@ -47,13 +60,7 @@ export function waitSessionPhase(
   timeoutMs = 45_000,
 ): Promise<SessionStatus> {
   return eventually(async () => {
-    const s = (await kube().custom.getNamespacedCustomObject({
-      group: API_GROUP,
-      version: API_VERSION,
-      namespace,
-      plural: 'sessions',
-      name,
-    })) as { status?: SessionStatus };
+    const s = await readSession<{ status?: SessionStatus }>(namespace, name);
     expect(s.status?.phase, JSON.stringify(s.status)).toBe(want);
     return s.status ?? {};
   }, timeoutMs);

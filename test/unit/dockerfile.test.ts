@@ -18,13 +18,17 @@ describe('the Dockerfile', () => {
     expect(check(dockerfile)).toEqual([]);
   });
 
-  it('starts every service of the workspace, and the chart runs exactly those', () => {
+  it('starts every service of the workspace, and the chart runs exactly those of the control plane', () => {
     const services = readdirSync(`${repo}/services`).filter((d) =>
       existsSync(`${repo}/services/${d}/package.json`),
     );
     expect(servicesOfEntrypoint(`${repo}/deploy/docker/entrypoint.mjs`).sort()).toEqual(services.sort());
     const helpers = readFileSync(`${repo}/deploy/helm/streamspace/templates/_helpers.tpl`, 'utf8');
-    for (const service of services) expect(helpers).toContain(`\n${service}:\n  key:`);
+    // The activity agent runs in desktop pods, started by the reconciler, not as a Deployment of the chart.
+    for (const service of services.filter((s) => s !== 'activity-agent'))
+      expect(helpers).toContain(`\n${service}:\n  key:`);
+    expect(helpers).not.toContain('\nactivity-agent:\n  key:');
+    expect(helpers).toContain('ACTIVITY_AGENT_IMAGE');
   });
 
   it('finds the entrypoints where tsc -b put them, once built', () => {

@@ -21,3 +21,4 @@ export * from './work-partitions.js';
 export * from './url-credentials.js';
 export * from './shared-state.js';
 export * from './shared-state-view.js';
+export * from './session-activity-token.js';

@@ -115,6 +115,12 @@ export const vncSchema = z.object({
 });
 export type VncEndpoint = z.output<typeof vncSchema>;
 
+/** How the platform learns that the desktop is in use (docs/idle-reaper.md, "The activity agent"). */
+export const activitySchema = z.object({
+  /** Run the activity agent beside the desktop; unset: when the template has a VNC endpoint. */
+  agent: z.boolean().optional(),
+});
+
 export const templateSpecSchema = z
   .object({
     displayName: z.string().min(1).max(TEMPLATE_LIMITS.displayName),
@@ -149,6 +155,7 @@ export const templateSpecSchema = z
       })
       .optional(),
     vnc: vncSchema,
+    activity: activitySchema.optional(),
     capabilities: z
       .array(
         z.string().max(TEMPLATE_LIMITS.capability).regex(rx(CAPABILITY_PATTERN), {

@@ -2,6 +2,7 @@ import { hostname } from 'node:os';
 import { jetstream } from '@nats-io/jetstream';
 import type { NatsConnection, Subscription } from '@nats-io/nats-core';
 import {
+  activityKeyProblem,
   BUCKETS,
   bindBucket,
   bindConsumer,
@@ -25,7 +26,7 @@ import { IdleReaper } from './idle-reaper.js';
 import { LastActivityWriter } from './last-activity-writer.js';
 import { configProblem, reaperEnvSchema } from './reaper-config.js';
 import { createReaperMetrics } from './reaper-metrics.js';
-import { readTrackedSession, type TrackedSession } from './session-facts.js';
+import { readTrackedSession, sessionKey, type TrackedSession } from './session-facts.js';
 import { REAPER_COMPONENT, SessionWriter } from './session-writer.js';
 
 await runService({
@@ -46,7 +47,20 @@ await runService({
         `ACTIVITY_TOKEN_FILE: cannot read the activity token: ${(error as Error).message}`,
       );
     }
-    const httpEnabled = config.ACTIVITY_HTTP ?? tokens.configured;
+    const activityKey = new TokenSource(
+      config.ACTIVITY_SESSION_KEY_FILE ? { file: config.ACTIVITY_SESSION_KEY_FILE } : {},
+    );
+    try {
+      await activityKey.load();
+      const key = await activityKey.current();
+      const problem = key === undefined ? undefined : activityKeyProblem(key);
+      if (problem) throw new Error(problem);
+    } catch (error) {
+      throw new ConfigError(
+        `ACTIVITY_SESSION_KEY_FILE: cannot use the activity key: ${(error as Error).message}`,
+      );
+    }
+    const httpEnabled = config.ACTIVITY_HTTP ?? (tokens.configured || activityKey.configured);
 
     const metrics = createReaperMetrics(registry);
     const defaults = {
@@ -237,7 +251,15 @@ await runService({
     });
 
     return {
-      routes: activityRoute({ intake, tokens, enabled: httpEnabled, metrics, log }),
+      routes: activityRoute({
+        intake,
+        tokens,
+        sessionKey: activityKey,
+        sessionUid: (namespace, name) => reaper.get(sessionKey(namespace, name))?.facts.uid,
+        enabled: httpEnabled,
+        metrics,
+        log,
+      }),
       async stop() {
         reaper.stop();
         statusWriter.stop();

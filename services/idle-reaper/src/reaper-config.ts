@@ -53,6 +53,12 @@ export const reaperEnvSchema = natsEnvSchema.extend(kubeEnvSchema.shape).extend(
   /** Bearer token of POST /activity, or a file holding it (a mounted Secret; re-read when it changes). */
   ACTIVITY_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
   ACTIVITY_TOKEN_FILE: z.string().optional(),
+  /**
+   * The key of per-session activity tokens (session-activity-token.ts), a file (a mounted Secret,
+   * shared with the reconciler only; re-read when it changes). Enables POST /activity for the
+   * activity agents in desktop pods.
+   */
+  ACTIVITY_SESSION_KEY_FILE: z.string().optional(),
   /** Serve POST /activity; defaults to true when a token is configured, and requires one. */
   ACTIVITY_HTTP: z
     .enum(['true', 'false', '1', '0', 'yes', 'no'], { message: "must be 'true' or 'false'" })
@@ -99,8 +105,13 @@ export type ReaperConfig = z.infer<typeof reaperEnvSchema>;
  * here, at start). Returns the message of the first violation.
  */
 export function configProblem(config: ReaperConfig): string | undefined {
-  if (config.ACTIVITY_HTTP === true && !config.ACTIVITY_TOKEN && !config.ACTIVITY_TOKEN_FILE) {
-    return 'ACTIVITY_HTTP: POST /activity needs a bearer token: set ACTIVITY_TOKEN or ACTIVITY_TOKEN_FILE, or set ACTIVITY_HTTP=false';
+  if (
+    config.ACTIVITY_HTTP === true &&
+    !config.ACTIVITY_TOKEN &&
+    !config.ACTIVITY_TOKEN_FILE &&
+    !config.ACTIVITY_SESSION_KEY_FILE
+  ) {
+    return 'ACTIVITY_HTTP: POST /activity needs a bearer token: set ACTIVITY_TOKEN, ACTIVITY_TOKEN_FILE or ACTIVITY_SESSION_KEY_FILE, or set ACTIVITY_HTTP=false';
   }
   return undefined;
 }

@@ -38,6 +38,8 @@ function refFor(kind: string, namespace: string, name: string): ResourceRef {
       return { group: 'networking.k8s.io', version: 'v1', plural: 'ingresses', namespace, name };
     case 'NetworkPolicy':
       return { group: 'networking.k8s.io', version: 'v1', plural: 'networkpolicies', namespace, name };
+    case 'Secret':
+      return { version: 'v1', plural: 'secrets', namespace, name };
     case 'PersistentVolumeClaim':
       return { version: 'v1', plural: 'persistentvolumeclaims', namespace, name };
     default:

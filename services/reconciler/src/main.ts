@@ -3,6 +3,7 @@ import { hostname } from 'node:os';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import {
   BUCKETS,
+  ConfigError,
   bindBucket,
   bindWorkPartitions,
   connectNats,
@@ -37,15 +38,35 @@ function ownNamespace(): string | undefined {
   }
 }
 
+/** The key of session activity tokens; read once (restart the reconciler after rotating it). */
+function readActivityKey(file: string | undefined): string | undefined {
+  if (!file) return undefined;
+  try {
+    return readFileSync(file, 'utf8').trim();
+  } catch (error) {
+    throw new ConfigError(
+      `ACTIVITY_SESSION_KEY_FILE: cannot read the activity key: ${(error as Error).message}`,
+    );
+  }
+}
+
 await runService({
   name: 'reconciler',
   defaultPort: 8082,
   configSchema: natsEnvSchema.extend(reconcilerEnvSchema.shape).extend(kubeEnvSchema.shape),
   async start({ config, log, readiness, registry, signal }) {
-    const settings = settingsFromEnv({
-      ...config,
-      CONTROL_PLANE_NAMESPACE: config.CONTROL_PLANE_NAMESPACE ?? ownNamespace(),
-    });
+    const settings = settingsFromEnv(
+      {
+        ...config,
+        CONTROL_PLANE_NAMESPACE: config.CONTROL_PLANE_NAMESPACE ?? ownNamespace(),
+      },
+      readActivityKey(config.ACTIVITY_SESSION_KEY_FILE),
+    );
+    if (settings.activityAgent)
+      log.info(
+        { image: settings.activityAgent.image, reaper: settings.activityAgent.url },
+        'desktops whose Template asks for it get the activity agent',
+      );
     if (settings.controlPlaneNamespace === undefined)
       log.warn(
         'CONTROL_PLANE_NAMESPACE is not set and this process runs outside a pod: Sessions are not refused in any namespace',

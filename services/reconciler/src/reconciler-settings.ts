@@ -1,5 +1,6 @@
 import type { V1NetworkPolicyPeer } from '@kubernetes/client-node';
 import {
+  activityKeyProblem,
   ConfigError,
   durationSchema,
   env,
@@ -8,6 +9,7 @@ import {
   watchNamespacesSchema,
 } from '@streamspace/shared';
 import { z } from 'zod';
+import type { ActivityAgentSettings } from './activity-agent.js';
 import { type DesktopAuth, INGRESS_NGINX_URL_CHARACTERS } from './desktop-access.js';
 import { DEFAULT_HOST_PATTERN, hostPatternProblem } from './host-pattern.js';
 
@@ -165,6 +167,16 @@ export const reconcilerEnvSchema = z.object({
    * `cpu=8,memory=16Gi`. Empty: no ceiling.
    */
   SESSION_MAX_LIMITS: resourceCeilingSchema('cpu=8,memory=16Gi'),
+  /**
+   * The activity agent (docs/idle-reaper.md): the image it runs from (the platform's own), the idle
+   * reaper's POST /activity as session pods reach it, and the file of the key of session tokens
+   * (a mounted Secret shared with the reaper). All three, or none: no agent.
+   */
+  ACTIVITY_AGENT_IMAGE: z.string().min(1).optional(),
+  ACTIVITY_AGENT_URL: httpUrl('http://streamspace-idle-reaper.streamspace:8083/activity').optional(),
+  ACTIVITY_SESSION_KEY_FILE: z.string().min(1).optional(),
+  /** V8 flags on the agent's node command line (space-separated). */
+  ACTIVITY_AGENT_NODE_ARGS: z.string().default('--max-semi-space-size=1 --lite-mode --no-expose-wasm'),
   WORKER_CONCURRENCY: env.positiveInt(8),
   MAX_ATTEMPTS: env.positiveInt(8),
   /**
@@ -196,6 +208,8 @@ export interface ReconcilerSettings {
   startupDeadlineMs: number;
   /** The ceiling on a Session's resources (see SESSION_MAX_REQUESTS / SESSION_MAX_LIMITS); none when absent. */
   resourceCeiling?: ResourceCeiling;
+  /** The activity agent put beside desktops whose Template asks for it; none when absent (activity-agent.ts). */
+  activityAgent?: ActivityAgentSettings;
 }
 
 export interface ResourceCeiling {
@@ -204,7 +218,23 @@ export interface ResourceCeiling {
 }
 
 /** Throws a ConfigError naming INGRESS_HOST_PATTERN when the pattern cannot give every Session its own host. */
-export function settingsFromEnv(config: z.infer<typeof reconcilerEnvSchema>): ReconcilerSettings {
+export function settingsFromEnv(
+  config: z.infer<typeof reconcilerEnvSchema>,
+  /** The content of ACTIVITY_SESSION_KEY_FILE, read by the caller. */
+  activityKey?: string,
+): ReconcilerSettings {
+  const agentVariables = [
+    ['ACTIVITY_AGENT_IMAGE', config.ACTIVITY_AGENT_IMAGE],
+    ['ACTIVITY_AGENT_URL', config.ACTIVITY_AGENT_URL],
+    ['ACTIVITY_SESSION_KEY_FILE', config.ACTIVITY_SESSION_KEY_FILE],
+  ] as const;
+  const missing = agentVariables.filter(([, value]) => !value).map(([name]) => name);
+  if (missing.length > 0 && missing.length < agentVariables.length)
+    throw new ConfigError(
+      `${missing.join(', ')}: the activity agent needs ACTIVITY_AGENT_IMAGE, ACTIVITY_AGENT_URL and ACTIVITY_SESSION_KEY_FILE together (chart: activityAgent.enabled); set them all, or none for no agent`,
+    );
+  const keyProblem = activityKey === undefined ? undefined : activityKeyProblem(activityKey);
+  if (keyProblem) throw new ConfigError(`ACTIVITY_SESSION_KEY_FILE: ${keyProblem}`);
   const problem = hostPatternProblem(config.INGRESS_HOST_PATTERN, config.WATCH_NAMESPACE?.length === 1);
   if (problem)
     throw new ConfigError(
@@ -255,5 +285,15 @@ export function settingsFromEnv(config: z.infer<typeof reconcilerEnvSchema>): Re
     homeAccessMode: config.HOME_ACCESS_MODE,
     startupDeadlineMs: parseDuration(config.STARTUP_DEADLINE),
     resourceCeiling: { requests: config.SESSION_MAX_REQUESTS, limits: config.SESSION_MAX_LIMITS },
+    ...(config.ACTIVITY_AGENT_IMAGE && config.ACTIVITY_AGENT_URL && activityKey !== undefined
+      ? {
+          activityAgent: {
+            image: config.ACTIVITY_AGENT_IMAGE,
+            url: config.ACTIVITY_AGENT_URL,
+            key: activityKey,
+            nodeArgs: config.ACTIVITY_AGENT_NODE_ARGS.split(' ').filter(Boolean),
+          },
+        }
+      : {}),
   };
 }

@@ -17,6 +17,12 @@ import {
   sessionLabelValue,
   userSlug,
 } from '@streamspace/shared';
+import {
+  type ActivityAgentSettings,
+  activityAgentParts,
+  buildActivitySecret,
+  wantsActivityAgent,
+} from './activity-agent.js';
 import type { ReconcilerSettings, ResourceCeiling } from './reconciler-settings.js';
 import { applyResourceCeiling, type CeilingResult } from './resource-ceiling.js';
 import { desktopAuthAnnotations } from './desktop-access.js';
@@ -122,6 +128,7 @@ export function renderPodTemplate(
   template: Template,
   homeClaim: string = homeClaimName(session.spec.user),
   ceiling?: ResourceCeiling,
+  activityAgent?: ActivityAgentSettings,
 ): V1PodTemplateSpec {
   const spec = template.spec;
   const ports = new Map<number, { name: string; containerPort: number; protocol: string }>();
@@ -167,11 +174,16 @@ export function renderPodTemplate(
 
   const capabilities = spec.capabilities ?? [];
   const { resources } = sessionResources(session, template, ceiling);
-  const nameAnnotation = sessionNameAnnotation(session);
+  const agent =
+    activityAgent && wantsActivityAgent(template)
+      ? activityAgentParts(session, template, activityAgent)
+      : undefined;
+  if (agent) volumes.push(agent.volume);
+  const podAnnotations = { ...sessionNameAnnotation(session), ...(agent?.annotation ?? {}) };
   return {
     metadata: {
       labels: childLabels(session),
-      ...(Object.keys(nameAnnotation).length > 0 ? { annotations: nameAnnotation } : {}),
+      ...(Object.keys(podAnnotations).length > 0 ? { annotations: podAnnotations } : {}),
     },
     spec: {
       automountServiceAccountToken: false,
@@ -195,10 +207,17 @@ export function renderPodTemplate(
             capabilities: { drop: ['ALL'], ...(capabilities.length > 0 ? { add: [...capabilities] } : {}) },
           },
         },
+        ...(agent ? [agent.container] : []),
       ],
       volumes,
     },
   };
+}
+
+/** The Secret holding the Session's activity token (see activity-agent.ts). */
+export function buildSessionActivitySecret(session: Session, activityAgent: ActivityAgentSettings) {
+  const { labels, annotations, ownerReferences } = childMetadata(session, 'activity');
+  return buildActivitySecret(session, activityAgent, { labels, annotations, ownerReferences });
 }
 
 export function buildDeployment(

@@ -16,6 +16,7 @@ import {
   type HomeClaimChoice,
 } from './child-ownership.js';
 import { type Condition, findCondition, setCondition } from './conditions.js';
+import { hasActivityAgent } from './activity-agent.js';
 import { unauthorizableUser } from './desktop-access.js';
 import type { ReconcilerSettings } from './reconciler-settings.js';
 import { requestsAboveLimits } from './resource-ceiling.js';
@@ -25,6 +26,7 @@ import {
   buildIngress,
   buildNetworkPolicy,
   buildService,
+  buildSessionActivitySecret,
   renderPodTemplate,
   sessionResources,
   sessionUrl,
@@ -430,13 +432,21 @@ export function planSession(observed: ObservedSession, settings: ReconcilerSetti
       const podTemplate =
         snapshotOf(observed.deployment) ??
         observed.deployment.spec?.template ??
-        (templateUsable ? renderPodTemplate(session, template, homeClaim, settings.resourceCeiling) : undefined);
+        (templateUsable
+          ? renderPodTemplate(session, template, homeClaim, settings.resourceCeiling, settings.activityAgent)
+          : undefined);
       if (podTemplate) apply.push(withSnapshot(buildDeployment(session, podTemplate, 0), podTemplate));
     } else if (templateUsable && !resourceRefusal) {
       // Hibernated before its desktop was ever created (e.g. hibernated while the pipeline was
       // down): the Deployment still exists, at zero replicas, as for any hibernated session. Not
       // with resources the API server would refuse: waking says why instead.
-      const podTemplate = renderPodTemplate(session, template, homeClaim, settings.resourceCeiling);
+      const podTemplate = renderPodTemplate(
+        session,
+        template,
+        homeClaim,
+        settings.resourceCeiling,
+        settings.activityAgent,
+      );
       apply.push(withSnapshot(buildDeployment(session, podTemplate, 0), podTemplate));
     }
     if (templateUsable) {
@@ -522,7 +532,7 @@ export function planSession(observed: ObservedSession, settings: ReconcilerSetti
     const wasLive = isLive(observed);
     const podTemplate =
       (wasLive ? snapshotOf(observed.deployment) : undefined) ??
-      renderPodTemplate(session, template, homeClaim, settings.resourceCeiling);
+      renderPodTemplate(session, template, homeClaim, settings.resourceCeiling, settings.activityAgent);
     apply.push(withSnapshot(buildDeployment(session, podTemplate, 1), podTemplate));
     apply.push(...exposure(session, template, settings));
     if (home?.action === 'mount' && home.create) apply.push(buildHomeClaim(session, settings));
@@ -598,6 +608,12 @@ export function planSession(observed: ObservedSession, settings: ReconcilerSetti
       name: observed.ingress.metadata.name,
       namespace: session.metadata.namespace,
     });
+
+  // A desktop whose pod template carries the activity agent (a fresh one, or the snapshot it
+  // started with) gets its token first, so the agent finds it when the pod starts.
+  const deployment = apply.find((o) => o.kind === 'Deployment') as V1Deployment | undefined;
+  if (settings.activityAgent && hasActivityAgent(deployment?.spec?.template))
+    apply.unshift(buildSessionActivitySecret(session, settings.activityAgent));
 
   if (phase !== previousPhase) {
     const event = PHASE_EVENTS[phase]?.(waking ? 'Hibernated' : previousPhase);

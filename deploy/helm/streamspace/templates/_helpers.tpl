@@ -305,6 +305,16 @@ SESSION_MAX_REQUESTS / SESSION_MAX_LIMITS.
 {{- join "," $entries }}
 {{- end }}
 
+{{/* The Secret holding the key of per-session activity tokens (the user's, or the chart's). */}}
+{{- define "streamspace.activityKeySecret" -}}
+{{- .Values.activityAgent.keySecret.existingSecret | default (printf "%s-activity-key" (include "streamspace.fullname" .)) }}
+{{- end }}
+
+{{/* Where activity agents in session pods reach the idle reaper's POST /activity. */}}
+{{- define "streamspace.activityUrl" -}}
+{{- .Values.activityAgent.url | default (printf "http://%s.%s:%v/activity" (include "streamspace.componentName" (list . "idle-reaper")) .Release.Namespace .Values.idleReaper.port) }}
+{{- end }}
+
 {{/*
 The non-secret environment of one component, as a map (the data of its ConfigMap). Names match
 each service's zod config schema. Call with (list $ "component").
@@ -358,6 +368,12 @@ each service's zod config schema. Call with (list $ "component").
 {{- $_ := set $env "MAX_ATTEMPTS" (toString $v.maxAttempts) }}
 {{- $_ := set $env "SESSION_MAX_REQUESTS" (include "streamspace.resourceCeiling" $root.Values.sessions.limits.maxRequests) }}
 {{- $_ := set $env "SESSION_MAX_LIMITS" (include "streamspace.resourceCeiling" $root.Values.sessions.limits.maxLimits) }}
+{{- if $root.Values.activityAgent.enabled }}
+{{- $_ := set $env "ACTIVITY_AGENT_IMAGE" (include "streamspace.image" $root) }}
+{{- $_ := set $env "ACTIVITY_AGENT_URL" (include "streamspace.activityUrl" $root) }}
+{{- $_ := set $env "ACTIVITY_AGENT_NODE_ARGS" $root.Values.activityAgent.nodeArgs }}
+{{- $_ := set $env "ACTIVITY_SESSION_KEY_FILE" (printf "/etc/streamspace/activity-key/%s" $root.Values.activityAgent.keySecret.key) }}
+{{- end }}
 {{- else if eq $component "idle-reaper" }}
 {{- $_ := set $env "DEFAULT_IDLE_TIMEOUT" (toString $root.Values.sessions.defaultIdleTimeout) }}
 {{- $_ := set $env "DEFAULT_MAX_SESSION_DURATION" (toString $root.Values.sessions.defaultMaxDuration) }}
@@ -366,6 +382,9 @@ each service's zod config schema. Call with (list $ "component").
 {{- $_ := set $env "MAX_SESSION_DURATION" (toString $root.Values.sessions.limits.maxDuration) }}
 {{- if $v.activityToken.existingSecret }}
 {{- $_ := set $env "ACTIVITY_TOKEN_FILE" (printf "/etc/streamspace/activity-token/%s" $v.activityToken.key) }}
+{{- end }}
+{{- if $root.Values.activityAgent.enabled }}
+{{- $_ := set $env "ACTIVITY_SESSION_KEY_FILE" (printf "/etc/streamspace/activity-key/%s" $root.Values.activityAgent.keySecret.key) }}
 {{- end }}
 {{- else if eq $component "metrics" }}
 {{- $_ := set $env "METRICS_USER_LABEL" (toString $v.userLabel) }}
@@ -422,6 +441,12 @@ against each service's code). Call with (list $ "component"); returns a YAML lis
 - apiGroups: [""]
   resources: [persistentvolumeclaims]
   verbs: [create, patch]
+{{- if (index . 0).Values.activityAgent.enabled }}
+# Each session's activity token, in a Secret the Session owns (applied, never read).
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [create, patch]
+{{- end }}
 # Events on the Session (each one created anew, never patched).
 - apiGroups: [""]
   resources: [events]

@@ -1,0 +1,105 @@
+// The activity agent's footprint (BENCHMARKS.md, "Activity agent"): the built agent
+// (services/activity-agent/dist, `pnpm run build` first) runs with the chart's V8 flags and its
+// default intervals, watching a stand-in desktop port that N real TCP clients stay connected to,
+// and reporting to a stand-in reaper that answers 202. RSS and CPU come from /proc/<pid>.
+//
+//   node bench/activity-agent.mjs [clients=1,10] [seconds=120]
+//   AGENT_NODE_ARGS='...' node bench/activity-agent.mjs   other V8 flags than the chart's
+//
+// As a pod's containers see it (a network namespace of its own, its socket tables nearly empty):
+//   unshare -rn sh -c 'ip link set lo up && node bench/activity-agent.mjs'
+//
+// Needs no cluster: what the agent costs does not depend on what the reaper does with a report.
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer as createHttpServer } from 'node:http';
+import { connect, createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parse } from 'yaml';
+
+const repo = fileURLToPath(new URL('..', import.meta.url));
+const counts = (process.argv[2] ?? '1,10').split(',').map(Number);
+const seconds = Number(process.argv[3] ?? 120);
+const values = parse(readFileSync(`${repo}/deploy/helm/streamspace/values.yaml`, 'utf8'));
+const nodeArgs = (process.env.AGENT_NODE_ARGS ?? values.activityAgent.nodeArgs).split(' ').filter(Boolean);
+const ticks = 100; // USER_HZ on Linux
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+function cpuSeconds(pid) {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / ticks; // utime + stime
+}
+
+function memory(pid) {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (name) => Number(new RegExp(`${name}:\\s+(\\d+) kB`).exec(status)?.[1]) * 1024;
+  return { rss: kb('VmRSS'), anon: kb('RssAnon'), file: kb('RssFile') };
+}
+
+const mib = (bytes) => (bytes / 1024 / 1024).toFixed(1);
+
+async function run(clients) {
+  const work = mkdtempSync(join(tmpdir(), 'agent-bench-'));
+  writeFileSync(join(work, 'token'), 'v1.bench');
+  let reports = 0;
+  const reaper = createHttpServer((req, res) => {
+    req.resume();
+    req.on('end', () => {
+      reports++;
+      res.writeHead(202, { 'content-type': 'application/json' }).end('{"result":"accepted"}');
+    });
+  });
+  await new Promise((r) => reaper.listen(0, '127.0.0.1', r));
+  const desktop = createServer((socket) => socket.on('error', () => undefined));
+  await new Promise((r) => desktop.listen(0, '127.0.0.1', r));
+  const sockets = [];
+  for (let i = 0; i < clients; i++) {
+    const socket = connect(desktop.address().port, '127.0.0.1');
+    socket.on('error', () => undefined);
+    sockets.push(socket);
+  }
+  const agent = spawn(process.execPath, [...nodeArgs, `${repo}/services/activity-agent/dist/main.js`], {
+    env: {
+      STREAMSPACE_NAMESPACE: 'bench',
+      STREAMSPACE_SESSION: 'bench',
+      DESKTOP_PORT: String(desktop.address().port),
+      ACTIVITY_URL: `http://127.0.0.1:${reaper.address().port}/activity`,
+      ACTIVITY_TOKEN_FILE: join(work, 'token'),
+    },
+    stdio: 'ignore',
+  });
+  // Past start-up (module loading, the first reports), then the steady state.
+  await sleep(10_000);
+  const cpu0 = cpuSeconds(agent.pid);
+  const reports0 = reports;
+  let peak = memory(agent.pid);
+  const samples = [];
+  const end = Date.now() + seconds * 1000;
+  while (Date.now() < end) {
+    const m = memory(agent.pid);
+    samples.push(m.rss);
+    if (m.rss > peak.rss) peak = m;
+    await sleep(1_000);
+  }
+  const cpu = cpuSeconds(agent.pid) - cpu0;
+  const last = memory(agent.pid);
+  agent.kill('SIGTERM');
+  for (const s of sockets) s.destroy();
+  desktop.close();
+  reaper.close();
+  const sockets4 = readFileSync('/proc/net/tcp', 'utf8').split('\n').length - 2;
+  return {
+    clients,
+    seconds,
+    rssMiB: `${mib(Math.min(...samples))}–${mib(peak.rss)}`,
+    anonMiB: mib(last.anon),
+    fileMiB: mib(last.file),
+    cpuMillicores: ((cpu / seconds) * 1000).toFixed(2),
+    reports: reports - reports0,
+    socketsInTable: sockets4,
+  };
+}
+
+for (const clients of counts) console.log(JSON.stringify({ nodeArgs: nodeArgs.join(' '), ...(await run(clients)) }));
