@@ -1,6 +1,7 @@
 import { StorageType } from '@nats-io/jetstream';
 import { type KV, Kvm } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/nats-core';
+import { explainReplicasError } from './jetstream-replicas.js';
 import { DEFAULT_MAX_OBJECT_BYTES } from './object-trim.js';
 import { BUCKETS, subjectToken } from './subjects.js';
 
@@ -93,13 +94,18 @@ export function stateKindFilter(kind: StateKind): string {
  * Creates the bucket or brings its bounds up to date. Only the watcher calls this (its NATS user
  * is the only one allowed to); the others bind to it (bindBucket).
  */
-export async function openStateBucket(nc: NatsConnection, maxObjectBytes?: number): Promise<KV> {
-  return new Kvm(nc).create(BUCKETS.state, {
-    history: 1,
-    storage: StorageType.File,
-    max_bytes: DEFAULT_STATE_LIMITS.maxBytes,
-    maxValueSize: stateMaxValueSize(maxObjectBytes),
-  });
+export async function openStateBucket(nc: NatsConnection, maxObjectBytes?: number, replicas = 1): Promise<KV> {
+  return new Kvm(nc)
+    .create(BUCKETS.state, {
+      history: 1,
+      storage: StorageType.File,
+      replicas,
+      max_bytes: DEFAULT_STATE_LIMITS.maxBytes,
+      maxValueSize: stateMaxValueSize(maxObjectBytes),
+    })
+    .catch((error: unknown) => {
+      throw explainReplicasError(error, `the KV bucket ${BUCKETS.state}`, replicas);
+    });
 }
 
 /** A Kubernetes object as stored: metadata with the fields every reader relies on. */
