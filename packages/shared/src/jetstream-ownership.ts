@@ -82,7 +82,8 @@ export async function declareTopology(nc: NatsConnection, options: DeclareOption
     });
   await openStateBucket(nc, options.maxObjectBytes, replicas);
   // Kvm.create leaves an existing bucket as it is: buckets made before (or with another count) are moved here.
-  for (const bucket of [BUCKETS.activity, BUCKETS.state]) await ensureStreamReplicas(jsm, `KV_${bucket}`, replicas);
+  for (const bucket of [BUCKETS.activity, BUCKETS.state])
+    await ensureStreamReplicas(jsm, `KV_${bucket}`, replicas);
 }
 
 /** What a service binds to is not there yet (the watcher has not declared it). */
@@ -110,8 +111,11 @@ export async function bindConsumer(nc: NatsConnection, stream: string, consumer:
   return jetstream(nc).consumers.get(stream, consumer);
 }
 
-/** Opens an existing KV bucket; never creates or reconfigures it. Returns its TTL too. */
-export async function bindBucket(nc: NatsConnection, bucket: string): Promise<{ kv: KV; ttlMs: number }> {
+/** Opens an existing KV bucket; never creates or reconfigures it. Returns its TTL and replica count too. */
+export async function bindBucket(
+  nc: NatsConnection,
+  bucket: string,
+): Promise<{ kv: KV; ttlMs: number; replicas: number }> {
   const jsm = await jetstreamManager(nc);
   let info: Awaited<ReturnType<typeof jsm.streams.info>>;
   try {
@@ -120,7 +124,11 @@ export async function bindBucket(nc: NatsConnection, bucket: string): Promise<{ 
     throw missing(`the KV bucket ${bucket}`, error);
   }
   const kv = await new Kvm(nc).open(bucket, { allow_direct: info.config.allow_direct ?? false });
-  return { kv, ttlMs: Math.round((info.config.max_age ?? 0) / 1_000_000) };
+  return {
+    kv,
+    ttlMs: Math.round((info.config.max_age ?? 0) / 1_000_000),
+    replicas: info.config.num_replicas || 1,
+  };
 }
 
 /** The work partitions as the watcher declared them: how many, their consumers, how long a pin outlives its holder. */
