@@ -439,6 +439,42 @@ describe('the control plane on a three-server NATS cluster', () => {
     await settle('after the server returned');
   }, 240_000);
 
+  it('keeps a watcher whose replica count NATS refuses not ready, saying which setting to change', async () => {
+    // More copies than the cluster has servers.
+    const tooMany = new ServiceProcess('watcher', {
+      ...cluster.as('watcher'),
+      WATCH_NAMESPACE: namespace,
+      NATS_REPLICAS: '5',
+    });
+    // Three copies on the single server of the shared test NATS (global-setup's).
+    const notClustered = new ServiceProcess('watcher', {
+      NATS_URL: process.env.NATS_URL as string,
+      WATCH_NAMESPACE: namespace,
+      NATS_REPLICAS: '3',
+    });
+    const refused = [tooMany, notClustered];
+    try {
+      for (const [watcher, says] of [
+        [tooMany, /cannot place 5 copies.*NATS_REPLICAS/],
+        [notClustered, /not part of a cluster.*NATS_REPLICAS=1/],
+      ] as const) {
+        await eventually(async () => {
+          const { status, body } = await watcher.get('/readyz');
+          expect(status).toBe(503);
+          expect(JSON.parse(body).checks.jetstream.reason).toMatch(says);
+          const errors = (await Scrape.of(watcher)).value('streamspace_watcher_topology_errors_total', {
+            reason: 'replicas_refused',
+          });
+          expect(errors).toBeGreaterThan(0);
+        }, 30_000);
+      }
+      // Nothing was changed: the streams keep their three copies.
+      expect((await jsm.streams.info(STREAMS.work)).config.num_replicas).toBe(3);
+    } finally {
+      await Promise.all(refused.map((p) => p.kill()));
+    }
+  });
+
   it('never created a child twice, never applied a stale status, dead-lettered and dropped nothing', async () => {
     const recreated = [...deploymentUids]
       .filter(([, uids]) => uids.size > 1)
