@@ -17,6 +17,7 @@ import {
 } from './harness.js';
 import { Scrape } from './metrics-scrape.js';
 import { type NatsCluster, type NatsClusterServer, startNatsCluster } from './nats-cluster.js';
+import { startRestartableNats } from './private-nats.js';
 import { createFirefoxTemplate } from './session-steps.js';
 import { type DesiredState, type SessionObject, sessionViolations } from './session-convergence.js';
 
@@ -446,9 +447,10 @@ describe('the control plane on a three-server NATS cluster', () => {
       WATCH_NAMESPACE: namespace,
       NATS_REPLICAS: '5',
     });
-    // Three copies on the single server of the shared test NATS (global-setup's).
+    // Three copies on a single server.
+    const single = await startRestartableNats();
     const notClustered = new ServiceProcess('watcher', {
-      NATS_URL: process.env.NATS_URL as string,
+      NATS_URL: single.url,
       WATCH_NAMESPACE: namespace,
       NATS_REPLICAS: '3',
     });
@@ -472,6 +474,7 @@ describe('the control plane on a three-server NATS cluster', () => {
       expect((await jsm.streams.info(STREAMS.work)).config.num_replicas).toBe(3);
     } finally {
       await Promise.all(refused.map((p) => p.kill()));
+      await single.dispose();
     }
   });
 
