@@ -365,7 +365,7 @@ beforeAll(async () => {
   await Promise.all(initial);
   stopActivity = reportActivity();
   await settle('100 sessions created');
-}, 240_000);
+}, 360_000);
 
 afterAll(async () => {
   stopActivity();
@@ -395,7 +395,7 @@ describe('the control plane on a three-server NATS cluster', () => {
     await sleep(3_000);
     await settle('leader SIGKILL');
     expect(await leaderOf(STREAMS.work)).toBeDefined();
-  }, 180_000);
+  }, 300_000);
 
   it('loses and doubles nothing across a rolling restart of all three servers', async () => {
     clock.phase = 'rolling restart';
@@ -408,7 +408,7 @@ describe('the control plane on a three-server NATS cluster', () => {
       await cluster.waitCurrent(jsm);
     }
     await settle('rolling restart');
-  }, 240_000);
+  }, 300_000);
 
   it('keeps serving with one server down for a minute, and catches it up when it returns', async () => {
     clock.phase = 'one server down';
@@ -439,7 +439,7 @@ describe('the control plane on a three-server NATS cluster', () => {
     await cluster.waitCurrent(jsm);
     await sleep(3_000);
     await settle('after the server returned');
-  }, 240_000);
+  }, 480_000);
 
   it('keeps a watcher whose replica count NATS refuses not ready, saying which setting to change', async () => {
     // More copies than the cluster has servers.
