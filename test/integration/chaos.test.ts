@@ -1,11 +1,12 @@
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import * as k8s from '@kubernetes/client-node';
-import { API_GROUP, API_VERSION, LABELS, STREAMS, sessionChildName } from '@streamspace/shared';
+import { API_GROUP, API_VERSION, STREAMS } from '@streamspace/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventually, repo, ServiceProcess } from './harness.js';
 import { type PrivateCluster, startPrivateCluster } from './private-cluster.js';
 import { type RestartableNats, startRestartableNats } from './private-nats.js';
+import { type DesiredState as State, type SessionObject as Obj, sessionViolations } from './session-convergence.js';
 
 /**
  * Chaos (issue 7): a seeded driver creates N Sessions and hibernates, wakes and terminates them at
@@ -19,13 +20,6 @@ import { type RestartableNats, startRestartableNats } from './private-nats.js';
  * CHAOS_SEED replays a run's choices (which session, which transition, which worker dies); the
  * fault schedule itself is fixed. CHAOS_SESSIONS (100) and CHAOS_NATS_OUTAGE_MS (20 000) tune it.
  */
-
-type State = 'running' | 'hibernated' | 'terminated';
-type Obj = {
-  metadata: { name: string; generation?: number; labels?: Record<string, string> };
-  spec: { state: State };
-  status?: { phase?: string; observedGeneration?: number };
-};
 
 const SEED = Number(process.env.CHAOS_SEED ?? Math.floor(Math.random() * 2 ** 31));
 const N = Number(process.env.CHAOS_SESSIONS ?? 100);
@@ -361,7 +355,7 @@ describe('chaos', () => {
       let violations: string[] = [];
       let converged = false;
       while (Date.now() - faultsEnd < CONVERGENCE_BOUND_MS) {
-        violations = await check(desired);
+        violations = await sessionViolations(api, namespace, desired);
         if (violations.length === 0) {
           // A workqueue stream keeps an item until a worker acknowledges it: empty means nothing pending on any partition.
           const info = await jsm.streams.info(STREAMS.work).catch((e: Error) => e);
@@ -406,60 +400,3 @@ describe('chaos', () => {
     }
   }, 175_000);
 });
-
-async function check(desired: Map<string, State>): Promise<string[]> {
-  const v: string[] = [];
-  const [sessions, deployments, services, ingresses] = await Promise.all([
-    api.custom.listNamespacedCustomObject({ group: API_GROUP, version: API_VERSION, namespace, plural }),
-    api.apps.listNamespacedDeployment({ namespace, labelSelector: `${LABELS.managedBy}=streamspace` }),
-    api.core.listNamespacedService({ namespace, labelSelector: `${LABELS.managedBy}=streamspace` }),
-    api.net.listNamespacedIngress({ namespace, labelSelector: `${LABELS.managedBy}=streamspace` }),
-  ]).catch((e: Error) => {
-    v.push(`list: ${e.message}`);
-    return [];
-  });
-  if (!sessions) return v;
-  const byName = new Map((sessions as { items: Obj[] }).items.map((s) => [s.metadata.name, s]));
-  const group = (items: { metadata?: { name?: string; labels?: Record<string, string> } }[]) => {
-    const m = new Map<string, string[]>();
-    for (const o of items) {
-      const key = o.metadata?.labels?.[LABELS.session] ?? '?';
-      m.set(key, [...(m.get(key) ?? []), o.metadata?.name ?? '?']);
-    }
-    return m;
-  };
-  const deps = group(deployments?.items ?? []);
-  const depByName = new Map((deployments?.items ?? []).map((d) => [d.metadata?.name, d]));
-  const kinds = {
-    Deployment: deps,
-    Service: group(services?.items ?? []),
-    Ingress: group(ingresses?.items ?? []),
-  };
-  for (const name of byName.keys()) if (!desired.has(name)) v.push(`${name}: unexpected Session`);
-  for (const [name, state] of desired) {
-    const s = byName.get(name);
-    if (!s) {
-      v.push(`${name}: Session lost`);
-      continue;
-    }
-    if (s.spec.state !== state) v.push(`${name}: spec.state ${s.spec.state}, driver wrote ${state}`);
-    const phase = { running: 'Running', hibernated: 'Hibernated', terminated: 'Terminated' }[state];
-    if (s.status?.phase !== phase) v.push(`${name}: phase ${s.status?.phase}, want ${phase}`);
-    if (s.status?.observedGeneration !== s.metadata.generation)
-      v.push(`${name}: observedGeneration ${s.status?.observedGeneration} of ${s.metadata.generation}`);
-    for (const [kind, m] of Object.entries(kinds)) {
-      const children = m.get(name) ?? [];
-      const want = state === 'terminated' ? [] : [sessionChildName(name)];
-      if (children.join() !== want.join()) v.push(`${name} (${state}): ${kind} ${JSON.stringify(children)}`);
-    }
-    if (state !== 'terminated') {
-      const replicas = depByName.get(sessionChildName(name))?.spec?.replicas;
-      const want = state === 'running' ? 1 : 0;
-      if (replicas !== undefined && replicas !== want)
-        v.push(`${name}: Deployment replicas ${replicas}, want ${want}`);
-    }
-  }
-  for (const m of Object.values(kinds))
-    for (const key of m.keys()) if (!desired.has(key)) v.push(`children of unknown session ${key}`);
-  return v;
-}

@@ -35,41 +35,57 @@ export interface RestartableNats {
   as(identity: string): { NATS_URL: string; NATS_USER?: string; NATS_PASSWORD?: string };
 }
 
+/**
+ * The users a test's own nats-server knows: one per service with the permissions of
+ * nats-permissions.ts, and `admin` (everything) for the test itself. `seed` makes the passwords
+ * differ between servers.
+ */
+export function testNatsAuthorization(seed: string): {
+  users: Map<string, { user: string; password: string }>;
+  authorization: string;
+} {
+  const list = natsUsers({
+    passwords: Object.fromEntries(
+      ['watcher', 'reconciler', 'idle-reaper', 'metrics', 'activity-reporter'].map((id) => [id, `pw-${id}-${seed}`]),
+    ),
+  });
+  const users = new Map(list.map((u) => [u.identity, { user: u.user, password: u.password }]));
+  users.set('admin', { user: 'admin', password: `pw-admin-${seed}` });
+  const authorization = renderNatsAuthorization([
+    ...list,
+    {
+      identity: 'admin',
+      user: 'admin',
+      password: `pw-admin-${seed}`,
+      permissions: { publish: ['>'], subscribe: ['>'], allowResponses: false },
+    },
+  ]);
+  return { users, authorization };
+}
+
+/** The nats-server binary scripts/toolchain built. */
+export function natsServerBinary(): string {
+  return `${execFileSync(`${repo}/scripts/toolchain`, ['path', 'nats-server'], { encoding: 'utf8' }).trim()}/nats-server`;
+}
+
 export async function startRestartableNats(
   options: { authenticated?: boolean } = {},
 ): Promise<RestartableNats> {
   const port = await freePort();
   const storeDir = mkdtempSync(join(tmpdir(), 'streamspace-nats-'));
-  const bin = `${execFileSync(`${repo}/scripts/toolchain`, ['path', 'nats-server'], { encoding: 'utf8' }).trim()}/nats-server`;
+  const bin = natsServerBinary();
   const url = `nats://127.0.0.1:${port}`;
   let server: ChildProcess | undefined;
   let exited: Promise<void> = Promise.resolve();
   const users = new Map<string, { user: string; password: string }>();
   let args = ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', storeDir];
   if (options.authenticated) {
-    const list = natsUsers({
-      passwords: Object.fromEntries(
-        ['watcher', 'reconciler', 'idle-reaper', 'metrics', 'activity-reporter'].map((id) => [
-          id,
-          `pw-${id}-${port}`,
-        ]),
-      ),
-    });
-    for (const u of list) users.set(u.identity, { user: u.user, password: u.password });
-    users.set('admin', { user: 'admin', password: `pw-admin-${port}` });
-    const authorization = renderNatsAuthorization([
-      ...list,
-      {
-        identity: 'admin',
-        user: 'admin',
-        password: `pw-admin-${port}`,
-        permissions: { publish: ['>'], subscribe: ['>'], allowResponses: false },
-      },
-    ]);
+    const auth = testNatsAuthorization(String(port));
+    for (const [identity, user] of auth.users) users.set(identity, user);
     const configFile = join(storeDir, '..', `${storeDir.split('/').pop()}.conf`);
     writeFileSync(
       configFile,
-      `listen: "127.0.0.1:${port}"\njetstream { store_dir: ${JSON.stringify(storeDir)} }\n${authorization}`,
+      `listen: "127.0.0.1:${port}"\njetstream { store_dir: ${JSON.stringify(storeDir)} }\n${auth.authorization}`,
     );
     args = ['-c', configFile];
   }

@@ -24,6 +24,30 @@ export async function createSession(
   });
 }
 
+/** The Template most tests run their Sessions from: a browser (a websocket VNC endpoint on 3000). */
+export async function createFirefoxTemplate(namespace: string): Promise<void> {
+  await kube().custom.createNamespacedCustomObject({
+    group: API_GROUP,
+    version: API_VERSION,
+    namespace,
+    plural: 'templates',
+    body: {
+      apiVersion: `${API_GROUP}/${API_VERSION}`,
+      kind: 'Template',
+      metadata: { name: 'firefox', namespace },
+      spec: {
+        displayName: 'Firefox',
+        description: 'A browser',
+        category: 'browsers',
+        baseImage: 'lscr.io/linuxserver/firefox:latest',
+        defaultResources: { requests: { cpu: '10m', memory: '64Mi' } },
+        ports: [{ name: 'http', containerPort: 3000, protocol: 'TCP' }],
+        vnc: { enabled: true, port: 3000, protocol: 'websocket' },
+      },
+    },
+  });
+}
+
 /** Sets spec.state (running, hibernated, terminated), as a user or the idle reaper does. */
 export async function setSessionState(namespace: string, name: string, state: string): Promise<void> {
   const r = await kubectl([

@@ -7,6 +7,7 @@ export * from './nats-connection.js';
 export * from './readiness.js';
 export * from './service-runtime.js';
 export * from './subjects.js';
+export * from './jetstream-replicas.js';
 export * from './jetstream-topology.js';
 export * from './labels.js';
 export * from './object-trim.js';

@@ -9,7 +9,14 @@ import {
 } from '@nats-io/jetstream';
 import { type KV, Kvm } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/nats-core';
-import { BUCKET_LIMITS, ensureStreams, ensureWorkConsumers, type TopologyOptions } from './jetstream-topology.js';
+import { explainReplicasError } from './jetstream-replicas.js';
+import {
+  BUCKET_LIMITS,
+  ensureStreamReplicas,
+  ensureStreams,
+  ensureWorkConsumers,
+  type TopologyOptions,
+} from './jetstream-topology.js';
 import { openStateBucket } from './shared-state.js';
 import { BUCKETS, CONSUMERS, STREAMS } from './subjects.js';
 import { recordedPartitions, WORK_PARTITIONS_METADATA, workConsumerName } from './work-partitions.js';
@@ -29,7 +36,8 @@ export interface DeclareOptions extends TopologyOptions {
 }
 
 /** The shared durable pull consumer of the commands stream (every reaper replica's executor). */
-export async function ensureCommandConsumer(jsm: JetStreamManager): Promise<void> {
+export async function ensureCommandConsumer(jsm: JetStreamManager, replicas = 1): Promise<void> {
+  const what = `the consumer ${CONSUMERS.commandExecutor}`;
   const config = {
     durable_name: CONSUMERS.commandExecutor,
     ack_policy: AckPolicy.Explicit,
@@ -37,15 +45,20 @@ export async function ensureCommandConsumer(jsm: JetStreamManager): Promise<void
     ack_wait: 30 * SECOND_NS,
     max_deliver: -1,
     max_ack_pending: 1_000,
+    num_replicas: replicas,
   };
   try {
-    await jsm.consumers.info(STREAMS.commands, CONSUMERS.commandExecutor);
-  } catch {
+    const info = await jsm.consumers.info(STREAMS.commands, CONSUMERS.commandExecutor);
+    if ((info.config.num_replicas || 0) !== replicas)
+      await jsm.consumers.update(STREAMS.commands, CONSUMERS.commandExecutor, { num_replicas: replicas });
+  } catch (error) {
+    if (!/not found/i.test((error as Error).message)) throw explainReplicasError(error, what, replicas);
     try {
       await jsm.consumers.add(STREAMS.commands, config);
-    } catch (error) {
+    } catch (addError) {
       // Another watcher created it in between.
-      if (!/already (in use|exists)/i.test((error as Error).message)) throw error;
+      if (!/already (in use|exists)/i.test((addError as Error).message))
+        throw explainReplicasError(addError, what, replicas);
     }
   }
 }
@@ -54,14 +67,23 @@ export async function ensureCommandConsumer(jsm: JetStreamManager): Promise<void
 export async function declareTopology(nc: NatsConnection, options: DeclareOptions): Promise<void> {
   const jsm = await ensureStreams(nc, { ...options, updateExisting: true });
   await ensureWorkConsumers(jsm, options);
-  await ensureCommandConsumer(jsm);
-  await new Kvm(nc).create(BUCKETS.activity, {
-    ttl: options.activityTtlMs,
-    history: 1,
-    storage: StorageType.File,
-    ...BUCKET_LIMITS[BUCKETS.activity],
-  });
-  await openStateBucket(nc, options.maxObjectBytes);
+  const replicas = options.replicas ?? 1;
+  await ensureCommandConsumer(jsm, replicas);
+  await new Kvm(nc)
+    .create(BUCKETS.activity, {
+      ttl: options.activityTtlMs,
+      history: 1,
+      storage: StorageType.File,
+      replicas,
+      ...BUCKET_LIMITS[BUCKETS.activity],
+    })
+    .catch((error: unknown) => {
+      throw explainReplicasError(error, `the KV bucket ${BUCKETS.activity}`, replicas);
+    });
+  await openStateBucket(nc, options.maxObjectBytes, replicas);
+  // Kvm.create leaves an existing bucket as it is: buckets made before (or with another count) are moved here.
+  for (const bucket of [BUCKETS.activity, BUCKETS.state])
+    await ensureStreamReplicas(jsm, `KV_${bucket}`, replicas);
 }
 
 /** What a service binds to is not there yet (the watcher has not declared it). */
@@ -89,8 +111,11 @@ export async function bindConsumer(nc: NatsConnection, stream: string, consumer:
   return jetstream(nc).consumers.get(stream, consumer);
 }
 
-/** Opens an existing KV bucket; never creates or reconfigures it. Returns its TTL too. */
-export async function bindBucket(nc: NatsConnection, bucket: string): Promise<{ kv: KV; ttlMs: number }> {
+/** Opens an existing KV bucket; never creates or reconfigures it. Returns its TTL and replica count too. */
+export async function bindBucket(
+  nc: NatsConnection,
+  bucket: string,
+): Promise<{ kv: KV; ttlMs: number; replicas: number }> {
   const jsm = await jetstreamManager(nc);
   let info: Awaited<ReturnType<typeof jsm.streams.info>>;
   try {
@@ -99,7 +124,11 @@ export async function bindBucket(nc: NatsConnection, bucket: string): Promise<{ 
     throw missing(`the KV bucket ${bucket}`, error);
   }
   const kv = await new Kvm(nc).open(bucket, { allow_direct: info.config.allow_direct ?? false });
-  return { kv, ttlMs: Math.round((info.config.max_age ?? 0) / 1_000_000) };
+  return {
+    kv,
+    ttlMs: Math.round((info.config.max_age ?? 0) / 1_000_000),
+    replicas: info.config.num_replicas || 1,
+  };
 }
 
 /** The work partitions as the watcher declared them: how many, their consumers, how long a pin outlives its holder. */

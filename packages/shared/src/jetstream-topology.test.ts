@@ -28,3 +28,10 @@ describe('streamConfigs', () => {
     expect(streamConfigs()[0]?.max_msg_size).toBe(DEFAULT_MAX_OBJECT_BYTES + EVENT_ENVELOPE_BYTES);
   });
 });
+
+describe('replicas', () => {
+  it('gives every stream the replica count asked for, one by default', () => {
+    for (const config of streamConfigs()) expect(config.num_replicas, config.name).toBe(1);
+    for (const config of streamConfigs({ replicas: 3 })) expect(config.num_replicas, config.name).toBe(3);
+  });
+});

@@ -9,6 +9,7 @@ import {
   type StreamConfig,
 } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/nats-core';
+import { explainReplicasError } from './jetstream-replicas.js';
 import { DEFAULT_MAX_OBJECT_BYTES } from './object-trim.js';
 import { BUCKETS, STREAMS, subjects } from './subjects.js';
 import {
@@ -65,6 +66,11 @@ export interface TopologyOptions {
   workPartitions?: number;
   /** How long a partition stays pinned to a worker that stopped pulling (PIN_TIMEOUT). */
   pinTimeoutMs?: number;
+  /**
+   * Copies JetStream keeps of every stream, consumer and bucket (chooseReplicas in
+   * jetstream-replicas.ts; NATS_REPLICAS). Existing ones are brought to it with updateExisting.
+   */
+  replicas?: number;
   /** The watcher's bound on one published object (MAX_OBJECT_BYTES); the events' max_msg_size follows from it. */
   maxObjectBytes?: number;
   eventsMaxBytes?: number;
@@ -88,12 +94,14 @@ export function eventsMaxMsgSize(maxObjectBytes: number = DEFAULT_MAX_OBJECT_BYT
  * the next deploy; the other services only bind to them (their NATS users may not create).
  */
 export function streamConfigs(options: TopologyOptions = {}): (Partial<StreamConfig> & { name: string })[] {
+  const num_replicas = options.replicas ?? 1;
   return [
     {
       name: STREAMS.events,
       subjects: [subjects.eventsAll],
       retention: RetentionPolicy.Limits,
       storage: StorageType.File,
+      num_replicas,
       max_age: (options.eventsMaxAgeSeconds ?? 24 * 3600) * SECOND_NS,
       max_bytes: options.eventsMaxBytes ?? DEFAULT_STREAM_LIMITS.eventsMaxBytes,
       max_msg_size: eventsMaxMsgSize(options.maxObjectBytes),
@@ -106,6 +114,7 @@ export function streamConfigs(options: TopologyOptions = {}): (Partial<StreamCon
       subjects: [subjects.workAll],
       retention: RetentionPolicy.Workqueue,
       storage: StorageType.File,
+      num_replicas,
       // One pending item per key: a burst of triggers for one Session collapses into one item,
       // because the newest replaces the older ones (the item carries no state, only a key).
       max_msgs_per_subject: 1,
@@ -121,6 +130,7 @@ export function streamConfigs(options: TopologyOptions = {}): (Partial<StreamCon
       subjects: [subjects.deadLetterAll],
       retention: RetentionPolicy.Limits,
       storage: StorageType.File,
+      num_replicas,
       max_age: (options.deadLetterMaxAgeSeconds ?? 7 * 24 * 3600) * SECOND_NS,
       max_bytes: options.deadLetterMaxBytes ?? DEFAULT_STREAM_LIMITS.deadLetterMaxBytes,
       max_msg_size: DEFAULT_STREAM_LIMITS.deadLetterMaxMsgSize,
@@ -131,6 +141,7 @@ export function streamConfigs(options: TopologyOptions = {}): (Partial<StreamCon
       subjects: [subjects.commandsAll],
       retention: RetentionPolicy.Workqueue,
       storage: StorageType.File,
+      num_replicas,
       duplicate_window: 120 * SECOND_NS,
       // One pending command per Session (and issuer: the subject names both). A newer command
       // replaces the pending one rather than being refused: a command is only a trigger, the
@@ -153,19 +164,26 @@ async function upsertStream(
   config: Partial<StreamConfig> & { name: string },
   updateExisting: boolean,
 ): Promise<void> {
+  const what = `the stream ${config.name}`;
+  const replicas = config.num_replicas ?? 1;
   try {
     await jsm.streams.info(config.name);
     if (!updateExisting) return;
-  } catch {
+  } catch (error) {
+    if (!/not found/i.test((error as Error).message)) throw explainReplicasError(error, what, replicas);
     try {
       await jsm.streams.add(config);
       return;
-    } catch (error) {
+    } catch (addError) {
       // Another replica created it between our look and our add.
-      if (!/already in use|already exists/i.test((error as Error).message)) throw error;
+      if (!/already in use|already exists/i.test((addError as Error).message))
+        throw explainReplicasError(addError, what, replicas);
     }
   }
-  await jsm.streams.update(config.name, config);
+  // An update carries num_replicas too: on a cluster NATS moves an existing stream to the count.
+  await jsm.streams.update(config.name, config).catch((error: unknown) => {
+    throw explainReplicasError(error, what, replicas);
+  });
 }
 
 export async function ensureStreams(
@@ -177,6 +195,22 @@ export async function ensureStreams(
     await upsertStream(jsm, config, options.updateExisting ?? false);
   if (options.updateExisting) await boundExistingBuckets(jsm, options.onBucketLimitError);
   return jsm;
+}
+
+/**
+ * Gives a stream that exists (a KV bucket's, which Kvm.create leaves as it finds it) the replica
+ * count. Failing to is not optional like a bucket's size limits: a bucket left with one copy
+ * loses its data with its server, so the error stops the declaration (and readiness) until fixed.
+ */
+export async function ensureStreamReplicas(jsm: JetStreamManager, stream: string, replicas: number): Promise<void> {
+  const what = `the stream ${stream}`;
+  const info = await jsm.streams.info(stream).catch((error: unknown) => {
+    throw explainReplicasError(error, what, replicas);
+  });
+  if ((info.config.num_replicas || 1) === replicas) return;
+  await jsm.streams.update(stream, { ...info.config, num_replicas: replicas }).catch((error: unknown) => {
+    throw explainReplicasError(error, what, replicas);
+  });
 }
 
 /** The size limits of each bucket, as KV options (at creation) and as stream settings (for updates). */
@@ -242,6 +276,8 @@ export async function ensureWorkConsumers(jsm: JetStreamManager, options: Topolo
       priority_policy: 'pinned_client' as const,
       priority_groups: [WORK_PRIORITY_GROUP],
       priority_timeout: priorityTimeout,
+      // Each consumer holds its partition's delivery state: as many copies as the stream.
+      num_replicas: options.replicas ?? 1,
     };
     try {
       await jsm.consumers.info(STREAMS.work, name);
@@ -250,12 +286,15 @@ export async function ensureWorkConsumers(jsm: JetStreamManager, options: Topolo
         ack_wait: config.ack_wait,
         max_ack_pending: config.max_ack_pending,
         priority_timeout: priorityTimeout,
+        num_replicas: config.num_replicas,
       });
     } catch (error) {
-      if (!/not found/i.test((error as Error).message)) throw error;
+      if (!/not found/i.test((error as Error).message))
+        throw explainReplicasError(error, `the consumer ${name}`, config.num_replicas);
       await jsm.consumers.add(STREAMS.work, config).catch((addError: Error) => {
         // Another watcher created it in between.
-        if (!/already (in use|exists)/i.test(addError.message)) throw addError;
+        if (!/already (in use|exists)/i.test(addError.message))
+          throw explainReplicasError(addError, `the consumer ${name}`, config.num_replicas);
       });
     }
   }

@@ -49,7 +49,11 @@ const pullFrom = (stream: string, consumer: string) => [
 const readThroughOwnConsumers = (stream: string, kind: 'pull' | 'push') => [
   `${API}.CONSUMER.CREATE.${stream}`,
   `${API}.CONSUMER.CREATE.${stream}.>`,
-  ...(kind === 'pull' ? [`${API}.CONSUMER.MSG.NEXT.${stream}.>`] : [`$JS.FC.${stream}.>`]),
+  // A pull consumer that stops hearing from the server (its server went away) asks whether it
+  // still exists before pulling again; without this it never recovers on a NATS cluster.
+  ...(kind === 'pull'
+    ? [`${API}.CONSUMER.MSG.NEXT.${stream}.>`, `${API}.CONSUMER.INFO.${stream}.>`]
+    : [`$JS.FC.${stream}.>`]),
 ];
 /** Read and write the entries of a KV bucket (never its configuration). */
 const useBucket = (bucket: string) => [

@@ -1,6 +1,7 @@
-import { StorageType } from '@nats-io/jetstream';
+import { type JetStreamManager, StorageType } from '@nats-io/jetstream';
 import { type KV, Kvm } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/nats-core';
+import { explainReplicasError } from './jetstream-replicas.js';
 import { DEFAULT_MAX_OBJECT_BYTES } from './object-trim.js';
 import { BUCKETS, subjectToken } from './subjects.js';
 
@@ -93,13 +94,22 @@ export function stateKindFilter(kind: StateKind, namespace?: string): string {
  * Creates the bucket or brings its bounds up to date. Only the watcher calls this (its NATS user
  * is the only one allowed to); the others bind to it (bindBucket).
  */
-export async function openStateBucket(nc: NatsConnection, maxObjectBytes?: number): Promise<KV> {
-  return new Kvm(nc).create(BUCKETS.state, {
-    history: 1,
-    storage: StorageType.File,
-    max_bytes: DEFAULT_STATE_LIMITS.maxBytes,
-    maxValueSize: stateMaxValueSize(maxObjectBytes),
-  });
+export async function openStateBucket(
+  nc: NatsConnection,
+  maxObjectBytes?: number,
+  replicas = 1,
+): Promise<KV> {
+  return new Kvm(nc)
+    .create(BUCKETS.state, {
+      history: 1,
+      storage: StorageType.File,
+      replicas,
+      max_bytes: DEFAULT_STATE_LIMITS.maxBytes,
+      maxValueSize: stateMaxValueSize(maxObjectBytes),
+    })
+    .catch((error: unknown) => {
+      throw explainReplicasError(error, `the KV bucket ${BUCKETS.state}`, replicas);
+    });
 }
 
 /** A Kubernetes object as stored: metadata with the fields every reader relies on. */
@@ -164,6 +174,37 @@ export function decodeStateEntry(
   return { ok: true, object: raw as StoredObject };
 }
 
+/** What SharedStateReader reads entries through: the bucket itself, or leaderReads of it. */
+export interface StateEntries {
+  get(key: string): Promise<{ operation: string; value: Uint8Array } | null>;
+  keys(filter: string): Promise<AsyncIterable<string> & { stop(error?: Error): void }>;
+}
+
+/**
+ * Reads of a bucket answered by its stream leader. A KV get is a direct get, which on a NATS
+ * cluster any replica may answer, one that has not yet applied the newest write among them
+ * (nats-server documents direct gets as eventually consistent). A reconcile must read state at
+ * least as new as the work item that woke it: the watcher's write of it was acknowledged by the
+ * leader before the item was published, so reading through the leader (the stream's message-get
+ * API) keeps that rule on a cluster. Listings still go through the bucket's own consumer.
+ */
+export function leaderReads(kv: KV, jsm: JetStreamManager, bucket: string): StateEntries {
+  const stream = `KV_${bucket}`;
+  return {
+    async get(key) {
+      const message = await jsm.streams
+        .getMessage(stream, { last_by_subj: `$KV.${bucket}.${key}` })
+        .catch((error: Error) => {
+          if (/no message found/i.test(error.message)) return null;
+          throw error;
+        });
+      if (!message) return null;
+      return { operation: message.header?.get('KV-Operation') || 'PUT', value: message.data };
+    },
+    keys: (filter) => kv.keys(filter),
+  };
+}
+
 export interface StateReaderHooks {
   /** An entry could not be used (see decodeStateEntry); it was treated as absent. */
   corrupt?(key: string, reason: string): void;
@@ -176,7 +217,7 @@ export interface StateReaderHooks {
  */
 export class SharedStateReader {
   constructor(
-    private readonly kv: KV,
+    private readonly kv: StateEntries,
     private readonly hooks: StateReaderHooks = {},
     private readonly maxValueBytes: number = stateMaxValueSize(),
   ) {}

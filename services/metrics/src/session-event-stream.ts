@@ -125,8 +125,16 @@ export class SessionEventStream {
             ) {
               log.warn(
                 { status: status.type },
-                'event stream subscription trouble; the client library is recovering it',
+                'event stream subscription trouble; following it again from the last event handled',
               );
+              // Its server went away (a NATS cluster lost a node) or the consumer is gone: a new
+              // consumer from the last sequence handled recovers at once, where waiting for the
+              // library's own recovery left the gauges stale (and the service ready) for minutes.
+              this.options.onState(
+                false,
+                `lost the ${STREAMS.events} subscription (${status.type}); following it again`,
+              );
+              messages.stop();
             }
           }
         })().catch(() => undefined);

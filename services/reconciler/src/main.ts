@@ -1,16 +1,19 @@
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/nats-core';
 import {
   BUCKETS,
   ConfigError,
   bindBucket,
   bindWorkPartitions,
   connectNats,
+  leaderReads,
   natsEnvSchema,
   retryForever,
   runService,
   SharedStateReader,
+  type StateEntries,
 } from '@streamspace/shared';
 import { EventRecorder, kubeClientFromConfig, kubeEnvSchema, followApiReachability } from '@streamspace/kube';
 import { Counter } from 'prom-client';
@@ -26,6 +29,15 @@ import {
 import { OwnWrites } from './own-writes.js';
 import { StateReads } from './state-reads.js';
 import { WorkConsumer } from './work-consumer.js';
+
+/**
+ * The shared state as a reconcile reads it: on a replicated bucket through its leader, so no
+ * replica behind the watcher's latest write answers (leaderReads); a single copy is read directly.
+ */
+async function stateEntries(nc: NatsConnection): Promise<StateEntries> {
+  const { kv, replicas } = await bindBucket(nc, BUCKETS.state);
+  return replicas > 1 ? leaderReads(kv, await jetstreamManager(nc), BUCKETS.state) : kv;
+}
 
 /** In a pod, the namespace of its ServiceAccount is where the control plane runs. */
 function ownNamespace(): string | undefined {
@@ -125,7 +137,7 @@ await runService({
     const { work, state } = await retryForever(
       async () => ({
         work: await bindWorkPartitions(nc),
-        state: new SharedStateReader((await bindBucket(nc, BUCKETS.state)).kv, {
+        state: new SharedStateReader(await stateEntries(nc), {
           corrupt: (key, reason) => {
             corruptEntries.inc();
             log.warn(

@@ -9,6 +9,7 @@ import {
   formatDuration,
   natsEnvSchema,
   parseDuration,
+  replicasSettingSchema,
   watchNamespacesSchema,
 } from '@streamspace/shared';
 import { z } from 'zod';
@@ -60,6 +61,11 @@ export const watcherConfigSchema = natsEnvSchema.extend(kubeEnvSchema.shape).ext
    * partitions move to the others after this; a worker stops writing well before it) ...
    */
   PIN_TIMEOUT: durationMs(`${DEFAULT_PIN_TIMEOUT_MS / 1000}s`, 3_000),
+  /**
+   * ... how many copies JetStream keeps of every stream, consumer and bucket: `auto` asks the
+   * server (3 when it is part of a cluster, 1 when it is alone), or a count from 1 to 5 ...
+   */
+  NATS_REPLICAS: replicasSettingSchema,
   /** ... and how long a session's last activity is remembered in the activity bucket. */
   ACTIVITY_TTL: durationMs('24h', 1_000),
   /** The server-side timeout asked for each watch; the API server ends it then and we start another. */

@@ -140,7 +140,21 @@ export function createWatcherMetrics(
   for (const trigger of RESYNC_TRIGGERS) resyncs.labels(trigger).inc(0);
   publishErrors.inc(0);
 
+  const replicas = new Gauge({
+    name: 'streamspace_watcher_jetstream_replicas',
+    help: 'Copies JetStream is asked to keep of every stream, consumer and bucket (NATS_REPLICAS; 0 until chosen).',
+    registers,
+  });
+  const topologyErrors = new Counter({
+    name: 'streamspace_watcher_topology_errors_total',
+    help: 'Failed attempts to declare the JetStream streams, consumers and buckets, by reason: replicas_refused (NATS cannot keep NATS_REPLICAS copies: change the setting or the cluster), other (no quorum, NATS unreachable, ...: retried).',
+    labelNames: ['reason'],
+    registers,
+  });
+  for (const reason of ['replicas_refused', 'other']) topologyErrors.labels(reason).inc(0);
   return {
+    replicas,
+    topologyErrors,
     eventsPublished,
     workItemsPublished,
     duplicates,

@@ -3,11 +3,13 @@ import type { KV } from '@nats-io/kv';
 import { type NatsConnection, errors as natsErrors } from '@nats-io/nats-core';
 import {
   connectNats,
+  chooseReplicas,
   declareTopology,
   describeNamespaces,
   formatDuration,
   BUCKETS,
   openStateBucket,
+  ReplicasRefusedError,
   type RunningService,
   retryForever,
   type ServiceConfig,
@@ -117,6 +119,8 @@ export async function startWatcher(context: Context): Promise<RunningService> {
   let stateKv: KV | undefined;
   /** Set once every watch has listed and the bucket has been brought in line with what they hold. */
   let stateBuilt = false;
+  /** Copies of every stream, consumer and bucket, chosen once connected (NATS_REPLICAS). */
+  let replicas = 1;
   const metrics = createWatcherMetrics(registry, {
     isReady: () => readiness.ready,
     queueDepth: () => publisher?.pending ?? 0,
@@ -304,7 +308,7 @@ export async function startWatcher(context: Context): Promise<RunningService> {
           readiness.set('state', false, 'the shared-state bucket is gone; recreating and refilling it');
           log.warn({ bucket: BUCKETS.state }, 'the shared-state bucket is gone; recreating and refilling it');
           stateBuilt = false;
-          stateKv = await openStateBucket(nc, config.MAX_OBJECT_BYTES);
+          stateKv = await openStateBucket(nc, config.MAX_OBJECT_BYTES, replicas);
           stateStore?.resume();
         }
         await rebuildState(exists ? 'initial' : 'bucket-missing');
@@ -447,9 +451,15 @@ export async function startWatcher(context: Context): Promise<RunningService> {
       readiness,
       signal,
     });
+    // The server is asked once: NATS_REPLICAS=auto means 3 on a cluster, 1 on a single server.
+    const choice = chooseReplicas(config.NATS_REPLICAS, nc.info);
+    replicas = choice.replicas;
+    log.info({ replicas, reason: choice.reason }, `JetStream streams, consumers and buckets get ${replicas} replica(s)`);
+    metrics.replicas.set(replicas);
     await retryForever(
       () =>
         declareTopology(nc as NatsConnection, {
+          replicas,
           eventsMaxAgeSeconds: Math.round(config.EVENTS_MAX_AGE / 1000),
           maxObjectBytes: config.MAX_OBJECT_BYTES,
           eventsMaxBytes: config.EVENTS_MAX_BYTES,
@@ -469,20 +479,24 @@ export async function startWatcher(context: Context): Promise<RunningService> {
         initialMs: 500,
         maxMs: 10_000,
         onError: (error, attempt, delayMs) => {
+          const refused = error instanceof ReplicasRefusedError;
+          metrics.topologyErrors.labels(refused ? 'replicas_refused' : 'other').inc();
           readiness.set(
             'jetstream',
             false,
             `cannot declare the streams, consumers and buckets: ${(error as Error).message}`,
           );
-          log.warn(
-            { err: (error as Error).message, attempt, retryInMs: delayMs },
+          // A refused replica count is the operator's to fix (the message says how); it is
+          // retried all the same, so adding servers is enough.
+          log[refused ? 'error' : 'warn'](
+            { err: (error as Error).message, attempt, retryInMs: delayMs, replicas },
             'declaring the JetStream streams failed; retrying',
           );
         },
       },
     );
     readiness.set('jetstream', true);
-    stateKv = await openStateBucket(nc, config.MAX_OBJECT_BYTES);
+    stateKv = await openStateBucket(nc, config.MAX_OBJECT_BYTES, replicas);
     const js = jetstream(nc);
     publisher = new Publisher({
       publish: async (subject, data, msgID) => {

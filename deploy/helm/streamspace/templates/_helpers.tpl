@@ -330,6 +330,8 @@ each service's zod config schema. Call with (list $ "component").
 {{- /* The watcher declares the work partition consumers (no other NATS user may), so it sets how many and their pin timeout; the reconcilers read both from NATS. */}}
 {{- $_ := set $env "WORK_PARTITIONS" (toString (int $root.Values.reconciler.partitions)) }}
 {{- $_ := set $env "PIN_TIMEOUT" (toString $root.Values.reconciler.pinTimeout) }}
+{{- /* ... and the replica count of everything it declares. */}}
+{{- $_ := set $env "NATS_REPLICAS" (toString (default "auto" $root.Values.nats.replicas)) }}
 {{- $_ := set $env "EVENTS_MAX_AGE" $v.eventsMaxAge }}
 {{- $_ := set $env "MAX_OBJECT_BYTES" (toString (int $v.maxObjectBytes)) }}
 {{- $_ := set $env "EVENTS_MAX_BYTES" (toString (int64 $v.streams.eventsMaxBytes)) }}
