@@ -15,6 +15,7 @@ import {
   stopNginx,
 } from './auth-stack.js';
 import { Browser, roundTrip } from './browser.js';
+import { sessionObject, templateObject } from './fixtures.js';
 import {
   createNamespace,
   deleteNamespace,
@@ -75,27 +76,11 @@ async function startDesktop(): Promise<{ server: Server; port: number }> {
 }
 
 function template(name: string, capabilities: string[] = []) {
-  return {
-    apiVersion: `${API_GROUP}/${API_VERSION}`,
-    kind: 'Template',
-    metadata: { name, namespace },
-    spec: {
-      displayName: `Test ${name}`,
-      baseImage: 'lscr.io/linuxserver/firefox:latest',
-      ports: [{ name: 'http', containerPort: 3000, protocol: 'TCP' }],
-      vnc: { enabled: true, port: 3000, protocol: 'websocket' },
-      ...(capabilities.length > 0 ? { capabilities } : {}),
-    },
-  };
+  return templateObject(namespace, name, capabilities.length > 0 ? { capabilities } : {});
 }
 
 function session(name: string, user: string, templateName: string) {
-  return {
-    apiVersion: `${API_GROUP}/${API_VERSION}`,
-    kind: 'Session',
-    metadata: { name, namespace },
-    spec: { user, template: templateName, state: 'running' },
-  };
+  return sessionObject(namespace, name, user, templateName);
 }
 
 async function apply(object: object): Promise<void> {

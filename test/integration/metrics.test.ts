@@ -2,6 +2,7 @@ import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { ANNOTATIONS, API_GROUP, API_VERSION, STREAMS } from '@streamspace/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sessionObject, templateObject } from './fixtures.js';
 import {
   createNamespace,
   deleteNamespace,
@@ -31,29 +32,16 @@ const DESK = 'desk';
 const BROKEN = 'broken';
 
 function template(name: string, image: string) {
-  return {
-    apiVersion: `${API_GROUP}/${API_VERSION}`,
-    kind: 'Template',
-    metadata: { name, namespace },
-    spec: {
-      displayName: `Test ${name}`,
-      description: 'A desktop for the metrics tests',
-      category: 'desktops',
-      baseImage: image,
-      defaultResources: { requests: { cpu: '100m', memory: '256Mi' } },
-      ports: [{ name: 'http', containerPort: 3000, protocol: 'TCP' }],
-      vnc: { enabled: true, port: 3000, protocol: 'websocket' },
-    },
-  };
+  return templateObject(namespace, name, {
+    description: 'A desktop for the metrics tests',
+    category: 'desktops',
+    baseImage: image,
+    defaultResources: { requests: { cpu: '100m', memory: '256Mi' } },
+  });
 }
 
 function session(name: string, user: string, templateName: string) {
-  return {
-    apiVersion: `${API_GROUP}/${API_VERSION}`,
-    kind: 'Session',
-    metadata: { name, namespace },
-    spec: { user, template: templateName, state: 'running' },
-  };
+  return sessionObject(namespace, name, user, templateName);
 }
 
 async function apply(object: object): Promise<void> {

@@ -6,24 +6,25 @@ import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import {
   ACTIVITY_REPORTER,
+  ANNOTATIONS,
   API_GROUP,
   API_VERSION,
-  ANNOTATIONS,
   CONSUMERS,
-  workConsumerName,
   homeClaimName,
   inboxPrefix,
   natsUsers,
   passwordVariable,
   renderNatsAuthorization,
-  type SessionCommand,
   SERVICE_IDENTITIES,
+  type SessionCommand,
   STREAMS,
   sessionChildName,
   subjects,
+  workConsumerName,
 } from '@streamspace/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
+import { sessionObject, templateObject } from './fixtures.js';
 import {
   createNamespace,
   deleteNamespace,
@@ -123,28 +124,14 @@ async function apply(object: object): Promise<void> {
 }
 
 function template(name: string, capabilities: string[] = []) {
-  return {
-    apiVersion: `${API_GROUP}/${API_VERSION}`,
-    kind: 'Template',
-    metadata: { name, namespace },
-    spec: {
-      displayName: `Test ${name}`,
-      baseImage: 'lscr.io/linuxserver/firefox:latest',
-      ports: [{ name: 'http', containerPort: 3000, protocol: 'TCP' }],
-      vnc: { enabled: true, port: 3000, protocol: 'websocket' },
-      homePath: '/config',
-      ...(capabilities.length > 0 ? { capabilities } : {}),
-    },
-  };
+  return templateObject(namespace, name, {
+    homePath: '/config',
+    ...(capabilities.length > 0 ? { capabilities } : {}),
+  });
 }
 
 function session(name: string, user: string, templateName: string, extra: Record<string, unknown> = {}) {
-  return {
-    apiVersion: `${API_GROUP}/${API_VERSION}`,
-    kind: 'Session',
-    metadata: { name, namespace },
-    spec: { user, template: templateName, state: 'running', persistentHome: true, ...extra },
-  };
+  return sessionObject(namespace, name, user, templateName, { persistentHome: true, ...extra });
 }
 
 interface StoredSession {

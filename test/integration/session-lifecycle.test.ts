@@ -1,20 +1,21 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
 import {
   API_GROUP,
   API_VERSION,
   homeClaimName,
   LABELS,
+  STREAMS,
   sessionChildName,
   sessionHostLabel,
   sessionLabelValue,
-  STREAMS,
   subjects,
 } from '@streamspace/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sessionObject, templateObject } from './fixtures.js';
 import {
   createNamespace,
   deleteNamespace,
@@ -52,32 +53,19 @@ const reconcilerEnv = () => {
 };
 
 function template(name: string, image = 'lscr.io/linuxserver/firefox:latest') {
-  return {
-    apiVersion: `${API_GROUP}/${API_VERSION}`,
-    kind: 'Template',
-    metadata: { name, namespace },
-    spec: {
-      displayName: `Test ${name}`,
-      description: 'A browser for tests',
-      category: 'browsers',
-      baseImage: image,
-      defaultResources: { requests: { cpu: '250m', memory: '512Mi' }, limits: { memory: '2Gi' } },
-      ports: [{ name: 'http', containerPort: 3000, protocol: 'TCP' }],
-      vnc: { enabled: true, port: 3000, protocol: 'websocket' },
-      homePath: '/config',
-      shmSize: '1Gi',
-      tags: ['test'],
-    },
-  };
+  return templateObject(namespace, name, {
+    description: 'A browser for tests',
+    category: 'browsers',
+    baseImage: image,
+    defaultResources: { requests: { cpu: '250m', memory: '512Mi' }, limits: { memory: '2Gi' } },
+    homePath: '/config',
+    shmSize: '1Gi',
+    tags: ['test'],
+  });
 }
 
 function session(name: string, user: string, templateName: string, extra: Record<string, unknown> = {}) {
-  return {
-    apiVersion: `${API_GROUP}/${API_VERSION}`,
-    kind: 'Session',
-    metadata: { name, namespace },
-    spec: { user, template: templateName, state: 'running', ...extra },
-  };
+  return sessionObject(namespace, name, user, templateName, extra);
 }
 
 async function apply(object: object): Promise<void> {

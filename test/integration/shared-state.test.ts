@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KubeWriter } from '../../services/reconciler/src/kube-writer.js';
 import type { PlannedStatus } from '../../services/reconciler/src/session-plan.js';
 import type { StoredSession } from '../../services/reconciler/src/stored-objects.js';
+import { sessionObject, templateObject } from './fixtures.js';
 import {
   createNamespace,
   deleteNamespace,
@@ -35,29 +36,15 @@ let nc: NatsConnection;
 let nats: PrivateNats;
 
 function template(name: string) {
-  return {
-    apiVersion: `${API_GROUP}/${API_VERSION}`,
-    kind: 'Template',
-    metadata: { name, namespace },
-    spec: {
-      displayName: `Test ${name}`,
-      description: 'A browser for tests',
-      category: 'browsers',
-      baseImage: 'lscr.io/linuxserver/firefox:latest',
-      defaultResources: { requests: { cpu: '250m', memory: '512Mi' } },
-      ports: [{ name: 'http', containerPort: 3000, protocol: 'TCP' }],
-      vnc: { enabled: true, port: 3000, protocol: 'websocket' },
-    },
-  };
+  return templateObject(namespace, name, {
+    description: 'A browser for tests',
+    category: 'browsers',
+    defaultResources: { requests: { cpu: '250m', memory: '512Mi' } },
+  });
 }
 
 function session(name: string, user: string) {
-  return {
-    apiVersion: `${API_GROUP}/${API_VERSION}`,
-    kind: 'Session',
-    metadata: { name, namespace },
-    spec: { user, template: 'firefox', state: 'running', persistentHome: true },
-  };
+  return sessionObject(namespace, name, user, 'firefox', { persistentHome: true });
 }
 
 async function apply(object: object): Promise<void> {

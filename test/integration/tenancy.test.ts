@@ -9,6 +9,7 @@ import {
   userSlug,
 } from '@streamspace/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sessionObject, templateObject } from './fixtures.js';
 import {
   createNamespace,
   deleteNamespace,
@@ -18,7 +19,7 @@ import {
   kubectl,
   ServiceProcess,
 } from './harness.js';
-import { chartDir, find, helm, type K8sObject, NATS_AUTH_VALUES, template as helmTemplate } from './helm.js';
+import { chartDir, find, helm, template as helmTemplate, type K8sObject, NATS_AUTH_VALUES } from './helm.js';
 import { type PrivateNats, startPrivateNats } from './private-nats.js';
 
 /**
@@ -51,27 +52,11 @@ async function apply(object: object): Promise<void> {
 }
 
 function template(namespace: string) {
-  return {
-    apiVersion: `${API_GROUP}/${API_VERSION}`,
-    kind: 'Template',
-    metadata: { name: 'firefox', namespace },
-    spec: {
-      displayName: 'Firefox',
-      baseImage: 'lscr.io/linuxserver/firefox:latest',
-      ports: [{ name: 'http', containerPort: 3000, protocol: 'TCP' }],
-      vnc: { enabled: true, port: 3000, protocol: 'websocket' },
-      homePath: '/config',
-    },
-  };
+  return templateObject(namespace, 'firefox', { displayName: 'Firefox', homePath: '/config' });
 }
 
 function session(namespace: string, name: string, user: string, extra: Record<string, unknown> = {}) {
-  return {
-    apiVersion: `${API_GROUP}/${API_VERSION}`,
-    kind: 'Session',
-    metadata: { name, namespace },
-    spec: { user, template: 'firefox', state: 'running', ...extra },
-  };
+  return sessionObject(namespace, name, user, 'firefox', extra);
 }
 
 interface StoredSession {
