@@ -355,7 +355,8 @@ describe('decisions on time, with two replicas', () => {
     const delay = changedAt(again) - (wokenSince + 3_000);
     expect(delay).toBeGreaterThanOrEqual(0);
     expect(delay).toBeLessThan(2_000);
-    expect(await events('idle', 'Idle')).toHaveLength(2);
+    // The Event is recorded after the state change it tells of.
+    await eventually(async () => expect(await events('idle', 'Idle')).toHaveLength(2));
   });
 });
 
