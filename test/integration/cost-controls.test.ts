@@ -1,6 +1,7 @@
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { ANNOTATIONS, API_GROUP, API_VERSION, sessionChildName, subjects } from '@streamspace/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sessionObject, templateObject } from './fixtures.js';
 import {
   createNamespace,
   deleteNamespace,
@@ -235,6 +236,37 @@ describe('the resource ceiling', () => {
       requests: { cpu: '250m', memory: '2Gi' },
       limits: { memory: '8Gi' },
     });
+  });
+
+  it('bounds a desktop that asks for nothing by the ceiling’s limit, and reserves nothing for it', async () => {
+    // A Template and a Session without resources: Kubernetes would copy the ceiling's memory limit
+    // (8Gi) into the pod's missing request, reserving it; an explicit 0 keeps the reservation off.
+    const create = (plural: string, body: object) =>
+      k.custom.createNamespacedCustomObject({
+        group: API_GROUP,
+        version: API_VERSION,
+        namespace,
+        plural,
+        body,
+      });
+    await create('templates', templateObject(namespace, 'bare'));
+    await create('sessions', sessionObject(namespace, 'bare', 'bare@example.com', 'bare'));
+    const deployment = await eventually(() =>
+      k.apps.readNamespacedDeployment({ namespace, name: sessionChildName('bare') }),
+    );
+    expect(deployment.spec?.template.spec?.containers[0]?.resources).toEqual({
+      requests: { memory: '0' },
+      limits: { memory: '8Gi' },
+    });
+    const pod = await eventually(async () => {
+      const list = await k.core.listNamespacedPod({
+        namespace,
+        labelSelector: `stream.streamspace.io/session=bare`,
+      });
+      expect(list.items).toHaveLength(1);
+      return list.items[0];
+    });
+    expect(pod?.spec?.containers[0]?.resources?.requests).toEqual({ memory: '0' });
   });
 
   it('keeps the Template’s sizeLimit on scratch volumes', async () => {

@@ -14,6 +14,23 @@ describe('applyResourceCeiling', () => {
     expect(applyResourceCeiling({ requests: { cpu: '4', memory: '8Gi' } }, ceiling).problems).toEqual([]);
   });
 
+  it('gives a Session that asks for nothing the ceiling as limits and explicit zero requests, not the ceiling as requests', () => {
+    // Kubernetes copies a limit into a missing request: without the zeros every such desktop
+    // would reserve 8 CPUs and 16Gi.
+    expect(applyResourceCeiling({}, ceiling)).toEqual({
+      resources: { requests: { cpu: '0', memory: '0' }, limits: { cpu: '8', memory: '16Gi' } },
+      problems: [],
+    });
+    expect(applyResourceCeiling({ requests: { memory: '1Gi' } }, ceiling).resources).toEqual({
+      requests: { memory: '1Gi', cpu: '0' },
+      limits: { cpu: '8', memory: '16Gi' },
+    });
+    // A limit the Session sets keeps its request as Kubernetes defaults it (equal to the limit).
+    expect(applyResourceCeiling({ limits: { cpu: '2', memory: '4Gi' } }, ceiling).resources).toEqual({
+      limits: { cpu: '2', memory: '4Gi' },
+    });
+  });
+
   it('refuses a request or a limit above the ceiling, naming the value, the ceiling and the setting', () => {
     const { problems } = applyResourceCeiling(
       { requests: { cpu: '4001m', memory: '1Gi' }, limits: { memory: '17179869185' } },

@@ -26,7 +26,8 @@ export interface CeilingResult {
  * platform owner set. A request or limit above the ceiling is refused rather than lowered: a
  * desktop quietly given less memory than it asked for fails in ways nobody can explain, while a
  * refusal names the number to change. A limit left out is set to the ceiling, so a Session
- * cannot escape the ceiling by setting no limit at all. Pure.
+ * cannot escape the ceiling by setting no limit at all (and its request, if left out too, to 0).
+ * Pure.
  */
 export function applyResourceCeiling(
   resources: Resources,
@@ -55,15 +56,21 @@ export function applyResourceCeiling(
         );
     }
   }
+  // Kubernetes copies a limit into a request that is not there: a ceiling limit alone would make
+  // every desktop without requests reserve the whole ceiling (cpu=8, memory=16Gi by default: four
+  // desktops to a 32-CPU node). Such a desktop asked to reserve nothing, so its request is an
+  // explicit 0 — what it reserved before there was a ceiling — and only its use is bounded.
+  const filled: ResourceList = { ...(requests ?? {}) };
   for (const name of defaulted) {
     const request = requests?.[name];
-    if (request !== undefined && (compareQuantities(request, limits[name] as string) ?? 1) > 0)
+    if (request === undefined) filled[name] = '0';
+    else if ((compareQuantities(request, limits[name] as string) ?? 1) > 0)
       problems.push(
         `requests.${name} ${request} (from ${sourceOf('requests', name)}) is above the limit ${limits[name]} it gets from ${CEILING_SETTINGS.limits}, as it sets no ${name} limit`,
       );
   }
   const result: Resources = {
-    ...(requests ? { requests } : {}),
+    ...(Object.keys(filled).length > 0 ? { requests: filled } : {}),
     ...(Object.keys(limits).length > 0 ? { limits } : {}),
   };
   return { resources: result, problems };
