@@ -95,8 +95,29 @@ export class KubeWriter {
     await this.kube.delete(refFor(ref.kind, ref.namespace, ref.name), 'Background');
   }
 
-  async writeSessionStatus(session: Session, status: PlannedStatus): Promise<void> {
-    await this.applyStatus('sessions', 'Session', session.metadata.namespace, session.metadata.name, status);
+  /**
+   * Writes a Session's status planned from `session` as read, on condition that the Session is
+   * still that version (its resourceVersion is the precondition). Read from the shared state, it
+   * may be older than the API server's (another writer's change not stored yet, or a partition
+   * that moved here from a worker whose last write is not stored yet): a status planned from it
+   * would stamp new transition times on a phase already reported. Returns false, writing nothing,
+   * when the Session has moved on; the caller looks again once the state has caught up.
+   */
+  async writeSessionStatus(session: Session, status: PlannedStatus): Promise<boolean> {
+    try {
+      await this.applyStatus(
+        'sessions',
+        'Session',
+        session.metadata.namespace,
+        session.metadata.name,
+        status,
+        session.metadata.resourceVersion,
+      );
+      return true;
+    } catch (error) {
+      if (session.metadata.resourceVersion && isConflict(error)) return false;
+      throw error;
+    }
   }
 
   async writeTemplateStatus(template: Template, status: TemplateStatusPlan): Promise<void> {
@@ -109,20 +130,26 @@ export class KubeWriter {
     );
   }
 
-  /** Status is applied under its own field manager so other writers (the idle reaper's lastActivity) keep their fields. */
+  /**
+   * Status is applied under its own field manager so other writers (the idle reaper's lastActivity)
+   * keep their fields. With `resourceVersion` the apply is conditional: a 409 means the object
+   * changed since it was read, and is not retried here.
+   */
   private async applyStatus(
     plural: string,
     kind: string,
     namespace: string,
     name: string,
     status: object,
+    resourceVersion?: string,
   ): Promise<void> {
     const ref = { ...sessions(namespace, name, 'status'), plural };
-    const body = { apiVersion: `${API_GROUP}/${API_VERSION}`, kind, metadata: { name, namespace }, status };
+    const metadata = { name, namespace, ...(resourceVersion ? { resourceVersion } : {}) };
+    const body = { apiVersion: `${API_GROUP}/${API_VERSION}`, kind, metadata, status };
     const written = await withConflictRetry(() => {
       this.fence?.throwIfLost();
       return this.kube.apply<KubernetesObject>(ref, body, `${FIELD_MANAGER}-reconciler`, true);
-    });
+    }, resourceVersion ? 1 : undefined);
     this.own?.remember(STATE_KIND[kind] ?? '', namespace, name, written);
   }
 

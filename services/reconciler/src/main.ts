@@ -10,9 +10,8 @@ import {
   retryForever,
   runService,
   SharedStateReader,
-  sleep,
 } from '@streamspace/shared';
-import { EventRecorder, kubeClientFromConfig, kubeEnvSchema } from '@streamspace/kube';
+import { EventRecorder, kubeClientFromConfig, kubeEnvSchema, followApiReachability } from '@streamspace/kube';
 import { Counter } from 'prom-client';
 import { countKubeRequests } from './kube-requests.js';
 import { KubeWriter } from './kube-writer.js';
@@ -86,19 +85,7 @@ await runService({
 
     // The API server is checked on its own so /readyz says which dependency is missing.
     readiness.register('kubernetes', 'not yet checked');
-    const probeKube = async () => {
-      while (!signal.aborted) {
-        try {
-          // /version needs no RBAC, so a namespace-scoped service account can probe it too.
-          await kube.request('GET', '/version');
-          readiness.set('kubernetes', true);
-        } catch (error) {
-          readiness.set('kubernetes', false, `API server unreachable: ${(error as Error).message}`);
-        }
-        await sleep(5_000, signal);
-      }
-    };
-    void probeKube();
+    void followApiReachability(kube, (up, reason) => readiness.set('kubernetes', up, reason), signal);
 
     readiness.register('work-consumer', 'connecting');
     const nc = await connectNats(config, {

@@ -92,11 +92,17 @@ function summarize(raw: unknown): string {
   return text.length > 300 ? `${text.slice(0, 300)}…` : text;
 }
 
+/** The order a rebuild writes kinds in: Templates first, Sessions last (see rebuildState). */
+function rebuildRank(kind: StateKind): number {
+  return kind === 'template' ? 0 : kind === 'session' ? 2 : 1;
+}
+
 /**
  * The watcher: lists and watches Sessions, Templates and the platform's Deployments and Pods,
  * and publishes what changed to JetStream as change events and work items. The process shell
  * (config, health, SIGTERM) is runService's; this wires the pieces and owns their lifetimes.
  */
+
 export async function startWatcher(context: Context): Promise<RunningService> {
   const { config, log, readiness, registry } = context;
   const kube = kubeClientFromConfig(config, registry, log);
@@ -225,8 +231,12 @@ export async function startWatcher(context: Context): Promise<RunningService> {
         const kv = stateKv;
         const expected = new Set<string>();
         let objects = 0;
-        for (const [kind, list] of watches)
-          for (const watch of list)
+        // Templates and children before Sessions: while a lost bucket is refilled, a reconcile
+        // woken meanwhile that finds its Session finds what the Session needs too (a Session read
+        // without its Template would be told WaitingForTemplate for a moment).
+        const order = [...watches.keys()].sort((a, b) => rebuildRank(a) - rebuildRank(b));
+        for (const kind of order)
+          for (const watch of watches.get(kind) ?? [])
             for (const object of watch.cache.values()) {
               const key = stateEntryKey(kind, object);
               if (key === undefined) continue;
