@@ -1,4 +1,4 @@
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import * as k8s from '@kubernetes/client-node';
 import { Kvm } from '@nats-io/kv';
 import { connect } from '@nats-io/transport-node';
@@ -14,6 +14,7 @@ import {
   repo,
   ServiceProcess,
 } from '../test/integration/harness.js';
+import { procCpuSeconds, procStatus } from './process-cost.js';
 
 /**
  * Issue 4's numbers: the idle reaper tracking N Sessions (BENCH_SESSIONS, default 10,000) with
@@ -59,11 +60,6 @@ async function pool<T>(items: T[], limit: number, work: (item: T) => Promise<voi
   );
 }
 
-function procStatus(pid: number | undefined, field: 'VmHWM' | 'VmRSS'): number {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  return Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(status)?.[1] ?? 0) * 1024;
-}
-
 async function counter(
   reaper: ServiceProcess,
   name: string,
@@ -77,12 +73,6 @@ async function counter(
       total += Number(line.split(' ').at(-1));
   }
   return total;
-}
-
-/** CPU seconds (user + system) the process has used, from /proc/<pid>/stat (clock ticks of 1/100 s). */
-function procCpuSeconds(pid: number | undefined): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
-  return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -1,14 +1,10 @@
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
+import { dirname } from 'node:path';
 import * as k8s from '@kubernetes/client-node';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
-import {
-  API_GROUP,
-  API_VERSION,
-  FIELD_MANAGER,
-  STREAMS,
-  sessionChildName,
-} from '@streamspace/shared';
+import { API_GROUP, API_VERSION, FIELD_MANAGER, STREAMS, sessionChildName } from '@streamspace/shared';
 import { expect, it, onTestFinished } from 'vitest';
 import {
   createNamespace,
@@ -16,10 +12,21 @@ import {
   deployedNodeOptions,
   installCrds,
   kube,
+  kubectl,
   repo,
   ServiceProcess,
 } from '../test/integration/harness.js';
+import { parseMetrics } from '../test/integration/metrics-scrape.js';
 import { startPrivateNats } from '../test/integration/private-nats.js';
+import {
+  type Counts,
+  nonWatchRequests,
+  readCounts,
+  subtract,
+  sum,
+  watchCounts,
+} from './api-server-counts.js';
+import { pidOf, procCpuSeconds, procStatus } from './process-cost.js';
 
 /**
  * Issue 3's numbers: N Sessions (BENCH_SESSIONS, default 1000) through the real pipeline on the
@@ -32,6 +39,8 @@ import { startPrivateNats } from '../test/integration/private-nats.js';
 const N = Number(process.env.BENCH_SESSIONS ?? 1000);
 const WORKERS = Number(process.env.BENCH_WORKERS ?? 3);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 50);
+// Also run the idle reaper and the metrics service (both follow Sessions through the shared state).
+const ALL_SERVICES = process.env.BENCH_ALL_SERVICES === '1';
 
 function percentile(values: number[], p: number): number {
   const sorted = [...values].sort((a, b) => a - b);
@@ -47,10 +56,18 @@ async function pool<T>(items: T[], limit: number, work: (item: T) => Promise<voi
   );
 }
 
-function peakRss(pid: number | undefined): number {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  return Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? 0) * 1024;
+const peakRss = (pid: number | undefined) => procStatus(pid, 'VmHWM');
+
+/** The API server's own counters (its /metrics, read with the admin kubeconfig). */
+async function apiServerMetrics(): Promise<string> {
+  const { stdout, stderr, code } = await kubectl(['get', '--raw', '/metrics']);
+  if (code !== 0) throw new Error(`kubectl get --raw /metrics failed: ${stderr}`);
+  return stdout;
 }
+
+const addCount = (counts: Counts, key: string, n = 1) => {
+  counts[key] = (counts[key] ?? 0) + n;
+};
 
 /**
  * Watches Sessions and records when each first reaches a phase after a mark. The API server ends
@@ -63,6 +80,8 @@ class PhaseClock {
   private stopped = false;
   private readonly api: k8s.CustomObjectsApi;
   restarts = 0;
+  /** The reads this clock made of the API server, as apiserver_request_total keys them. */
+  readonly reads: Counts = {};
   constructor(
     private readonly kc: k8s.KubeConfig,
     private readonly namespace: string,
@@ -80,6 +99,7 @@ class PhaseClock {
       this.reached.set(name, performance.now());
   }
   async start(): Promise<void> {
+    addCount(this.reads, 'LIST sessions');
     const list = await this.api.listNamespacedCustomObject({
       group: API_GROUP,
       version: API_VERSION,
@@ -118,7 +138,8 @@ class PhaseClock {
     while (names.some((n) => !this.reached.has(n))) {
       if (poll) {
         await Promise.all(
-          names.map(async (name) =>
+          names.map(async (name) => {
+            addCount(this.reads, 'GET sessions');
             this.see(
               await this.api.getNamespacedCustomObject({
                 group: API_GROUP,
@@ -127,8 +148,8 @@ class PhaseClock {
                 plural: 'sessions',
                 name,
               }),
-            ),
-          ),
+            );
+          }),
         );
         if (names.every((n) => this.reached.has(n))) break;
       }
@@ -157,6 +178,10 @@ it(`runs ${N} sessions through the pipeline`, async () => {
       ports: [{ name: 'http', containerPort: 3000, protocol: 'TCP' }],
       vnc: { enabled: true, port: 3000, protocol: 'websocket' },
       shmSize: '1Gi',
+      // Without resources a Session gets the reconciler's ceiling as its limits (SESSION_MAX_LIMITS,
+      // cpu=8) and, as Kubernetes copies limits into missing requests, asks for 8 CPUs: 4 pods per
+      // 32-CPU KWOK node. Small requests leave the nodes' 110-pod limit as the only bound.
+      defaultResources: { requests: { cpu: '100m', memory: '256Mi' }, limits: { cpu: '2', memory: '4Gi' } },
     },
   };
   await k.custom.createNamespacedCustomObject({
@@ -169,6 +194,23 @@ it(`runs ${N} sessions through the pipeline`, async () => {
 
   // A NATS of its own: the run measures this pipeline, not a backlog left by others on the shared one.
   const nats = await startPrivateNats();
+  const loadAverageAtStart = loadavg();
+  // The cluster's kube-apiserver: its arguments name the directory of the kubeconfig we use.
+  const apiServerPid = pidOf('kube-apiserver', dirname(process.env.KUBECONFIG as string));
+  const natsPid = pidOf('nats-server', `-p ${new URL(nats.url).port} `);
+  // The watches the cluster's own components hold (controller-manager, scheduler, KWOK), before
+  // any of ours start: what the platform holds is what is open beyond these.
+  // kube-controller-manager's garbage collector and quota controller start their watches of a
+  // new CRD at their next discovery resync (every 30 s): until then the GC reads a Session (GET)
+  // to check the owner of each child it sees. Wait for it, so neither the baseline of watches nor
+  // the first phase's reads count the cluster's start-up as ours.
+  let clusterWatches = watchCounts(await apiServerMetrics());
+  for (const deadline = performance.now() + 120_000; performance.now() < deadline; ) {
+    if ((clusterWatches.sessions ?? 0) >= 1 && (clusterWatches.templates ?? 0) >= 1) break;
+    await new Promise((r) => setTimeout(r, 1_000));
+    clusterWatches = watchCounts(await apiServerMetrics());
+  }
+  const apiServerCpuAtStart = procCpuSeconds(apiServerPid);
   const nodeOptions = deployedNodeOptions();
   const env = {
     LOG_LEVEL: 'info',
@@ -178,15 +220,103 @@ it(`runs ${N} sessions through the pipeline`, async () => {
   };
   const watcher = new ServiceProcess('watcher', env);
   const workers = Array.from({ length: WORKERS }, () => new ServiceProcess('reconciler', env));
+  const followers = ALL_SERVICES
+    ? [
+        new ServiceProcess('idle-reaper', { ...env, ACTIVITY_TOKEN: 'bench-activity-token-0123456789' }),
+        new ServiceProcess('metrics', env),
+      ]
+    : [];
+  const services = [watcher, ...workers, ...followers];
   // A failed run must not leave its services running into the next one.
   onTestFinished(async () => {
-    await Promise.all([watcher, ...workers].map((s) => s.stop()));
+    await Promise.all(services.map((s) => s.stop()));
     await nats.stop();
   });
-  await Promise.all([watcher, ...workers].map((s) => s.waitReady(60_000)));
+  await Promise.all(services.map((s) => s.waitReady(60_000)));
 
   const clock = new PhaseClock(k.kc, namespace);
   await clock.start();
+
+  // What each phase cost the API server and the reconcilers, from counters read at its end.
+  const workerCounters = async () => {
+    const reconciles: Counts = {};
+    const requests: Counts = {};
+    for (const worker of workers)
+      for (const { name, labels, value } of parseMetrics((await worker.get('/metrics')).body)) {
+        if (name === 'streamspace_reconciler_reconciles_total')
+          addCount(reconciles, `${labels.kind} ${labels.result}`, value);
+        if (name === 'streamspace_reconciler_kube_requests_total')
+          addCount(requests, `${labels.verb} ${labels.resource}`, value);
+      }
+    // What the watcher published, by reason (a resync's items are no user's change), and its
+    // watch restarts (a relist after 410 Gone is a LIST of ours).
+    const workItems: Counts = {};
+    const watchRestarts: Counts = {};
+    for (const { name, labels, value } of parseMetrics((await watcher.get('/metrics')).body)) {
+      if (name === 'streamspace_watcher_work_items_published_total')
+        addCount(workItems, labels.reason as string, value);
+      if (name === 'streamspace_watcher_watch_restarts_total')
+        addCount(watchRestarts, `${labels.kind} ${labels.reason}`, value);
+    }
+    return { reconciles, requests, workItems, watchRestarts };
+  };
+  // Reads the bench makes besides its phase clock's (which counts its own).
+  const driverReads: Counts = {};
+  const snapshot = async () => {
+    const text = await apiServerMetrics();
+    const reads: Counts = { ...clock.reads };
+    for (const [key, n] of Object.entries(driverReads)) addCount(reads, key, n);
+    return {
+      at: performance.now(),
+      reads: readCounts(text),
+      nonWatch: nonWatchRequests(text),
+      // The bench's own phase clock holds one Session watch.
+      platformWatches: subtract(watchCounts(text), clusterWatches, { sessions: 1 }),
+      driverReads: reads,
+      ...(await workerCounters()),
+    };
+  };
+  type Snapshot = Awaited<ReturnType<typeof snapshot>>;
+  /** A phase's cost: `userChanges` Session writes of the driver between two snapshots. */
+  const phaseCost = (phase: string, userChanges: number, before: Snapshot, after: Snapshot) => {
+    const driverReadsOfPhase = subtract(after.driverReads, before.driverReads);
+    const platformReads = subtract(after.reads, before.reads, driverReadsOfPhase);
+    const reconcilerRequests = subtract(after.requests, before.requests);
+    const reconciles = sum(subtract(after.reconciles, before.reconciles));
+    const workItems = subtract(after.workItems, before.workItems);
+    const resyncItems = workItems.resync ?? 0;
+    // patch is a server-side apply, a status patch, or an aggregated Event's count.
+    const applies = sum(
+      Object.fromEntries(
+        Object.entries(reconcilerRequests).filter(
+          ([key]) => key.startsWith('patch ') && key !== 'patch events',
+        ),
+      ),
+    );
+    return {
+      phase,
+      seconds: (after.at - before.at) / 1000,
+      userChanges,
+      apiReads: sum(platformReads),
+      apiReadsPerChange: userChanges ? sum(platformReads) / userChanges : null,
+      apiReadsByVerbAndResource: platformReads,
+      driverReadsSubtracted: driverReadsOfPhase,
+      nonWatchRequests: after.nonWatch - before.nonWatch,
+      reconciles,
+      reconcilesPerChange: userChanges ? reconciles / userChanges : null,
+      reconcilesByKindAndResult: subtract(after.reconciles, before.reconciles),
+      // The watcher's periodic resync announces every Session and Template: reconciles no user asked for.
+      resyncWorkItems: resyncItems,
+      reconcilesPerChangeWithoutResync: userChanges ? (reconciles - resyncItems) / userChanges : null,
+      workItemsByReason: workItems,
+      watcherWatchRestarts: subtract(after.watchRestarts, before.watchRestarts),
+      appliesPerChange: userChanges ? applies / userChanges : null,
+      reconcilerRequestsByVerbAndResource: reconcilerRequests,
+      platformWatchesAtEnd: after.platformWatches,
+    };
+  };
+  const phases: ReturnType<typeof phaseCost>[] = [];
+  const atStart = await snapshot();
   const names = Array.from({ length: N }, (_, i) => `bench-${i}`);
   const errors: string[] = [];
 
@@ -206,13 +336,20 @@ it(`runs ${N} sessions through the pipeline`, async () => {
           apiVersion: `${API_GROUP}/${API_VERSION}`,
           kind: 'Session',
           metadata: { name },
-          spec: { user: `${name}@example.com`, template: 'firefox' },
+          // With the idle reaper running, a long run must not see it hibernate what reports no activity.
+          spec: {
+            user: `${name}@example.com`,
+            template: 'firefox',
+            ...(ALL_SERVICES ? { idleTimeout: '0' } : {}),
+          },
         },
       })
       .catch((e: Error) => errors.push(`create ${name}: ${e.message}`));
   });
   const running = await clock.waitAll(names, 20 * 60_000);
   const pipelineSeconds = (Math.max(...running.values()) - startCreate) / 1000;
+  const afterCreate = await snapshot();
+  phases.push(phaseCost('create burst', N, atStart, afterCreate));
   const startLatency = names.map((n) => (running.get(n) as number) - (applied.get(n) as number));
 
   // 2. hibernate → Hibernated (replicas 0, pod gone)
@@ -241,7 +378,10 @@ it(`runs ${N} sessions through the pipeline`, async () => {
     (n) => (hibernated.get(n) as number) - (hibernateMarks.get(n) as number),
   );
   const replicas = await k.apps.listNamespacedDeployment({ namespace });
+  addCount(driverReads, 'LIST deployments');
   const scaledToZero = replicas.items.filter((d) => d.spec?.replicas === 0).length;
+  const afterHibernate = await snapshot();
+  phases.push(phaseCost('hibernate burst', N, afterCreate, afterHibernate));
 
   // 3. wake → Running
   clock.expect('Running');
@@ -249,6 +389,8 @@ it(`runs ${N} sessions through the pipeline`, async () => {
   await patchState('running', wakeMarks);
   const woken = await clock.waitAll(names, 10 * 60_000);
   const wakeLatency = names.map((n) => (woken.get(n) as number) - (wakeMarks.get(n) as number));
+  const afterWake = await snapshot();
+  phases.push(phaseCost('wake burst', N, afterHibernate, afterWake));
 
   // 4. One change at a time against N running sessions at rest: what a single user waits for.
   // The bursts leave a tail (Deployment and Pod status updates, each a work item) after the last
@@ -267,6 +409,8 @@ it(`runs ${N} sessions through the pipeline`, async () => {
   }
   await nc.close();
   const settleSeconds = (performance.now() - settleStart) / 1000;
+  const afterSettle = await snapshot();
+  phases.push(phaseCost('settling (no changes)', 0, afterWake, afterSettle));
   const singleChanges: { state: 'hibernated' | 'running'; at: string; ms: number }[] = [];
   const SINGLE = Math.min(Number(process.env.BENCH_SINGLE ?? 50), N);
   for (const name of names.slice(0, SINGLE)) {
@@ -282,6 +426,9 @@ it(`runs ${N} sessions through the pipeline`, async () => {
       singleChanges.push({ state, at: new Date(Date.now() - ms).toISOString(), ms });
     }
   }
+  const afterSingle = await snapshot();
+  phases.push(phaseCost('single changes (steady)', singleChanges.length, afterSettle, afterSingle));
+  phases.push(phaseCost('whole run', 3 * N + singleChanges.length, atStart, afterSingle));
   clock.stop();
   const single = {
     hibernate: singleChanges.filter((c) => c.state === 'hibernated').map((c) => c.ms),
@@ -289,6 +436,20 @@ it(`runs ${N} sessions through the pipeline`, async () => {
   };
 
   const rss = { watcher: peakRss(watcher.pid), reconcilers: workers.map((w) => peakRss(w.pid)) };
+  // CPU seconds over each process's life (ours and this run's nats-server started with the run);
+  // the API server's over the same window, from before our services started.
+  const followersCpuSeconds = Object.fromEntries(followers.map((f) => [f.service, procCpuSeconds(f.pid)]));
+  const cpuSeconds = {
+    watcher: procCpuSeconds(watcher.pid),
+    reconcilers: workers.map((w) => procCpuSeconds(w.pid)),
+    ...followersCpuSeconds,
+    natsServer: procCpuSeconds(natsPid),
+    kubeApiserver: procCpuSeconds(apiServerPid) - apiServerCpuAtStart,
+  };
+  const ourCpuSeconds =
+    cpuSeconds.watcher + cpuSeconds.reconcilers.reduce((a, b) => a + b, 0) + sum(followersCpuSeconds);
+  const followersPeakRssMiB = Object.fromEntries(followers.map((f) => [f.service, peakRss(f.pid) / 2 ** 20]));
+  const loadAverageAtEnd = loadavg();
   const metrics = await Promise.all(workers.map((w) => w.get('/metrics')));
   const reconcileErrors = metrics
     .map((m) =>
@@ -306,7 +467,7 @@ it(`runs ${N} sessions through the pipeline`, async () => {
       ].reduce((a, x) => a + Number(x[1]), 0),
     )
     .reduce((a, b) => a + b, 0);
-  await Promise.all([watcher, ...workers].map((s) => s.stop()));
+  await Promise.all(services.map((s) => s.stop()));
   await nats.stop();
 
   // 4. Baseline: the same writes (Session, Deployment, Service, Ingress, Session status) made
@@ -425,7 +586,19 @@ it(`runs ${N} sessions through the pipeline`, async () => {
     directSeconds,
     directSessionsPerSecond: N / directSeconds,
     throughputRatio: N / pipelineSeconds / (N / directSeconds),
-    peakRssMiB: { watcher: rss.watcher / 2 ** 20, reconcilers: rss.reconcilers.map((r) => r / 2 ** 20) },
+    peakRssMiB: {
+      watcher: rss.watcher / 2 ** 20,
+      reconcilers: rss.reconcilers.map((r) => r / 2 ** 20),
+      ...followersPeakRssMiB,
+    },
+    watcherPlusOneWorkerPeakRssMiB: (rss.watcher + Math.max(...rss.reconcilers)) / 2 ** 20,
+    cpuSeconds,
+    ourServicesCpuSeconds: ourCpuSeconds,
+    // Issue 13: API reads per user change (GET + LIST of the platform's resources counted by the
+    // API server, the driver's own subtracted), watches held, reconciles and applies per change.
+    phases,
+    clusterWatchesBeforeOurs: clusterWatches,
+    loadAverage: { atStart: loadAverageAtStart, atEnd: loadAverageAtEnd },
     reconciles,
     reconcileErrors,
     clientErrors: errors.length,
@@ -453,6 +626,19 @@ it(`runs ${N} sessions through the pipeline`, async () => {
   mkdirSync(`${repo}/.bench`, { recursive: true });
   writeFileSync(`${repo}/.bench/session-pipeline.json`, `${JSON.stringify(result, null, 2)}\n`);
   console.log(JSON.stringify(result, null, 2));
+  console.table(
+    phases.map((p) => ({
+      phase: p.phase,
+      changes: p.userChanges,
+      'API reads': p.apiReads,
+      'reads/change': p.apiReadsPerChange,
+      'reconciles/change': p.reconcilesPerChange,
+      'w/o resync': p.reconcilesPerChangeWithoutResync,
+      'applies/change': p.appliesPerChange,
+      'platform watches': JSON.stringify(p.platformWatchesAtEnd),
+    })),
+  );
+  console.table({ ...cpuSeconds, reconcilers: cpuSeconds.reconcilers.join(' / '), ours: ourCpuSeconds });
   await deleteNamespace(namespace);
   await deleteNamespace(baselineNamespace);
   expect(errors).toEqual([]);

@@ -32,6 +32,7 @@ import {
   pinTimings,
   type WriteFence,
 } from './partition-lease.js';
+import { RequeueTimers } from './requeue-timers.js';
 import type { ReconcileOutcome } from './session-reconciler.js';
 
 export interface WorkConsumerOptions {
@@ -73,7 +74,7 @@ interface Pending {
  * dead-letter stream; an item that can never succeed (not a valid work item) is terminated.
  */
 export class WorkConsumer {
-  private readonly requeueTimers = new Map<string, NodeJS.Timeout>();
+  private readonly requeueTimers = new RequeueTimers();
   private readonly queue = new KeyedWorkQueue<Pending>();
   private readonly leases: PartitionLease[];
   private readonly pulls = new Map<number, ConsumerMessages>();
@@ -242,7 +243,7 @@ export class WorkConsumer {
 
   async stop(timeoutMs = 20_000): Promise<void> {
     this.stopping = true;
-    for (const timer of this.requeueTimers.values()) clearTimeout(timer);
+    this.requeueTimers.clear();
     for (const pull of this.pulls.values()) pull.stop();
     // Items not started go straight back rather than wait for the ack timeout.
     for (const pending of this.queue.remove(() => true)) pending.message.nak();
@@ -410,7 +411,7 @@ export class WorkConsumer {
       fence.throwIfLost();
       this.reconciles.labels(item.kind, 'success').inc();
       message.ack();
-      if (outcome.requeueAfterMs !== undefined) this.requeue(item, outcome.requeueAfterMs);
+      this.requeue(item, outcome.requeueAfterMs);
     } catch (error) {
       if (error instanceof PinLostError || fence.signal.aborted) {
         result = 'aborted';
@@ -499,29 +500,25 @@ export class WorkConsumer {
     await this.options.js.publish(subjects.deadLetter(kind, namespace, name), JSON.stringify(letter));
   }
 
-  /** Like controller-runtime's RequeueAfter: a trigger to ourselves when a deadline comes. */
-  private requeue(item: WorkItem, afterMs: number): void {
+  /**
+   * Like controller-runtime's RequeueAfter: a trigger to ourselves when a deadline comes. A
+   * reconcile that asks for none (`afterMs` undefined) cancels the key's earlier one.
+   */
+  private requeue(item: WorkItem, afterMs: number | undefined): void {
     const key = objectKey(item.kind, item.namespace, item.name);
-    clearTimeout(this.requeueTimers.get(key));
-    const timer = setTimeout(
-      () => {
-        this.requeueTimers.delete(key);
-        const next: WorkItem = { ...item, reason: 'requeue' };
-        this.options.js
-          .publish(
-            subjects.work(item.kind, item.namespace, item.name, this.options.work.partitions),
-            JSON.stringify(next),
-          )
-          .catch((error: Error) =>
-            this.options.log.warn(
-              { err: error.message, key },
-              'could not requeue; the periodic resync will pick it up',
-            ),
-          );
-      },
-      Math.min(afterMs, 2 ** 31 - 1),
-    );
-    timer.unref();
-    this.requeueTimers.set(key, timer);
+    this.requeueTimers.settle(key, afterMs, () => {
+      const next: WorkItem = { ...item, reason: 'requeue' };
+      this.options.js
+        .publish(
+          subjects.work(item.kind, item.namespace, item.name, this.options.work.partitions),
+          JSON.stringify(next),
+        )
+        .catch((error: Error) =>
+          this.options.log.warn(
+            { err: error.message, key },
+            'could not requeue; the periodic resync will pick it up',
+          ),
+        );
+    });
   }
 }
