@@ -211,7 +211,7 @@ describe('LastActivityWriter', () => {
     return { writer, writes, state };
   }
 
-  it('writes at most once per interval under steady activity, and writes the last report of a burst', async () => {
+  it('writes at most once per interval under steady activity, the first an interval after activity is seen, and the last report of a burst', async () => {
     const { writer, writes, state } = writerSetup();
     for (let t = 0; t < 95; t++) {
       state.latest = Date.now();
@@ -220,10 +220,33 @@ describe('LastActivityWriter', () => {
     }
     // Activity stops at T0+94s; the trailing write carries it.
     await vi.advanceTimersByTimeAsync(60 * S);
-    expect(writes.map((w) => (w.when - T0) / S)).toEqual([0, 30, 60, 90, 120]);
+    expect(writes.map((w) => (w.when - T0) / S)).toEqual([30, 60, 90, 120]);
     expect(writes.at(-1)!.at).toBe(T0 + 94 * S);
     for (let i = 1; i < writes.length; i++)
       expect(writes[i]!.when - writes[i - 1]!.when).toBeGreaterThanOrEqual(30 * S);
+  });
+
+  it('spreads the writes of Sessions seen together over a tenth of the interval', async () => {
+    const whens: number[] = [];
+    let draw = 0;
+    const writer = new LastActivityWriter({
+      intervalMs: 600 * S,
+      latest: () => T0,
+      session: (key) => ({ namespace: 'ns', name: key }),
+      write: async () => {
+        whens.push(Date.now() - T0);
+      },
+      metrics: createReaperMetrics(new Registry()),
+      log: createLogger('test', 'silent'),
+      random: () => (draw++ % 10) / 10,
+    });
+    writer.start();
+    for (let i = 0; i < 10; i++) writer.notify(`s${i}`);
+    await vi.advanceTimersByTimeAsync(599 * S);
+    expect(whens).toEqual([]);
+    await vi.advanceTimersByTimeAsync(61 * S);
+    expect(whens.sort((a, b) => a - b)).toEqual(Array.from({ length: 10 }, (_, i) => 600 * S + i * 6 * S));
+    writer.stop();
   });
 
   it('does not write what the status already shows', async () => {

@@ -28,6 +28,8 @@ export interface IdleReaperOptions {
   log: Logger;
   /** How long to wait for an issued command to change spec.state before issuing it again. */
   commandRetryMs: number;
+  /** No idle decision before this moment (the restart grace; see SessionObservations.idleNotBefore). */
+  idleNotBefore?: number;
   /** Told when a Session appears, changes or its activity moves (to keep status.lastActivity current). */
   onSessionChange?(key: string): void;
   /**
@@ -163,6 +165,7 @@ export class IdleReaper {
       {
         ...(activityAt !== undefined ? { activityAt } : {}),
         ...(s.wokenAt !== undefined ? { wokenAt: s.wokenAt } : {}),
+        ...(this.options.idleNotBefore !== undefined ? { idleNotBefore: this.options.idleNotBefore } : {}),
       },
       this.options.defaults,
       now,
