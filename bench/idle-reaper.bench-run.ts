@@ -121,6 +121,9 @@ it(`tracks ${N} sessions with steady activity and hibernates the idle ones on ti
   // watcher's defaults.
   await declareTopology(nc, { activityTtlMs: 24 * 3600_000 });
 
+  // The reaper follows Sessions through the shared state the watcher keeps on NATS.
+  const watcher = new ServiceProcess('watcher', { WATCH_NAMESPACE: namespace });
+  await watcher.waitReady(60_000);
   const reaper = new ServiceProcess(
     'idle-reaper',
     {
@@ -138,6 +141,7 @@ it(`tracks ${N} sessions with steady activity and hibernates the idle ones on ti
     clearInterval(ticker);
     clearInterval(sampler);
     await reaper.stop();
+    await watcher.stop();
     mkdirSync(`${repo}/.bench`, { recursive: true });
     writeFileSync(`${repo}/.bench/idle-reaper.log`, `${reaper.logs.join('\n')}\n`);
     const kv = await new Kvm(nc).open(BUCKETS.activity);
@@ -237,11 +241,19 @@ it(`tracks ${N} sessions with steady activity and hibernates the idle ones on ti
     }
   });
   const createSeconds = (performance.now() - createStart) / 1000;
+  // The reaper has every Session once the watcher has stored them and its KV watch delivered them.
+  const trackedNow = async () =>
+    Number(
+      (await reaper.get('/metrics')).body
+        .split('\n')
+        .find((l) => l.startsWith('streamspace_reaper_tracked_sessions '))
+        ?.split(' ')
+        .at(-1),
+    );
+  const trackedBy = performance.now() + 180_000;
+  while ((await trackedNow()) < N && performance.now() < trackedBy) await sleep(1_000);
   await sleep(5_000);
-  const trackedLine = (await reaper.get('/metrics')).body
-    .split('\n')
-    .find((l) => l.startsWith('streamspace_reaper_tracked_sessions '));
-  const tracked = Number(trackedLine?.split(' ').at(-1));
+  const tracked = await trackedNow();
 
   // 2. Steady traffic.
   const accepted = () =>
@@ -460,6 +472,7 @@ it(`tracks ${N} sessions with steady activity and hibernates the idle ones on ti
   console.log(JSON.stringify(result, null, 2));
 
   expect(errors).toEqual([]);
+  expect(tracked).toBe(N);
   expect(wrong).toBe(0);
   expect(missed).toBe(0);
 });
