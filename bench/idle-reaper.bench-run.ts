@@ -205,7 +205,9 @@ it(`tracks ${N} sessions with steady activity and hibernates the idle ones on ti
             user: `${name}@example.com`,
             template: 'firefox',
             idleTimeout: `${IDLE_TIMEOUT_S}s`,
-            maxSessionDuration: '0',
+            // Within the platform's maximum (24h): '0' would ask beyond it, and each Session would get
+            // a LimitApplied Event (10,000 Event writes at start).
+            maxSessionDuration: '8h',
           },
         },
       });
