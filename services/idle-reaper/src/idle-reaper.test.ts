@@ -84,18 +84,30 @@ describe('IdleReaper', () => {
     reaper.upsert(session('a'));
     await vi.advanceTimersByTimeAsync(60 * S);
     reaper.markSessionsSynced();
+    reaper.upsert(session('b'));
     await vi.advanceTimersByTimeAsync(5 * S);
     expect(issued).toEqual([]);
-    // The bucket says it was used 5 s ago: not idle after all.
+    // The bucket says it was used 5 s ago: not idle after all...
     activity.set('ns.a', T0 + 60 * S);
     reaper.markActivityLoaded();
     await vi.advanceTimersByTimeAsync(0);
-    expect(issued).toEqual([]);
     // ...and a session that did come due while we were loading is acted on at once.
-    reaper.upsert(session('b'));
-    await vi.advanceTimersByTimeAsync(0);
     expect(issued.map((i) => i.command.name)).toEqual(['b']);
     expect(Date.now() - T0).toBe(65 * S);
+  });
+
+  it('gives a running Session that reaches it only after loading its full idle timeout from then', async () => {
+    const { reaper, issued, ready } = setup();
+    ready();
+    await vi.advanceTimersByTimeAsync(60 * S);
+    // Running since T0 with a 10 s timeout, but the shared state delivered it 60 s late: its
+    // reports were refused as unknown until now, so it is not hibernated on arrival.
+    reaper.upsert(session('late'));
+    await vi.advanceTimersByTimeAsync(9 * S);
+    expect(issued).toEqual([]);
+    await vi.advanceTimersByTimeAsync(1 * S);
+    expect(issued.map((i) => i.command.name)).toEqual(['late']);
+    expect(issued[0]!.at).toBe(T0 + 70 * S);
   });
 
   it('moves the deadline when activity arrives', async () => {
