@@ -21,6 +21,7 @@ export default defineConfig({
           name: 'integration',
           include: ['test/integration/**/*.test.ts'],
           globalSetup: ['test/integration/global-setup.ts'],
+          setupFiles: ['test/integration/service-cleanup.ts'],
           // One real control plane and one NATS serve every file; files share them, so they run
           // one at a time and each uses its own namespace.
           fileParallelism: false,

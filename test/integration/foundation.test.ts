@@ -1,7 +1,8 @@
 import { spawn } from 'node:child_process';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
-import { API_GROUP, API_VERSION, apiCorpus, type CorpusObject } from '@streamspace/shared';
+import { API_GROUP, API_VERSION } from '@streamspace/shared';
+import { apiCorpus, type CorpusObject } from '../../packages/shared/src/api-corpus.test-support.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createNamespace, deleteNamespace, installCrds, kube, kubectl, repo } from './harness.js';
 

@@ -149,6 +149,21 @@ export async function eventually<T>(
 
 /** One of our services, run as a real process from its built output. */
 export class ServiceProcess {
+  /** Every service started in this test file and not yet seen to exit (see service-cleanup.ts). */
+  static readonly started = new Set<ServiceProcess>();
+
+  /**
+   * Stops (SIGKILL) what a test file left running and says which: a service that outlives its
+   * file would keep consuming the shared NATS's work partitions with its own settings and take
+   * part in the next file's reconciles.
+   */
+  static async stopLeftovers(): Promise<string[]> {
+    const left = [...ServiceProcess.started].filter((s) => s.running);
+    await Promise.all(left.map((s) => s.kill()));
+    ServiceProcess.started.clear();
+    return left.map((s) => `${s.service} (pid ${s.pid})`);
+  }
+
   readonly logs: string[] = [];
   port = 0;
   private readonly child: ChildProcess;
@@ -178,7 +193,13 @@ export class ServiceProcess {
     };
     this.child.stdout?.on('data', onData);
     this.child.stderr?.on('data', onData);
-    this.exited = new Promise((resolve) => this.child.on('exit', (code) => resolve(code)));
+    this.exited = new Promise((resolve) =>
+      this.child.on('exit', (code) => {
+        ServiceProcess.started.delete(this);
+        resolve(code);
+      }),
+    );
+    ServiceProcess.started.add(this);
   }
 
   get pid(): number | undefined {

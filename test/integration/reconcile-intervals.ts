@@ -12,6 +12,17 @@ export interface ReconcileInterval {
   /** When it ended; for a worker killed mid-reconcile, when the test killed it. */
   end: number;
   result: string;
+  /** When its latest write started (the last fence check that passed), if it got that far. */
+  lastWrite?: number;
+}
+
+/**
+ * Until when a reconcile could write. One that was aborted (its worker found its lease over
+ * before a write) wrote nothing after its last passed fence check, however late it noticed: a
+ * worker starved of CPU may take seconds to end a reconcile it may no longer write for.
+ */
+function writingUntil(interval: ReconcileInterval): number {
+  return interval.result === 'aborted' ? (interval.lastWrite ?? interval.start) : interval.end;
 }
 
 /**
@@ -50,7 +61,7 @@ export function readIntervals(
   return intervals;
 }
 
-/** Every pair of reconciles of one key that overlapped in time, described. */
+/** Every pair of reconciles of one key that could write at the same time, described. */
 export function overlaps(intervals: ReconcileInterval[]): string[] {
   const byKey = new Map<string, ReconcileInterval[]>();
   for (const interval of intervals) byKey.set(interval.key, [...(byKey.get(interval.key) ?? []), interval]);
@@ -59,11 +70,11 @@ export function overlaps(intervals: ReconcileInterval[]): string[] {
     list.sort((a, b) => a.start - b.start);
     let latest = list[0] as ReconcileInterval;
     for (const next of list.slice(1)) {
-      if (next.start < latest.end)
+      if (next.start < writingUntil(latest))
         found.push(
-          `${key}: ${latest.worker} [${latest.start.toFixed(1)}, ${latest.end.toFixed(1)}] (${latest.result}) and ${next.worker} from ${next.start.toFixed(1)}`,
+          `${key}: ${latest.worker} [${latest.start.toFixed(1)}, ${writingUntil(latest).toFixed(1)}] (${latest.result}) and ${next.worker} from ${next.start.toFixed(1)}`,
         );
-      if (next.end > latest.end) latest = next;
+      if (writingUntil(next) > writingUntil(latest)) latest = next;
     }
   }
   return found;

@@ -1,8 +1,12 @@
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { EventRecorder, KubeClient } from '@streamspace/kube';
 import { API_GROUP, API_VERSION, BUCKETS, sessionChildName, stateKey, subjects } from '@streamspace/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { KubeWriter } from '../../services/reconciler/src/kube-writer.js';
+import type { PlannedStatus } from '../../services/reconciler/src/session-plan.js';
+import type { StoredSession } from '../../services/reconciler/src/stored-objects.js';
 import {
   createNamespace,
   deleteNamespace,
@@ -13,6 +17,7 @@ import {
   ServiceProcess,
 } from './harness.js';
 import { Scrape } from './metrics-scrape.js';
+import { type PrivateNats, startPrivateNats } from './private-nats.js';
 
 /**
  * Issue 13, part 2: the API server is read by the watcher only; the reconcilers read what it saw
@@ -25,6 +30,9 @@ let namespace: string;
 let watcher: ServiceProcess;
 const reconcilers: ServiceProcess[] = [];
 let nc: NatsConnection;
+// A nats-server of this file's own: it deletes the state bucket, which would pull the shared state
+// from under every other test file's services running at the same time.
+let nats: PrivateNats;
 
 function template(name: string) {
   return {
@@ -102,11 +110,17 @@ async function deploymentUid(name: string): Promise<string | undefined> {
 beforeAll(async () => {
   await installCrds();
   namespace = await createNamespace('shared-state');
+  nats = await startPrivateNats();
   // No periodic resync during the measurements: every reconcile counted comes from a change.
-  watcher = new ServiceProcess('watcher', { WATCH_NAMESPACE: namespace, RESYNC_INTERVAL: '1h' });
+  watcher = new ServiceProcess('watcher', {
+    NATS_URL: nats.url,
+    WATCH_NAMESPACE: namespace,
+    RESYNC_INTERVAL: '1h',
+  });
   for (let i = 0; i < 2; i++)
     reconcilers.push(
       new ServiceProcess('reconciler', {
+        NATS_URL: nats.url,
         STARTUP_DEADLINE: '30s',
         INGRESS_DOMAIN: 'desktops.test',
         WATCH_NAMESPACE: namespace,
@@ -114,12 +128,13 @@ beforeAll(async () => {
     );
   await Promise.all([watcher, ...reconcilers].map((s) => s.waitReady()));
   await apply(template('firefox'));
-  nc = await connect({ servers: process.env.NATS_URL as string });
+  nc = await connect({ servers: nats.url });
 });
 
 afterAll(async () => {
   await Promise.all([watcher, ...reconcilers].map((s) => s?.stop()));
   await nc?.close();
+  await nats?.stop();
   await deleteNamespace(namespace);
 });
 
@@ -170,9 +185,12 @@ describe('the reconciler reads the shared state, not the API server', () => {
       1_000,
     );
     const reconcilesBefore = await reconcilerSum(RECONCILES, { kind: 'session' });
-    const triggersBefore = (await Scrape.of(watcher)).table('streamspace_watcher_work_items_published_total', {
-      kind: 'session',
-    });
+    const triggersBefore = (await Scrape.of(watcher)).table(
+      'streamspace_watcher_work_items_published_total',
+      {
+        kind: 'session',
+      },
+    );
     // Server-side applies: patches of everything but Events (whose repeats are aggregated by a patch).
     const applies = async () =>
       (await reconcilerSum(REQUESTS, { verb: 'patch' })) -
@@ -203,7 +221,9 @@ describe('the reconciler reads the shared state, not the API server', () => {
     )
       .map(([reason, count]) => [reason, count - (triggersBefore[reason] ?? 0)] as const)
       .filter(([, count]) => count > 0);
-    console.log(`shared-state: work items by trigger during the changes: ${JSON.stringify(Object.fromEntries(triggers))}`);
+    console.log(
+      `shared-state: work items by trigger during the changes: ${JSON.stringify(Object.fromEntries(triggers))}`,
+    );
     const patches = (await applies()) - patchesBefore;
     console.log(
       `shared-state: ${changes} hibernate/wake changes took ${reconciles} reconciles (${(reconciles / changes).toFixed(2)} per change) and ${patches} server-side applies (${(patches / changes).toFixed(2)} per change)`,
@@ -212,6 +232,39 @@ describe('the reconciler reads the shared state, not the API server', () => {
     // Per change: the Deployment's replicas and the Session's status (Pending/Stopping, then the
     // final phase) — nothing re-applied that was already as planned.
     expect(patches / changes).toBeLessThanOrEqual(3);
+  });
+});
+
+describe('a status planned from an older Session', () => {
+  it('is not written: the write is conditional on the version read, and the Session keeps its status', async () => {
+    await apply(session('stale', 'user-stale'));
+    await waitPhase('stale', 'Running');
+    const read = async () =>
+      (await k.custom.getNamespacedCustomObject({
+        group: API_GROUP,
+        version: API_VERSION,
+        namespace,
+        plural: 'sessions',
+        name: 'stale',
+      })) as StoredSession;
+    const before = await read();
+    // Another writer moves the Session on (as a user's label, or the reaper's lastActivity, would).
+    await kubectl(['label', 'session', 'stale', '-n', namespace, 'moved=on']);
+    const kubeClient = KubeClient.fromEnvironment();
+    const writer = new KubeWriter(
+      kubeClient,
+      new EventRecorder(kubeClient, { component: 'test', instance: 'shared-state.test' }),
+    );
+    const older: PlannedStatus = {
+      ...(before.status as PlannedStatus),
+      phase: 'Failed',
+    };
+    expect(await writer.writeSessionStatus(before, older)).toBe(false);
+    expect((await read()).status?.phase).toBe('Running');
+    // Planned from the current version, the same write goes through.
+    const current = await read();
+    expect(await writer.writeSessionStatus(current, { ...(current.status as PlannedStatus) })).toBe(true);
+    kubeClient.close();
   });
 });
 

@@ -475,6 +475,27 @@ describe('two watchers', () => {
   });
 });
 
+describe('watchers of different namespaces', () => {
+  it('share the state bucket: one that starts (and rebuilds its part) leaves the others\' entries alone', async () => {
+    const nsA = await createNamespace('watcher-ns-a');
+    const nsB = await createNamespace('watcher-ns-b');
+    namespaces.push(nsA, nsB);
+    const state = await new Kvm(nc).open(BUCKETS.state);
+    const watcherA = startWatcher({ WATCH_NAMESPACE: nsA });
+    await watcherA.waitReady(30_000);
+    await create(nsA, 'sessions', session('erin', 'firefox'));
+    const key = stateKey('session', nsA, 'erin');
+    await eventually(async () => expect((await state.get(key))?.operation).toBe('PUT'));
+    // B's first rebuild of the state runs before it reports ready, and deletes the entries of its
+    // namespaces that no watch of its holds; A's namespace is not B's to clean.
+    const watcherB = startWatcher({ WATCH_NAMESPACE: nsB });
+    await watcherB.waitReady(30_000);
+    expect((await state.get(key))?.operation).toBe('PUT');
+    expect(await watcherB.stop()).toBe(0);
+    expect(await watcherA.stop()).toBe(0);
+  });
+});
+
 describe('NATS outage', () => {
   let server: ChildProcess | undefined;
   let storeDir: string;

@@ -10,3 +10,4 @@ export * from './resource-path.js';
 export * from './watch-transport.js';
 export { ExecCredentialPlugin, type ExecConfig, type ExecResult } from './exec-credential.js';
 export * from './kube-config.js';
+export * from './api-reachability.js';

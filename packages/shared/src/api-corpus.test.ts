@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { ValidationResult } from './api-common.js';
-import { apiCorpus, type InvalidCase, type ValidCase } from './api-corpus.js';
+import { apiCorpus, type InvalidCase, type ValidCase } from './api-corpus.test-support.js';
 import { validateSession } from './session-schema.js';
 import { validateTemplate } from './template-schema.js';
 

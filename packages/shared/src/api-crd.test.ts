@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { z } from 'zod';
 import { API_GROUP, API_VERSION, QUANTITY_PATTERN } from './api-common.js';
-import { validTemplates } from './api-corpus.js';
+import { validTemplates } from './api-corpus.test-support.js';
 import { DURATION_MAX_LENGTH, DURATION_PATTERN } from './duration.js';
 import {
   DNS1123_SUBDOMAIN_PATTERN,

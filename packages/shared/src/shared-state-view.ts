@@ -1,7 +1,6 @@
 import type { KV, KvEntry } from '@nats-io/kv';
 import { backoffDelay, sleep } from './backoff.js';
-import type { StateKind } from './shared-state.js';
-import { subjectToken } from './subjects.js';
+import { type StateKind, stateKindFilter } from './shared-state.js';
 
 /**
  * A live view of one kind of the shared state (shared-state.ts) for services that want every
@@ -65,7 +64,7 @@ export class SharedStateView<T> {
 
   private filters(): string[] {
     const { kind, namespaces } = this.options;
-    return namespaces ? namespaces.map((ns) => `${kind}.${subjectToken(ns)}.>`) : [`${kind}.>`];
+    return namespaces ? namespaces.map((ns) => stateKindFilter(kind, ns)) : [stateKindFilter(kind)];
   }
 
   /** Runs until `signal` aborts. Never rejects. */

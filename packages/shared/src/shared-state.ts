@@ -84,9 +84,9 @@ export function sessionPodsFilter(namespace: string, session: string): string {
   return `pod.${subjectToken(namespace)}.${subjectToken(session)}.>`;
 }
 
-/** Every key of one kind (a KV watch filter). */
-export function stateKindFilter(kind: StateKind): string {
-  return `${kind}.>`;
+/** Every key of one kind, or of one kind in one namespace (a KV watch or listing filter). */
+export function stateKindFilter(kind: StateKind, namespace?: string): string {
+  return namespace === undefined ? `${kind}.>` : `${kind}.${subjectToken(namespace)}.>`;
 }
 
 /**

@@ -13,9 +13,8 @@ import {
   runService,
   STREAMS,
   SharedStateView,
-  sleep,
 } from '@streamspace/shared';
-import { EventRecorder, kubeClientFromConfig } from '@streamspace/kube';
+import { EventRecorder, kubeClientFromConfig, followApiReachability } from '@streamspace/kube';
 import { activityRoute } from './activity-http.js';
 import { ActivityIntake } from './activity-intake.js';
 import { ActivityStore } from './activity-store.js';
@@ -173,18 +172,7 @@ await runService({
     // The API server is still written to (spec.state, status.lastActivity, Events): say when it
     // cannot be reached. /version needs no RBAC.
     readiness.register('kubernetes', 'not yet checked');
-    const probeKube = async () => {
-      while (!signal.aborted) {
-        try {
-          await kube.request('GET', '/version');
-          readiness.set('kubernetes', true);
-        } catch (error) {
-          readiness.set('kubernetes', false, `API server unreachable: ${(error as Error).message}`);
-        }
-        await sleep(5_000, signal);
-      }
-    };
-    void probeKube();
+    void followApiReachability(kube, (up, reason) => readiness.set('kubernetes', up, reason), signal);
 
     readiness.register('jetstream', 'binding to the commands consumer and the activity bucket');
     const natsReady = (async () => {

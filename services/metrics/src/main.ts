@@ -10,7 +10,7 @@ try {
     start: startMetrics,
   });
 } catch (error) {
-  // Only a fault that retrying cannot fix gets here (no kubeconfig at all, for one).
+  // Only a fault that retrying cannot fix gets here (a setting that cannot work, for one).
   process.stderr.write(`metrics: cannot start: ${(error as Error).message}\n`);
   process.exit(1);
 }

@@ -1,4 +1,3 @@
-import { kubeEnvSchema } from '@streamspace/kube';
 import {
   env,
   formatDuration,
@@ -45,7 +44,7 @@ const urlList = z
     return urls;
   });
 
-export const metricsConfigSchema = natsEnvSchema.extend(kubeEnvSchema.shape).extend({
+export const metricsConfigSchema = natsEnvSchema.extend({
   /** Count the Sessions of these namespaces only (comma-separated); all namespaces when unset. */
   WATCH_NAMESPACE: watchNamespacesSchema,
   /** Put the `user` label on streamspace_active_sessions (one series per user: switch off for many users). */

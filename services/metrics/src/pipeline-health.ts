@@ -1,6 +1,7 @@
 import type { JetStreamManager } from '@nats-io/jetstream';
 import { recordedPartitions, STREAMS, WORK_PRIORITY_GROUP, workConsumerNames } from '@streamspace/shared';
 import { Gauge, type Registry } from 'prom-client';
+import { httpStatusProbe, type StatusProbe } from './http-status-probe.js';
 
 /**
  * Health of the pipeline between the watcher and the reconcilers, read when Prometheus scrapes:
@@ -87,7 +88,8 @@ export interface PipelineProbeOptions {
   watcherReadyUrls: string[];
   timeoutMs: number;
   now?: () => number;
-  fetch?: typeof fetch;
+  /** How a watcher's /readyz is asked (the real HTTP probe unless a test gives another). */
+  probeStatus?: StatusProbe;
   onError?(what: string, error: unknown): void;
 }
 
@@ -141,13 +143,11 @@ export async function probePipeline(options: PipelineProbeOptions): Promise<Pipe
     figures.jetstreamUp = answered > 0;
   };
   const watchers = async () => {
-    const get = options.fetch ?? fetch;
+    const probe = options.probeStatus ?? httpStatusProbe;
     figures.watchers = await Promise.all(
       options.watcherReadyUrls.map(async (target) => {
         try {
-          const response = await get(target, { signal: AbortSignal.timeout(options.timeoutMs) });
-          await response.body?.cancel();
-          return { target, ready: response.status === 200 };
+          return { target, ready: (await probe(target, options.timeoutMs)) === 200 };
         } catch (error) {
           options.onError?.(`watcher readiness ${target}`, error);
           return { target, ready: false };

@@ -1,6 +1,7 @@
 import type { KubernetesObject } from '@kubernetes/client-node';
 import { type EventRecorder, isConflict, type KubeClient, type ResourceRef } from '@streamspace/kube';
 import { API_GROUP, API_VERSION, FIELD_MANAGER } from '@streamspace/shared';
+import type { OwnWrites } from './own-writes.js';
 import type { WriteFence } from './partition-lease.js';
 import type { ChildRef, KubeEventIntent, PlannedStatus } from './session-plan.js';
 import type { StoredSession as Session, StoredTemplate as Template } from './stored-objects.js';
@@ -44,6 +45,17 @@ function refFor(kind: string, namespace: string, name: string): ResourceRef {
   }
 }
 
+/** The shared state's kind (shared-state.ts) of each kind the reconciler writes. */
+const STATE_KIND: Record<string, string> = {
+  Session: 'session',
+  Template: 'template',
+  Deployment: 'deployment',
+  Service: 'service',
+  Ingress: 'ingress',
+  NetworkPolicy: 'networkpolicy',
+  PersistentVolumeClaim: 'pvc',
+};
+
 /**
  * The reconciler's writes to the API server: it reads nothing there (StateReads reads the shared
  * state); it applies what a reconcile planned, writes status and records Events.
@@ -54,13 +66,15 @@ export class KubeWriter {
   constructor(
     private readonly kube: KubeClient,
     private readonly events: EventRecorder,
+    /** Where what the server answered our writes with is kept for our next reads (own-writes.ts). */
+    private readonly own?: OwnWrites,
     /** Checked before every write: a reconcile whose worker lost the pin on its key stops there. */
     private readonly fence?: WriteFence,
   ) {}
 
   /** This writer for one reconcile, which writes only while `fence` holds. */
   fenced(fence: WriteFence): KubeWriter {
-    return new KubeWriter(this.kube, this.events, fence);
+    return new KubeWriter(this.kube, this.events, this.own, fence);
   }
 
   async apply(object: KubernetesObject): Promise<void> {
@@ -69,10 +83,11 @@ export class KubeWriter {
       object.metadata?.namespace as string,
       object.metadata?.name as string,
     );
-    await withConflictRetry(() => {
+    const written = await withConflictRetry(() => {
       this.fence?.throwIfLost();
-      return this.kube.apply(ref, object, FIELD_MANAGER, true);
+      return this.kube.apply<KubernetesObject>(ref, object, FIELD_MANAGER, true);
     });
+    this.own?.remember(STATE_KIND[object.kind as string] ?? '', ref.namespace ?? '', ref.name ?? '', written);
   }
 
   async remove(ref: ChildRef): Promise<void> {
@@ -80,8 +95,29 @@ export class KubeWriter {
     await this.kube.delete(refFor(ref.kind, ref.namespace, ref.name), 'Background');
   }
 
-  async writeSessionStatus(session: Session, status: PlannedStatus): Promise<void> {
-    await this.applyStatus('sessions', 'Session', session.metadata.namespace, session.metadata.name, status);
+  /**
+   * Writes a Session's status planned from `session` as read, on condition that the Session is
+   * still that version (its resourceVersion is the precondition). Read from the shared state, it
+   * may be older than the API server's (another writer's change not stored yet, or a partition
+   * that moved here from a worker whose last write is not stored yet): a status planned from it
+   * would stamp new transition times on a phase already reported. Returns false, writing nothing,
+   * when the Session has moved on; the caller looks again once the state has caught up.
+   */
+  async writeSessionStatus(session: Session, status: PlannedStatus): Promise<boolean> {
+    try {
+      await this.applyStatus(
+        'sessions',
+        'Session',
+        session.metadata.namespace,
+        session.metadata.name,
+        status,
+        session.metadata.resourceVersion,
+      );
+      return true;
+    } catch (error) {
+      if (session.metadata.resourceVersion && isConflict(error)) return false;
+      throw error;
+    }
   }
 
   async writeTemplateStatus(template: Template, status: TemplateStatusPlan): Promise<void> {
@@ -94,20 +130,27 @@ export class KubeWriter {
     );
   }
 
-  /** Status is applied under its own field manager so other writers (the idle reaper's lastActivity) keep their fields. */
+  /**
+   * Status is applied under its own field manager so other writers (the idle reaper's lastActivity)
+   * keep their fields. With `resourceVersion` the apply is conditional: a 409 means the object
+   * changed since it was read, and is not retried here.
+   */
   private async applyStatus(
     plural: string,
     kind: string,
     namespace: string,
     name: string,
     status: object,
+    resourceVersion?: string,
   ): Promise<void> {
     const ref = { ...sessions(namespace, name, 'status'), plural };
-    const body = { apiVersion: `${API_GROUP}/${API_VERSION}`, kind, metadata: { name, namespace }, status };
-    await withConflictRetry(() => {
+    const metadata = { name, namespace, ...(resourceVersion ? { resourceVersion } : {}) };
+    const body = { apiVersion: `${API_GROUP}/${API_VERSION}`, kind, metadata, status };
+    const written = await withConflictRetry(() => {
       this.fence?.throwIfLost();
-      return this.kube.apply(ref, body, `${FIELD_MANAGER}-reconciler`, true);
-    });
+      return this.kube.apply<KubernetesObject>(ref, body, `${FIELD_MANAGER}-reconciler`, true);
+    }, resourceVersion ? 1 : undefined);
+    this.own?.remember(STATE_KIND[kind] ?? '', namespace, name, written);
   }
 
   /** A core/v1 Event on the Session, so `kubectl describe session` tells its story (repeats aggregated). */

@@ -10,9 +10,8 @@ import {
   retryForever,
   runService,
   SharedStateReader,
-  sleep,
 } from '@streamspace/shared';
-import { EventRecorder, kubeClientFromConfig, kubeEnvSchema } from '@streamspace/kube';
+import { EventRecorder, kubeClientFromConfig, kubeEnvSchema, followApiReachability } from '@streamspace/kube';
 import { Counter } from 'prom-client';
 import { countKubeRequests } from './kube-requests.js';
 import { KubeWriter } from './kube-writer.js';
@@ -23,6 +22,7 @@ import {
   reconcileSession,
   reconcileTemplate,
 } from './session-reconciler.js';
+import { OwnWrites } from './own-writes.js';
 import { StateReads } from './state-reads.js';
 import { WorkConsumer } from './work-consumer.js';
 
@@ -69,7 +69,12 @@ await runService({
     // state answers its reads).
     const kube = countKubeRequests(kubeClientFromConfig(config, registry, log), registry);
     const workerId = `${hostname()}-${process.pid}`;
-    const writer = new KubeWriter(kube, new EventRecorder(kube, { component: 'streamspace-reconciler', instance: workerId }));
+    const ownWrites = new OwnWrites();
+    const writer = new KubeWriter(
+      kube,
+      new EventRecorder(kube, { component: 'streamspace-reconciler', instance: workerId }),
+      ownWrites,
+    );
     const refusals = new Counter({
       name: 'streamspace_reconciler_sessions_refused_total',
       help: 'Sessions the reconciler refused to act for, by why: ControlPlaneNamespace (a Session in its own namespace), ChildNotOwned (an object under its child name it does not control), HomeClaimNotOwned (a home claim naming another user), ResourcesExceedCeiling (resources above SESSION_MAX_REQUESTS/SESSION_MAX_LIMITS), InvalidResources (requests above their limits once merged with the Template defaults). Counted when the refusal starts.',
@@ -80,19 +85,7 @@ await runService({
 
     // The API server is checked on its own so /readyz says which dependency is missing.
     readiness.register('kubernetes', 'not yet checked');
-    const probeKube = async () => {
-      while (!signal.aborted) {
-        try {
-          // /version needs no RBAC, so a namespace-scoped service account can probe it too.
-          await kube.request('GET', '/version');
-          readiness.set('kubernetes', true);
-        } catch (error) {
-          readiness.set('kubernetes', false, `API server unreachable: ${(error as Error).message}`);
-        }
-        await sleep(5_000, signal);
-      }
-    };
-    void probeKube();
+    void followApiReachability(kube, (up, reason) => readiness.set('kubernetes', up, reason), signal);
 
     readiness.register('work-consumer', 'connecting');
     const nc = await connectNats(config, {
@@ -138,7 +131,7 @@ await runService({
     for (const reason of ['capability_not_allowed', 'user_not_authorizable'])
       desktopsRefused.labels(reason).inc(0);
 
-    const reads = new StateReads(state);
+    const reads = new StateReads(state, ownWrites);
     const consumer = new WorkConsumer({
       nc,
       js: jetstream(nc),

@@ -40,12 +40,16 @@ describe('PartitionLease', () => {
     advance(1_500);
     subject.proof();
     advance(1_500);
+    expect(fence?.lastPassedAt).toBeUndefined();
     expect(() => fence?.throwIfLost()).not.toThrow();
+    expect(fence?.lastPassedAt).toBe(4_000);
     // A stall: no proof for longer than the lease; the next write check finds out.
     advance(600);
     expect(() => fence?.throwIfLost()).toThrow(PinLostError);
     expect(fence?.signal.aborted).toBe(true);
     expect(lost).toEqual(['lease_expired']);
+    // The last write it let through stays the last.
+    expect(fence?.lastPassedAt).toBe(4_000);
   });
 
   it('ends at once when the server unpins us, and a new pin gets a new fence', () => {

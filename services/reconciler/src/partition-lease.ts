@@ -24,6 +24,8 @@ export interface WriteFence {
   readonly signal: AbortSignal;
   /** Throws PinLostError when the lease has ended (by the clock, not only by the timer). */
   throwIfLost(): void;
+  /** When (performance.now()) a check last passed: the start of the reconcile's latest write. */
+  readonly lastPassedAt?: number;
 }
 
 /** The pull and lease timings that follow from a consumer's priority_timeout. */
@@ -111,11 +113,16 @@ export class PartitionLease {
   fence(): WriteFence | undefined {
     if (!this.held()) return undefined;
     const { signal } = this.controller;
+    let lastPassedAt: number | undefined;
     return {
       signal,
       throwIfLost: () => {
         this.held();
         if (signal.aborted) throw signal.reason as Error;
+        lastPassedAt = this.now();
+      },
+      get lastPassedAt() {
+        return lastPassedAt;
       },
     };
   }

@@ -32,6 +32,12 @@ export interface ReconcileOutcome {
   requeueAfterMs?: number;
 }
 
+/**
+ * A status planned from a Session read before its latest change was not written: look again
+ * once the shared state has it (the watcher stores a change within milliseconds).
+ */
+const LOOK_AGAIN: ReconcileOutcome = { requeueAfterMs: 250 };
+
 function comparable(status: Partial<PlannedStatus> | undefined): string {
   const conditions = ((status?.conditions ?? []) as Condition[])
     .map(({ type, status: s, reason, message, observedGeneration }) => ({
@@ -93,8 +99,9 @@ export async function reconcileSession(
       ),
       observedGeneration: session.metadata.generation ?? 0,
     };
-    if (comparable(session.status as PlannedStatus) !== comparable(status))
-      await writer.writeSessionStatus(session, status);
+    if (comparable(session.status as PlannedStatus) !== comparable(status)) {
+      if (!(await writer.writeSessionStatus(session, status))) return LOOK_AGAIN;
+    }
     return {};
   }
 
@@ -112,7 +119,7 @@ export async function reconcileSession(
       observedGeneration: session.metadata.generation ?? 0,
     };
     if (comparable(session.status as PlannedStatus) !== comparable(status)) {
-      await writer.writeSessionStatus(session, status);
+      if (!(await writer.writeSessionStatus(session, status))) return LOOK_AGAIN;
       await writer
         .recordEvent(session, { type: 'Warning', reason: 'InvalidSpec', message })
         .catch(() => undefined);
@@ -125,15 +132,6 @@ export async function reconcileSession(
     legacy: legacyHomeClaimName(session.spec.user),
   });
   const plan = planSession(observed, settings, now());
-  if (plan.refused) {
-    // Bad input from a Template author, or a user name the platform cannot guard: said on the
-    // Session (condition + event), here in the log, and counted; nothing is built.
-    log.warn(
-      { namespace, name, reason: plan.refused.reason, message: plan.refused.message },
-      'desktop refused',
-    );
-    observers.refused?.(plan.refused.reason);
-  }
   const existing: Record<string, unknown> = {
     Deployment: observed.deployment,
     Service: observed.service,
@@ -145,8 +143,19 @@ export async function reconcileSession(
     if (!coversDesired(object, existing[object.kind as string])) await writer.apply(object);
   }
   for (const ref of plan.remove) await writer.remove(ref);
-  if (comparable(session.status as PlannedStatus) !== comparable(plan.status))
-    await writer.writeSessionStatus(session, plan.status);
+  if (comparable(session.status as PlannedStatus) !== comparable(plan.status)) {
+    // Planned from a Session that has changed since: nothing told, nothing counted; look again.
+    if (!(await writer.writeSessionStatus(session, plan.status))) return LOOK_AGAIN;
+  }
+  if (plan.refused) {
+    // Bad input from a Template author, or a user name the platform cannot guard: said on the
+    // Session (condition + event), here in the log, and counted once the status says so.
+    log.warn(
+      { namespace, name, reason: plan.refused.reason, message: plan.refused.message },
+      'desktop refused',
+    );
+    observers.refused?.(plan.refused.reason);
+  }
   for (const event of plan.events) {
     const refusal = REFUSAL_REASONS.find((r) => r === event.reason);
     if (refusal) {

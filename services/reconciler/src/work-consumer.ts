@@ -429,7 +429,16 @@ export class WorkConsumer {
       if (this.options.intervalsFile)
         appendFileSync(
           this.options.intervalsFile,
-          `${JSON.stringify({ key, worker: this.options.workerId, partition, start: started, end: performance.timeOrigin + performance.now(), result })}\n`,
+          `${JSON.stringify({
+            key,
+            worker: this.options.workerId,
+            partition,
+            start: started,
+            end: performance.timeOrigin + performance.now(),
+            result,
+            // An aborted reconcile wrote nothing after this: what exclusivity is about.
+            ...(fence.lastPassedAt !== undefined ? { lastWrite: performance.timeOrigin + fence.lastPassedAt } : {}),
+          })}\n`,
         );
     }
   }

@@ -92,11 +92,17 @@ function summarize(raw: unknown): string {
   return text.length > 300 ? `${text.slice(0, 300)}…` : text;
 }
 
+/** The order a rebuild writes kinds in: Templates first, Sessions last (see rebuildState). */
+function rebuildRank(kind: StateKind): number {
+  return kind === 'template' ? 0 : kind === 'session' ? 2 : 1;
+}
+
 /**
  * The watcher: lists and watches Sessions, Templates and the platform's Deployments and Pods,
  * and publishes what changed to JetStream as change events and work items. The process shell
  * (config, health, SIGTERM) is runService's; this wires the pieces and owns their lifetimes.
  */
+
 export async function startWatcher(context: Context): Promise<RunningService> {
   const { config, log, readiness, registry } = context;
   const kube = kubeClientFromConfig(config, registry, log);
@@ -225,8 +231,12 @@ export async function startWatcher(context: Context): Promise<RunningService> {
         const kv = stateKv;
         const expected = new Set<string>();
         let objects = 0;
-        for (const [kind, list] of watches)
-          for (const watch of list)
+        // Templates and children before Sessions: while a lost bucket is refilled, a reconcile
+        // woken meanwhile that finds its Session finds what the Session needs too (a Session read
+        // without its Template would be told WaitingForTemplate for a moment).
+        const order = [...watches.keys()].sort((a, b) => rebuildRank(a) - rebuildRank(b));
+        for (const kind of order)
+          for (const watch of watches.get(kind) ?? [])
             for (const object of watch.cache.values()) {
               const key = stateEntryKey(kind, object);
               if (key === undefined) continue;
@@ -235,9 +245,21 @@ export async function startWatcher(context: Context): Promise<RunningService> {
               store.write({ key, value: encoder.encode(JSON.stringify(object.raw)), after: [] });
             }
         const present: string[] = [];
+        // Only the entries of the namespaces this watcher watches are its own: a watcher limited to
+        // some namespaces (WATCH_NAMESPACE) must not delete what another one keeps for others.
         for (const kind of STATE_KINDS)
-          for await (const key of await kv.keys(stateKindFilter(kind))) present.push(key);
-        // Anything added since `expected` was taken is in the watches' caches now: check again there.
+          for (const namespace of namespaces)
+            for await (const key of await kv.keys(stateKindFilter(kind, namespace))) present.push(key);
+        // Listing the bucket awaited: objects added meanwhile are in the caches (and their entries
+        // in the bucket) but not in `expected`. Take the caches' keys again, synchronously with the
+        // deletes below, so only entries of objects no watch holds now are deleted; an object added
+        // after this queues its write behind the delete of its key, in order.
+        for (const [kind, list] of watches)
+          for (const watch of list)
+            for (const object of watch.cache.values()) {
+              const key = stateEntryKey(kind, object);
+              if (key !== undefined) expected.add(key);
+            }
         let deleted = 0;
         for (const key of present) {
           if (expected.has(key)) continue;
