@@ -117,13 +117,11 @@ it(`tracks ${N} sessions with steady activity and hibernates the idle ones on ti
   const namespace = await createNamespace('bench-reaper');
   const nc = await connect({ servers: process.env.NATS_URL as string });
   const errors: string[] = [];
-  // The reaper runs alone here: what the watcher would declare (the reaper only binds), with the
-  // watcher's defaults.
+  // What the watcher declares (the reaper only binds), with the watcher's defaults.
   await declareTopology(nc, { activityTtlMs: 24 * 3600_000 });
 
   // The reaper follows Sessions through the shared state the watcher keeps on NATS.
   const watcher = new ServiceProcess('watcher', { WATCH_NAMESPACE: namespace });
-  await watcher.waitReady(60_000);
   const reaper = new ServiceProcess(
     'idle-reaper',
     {
@@ -153,6 +151,9 @@ it(`tracks ${N} sessions with steady activity and hibernates the idle ones on ti
     await nc.close();
     await deleteNamespace(namespace);
   });
+  // Waited for only once the cleanup above is registered: a watcher left running would keep
+  // rewriting the shared state of the next run on this cluster.
+  await watcher.waitReady(60_000);
   await reaper.waitReady(60_000);
   let rssSamplePeak = 0;
   sampler = setInterval(() => {
