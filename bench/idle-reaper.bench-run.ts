@@ -1,4 +1,5 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import * as k8s from '@kubernetes/client-node';
 import { Kvm } from '@nats-io/kv';
 import { connect } from '@nats-io/transport-node';
@@ -11,6 +12,7 @@ import {
   deployedNodeOptions,
   installCrds,
   kube,
+  kubectl,
   repo,
   ServiceProcess,
 } from '../test/integration/harness.js';
@@ -29,6 +31,14 @@ import { procCpuSeconds, procStatus } from './process-cost.js';
  * process saw the change through a watch — activity reports accepted per second (steady,
  * and at rising offered rates until it no longer keeps up), the reaper's peak RSS (VmHWM), and any
  * wrong hibernation. Run with `pnpm bench:reaper`; the result goes to .bench/idle-reaper.json.
+ *
+ * API-server writes: each Session is created with a status.lastActivity spread evenly over the
+ * last BENCH_STATUS_SPREAD (default: the reaper's status write interval, 10m), as on a cluster
+ * that has run for longer than one interval, so the steady phase sees the steady rate of
+ * status.lastActivity writes rather than none (all due in 10 minutes) or a burst. Counted twice:
+ * the reaper's own counter and the API server's apiserver_request_total for Sessions (writes
+ * only; nothing else writes Sessions in the steady phase). The machine's load average is
+ * recorded beside the CPU figure, which is the reaper's own CPU time (/proc/<pid>/stat).
  */
 
 const N = Number(process.env.BENCH_SESSIONS ?? 10_000);
@@ -45,6 +55,20 @@ const REAPER_NODE_OPTIONS = process.env.BENCH_REAPER_NODE_OPTIONS ?? deployedNod
 const REAPER_NODE_ARGS =
   process.env.BENCH_REAPER_NODE_ARGS?.split(' ').filter(Boolean) ?? deployedNodeArgs('idle-reaper');
 const TICK_MS = 100;
+const STATUS_SPREAD_MS = Number(process.env.BENCH_STATUS_SPREAD_S ?? 600) * 1000;
+
+/** Writes to Sessions (and their status) the API server has served, from its own metrics. */
+async function apiServerSessionWrites(): Promise<number> {
+  const { stdout } = await kubectl(['get', '--raw', '/metrics']);
+  let total = 0;
+  for (const line of stdout.split('\n')) {
+    if (!line.startsWith('apiserver_request_total{')) continue;
+    if (!line.includes(`group="${API_GROUP}"`) || !line.includes('resource="sessions"')) continue;
+    if (!/verb="(APPLY|PATCH|POST|PUT|DELETE)"/.test(line)) continue;
+    total += Number(line.split(' ').at(-1));
+  }
+  return total;
+}
 
 function percentile(values: number[], p: number): number {
   const sorted = [...values].sort((a, b) => a - b);
@@ -83,10 +107,11 @@ it(`tracks ${N} sessions with steady activity and hibernates the idle ones on ti
   const namespace = await createNamespace('bench-reaper');
   const nc = await connect({ servers: process.env.NATS_URL as string });
   const errors: string[] = [];
-  // The reaper runs alone here: what the watcher would declare (the reaper only binds), with the
-  // watcher's defaults.
+  // What the watcher declares (the reaper only binds), with the watcher's defaults.
   await declareTopology(nc, { activityTtlMs: 24 * 3600_000 });
 
+  // The reaper follows Sessions through the shared state the watcher keeps on NATS.
+  const watcher = new ServiceProcess('watcher', { WATCH_NAMESPACE: namespace });
   const reaper = new ServiceProcess(
     'idle-reaper',
     {
@@ -104,6 +129,7 @@ it(`tracks ${N} sessions with steady activity and hibernates the idle ones on ti
     clearInterval(ticker);
     clearInterval(sampler);
     await reaper.stop();
+    await watcher.stop();
     mkdirSync(`${repo}/.bench`, { recursive: true });
     writeFileSync(`${repo}/.bench/idle-reaper.log`, `${reaper.logs.join('\n')}\n`);
     const kv = await new Kvm(nc).open(BUCKETS.activity);
@@ -115,6 +141,9 @@ it(`tracks ${N} sessions with steady activity and hibernates the idle ones on ti
     await nc.close();
     await deleteNamespace(namespace);
   });
+  // Waited for only once the cleanup above is registered: a watcher left running would keep
+  // rewriting the shared state of the next run on this cluster.
+  await watcher.waitReady(60_000);
   await reaper.waitReady(60_000);
   let rssSamplePeak = 0;
   sampler = setInterval(() => {
@@ -167,7 +196,9 @@ it(`tracks ${N} sessions with steady activity and hibernates the idle ones on ti
             user: `${name}@example.com`,
             template: 'firefox',
             idleTimeout: `${IDLE_TIMEOUT_S}s`,
-            maxSessionDuration: '0',
+            // Within the platform's maximum (24h): '0' would ask beyond it, and each Session would get
+            // a LimitApplied Event (10,000 Event writes at start).
+            maxSessionDuration: '8h',
           },
         },
       });
@@ -190,6 +221,7 @@ it(`tracks ${N} sessions with steady activity and hibernates the idle ones on ti
                   lastTransitionTime: new Date().toISOString(),
                 },
               ],
+              lastActivity: new Date(Date.now() - Math.random() * STATUS_SPREAD_MS).toISOString(),
             },
           },
         },
@@ -202,11 +234,19 @@ it(`tracks ${N} sessions with steady activity and hibernates the idle ones on ti
     }
   });
   const createSeconds = (performance.now() - createStart) / 1000;
+  // The reaper has every Session once the watcher has stored them and its KV watch delivered them.
+  const trackedNow = async () =>
+    Number(
+      (await reaper.get('/metrics')).body
+        .split('\n')
+        .find((l) => l.startsWith('streamspace_reaper_tracked_sessions '))
+        ?.split(' ')
+        .at(-1),
+    );
+  const trackedBy = performance.now() + 180_000;
+  while ((await trackedNow()) < N && performance.now() < trackedBy) await sleep(1_000);
   await sleep(5_000);
-  const trackedLine = (await reaper.get('/metrics')).body
-    .split('\n')
-    .find((l) => l.startsWith('streamspace_reaper_tracked_sessions '));
-  const tracked = Number(trackedLine?.split(' ').at(-1));
+  const tracked = await trackedNow();
 
   // 2. Steady traffic.
   const accepted = () =>
@@ -221,10 +261,24 @@ it(`tracks ${N} sessions with steady activity and hibernates the idle ones on ti
     ).reduce((a, b) => a + b, 0);
   const steadyStart = performance.now();
   const [sentBefore, acceptedBefore] = [sent, await accepted()];
+  const statusWritten = () =>
+    counter(reaper, 'streamspace_reaper_last_activity_writes_total', { result: 'written' });
+  const bucketWritten = () =>
+    counter(reaper, 'streamspace_reaper_activity_bucket_writes_total', { result: 'written' });
+  const [statusBefore, apiBefore, bucketBefore] = [
+    await statusWritten(),
+    await apiServerSessionWrites(),
+    await bucketWritten(),
+  ];
+  const loadBefore = loadavg();
   const cpuBefore = procCpuSeconds(reaper.pid);
   await sleep(STEADY_MS);
   const steadySeconds = (performance.now() - steadyStart) / 1000;
   const steadyCpuCores = (procCpuSeconds(reaper.pid) - cpuBefore) / steadySeconds;
+  const loadAfter = loadavg();
+  const apiWritesPerSecond = ((await apiServerSessionWrites()) - apiBefore) / steadySeconds;
+  const statusWritesPerSecond = ((await statusWritten()) - statusBefore) / steadySeconds;
+  const bucketWritesPerSecond = ((await bucketWritten()) - bucketBefore) / steadySeconds;
   const heapUsed = async () => {
     const line = (await reaper.get('/metrics')).body
       .split('\n')
@@ -238,6 +292,12 @@ it(`tracks ${N} sessions with steady activity and hibernates the idle ones on ti
     reaperHeapUsedMiB: await heapUsed(),
     /** The reaper's CPU use in the steady phase, in cores (reports, bucket writes, status writes). */
     reaperCpuCores: steadyCpuCores,
+    /** The machine's 1/5/15-minute load averages at the start and the end of the steady phase (2 cores, shared). */
+    loadAverage: { before: loadBefore, after: loadAfter },
+    /** Session writes the API server served (apiserver_request_total), and the reaper's own count. */
+    apiServerSessionWritesPerSecond: apiWritesPerSecond,
+    statusLastActivityWritesPerSecond: statusWritesPerSecond,
+    activityBucketWritesPerSecond: bucketWritesPerSecond,
     offeredPerSecond: (sent - sentBefore) / steadySeconds,
     acceptedPerSecond: ((await accepted()) - acceptedBefore) / steadySeconds,
   };
@@ -405,6 +465,7 @@ it(`tracks ${N} sessions with steady activity and hibernates the idle ones on ti
   console.log(JSON.stringify(result, null, 2));
 
   expect(errors).toEqual([]);
+  expect(tracked).toBe(N);
   expect(wrong).toBe(0);
   expect(missed).toBe(0);
 });

@@ -130,6 +130,7 @@ beforeAll(async () => {
   reaper = new ServiceProcess('idle-reaper', {
     ...env,
     LAST_ACTIVITY_WRITE_INTERVAL: '1s',
+    ACTIVITY_FLUSH_INTERVAL: '500ms',
     COMMAND_RETRY_INTERVAL: '5s',
     MAX_IDLE_TIMEOUT: `${MAX_IDLE / 1000}s`,
     MAX_SESSION_DURATION: `${MAX_DURATION / 1000}s`,

@@ -51,6 +51,8 @@ const reaperEnv = () => ({
   WATCH_NAMESPACE: namespace,
   ACTIVITY_TOKEN: TOKEN,
   LAST_ACTIVITY_WRITE_INTERVAL: '1s',
+  // Well below the 3 s idle timeouts below: another replica learns of a report this late.
+  ACTIVITY_FLUSH_INTERVAL: '500ms',
   COMMAND_RETRY_INTERVAL: '5s',
 });
 
@@ -399,12 +401,16 @@ describe('bad input', () => {
       expect(now.reduce((a, b) => a + b, 0)).toBe(malformedBefore + 2);
     });
 
-    // A timestamp from the future is stored as the time of receipt.
+    // A timestamp from the future is stored (at the next flush) as the time of receipt.
     const sent = Date.now();
     const future = await postActivity({ namespace, session: 'guarded', at: '2100-01-01T00:00:00Z' });
     expect(future.status).toBe(202);
     expect(future.body.result).toBe('clamped_future');
-    const stored = JSON.parse((await kv.get(`${namespace}.guarded`))!.string()) as { at: string };
+    const stored = await eventually(async () => {
+      const entry = await kv.get(`${namespace}.guarded`);
+      expect(entry?.operation).toBe('PUT');
+      return JSON.parse(entry!.string()) as { at: string };
+    });
     expect(Date.parse(stored.at)).toBeGreaterThanOrEqual(sent - 1_000);
     expect(Date.parse(stored.at)).toBeLessThanOrEqual(Date.now());
     expect(reapers.every((r) => r.running)).toBe(true);
@@ -471,5 +477,64 @@ describe('restarts', () => {
     const [event] = await events('restart', 'Idle');
     const idleSince = Date.parse(/No activity since (\S+),/.exec(event?.message ?? '')?.[1] ?? 'NaN');
     expect(restartedAt - idleSince).toBeLessThan(6_500);
+  });
+
+  it('holds reports in memory, writes status.lastActivity coarsely, and hibernates no active session for a report a crash lost', async () => {
+    // One reaper that flushes once an hour and writes status.lastActivity at its default (10m):
+    // every report it gets stays in its memory.
+    await Promise.all(reapers.map((r) => r.stop()));
+    reapers.length = 0;
+    const holder = startReaper({ ACTIVITY_FLUSH_INTERVAL: '1h', LAST_ACTIVITY_WRITE_INTERVAL: '10m' });
+    await holder.waitReady();
+    await apply(sessionObject('grace', { idleTimeout: '4s', maxSessionDuration: '0' }));
+    // The desktop reports every 1.5 s, within its 4 s idle timeout.
+    const stopGraceUser = keepActive(natsReport('grace'), 1_500);
+    const since = await runningSince('grace');
+    const accepted = (r: ServiceProcess) =>
+      metric(r, 'streamspace_reaper_activity_reports_total', { source: 'nats', result: 'accepted' });
+    // Well past the idle timeout: kept running by reports the bucket has never seen.
+    await eventually(async () => {
+      expect(Date.now() - since).toBeGreaterThan(6_000);
+      expect(await accepted(holder)).toBeGreaterThanOrEqual(4);
+    }, 20_000);
+    expect((await kv.get(`${namespace}.grace`))?.operation).toBeUndefined();
+    let s = await getSession('grace');
+    expect(s.spec.state).toBe('running');
+    expect(s.status?.lastActivity).toBeUndefined();
+    expect(await metric(holder, 'streamspace_reaper_last_activity_writes_total', { result: 'written' })).toBe(
+      0,
+    );
+
+    // It dies with what it held. Its successor knows of no activity newer than the Ready
+    // transition (> 4 s ago), yet waits one flush interval (3 s) before deciding on idleness:
+    // the desktop's next report lands in that grace.
+    await holder.kill();
+    reapers.length = 0;
+    const successor = startReaper({ ACTIVITY_FLUSH_INTERVAL: '3s', LAST_ACTIVITY_WRITE_INTERVAL: '10m' });
+    const startedAt = Date.now();
+    await successor.waitReady();
+    // The successor has flushed a report of its own (so its grace is over) and the session stands.
+    const flushed = await eventually(async () => {
+      const entry = await kv.get(`${namespace}.grace`);
+      expect(entry?.operation).toBe('PUT');
+      const at = Date.parse(JSON.parse(entry!.string()).at);
+      expect(at).toBeGreaterThan(startedAt);
+      return at;
+    }, 20_000);
+    expect(Date.now() - startedAt).toBeGreaterThan(3_000);
+    s = await getSession('grace');
+    expect(s.spec.state).toBe('running');
+    expect(await events('grace', 'Idle')).toHaveLength(0);
+
+    // Once the desktop stops, the decision writes the precise last activity into the status.
+    stopGraceUser();
+    await waitState('grace', 'hibernated', 20_000);
+    await eventually(async () => {
+      const status = (await getSession('grace')).status;
+      expect(Date.parse(status?.lastActivity ?? 'NaN')).toBeGreaterThanOrEqual(flushed);
+    }, 10_000);
+    expect(
+      await metric(successor, 'streamspace_reaper_last_activity_writes_total', { result: 'written' }),
+    ).toBeGreaterThanOrEqual(1);
   });
 });

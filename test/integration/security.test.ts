@@ -205,6 +205,8 @@ describe('NATS: one user per service, TLS', () => {
       ACTIVITY_TOKEN,
       USER_COMMAND_ISSUERS: PORTAL,
       COMMAND_RETRY_INTERVAL: '5s',
+      // The restart grace is one flush interval: the 3 s idle session below must not wait for 30 s.
+      ACTIVITY_FLUSH_INTERVAL: '500ms',
     });
     metrics = start('metrics', natsEnv('metrics'));
     for (const service of [reconciler, reaper])

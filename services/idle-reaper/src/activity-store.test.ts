@@ -47,14 +47,14 @@ class FakeBucket {
   }
 }
 
-function store(bucket: FakeBucket, changes: [string, number][] = [], minWriteIntervalMs = 0) {
+function store(bucket: FakeBucket, changes: [string, number][] = [], flushIntervalMs = 60_000) {
   return new ActivityStore(bucket as unknown as KV, {
     log: createLogger('test', 'silent'),
     readiness: new Readiness(),
     metrics: createReaperMetrics(new Registry()),
     keyFilter: '>',
     onChange: (key, at) => changes.push([key, at]),
-    minWriteIntervalMs,
+    flushIntervalMs,
   });
 }
 
@@ -70,13 +70,18 @@ describe('ActivityStore', () => {
     ).toBeUndefined();
   });
 
-  it('stores a later time, refuses an earlier one, and tells of each move', async () => {
+  it('stores a later time at the flush, refuses an earlier one, and tells of each move', async () => {
     const bucket = new FakeBucket();
     const changes: [string, number][] = [];
     const s = store(bucket, changes);
     expect(await s.record('ns.a', 1_000)).toBe(true);
     expect(await s.record('ns.a', 900)).toBe(false);
+    // Held in memory: this replica decides with it at once; the bucket has it after the flush.
+    expect(s.get('ns.a')).toBe(1_000);
+    expect(bucket.storedAt('ns.a')).toBeUndefined();
+    await s.flush();
     expect(await s.record('ns.a', 1_500)).toBe(true);
+    await s.flush();
     expect(bucket.storedAt('ns.a')).toBe(1_500);
     expect(s.get('ns.a')).toBe(1_500);
     expect(changes).toEqual([
@@ -85,17 +90,24 @@ describe('ActivityStore', () => {
     ]);
   });
 
-  it('never moves a time back, whatever two replicas write concurrently', async () => {
+  it('never moves a time back, whatever two replicas flush concurrently', async () => {
     await fc.assert(
       fc.asyncProperty(
-        fc.array(fc.tuple(fc.boolean(), fc.integer({ min: 1, max: 1_000_000 })), {
+        fc.array(fc.tuple(fc.boolean(), fc.integer({ min: 1, max: 1_000_000 }), fc.boolean()), {
           minLength: 1,
           maxLength: 40,
         }),
         async (reports) => {
           const bucket = new FakeBucket();
           const replicas = [store(bucket), store(bucket)];
-          await Promise.all(reports.map(([second, at]) => replicas[second ? 1 : 0]!.record('ns.a', at)));
+          const flushes: Promise<void>[] = [];
+          for (const [second, at, flushNow] of reports) {
+            const replica = replicas[second ? 1 : 0]!;
+            replica.offer('ns.a', at);
+            if (flushNow) flushes.push(replica.flush());
+          }
+          await Promise.all(flushes);
+          await Promise.all(replicas.map((r) => r.close()));
           expect(bucket.storedAt('ns.a')).toBe(Math.max(...reports.map(([, at]) => at)));
         },
       ),
@@ -103,31 +115,58 @@ describe('ActivityStore', () => {
     );
   });
 
-  it('coalesces a flood of fire-and-forget reports into at most one write per interval', async () => {
+  it('writes a flood of reports as one write per session per flush', async () => {
     const bucket = new FakeBucket();
     const s = store(bucket, [], 200);
-    for (let at = 1; at <= 10_000; at++) s.offer('ns.a', at);
-    expect(s.offer('ns.a', 5)).toBe(false);
-    // What this replica knows already includes what it is about to write.
-    expect(s.get('ns.a')).toBe(10_000);
-    await new Promise((r) => setTimeout(r, 50));
-    expect(bucket.storedAt('ns.a')).toBe(1);
-    for (let at = 10_001; at <= 20_000; at++) s.offer('ns.a', at);
+    for (let at = 1; at <= 10_000; at++) s.offer(`ns.s${at % 100}`, at);
+    expect(s.offer('ns.s5', 5)).toBe(false);
+    // What this replica knows already includes what it holds.
+    expect(s.get('ns.s0')).toBe(10_000);
+    expect(s.heldCount).toBe(100);
+    expect(bucket.puts).toBe(0);
+    await new Promise((r) => setTimeout(r, 350));
+    expect(bucket.puts).toBe(100);
+    expect(bucket.storedAt('ns.s0')).toBe(10_000);
+    for (let at = 10_001; at <= 20_000; at++) s.offer('ns.s0', at);
     await new Promise((r) => setTimeout(r, 400));
-    expect(bucket.storedAt('ns.a')).toBe(20_000);
-    expect(bucket.puts).toBe(2);
+    expect(bucket.storedAt('ns.s0')).toBe(20_000);
+    expect(bucket.puts).toBe(101);
+    await s.close();
   });
 
-  it('rejects a waiting report when the bucket cannot be written, and retries a queued one', async () => {
+  it('writes what it holds when closed', async () => {
+    const bucket = new FakeBucket();
+    const s = store(bucket);
+    s.offer('ns.a', 1_000);
+    await s.close();
+    expect(bucket.storedAt('ns.a')).toBe(1_000);
+  });
+
+  it('tells a waiting reporter to retry while the bucket cannot be written, and keeps the report', async () => {
     const bucket = new FakeBucket();
     const s = store(bucket);
     bucket.failing = true;
-    await expect(s.record('ns.a', 1_000)).rejects.toThrow('TIMEOUT');
-    expect(s.offer('ns.b', 2_000)).toBe(true);
-    await new Promise((r) => setTimeout(r, 20));
+    expect(await s.record('ns.a', 1_000)).toBe(true);
+    await s.flush();
+    await expect(s.record('ns.b', 2_000)).rejects.toThrow('cannot be written: TIMEOUT');
+    expect(s.heldCount).toBe(2);
     bucket.failing = false;
-    await new Promise((r) => setTimeout(r, 1_200));
+    await s.flush();
+    expect(bucket.storedAt('ns.a')).toBe(1_000);
     expect(bucket.storedAt('ns.b')).toBe(2_000);
+    expect(await s.record('ns.c', 3_000)).toBe(true);
+    await s.close();
+  });
+
+  it('drops a report after several failed flushes', async () => {
+    const bucket = new FakeBucket();
+    const s = store(bucket);
+    bucket.failing = true;
+    s.offer('ns.a', 1_000);
+    for (let i = 0; i < 5; i++) await s.flush();
+    expect(s.heldCount).toBe(0);
+    bucket.failing = false;
+    await s.close();
     expect(bucket.storedAt('ns.a')).toBeUndefined();
   });
 });

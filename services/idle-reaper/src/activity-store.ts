@@ -1,7 +1,6 @@
 import { JetStreamApiCodes, JetStreamApiError } from '@nats-io/jetstream';
 import type { KV, KvEntry } from '@nats-io/kv';
 import { backoffDelay, type Logger, type Readiness, sleep } from '@streamspace/shared';
-import { DeadlineScheduler } from './deadline-scheduler.js';
 import type { ReaperMetrics } from './reaper-metrics.js';
 
 /** What one bucket entry holds. */
@@ -16,17 +15,14 @@ interface Known {
   revision: number;
 }
 
-interface Waiter {
-  resolve: (stored: boolean) => void;
-  reject: (error: Error) => void;
-}
-
 interface Pending {
   at: number;
   /** Failed writes of this time so far. */
   attempts: number;
-  waiters: Waiter[];
 }
+
+/** A failed write is tried again at the next flushes, this many times, then dropped (logged, counted). */
+const MAX_WRITE_ATTEMPTS = 5;
 
 export function encodeActivity(at: number): string {
   return JSON.stringify({ at: new Date(at).toISOString() } satisfies StoredActivity);
@@ -59,26 +55,26 @@ const READINESS = 'activity-bucket';
  * The latest activity per Session, kept in the JetStream KV bucket so every replica and every
  * restart sees it, and mirrored in memory through a watch of the bucket.
  *
- * Values only move forward: a write is a compare-and-set on the entry's revision and is skipped
- * when the stored time is already as late, so replicas storing reports concurrently can never
- * move a session's activity back. Writes are coalesced per key (one pending time per session,
- * at most one write per key per `minWriteIntervalMs`) and made by a fixed number of concurrent
- * writers, so a flood of reports costs bounded memory and at most one write per session per
- * interval. Entries expire `ttl` after their last write (the bucket's max age), so reports for
- * sessions that do not (or no longer) exist do not stay forever.
+ * Reports are held in memory (the latest time per session) and flushed to the bucket every
+ * `flushIntervalMs`, one write per session that reported since the last flush, by a fixed number
+ * of concurrent writers: a session reporting every few seconds costs one write per flush
+ * interval, not one per report. What a crash loses is at most one flush interval of reports;
+ * the restart grace (see session-deadlines.ts, `idleNotBefore`) keeps that from hibernating
+ * anyone. Values only move forward: a write is a compare-and-set on the entry's revision and is
+ * skipped when the stored time is already as late, so replicas flushing concurrently can never
+ * move a session's activity back. Entries expire `ttl` after their last write (the bucket's max
+ * age), so reports for sessions that do not (or no longer) exist do not stay forever.
  */
 export class ActivityStore {
   private readonly known = new Map<string, Known>();
-  private readonly pending = new Map<string, Pending>();
-  /** Keys with a pending time that may be written now, in order. */
-  private readonly ready = new Set<string>();
-  /** Keys with a pending time waiting for their write interval to pass. */
-  private readonly delayed: DeadlineScheduler;
+  /** Reports held since the last flush: the latest time per key. */
+  private pending = new Map<string, Pending>();
   /** The time being written for a key right now. */
   private readonly writing = new Map<string, number>();
-  /** When each key was last written by this replica (for the per-key write interval). */
-  private readonly lastWrite = new Map<string, number>();
-  private activeWriters = 0;
+  private flushing: Promise<void> | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  /** The last write failed (NATS or the bucket unavailable), with this error; cleared by a write that succeeds. */
+  private failure: Error | undefined;
   private loaded = false;
 
   constructor(
@@ -91,28 +87,31 @@ export class ActivityStore {
       keyFilter: string | string[];
       /** Told whenever a key's activity moves forward (own writes and other replicas' alike). */
       onChange(key: string, at: number): void;
-      /**
-       * At most one write per key this often (default 1 s): a session reporting many times a second
-       * costs one write a second. The first report after a quiet spell is written at once.
-       */
-      minWriteIntervalMs?: number;
-      /** Bucket writes in flight at once (default 64). */
+      /** Reports are written to the bucket this often, the latest per session (default 10 s). */
+      flushIntervalMs?: number;
+      /** Bucket writes in flight at once during a flush (default 64). */
       writeConcurrency?: number;
       /** The key string to keep for a bucket key (the reaper's own, so Sessions share one). */
       canonicalKey?(key: string): string;
     },
   ) {
     options.readiness.register(READINESS, 'loading the activity bucket');
-    this.delayed = new DeadlineScheduler({ onDue: (key) => this.markReady(key) });
-    this.delayed.start();
+    this.timer = setInterval(() => void this.flush(), options.flushIntervalMs ?? 10_000);
+    this.timer.unref();
   }
 
-  /** Stops the write-interval timer (pending writes are not waited for). */
-  stop(): void {
-    this.delayed.stop();
+  /**
+   * Stops the flush timer and writes what is held (waiting at most for one flush): a graceful
+   * stop loses nothing; only a crash loses the reports of the last flush interval.
+   */
+  async close(): Promise<void> {
+    clearInterval(this.timer);
+    this.timer = undefined;
+    await this.flushing;
+    await this.flush();
   }
 
-  /** The latest activity this replica knows: the bucket as last seen, plus what it is writing or about to. */
+  /** The latest activity this replica knows: the bucket as last seen, plus what it holds or is writing. */
   get(key: string): number | undefined {
     return this.latestKnownOrPending(key);
   }
@@ -122,11 +121,15 @@ export class ActivityStore {
     return this.loaded;
   }
 
+  /** Reports held in memory, not yet written. */
+  get heldCount(): number {
+    return this.pending.size;
+  }
+
   /** Drops what memory holds for a key (its Session is gone); the bucket entry expires on its own. */
   forget(key: string): void {
     if (this.pending.has(key) || this.writing.has(key)) return;
     this.known.delete(key);
-    this.lastWrite.delete(key);
   }
 
   /** Reads the key from the bucket itself (for a decision that must not rely on a lagging watch). */
@@ -137,27 +140,29 @@ export class ActivityStore {
   }
 
   /**
-   * Queues `at` for `key` without waiting for the write: the way for fire-and-forget reports, so
-   * a flood of them costs one pending time per session, not one promise per report. Returns true
-   * when `at` is later than anything stored, being written or queued. A write that fails is
-   * retried a few times, then counted and dropped.
+   * Holds `at` for `key` until the next flush: the way for fire-and-forget reports, so a flood of
+   * them costs one held time per session. Returns true when `at` is later than anything stored,
+   * being written or held. A write that fails is tried again at the next flushes, a few times,
+   * then counted and dropped.
    */
   offer(key: string, at: number): boolean {
     const latest = this.latestKnownOrPending(key);
     if (latest !== undefined && at <= latest) return false;
-    this.enqueue(key, at);
+    this.hold(key, at, 0);
     return true;
   }
 
   /**
-   * Stores `at` for `key` unless a later time is already stored, and waits for it. Resolves true
-   * when `at` was later than what was stored; false when the bucket already had it; rejects when
-   * the bucket cannot be written (NATS unavailable) — the caller reports that as a failure.
+   * As `offer`, for a caller that answers the reporter (HTTP, a NATS request): resolves true when
+   * `at` is later than what was known, false when it was not; rejects while the bucket cannot be
+   * written (the last write failed), so the reporter is told to retry. The report is held either
+   * way, and the write that succeeds clears the failure.
    */
   record(key: string, at: number): Promise<boolean> {
-    const known = this.known.get(key)?.at;
-    if (known !== undefined && at <= known) return Promise.resolve(false);
-    return new Promise<boolean>((resolve, reject) => this.enqueue(key, at, { resolve, reject }));
+    const later = this.offer(key, at);
+    if (this.failure)
+      return Promise.reject(new Error(`the activity bucket cannot be written: ${this.failure.message}`));
+    return Promise.resolve(later);
   }
 
   private latestKnownOrPending(key: string): number | undefined {
@@ -168,45 +173,38 @@ export class ActivityStore {
     return latest;
   }
 
-  private enqueue(key: string, at: number, waiter?: Waiter, attempts = 0): void {
+  private hold(key: string, at: number, attempts: number): void {
     const pending = this.pending.get(key);
     if (pending) {
       pending.at = Math.max(pending.at, at);
       pending.attempts = Math.min(pending.attempts, attempts);
-      if (waiter) pending.waiters.push(waiter);
     } else {
-      this.pending.set(key, { at, attempts, waiters: waiter ? [waiter] : [] });
+      this.pending.set(key, { at, attempts });
     }
-    this.scheduleWrite(key);
   }
 
-  /** Makes sure a key with a pending time will be written: now if its interval has passed, else when it has. */
-  private scheduleWrite(key: string): void {
-    if (!this.pending.has(key) || this.writing.has(key) || this.ready.has(key)) return;
-    if (this.delayed.deadlineOf(key) !== undefined) return;
-    const last = this.lastWrite.get(key);
-    const due = last === undefined ? 0 : last + (this.options.minWriteIntervalMs ?? 1_000);
-    if (due <= Date.now()) this.markReady(key);
-    else this.delayed.schedule(key, due);
-  }
-
-  private markReady(key: string): void {
-    this.ready.add(key);
-    this.pump();
-  }
-
-  private pump(): void {
-    const limit = this.options.writeConcurrency ?? 64;
-    while (this.activeWriters < limit && this.ready.size > 0) {
-      const key = this.ready.values().next().value as string;
-      this.ready.delete(key);
-      this.activeWriters++;
-      void this.writeOne(key).finally(() => {
-        this.activeWriters--;
-        this.scheduleWrite(key);
-        this.pump();
+  /**
+   * Writes every held report (the latest time per session) with a bounded number of writers. One
+   * flush at a time: what arrives meanwhile waits for the next.
+   */
+  flush(): Promise<void> {
+    if (this.flushing || this.pending.size === 0) return this.flushing ?? Promise.resolve();
+    const batch = this.pending;
+    this.pending = new Map();
+    const entries = batch.entries();
+    const writer = async () => {
+      for (let next = entries.next(); !next.done; next = entries.next()) {
+        const [key, held] = next.value;
+        await this.writeOne(key, held);
+      }
+    };
+    const limit = Math.min(this.options.writeConcurrency ?? 64, batch.size);
+    this.flushing = Promise.all(Array.from({ length: limit }, writer))
+      .then(() => undefined)
+      .finally(() => {
+        this.flushing = undefined;
       });
-    }
+    return this.flushing;
   }
 
   /**
@@ -293,34 +291,22 @@ export class ActivityStore {
       this.options.onChange(key, next);
   }
 
-  private async writeOne(key: string): Promise<void> {
+  private async writeOne(key: string, held: Pending): Promise<void> {
     const { metrics, log } = this.options;
-    const pending = this.pending.get(key);
-    if (!pending) return;
-    this.pending.delete(key);
-    this.writing.set(key, pending.at);
-    this.lastWrite.set(key, Date.now());
+    this.writing.set(key, held.at);
     try {
-      const stored = await this.write(key, pending.at);
+      const stored = await this.write(key, held.at);
+      this.failure = undefined;
       metrics.bucketWrites.labels(stored ? 'written' : 'skipped').inc();
-      for (const w of pending.waiters) w.resolve(stored);
     } catch (error) {
-      const failure = error instanceof Error ? error : new Error(String(error));
+      this.failure = error instanceof Error ? error : new Error(String(error));
       metrics.bucketWrites.labels('failed').inc();
-      for (const w of pending.waiters) w.reject(failure);
-      // Nobody waits for a fire-and-forget report to answer them, so retry it here.
-      if (pending.waiters.length === 0 && pending.attempts < 5) {
-        const { at, attempts } = pending;
-        setTimeout(
-          () => this.enqueue(key, at, undefined, attempts + 1),
-          backoffDelay(attempts, { initialMs: 500, maxMs: 5_000 }),
-        ).unref();
-      } else if (pending.waiters.length === 0) {
+      if (held.attempts + 1 < MAX_WRITE_ATTEMPTS) this.hold(key, held.at, held.attempts + 1);
+      else
         log.warn(
-          { key, err: failure.message },
-          'could not store activity after several attempts; dropping it',
+          { key, err: this.failure.message, attempts: held.attempts + 1 },
+          'could not store activity after several flushes; dropping it (the session may be hibernated early if it reports nothing more)',
         );
-      }
     } finally {
       this.writing.delete(key);
     }

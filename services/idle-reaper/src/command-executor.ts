@@ -47,6 +47,8 @@ export interface CommandExecutorOptions {
   freshActivity(key: string): Promise<number | undefined>;
   /** When this process saw the Session woken, if it did. */
   wokenAt(key: string): number | undefined;
+  /** No idle decision before this moment (the restart grace; see SessionObservations.idleNotBefore). */
+  idleNotBefore?: number;
   /**
    * The Session as this process last saw it (its watch), to decide without a GET first: the
    * change carries that resourceVersion, so if the copy is stale the API server answers 409 and
@@ -179,6 +181,22 @@ export class CommandExecutor {
     }
   }
 
+  private async recordLastActivity(namespace: string, name: string, at: number): Promise<void> {
+    const { writer, log, metrics } = this.options;
+    try {
+      await writer.applyLastActivity(namespace, name, at);
+      metrics.statusWrites.labels('written').inc();
+    } catch (error) {
+      const code = statusCode(error);
+      metrics.statusWrites.labels(code === 404 ? 'gone' : 'error').inc();
+      if (code !== 404)
+        log.warn(
+          { err: (error as Error).message, namespace, name },
+          'could not record status.lastActivity with the decision (the state change stands)',
+        );
+    }
+  }
+
   /**
    * A command its issuer may not give, or published on another Session's subject: logged,
    * counted, kept as a dead letter, and never delivered again. Nothing in the cluster changes.
@@ -251,17 +269,20 @@ export class CommandExecutor {
       let reason: string = command.reason;
       let message = command.message;
       let deadlineAt: number | undefined;
+      let activityAt: number | undefined;
       if (command.reason === 'User') {
         const target = action === 'hibernate' ? 'hibernated' : 'terminated';
         if (session.facts.state === target || session.facts.state === 'terminated') return 'not_due';
       } else {
-        const activityAt = await this.options.freshActivity(key);
+        activityAt = await this.options.freshActivity(key);
         const wokenAt = this.options.wokenAt(key);
+        const notBefore = this.options.idleNotBefore;
         const d = computeDeadlines(
           session.facts,
           {
             ...(activityAt !== undefined ? { activityAt } : {}),
             ...(wokenAt !== undefined ? { wokenAt } : {}),
+            ...(notBefore !== undefined ? { idleNotBefore: notBefore } : {}),
           },
           defaults,
           now,
@@ -322,6 +343,11 @@ export class CommandExecutor {
         `session ${state}`,
       );
       // Recorded without holding an executor slot: the state change is what the deadline waited for.
+      // status.lastActivity is written coarsely otherwise; a decision records the precise time it
+      // was made on, so the Session says why.
+      const statusAt = session.facts.statusLastActivity;
+      if (activityAt !== undefined && (statusAt === undefined || activityAt > statusAt))
+        this.track(this.recordLastActivity(command.namespace, command.name, activityAt));
       this.track(
         this.recordStateChange(command.namespace, command.name, {
           by: command.reason === 'User' ? command.issuedBy : REAPER_IDENTITY,

@@ -84,18 +84,30 @@ describe('IdleReaper', () => {
     reaper.upsert(session('a'));
     await vi.advanceTimersByTimeAsync(60 * S);
     reaper.markSessionsSynced();
+    reaper.upsert(session('b'));
     await vi.advanceTimersByTimeAsync(5 * S);
     expect(issued).toEqual([]);
-    // The bucket says it was used 5 s ago: not idle after all.
+    // The bucket says it was used 5 s ago: not idle after all...
     activity.set('ns.a', T0 + 60 * S);
     reaper.markActivityLoaded();
     await vi.advanceTimersByTimeAsync(0);
-    expect(issued).toEqual([]);
     // ...and a session that did come due while we were loading is acted on at once.
-    reaper.upsert(session('b'));
-    await vi.advanceTimersByTimeAsync(0);
     expect(issued.map((i) => i.command.name)).toEqual(['b']);
     expect(Date.now() - T0).toBe(65 * S);
+  });
+
+  it('gives a running Session that reaches it only after loading its full idle timeout from then', async () => {
+    const { reaper, issued, ready } = setup();
+    ready();
+    await vi.advanceTimersByTimeAsync(60 * S);
+    // Running since T0 with a 10 s timeout, but the shared state delivered it 60 s late: its
+    // reports were refused as unknown until now, so it is not hibernated on arrival.
+    reaper.upsert(session('late'));
+    await vi.advanceTimersByTimeAsync(9 * S);
+    expect(issued).toEqual([]);
+    await vi.advanceTimersByTimeAsync(1 * S);
+    expect(issued.map((i) => i.command.name)).toEqual(['late']);
+    expect(issued[0]!.at).toBe(T0 + 70 * S);
   });
 
   it('moves the deadline when activity arrives', async () => {
@@ -211,7 +223,7 @@ describe('LastActivityWriter', () => {
     return { writer, writes, state };
   }
 
-  it('writes at most once per interval under steady activity, and writes the last report of a burst', async () => {
+  it('writes at most once per interval under steady activity, the first an interval after activity is seen, and the last report of a burst', async () => {
     const { writer, writes, state } = writerSetup();
     for (let t = 0; t < 95; t++) {
       state.latest = Date.now();
@@ -220,10 +232,33 @@ describe('LastActivityWriter', () => {
     }
     // Activity stops at T0+94s; the trailing write carries it.
     await vi.advanceTimersByTimeAsync(60 * S);
-    expect(writes.map((w) => (w.when - T0) / S)).toEqual([0, 30, 60, 90, 120]);
+    expect(writes.map((w) => (w.when - T0) / S)).toEqual([30, 60, 90, 120]);
     expect(writes.at(-1)!.at).toBe(T0 + 94 * S);
     for (let i = 1; i < writes.length; i++)
       expect(writes[i]!.when - writes[i - 1]!.when).toBeGreaterThanOrEqual(30 * S);
+  });
+
+  it('spreads the writes of Sessions seen together over a tenth of the interval', async () => {
+    const whens: number[] = [];
+    let draw = 0;
+    const writer = new LastActivityWriter({
+      intervalMs: 600 * S,
+      latest: () => T0,
+      session: (key) => ({ namespace: 'ns', name: key }),
+      write: async () => {
+        whens.push(Date.now() - T0);
+      },
+      metrics: createReaperMetrics(new Registry()),
+      log: createLogger('test', 'silent'),
+      random: () => (draw++ % 10) / 10,
+    });
+    writer.start();
+    for (let i = 0; i < 10; i++) writer.notify(`s${i}`);
+    await vi.advanceTimersByTimeAsync(599 * S);
+    expect(whens).toEqual([]);
+    await vi.advanceTimersByTimeAsync(61 * S);
+    expect(whens.sort((a, b) => a - b)).toEqual(Array.from({ length: 10 }, (_, i) => 600 * S + i * 6 * S));
+    writer.stop();
   });
 
   it('does not write what the status already shows', async () => {

@@ -12,7 +12,10 @@ import {
 } from './session-deadlines.js';
 
 interface Tracked extends TrackedSession {
-  /** When this process saw spec.state become running (a wake). */
+  /**
+   * When this process saw spec.state become running (a wake), or first saw a running Session
+   * that appeared after the initial list (see upsert).
+   */
   wokenAt?: number;
   /** The deadline a command was last issued for, and when to issue it again if nothing happened. */
   issued?: { at: number; action: string; retryAt: number };
@@ -28,6 +31,8 @@ export interface IdleReaperOptions {
   log: Logger;
   /** How long to wait for an issued command to change spec.state before issuing it again. */
   commandRetryMs: number;
+  /** No idle decision before this moment (the restart grace; see SessionObservations.idleNotBefore). */
+  idleNotBefore?: number;
   /** Told when a Session appears, changes or its activity moves (to keep status.lastActivity current). */
   onSessionChange?(key: string): void;
   /**
@@ -133,6 +138,11 @@ export class IdleReaper {
       if (previous.issued) tracked.issued = previous.issued;
       if (previous.facts.state !== 'running' && session.facts.state === 'running')
         tracked.wokenAt = this.now();
+    } else if (this.ready && session.facts.state === 'running') {
+      // A Session that reaches this process late (the shared state lagging under load) had its
+      // reports refused as unknown until now: its idle time starts no earlier than this, or it
+      // would be hibernated on arrival although its desktop reported all along.
+      tracked.wokenAt = this.now();
     }
     this.sessions.set(tracked.key, tracked);
     this.options.metrics.trackedSessions.set(this.sessions.size);
@@ -163,6 +173,7 @@ export class IdleReaper {
       {
         ...(activityAt !== undefined ? { activityAt } : {}),
         ...(s.wokenAt !== undefined ? { wokenAt: s.wokenAt } : {}),
+        ...(this.options.idleNotBefore !== undefined ? { idleNotBefore: this.options.idleNotBefore } : {}),
       },
       this.options.defaults,
       now,

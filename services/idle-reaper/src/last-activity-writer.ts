@@ -17,11 +17,14 @@ export interface LastActivityWriterOptions {
 }
 
 /**
- * Keeps status.lastActivity roughly current without a write per report: at most one write per
- * session per interval. A write is due `interval` after the last one this replica made and after
- * the time the status already shows, so steady activity costs one write per interval and the
- * last report of a burst is still written (trailing). Replicas derive the same due time from the
- * shared status; a small random delay lets the later one see the earlier one's write and skip.
+ * Keeps status.lastActivity coarsely current without a write per report: at most one write per
+ * session per interval (the precise time lives in the activity bucket, and each decision writes
+ * the time it was made on). A write is due `interval` after the last one this replica made and
+ * after the time the status already shows (or, with none, `interval` after the activity is first
+ * seen), so steady activity costs one write per interval and the last report of a burst is still
+ * written (trailing). Replicas derive the same due time from the shared status; a random delay of
+ * up to a tenth of the interval lets the later one see the earlier one's write and skip, and
+ * spreads the writes of Sessions that started together.
  */
 export class LastActivityWriter {
   private readonly lastWrite = new Map<string, number>();
@@ -57,11 +60,11 @@ export class LastActivityWriter {
     const status = session.statusLastActivity;
     if (status !== undefined && latest <= status) return;
     const interval = this.options.intervalMs;
-    const jitter = Math.floor((this.options.random ?? Math.random)() * Math.min(1_000, interval / 10));
+    const jitter = Math.floor((this.options.random ?? Math.random)() * (interval / 10));
     const due = Math.max(
       now,
       (this.lastWrite.get(key) ?? Number.NEGATIVE_INFINITY) + interval,
-      status === undefined ? now : status + interval,
+      (status ?? now) + interval,
     );
     this.scheduler.schedule(key, due + jitter);
   }

@@ -74,6 +74,9 @@ await runService({
     };
     const kube = kubeClientFromConfig(config, registry, log);
     const instance = `${hostname()}-${process.pid}`;
+    // Reports another process held in memory when it died reach the bucket never: nothing is
+    // hibernated for idleness until one flush interval after this start (docs/idle-reaper.md).
+    const idleNotBefore = Date.now() + config.ACTIVITY_FLUSH_INTERVAL;
     const writer = new SessionWriter(kube, new EventRecorder(kube, { component: REAPER_COMPONENT, instance }));
     // status.lastActivity writes (steady, hundreds a second at scale) get connections of their
     // own, so they never make a decision wait for a socket.
@@ -115,6 +118,7 @@ await runService({
       metrics,
       log,
       commandRetryMs: config.COMMAND_RETRY_INTERVAL,
+      idleNotBefore,
       onSessionChange: (key) => statusWriter.notify(key),
       onLimited: (session, limited) => {
         const ref = { namespace: session.namespace, name: session.name, uid: session.facts.uid };
@@ -220,7 +224,7 @@ await runService({
         keyFilter: config.WATCH_NAMESPACE ? config.WATCH_NAMESPACE.map((n) => `${n}.>`) : '>',
         onChange: (key) => reaper.activityChanged(key),
         canonicalKey: (key) => reaper.canonicalKey(key),
-        minWriteIntervalMs: config.ACTIVITY_WRITE_INTERVAL,
+        flushIntervalMs: config.ACTIVITY_FLUSH_INTERVAL,
       });
       activity = store;
       void store.run(signal, () => reaper.markActivityLoaded());
@@ -232,6 +236,7 @@ await runService({
         defaults,
         freshActivity: (key) => store.readFresh(key),
         wokenAt: (key) => reaper.wokenAt(key),
+        idleNotBefore,
         cached: (key) => reaper.get(key),
         metrics,
         log,
@@ -263,8 +268,9 @@ await runService({
       async stop() {
         reaper.stop();
         statusWriter.stop();
-        activity?.stop();
         await subscription?.drain().catch(() => undefined);
+        // What is held in memory goes to the bucket before NATS is closed: a stop loses nothing.
+        await Promise.race([activity?.close(), new Promise((r) => setTimeout(r, 5_000))]);
         await executor?.stop();
         await executorDone?.catch(() => undefined);
         await Promise.race([natsReady, new Promise((r) => setTimeout(r, 1_000))]);

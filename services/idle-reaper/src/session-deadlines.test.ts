@@ -118,6 +118,24 @@ describe('a woken session', () => {
     expect(d.due).toBeUndefined();
     expect(d.idle?.at).toBe(T0 + 2 * H - 5 * S + 30 * M);
   });
+
+  it('hibernates nothing for idleness during the restart grace, and ends nothing early for it', () => {
+    // Idle since T0+20m (deadline T0+50m), but the process started at T0+2h with a 30 s grace.
+    const grace = { activityAt: T0 + 20 * M, idleNotBefore: T0 + 2 * H + 30 * S };
+    const during = at(T0 + 2 * H + 10 * S, running(), grace);
+    expect(during.due).toBeUndefined();
+    expect(during.idle?.at).toBe(T0 + 2 * H + 30 * S);
+    // Still described from the last activity, not from the restart.
+    expect(during.idle?.from).toBe(T0 + 20 * M);
+    expect(at(T0 + 2 * H + 30 * S, running(), grace).due?.reason).toBe('Idle');
+    // The grace does not move a deadline that is later anyway, nor the maximum duration.
+    expect(
+      at(T0 + 2 * H, running(), { activityAt: T0 + 2 * H, idleNotBefore: T0 + 2 * H + 30 * S }).idle?.at,
+    ).toBe(T0 + 2 * H + 30 * M);
+    expect(at(T0 + 9 * H, running(), { idleNotBefore: T0 + 9 * H + 30 * S }).due?.reason).toBe(
+      'MaxDurationExceeded',
+    );
+  });
 });
 
 describe('a changed idle timeout', () => {

@@ -87,6 +87,13 @@ export interface SessionObservations {
   activityAt?: number;
   /** When this process saw spec.state change to running (a wake), if it did. */
   wokenAt?: number;
+  /**
+   * No idle decision before this moment: the restart grace. Reports are held in memory for up to
+   * one flush interval before they reach the bucket, so a process that has just started may not
+   * know the latest activity another process received and lost; it waits one flush interval
+   * before it hibernates anything.
+   */
+  idleNotBefore?: number;
 }
 
 export interface Deadline {
@@ -227,7 +234,10 @@ export function computeDeadlines(
   else {
     const from = idleSince(facts, observations, now);
     if (from === undefined) notes.push('not running');
-    else idle = { at: from + idleMs, action: 'hibernate', reason: 'Idle', from, timeoutMs: idleMs };
+    else {
+      const at = Math.max(from + idleMs, observations.idleNotBefore ?? Number.NEGATIVE_INFINITY);
+      idle = { at, action: 'hibernate', reason: 'Idle', from, timeoutMs: idleMs };
+    }
   }
 
   let maxDuration: Deadline | undefined;
