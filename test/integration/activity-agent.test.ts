@@ -97,6 +97,8 @@ function startReaper(): ServiceProcess {
     HTTP_PORT: String(reaperPort),
     ACTIVITY_SESSION_KEY_FILE: keyFile,
     LAST_ACTIVITY_WRITE_INTERVAL: '1s',
+    // Reports reach the activity bucket, and a restarted reaper decides again, within this.
+    ACTIVITY_FLUSH_INTERVAL: '500ms',
     COMMAND_RETRY_INTERVAL: '5s',
   });
   return reaper;
@@ -416,8 +418,12 @@ describe('tokens scoped to one session', () => {
     await eventually(async () =>
       expect((await post({ namespace, session: 'dave' }, newToken)).status).toBe(202),
     );
-    const revision = (await kv.get(`${namespace}.dave`))?.revision;
-    expect(revision).toBeDefined();
+    // Held by the reaper, the report reaches the activity bucket at its next flush.
+    const revision = await eventually(async () => {
+      const stored = (await kv.get(`${namespace}.dave`))?.revision;
+      expect(stored).toBeDefined();
+      return stored;
+    });
     const stale = await post({ namespace, session: 'dave', source: 'test' }, oldToken);
     expect(stale.status).toBe(401);
     expect((await kv.get(`${namespace}.dave`))?.revision).toBe(revision);
