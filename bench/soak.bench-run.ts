@@ -11,6 +11,7 @@ import {
   ServiceProcess,
 } from '../test/integration/harness.js';
 import { startPrivateNats } from '../test/integration/private-nats.js';
+import { createFirefoxTemplate } from '../test/integration/session-steps.js';
 
 /**
  * Issue 7's soak: SOAK_MINUTES (60) of churn at SOAK_RATE (20) changes/s — Sessions created,
@@ -79,26 +80,7 @@ it(
     const errorReasons: Record<string, number> = {};
     try {
       await Promise.all(Object.values(services).map((s) => s.waitReady(60_000)));
-      await k.custom.createNamespacedCustomObject({
-        group: API_GROUP,
-        version: API_VERSION,
-        namespace,
-        plural: 'templates',
-        body: {
-          apiVersion: `${API_GROUP}/${API_VERSION}`,
-          kind: 'Template',
-          metadata: { name: 'firefox', namespace },
-          spec: {
-            displayName: 'Firefox',
-            description: 'A browser for the soak',
-            category: 'browsers',
-            baseImage: 'lscr.io/linuxserver/firefox:latest',
-            defaultResources: { requests: { cpu: '10m', memory: '64Mi' } },
-            ports: [{ name: 'http', containerPort: 3000, protocol: 'TCP' }],
-            vnc: { enabled: true, port: 3000, protocol: 'websocket' },
-          },
-        },
-      });
+      await createFirefoxTemplate(namespace);
 
       // What the driver believes each slot holds; it moves one step per change.
       const slots = new Map<string, State>();

@@ -7,6 +7,7 @@ import { eventually, repo, ServiceProcess } from './harness.js';
 import { type PrivateCluster, startPrivateCluster } from './private-cluster.js';
 import { type RestartableNats, startRestartableNats } from './private-nats.js';
 import { type DesiredState as State, type SessionObject as Obj, sessionViolations } from './session-convergence.js';
+import { createFirefoxTemplate } from './session-steps.js';
 
 /**
  * Chaos (issue 7): a seeded driver creates N Sessions and hibernates, wakes and terminates them at
@@ -162,26 +163,7 @@ beforeAll(async () => {
     if (r.code !== 0) throw new Error(`kubectl ${args.join(' ')}: ${r.stderr}`);
   }
   await eventually(() => api.core.readNamespacedServiceAccount({ name: 'default', namespace }), 60_000, 250);
-  await api.custom.createNamespacedCustomObject({
-    group: API_GROUP,
-    version: API_VERSION,
-    namespace,
-    plural: 'templates',
-    body: {
-      apiVersion: `${API_GROUP}/${API_VERSION}`,
-      kind: 'Template',
-      metadata: { name: 'firefox', namespace },
-      spec: {
-        displayName: 'Firefox',
-        description: 'A browser for chaos',
-        category: 'browsers',
-        baseImage: 'lscr.io/linuxserver/firefox:latest',
-        defaultResources: { requests: { cpu: '10m', memory: '64Mi' } },
-        ports: [{ name: 'http', containerPort: 3000, protocol: 'TCP' }],
-        vnc: { enabled: true, port: 3000, protocol: 'websocket' },
-      },
-    },
-  });
+  await createFirefoxTemplate(namespace, api.custom);
   watcher = newWatcher();
   reaper = newReaper();
   metrics = svc('metrics');

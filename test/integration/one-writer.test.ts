@@ -23,6 +23,7 @@ import {
 } from './harness.js';
 import { type RestartableNats, startRestartableNats } from './private-nats.js';
 import { overlaps, readIntervals } from './reconcile-intervals.js';
+import { createFirefoxTemplate } from './session-steps.js';
 
 /**
  * One writer per key, proven under faults: a watcher and three reconcilers, each as its own NATS
@@ -93,26 +94,7 @@ beforeAll(async () => {
   });
   for (let i = 0; i < 3; i++) newWorker();
   await Promise.all([watcher, ...workers.map((w) => w.process)].map((p) => p.waitReady(60_000)));
-  await k.custom.createNamespacedCustomObject({
-    group: API_GROUP,
-    version: API_VERSION,
-    namespace,
-    plural: 'templates',
-    body: {
-      apiVersion: `${API_GROUP}/${API_VERSION}`,
-      kind: 'Template',
-      metadata: { name: 'firefox', namespace },
-      spec: {
-        displayName: 'Firefox',
-        description: 'A browser',
-        category: 'browsers',
-        baseImage: 'lscr.io/linuxserver/firefox:latest',
-        defaultResources: { requests: { cpu: '10m', memory: '64Mi' } },
-        ports: [{ name: 'http', containerPort: 3000, protocol: 'TCP' }],
-        vnc: { enabled: true, port: 3000, protocol: 'websocket' },
-      },
-    },
-  });
+  await createFirefoxTemplate(namespace);
 }, 120_000);
 
 afterAll(async () => {

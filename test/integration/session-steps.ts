@@ -1,5 +1,7 @@
+import type * as k8s from '@kubernetes/client-node';
 import { API_GROUP, API_VERSION } from '@streamspace/shared';
 import { expect } from 'vitest';
+import { templateObject } from './fixtures.js';
 import { eventually, kube, kubectl } from './harness.js';
 
 /** What a user does to a Session, and waiting for its phase: the steps of a session's life in a test. */
@@ -24,27 +26,26 @@ export async function createSession(
   });
 }
 
-/** The Template most tests run their Sessions from: a browser (a websocket VNC endpoint on 3000). */
-export async function createFirefoxTemplate(namespace: string): Promise<void> {
-  await kube().custom.createNamespacedCustomObject({
+/**
+ * The Template most tests run their Sessions from: a browser (a websocket VNC endpoint on 3000)
+ * with small requests, so many of its desktops fit on a KWOK node. `custom` is the cluster's API
+ * (the shared test cluster's unless a test runs its own).
+ */
+export async function createFirefoxTemplate(
+  namespace: string,
+  custom: Pick<k8s.CustomObjectsApi, 'createNamespacedCustomObject'> = kube().custom,
+): Promise<void> {
+  await custom.createNamespacedCustomObject({
     group: API_GROUP,
     version: API_VERSION,
     namespace,
     plural: 'templates',
-    body: {
-      apiVersion: `${API_GROUP}/${API_VERSION}`,
-      kind: 'Template',
-      metadata: { name: 'firefox', namespace },
-      spec: {
-        displayName: 'Firefox',
-        description: 'A browser',
-        category: 'browsers',
-        baseImage: 'lscr.io/linuxserver/firefox:latest',
-        defaultResources: { requests: { cpu: '10m', memory: '64Mi' } },
-        ports: [{ name: 'http', containerPort: 3000, protocol: 'TCP' }],
-        vnc: { enabled: true, port: 3000, protocol: 'websocket' },
-      },
-    },
+    body: templateObject(namespace, 'firefox', {
+      displayName: 'Firefox',
+      description: 'A browser',
+      category: 'browsers',
+      defaultResources: { requests: { cpu: '10m', memory: '64Mi' } },
+    }),
   });
 }
 
