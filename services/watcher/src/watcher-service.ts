@@ -233,7 +233,6 @@ export async function startWatcher(context: Context): Promise<RunningService> {
         if (!stateStore || !stateKv || !all.every((watch) => watch.synced)) return;
         const store = stateStore;
         const kv = stateKv;
-        const expected = new Set<string>();
         let objects = 0;
         // Templates and children before Sessions: while a lost bucket is refilled, a reconcile
         // woken meanwhile that finds its Session finds what the Session needs too (a Session read
@@ -244,7 +243,6 @@ export async function startWatcher(context: Context): Promise<RunningService> {
             for (const object of watch.cache.values()) {
               const key = stateEntryKey(kind, object);
               if (key === undefined) continue;
-              expected.add(key);
               objects++;
               store.write({ key, value: encoder.encode(JSON.stringify(object.raw)), after: [] });
             }
@@ -254,19 +252,20 @@ export async function startWatcher(context: Context): Promise<RunningService> {
         for (const kind of STATE_KINDS)
           for (const namespace of namespaces)
             for await (const key of await kv.keys(stateKindFilter(kind, namespace))) present.push(key);
-        // Listing the bucket awaited: objects added meanwhile are in the caches (and their entries
-        // in the bucket) but not in `expected`. Take the caches' keys again, synchronously with the
-        // deletes below, so only entries of objects no watch holds now are deleted; an object added
-        // after this queues its write behind the delete of its key, in order.
+        // What the watches hold is taken after listing the bucket (which awaited: objects may have
+        // come meanwhile) and synchronously with the deletes below, so only entries of objects no
+        // watch holds now are deleted; an object added after this queues its write behind the
+        // delete of its key, in order.
+        const held = new Set<string>();
         for (const [kind, list] of watches)
           for (const watch of list)
             for (const object of watch.cache.values()) {
               const key = stateEntryKey(kind, object);
-              if (key !== undefined) expected.add(key);
+              if (key !== undefined) held.add(key);
             }
         let deleted = 0;
         for (const key of present) {
-          if (expected.has(key)) continue;
+          if (held.has(key)) continue;
           store.write({ key, value: undefined, after: [] });
           deleted++;
         }
