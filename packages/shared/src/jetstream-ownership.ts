@@ -81,10 +81,33 @@ export async function declareTopology(nc: NatsConnection, options: DeclareOption
       throw explainReplicasError(error, `the KV bucket ${BUCKETS.activity}`, replicas);
     });
   await openStateBucket(nc, options.maxObjectBytes, replicas);
+  await new Kvm(nc)
+    .create(BUCKETS.reaperMembers, REAPER_MEMBERS_BUCKET(replicas))
+    .catch((error: unknown) => {
+      throw explainReplicasError(error, `the KV bucket ${BUCKETS.reaperMembers}`, replicas);
+    });
   // Kvm.create leaves an existing bucket as it is: buckets made before (or with another count) are moved here.
-  for (const bucket of [BUCKETS.activity, BUCKETS.state])
+  for (const bucket of [BUCKETS.activity, BUCKETS.state, BUCKETS.reaperMembers])
     await ensureStreamReplicas(jsm, `KV_${bucket}`, replicas);
 }
+
+/**
+ * The idle reapers' membership: one key per live replica, each heartbeat written with a
+ * per-message TTL of the reaper's choosing (REAPER_MEMBER_TTL). When a replica stops writing, its
+ * last heartbeat expires and the server leaves a delete marker, which the other replicas' watches
+ * see: that is how they learn within seconds that it is gone. Memory storage: the content is
+ * rewritten every few seconds and worthless after a restart. The max age only clears the markers
+ * and keys of replicas that left.
+ */
+const REAPER_MEMBERS_BUCKET = (replicas: number) => ({
+  history: 1,
+  storage: StorageType.Memory,
+  replicas,
+  ttl: 10 * 60_000,
+  markerTTL: 60_000,
+  max_bytes: 1024 * 1024,
+  maxValueSize: 1024,
+});
 
 /** What a service binds to is not there yet (the watcher has not declared it). */
 export class TopologyMissingError extends Error {

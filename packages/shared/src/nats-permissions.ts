@@ -106,6 +106,7 @@ export const ALL_STREAMS = [
   STREAMS.commands,
   kvStream(BUCKETS.activity),
   kvStream(BUCKETS.state),
+  kvStream(BUCKETS.reaperMembers),
 ] as const;
 
 /** The subject prefix of dead letters of one kind (each service dead-letters its own kinds). */
@@ -161,12 +162,17 @@ export function natsPermissions(identity: NatsIdentity | string): NatsPermission
       };
     case 'idle-reaper':
       return {
-        subscribe: [inbox, subjects.activityAll],
+        // Reports passed on by the replica that received them to the one owning their session.
+        subscribe: [inbox, subjects.activityAll, subjects.reaperActivityAll],
         // Activity reports sent as requests get the outcome as their answer.
         allowResponses: true,
         publish: [
           `${API}.INFO`,
           subjects.commandsOf('idle-reaper'),
+          subjects.reaperActivityAll,
+          // Its heartbeat in the membership bucket, and a watch of the others'.
+          ...useBucket(BUCKETS.reaperMembers),
+          ...readThroughOwnConsumers(kvStream(BUCKETS.reaperMembers), 'push'),
           deadLettersOf('command'),
           streamInfo(STREAMS.commands),
           ...pullFrom(STREAMS.commands, CONSUMERS.commandExecutor),

@@ -38,6 +38,9 @@ export class SharedStateView<T> {
   private keysOf = new Map<string, string>();
   private listedOnce = false;
   private up = false;
+  /** Stops the running watch, if any. */
+  private stopWatch: (() => void) | undefined;
+  private resyncWanted = false;
   private readonly syncedWaiters: (() => void)[] = [];
 
   constructor(private readonly options: StateViewOptions<T>) {}
@@ -67,6 +70,17 @@ export class SharedStateView<T> {
     return namespaces ? namespaces.map((ns) => stateKindFilter(kind, ns)) : [stateKindFilter(kind)];
   }
 
+  /**
+   * Reads every value again, through a new watch (the caller's parse changed: the idle reaper
+   * owns other Sessions now and keeps the values of its own only). Unlike a failure, this neither
+   * waits nor reports the view down; values that vanished meanwhile are reported deleted as after
+   * any restart.
+   */
+  resync(): void {
+    this.resyncWanted = true;
+    this.stopWatch?.();
+  }
+
   /** Runs until `signal` aborts. Never rejects. */
   async run(signal: AbortSignal): Promise<void> {
     let attempt = 0;
@@ -75,6 +89,7 @@ export class SharedStateView<T> {
         const delivered = await this.watchOnce(signal);
         if (delivered) attempt = 0;
         if (signal.aborted) break;
+        if (this.resyncWanted) continue;
         this.setState(false, 'the shared-state watch ended; starting another');
       } catch (error) {
         if (signal.aborted) break;
@@ -92,6 +107,8 @@ export class SharedStateView<T> {
 
   /** One watch; resolves when it ends. Returns whether it delivered anything. */
   private async watchOnce(signal: AbortSignal): Promise<boolean> {
+    // This watch delivers every value with the parse as it is now: a resync asked for until here is done by it.
+    this.resyncWanted = false;
     const kv = await this.options.bucket();
     const filters = this.filters();
     // With nothing to deliver first, a watch is caught up at once (no entry would say so).
@@ -105,6 +122,8 @@ export class SharedStateView<T> {
     const watch = await kv.watch({ key: filters });
     const stop = () => watch.stop();
     signal.addEventListener('abort', stop, { once: true });
+    this.stopWatch = stop;
+    if (this.resyncWanted) stop();
     const seen = new Set<string>();
     let caughtUp = false;
     let delivered = false;
@@ -135,6 +154,7 @@ export class SharedStateView<T> {
       }
     } finally {
       signal.removeEventListener('abort', stop);
+      if (this.stopWatch === stop) this.stopWatch = undefined;
     }
     return delivered;
   }

@@ -23,6 +23,8 @@ export const BUCKETS = {
   activity: 'streamspace-activity',
   /** Every object the platform reads, as the watcher last saw it (shared-state.ts). */
   state: 'streamspace-state',
+  /** The live idle-reaper replicas, one key each, kept alive by heartbeats (reaper-membership.ts). */
+  reaperMembers: 'streamspace-reaper-members',
 } as const;
 
 export type ObservedKind = 'session' | 'template' | 'deployment' | 'pod';
@@ -72,6 +74,13 @@ export const subjects = {
   activityAll: 'streamspace.activity.>',
   activity: (namespace: string, name: string) =>
     `streamspace.activity.${subjectToken(namespace)}.${subjectToken(name)}`,
+  /**
+   * Core NATS, reaper to reaper: a report received by a replica that does not own its session,
+   * passed on to the one that does (its member id). A prefix of its own, so only the reapers'
+   * NATS user may publish there, never an activity reporter.
+   */
+  reaperActivityAll: 'streamspace.reaper.activity.>',
+  reaperActivity: (member: string) => `streamspace.reaper.activity.${subjectToken(member)}`,
 } as const;
 
 /** The key of a work item (its partition hash) or an activity entry: KV keys allow '.', '-', '_', '=', '/' and alphanumerics. */

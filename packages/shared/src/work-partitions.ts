@@ -25,12 +25,34 @@ export const DEFAULT_PIN_TIMEOUT_MS = 5_000;
 export function partitionOf(key: string, partitions: number): number {
   if (!Number.isInteger(partitions) || partitions < 1)
     throw new Error(`the number of work partitions must be a positive integer, not ${partitions}`);
+  return fnv1a32(key) % partitions;
+}
+
+const utf8 = new TextEncoder();
+
+/**
+ * FNV-1a (32 bit) of the key's UTF-8 bytes: the stable hash every service agrees on. Kubernetes
+ * names are ASCII, whose characters are their bytes, so the common case hashes without encoding
+ * (the idle reaper hashes a key per activity report).
+ */
+export function fnv1a32(key: string): number {
   let hash = 0x811c9dc5;
-  for (const byte of new TextEncoder().encode(key)) {
+  for (let i = 0; i < key.length; i++) {
+    const code = key.charCodeAt(i);
+    if (code >= 0x80) return fnv1a32Bytes(utf8.encode(key));
+    hash ^= code;
+    hash = Math.imul(hash, 0x01000193) >>> 0;
+  }
+  return hash;
+}
+
+function fnv1a32Bytes(bytes: Uint8Array): number {
+  let hash = 0x811c9dc5;
+  for (const byte of bytes) {
     hash ^= byte;
     hash = Math.imul(hash, 0x01000193) >>> 0;
   }
-  return hash % partitions;
+  return hash;
 }
 
 /** The durable consumer of one partition. */

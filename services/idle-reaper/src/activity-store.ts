@@ -126,6 +126,12 @@ export class ActivityStore {
     return this.pending.size;
   }
 
+  /** The reports held in memory and not yet stored (being written included): the latest time per key. */
+  *held(): Generator<[key: string, at: number]> {
+    for (const [key, pending] of this.pending) yield [key, pending.at];
+    for (const [key, at] of this.writing) if (!this.pending.has(key)) yield [key, at];
+  }
+
   /** Drops what memory holds for a key (its Session is gone); the bucket entry expires on its own. */
   forget(key: string): void {
     if (this.pending.has(key) || this.writing.has(key)) return;

@@ -307,3 +307,63 @@ describe('LastActivityWriter', () => {
     reaper.stop();
   });
 });
+
+describe('IdleReaper with Sessions spread over replicas', () => {
+  it('keeps only the uid of a Session another replica owns, and no deadline for it', async () => {
+    const { reaper, issued, ready } = setup();
+    ready();
+    reaper.upsertElsewhere('ns.other', 'uid-other');
+    expect(reaper.isKnown('ns.other')).toBe(true);
+    expect(reaper.uidOf('ns.other')).toBe('uid-other');
+    expect(reaper.get('ns.other')).toBeUndefined();
+    expect(reaper.trackedCount).toBe(0);
+    await vi.advanceTimersByTimeAsync(60 * S);
+    expect(issued).toEqual([]);
+  });
+
+  it('drops the deadline of a Session it no longer owns, and tells the caller', async () => {
+    const released: string[] = [];
+    const issued: SessionCommand[] = [];
+    const reaper = new IdleReaper({
+      defaults: { idleTimeoutMs: 30 * 60 * S, maxSessionDurationMs: 8 * 3600 * S },
+      activityOf: () => undefined,
+      issue: async (command) => {
+        issued.push(command);
+      },
+      metrics: createReaperMetrics(new Registry()),
+      log: createLogger('test', 'silent'),
+      commandRetryMs: 30 * S,
+      onRelease: (key) => released.push(key),
+    });
+    reaper.markSessionsSynced();
+    reaper.markActivityLoaded();
+    reaper.upsert(session('a'));
+    expect(reaper.deadlineOf('ns.a')).toBe(T0 + 10 * S);
+    reaper.upsertElsewhere('ns.a', 'uid-a');
+    expect(released).toEqual(['ns.a']);
+    expect(reaper.deadlineOf('ns.a')).toBeUndefined();
+    await vi.advanceTimersByTimeAsync(60 * S);
+    expect(issued).toEqual([]);
+  });
+
+  it('decides an adopted Session on its own deadline, as the replica that left would have, not an idleTimeout after adopting it', async () => {
+    const { reaper, issued, ready } = setup();
+    ready();
+    reaper.upsertElsewhere('ns.a', 'uid-a');
+    await vi.advanceTimersByTimeAsync(8 * S);
+    // Its owner died; the Session comes again with this replica as its owner.
+    reaper.upsert(session('a'));
+    expect(reaper.deadlineOf('ns.a')).toBe(T0 + 10 * S);
+    await vi.advanceTimersByTimeAsync(2 * S);
+    expect(issued).toHaveLength(1);
+    expect(issued[0]!.msgId).toBe(`uid-a:hibernate:${T0 + 10 * S}:0`);
+  });
+
+  it('still gives a Session that appears late (not adopted) its full idle time', async () => {
+    const { reaper, ready } = setup();
+    ready();
+    await vi.advanceTimersByTimeAsync(8 * S);
+    reaper.upsert(session('late'));
+    expect(reaper.deadlineOf('ns.late')).toBe(T0 + 18 * S);
+  });
+});

@@ -35,6 +35,8 @@ export interface IdleReaperOptions {
   idleNotBefore?: number;
   /** Told when a Session appears, changes or its activity moves (to keep status.lastActivity current). */
   onSessionChange?(key: string): void;
+  /** Told when a Session this replica owned is now another replica's (to drop what it held for it). */
+  onRelease?(key: string): void;
   /**
    * Told once per Session and request when the Session asks for more than the limits allow (the
    * limit applies; the caller records an Event saying so).
@@ -52,7 +54,13 @@ export interface IdleReaperOptions {
  * once: deciding on half the facts could hibernate a session whose activity is not loaded yet.
  */
 export class IdleReaper {
+  /** The Sessions this replica owns, with everything their deadlines need. */
   private readonly sessions = new Map<string, Tracked>();
+  /**
+   * The Sessions other replicas own: only their uid, to accept (and pass on) their reports and
+   * check their desktops' tokens, and to tell an adopted Session from a new one.
+   */
+  private readonly others = new Map<string, string>();
   /** What was last reported as limited per Session (uid and requests), so it is reported once. */
   private readonly limitsReported = new Map<string, string>();
   /** One string per namespace name (a few namespaces, thousands of Sessions each). */
@@ -73,12 +81,17 @@ export class IdleReaper {
 
   /** true/false once the Session list has been read; undefined before. */
   isKnown(key: string): boolean | undefined {
-    if (this.sessions.has(key)) return true;
+    if (this.sessions.has(key) || this.others.has(key)) return true;
     return this.sessionsSynced ? false : undefined;
   }
 
   get(key: string): Tracked | undefined {
     return this.sessions.get(key);
+  }
+
+  /** The uid of a Session, whoever owns it. */
+  uidOf(key: string): string | undefined {
+    return this.sessions.get(key)?.facts.uid ?? this.others.get(key);
   }
 
   wokenAt(key: string): number | undefined {
@@ -123,9 +136,35 @@ export class IdleReaper {
     return this.sessions.get(key)?.key ?? key;
   }
 
+  /**
+   * A Session another replica owns: keep its uid only. If this replica owned it until now (the
+   * members changed), its deadline and everything held for it are dropped.
+   */
+  upsertElsewhere(key: string, uid: string): void {
+    if (this.sessions.has(key)) {
+      this.sessions.delete(key);
+      this.limitsReported.delete(key);
+      this.scheduler.cancel(key);
+      this.options.onRelease?.(key);
+    }
+    this.others.set(key, uid);
+    this.countSessions();
+  }
+
+  private countSessions(): void {
+    this.options.metrics.trackedSessions.set(this.sessions.size + this.others.size);
+    this.options.metrics.ownedSessions.set(this.sessions.size);
+    this.options.metrics.scheduledDeadlines.set(this.scheduler.size);
+  }
+
   upsert(session: TrackedSession): void {
     const previous = this.sessions.get(session.key);
     const sameSession = previous?.facts.uid === session.facts.uid;
+    // Adopted from a replica that left: not new, so its idle time runs on as it was (a Session
+    // that appeared late gets its idle time started now, below; an adopted one must not, or a
+    // takeover would postpone every decision of the part it adopts by a full idleTimeout).
+    const adopted = !previous && this.others.get(session.key) === session.facts.uid;
+    this.others.delete(session.key);
     // Keep the strings already held (see canonicalKey); namespaces are shared across Sessions.
     const tracked: Tracked = {
       ...session,
@@ -138,24 +177,24 @@ export class IdleReaper {
       if (previous.issued) tracked.issued = previous.issued;
       if (previous.facts.state !== 'running' && session.facts.state === 'running')
         tracked.wokenAt = this.now();
-    } else if (this.ready && session.facts.state === 'running') {
+    } else if (this.ready && !adopted && session.facts.state === 'running') {
       // A Session that reaches this process late (the shared state lagging under load) had its
       // reports refused as unknown until now: its idle time starts no earlier than this, or it
       // would be hibernated on arrival although its desktop reported all along.
       tracked.wokenAt = this.now();
     }
     this.sessions.set(tracked.key, tracked);
-    this.options.metrics.trackedSessions.set(this.sessions.size);
+    this.countSessions();
     this.evaluate(tracked.key);
     this.options.onSessionChange?.(tracked.key);
   }
 
   remove(key: string): void {
     this.sessions.delete(key);
+    this.others.delete(key);
     this.limitsReported.delete(key);
     this.scheduler.cancel(key);
-    this.options.metrics.trackedSessions.set(this.sessions.size);
-    this.options.metrics.scheduledDeadlines.set(this.scheduler.size);
+    this.countSessions();
   }
 
   activityChanged(key: string): void {

@@ -14,6 +14,7 @@ import {
   runService,
   STREAMS,
   SharedStateView,
+  subjects,
 } from '@streamspace/shared';
 import { EventRecorder, kubeClientFromConfig, followApiReachability } from '@streamspace/kube';
 import { activityRoute } from './activity-http.js';
@@ -26,7 +27,9 @@ import { IdleReaper } from './idle-reaper.js';
 import { LastActivityWriter } from './last-activity-writer.js';
 import { configProblem, reaperEnvSchema } from './reaper-config.js';
 import { createReaperMetrics } from './reaper-metrics.js';
-import { readTrackedSession, sessionKey, type TrackedSession } from './session-facts.js';
+import { decodeForwardedReport, encodeForwardedReport } from './forwarded-report.js';
+import { memberId, ReaperMembership } from './reaper-membership.js';
+import { type OtherSession, readTrackedSession, sessionKey, type TrackedSession } from './session-facts.js';
 import { REAPER_COMPONENT, SessionWriter } from './session-writer.js';
 
 await runService({
@@ -74,6 +77,8 @@ await runService({
     };
     const kube = kubeClientFromConfig(config, registry, log);
     const instance = `${hostname()}-${process.pid}`;
+    // This replica among the reapers: Sessions are spread over the live ones (session-ownership.ts).
+    const self = memberId(hostname(), process.pid);
     // Reports another process held in memory when it died reach the bucket never: nothing is
     // hibernated for idleness until one flush interval after this start (docs/idle-reaper.md).
     const idleNotBefore = Date.now() + config.ACTIVITY_FLUSH_INTERVAL;
@@ -87,6 +92,7 @@ await runService({
     let activity: ActivityStore | undefined;
     let nc: NatsConnection | undefined;
     let subscription: Subscription | undefined;
+    let forwarded: Subscription | undefined;
     let executor: CommandExecutor | undefined;
     let executorDone: Promise<void> | undefined;
 
@@ -120,6 +126,7 @@ await runService({
       commandRetryMs: config.COMMAND_RETRY_INTERVAL,
       idleNotBefore,
       onSessionChange: (key) => statusWriter.notify(key),
+      onRelease: (key) => statusWriter.forget(key),
       onLimited: (session, limited) => {
         const ref = { namespace: session.namespace, name: session.name, uid: session.facts.uid };
         for (const l of limited) {
@@ -131,18 +138,44 @@ await runService({
         }
       },
     });
+    /**
+     * The replica a report must go to when it is not this one. The owner decides with the reports
+     * it holds in memory, so a report for another replica's Session is passed on to it at once
+     * (core NATS, no write) instead of being held here until a flush the owner would see up to a
+     * flush interval late: the owner could hibernate a desktop whose latest report sat in this
+     * replica's memory. The owner holds it and flushes it like its own.
+     */
+    const ownerElsewhere = (key: string): string | undefined => {
+      const members = membership.current;
+      if (members.size === 1) return undefined;
+      const owner = members.ownerOf(key);
+      return owner === self ? undefined : owner;
+    };
+    const forward = (owner: string, key: string, at: number): boolean => {
+      if (!nc) throw new Error('NATS is not connected yet');
+      nc.publish(subjects.reaperActivity(owner), encodeForwardedReport(key, at));
+      metrics.forwardedReports.labels('sent').inc();
+      return true;
+    };
     const intake = new ActivityIntake({
       log,
       metrics,
       maxSkewMs: config.ACTIVITY_MAX_CLOCK_SKEW,
       isKnownSession: (key) => reaper.isKnown(key),
-      record: (key, at) =>
-        activity
-          ? activity.record(reaper.canonicalKey(key), at)
-          : Promise.reject(new Error('NATS is not connected yet')),
+      record: (key, at) => {
+        if (!activity) return Promise.reject(new Error('NATS is not connected yet'));
+        const owner = ownerElsewhere(key);
+        if (owner === undefined) return activity.record(reaper.canonicalKey(key), at);
+        try {
+          return Promise.resolve(forward(owner, key, at));
+        } catch (error) {
+          return Promise.reject(error);
+        }
+      },
       offer: (key, at) => {
         if (!activity) throw new Error('NATS is not connected yet');
-        return activity.offer(reaper.canonicalKey(key), at);
+        const owner = ownerElsewhere(key);
+        return owner === undefined ? activity.offer(reaper.canonicalKey(key), at) : forward(owner, key, at);
       },
     });
 
@@ -152,18 +185,56 @@ await runService({
     const connection = new Promise<NatsConnection>((resolve) => {
       connected = resolve;
     });
+    let membersKnown: () => void = () => undefined;
+    const membersFirstKnown = new Promise<void>((resolve) => {
+      membersKnown = resolve;
+    });
+    const membership = new ReaperMembership({
+      self,
+      ttlMs: config.REAPER_MEMBER_TTL,
+      bucket: async () => (await bindBucket(await connection, BUCKETS.reaperMembers)).kv,
+      publish: async (subject, data, ttl) => {
+        await jetstream(await connection).publish(subject, data, { ttl });
+      },
+      onChange: () => {
+        membersKnown();
+        // Reports held here for Sessions now another replica's go to it at once: it decides with
+        // what it holds, and ours would reach it only with our next flush.
+        if (activity && nc)
+          for (const [key, at] of activity.held()) {
+            const owner = ownerElsewhere(key);
+            if (owner !== undefined) forward(owner, key, at);
+          }
+        // Read every Session again with the new owners: keep the values of our own, adopt the
+        // ones that became ours, drop what we held for those that went to another replica.
+        sessionView.resync();
+      },
+      log,
+      readiness,
+      metrics,
+    });
+    const membershipDone = membership.run(signal);
+
     readiness.register('sessions', 'reading Sessions from the shared state');
-    const sessionView = new SharedStateView<TrackedSession>({
-      bucket: async () => (await bindBucket(await connection, BUCKETS.state)).kv,
+    const sessionView = new SharedStateView<TrackedSession | OtherSession>({
+      // Which Sessions are ours depends on the members: none is read before they are known.
+      bucket: async () => {
+        await membersFirstKnown;
+        return (await bindBucket(await connection, BUCKETS.state)).kv;
+      },
       kind: 'session',
       ...(config.WATCH_NAMESPACE ? { namespaces: config.WATCH_NAMESPACE } : {}),
       parse: (raw) => {
         const session = readTrackedSession(raw);
-        return session
+        if (!session) return { ok: false, reason: 'not a Session (metadata.namespace, name or uid missing)' };
+        return membership.current.owns(session.key)
           ? { ok: true, key: session.key, value: session }
-          : { ok: false, reason: 'not a Session (metadata.namespace, name or uid missing)' };
+          : { ok: true, key: session.key, value: { key: session.key, uid: session.facts.uid } };
       },
-      onUpsert: (_key, session) => reaper.upsert(session),
+      onUpsert: (_key, session) => {
+        if ('facts' in session) reaper.upsert(session);
+        else reaper.upsertElsewhere(session.key, session.uid);
+      },
       onDelete: (key) => {
         reaper.remove(key);
         statusWriter.forget(key);
@@ -229,6 +300,19 @@ await runService({
       activity = store;
       void store.run(signal, () => reaper.markActivityLoaded());
       subscription = intake.subscribe(connection);
+      forwarded = connection.subscribe(subjects.reaperActivity(self), {
+        callback: (error, message) => {
+          if (error) return;
+          const report = decodeForwardedReport(message.data);
+          if (!report) {
+            metrics.forwardedReports.labels('malformed').inc();
+            log.warn({ subject: message.subject }, 'malformed report passed on by another replica dropped');
+            return;
+          }
+          metrics.forwardedReports.labels('received').inc();
+          store.offer(reaper.canonicalKey(report.key), report.at);
+        },
+      });
       statusWriter.start();
       executor = new CommandExecutor({
         consumer,
@@ -260,7 +344,7 @@ await runService({
         intake,
         tokens,
         sessionKey: activityKey,
-        sessionUid: (namespace, name) => reaper.get(sessionKey(namespace, name))?.facts.uid,
+        sessionUid: (namespace, name) => reaper.uidOf(sessionKey(namespace, name)),
         enabled: httpEnabled,
         metrics,
         log,
@@ -269,13 +353,17 @@ await runService({
         reaper.stop();
         statusWriter.stop();
         await subscription?.drain().catch(() => undefined);
+        await forwarded?.drain().catch(() => undefined);
         // What is held in memory goes to the bucket before NATS is closed: a stop loses nothing.
         await Promise.race([activity?.close(), new Promise((r) => setTimeout(r, 5_000))]);
+        // Then the others adopt our part at once rather than after the member TTL.
+        await Promise.race([membership.leave(), new Promise((r) => setTimeout(r, 2_000))]);
         await executor?.stop();
         await executorDone?.catch(() => undefined);
         await Promise.race([natsReady, new Promise((r) => setTimeout(r, 1_000))]);
         await nc?.drain().catch(() => undefined);
         await informerDone.catch(() => undefined);
+        await membershipDone.catch(() => undefined);
         kube.close();
         statusKube.close();
       },

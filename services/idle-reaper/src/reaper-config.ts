@@ -99,6 +99,12 @@ export const reaperEnvSchema = natsEnvSchema.extend(kubeEnvSchema.shape).extend(
           ),
       ),
     ),
+  /**
+   * How long a replica that stopped heartbeating (killed, its node lost, paused) keeps its part of
+   * the Sessions before the others take it over (docs/idle-reaper.md#replicas-share-the-sessions).
+   * Heartbeats go out three times per TTL; every replica must have the same.
+   */
+  REAPER_MEMBER_TTL: durationMs('6s', 2_000),
   /** Commands carried out at once by this replica. */
   EXECUTOR_CONCURRENCY: env.positiveInt(32),
 });

@@ -132,9 +132,38 @@ export function createReaperMetrics(registry: Registry) {
 
   const trackedSessions = new Gauge({
     name: 'streamspace_reaper_tracked_sessions',
-    help: 'Sessions the reaper knows of (from its list and watch).',
+    help: 'Sessions the reaper knows of (from the shared state), its own and the other replicas\'.',
     registers,
   });
+  const ownedSessions = new Gauge({
+    name: 'streamspace_reaper_owned_sessions',
+    help: 'Sessions this replica owns: whose deadlines it keeps and decides (all of them when it runs alone).',
+    registers,
+  });
+  const members = new Gauge({
+    name: 'streamspace_reaper_members',
+    help: 'Live idle-reaper replicas this replica sees (itself included); Sessions are spread over them.',
+    registers,
+  });
+  const membershipChanges = new Counter({
+    name: 'streamspace_reaper_membership_changes_total',
+    help: 'Times the set of live replicas changed (a replica joined, left or expired), and Sessions were owned anew.',
+    registers,
+  });
+  const membershipHeartbeats = new Counter({
+    name: 'streamspace_reaper_membership_heartbeats_total',
+    help: 'Heartbeats this replica wrote to the membership bucket (written, failed).',
+    labelNames: ['result'] as const,
+    registers,
+  });
+  for (const result of ['written', 'failed']) membershipHeartbeats.labels(result).inc(0);
+  const forwardedReports = new Counter({
+    name: 'streamspace_reaper_forwarded_reports_total',
+    help: 'Activity reports for a Session another replica owns, passed on to it (sent), or passed on to this replica (received, malformed).',
+    labelNames: ['direction'] as const,
+    registers,
+  });
+  for (const direction of ['sent', 'received', 'malformed']) forwardedReports.labels(direction).inc(0);
   const scheduledDeadlines = new Gauge({
     name: 'streamspace_reaper_scheduled_deadlines',
     help: 'Sessions with a pending idle or maximum-duration deadline.',
@@ -142,11 +171,11 @@ export function createReaperMetrics(registry: Registry) {
   });
   const watchRestarts = new Counter({
     name: 'streamspace_reaper_watch_restarts_total',
-    help: 'Times the Session list-and-watch or the activity bucket watch had to start over, by what (sessions, activity).',
+    help: 'Times the shared-state watch of Sessions, the activity bucket watch or the membership watch had to start over, by what (sessions, activity, membership).',
     labelNames: ['watch'] as const,
     registers,
   });
-  for (const watch of ['sessions', 'activity']) watchRestarts.labels(watch).inc(0);
+  for (const watch of ['sessions', 'activity', 'membership']) watchRestarts.labels(watch).inc(0);
   const limitsApplied = new Counter({
     name: 'streamspace_reaper_limits_applied_total',
     help: 'Sessions found asking for more than the platform allows (opt-out not allowed, a timeout of 0 or above the maximum), by setting; the limit applied instead. Counted once per Session and request.',
@@ -183,6 +212,11 @@ export function createReaperMetrics(registry: Registry) {
     statusWrites,
     bucketWrites,
     trackedSessions,
+    ownedSessions,
+    members,
+    membershipChanges,
+    membershipHeartbeats,
+    forwardedReports,
     scheduledDeadlines,
     watchRestarts,
   };

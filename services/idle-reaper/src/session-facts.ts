@@ -13,6 +13,12 @@ export interface TrackedSession {
   facts: SessionFacts;
 }
 
+/** A Session another reaper replica owns: all this replica keeps of it (see session-ownership.ts). */
+export interface OtherSession {
+  key: string;
+  uid: string;
+}
+
 /** The activity bucket key and the in-memory key of a Session: `<namespace>.<name>`. */
 export function sessionKey(namespace: string, name: string): string {
   return `${subjectToken(namespace)}.${subjectToken(name)}`;

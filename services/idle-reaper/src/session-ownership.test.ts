@@ -1,0 +1,72 @@
+import { describe, expect, it } from 'vitest';
+import { MemberSet } from './session-ownership.js';
+
+const keys = Array.from({ length: 20_000 }, (_, i) => `team-${i % 7}.session-${i}`);
+const owners = (set: MemberSet) => new Map(keys.map((k) => [k, set.ownerOf(k)]));
+const countBy = (map: Map<string, string>) => {
+  const counts = new Map<string, number>();
+  for (const owner of map.values()) counts.set(owner, (counts.get(owner) ?? 0) + 1);
+  return counts;
+};
+
+describe('MemberSet (rendezvous ownership of Sessions)', () => {
+  it('a replica alone owns every Session', () => {
+    const alone = new MemberSet('a', []);
+    expect(keys.every((k) => alone.owns(k))).toBe(true);
+    expect(new MemberSet('a', ['a']).members).toEqual(['a']);
+  });
+
+  it('each Session has exactly one owner, whichever replica computes it', () => {
+    const members = ['reaper-7f9c-1-aa', 'reaper-7f9c-1-bb', 'reaper-x2-1-cc'];
+    const views = members.map((self) => new MemberSet(self, [...members].reverse()));
+    for (const key of keys.slice(0, 2_000)) {
+      const owning = views.filter((v) => v.owns(key));
+      expect(owning).toHaveLength(1);
+      expect(new Set(views.map((v) => v.ownerOf(key))).size).toBe(1);
+    }
+  });
+
+  it('spreads Sessions evenly over two and over three replicas', () => {
+    for (const members of [
+      ['idle-reaper-0-1-a1b2c3', 'idle-reaper-1-1-d4e5f6'],
+      ['host-a-10-000001', 'host-a-11-000002', 'host-b-10-000003'],
+    ]) {
+      const counts = countBy(owners(new MemberSet(members[0]!, members)));
+      const fair = keys.length / members.length;
+      expect([...counts.keys()].sort()).toEqual([...members].sort());
+      for (const n of counts.values()) expect(Math.abs(n - fair) / fair).toBeLessThan(0.05);
+    }
+  });
+
+  it('when a replica leaves only its Sessions move, spread over the others', () => {
+    const before = owners(new MemberSet('a', ['a', 'b', 'c']));
+    const after = owners(new MemberSet('a', ['a', 'c']));
+    let movedFromB = 0;
+    for (const [key, owner] of before) {
+      if (owner === 'b') {
+        movedFromB++;
+        expect(after.get(key)).not.toBe('b');
+      } else {
+        expect(after.get(key)).toBe(owner);
+      }
+    }
+    const gained = countBy(new Map([...after].filter(([k]) => before.get(k) === 'b')));
+    for (const n of gained.values()) expect(n / movedFromB).toBeGreaterThan(0.4);
+  });
+
+  it('a replica that joins takes Sessions only, about 1/n of them', () => {
+    const before = owners(new MemberSet('a', ['a', 'b']));
+    const after = owners(new MemberSet('a', ['a', 'b', 'c']));
+    let taken = 0;
+    for (const [key, owner] of after) {
+      if (owner === 'c') taken++;
+      else expect(owner).toBe(before.get(key));
+    }
+    expect(Math.abs(taken / keys.length - 1 / 3)).toBeLessThan(0.02);
+  });
+
+  it('compares member lists whatever their order', () => {
+    expect(new MemberSet('a', ['b', 'c']).sameMembers(new MemberSet('c', ['b', 'a']))).toBe(true);
+    expect(new MemberSet('a', ['b']).sameMembers(new MemberSet('a', ['b', 'c']))).toBe(false);
+  });
+});
