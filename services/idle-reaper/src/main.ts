@@ -28,7 +28,7 @@ import { LastActivityWriter } from './last-activity-writer.js';
 import { configProblem, reaperEnvSchema } from './reaper-config.js';
 import { createReaperMetrics } from './reaper-metrics.js';
 import { decodeForwardedReport, encodeForwardedReport } from './forwarded-report.js';
-import { memberId, ReaperMembership } from './reaper-membership.js';
+import { memberId, membershipGroup, ReaperMembership } from './reaper-membership.js';
 import { type OtherSession, readTrackedSession, sessionKey, type TrackedSession } from './session-facts.js';
 import { REAPER_COMPONENT, SessionWriter } from './session-writer.js';
 
@@ -191,6 +191,7 @@ await runService({
     });
     const membership = new ReaperMembership({
       self,
+      group: membershipGroup(config.WATCH_NAMESPACE),
       ttlMs: config.REAPER_MEMBER_TTL,
       bucket: async () => (await bindBucket(await connection, BUCKETS.reaperMembers)).kv,
       publish: async (subject, data, ttl) => {

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { KV } from '@nats-io/kv';
-import { backoffDelay, BUCKETS, type Logger, type Readiness, sleep } from '@streamspace/shared';
+import { backoffDelay, BUCKETS, fnv1a32, type Logger, type Readiness, sleep } from '@streamspace/shared';
 import type { ReaperMetrics } from './reaper-metrics.js';
 import { MemberSet } from './session-ownership.js';
 
@@ -15,6 +15,16 @@ export function memberId(hostname: string, pid: number): string {
   return `${host}-${pid}-${randomBytes(3).toString('hex')}`;
 }
 
+/**
+ * The replicas that share Sessions are those watching the same namespaces: a replica of another
+ * WATCH_NAMESPACE (another installation on the same NATS, a test) is in a group of its own, or it
+ * would be given Sessions it never sees.
+ */
+export function membershipGroup(namespaces: readonly string[] | undefined): string {
+  if (!namespaces || namespaces.length === 0) return 'all';
+  return `ns-${fnv1a32([...new Set(namespaces)].sort().join(',')).toString(16)}`;
+}
+
 /** Heartbeats come this often: three per TTL, so one late or lost heartbeat does not expire a member. */
 export function heartbeatInterval(ttlMs: number): number {
   return Math.max(250, Math.floor(ttlMs / 3));
@@ -27,6 +37,8 @@ function goDuration(ms: number): string {
 
 export interface MembershipOptions {
   self: string;
+  /** The replicas' group (membershipGroup): the first token of every key. */
+  group: string;
   /** A member whose heartbeat is this old is gone (its last heartbeat's per-message TTL). */
   ttlMs: number;
   /** The membership bucket (bound again after a failure). */
@@ -78,7 +90,7 @@ export class ReaperMembership {
   /** Leaves at once (a graceful stop), so the others adopt this replica's part without waiting for the TTL. */
   async leave(): Promise<void> {
     await this.kv
-      ?.delete(this.options.self)
+      ?.delete(`${this.options.group}.${this.options.self}`)
       .catch((error: Error) =>
         this.options.log.warn(
           { err: error.message },
@@ -90,7 +102,7 @@ export class ReaperMembership {
   private async heartbeats(signal: AbortSignal): Promise<void> {
     const { self, ttlMs, log, publish, metrics } = this.options;
     const every = heartbeatInterval(ttlMs);
-    const subject = `$KV.${BUCKETS.reaperMembers}.${self}`;
+    const subject = `$KV.${BUCKETS.reaperMembers}.${this.options.group}.${self}`;
     const body = JSON.stringify({ member: self, since: new Date().toISOString() });
     while (!signal.aborted) {
       try {
@@ -157,17 +169,25 @@ export class ReaperMembership {
       onCaughtUp();
       publishChange();
     };
-    const watch = await kv.watch({ key: '>' });
+    const prefix = `${this.options.group}.`;
+    const watch = await kv.watch({ key: `${prefix}*` });
     const stop = () => watch.stop();
     signal.addEventListener('abort', stop, { once: true });
     // An empty bucket delivers nothing to say the watch is caught up (our own first heartbeat
     // may not have landed yet).
-    const status = await kv.status();
-    if (status.values === 0) catchUp();
+    const keys = await kv.keys(`${prefix}*`);
+    let empty = true;
+    for await (const _ of keys) {
+      empty = false;
+      keys.stop();
+      break;
+    }
+    if (empty) catchUp();
     try {
       for await (const entry of watch) {
-        if (entry.operation === 'PUT') live.add(entry.key);
-        else live.delete(entry.key);
+        const member = entry.key.slice(prefix.length);
+        if (entry.operation === 'PUT') live.add(member);
+        else live.delete(member);
         if (!caughtUp) {
           if (entry.delta === 0) catchUp();
         } else publishChange();
