@@ -16,6 +16,7 @@ import {
   repo,
   ServiceProcess,
 } from '../test/integration/harness.js';
+import { MemberSet } from '../services/idle-reaper/src/session-ownership.js';
 import { procCpuSeconds, procStatus } from './process-cost.js';
 
 /**
@@ -39,6 +40,13 @@ import { procCpuSeconds, procStatus } from './process-cost.js';
  * the reaper's own counter and the API server's apiserver_request_total for Sessions (writes
  * only; nothing else writes Sessions in the steady phase). The machine's load average is
  * recorded beside the CPU figure, which is the reaper's own CPU time (/proc/<pid>/stat).
+ *
+ * Sharding (BENCH_REAPER_REPLICAS=2, issue 15): the replicas share the Sessions, each owning a
+ * part; BENCH_KILL_AFTER_MS after the first leaver's deadline (in the middle of the decisions)
+ * one replica is SIGKILLed, and the other must take its part over and still hibernate every
+ * leaver on time, once. Reported per replica: owned Sessions, RSS, peak RSS and CPU in the steady
+ * phase; and the takeover time, the decision delays of the killed replica's leavers apart, and
+ * doubled decisions (a leaver with more than one Idle Event). The ramp runs with one replica only.
  */
 
 const N = Number(process.env.BENCH_SESSIONS ?? 10_000);
@@ -56,6 +64,11 @@ const REAPER_NODE_ARGS =
   process.env.BENCH_REAPER_NODE_ARGS?.split(' ').filter(Boolean) ?? deployedNodeArgs('idle-reaper');
 const TICK_MS = 100;
 const STATUS_SPREAD_MS = Number(process.env.BENCH_STATUS_SPREAD_S ?? 600) * 1000;
+const REPLICAS = Number(process.env.BENCH_REAPER_REPLICAS ?? 1);
+/** When to kill one replica (with several): this long after the first leaver's deadline. */
+const KILL_AFTER_MS = Number(process.env.BENCH_KILL_AFTER_MS ?? 5_000);
+/** The replicas' REAPER_MEMBER_TTL (the service's default when unset). */
+const MEMBER_TTL = process.env.BENCH_REAPER_MEMBER_TTL;
 
 /** Writes to Sessions (and their status) the API server has served, from its own metrics. */
 async function apiServerSessionWrites(): Promise<number> {
@@ -84,17 +97,21 @@ async function pool<T>(items: T[], limit: number, work: (item: T) => Promise<voi
   );
 }
 
+/** A metric's value, summed over its matching label sets and over the replicas still running. */
 async function counter(
-  reaper: ServiceProcess,
+  reapers: ServiceProcess | ServiceProcess[],
   name: string,
   labels: Record<string, string>,
 ): Promise<number> {
-  const { body } = await reaper.get('/metrics');
   let total = 0;
-  for (const line of body.split('\n')) {
-    if (!line.startsWith(`${name}{`)) continue;
-    if (Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`)))
-      total += Number(line.split(' ').at(-1));
+  for (const reaper of [reapers].flat()) {
+    if (!reaper.running) continue;
+    const { body } = await reaper.get('/metrics');
+    for (const line of body.split('\n')) {
+      if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
+      if (Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`)))
+        total += Number(line.split(' ').at(-1));
+    }
   }
   return total;
 }
@@ -112,15 +129,22 @@ it(`tracks ${N} sessions with steady activity and hibernates the idle ones on ti
 
   // The reaper follows Sessions through the shared state the watcher keeps on NATS.
   const watcher = new ServiceProcess('watcher', { WATCH_NAMESPACE: namespace });
-  const reaper = new ServiceProcess(
-    'idle-reaper',
-    {
-      LOG_LEVEL: process.env.BENCH_REAPER_LOG_LEVEL ?? 'info',
-      WATCH_NAMESPACE: namespace,
-      ...(REAPER_NODE_OPTIONS ? { NODE_OPTIONS: REAPER_NODE_OPTIONS } : {}),
-    },
-    REAPER_NODE_ARGS,
+  const reapers = Array.from(
+    { length: REPLICAS },
+    () =>
+      new ServiceProcess(
+        'idle-reaper',
+        {
+          LOG_LEVEL: process.env.BENCH_REAPER_LOG_LEVEL ?? 'info',
+          WATCH_NAMESPACE: namespace,
+          ...(REAPER_NODE_OPTIONS ? { NODE_OPTIONS: REAPER_NODE_OPTIONS } : {}),
+          ...(MEMBER_TTL ? { REAPER_MEMBER_TTL: MEMBER_TTL } : {}),
+        },
+        REAPER_NODE_ARGS,
+      ),
   );
+  // The one that stays (the others are killed or stopped first); with one replica, the reaper.
+  const reaper = reapers[0] as ServiceProcess;
   // Whatever happens, leave nothing behind: a failed run's Sessions would otherwise go idle and be
   // hibernated by any reaper whose executor picks up their commands.
   let ticker: NodeJS.Timeout | undefined;
@@ -128,10 +152,11 @@ it(`tracks ${N} sessions with steady activity and hibernates the idle ones on ti
   onTestFinished(async () => {
     clearInterval(ticker);
     clearInterval(sampler);
-    await reaper.stop();
+    await Promise.all(reapers.map((r) => r.stop()));
     await watcher.stop();
     mkdirSync(`${repo}/.bench`, { recursive: true });
-    writeFileSync(`${repo}/.bench/idle-reaper.log`, `${reaper.logs.join('\n')}\n`);
+    for (const [i, r] of reapers.entries())
+      writeFileSync(`${repo}/.bench/idle-reaper${i === 0 ? '' : `-${i}`}.log`, `${r.logs.join('\n')}\n`);
     const kv = await new Kvm(nc).open(BUCKETS.activity);
     const keys: string[] = [];
     for await (const key of await kv.keys(`${namespace}.>`)) keys.push(key);
@@ -144,10 +169,12 @@ it(`tracks ${N} sessions with steady activity and hibernates the idle ones on ti
   // Waited for only once the cleanup above is registered: a watcher left running would keep
   // rewriting the shared state of the next run on this cluster.
   await watcher.waitReady(60_000);
-  await reaper.waitReady(60_000);
-  let rssSamplePeak = 0;
+  await Promise.all(reapers.map((r) => r.waitReady(60_000)));
+  const rssSamplePeaks = reapers.map(() => 0);
   sampler = setInterval(() => {
-    if (reaper.running) rssSamplePeak = Math.max(rssSamplePeak, procStatus(reaper.pid, 'VmRSS'));
+    reapers.forEach((r, i) => {
+      if (r.running) rssSamplePeaks[i] = Math.max(rssSamplePeaks[i] ?? 0, procStatus(r.pid, 'VmRSS'));
+    });
   }, 1_000);
 
   // Activity traffic: each live session reports once per REPORT_EVERY_MS, spread over ticks.
@@ -234,15 +261,9 @@ it(`tracks ${N} sessions with steady activity and hibernates the idle ones on ti
     }
   });
   const createSeconds = (performance.now() - createStart) / 1000;
-  // The reaper has every Session once the watcher has stored them and its KV watch delivered them.
-  const trackedNow = async () =>
-    Number(
-      (await reaper.get('/metrics')).body
-        .split('\n')
-        .find((l) => l.startsWith('streamspace_reaper_tracked_sessions '))
-        ?.split(' ')
-        .at(-1),
-    );
+  // The reapers have every Session once the watcher has stored them and their KV watches
+  // delivered them: each owns its part, and together all of them.
+  const trackedNow = () => counter(reapers, 'streamspace_reaper_owned_sessions', {});
   const trackedBy = performance.now() + 180_000;
   while ((await trackedNow()) < N && performance.now() < trackedBy) await sleep(1_000);
   await sleep(5_000);
@@ -250,37 +271,38 @@ it(`tracks ${N} sessions with steady activity and hibernates the idle ones on ti
 
   // 2. Steady traffic.
   const accepted = () =>
-    counter(reaper, 'streamspace_reaper_activity_reports_total', { source: 'nats', result: 'accepted' });
+    counter(reapers, 'streamspace_reaper_activity_reports_total', { source: 'nats', result: 'accepted' });
   const handled = async () =>
     (
       await Promise.all(
         ['accepted', 'stale', 'clamped_future', 'unknown_session', 'failed', 'malformed'].map((result) =>
-          counter(reaper, 'streamspace_reaper_activity_reports_total', { source: 'nats', result }),
+          counter(reapers, 'streamspace_reaper_activity_reports_total', { source: 'nats', result }),
         ),
       )
     ).reduce((a, b) => a + b, 0);
   const steadyStart = performance.now();
   const [sentBefore, acceptedBefore] = [sent, await accepted()];
   const statusWritten = () =>
-    counter(reaper, 'streamspace_reaper_last_activity_writes_total', { result: 'written' });
+    counter(reapers, 'streamspace_reaper_last_activity_writes_total', { result: 'written' });
   const bucketWritten = () =>
-    counter(reaper, 'streamspace_reaper_activity_bucket_writes_total', { result: 'written' });
+    counter(reapers, 'streamspace_reaper_activity_bucket_writes_total', { result: 'written' });
   const [statusBefore, apiBefore, bucketBefore] = [
     await statusWritten(),
     await apiServerSessionWrites(),
     await bucketWritten(),
   ];
   const loadBefore = loadavg();
-  const cpuBefore = procCpuSeconds(reaper.pid);
+  const cpuBefore = reapers.map((r) => procCpuSeconds(r.pid));
   await sleep(STEADY_MS);
   const steadySeconds = (performance.now() - steadyStart) / 1000;
-  const steadyCpuCores = (procCpuSeconds(reaper.pid) - cpuBefore) / steadySeconds;
+  const cpuCoresOf = reapers.map((r, i) => (procCpuSeconds(r.pid) - (cpuBefore[i] ?? 0)) / steadySeconds);
+  const steadyCpuCores = cpuCoresOf.reduce((a, b) => a + b, 0);
   const loadAfter = loadavg();
   const apiWritesPerSecond = ((await apiServerSessionWrites()) - apiBefore) / steadySeconds;
   const statusWritesPerSecond = ((await statusWritten()) - statusBefore) / steadySeconds;
   const bucketWritesPerSecond = ((await bucketWritten()) - bucketBefore) / steadySeconds;
-  const heapUsed = async () => {
-    const line = (await reaper.get('/metrics')).body
+  const heapUsed = async (r: ServiceProcess = reaper) => {
+    const line = (await r.get('/metrics')).body
       .split('\n')
       .find((l) => l.startsWith('nodejs_heap_size_used_bytes '));
     return Number(line?.split(' ').at(-1)) / 2 ** 20;
@@ -290,8 +312,18 @@ it(`tracks ${N} sessions with steady activity and hibernates the idle ones on ti
     reaperRssMiB: procStatus(reaper.pid, 'VmRSS') / 2 ** 20,
     reaperPeakRssMiB: procStatus(reaper.pid, 'VmHWM') / 2 ** 20,
     reaperHeapUsedMiB: await heapUsed(),
-    /** The reaper's CPU use in the steady phase, in cores (reports, bucket writes, status writes). */
+    /** The reaper's CPU use in the steady phase, in cores (reports, bucket writes, status writes); all replicas'. */
     reaperCpuCores: steadyCpuCores,
+    /** Each replica's Sessions, memory and CPU in the steady phase (one entry with one replica). */
+    replicas: await Promise.all(
+      reapers.map(async (r, i) => ({
+        ownedSessions: await counter(r, 'streamspace_reaper_owned_sessions', {}),
+        rssMiB: procStatus(r.pid, 'VmRSS') / 2 ** 20,
+        peakRssMiB: procStatus(r.pid, 'VmHWM') / 2 ** 20,
+        heapUsedMiB: await heapUsed(r),
+        cpuCores: cpuCoresOf[i],
+      })),
+    ),
     /** The machine's 1/5/15-minute load averages at the start and the end of the steady phase (2 cores, shared). */
     loadAverage: { before: loadBefore, after: loadAfter },
     /** Session writes the API server served (apiserver_request_total), and the reaper's own count. */
@@ -330,6 +362,38 @@ it(`tracks ${N} sessions with steady activity and hibernates the idle ones on ti
   const leavers = names.filter((_, i) => i % Math.max(1, Math.floor(N / LEAVERS)) === 0).slice(0, LEAVERS);
   const leaveWindowMs = Math.min(30_000, REPORT_EVERY_MS * 3);
   const leaveStart = Date.now();
+  // With several replicas: which leavers the replica to be killed owns (from the members it
+  // announced), and its SIGKILL in the middle of the decisions.
+  const victim = reapers[1];
+  let victimLeavers = new Set<string>();
+  let killed: Promise<{ killedAt: number; takeoverMs: number; victimPeakRssMiB: number }> | undefined;
+  if (victim) {
+    const members: string[] = [];
+    for await (const key of await (await new Kvm(nc).open(BUCKETS.reaperMembers)).keys())
+      if (reapers.some((r) => r.running && key.includes(`-${r.pid}-`)))
+        members.push(key.slice(key.indexOf('.') + 1));
+    const victimId = members.find((m) => m.includes(`-${victim.pid}-`)) as string;
+    const ownership = new MemberSet(victimId, members);
+    victimLeavers = new Set(leavers.filter((name) => ownership.ownerOf(`${namespace}.${name}`) === victimId));
+    killed = (async () => {
+      await sleep(IDLE_TIMEOUT_S * 1000 + KILL_AFTER_MS);
+      const victimPeakRssMiB = procStatus(victim.pid, 'VmHWM') / 2 ** 20;
+      const killedAt = Date.now();
+      await victim.kill();
+      const survivors = reapers.filter((r) => r.running);
+      // Taken over: the survivors see one member fewer and own every Session between them.
+      const takenOver = async () =>
+        (await counter(survivors, 'streamspace_reaper_owned_sessions', {})) >= N &&
+        (await counter(survivors[0] as ServiceProcess, 'streamspace_reaper_members', {})) ===
+          survivors.length;
+      while (!(await takenOver())) {
+        if (Date.now() - killedAt > 120_000)
+          throw new Error("the survivors did not take the killed replica's Sessions over within 120 s");
+        await sleep(100);
+      }
+      return { killedAt, takeoverMs: Date.now() - killedAt, victimPeakRssMiB };
+    })();
+  }
   await Promise.all(
     leavers.map(async (name, i) => {
       await sleep((i / leavers.length) * leaveWindowMs);
@@ -344,8 +408,17 @@ it(`tracks ${N} sessions with steady activity and hibernates the idle ones on ti
   while (Date.now() < lastDeadline + 60_000 && leavers.some((name) => !seenHibernated.has(name)))
     await sleep(500);
   stateWatch.abort();
+  const takeover = await killed;
+  // A decision applied twice would show as a second Idle Event for one Session.
+  const idleEvents = new Map<string, number>();
+  for (const event of (await k.core.listNamespacedEvent({ namespace, fieldSelector: 'reason=Idle' })).items) {
+    const name = event.involvedObject.name as string;
+    idleEvents.set(name, (idleEvents.get(name) ?? 0) + 1);
+  }
+  const doubled = [...idleEvents.values()].filter((n) => n > 1).length;
   // When the executor decided (the state-changed-at annotation) and when this process saw the change.
   const decided: number[] = [];
+  const decidedVictims: number[] = [];
   const observed: number[] = [];
   let wrong = 0;
   let starved = 0;
@@ -358,11 +431,13 @@ it(`tracks ${N} sessions with steady activity and hibernates the idle ones on ti
       continue;
     }
     decided.push(seen.decidedAt - deadline);
+    if (victimLeavers.has(name)) decidedVictims.push(seen.decidedAt - deadline);
     observed.push(seen.observedAt - deadline);
   }
   const missed = leavers.length - decided.length;
   // When the PATCH that changed spec.state returned, as the reaper logged it.
-  const applied = reaper.logs
+  const applied = reapers
+    .flatMap((r) => r.logs)
     .filter((line) => line.includes('"msg":"session hibernated"'))
     .map((line) => JSON.parse(line) as { delayMs?: number })
     .flatMap((entry) => (entry.delayMs === undefined ? [] : [entry.delayMs]));
@@ -387,7 +462,7 @@ it(`tracks ${N} sessions with steady activity and hibernates the idle ones on ti
     rssMiB: number;
   }[] = [];
   let cursor = 0;
-  for (const rate of RAMP_RATES) {
+  for (const rate of REPLICAS > 1 ? [] : RAMP_RATES) {
     const [handledBefore, acceptedBeforeStep, sentBefore] = [await handled(), await accepted(), sent];
     const stepStart = performance.now();
     let stepSent = 0;
@@ -420,13 +495,13 @@ it(`tracks ${N} sessions with steady activity and hibernates the idle ones on ti
   clearInterval(ticker);
   clearInterval(sampler);
   const peakRss = procStatus(reaper.pid, 'VmHWM');
-  const statusWrites = await counter(reaper, 'streamspace_reaper_last_activity_writes_total', {
+  const statusWrites = await counter(reapers, 'streamspace_reaper_last_activity_writes_total', {
     result: 'written',
   });
-  const failedReports = await counter(reaper, 'streamspace_reaper_activity_reports_total', {
+  const failedReports = await counter(reapers, 'streamspace_reaper_activity_reports_total', {
     result: 'failed',
   });
-  await reaper.stop();
+  await Promise.all(reapers.map((r) => r.stop()));
 
   const result = {
     sessions: N,
@@ -444,6 +519,19 @@ it(`tracks ${N} sessions with steady activity and hibernates the idle ones on ti
     },
     hibernated: decided.length,
     missed,
+    doubled,
+    ...(takeover
+      ? {
+          replicaCount: REPLICAS,
+          memberTtl: MEMBER_TTL ?? 'default',
+          /** From the SIGKILL (BENCH_KILL_AFTER_MS after the first leaver's deadline) to the survivors owning every Session. */
+          takeoverMs: takeover.takeoverMs,
+          killedReplicaPeakRssMiB: takeover.victimPeakRssMiB,
+          killedReplicaLeavers: victimLeavers.size,
+          killedReplicaDecisionDelayMs: stats(decidedVictims),
+          survivorPeakRssMiB: peakRss / 2 ** 20,
+        }
+      : {}),
     wrongHibernations: wrong,
     hibernatedBecauseTheBenchReportedLate: starved,
     longestReportGapMs: Math.max(0, ...maxGap.values()),
@@ -455,7 +543,7 @@ it(`tracks ${N} sessions with steady activity and hibernates the idle ones on ti
     // glibc's allocator settings change RSS; the reaper inherits them from this process.
     mallocArenaMax: process.env.MALLOC_ARENA_MAX ?? 'default',
     reaperPeakRssMiB: peakRss / 2 ** 20,
-    reaperSampledPeakRssMiB: rssSamplePeak / 2 ** 20,
+    reaperSampledPeakRssMiB: Math.max(...rssSamplePeaks) / 2 ** 20,
     clientErrors: errors.length,
     firstErrors: errors.slice(0, 5),
     measuredAt: new Date().toISOString(),
@@ -468,4 +556,5 @@ it(`tracks ${N} sessions with steady activity and hibernates the idle ones on ti
   expect(tracked).toBe(N);
   expect(wrong).toBe(0);
   expect(missed).toBe(0);
+  expect(doubled).toBe(0);
 });

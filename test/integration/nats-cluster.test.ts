@@ -354,6 +354,7 @@ beforeAll(async () => {
     STREAMS.commands,
     `KV_${BUCKETS.state}`,
     `KV_${BUCKETS.activity}`,
+    `KV_${BUCKETS.reaperMembers}`,
   ]) {
     const info = await jsm.streams.info(stream);
     expect(info.config.num_replicas, stream).toBe(3);
