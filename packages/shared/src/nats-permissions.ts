@@ -173,6 +173,8 @@ export function natsPermissions(identity: NatsIdentity | string): NatsPermission
           // Its heartbeat in the membership bucket, and a watch of the others'.
           ...useBucket(BUCKETS.reaperMembers),
           ...readThroughOwnConsumers(kvStream(BUCKETS.reaperMembers), 'push'),
+          // A key listing asks how many entries its own consumer has to deliver.
+          `${API}.CONSUMER.INFO.${kvStream(BUCKETS.reaperMembers)}.>`,
           deadLettersOf('command'),
           streamInfo(STREAMS.commands),
           ...pullFrom(STREAMS.commands, CONSUMERS.commandExecutor),
