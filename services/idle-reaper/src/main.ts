@@ -82,7 +82,10 @@ await runService({
     // Reports another process held in memory when it died reach the bucket never: nothing is
     // hibernated for idleness until one flush interval after this start (docs/idle-reaper.md).
     const idleNotBefore = Date.now() + config.ACTIVITY_FLUSH_INTERVAL;
-    const writer = new SessionWriter(kube, new EventRecorder(kube, { component: REAPER_COMPONENT, instance }));
+    const writer = new SessionWriter(
+      kube,
+      new EventRecorder(kube, { component: REAPER_COMPONENT, instance }),
+    );
     // status.lastActivity writes (steady, hundreds a second at scale) get connections of their
     // own, so they never make a decision wait for a socket.
     const statusKube = kubeClientFromConfig(config, registry, log);
@@ -201,11 +204,16 @@ await runService({
         membersKnown();
         // Reports held here for Sessions now another replica's go to it at once: it decides with
         // what it holds, and ours would reach it only with our next flush.
-        if (activity && nc)
-          for (const [key, at] of activity.held()) {
-            const owner = ownerElsewhere(key);
-            if (owner !== undefined) forward(owner, key, at);
-          }
+        try {
+          if (activity && nc)
+            for (const [key, at] of activity.held()) {
+              const owner = ownerElsewhere(key);
+              if (owner !== undefined) forward(owner, key, at);
+            }
+        } catch (error) {
+          // NATS closing: they reach the bucket with our next flush instead.
+          log.warn({ err: (error as Error).message }, 'could not pass held reports on to their new owners');
+        }
         // Read every Session again with the new owners: keep the values of our own, adopt the
         // ones that became ours, drop what we held for those that went to another replica.
         sessionView.resync();
@@ -354,11 +362,13 @@ await runService({
         reaper.stop();
         statusWriter.stop();
         await subscription?.drain().catch(() => undefined);
-        await forwarded?.drain().catch(() => undefined);
         // What is held in memory goes to the bucket before NATS is closed: a stop loses nothing.
         await Promise.race([activity?.close(), new Promise((r) => setTimeout(r, 5_000))]);
-        // Then the others adopt our part at once rather than after the member TTL.
+        // Then the others adopt our part at once rather than after the member TTL; what they
+        // passed on to us until they saw us leave is stored too.
         await Promise.race([membership.leave(), new Promise((r) => setTimeout(r, 2_000))]);
+        await forwarded?.drain().catch(() => undefined);
+        await Promise.race([activity?.flush(), new Promise((r) => setTimeout(r, 2_000))]);
         await executor?.stop();
         await executorDone?.catch(() => undefined);
         await Promise.race([natsReady, new Promise((r) => setTimeout(r, 1_000))]);

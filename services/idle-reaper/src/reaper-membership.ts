@@ -66,6 +66,10 @@ export class ReaperMembership {
   private members: MemberSet;
   private known = false;
   private lastHeartbeat = 0;
+  /** The watch is caught up and running. */
+  private watching = false;
+  /** The last heartbeat failed, and the one before it longer than a TTL ago. */
+  private heartbeatLost = false;
   private kv: KV | undefined;
 
   constructor(private readonly options: MembershipOptions) {
@@ -109,15 +113,21 @@ export class ReaperMembership {
         await publish(subject, body, goDuration(ttlMs));
         this.lastHeartbeat = Date.now();
         metrics.membershipHeartbeats.labels('written').inc();
+        if (this.heartbeatLost) {
+          this.heartbeatLost = false;
+          if (this.watching) this.options.readiness.set(READINESS, true);
+        }
       } catch (error) {
         metrics.membershipHeartbeats.labels('failed').inc();
         log.warn({ err: (error as Error).message }, 'membership heartbeat failed; retrying');
-        if (Date.now() - this.lastHeartbeat > ttlMs)
+        if (Date.now() - this.lastHeartbeat > ttlMs) {
+          this.heartbeatLost = true;
           this.options.readiness.set(
             READINESS,
             false,
             `no heartbeat written for ${ttlMs} ms: the other replicas take over this one's Sessions`,
           );
+        }
       }
       await sleep(every, signal);
     }
@@ -131,11 +141,14 @@ export class ReaperMembership {
         this.kv = kv;
         await this.watchOnce(kv, signal, () => {
           failures = 0;
-          readiness.set(READINESS, true);
+          this.watching = true;
+          if (!this.heartbeatLost) readiness.set(READINESS, true);
         });
+        this.watching = false;
         if (signal.aborted) break;
         throw new Error('the membership watch ended');
       } catch (error) {
+        this.watching = false;
         if (signal.aborted) break;
         metrics.watchRestarts.labels('membership').inc();
         const delay = backoffDelay(failures++, { initialMs: 250, maxMs: 5_000 });
