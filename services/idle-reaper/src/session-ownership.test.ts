@@ -19,11 +19,10 @@ describe('MemberSet (rendezvous ownership of Sessions)', () => {
   it('each Session has exactly one owner, whichever replica computes it', () => {
     const members = ['reaper-7f9c-1-aa', 'reaper-7f9c-1-bb', 'reaper-x2-1-cc'];
     const views = members.map((self) => new MemberSet(self, [...members].reverse()));
-    for (const key of keys.slice(0, 2_000)) {
-      const owning = views.filter((v) => v.owns(key));
-      expect(owning).toHaveLength(1);
-      expect(new Set(views.map((v) => v.ownerOf(key))).size).toBe(1);
-    }
+    const notOwnedOnce = keys.filter((key) => views.filter((v) => v.owns(key)).length !== 1);
+    const disputed = keys.filter((key) => new Set(views.map((v) => v.ownerOf(key))).size !== 1);
+    expect(notOwnedOnce).toEqual([]);
+    expect(disputed).toEqual([]);
   });
 
   it('spreads Sessions evenly over two and over three replicas', () => {
@@ -42,14 +41,12 @@ describe('MemberSet (rendezvous ownership of Sessions)', () => {
     const before = owners(new MemberSet('a', ['a', 'b', 'c']));
     const after = owners(new MemberSet('a', ['a', 'c']));
     let movedFromB = 0;
+    const wrong: string[] = [];
     for (const [key, owner] of before) {
-      if (owner === 'b') {
-        movedFromB++;
-        expect(after.get(key)).not.toBe('b');
-      } else {
-        expect(after.get(key)).toBe(owner);
-      }
+      if (owner === 'b') movedFromB++;
+      if (owner === 'b' ? after.get(key) === 'b' : after.get(key) !== owner) wrong.push(key);
     }
+    expect(wrong).toEqual([]);
     const gained = countBy(new Map([...after].filter(([k]) => before.get(k) === 'b')));
     for (const n of gained.values()) expect(n / movedFromB).toBeGreaterThan(0.4);
   });
@@ -58,10 +55,12 @@ describe('MemberSet (rendezvous ownership of Sessions)', () => {
     const before = owners(new MemberSet('a', ['a', 'b']));
     const after = owners(new MemberSet('a', ['a', 'b', 'c']));
     let taken = 0;
+    const moved: string[] = [];
     for (const [key, owner] of after) {
       if (owner === 'c') taken++;
-      else expect(owner).toBe(before.get(key));
+      else if (owner !== before.get(key)) moved.push(key);
     }
+    expect(moved).toEqual([]);
     expect(Math.abs(taken / keys.length - 1 / 3)).toBeLessThan(0.02);
   });
 
