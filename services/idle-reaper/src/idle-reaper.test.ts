@@ -359,6 +359,18 @@ describe('IdleReaper with Sessions spread over replicas', () => {
     expect(issued[0]!.msgId).toBe(`uid-a:hibernate:${T0 + 10 * S}:0`);
   });
 
+  it('gives an adopted Session that reached the replicas late the idle time its owner gave it', async () => {
+    const { reaper, ready } = setup();
+    ready();
+    await vi.advanceTimersByTimeAsync(8 * S);
+    // Delivered late (the shared state lagging): the owner starts its idle time now, and so
+    // would this replica if it had to adopt it.
+    reaper.upsertElsewhere('ns.late', 'uid-late', true);
+    await vi.advanceTimersByTimeAsync(4 * S);
+    reaper.upsert(session('late'));
+    expect(reaper.deadlineOf('ns.late')).toBe(T0 + 18 * S);
+  });
+
   it('still gives a Session that appears late (not adopted) its full idle time', async () => {
     const { reaper, ready } = setup();
     ready();

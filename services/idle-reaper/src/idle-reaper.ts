@@ -61,6 +61,12 @@ export class IdleReaper {
    * check their desktops' tokens, and to tell an adopted Session from a new one.
    */
   private readonly others = new Map<string, string>();
+  /**
+   * When this replica first saw a running Session of another replica's that appeared after the
+   * initial read (see upsert): if it adopts the Session, its idle time starts no earlier, as the
+   * owner's did. Every replica's view lags alike, so its own first sight stands in for the owner's.
+   */
+  private readonly othersSeenAt = new Map<string, number>();
   /** What was last reported as limited per Session (uid and requests), so it is reported once. */
   private readonly limitsReported = new Map<string, string>();
   /** One string per namespace name (a few namespaces, thousands of Sessions each). */
@@ -140,8 +146,16 @@ export class IdleReaper {
    * A Session another replica owns: keep its uid only. If this replica owned it until now (the
    * members changed), its deadline and everything held for it are dropped.
    */
-  upsertElsewhere(key: string, uid: string): void {
-    if (this.sessions.has(key)) {
+  upsertElsewhere(key: string, uid: string, running = false): void {
+    const known = this.others.get(key);
+    if (known !== uid) this.othersSeenAt.delete(key);
+    if (known !== uid && !this.sessions.has(key) && this.ready && running)
+      this.othersSeenAt.set(key, this.now());
+    const released = this.sessions.get(key);
+    if (released) {
+      // Should it come back to us, its idle time still starts no earlier than it did here.
+      if (released.wokenAt !== undefined && released.facts.uid === uid)
+        this.othersSeenAt.set(key, released.wokenAt);
       this.sessions.delete(key);
       this.limitsReported.delete(key);
       this.scheduler.cancel(key);
@@ -164,7 +178,9 @@ export class IdleReaper {
     // that appeared late gets its idle time started now, below; an adopted one must not, or a
     // takeover would postpone every decision of the part it adopts by a full idleTimeout).
     const adopted = !previous && this.others.get(session.key) === session.facts.uid;
+    const seenAt = adopted ? this.othersSeenAt.get(session.key) : undefined;
     this.others.delete(session.key);
+    this.othersSeenAt.delete(session.key);
     // Keep the strings already held (see canonicalKey); namespaces are shared across Sessions.
     const tracked: Tracked = {
       ...session,
@@ -177,6 +193,8 @@ export class IdleReaper {
       if (previous.issued) tracked.issued = previous.issued;
       if (previous.facts.state !== 'running' && session.facts.state === 'running')
         tracked.wokenAt = this.now();
+    } else if (seenAt !== undefined) {
+      tracked.wokenAt = seenAt;
     } else if (this.ready && !adopted && session.facts.state === 'running') {
       // A Session that reaches this process late (the shared state lagging under load) had its
       // reports refused as unknown until now: its idle time starts no earlier than this, or it
@@ -192,6 +210,7 @@ export class IdleReaper {
   remove(key: string): void {
     this.sessions.delete(key);
     this.others.delete(key);
+    this.othersSeenAt.delete(key);
     this.limitsReported.delete(key);
     this.scheduler.cancel(key);
     this.countSessions();

@@ -238,11 +238,15 @@ await runService({
         if (!session) return { ok: false, reason: 'not a Session (metadata.namespace, name or uid missing)' };
         return membership.current.owns(session.key)
           ? { ok: true, key: session.key, value: session }
-          : { ok: true, key: session.key, value: { key: session.key, uid: session.facts.uid } };
+          : {
+              ok: true,
+              key: session.key,
+              value: { key: session.key, uid: session.facts.uid, running: session.facts.state === 'running' },
+            };
       },
       onUpsert: (_key, session) => {
         if ('facts' in session) reaper.upsert(session);
-        else reaper.upsertElsewhere(session.key, session.uid);
+        else reaper.upsertElsewhere(session.key, session.uid, session.running);
       },
       onDelete: (key) => {
         reaper.remove(key);

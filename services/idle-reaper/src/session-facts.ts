@@ -17,6 +17,8 @@ export interface TrackedSession {
 export interface OtherSession {
   key: string;
   uid: string;
+  /** spec.state is running (to date a late arrival, see IdleReaper.upsertElsewhere). */
+  running: boolean;
 }
 
 /** The activity bucket key and the in-memory key of a Session: `<namespace>.<name>`. */
