@@ -28,6 +28,7 @@ import { LastActivityWriter } from './last-activity-writer.js';
 import { configProblem, reaperEnvSchema } from './reaper-config.js';
 import { createReaperMetrics } from './reaper-metrics.js';
 import { decodeForwardedReport, encodeForwardedReport } from './forwarded-report.js';
+import { PassedOnReports } from './passed-on-reports.js';
 import { memberId, membershipGroup, ReaperMembership } from './reaper-membership.js';
 import { type OtherSession, readTrackedSession, sessionKey, type TrackedSession } from './session-facts.js';
 import { REAPER_COMPONENT, SessionWriter } from './session-writer.js';
@@ -154,9 +155,13 @@ await runService({
       const owner = members.ownerOf(key);
       return owner === self ? undefined : owner;
     };
+    const passedOn = new PassedOnReports();
+    const rotation = setInterval(() => passedOn.rotate(), config.ACTIVITY_FLUSH_INTERVAL);
+    rotation.unref();
     const forward = (owner: string, key: string, at: number): boolean => {
       if (!nc) throw new Error('NATS is not connected yet');
       nc.publish(subjects.reaperActivity(owner), encodeForwardedReport(key, at));
+      passedOn.record(key, at);
       metrics.forwardedReports.labels('sent').inc();
       return true;
     };
@@ -205,11 +210,16 @@ await runService({
         // Reports held here for Sessions now another replica's go to it at once: it decides with
         // what it holds, and ours would reach it only with our next flush.
         try {
-          if (activity && nc)
+          if (activity && nc) {
             for (const [key, at] of activity.held()) {
               const owner = ownerElsewhere(key);
               if (owner !== undefined) forward(owner, key, at);
             }
+            // Reports we passed on to a replica that is gone may have died with it, unstored:
+            // for the Sessions now ours, they count as reports received here.
+            for (const [key, at] of passedOn.entries())
+              if (ownerElsewhere(key) === undefined) activity.offer(reaper.canonicalKey(key), at);
+          }
         } catch (error) {
           // NATS closing: they reach the bucket with our next flush instead.
           log.warn({ err: (error as Error).message }, 'could not pass held reports on to their new owners');
@@ -363,6 +373,7 @@ await runService({
         log,
       }),
       async stop() {
+        clearInterval(rotation);
         reaper.stop();
         statusWriter.stop();
         await subscription?.drain().catch(() => undefined);

@@ -81,11 +81,6 @@ export class ReaperMembership {
     return this.members;
   }
 
-  /** The watch has delivered the members once. */
-  get isKnown(): boolean {
-    return this.known;
-  }
-
   /** Heartbeats and watches until `signal` aborts; never rejects. */
   async run(signal: AbortSignal): Promise<void> {
     await Promise.all([this.heartbeats(signal), this.watchLoop(signal)]);
