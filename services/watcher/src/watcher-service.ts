@@ -54,7 +54,6 @@ const UNSCHEDULED_RESYNC_MIN_GAP_MS = 10_000;
 const NATS_DRAIN_TIMEOUT_MS = 3_000;
 /** How often the watcher checks that the shared-state bucket still exists (an operator may delete it). */
 const STATE_BUCKET_CHECK_MS = 5_000;
-const encoder = new TextEncoder();
 
 function isPermanentPublishError(error: unknown): boolean {
   return (
@@ -212,11 +211,7 @@ export async function startWatcher(context: Context): Promise<RunningService> {
     }
     const current =
       change.type === 'deleted' ? cached(kind, change.object.namespace, change.object.name) : change.object;
-    stateStore.write({
-      key,
-      value: current ? encoder.encode(JSON.stringify(current.raw)) : undefined,
-      after: publications,
-    });
+    stateStore.write({ key, value: current?.json, after: publications });
   }
 
   /**
@@ -244,7 +239,7 @@ export async function startWatcher(context: Context): Promise<RunningService> {
               const key = stateEntryKey(kind, object);
               if (key === undefined) continue;
               objects++;
-              store.write({ key, value: encoder.encode(JSON.stringify(object.raw)), after: [] });
+              store.write({ key, value: object.json, after: [] });
             }
         const present: string[] = [];
         // Only the entries of the namespaces this watcher watches are its own: a watcher limited to
