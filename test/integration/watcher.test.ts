@@ -496,6 +496,46 @@ describe('watchers of different namespaces', () => {
   });
 });
 
+describe('a periodic resync', () => {
+  it('rewrites the Sessions it announces and a missing child entry, but not the stored entries of children', async () => {
+    const nsR = await createNamespace('watcher-resync');
+    namespaces.push(nsR);
+    const state = await new Kvm(nc).open(BUCKETS.state);
+    const watcher = startWatcher({ WATCH_NAMESPACE: nsR, RESYNC_INTERVAL: '3s' });
+    await watcher.waitReady(30_000);
+    await create(nsR, 'sessions', session('frank', 'firefox'));
+    const labels = { [LABELS.managedBy]: MANAGED_BY, [LABELS.session]: 'frank' };
+    await core.createNamespacedService({
+      namespace: nsR,
+      body: { metadata: { name: 'ss-frank', labels }, spec: { ports: [{ port: 3000 }] } },
+    });
+    const sessionKey = stateKey('session', nsR, 'frank');
+    const serviceKey = stateKey('service', nsR, 'ss-frank');
+    await eventually(async () => {
+      expect((await state.get(sessionKey))?.operation).toBe('PUT');
+      expect((await state.get(serviceKey))?.operation).toBe('PUT');
+    });
+    const sessionRevision = (await state.get(sessionKey))?.revision ?? 0;
+    const serviceRevision = (await state.get(serviceKey))?.revision;
+    // Two more rebuilds: at least one started after both entries were stored.
+    const rebuilds = await metric(watcher, 'streamspace_watcher_state_rebuilds_total', { reason: 'resync' });
+    await eventually(
+      async () =>
+        expect(
+          await metric(watcher, 'streamspace_watcher_state_rebuilds_total', { reason: 'resync' }),
+        ).toBeGreaterThanOrEqual(rebuilds + 2),
+      30_000,
+    );
+    expect((await state.get(sessionKey))?.revision).toBeGreaterThan(sessionRevision);
+    expect((await state.get(serviceKey))?.revision).toBe(serviceRevision);
+    // An entry that went missing (nothing the watches saw) is written again by the next resync.
+    await state.delete(serviceKey);
+    await eventually(async () => expect((await state.get(serviceKey))?.operation).toBe('PUT'), 30_000);
+    expect(JSON.parse((await state.get(serviceKey))?.string() ?? '{}').metadata?.name).toBe('ss-frank');
+    expect(await watcher.stop()).toBe(0);
+  });
+});
+
 describe('NATS outage', () => {
   let server: ChildProcess | undefined;
   let storeDir: string;

@@ -121,6 +121,29 @@ describe('Informer', () => {
     expect([...h.watch.objects()].map((o) => o.name).sort()).toEqual(['a', 'c']);
   });
 
+  it('hands a change on with its object parsed, then caches the object as JSON only', async () => {
+    const transport = new FakeTransport();
+    transport.pages = [[{ items: [raw('a', '5')], resourceVersion: '10' }]];
+    const seen: unknown[] = [];
+    const h = harness(transport, 60_000, {
+      onChanges: (batch: CacheChange[]) => {
+        // While the change is handed on, reads share the object parsed from the list or watch.
+        for (const { object } of batch) {
+          expect(object.raw).toBe(object.raw);
+          seen.push(object.raw);
+        }
+      },
+    });
+    await vi.waitFor(() => expect(transport.watches).toHaveLength(1));
+    transport.current.emit('MODIFIED', raw('a', '11'));
+    expect(seen).toEqual([raw('a', '5'), raw('a', '11')]);
+    const cached = h.watch.cache.get('ns', 'a');
+    expect(cached?.json).toBe(JSON.stringify(raw('a', '11')));
+    // Afterwards nothing holds it parsed: each read parses the JSON anew.
+    expect(cached?.raw).toEqual(raw('a', '11'));
+    expect(cached?.raw).not.toBe(cached?.raw);
+  });
+
   it('reads every page of a list', async () => {
     const transport = new FakeTransport();
     transport.pages = [

@@ -1,6 +1,6 @@
 import { type BackoffOptions, backoffDelay, sleep } from '@streamspace/shared';
 import { errorText, isGone, KubeApiError } from './kube-error.js';
-import { type KubeObject, type ObjectTransform, parseKubeObject } from './kube-object.js';
+import { forgetParsed, type KubeObject, type ObjectTransform, parseKubeObject } from './kube-object.js';
 import { type CacheChange, ObjectCache } from './object-cache.js';
 
 export interface ListPage {
@@ -227,7 +227,12 @@ export class Informer {
     const changes = this.cache.replace(objects);
     this.resourceVersion = resourceVersion;
     this.listedOnce = true;
-    if (changes.length > 0) this.options.onChanges(changes);
+    try {
+      if (changes.length > 0) this.options.onChanges(changes);
+    } finally {
+      // The cache keeps every listed object, changed or not: as JSON only from here on.
+      for (const object of objects) forgetParsed(object);
+    }
   }
 
   private watchOnce(signal: AbortSignal): Promise<{ outcome: Outcome; delivered: boolean }> {
@@ -289,7 +294,11 @@ export class Informer {
         if (!object) return;
         this.resourceVersion = object.resourceVersion;
         const changes = type === 'DELETED' ? this.cache.remove(object) : this.cache.upsert(object);
-        if (changes.length > 0) this.options.onChanges(changes);
+        try {
+          if (changes.length > 0) this.options.onChanges(changes);
+        } finally {
+          forgetParsed(object);
+        }
         return;
       }
       case 'BOOKMARK': {

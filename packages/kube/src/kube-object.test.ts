@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { trimObject } from '@streamspace/shared';
-import { parseKubeObject } from './kube-object.js';
+import { forgetParsed, parseKubeObject } from './kube-object.js';
 
 const valid = {
   apiVersion: 'stream.streamspace.io/v1alpha1',
@@ -19,7 +19,7 @@ const valid = {
 describe('parseKubeObject', () => {
   it('reads the routing fields and keeps the raw object', () => {
     const parsed = parseKubeObject(valid);
-    expect(parsed).toEqual({
+    expect(parsed).toMatchObject({
       ok: true,
       object: {
         namespace: 'team-a',
@@ -28,10 +28,25 @@ describe('parseKubeObject', () => {
         resourceVersion: '7',
         generation: 2,
         labels: { a: 'b' },
-        raw: valid,
+        json: JSON.stringify(valid),
         bytes: Buffer.byteLength(JSON.stringify(valid)),
       },
     });
+    if (!parsed.ok) throw new Error(parsed.reason);
+    expect(parsed.object.raw).toEqual(valid);
+  });
+
+  it('lets go of the parsed object once told, and reads it again from its JSON', () => {
+    const parsed = parseKubeObject(valid);
+    if (!parsed.ok) throw new Error(parsed.reason);
+    // Until the informer has handed the change on, reads get the object parsed from the watch.
+    expect(parsed.object.raw).toBe(parsed.object.raw);
+    forgetParsed(parsed.object);
+    const again = parsed.object.raw;
+    expect(again).toEqual(valid);
+    // Nothing keeps it: each read parses the JSON anew.
+    expect(parsed.object.raw).not.toBe(again);
+    expect(Object.keys(parsed.object)).not.toContain('raw');
   });
 
   it.each([

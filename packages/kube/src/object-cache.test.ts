@@ -9,6 +9,7 @@ function obj(
   namespace = 'ns',
   bytes = 100,
 ): KubeObject {
+  const raw = { metadata: { namespace, name, uid, resourceVersion } };
   return {
     namespace,
     name,
@@ -16,7 +17,8 @@ function obj(
     resourceVersion,
     generation: 1,
     labels: {},
-    raw: { metadata: { namespace, name, uid, resourceVersion } },
+    raw,
+    json: JSON.stringify(raw),
     bytes,
   };
 }

@@ -120,6 +120,8 @@ describe('trimObject', () => {
           const raw = { ...session(annotations, labels), status: { message } };
           const result = trimObject(kind, raw, maxBytes);
           expect(result.bytes).toBe(bytesOf(result.object));
+          // The JSON kept is the object's, whichever level it was cut to.
+          expect(JSON.parse(result.json)).toEqual(result.object);
           expect(result.bytes).toBeLessThanOrEqual(maxBytes);
           expect(result.object.metadata).toMatchObject({ name: 'desk', uid: 'u-1', resourceVersion: '42' });
           if (result.level === 'trimmed') {

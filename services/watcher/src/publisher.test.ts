@@ -24,8 +24,8 @@ function event(name: string, rv: string): Publication {
       uid: name,
       resourceVersion: rv,
       observedAt: new Date(0).toISOString(),
-      object: {},
     },
+    object: '{}',
   };
 }
 

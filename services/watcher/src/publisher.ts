@@ -1,5 +1,5 @@
 import { type BackoffOptions, backoffDelay } from '@streamspace/shared';
-import type { Publication } from './work-routing.js';
+import { type Publication, publicationData } from './work-routing.js';
 
 export interface PublishResult {
   /** JetStream already held a message with this id (another watcher published it first). */
@@ -166,7 +166,7 @@ export class Publisher {
   private async send(publication: Publication): Promise<void> {
     const { hooks } = this.options;
     try {
-      const data = encoder.encode(JSON.stringify(publication.body));
+      const data = encoder.encode(publicationData(publication));
       const result = await this.options.publish(publication.subject, data, publication.msgID);
       this.attempt = 0;
       if (this.healthy !== true) {

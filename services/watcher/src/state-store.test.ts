@@ -1,16 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { StateStore } from './state-store.js';
 
-const bytes = (text: string) => new TextEncoder().encode(text);
-const text = (data: Uint8Array) => new TextDecoder().decode(data);
-
 function harness(fail: () => boolean = () => false) {
   const log: string[] = [];
   const released: string[] = [];
   const store = new StateStore<string>({
     put: async (key, value) => {
       if (fail()) throw new Error('no responders');
-      log.push(`put ${key}=${text(value)}`);
+      log.push(`put ${key}=${value}`);
     },
     delete: async (key) => {
       if (fail()) throw new Error('no responders');
@@ -30,7 +27,7 @@ function harness(fail: () => boolean = () => false) {
 describe('StateStore', () => {
   it('releases what a change triggers only after the change is stored', async () => {
     const { store, log, released } = harness();
-    store.write({ key: 'session.a.x', value: bytes('1'), after: ['session.a.x work'] });
+    store.write({ key: 'session.a.x', value: '1', after: ['session.a.x work'] });
     store.write({ key: 'pod.a.x.p', value: undefined, after: ['pod.a.x.p work'] });
     await store.idle();
     expect(log).toEqual(['put session.a.x=1', 'delete pod.a.x.p']);
@@ -39,9 +36,9 @@ describe('StateStore', () => {
 
   it('keeps only the newest value of a key waiting, and all the messages it carries', async () => {
     const { store, log, released } = harness();
-    store.write({ key: 'k', value: bytes('1'), after: ['k 1'] });
-    store.write({ key: 'k', value: bytes('2'), after: ['k 2'] });
-    store.write({ key: 'k', value: bytes('3'), after: ['k 3'] });
+    store.write({ key: 'k', value: '1', after: ['k 1'] });
+    store.write({ key: 'k', value: '2', after: ['k 2'] });
+    store.write({ key: 'k', value: '3', after: ['k 3'] });
     await store.idle();
     // The first is already in flight; the second is replaced by the third.
     expect(log).toEqual(['put k=1', 'put k=3']);
@@ -51,7 +48,7 @@ describe('StateStore', () => {
   it('retries a failed write and holds its messages until it lands', async () => {
     let failures = 3;
     const { store, log, released } = harness(() => failures-- > 0);
-    store.write({ key: 'k', value: bytes('1'), after: ['k 1'] });
+    store.write({ key: 'k', value: '1', after: ['k 1'] });
     await store.idle();
     expect(log).toEqual(['put k=1']);
     expect(released).toEqual(['k 1: put k=1']);

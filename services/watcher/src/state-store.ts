@@ -13,14 +13,17 @@ import { type BackoffOptions, backoffDelay } from '@streamspace/shared';
  */
 export interface StateWrite<M> {
   key: string;
-  /** The entry's new value, or undefined to delete it. */
-  value: Uint8Array | undefined;
+  /**
+   * The entry's new value (the object's JSON, the very string the watcher's cache holds: a write
+   * waiting here costs no copy), or undefined to delete it.
+   */
+  value: string | undefined;
   /** Released (to the publisher) once this write, or a newer one of the same key, is stored. */
   after: M[];
 }
 
 export interface StateStoreOptions<M> {
-  put(key: string, value: Uint8Array): Promise<void>;
+  put(key: string, value: string): Promise<void>;
   delete(key: string): Promise<void>;
   /** Messages whose state is stored, in the order they were given. */
   release(messages: M[]): void;

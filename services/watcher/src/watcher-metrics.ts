@@ -106,7 +106,7 @@ export function createWatcherMetrics(
   });
   const stateRebuilds = new Counter({
     name: 'streamspace_watcher_state_rebuilds_total',
-    help: 'Times the watcher wrote every object it knows to the shared state again: at start (initial), after the bucket was lost (bucket-missing), or at a periodic resync (resync, which also repairs corrupt entries).',
+    help: 'Times the watcher wrote the objects it knows to the shared state again: every object at start (initial) and after the bucket was lost (bucket-missing); at a periodic resync (resync) the Sessions and Templates, repairing a corrupt entry of theirs, and any child whose entry is missing.',
     labelNames: ['reason'],
     registers,
   });

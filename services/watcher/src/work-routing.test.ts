@@ -4,6 +4,7 @@ import type { CacheChange, KubeObject } from '@streamspace/kube';
 import {
   childChangeMatters,
   type Publication,
+  publicationData,
   routeChange,
   routeResync,
   workReasons,
@@ -20,6 +21,7 @@ function obj(
   } = {},
 ): KubeObject {
   const { rv = '10', uid = `uid-${name}`, generation = 1, labels = {}, namespace = 'team-a' } = options;
+  const raw = { metadata: { namespace, name, uid, resourceVersion: rv, generation, labels }, spec: {} };
   return {
     namespace,
     name,
@@ -27,12 +29,15 @@ function obj(
     resourceVersion: rv,
     generation,
     labels,
-    raw: {
-      metadata: { namespace, name, uid, resourceVersion: rv, generation, labels },
-      spec: {},
-    },
+    raw,
+    json: JSON.stringify(raw),
     bytes: 200,
   };
+}
+
+/** The object with another body (its JSON with it, as the informer's objects carry both). */
+function withRaw(object: KubeObject, raw: Record<string, unknown>): KubeObject {
+  return { ...object, raw, json: JSON.stringify(raw) };
 }
 
 const observedAt = new Date('2025-01-02T03:04:05.000Z');
@@ -57,7 +62,9 @@ describe('routeChange', () => {
       'work streamspace.work.0.session.team-a.s1 uid-s1:42:present>session/team-a/s1',
     ]);
     const [event, work] = routed.publications;
-    expect(changeEventSchema.parse(event?.body)).toMatchObject({
+    // What subscribers get: the message as sent, the cached JSON of the object spliced in.
+    const sent = changeEventSchema.parse(JSON.parse(publicationData(event as Publication)));
+    expect(sent).toMatchObject({
       type: 'modified',
       kind: 'session',
       namespace: 'team-a',
@@ -67,7 +74,7 @@ describe('routeChange', () => {
       generation: 1,
       observedAt: '2025-01-02T03:04:05.000Z',
     });
-    expect(changeEventSchema.parse(event?.body).object).toEqual({
+    expect(sent.object).toEqual({
       metadata: expect.objectContaining({ name: 's1' }),
       spec: {},
     });
@@ -91,10 +98,10 @@ describe('routeChange', () => {
   it.each(['deployment', 'pod'] as const)('routes a %s labelled with its Session to that Session', (kind) => {
     const labelled = obj('ss-s1-abc', { rv: '7', labels: { [LABELS.session]: 's1' } });
     // A ready pod that vanishes matters to its Session (so does any deleted Deployment).
-    const child = {
-      ...labelled,
-      raw: { ...labelled.raw, status: { conditions: [{ type: 'Ready', status: 'True' }] } },
-    };
+    const child = withRaw(labelled, {
+      ...labelled.raw,
+      status: { conditions: [{ type: 'Ready', status: 'True' }] },
+    });
     const routed = routeChange(kind, { type: 'deleted', object: child }, noSessions);
     expect(brief(routed.publications)).toEqual([
       `events streamspace.events.${kind}.team-a.ss-s1-abc uid-ss-s1-abc:7:deleted`,
@@ -157,7 +164,7 @@ describe('routeChange', () => {
       routeChange(kind, change, noSessions).publications.filter((p) => p.stream === 'work').length;
     const deployment = (rv: string, generation: number, status: Record<string, unknown>) => {
       const o = obj('ss-s1', { rv, generation, labels });
-      return { ...o, raw: { ...o.raw, status } };
+      return withRaw(o, { ...o.raw, status });
     };
     expect(
       works('deployment', {
@@ -175,13 +182,10 @@ describe('routeChange', () => {
     ).toBe(1);
     const pod = (rv: string, status: Record<string, unknown>, deleting = false) => {
       const o = obj('ss-s1-x', { rv, labels });
-      return {
-        ...o,
-        raw: {
-          metadata: { ...(o.raw.metadata as object), ...(deleting ? { deletionTimestamp: 'now' } : {}) },
-          status,
-        },
-      };
+      return withRaw(o, {
+        metadata: { ...(o.raw.metadata as object), ...(deleting ? { deletionTimestamp: 'now' } : {}) },
+        status,
+      });
     };
     const ready = { phase: 'Running', conditions: [{ type: 'Ready', status: 'True' }] };
     expect(
@@ -235,13 +239,10 @@ describe('routeChange', () => {
   it('finds the Session of a child whose label holds a shortened name through its annotation', () => {
     const longName = `${'a'.repeat(70)}.desktop`;
     const o = obj('ss-shortened', { labels: { [LABELS.session]: 'aaaa-0123456789abcdef' } });
-    const child = {
-      ...o,
-      raw: {
-        metadata: { ...(o.raw.metadata as object), annotations: { [ANNOTATIONS.session]: longName } },
-        status: { conditions: [{ type: 'Ready', status: 'True' }] },
-      },
-    };
+    const child = withRaw(o, {
+      metadata: { ...(o.raw.metadata as object), annotations: { [ANNOTATIONS.session]: longName } },
+      status: { conditions: [{ type: 'Ready', status: 'True' }] },
+    });
     const [work] = routeChange('pod', { type: 'deleted', object: child }, noSessions).publications.filter(
       (p) => p.stream === 'work',
     );
@@ -322,16 +323,20 @@ describe('workReasons', () => {
 });
 
 describe('childChangeMatters', () => {
-  const child = (rv: string, spec: Record<string, unknown>, generation?: number): KubeObject => ({
-    namespace: 'a',
-    name: 'ss-x',
-    uid: 'u',
-    resourceVersion: rv,
-    generation,
-    labels: {},
-    raw: { metadata: { name: 'ss-x', namespace: 'a' }, spec },
-    bytes: 0,
-  });
+  const child = (rv: string, spec: Record<string, unknown>, generation?: number): KubeObject => {
+    const raw = { metadata: { name: 'ss-x', namespace: 'a' }, spec };
+    return {
+      namespace: 'a',
+      name: 'ss-x',
+      uid: 'u',
+      resourceVersion: rv,
+      generation,
+      labels: {},
+      raw,
+      json: JSON.stringify(raw),
+      bytes: 0,
+    };
+  };
   const modified = (previous: KubeObject, object: KubeObject) => ({
     type: 'modified' as const,
     object,

@@ -22,8 +22,29 @@ import type { CacheChange, ChangeType, KubeObject } from '@streamspace/kube';
  * same ids, and JetStream keeps only the first within the stream's duplicate window.
  */
 export type Publication =
-  | { stream: 'events'; subject: string; msgID: string; body: ChangeEvent }
+  | {
+      stream: 'events';
+      subject: string;
+      msgID: string;
+      body: ChangeEventHeader;
+      /** The event's `object`: the cache's JSON of it, spliced into the message as it is (publicationData). */
+      object: string;
+    }
   | { stream: 'work'; subject: string; msgID: string; body: WorkItem };
+
+/** A change event without its object, which a publication carries as JSON beside it. */
+export type ChangeEventHeader = Omit<ChangeEvent, 'object'>;
+const changeEventHeaderSchema = changeEventSchema.omit({ object: true });
+
+/**
+ * The message a publication sends. An event's object is already JSON (the string the watcher's
+ * cache holds and the shared state stores): it is spliced in, not parsed and serialised again.
+ */
+export function publicationData(publication: Publication): string {
+  const body = JSON.stringify(publication.body);
+  if (publication.stream === 'work') return body;
+  return `${body.slice(0, -1)},"object":${publication.object}}`;
+}
 
 export type EventType = ChangeEvent['type'];
 
@@ -91,8 +112,8 @@ function eventPublication(
       resourceVersion: object.resourceVersion,
       ...(object.generation !== undefined ? { generation: object.generation } : {}),
       observedAt: observedAt.toISOString(),
-      object: object.raw,
     },
+    object: object.json,
   };
 }
 
@@ -164,10 +185,6 @@ export function podSummary(raw: Record<string, unknown> | undefined): string {
   return JSON.stringify([ready, problems]);
 }
 
-function replicasOf(object: KubeObject): unknown {
-  return (object.raw.spec as { replicas?: unknown } | undefined)?.replicas;
-}
-
 /** The spec changed: by generation where the kind has one, else by content (a Service has none). */
 function specDiffers(change: CacheChange): boolean {
   if (!change.previous) return true;
@@ -198,6 +215,7 @@ export function childChangeMatters(
   desiredReplicas?: number,
 ): boolean {
   if (kind === 'pod') {
+    // A previous version is held as JSON: parsed here, once.
     const before = change.type === 'added' ? undefined : (change.previous ?? change.object).raw;
     const after = change.type === 'deleted' ? undefined : change.object.raw;
     return podSummary(before) !== podSummary(after);
@@ -208,11 +226,14 @@ export function childChangeMatters(
   switch (kind) {
     case 'deployment': {
       if (!specChanged(change)) return false;
-      const replicas = replicasOf(change.object);
-      const echo = replicas !== replicasOf(change.previous) && replicas === desiredReplicas;
+      // The previous version is held as JSON: each read of `raw` parses it, so read it once.
+      const { replicas, ...rest } = (change.object.raw.spec ?? {}) as Record<string, unknown>;
+      const { replicas: replicasBefore, ...restBefore } = (change.previous.raw.spec ?? {}) as Record<
+        string,
+        unknown
+      >;
+      const echo = replicas !== replicasBefore && replicas === desiredReplicas;
       // An echo changes only replicas; anything else in the spec changed too is drift.
-      const { replicas: _now, ...rest } = (change.object.raw.spec ?? {}) as Record<string, unknown>;
-      const { replicas: _before, ...restBefore } = (change.previous.raw.spec ?? {}) as Record<string, unknown>;
       return !(echo && JSON.stringify(rest) === JSON.stringify(restBefore));
     }
     case 'pvc':
@@ -255,7 +276,7 @@ function validated(publications: Publication[]): RoutedChange {
   for (const publication of publications) {
     const result =
       publication.stream === 'events'
-        ? changeEventSchema.safeParse(publication.body)
+        ? changeEventHeaderSchema.safeParse(publication.body)
         : workItemSchema.safeParse(publication.body);
     if (result.success) valid.push(publication);
     else {
@@ -303,10 +324,10 @@ export function routeChange(kind: StateKind, change: CacheChange, context: Routi
       break;
     default: {
       const session = owningSession(object);
-      if (
-        session &&
-        childChangeMatters(kind, change, context.desiredReplicas?.(object.namespace, session))
-      )
+      // Only a Deployment's change asks (it reads the cached Session, which is held as JSON).
+      const desired =
+        kind === 'deployment' && session ? context.desiredReplicas?.(object.namespace, session) : undefined;
+      if (session && childChangeMatters(kind, change, desired))
         publications.push(
           workPublication('session', object.namespace, session, reason, workPrefix, context.partitions),
         );
