@@ -41,6 +41,9 @@ const WORKERS = Number(process.env.BENCH_WORKERS ?? 3);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 50);
 // Also run the idle reaper and the metrics service (both follow Sessions through the shared state).
 const ALL_SERVICES = process.env.BENCH_ALL_SERVICES === '1';
+// V8 flags for the workers instead of the deployed ones, '|'-separated per worker (cycled), so
+// flags or --cpu-prof can be compared side by side in one run: BENCH_WORKER_NODE_ARGS='|--max-old-space-size=32'.
+const WORKER_NODE_ARGS = (process.env.BENCH_WORKER_NODE_ARGS ?? '').split('|');
 
 function percentile(values: number[], p: number): number {
   const sorted = [...values].sort((a, b) => a - b);
@@ -219,7 +222,10 @@ it(`runs ${N} sessions through the pipeline`, async () => {
     ...(nodeOptions ? { NODE_OPTIONS: nodeOptions } : {}),
   };
   const watcher = new ServiceProcess('watcher', env);
-  const workers = Array.from({ length: WORKERS }, () => new ServiceProcess('reconciler', env));
+  const workers = Array.from({ length: WORKERS }, (_, i) => {
+    const args = (WORKER_NODE_ARGS[i % WORKER_NODE_ARGS.length] ?? '').split(' ').filter(Boolean);
+    return args.length ? new ServiceProcess('reconciler', env, args) : new ServiceProcess('reconciler', env);
+  });
   const followers = ALL_SERVICES
     ? [
         new ServiceProcess('idle-reaper', { ...env, ACTIVITY_TOKEN: 'bench-activity-token-0123456789' }),
@@ -604,6 +610,7 @@ it(`runs ${N} sessions through the pipeline`, async () => {
     clientErrors: errors.length,
     firstErrors: errors.slice(0, 5),
     nodeOptions,
+    ...(process.env.BENCH_WORKER_NODE_ARGS ? { workerNodeArgs: WORKER_NODE_ARGS } : {}),
     phaseWatchRestarts: clock.restarts,
     settleSecondsBeforeSingleChanges: settleSeconds,
     // To tell a slow single change's cause: when it was made, and when the watcher resynced.

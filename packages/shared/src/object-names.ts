@@ -92,6 +92,14 @@ function readablePart(text: string, max: number): string {
 }
 
 /**
+ * Slugs already computed: a reconcile names a user's objects and labels about seven times, and the
+ * Unicode folding plus sha256 of each was a sixth of planning a Session (--cpu-prof). Bounded; a
+ * clear only costs recomputing.
+ */
+const slugs = new Map<string, string>();
+const MAX_SLUGS = 4096;
+
+/**
  * The DNS-1123-label slug of a user name: readable part + '-' + 16 hex digits of sha256(user).
  * Deterministic, at most USER_SLUG_MAX_LENGTH (47) characters, distinct for distinct users
  * (up to a 64-bit hash collision between users with the same readable part).
@@ -99,8 +107,13 @@ function readablePart(text: string, max: number): string {
  * userSlug('alice@example.com') === 'alice-example-com-ff8d9819fc0e12bf'
  */
 export function userSlug(user: string): string {
+  const known = slugs.get(user);
+  if (known !== undefined) return known;
   const readable = readablePart(user, USER_SLUG_READABLE_MAX) || 'user';
-  return `${readable}-${hexHash(user, USER_SLUG_HASH_LENGTH)}`;
+  const slug = `${readable}-${hexHash(user, USER_SLUG_HASH_LENGTH)}`;
+  if (slugs.size >= MAX_SLUGS) slugs.clear();
+  slugs.set(user, slug);
+  return slug;
 }
 
 /** Name of the user's home PersistentVolumeClaim (not owned by any Session; it outlives them): `home-<slug>`. */

@@ -1,5 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { decodeStateEntry, podStateKey, sessionPodsFilter, stateKey } from './shared-state.js';
+import {
+  decodeStateEntry,
+  podStateKey,
+  SharedStateReader,
+  type StateEntries,
+  type StateEntry,
+  sessionPodsFilter,
+  stateKey,
+} from './shared-state.js';
 
 const encode = (value: unknown) =>
   new TextEncoder().encode(typeof value === 'string' ? value : JSON.stringify(value));
@@ -55,5 +63,63 @@ describe('decodeStateEntry', () => {
   it('refuses an entry over the bound before parsing it', () => {
     const decoded = decodeStateEntry('session', expected, encode(session), 10);
     expect(decoded).toEqual({ ok: false, reason: expect.stringMatching(/over the bound of 10/) });
+  });
+});
+
+describe('SharedStateReader.read', () => {
+  const pod = (name: string) => ({
+    kind: 'Pod',
+    metadata: { name, namespace: 'team-a', uid: name, resourceVersion: '1' },
+  });
+  const stored: StateEntry[] = [
+    { key: stateKey('session', 'team-a', 'a.b'), operation: 'PUT', value: encode(session) },
+    { key: stateKey('deployment', 'team-a', 'ss-a-b'), operation: 'DEL', value: new Uint8Array() },
+    { key: stateKey('service', 'team-a', 'ss-a-b'), operation: 'PUT', value: encode('{') },
+    { key: podStateKey('team-a', 'a.b', 'ss-a-b-1'), operation: 'PUT', value: encode(pod('ss-a-b-1')) },
+    { key: podStateKey('team-a', 'a.b', 'ss-a-b-0'), operation: 'DEL', value: new Uint8Array() },
+  ];
+  /** A bucket answering each read with the stored entries its filters name, counting reads. */
+  const bucket = () => {
+    const reads: string[][] = [];
+    const entries: StateEntries = {
+      get: async () => null,
+      async entries(filters) {
+        reads.push(filters);
+        return stored.filter(({ key }) =>
+          filters.some((f) => (f.endsWith('.>') ? key.startsWith(f.slice(0, -1)) : key === f)),
+        );
+      },
+    };
+    return { entries, reads };
+  };
+
+  it('answers every ref in order and the pods of the Session, in one read', async () => {
+    const { entries, reads } = bucket();
+    const corrupt: string[] = [];
+    const reader = new SharedStateReader(entries, { corrupt: (key) => corrupt.push(key) });
+    const { objects, pods } = await reader.read<{ metadata: { name: string } }>(
+      [
+        { kind: 'deployment', namespace: 'team-a', name: 'ss-a-b' },
+        { kind: 'session', namespace: 'team-a', name: 'a.b' },
+        { kind: 'service', namespace: 'team-a', name: 'ss-a-b' },
+        { kind: 'ingress', namespace: 'team-a', name: 'ss-a-b' },
+      ],
+      { namespace: 'team-a', session: 'a.b' },
+    );
+    expect(reads).toHaveLength(1);
+    // Deleted and absent keys read as absent; a corrupt one too, and is reported.
+    expect(objects.map((o) => o?.metadata.name)).toEqual([undefined, 'a.b', undefined, undefined]);
+    expect(corrupt).toEqual([stateKey('service', 'team-a', 'ss-a-b')]);
+    // Only live pods.
+    expect(pods.map((p) => p.metadata.name)).toEqual(['ss-a-b-1']);
+  });
+
+  it('reads no pods unless asked for them', async () => {
+    const { entries, reads } = bucket();
+    const { pods } = await new SharedStateReader(entries).read([
+      { kind: 'session', namespace: 'team-a', name: 'a.b' },
+    ]);
+    expect(pods).toEqual([]);
+    expect(reads).toEqual([[stateKey('session', 'team-a', 'a.b')]]);
   });
 });

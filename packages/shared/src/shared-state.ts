@@ -174,10 +174,64 @@ export function decodeStateEntry(
   return { ok: true, object: raw as StoredObject };
 }
 
-/** What SharedStateReader reads entries through: the bucket itself, or leaderReads of it. */
+/** One entry as read: `operation` is PUT, or DEL/PURGE for a deleted key's marker. */
+export interface StateEntry {
+  key: string;
+  operation: string;
+  value: Uint8Array;
+}
+
+/** What SharedStateReader reads entries through: directReads of a single copy, or leaderReads of a replicated bucket. */
 export interface StateEntries {
   get(key: string): Promise<{ operation: string; value: Uint8Array } | null>;
-  keys(filter: string): Promise<AsyncIterable<string> & { stop(error?: Error): void }>;
+  /**
+   * The entries (delete markers included) of the keys `filters` name: each a key, or a filter with
+   * wildcards for every key under it. Keys that do not exist are left out.
+   */
+  entries(filters: string[]): Promise<StateEntry[]>;
+}
+
+/** A listing that never ends (its consumer lost on a NATS hiccup) fails the reconcile, which is retried, instead of holding its key forever. */
+const LISTING_TIMEOUT_MS = 10_000;
+
+/**
+ * Reads of a bucket kept as one copy (replicas 1): its one server answers direct gets, so they are
+ * as new as the watcher's acknowledged writes. Several keys and filters are read in one batched
+ * direct get of the last entry of every matching key (nats-server >= 2.11), instead of a request
+ * per key plus an ordered consumer created and deleted per listing: a reconcile's eight reads and
+ * its pod listing were a dozen NATS round trips, most of its socket writes.
+ */
+export function directReads(kv: KV, jsm: JetStreamManager, bucket: string): StateEntries {
+  const stream = `KV_${bucket}`;
+  const prefix = `$KV.${bucket}.`;
+  return {
+    get: (key) => kv.get(key),
+    entries(filters) {
+      if (filters.length === 0) return Promise.resolve([]);
+      return new Promise((resolve, reject) => {
+        const found: StateEntry[] = [];
+        // The callback form: the library unsubscribes its reply inbox when the batch ends (the
+        // iterator form leaves it subscribed), and fails it after 5 s without an answer.
+        jsm.direct
+          .getLastMessagesFor(stream, {
+            multi_last: filters.map((filter) => `${prefix}${filter}`),
+            callback: (done, message) => {
+              if (done) {
+                if (done.err) reject(done.err);
+                else resolve(found);
+                return;
+              }
+              found.push({
+                key: message.subject.slice(prefix.length),
+                operation: message.header.get('KV-Operation') || 'PUT',
+                value: message.data,
+              });
+            },
+          })
+          .catch(reject);
+      });
+    },
+  };
 }
 
 /**
@@ -186,23 +240,59 @@ export interface StateEntries {
  * (nats-server documents direct gets as eventually consistent). A reconcile must read state at
  * least as new as the work item that woke it: the watcher's write of it was acknowledged by the
  * leader before the item was published, so reading through the leader (the stream's message-get
- * API) keeps that rule on a cluster. Listings still go through the bucket's own consumer.
+ * API) keeps that rule on a cluster. A listing takes its keys from an ordered consumer of the
+ * bucket and then reads each through the leader.
  */
 export function leaderReads(kv: KV, jsm: JetStreamManager, bucket: string): StateEntries {
   const stream = `KV_${bucket}`;
-  return {
-    async get(key) {
-      const message = await jsm.streams
-        .getMessage(stream, { last_by_subj: `$KV.${bucket}.${key}` })
-        .catch((error: Error) => {
-          if (/no message found/i.test(error.message)) return null;
-          throw error;
-        });
-      if (!message) return null;
-      return { operation: message.header?.get('KV-Operation') || 'PUT', value: message.data };
-    },
-    keys: (filter) => kv.keys(filter),
+  const get: StateEntries['get'] = async (key) => {
+    const message = await jsm.streams
+      .getMessage(stream, { last_by_subj: `$KV.${bucket}.${key}` })
+      .catch((error: Error) => {
+        if (/no message found/i.test(error.message)) return null;
+        throw error;
+      });
+    if (!message) return null;
+    return { operation: message.header?.get('KV-Operation') || 'PUT', value: message.data };
   };
+  return {
+    get,
+    async entries(filters) {
+      const listed = await Promise.all(
+        filters.map(async (filter): Promise<StateEntry[]> => {
+          if (!/[*>]/.test(filter)) {
+            const entry = await get(filter);
+            return entry ? [{ key: filter, ...entry }] : [];
+          }
+          const keys: string[] = [];
+          const listing = await kv.keys(filter);
+          const timer = setTimeout(
+            () => listing.stop(new Error(`listing ${filter} took over ${LISTING_TIMEOUT_MS / 1000} s`)),
+            LISTING_TIMEOUT_MS,
+          );
+          try {
+            for await (const key of listing) keys.push(key);
+          } finally {
+            clearTimeout(timer);
+          }
+          const found: StateEntry[] = [];
+          for (const key of keys) {
+            const entry = await get(key);
+            if (entry) found.push({ key, ...entry });
+          }
+          return found;
+        }),
+      );
+      return listed.flat();
+    },
+  };
+}
+
+/** One object of the shared state (not a Pod: those are read by their Session). */
+export interface StateRef {
+  kind: Exclude<StateKind, 'pod'>;
+  namespace: string;
+  name: string;
 }
 
 export interface StateReaderHooks {
@@ -241,28 +331,41 @@ export class SharedStateReader {
     return this.decode<T>(kind, key, { namespace, name }, entry.value);
   }
 
-  /** The Pods of one Session, by their keys under sessionPodsFilter. */
-  async sessionPods<T>(namespace: string, session: string): Promise<T[]> {
-    const keys: string[] = [];
-    const listing = await this.kv.keys(sessionPodsFilter(namespace, session));
-    // A listing that never ends (its consumer lost on a NATS hiccup) fails the reconcile, which
-    // is retried, instead of holding its key forever.
-    const timer = setTimeout(() => listing.stop(new Error('listing the pods took over 10 s')), 10_000);
-    try {
-      for await (const key of listing) keys.push(key);
-    } finally {
-      clearTimeout(timer);
-    }
+  /**
+   * Several objects, and the Pods of one Session (by their keys under sessionPodsFilter), in one
+   * read: one NATS request on a single copy (directReads). `objects` answers `refs` in order.
+   */
+  async read<T>(
+    refs: readonly StateRef[],
+    podsOf?: { namespace: string; session: string },
+  ): Promise<{ objects: (T | undefined)[]; pods: T[] }> {
+    const keys = refs.map((ref) => stateKey(ref.kind, ref.namespace, ref.name));
+    const podsFilter = podsOf ? sessionPodsFilter(podsOf.namespace, podsOf.session) : undefined;
+    const entries = await this.kv.entries(podsFilter ? [...new Set(keys), podsFilter] : [...new Set(keys)]);
+    const byKey = new Map<string, StateEntry>();
     const pods: T[] = [];
-    for (const key of keys) {
-      const entry = await this.kv.get(key);
-      if (entry?.operation !== 'PUT') continue;
-      const name = fromPodKey(key);
+    for (const entry of entries) {
+      if (!entry.key.startsWith('pod.')) {
+        byKey.set(entry.key, entry);
+        continue;
+      }
+      if (!podsOf || entry.operation !== 'PUT') continue;
+      const name = fromPodKey(entry.key);
       if (name === undefined) continue;
-      const pod = this.decode<T>('pod', key, { namespace, name }, entry.value);
+      const pod = this.decode<T>('pod', entry.key, { namespace: podsOf.namespace, name }, entry.value);
       if (pod) pods.push(pod);
     }
-    return pods;
+    const objects = refs.map((ref, i) => {
+      const key = keys[i] as string;
+      const entry = byKey.get(key);
+      return entry?.operation === 'PUT' ? this.decode<T>(ref.kind, key, ref, entry.value) : undefined;
+    });
+    return { objects, pods };
+  }
+
+  /** The Pods of one Session, by their keys under sessionPodsFilter. */
+  async sessionPods<T>(namespace: string, session: string): Promise<T[]> {
+    return (await this.read<T>([], { namespace, session })).pods;
   }
 }
 

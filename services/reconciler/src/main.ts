@@ -8,6 +8,7 @@ import {
   bindBucket,
   bindWorkPartitions,
   connectNats,
+  directReads,
   leaderReads,
   natsEnvSchema,
   retryForever,
@@ -32,11 +33,13 @@ import { WorkConsumer } from './work-consumer.js';
 
 /**
  * The shared state as a reconcile reads it: on a replicated bucket through its leader, so no
- * replica behind the watcher's latest write answers (leaderReads); a single copy is read directly.
+ * replica behind the watcher's latest write answers (leaderReads); a single copy is read directly
+ * (directReads).
  */
 async function stateEntries(nc: NatsConnection): Promise<StateEntries> {
   const { kv, replicas } = await bindBucket(nc, BUCKETS.state);
-  return replicas > 1 ? leaderReads(kv, await jetstreamManager(nc), BUCKETS.state) : kv;
+  const jsm = await jetstreamManager(nc);
+  return replicas > 1 ? leaderReads(kv, jsm, BUCKETS.state) : directReads(kv, jsm, BUCKETS.state);
 }
 
 /** In a pod, the namespace of its ServiceAccount is where the control plane runs. */

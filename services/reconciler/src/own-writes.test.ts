@@ -50,4 +50,24 @@ describe('OwnWrites', () => {
     expect(own.newest('session', 'ns', 'a', old)).toBe(old);
     expect(own.newest('session', 'ns', 'c', old)?.metadata?.resourceVersion).toBe('10');
   });
+
+  it('forgets a write ttlMs after it, read or not', () => {
+    let now = 0;
+    const own = new OwnWrites(100, 1_000, () => now);
+    own.remember('session', 'ns', 'a', obj('10'));
+    now = 600;
+    own.remember('session', 'ns', 'b', obj('10'));
+    const old = obj('5');
+    now = 999;
+    expect(own.newest('session', 'ns', 'a', old)?.metadata?.resourceVersion).toBe('10');
+    now = 1_000;
+    expect(own.size).toBe(2);
+    expect(own.newest('session', 'ns', 'a', old)).toBe(old);
+    expect(own.size).toBe(1);
+    // Expired entries leave on a write too, without being read.
+    now = 1_700;
+    own.remember('session', 'ns', 'c', obj('10'));
+    expect(own.size).toBe(1);
+    expect(own.newest('session', 'ns', 'c', old)?.metadata?.resourceVersion).toBe('10');
+  });
 });

@@ -8,7 +8,10 @@
  * So each object the server answered a write of is remembered until the shared state holds that
  * version or a newer one, and a read takes whichever is newer (etcd's resourceVersions are
  * integers; anything else is not compared and the shared state wins). Bounded: an entry leaves as
- * soon as the state catches up, and the oldest leave first beyond `maxEntries`.
+ * soon as a read finds the state caught up, once it is `ttlMs` old (by then the watcher has long
+ * stored our write; most entries are never read again, as a reconcile's last write is usually the
+ * last of its key for a while, and kept until `maxEntries` they were megabytes of heap), and the
+ * oldest leave first beyond `maxEntries`.
  */
 export interface Versioned {
   metadata?: { uid?: string; resourceVersion?: string; managedFields?: unknown };
@@ -20,9 +23,14 @@ function newerVersion(candidate: string | undefined, than: string | undefined): 
 }
 
 export class OwnWrites {
-  private readonly written = new Map<string, Versioned>();
+  /** In the order written (a rewrite moves a key to the end), so the oldest come first. */
+  private readonly written = new Map<string, { object: Versioned; at: number }>();
 
-  constructor(private readonly maxEntries = 10_000) {}
+  constructor(
+    private readonly maxEntries = 10_000,
+    private readonly ttlMs = 30_000,
+    private readonly now: () => number = () => performance.now(),
+  ) {}
 
   get size(): number {
     return this.written.size;
@@ -35,10 +43,19 @@ export class OwnWrites {
     // managedFields are most of an applied object's size and nothing reads them.
     const { managedFields: _, ...metadata } = object.metadata;
     this.written.delete(key);
-    this.written.set(key, { ...object, metadata });
+    this.written.set(key, { object: { ...object, metadata }, at: this.now() });
     if (this.written.size > this.maxEntries) {
       const oldest = this.written.keys().next().value;
       if (oldest !== undefined) this.written.delete(oldest);
+    }
+    this.forgetExpired();
+  }
+
+  private forgetExpired(): void {
+    const expired = this.now() - this.ttlMs;
+    for (const [key, { at }] of this.written) {
+      if (at > expired) return;
+      this.written.delete(key);
     }
   }
 
@@ -52,8 +69,9 @@ export class OwnWrites {
     name: string,
     fromState: T | undefined,
   ): T | undefined {
+    this.forgetExpired();
     const key = `${kind}/${namespace}/${name}`;
-    const ours = this.written.get(key);
+    const ours = this.written.get(key)?.object;
     if (!ours) return fromState;
     const sameObject =
       fromState?.metadata?.uid !== undefined && fromState.metadata.uid === ours.metadata?.uid;

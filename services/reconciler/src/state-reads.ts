@@ -6,7 +6,7 @@ import type {
   V1Pod,
   V1Service,
 } from '@kubernetes/client-node';
-import type { SharedStateReader } from '@streamspace/shared';
+import type { SharedStateReader, StateRef } from '@streamspace/shared';
 import type { OwnWrites, Versioned } from './own-writes.js';
 import type { ObservedSession } from './session-plan.js';
 import type { StoredSession as Session, StoredTemplate as Template } from './stored-objects.js';
@@ -43,36 +43,46 @@ export class StateReads {
     return this.get<Template>('template', namespace, name);
   }
 
-  /** `homeClaims`: the current and the legacy name of the user's home claim (both read with persistentHome). */
+  /**
+   * `homeClaims`: the current and the legacy name of the user's home claim (both read with
+   * persistentHome). The Template, the children and the pods are one read of the shared state.
+   */
   async observe(
     session: Session,
     childName: string,
     homeClaims: { current: string; legacy: string },
   ): Promise<ObservedSession> {
     const namespace = session.metadata.namespace;
-    const claim = (name: string) =>
-      session.spec.persistentHome ? this.get<V1PersistentVolumeClaim>('pvc', namespace, name) : undefined;
-    const [template, deployment, service, ingress, networkPolicy, homeClaim, legacyHomeClaim, pods] =
-      await Promise.all([
-        this.readTemplate(namespace, session.spec.template),
-        this.get<V1Deployment>('deployment', namespace, childName),
-        this.get<V1Service>('service', namespace, childName),
-        this.get<V1Ingress>('ingress', namespace, childName),
-        this.get<V1NetworkPolicy>('networkpolicy', namespace, childName),
-        claim(homeClaims.current),
-        claim(homeClaims.legacy),
-        this.state.sessionPods<V1Pod>(namespace, session.metadata.name),
-      ]);
+    const refs: StateRef[] = [
+      { kind: 'template', namespace, name: session.spec.template },
+      { kind: 'deployment', namespace, name: childName },
+      { kind: 'service', namespace, name: childName },
+      { kind: 'ingress', namespace, name: childName },
+      { kind: 'networkpolicy', namespace, name: childName },
+      ...(session.spec.persistentHome
+        ? [
+            { kind: 'pvc' as const, namespace, name: homeClaims.current },
+            { kind: 'pvc' as const, namespace, name: homeClaims.legacy },
+          ]
+        : []),
+    ];
+    const { objects, pods } = await this.state.read<Versioned>(refs, {
+      namespace,
+      session: session.metadata.name,
+    });
+    const [template, deployment, service, ingress, networkPolicy, homeClaim, legacyHomeClaim] = refs.map(
+      (ref, i) => (this.own ? this.own.newest(ref.kind, namespace, ref.name, objects[i]) : objects[i]),
+    );
     return {
       session,
-      template,
-      ...(deployment ? { deployment } : {}),
-      ...(service ? { service } : {}),
-      ...(ingress ? { ingress } : {}),
-      ...(networkPolicy ? { networkPolicy } : {}),
-      ...(homeClaim ? { homeClaim } : {}),
-      ...(legacyHomeClaim ? { legacyHomeClaim } : {}),
-      pods,
+      template: template as Template | undefined,
+      ...(deployment ? { deployment: deployment as V1Deployment } : {}),
+      ...(service ? { service: service as V1Service } : {}),
+      ...(ingress ? { ingress: ingress as V1Ingress } : {}),
+      ...(networkPolicy ? { networkPolicy: networkPolicy as V1NetworkPolicy } : {}),
+      ...(homeClaim ? { homeClaim: homeClaim as V1PersistentVolumeClaim } : {}),
+      ...(legacyHomeClaim ? { legacyHomeClaim: legacyHomeClaim as V1PersistentVolumeClaim } : {}),
+      pods: pods as V1Pod[],
     };
   }
 }
