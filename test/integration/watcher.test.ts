@@ -313,8 +313,10 @@ describe('watcher against the real API server and NATS', () => {
       () => expect([...workFor('pod-added'), ...workFor('pod-modified')].length).toBeGreaterThan(0),
       30_000,
     );
+    // Waited for, not read once: the work item above may be for a pod of the ReplicaSet that
+    // kube-controller-manager makes for ss-alice (same labels), before ours was seen.
     const podKey = podStateKey(ns, 'alice', 'ss-alice-pod');
-    expect((await state.get(podKey))?.operation).toBe('PUT');
+    await eventually(async () => expect((await state.get(podKey))?.operation).toBe('PUT'));
     // Unlabelled objects are not the watcher's business.
     await core.createNamespacedPod({
       namespace: ns,
