@@ -20,6 +20,7 @@ export * from './jetstream-ownership.js';
 export * from './nats-permissions.js';
 export * from './work-partitions.js';
 export * from './url-credentials.js';
+export * from './kv-keys.js';
 export * from './shared-state.js';
 export * from './shared-state-view.js';
 export * from './session-activity-token.js';

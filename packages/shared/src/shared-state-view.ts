@@ -1,5 +1,6 @@
 import type { KV, KvEntry } from '@nats-io/kv';
 import { backoffDelay, sleep } from './backoff.js';
+import { hasKeys } from './kv-keys.js';
 import { type StateKind, stateKindFilter } from './shared-state.js';
 
 /**
@@ -112,13 +113,7 @@ export class SharedStateView<T> {
     const kv = await this.options.bucket();
     const filters = this.filters();
     // With nothing to deliver first, a watch is caught up at once (no entry would say so).
-    let empty = true;
-    const keys = await kv.keys(filters);
-    for await (const _ of keys) {
-      empty = false;
-      keys.stop();
-      break;
-    }
+    const empty = !(await hasKeys(kv, filters));
     const watch = await kv.watch({ key: filters });
     const stop = () => watch.stop();
     signal.addEventListener('abort', stop, { once: true });

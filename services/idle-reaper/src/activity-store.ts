@@ -1,6 +1,6 @@
 import { JetStreamApiCodes, JetStreamApiError } from '@nats-io/jetstream';
 import type { KV, KvEntry } from '@nats-io/kv';
-import { backoffDelay, type Logger, type Readiness, sleep } from '@streamspace/shared';
+import { backoffDelay, hasKeys, type Logger, type Readiness, sleep } from '@streamspace/shared';
 import type { ReaperMetrics } from './reaper-metrics.js';
 
 /** What one bucket entry holds. */
@@ -249,7 +249,7 @@ export class ActivityStore {
     const filter = this.options.keyFilter;
     // With no entries to deliver first, the watch is caught up at once (no entry would say so).
     const status = await this.kv.status();
-    const empty = status.values === 0 || !(await this.hasEntries(filter));
+    const empty = status.values === 0 || !(await hasKeys(this.kv, filter));
     const watch = await this.kv.watch({ key: filter });
     const stop = () => watch.stop();
     signal.addEventListener('abort', stop, { once: true });
@@ -271,15 +271,6 @@ export class ActivityStore {
       clearTimeout(fallback);
       signal.removeEventListener('abort', stop);
     }
-  }
-
-  private async hasEntries(filter: string | string[]): Promise<boolean> {
-    const keys = await this.kv.keys(filter);
-    for await (const _ of keys) {
-      keys.stop();
-      return true;
-    }
-    return false;
   }
 
   private learn(key: string, entry: Pick<KvEntry, 'operation' | 'value' | 'revision'>): void {

@@ -1,6 +1,14 @@
 import { randomBytes } from 'node:crypto';
 import type { KV } from '@nats-io/kv';
-import { backoffDelay, BUCKETS, fnv1a32, type Logger, type Readiness, sleep } from '@streamspace/shared';
+import {
+  backoffDelay,
+  BUCKETS,
+  fnv1a32,
+  hasKeys,
+  type Logger,
+  type Readiness,
+  sleep,
+} from '@streamspace/shared';
 import type { ReaperMetrics } from './reaper-metrics.js';
 import { MemberSet } from './session-ownership.js';
 
@@ -183,14 +191,7 @@ export class ReaperMembership {
     signal.addEventListener('abort', stop, { once: true });
     // An empty bucket delivers nothing to say the watch is caught up (our own first heartbeat
     // may not have landed yet).
-    const keys = await kv.keys(`${prefix}*`);
-    let empty = true;
-    for await (const _ of keys) {
-      empty = false;
-      keys.stop();
-      break;
-    }
-    if (empty) catchUp();
+    if (!(await hasKeys(kv, `${prefix}*`))) catchUp();
     try {
       for await (const entry of watch) {
         const member = entry.key.slice(prefix.length);
