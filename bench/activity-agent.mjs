@@ -27,6 +27,7 @@ import {
   mkdtempSync,
   readFileSync,
   rmdirSync,
+  rmSync,
   writeFileSync,
 } from 'node:fs';
 import { createServer as createHttpServer } from 'node:http';
@@ -169,6 +170,7 @@ async function run(clients) {
   for (const s of sockets) s.destroy();
   desktop.close();
   reaper.close();
+  rmSync(work, { recursive: true, force: true });
   const sockets4 = readFileSync('/proc/net/tcp', 'utf8').split('\n').length - 2;
   return {
     clients,

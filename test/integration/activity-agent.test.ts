@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpServer } from 'node:http';
 import { createServer, type Server, type Socket, connect as tcpConnect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -244,6 +244,7 @@ afterAll(async () => {
   await Promise.all([...pipeline, reaper].map((s) => s?.stop()));
   await nc?.close();
   await deleteNamespace(namespace);
+  if (work) rmSync(work, { recursive: true, force: true });
 });
 
 describe('the Deployment the reconciler writes', () => {

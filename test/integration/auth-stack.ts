@@ -106,6 +106,8 @@ export async function startOidcProvider(users: OidcUser[], redirectUris: string[
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  // The users file lives as long as the provider: nothing of a run stays behind in /tmp.
+  child.on('exit', () => rmSync(dir, { recursive: true, force: true }));
   const provider = new StackProcess('oidc-server', child);
   const issuer = `http://127.0.0.1:${port}/`;
   await waitHttp(provider, `${issuer}.well-known/openid-configuration`, (s) => s === 200);

@@ -1,4 +1,4 @@
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { jetstreamManager } from '@nats-io/jetstream';
@@ -137,6 +137,7 @@ afterAll(async () => {
   await Promise.all([...watchers, ...reconcilers].map((s) => s.stop()));
   await nc?.close();
   await deleteNamespace(namespace);
+  rmSync(intervalsDir, { recursive: true, force: true });
 });
 
 describe('a session through its whole life', () => {
