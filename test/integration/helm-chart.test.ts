@@ -368,7 +368,7 @@ describe('the chart, rendered', () => {
       ACTIVITY_TOKEN_FILE: '/etc/streamspace/activity-token/token',
     });
     expect(data('metrics')).toMatchObject({ METRICS_USER_LABEL: 'true' });
-    expect(data('watcher')).toMatchObject({ RESYNC_INTERVAL: '5m', EVENTS_MAX_AGE: '24h' });
+    expect(data('watcher')).toMatchObject({ RESYNC_INTERVAL: '30m', EVENTS_MAX_AGE: '24h' });
     expect(data('watcher').WATCH_NAMESPACE).toBeUndefined();
 
     // Every variable the chart sets is read by the service it is given to.

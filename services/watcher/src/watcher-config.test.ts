@@ -7,7 +7,7 @@ describe('watcher configuration', () => {
     const config = loadConfig(watcherConfigSchema, {});
     expect(config.WATCH_NAMESPACE).toBeUndefined();
     expect(config).toMatchObject({
-      RESYNC_INTERVAL: 300_000,
+      RESYNC_INTERVAL: 1_800_000,
       RESYNC_RATE: 20,
       EVENTS_MAX_AGE: 86_400_000,
       WATCH_TIMEOUT: 300_000,
