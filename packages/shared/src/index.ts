@@ -4,7 +4,6 @@ export * from './health-server.js';
 export * from './logger.js';
 export * from './messages.js';
 export * from './nats-connection.js';
-export * from './nats-write-batching.js';
 export * from './readiness.js';
 export * from './service-runtime.js';
 export * from './subjects.js';

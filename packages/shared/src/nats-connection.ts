@@ -4,7 +4,6 @@ import { connect, type NodeConnectionOptions } from '@nats-io/transport-node';
 import { z } from 'zod';
 import { retryForever } from './backoff.js';
 import type { Logger } from './logger.js';
-import { batchWritesPerTurn } from './nats-write-batching.js';
 import { inboxPrefix } from './nats-permissions.js';
 import type { Readiness } from './readiness.js';
 import { redactUrlCredentials, splitUrlCredentials } from './url-credentials.js';
@@ -94,10 +93,6 @@ export async function connectNats(
   });
   readiness.set('nats', true);
   log.info({ server: nc.getServer() }, 'connected to NATS');
-  if (!batchWritesPerTurn(nc))
-    log.warn(
-      'the NATS client is not the version this service was built with: its socket writes are not batched (more CPU)',
-    );
   void (async () => {
     for await (const status of nc.status()) {
       switch (status.type) {
