@@ -470,13 +470,13 @@ it(`runs ${N} sessions through the pipeline`, async () => {
       ].reduce((a, x) => a + Number(x[1]), 0),
     )
     .reduce((a, b) => a + b, 0);
-  const reconciles = metrics
-    .map((m) =>
-      [
-        ...m.body.matchAll(/streamspace_reconciler_reconciles_total\{kind="\w+",result="success"\} (\d+)/g),
-      ].reduce((a, x) => a + Number(x[1]), 0),
-    )
-    .reduce((a, b) => a + b, 0);
+  // Per worker too: with BENCH_WORKER_NODE_ARGS, CPU seconds per reconcile compare flags side by side.
+  const reconcilesByWorker = metrics.map((m) =>
+    [
+      ...m.body.matchAll(/streamspace_reconciler_reconciles_total\{kind="\w+",result="success"\} (\d+)/g),
+    ].reduce((a, x) => a + Number(x[1]), 0),
+  );
+  const reconciles = reconcilesByWorker.reduce((a, b) => a + b, 0);
   await Promise.all(services.map((s) => s.stop()));
   await nats.stop();
 
@@ -610,6 +610,7 @@ it(`runs ${N} sessions through the pipeline`, async () => {
     clusterWatchesBeforeOurs: clusterWatches,
     loadAverage: { atStart: loadAverageAtStart, atEnd: loadAverageAtEnd },
     reconciles,
+    reconcilesByWorker,
     reconcileErrors,
     clientErrors: errors.length,
     firstErrors: errors.slice(0, 5),
