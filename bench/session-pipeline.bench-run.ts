@@ -44,6 +44,8 @@ const ALL_SERVICES = process.env.BENCH_ALL_SERVICES === '1';
 // V8 flags for the workers instead of the deployed ones, '|'-separated per worker (cycled), so
 // flags or --cpu-prof can be compared side by side in one run: BENCH_WORKER_NODE_ARGS='|--max-old-space-size=32'.
 const WORKER_NODE_ARGS = (process.env.BENCH_WORKER_NODE_ARGS ?? '').split('|');
+// The watcher's node flags instead of the deployed ones (e.g. to add --cpu-prof), space-separated.
+const WATCHER_NODE_ARGS = process.env.BENCH_WATCHER_NODE_ARGS?.split(' ').filter(Boolean);
 
 function percentile(values: number[], p: number): number {
   const sorted = [...values].sort((a, b) => a - b);
@@ -221,7 +223,9 @@ it(`runs ${N} sessions through the pipeline`, async () => {
     NATS_URL: nats.url,
     ...(nodeOptions ? { NODE_OPTIONS: nodeOptions } : {}),
   };
-  const watcher = new ServiceProcess('watcher', env);
+  const watcher = WATCHER_NODE_ARGS
+    ? new ServiceProcess('watcher', env, WATCHER_NODE_ARGS)
+    : new ServiceProcess('watcher', env);
   const workers = Array.from({ length: WORKERS }, (_, i) => {
     const args = (WORKER_NODE_ARGS[i % WORKER_NODE_ARGS.length] ?? '').split(' ').filter(Boolean);
     return args.length ? new ServiceProcess('reconciler', env, args) : new ServiceProcess('reconciler', env);
@@ -466,13 +470,13 @@ it(`runs ${N} sessions through the pipeline`, async () => {
       ].reduce((a, x) => a + Number(x[1]), 0),
     )
     .reduce((a, b) => a + b, 0);
-  const reconciles = metrics
-    .map((m) =>
-      [
-        ...m.body.matchAll(/streamspace_reconciler_reconciles_total\{kind="\w+",result="success"\} (\d+)/g),
-      ].reduce((a, x) => a + Number(x[1]), 0),
-    )
-    .reduce((a, b) => a + b, 0);
+  // Per worker too: with BENCH_WORKER_NODE_ARGS, CPU seconds per reconcile compare flags side by side.
+  const reconcilesByWorker = metrics.map((m) =>
+    [
+      ...m.body.matchAll(/streamspace_reconciler_reconciles_total\{kind="\w+",result="success"\} (\d+)/g),
+    ].reduce((a, x) => a + Number(x[1]), 0),
+  );
+  const reconciles = reconcilesByWorker.reduce((a, b) => a + b, 0);
   await Promise.all(services.map((s) => s.stop()));
   await nats.stop();
 
@@ -606,11 +610,13 @@ it(`runs ${N} sessions through the pipeline`, async () => {
     clusterWatchesBeforeOurs: clusterWatches,
     loadAverage: { atStart: loadAverageAtStart, atEnd: loadAverageAtEnd },
     reconciles,
+    reconcilesByWorker,
     reconcileErrors,
     clientErrors: errors.length,
     firstErrors: errors.slice(0, 5),
     nodeOptions,
     ...(process.env.BENCH_WORKER_NODE_ARGS ? { workerNodeArgs: WORKER_NODE_ARGS } : {}),
+    ...(WATCHER_NODE_ARGS ? { watcherNodeArgs: WATCHER_NODE_ARGS } : {}),
     phaseWatchRestarts: clock.restarts,
     settleSecondsBeforeSingleChanges: settleSeconds,
     // To tell a slow single change's cause: when it was made, and when the watcher resynced.
