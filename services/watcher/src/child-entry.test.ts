@@ -1,8 +1,8 @@
 import { parseKubeObject } from '@streamspace/kube';
 import { ANNOTATIONS, LABELS, podStateKey, subjects, trimObject } from '@streamspace/shared';
 import { describe, expect, it } from 'vitest';
-import { childRetention } from './child-entry.js';
-import { childStateKey, NO_POD_SUMMARY, routeChange, stateEntryKey } from './work-routing.js';
+import { childRetention, NO_DIGEST, podDigest } from './child-entry.js';
+import { childStateKey, routeChange, stateEntryKey } from './work-routing.js';
 
 const podType = { apiVersion: 'v1', objectKind: 'Pod' };
 
@@ -42,10 +42,11 @@ describe('childRetention', () => {
       generation: undefined,
       bytes: 0,
       session: 's1.full.name',
-      digest: JSON.stringify([true, []]),
+      digest: podDigest(object.raw),
     });
+    expect(entry.digest).not.toBe(NO_DIGEST);
     expect(JSON.stringify(entry).length).toBeLessThan(object.json.length);
-    expect(retention.retain(pod('8')).digest).toBe(NO_POD_SUMMARY);
+    expect(retention.retain(pod('8')).digest).toBe(NO_DIGEST);
     // Its key in the shared state is the one the change was stored under.
     expect(childStateKey('pod', entry)).toBe(stateEntryKey('pod', object));
     expect(childStateKey('pod', entry)).toBe(podStateKey('team-a', 's1.full.name', 'ss-s1-abc'));

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { type CachedIdentity, type CacheRetention, parseKubeObject } from '@streamspace/kube';
 import { ANNOTATIONS, type StateKind } from '@streamspace/shared';
-import { owningSession, podSummary } from './work-routing.js';
+import { NO_POD_SUMMARY, owningSession, podSummary } from './work-routing.js';
 
 /** The kinds of a Session's children, whose changes may wake their Session. */
 export type ChildKind = Exclude<StateKind, 'session' | 'template'>;
@@ -16,16 +16,39 @@ export type ChildKind = Exclude<StateKind, 'session' | 'template'>;
 export interface ChildEntry extends CachedIdentity {
   /** The Session it belongs to (owningSession), if any. */
   session: string | undefined;
-  /** What of the child its Session's reconcile depends on (childDigest); compared across versions. */
-  digest: string;
+  /**
+   * What of the child its Session's reconcile depends on (childDigest), compared across versions:
+   * a 48-bit hash, a number (8 bytes in the entry, where a hash as text took 48).
+   */
+  digest: number;
   /** A Deployment's spec.replicas (its echo test compares it with what the Session's state asks for). */
   replicas?: number;
 }
 
-function hash(value: unknown): string {
-  return createHash('sha1')
-    .update(JSON.stringify(value) ?? '')
-    .digest('base64');
+/** A 48-bit hash of a text: two different specs of one object share it with odds of 2^-48. */
+function hash48(text: string): number {
+  return createHash('sha1').update(text).digest().readUIntBE(0, 6);
+}
+
+/** The digest of a pod that does not count for its Session (NO_POD_SUMMARY), or of a PVC. */
+export const NO_DIGEST = 0;
+
+/** A pod's digest: its summary (what its Session's status is made of), hashed. */
+export function podDigest(raw: Record<string, unknown> | undefined): number {
+  const summary = podSummary(raw);
+  return summary === NO_POD_SUMMARY ? NO_DIGEST : hash48(summary);
+}
+
+/**
+ * The namespaces' names, one string each: every entry refers to its namespace's, instead of a copy
+ * of its own (32 bytes each, 50,000 of them at 10,000 Sessions). Bounded by the namespaces watched.
+ */
+const namespaceNames = new Map<string, string>();
+function namespaceName(namespace: string): string {
+  const known = namespaceNames.get(namespace);
+  if (known !== undefined) return known;
+  namespaceNames.set(namespace, namespace);
+  return namespace;
 }
 
 /**
@@ -33,18 +56,18 @@ function hash(value: unknown): string {
  * change of a claim wakes its Session), another child's spec — a Deployment's without replicas,
  * which are compared by themselves — as a hash.
  */
-export function childDigest(kind: ChildKind, raw: Record<string, unknown>): string {
+export function childDigest(kind: ChildKind, raw: Record<string, unknown>): number {
   switch (kind) {
     case 'pod':
-      return podSummary(raw);
+      return podDigest(raw);
     case 'pvc':
-      return '';
+      return NO_DIGEST;
     case 'deployment': {
       const { replicas: _replicas, ...rest } = (raw.spec ?? {}) as Record<string, unknown>;
-      return hash(rest);
+      return hash48(JSON.stringify(rest));
     }
     default:
-      return hash(raw.spec ?? null);
+      return hash48(JSON.stringify(raw.spec ?? null));
   }
 }
 
@@ -63,7 +86,7 @@ export function childRetention(
       const replicas =
         kind === 'deployment' ? (raw.spec as { replicas?: unknown } | undefined)?.replicas : undefined;
       return {
-        namespace: object.namespace,
+        namespace: namespaceName(object.namespace),
         name: object.name,
         uid: object.uid,
         resourceVersion: object.resourceVersion,

@@ -13,7 +13,7 @@ import {
   workItemSchema,
 } from '@streamspace/shared';
 import type { CacheChange, CachedIdentity, ChangeType, KubeObject } from '@streamspace/kube';
-import type { ChildEntry, ChildKind } from './child-entry.js';
+import { type ChildEntry, type ChildKind, NO_DIGEST, podDigest } from './child-entry.js';
 
 /**
  * What one observed change means on NATS, as plain data: the change event for subscribers and
@@ -208,9 +208,9 @@ export function childChangeMatters(
 ): boolean {
   if (kind === 'pod') {
     const before =
-      change.type === 'added' ? NO_POD_SUMMARY : (change.previous?.digest ?? podSummary(change.object.raw));
+      change.type === 'added' ? NO_DIGEST : (change.previous?.digest ?? podDigest(change.object.raw));
     const after =
-      change.type === 'deleted' ? NO_POD_SUMMARY : (change.current?.digest ?? podSummary(change.object.raw));
+      change.type === 'deleted' ? NO_DIGEST : (change.current?.digest ?? podDigest(change.object.raw));
     return before !== after;
   }
   if (change.type === 'deleted') return true;
