@@ -253,20 +253,28 @@ export async function startWatcher(context: Context): Promise<RunningService> {
    * Stores a change in the shared state, then releases what it triggers (stored before
    * triggered). A deletion of an older incarnation leaves the current one's entry in place.
    */
-  function store(kind: StateKind, change: CacheChange<CachedIdentity>, publications: Publication[]): void {
+  function store(
+    kind: StateKind,
+    change: CacheChange<CachedIdentity>,
+    publications: Publication[],
+    successor?: KubeObject,
+  ): void {
     const key = stateStore ? stateEntryKey(kind, change.object) : undefined;
     if (!stateStore || key === undefined) {
       enqueue(publications);
       return;
     }
     const { object } = change;
-    // A deleted object whose name a newer incarnation holds already: that one's entry stays.
+    // A deleted object whose name a newer incarnation holds: that one's entry (the watcher holds
+    // no child's JSON: the successor in hand, or the entry its own addition stored).
     const value =
       change.type !== 'deleted'
         ? object.json
-        : held(kind, object.namespace, object.name)
-          ? KEEP_ENTRY
-          : undefined;
+        : successor
+          ? successor.json
+          : held(kind, object.namespace, object.name)
+            ? KEEP_ENTRY
+            : undefined;
     stateStore.write({ key, value, after: publications });
   }
 
@@ -452,7 +460,7 @@ export async function startWatcher(context: Context): Promise<RunningService> {
 
   function handleChanges(kind: StateKind, changes: CacheChange<CachedIdentity>[]): void {
     const observedAt = new Date();
-    for (const change of changes) {
+    for (const [i, change] of changes.entries()) {
       const { object } = change;
       if (object.oversize && change.type !== 'deleted') {
         metrics.oversize.labels(kind, object.oversize.level).inc();
@@ -500,7 +508,17 @@ export async function startWatcher(context: Context): Promise<RunningService> {
         },
         'change',
       );
-      store(kind, change, routed.publications);
+      // A name that came back with a new uid is reported as the old one's deletion, then the new
+      // one's addition: the deletion's entry is the new object, stored before what it triggers.
+      const next = changes[i + 1];
+      const successor =
+        change.type === 'deleted' &&
+        next?.type === 'added' &&
+        next.object.namespace === object.namespace &&
+        next.object.name === object.name
+          ? next.object
+          : undefined;
+      store(kind, change, routed.publications, successor);
     }
   }
 
