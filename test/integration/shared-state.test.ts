@@ -276,6 +276,20 @@ describe('the shared state is survivable', () => {
       reason: 'bucket-missing',
     });
     expect(rebuilds).toBeGreaterThanOrEqual(1);
+    // The watcher holds no child's JSON: it lists the children again and writes their entries.
+    await eventually(async () => {
+      const kv = await new Kvm(nc).open(BUCKETS.state);
+      for (const name of names)
+        for (const kind of ['deployment', 'service'] as const) {
+          const entry = await kv.get(stateKey(kind, namespace, sessionChildName(name)));
+          expect(entry?.operation).toBe('PUT');
+          expect(JSON.parse(entry?.string() ?? '{}').metadata?.name).toBe(sessionChildName(name));
+        }
+    }, 30_000);
+    const refilled = (await Scrape.of(watcher)).value('streamspace_watcher_state_refilled_total', {
+      kind: 'deployment',
+    });
+    expect(refilled).toBeGreaterThanOrEqual(names.length);
     // Triggers read while the bucket was gone found nothing: everything is announced again.
     await eventually(async () =>
       expect(

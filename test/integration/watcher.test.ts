@@ -283,6 +283,8 @@ describe('watcher against the real API server and NATS', () => {
       const entry = await state.get(stateKey('deployment', ns, 'ss-alice'));
       expect(JSON.parse(entry?.string() ?? '{}').spec?.replicas).toBe(1);
     });
+    // What the watcher keeps of a child is a digest: its JSON is in the shared state only.
+    expect(await metric(watcher, 'streamspace_watcher_cached_object_bytes', { kind: 'deployment' })).toBe(0);
 
     await apps.patchNamespacedDeployment({
       namespace: ns,

@@ -1,7 +1,13 @@
 import { type BackoffOptions, backoffDelay, sleep } from '@streamspace/shared';
 import { errorText, isGone, KubeApiError } from './kube-error.js';
-import { forgetParsed, type KubeObject, type ObjectTransform, parseKubeObject } from './kube-object.js';
-import { type CacheChange, ObjectCache } from './object-cache.js';
+import {
+  forgetParsed,
+  type KubeObject,
+  type ObjectTransform,
+  objectKeyOf,
+  parseKubeObject,
+} from './kube-object.js';
+import { type CacheChange, type CachedIdentity, type CacheRetention, ObjectCache } from './object-cache.js';
 
 export interface ListPage {
   items: unknown[];
@@ -36,7 +42,7 @@ export interface WatchTransport {
 export type RestartReason = 'gone' | 'error' | 'closed' | 'watchdog';
 export const RESTART_REASONS: readonly RestartReason[] = ['gone', 'error', 'closed', 'watchdog'];
 
-export interface InformerOptions {
+export interface InformerOptions<C extends CachedIdentity = KubeObject> {
   /** Plural name for messages, e.g. "sessions". */
   resource: string;
   transport: WatchTransport;
@@ -50,14 +56,16 @@ export interface InformerOptions {
   backoff?: BackoffOptions;
   /** What is kept of each object (drop what nobody reads); only managedFields are dropped without it. */
   transform?: ObjectTransform;
+  /** What the cache keeps of each object (default: the whole object, as JSON). */
+  retention?: CacheRetention<C>;
   /**
    * Every this many ms, hand every cached object to `onResync` (client-go's resync: a level-
    * triggered consumer gets to repair what it missed, without asking the API server anything).
    * 0 or absent: never.
    */
   resyncMs?: number;
-  onResync?(objects: KubeObject[]): void;
-  onChanges(changes: CacheChange[]): void;
+  onResync?(objects: C[]): void;
+  onChanges(changes: CacheChange<C>[]): void;
   onMalformed(raw: unknown, reason: string): void;
   /**
    * Up: listed and watching. Down: the watch failed and is being restarted, or a list failed.
@@ -91,13 +99,15 @@ function delayAfter(error: unknown, attempt: number, backoff?: BackoffOptions): 
  * a watchdog restarts a watch that has gone silent (bookmarks keep a healthy one talking). The
  * client library's informer stops for good on the first non-410 error, which is why this exists.
  */
-export class Informer {
-  readonly cache = new ObjectCache();
+export class Informer<C extends CachedIdentity = KubeObject> {
+  readonly cache: ObjectCache<C>;
   private resourceVersion = '';
   private up = false;
   private listedOnce = false;
 
-  constructor(private readonly options: InformerOptions) {}
+  constructor(private readonly options: InformerOptions<C>) {
+    this.cache = new ObjectCache<C>(options.retention);
+  }
 
   /** Whether the first full list has completed: until then the cache is not the cluster. */
   get synced(): boolean {
@@ -109,7 +119,7 @@ export class Informer {
     return this.listedOnce && this.up;
   }
 
-  objects(): IterableIterator<KubeObject> {
+  objects(): IterableIterator<C> {
     return this.cache.values();
   }
 
@@ -206,7 +216,10 @@ export class Informer {
    * avoids it after a 410 for the same reason). A continued page carries only its token.
    */
   private async relist(signal: AbortSignal): Promise<void> {
+    // Only what changed is kept whole until the list is complete: at 10,000 pods, holding every
+    // listed object parsed would take several times the cache's own size at once.
     const objects: KubeObject[] = [];
+    const unchanged = new Set<string>();
     let continueToken: string | undefined;
     let resourceVersion = '';
     do {
@@ -218,13 +231,15 @@ export class Informer {
       if (!resourceVersion) resourceVersion = page.resourceVersion;
       for (const raw of page.items) {
         const object = this.parse(raw);
-        if (object) objects.push(object);
+        if (!object) continue;
+        if (this.cache.holds(object)) unchanged.add(objectKeyOf(object));
+        else objects.push(object);
       }
       continueToken = page.continueToken;
     } while (continueToken && !signal.aborted);
     if (signal.aborted) return;
     if (!resourceVersion) throw new Error(`the list of ${this.options.resource} carried no resourceVersion`);
-    const changes = this.cache.replace(objects);
+    const changes = this.cache.replace(objects, unchanged);
     this.resourceVersion = resourceVersion;
     this.listedOnce = true;
     try {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { KubeObject } from './kube-object.js';
-import { ObjectCache } from './object-cache.js';
+import { type CachedIdentity, type CacheRetention, ObjectCache } from './object-cache.js';
 
 function obj(
   name: string,
@@ -113,5 +113,42 @@ describe('ObjectCache', () => {
     expect(cache.bytes).toBe(10);
     cache.replace([obj('c', '1', 'uid-c', 'ns', 7)]);
     expect(cache.bytes).toBe(7);
+  });
+
+  it('keeps what its retention keeps, and stands in with it for an object found gone', () => {
+    interface Entry extends CachedIdentity {
+      note: string;
+    }
+    const retention: CacheRetention<Entry> = {
+      retain: (o) => ({
+        namespace: o.namespace,
+        name: o.name,
+        uid: o.uid,
+        resourceVersion: o.resourceVersion,
+        generation: o.generation,
+        bytes: 0,
+        note: `kept ${o.resourceVersion}`,
+      }),
+      restore: (e) => obj(e.name, e.resourceVersion, e.uid, e.namespace, 0),
+    };
+    const cache = new ObjectCache<Entry>(retention);
+    const [added] = cache.upsert(obj('a', '1'));
+    expect(added?.current?.note).toBe('kept 1');
+    expect(cache.bytes).toBe(0);
+    const [modified] = cache.upsert(obj('a', '2'));
+    expect([modified?.previous?.note, modified?.current?.note]).toEqual(['kept 1', 'kept 2']);
+    expect(cache.holds(obj('a', '2'))).toBe(true);
+    expect(cache.holds(obj('a', '1'))).toBe(false);
+    // A new uid: the old incarnation's deletion is reported with what the cache held of it.
+    const replaced = cache.upsert(obj('a', '3', 'uid-new'));
+    expect(summary(replaced)).toEqual(['deleted a@2/uid-a', 'added a@3/uid-new']);
+    expect(replaced[0]?.previous?.note).toBe('kept 2');
+    // A relist: listed unchanged (named only), listed changed, and gone.
+    cache.upsert(obj('b', '1'));
+    cache.upsert(obj('c', '1'));
+    const relisted = cache.replace([obj('b', '2')], new Set(['ns/a']));
+    expect(summary(relisted)).toEqual(['modified b@2/uid-b', 'deleted c@1/uid-c']);
+    expect(relisted[1]?.previous?.note).toBe('kept 1');
+    expect([...cache.values()].map((e) => e.note)).toEqual(['kept 3', 'kept 2']);
   });
 });

@@ -2,12 +2,44 @@ import { type KubeObject, objectKeyOf } from './kube-object.js';
 
 export type ChangeType = 'added' | 'modified' | 'deleted';
 
-export interface CacheChange {
+/** What a cache entry must keep of an object, whatever else it keeps: what list and watch key and compare on. */
+export interface CachedIdentity {
+  namespace: string;
+  name: string;
+  uid: string;
+  resourceVersion: string;
+  generation: number | undefined;
+  /** Bytes of object JSON the entry holds in memory (0 when it holds none). */
+  bytes: number;
+}
+
+/**
+ * What a cache keeps of each object, and how an entry stands in for the object when the object
+ * itself is gone (a deletion a relist found, or an older incarnation replaced). The default keeps
+ * the whole object (its JSON); a consumer that stores objects elsewhere keeps less.
+ */
+export interface CacheRetention<C extends CachedIdentity> {
+  retain(object: KubeObject): C;
+  restore(entry: C): KubeObject;
+}
+
+/** Keeps the whole object as JSON (its parsed form is let go once its change was handed on). */
+export const WHOLE_OBJECTS: CacheRetention<KubeObject> = {
+  retain: (object) => object,
+  restore: (entry) => entry,
+};
+
+export interface CacheChange<C extends CachedIdentity = KubeObject> {
   type: ChangeType;
-  /** The object as it is now (for a deletion: as it was last seen). */
+  /**
+   * The object as it is now; for a deletion, as the API server last reported it, or what the
+   * cache held of it (`retention.restore`) when a relist or a new uid found it gone.
+   */
   object: KubeObject;
+  /** What the cache keeps of `object` now (absent for a deletion). */
+  current?: C;
   /** What the cache held before, when it held something. */
-  previous?: KubeObject;
+  previous?: C;
 }
 
 /**
@@ -16,60 +48,74 @@ export interface CacheChange {
  * same resourceVersion is no change, an object missing from a relist was deleted while the watch
  * was down, and a name that came back with another uid is a deletion followed by a creation.
  */
-export class ObjectCache {
-  private readonly objects = new Map<string, KubeObject>();
+export class ObjectCache<C extends CachedIdentity = KubeObject> {
+  private readonly objects = new Map<string, C>();
   private totalBytes = 0;
+
+  constructor(
+    private readonly retention: CacheRetention<C> = WHOLE_OBJECTS as unknown as CacheRetention<C>,
+  ) {}
 
   get size(): number {
     return this.objects.size;
   }
 
-  /** JSON bytes of the (trimmed) objects held: what the per-object bound keeps in check. */
+  /** JSON bytes the entries hold: what the per-object bound keeps in check. */
   get bytes(): number {
     return this.totalBytes;
   }
 
-  private set(key: string, object: KubeObject, previous: KubeObject | undefined): void {
-    this.objects.set(key, object);
-    this.totalBytes += object.bytes - (previous?.bytes ?? 0);
+  private set(key: string, entry: C, previous: C | undefined): void {
+    this.objects.set(key, entry);
+    this.totalBytes += entry.bytes - (previous?.bytes ?? 0);
   }
 
-  private delete(key: string, previous: KubeObject): void {
+  private delete(key: string, previous: C): void {
     this.objects.delete(key);
     this.totalBytes -= previous.bytes;
   }
 
-  get(namespace: string, name: string): KubeObject | undefined {
+  get(namespace: string, name: string): C | undefined {
     return this.objects.get(objectKeyOf({ namespace, name }));
   }
 
-  values(): IterableIterator<KubeObject> {
+  values(): IterableIterator<C> {
     return this.objects.values();
   }
 
-  /** [objectKeyOf(object), object] pairs: the keys the cache already holds. */
-  entries(): IterableIterator<[string, KubeObject]> {
+  /** [objectKeyOf(object), entry] pairs: the keys the cache already holds. */
+  entries(): IterableIterator<[string, C]> {
     return this.objects.entries();
   }
 
+  /** Whether the cache holds this very version of the object (same uid and resourceVersion). */
+  holds(object: { namespace: string; name: string; uid: string; resourceVersion: string }): boolean {
+    const entry = this.objects.get(objectKeyOf(object));
+    return (
+      entry !== undefined && entry.uid === object.uid && entry.resourceVersion === object.resourceVersion
+    );
+  }
+
   /** An object was added or modified. */
-  upsert(object: KubeObject): CacheChange[] {
+  upsert(object: KubeObject): CacheChange<C>[] {
     const key = objectKeyOf(object);
     const previous = this.objects.get(key);
-    this.set(key, object, previous);
-    if (!previous) return [{ type: 'added', object }];
+    if (previous && previous.uid === object.uid && previous.resourceVersion === object.resourceVersion)
+      return [];
+    const current = this.retention.retain(object);
+    this.set(key, current, previous);
+    if (!previous) return [{ type: 'added', object, current }];
     if (previous.uid !== object.uid) {
       return [
-        { type: 'deleted', object: previous },
-        { type: 'added', object },
+        { type: 'deleted', object: this.retention.restore(previous), previous },
+        { type: 'added', object, current },
       ];
     }
-    if (previous.resourceVersion === object.resourceVersion) return [];
-    return [{ type: 'modified', object, previous }];
+    return [{ type: 'modified', object, current, previous }];
   }
 
   /** An object was deleted; `object` is its final state as the API server reported it. */
-  remove(object: KubeObject): CacheChange[] {
+  remove(object: KubeObject): CacheChange<C>[] {
     const key = objectKeyOf(object);
     const previous = this.objects.get(key);
     // A deletion of an older incarnation (another uid) must not evict the current one.
@@ -78,10 +124,13 @@ export class ObjectCache {
     return [previous ? { type: 'deleted', object, previous } : { type: 'deleted', object }];
   }
 
-  /** A full list replaced what the cache knew: report the differences. */
-  replace(objects: readonly KubeObject[]): CacheChange[] {
-    const changes: CacheChange[] = [];
-    const listed = new Set<string>();
+  /**
+   * A full list replaced what the cache knew: report the differences. `unchanged` names objects
+   * the list returned at the version the cache holds (a relist of thousands need not keep them).
+   */
+  replace(objects: readonly KubeObject[], unchanged: ReadonlySet<string> = new Set()): CacheChange<C>[] {
+    const changes: CacheChange<C>[] = [];
+    const listed = new Set<string>(unchanged);
     for (const object of objects) {
       listed.add(objectKeyOf(object));
       changes.push(...this.upsert(object));
@@ -89,7 +138,7 @@ export class ObjectCache {
     for (const [key, previous] of this.objects) {
       if (listed.has(key)) continue;
       this.delete(key, previous);
-      changes.push({ type: 'deleted', object: previous });
+      changes.push({ type: 'deleted', object: this.retention.restore(previous), previous });
     }
     return changes;
   }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { StateStore } from './state-store.js';
+import { KEEP_ENTRY, StateStore } from './state-store.js';
 
 function harness(fail: () => boolean = () => false) {
   const log: string[] = [];
@@ -52,5 +52,30 @@ describe('StateStore', () => {
     await store.idle();
     expect(log).toEqual(['put k=1']);
     expect(released).toEqual(['k 1: put k=1']);
+  });
+
+  it("leaves an entry as it is for KEEP_ENTRY, releasing its messages after the key's earlier writes", async () => {
+    let failures = 1;
+    const { store, log, released } = harness(() => failures-- > 0);
+    // Nothing of the key pending: released at once, nothing written.
+    store.write({ key: 'k', value: KEEP_ENTRY, after: ['k keep-0'] });
+    expect(released).toEqual(['k keep-0: undefined']);
+    // Behind a write in flight that fails once: the write is retried with its value, then both released.
+    store.write({ key: 'k', value: '1', after: ['k 1'] });
+    store.write({ key: 'k', value: KEEP_ENTRY, after: ['k keep-1'] });
+    await store.idle();
+    // Behind a waiting write: that value is stored, not dropped.
+    store.write({ key: 'j', value: '1', after: [] });
+    store.write({ key: 'j', value: '2', after: ['j 2'] });
+    store.write({ key: 'j', value: KEEP_ENTRY, after: ['j keep'] });
+    await store.idle();
+    expect(log).toEqual(['put k=1', 'put j=1', 'put j=2']);
+    expect(released).toEqual([
+      'k keep-0: undefined',
+      'k 1: put k=1',
+      'k keep-1: put k=1',
+      'j 2: put j=2',
+      'j keep: put j=2',
+    ]);
   });
 });

@@ -11,13 +11,19 @@ import { type BackoffOptions, backoffDelay } from '@streamspace/shared';
  * one write per object the watcher knows. One write per key is in flight at a time, so a key's
  * writes land in order.
  */
+/**
+ * A write that leaves the entry as it is: its messages only wait for the key's earlier writes (a
+ * deletion of an older incarnation, whose name a newer object holds already).
+ */
+export const KEEP_ENTRY: unique symbol = Symbol('keep the entry');
+
 export interface StateWrite<M> {
   key: string;
   /**
-   * The entry's new value (the object's JSON, the very string the watcher's cache holds: a write
-   * waiting here costs no copy), or undefined to delete it.
+   * The entry's new value (the object's JSON, the very string the change carries: a write
+   * waiting here costs no copy), undefined to delete it, or KEEP_ENTRY to leave it.
    */
-  value: string | undefined;
+  value: string | undefined | typeof KEEP_ENTRY;
   /** Released (to the publisher) once this write, or a newer one of the same key, is stored. */
   after: M[];
 }
@@ -54,12 +60,26 @@ export class StateStore<M> {
     return this.waiting.size + this.inFlight.size;
   }
 
+  /** Whether a write of `key` waits or is in flight. */
+  has(key: string): boolean {
+    return this.waiting.has(key) || this.inFlight.has(key);
+  }
+
   write(write: StateWrite<M>): void {
     if (this.closed) return;
     const older = this.waiting.get(write.key);
     // Delete and re-insert: a replaced write keeps no place in the queue it no longer deserves.
     this.waiting.delete(write.key);
-    this.waiting.set(write.key, older ? { ...write, after: [...older.after, ...write.after] } : write);
+    if (write.value === KEEP_ENTRY && !older && !this.inFlight.has(write.key)) {
+      // Nothing of this key is pending: the entry is as it will stay.
+      this.options.release(write.after);
+      return;
+    }
+    const value = write.value === KEEP_ENTRY && older ? older.value : write.value;
+    this.waiting.set(
+      write.key,
+      older ? { key: write.key, value, after: [...older.after, ...write.after] } : write,
+    );
     this.pump();
   }
 
@@ -103,7 +123,7 @@ export class StateStore<M> {
     const { hooks } = this.options;
     try {
       if (write.value === undefined) await this.options.delete(write.key);
-      else await this.options.put(write.key, write.value);
+      else if (write.value !== KEEP_ENTRY) await this.options.put(write.key, write.value);
       this.attempt = 0;
       if (this.healthy !== true) {
         this.healthy = true;
@@ -114,7 +134,13 @@ export class StateStore<M> {
       if (!this.closed) {
         // Back in line unless a newer write of the key came meanwhile (it carries these messages on).
         const newer = this.waiting.get(write.key);
-        if (newer) this.waiting.set(write.key, { ...newer, after: [...write.after, ...newer.after] });
+        if (newer)
+          this.waiting.set(write.key, {
+            key: write.key,
+            // A KEEP_ENTRY that came meanwhile keeps what this write was to store.
+            value: newer.value === KEEP_ENTRY ? write.value : newer.value,
+            after: [...write.after, ...newer.after],
+          });
         else this.waiting.set(write.key, write);
         let delay: number | undefined;
         if (this.retryTimer === undefined) {

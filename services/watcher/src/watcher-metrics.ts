@@ -85,7 +85,7 @@ export function createWatcherMetrics(
   });
   new Gauge({
     name: 'streamspace_watcher_cached_object_bytes',
-    help: 'JSON bytes of the trimmed objects the watcher holds in memory, by kind.',
+    help: 'JSON bytes of the trimmed objects the watcher holds in memory, by kind (0 for the children of Sessions: it keeps a digest of them, their JSON is only in the shared state).',
     labelNames: ['kind'],
     registers,
     collect() {
@@ -106,11 +106,17 @@ export function createWatcherMetrics(
   });
   const stateRebuilds = new Counter({
     name: 'streamspace_watcher_state_rebuilds_total',
-    help: 'Times the watcher wrote the objects it knows to the shared state again: every object at start (initial) and after the bucket was lost (bucket-missing); at a periodic resync (resync) the Sessions and Templates, repairing a corrupt entry of theirs, and any child whose entry is missing.',
+    help: 'Times the watcher wrote the objects it knows to the shared state again: the Sessions and Templates at start (initial), after the bucket was lost (bucket-missing) and at a periodic resync (resync), repairing a corrupt entry of theirs; the children whose entry is missing, listed again (streamspace_watcher_state_refilled_total).',
     labelNames: ['reason'],
     registers,
   });
   for (const reason of ['initial', 'bucket-missing', 'resync']) stateRebuilds.labels(reason).inc(0);
+  const stateRefilled = new Counter({
+    name: 'streamspace_watcher_state_refilled_total',
+    help: 'Entries of Session children written again because the shared state lacked them (the bucket was lost, an entry vanished): the watcher holds no child JSON, so it lists them again from the API server, by kind.',
+    labelNames: ['kind'],
+    registers,
+  });
   const resyncs = new Counter({
     name: 'streamspace_watcher_resyncs_total',
     help: 'Full resyncs (every Session and Template announced again), by what triggered them.',
@@ -167,6 +173,7 @@ export function createWatcherMetrics(
     stateWrites,
     stateWriteErrors,
     stateRebuilds,
+    stateRefilled,
   };
 }
 

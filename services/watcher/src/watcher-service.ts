@@ -20,17 +20,28 @@ import {
   stateKindFilter,
   trimObject,
 } from '@streamspace/shared';
-import { type CacheChange, Informer, type KubeObject, kubeClientFromConfig, kubeWatchTransport } from '@streamspace/kube';
+import {
+  type CacheChange,
+  type CachedIdentity,
+  type CacheRetention,
+  Informer,
+  type KubeObject,
+  kubeClientFromConfig,
+  kubeWatchTransport,
+  parseKubeObject,
+  type WatchTransport,
+} from '@streamspace/kube';
+import { type ChildEntry, type ChildKind, childRetention } from './child-entry.js';
 import { nameFilterTransport } from './name-filter-transport.js';
 import { Publisher } from './publisher.js';
 import { ResyncPacer } from './resync-pacer.js';
 import { nextResyncAt, type ResyncTrigger, resyncName } from './resync-schedule.js';
 import { SessionIndex, sessionTemplateName } from './session-index.js';
-import { StateStore } from './state-store.js';
-import { WATCHED_RESOURCES, watchTarget } from './watched-resources.js';
+import { KEEP_ENTRY, StateStore } from './state-store.js';
+import { WATCHED_RESOURCES, type WatchedResource, watchTarget } from './watched-resources.js';
 import type { watcherConfigSchema } from './watcher-config.js';
 import { createWatcherMetrics } from './watcher-metrics.js';
-import { type Publication, routeChange, routeResync, stateEntryKey } from './work-routing.js';
+import { childStateKey, type Publication, routeChange, routeResync, stateEntryKey } from './work-routing.js';
 
 type Context = ServiceContext<ServiceConfig<typeof watcherConfigSchema>>;
 
@@ -93,6 +104,11 @@ function summarize(raw: unknown): string {
   return text.length > 300 ? `${text.slice(0, 300)}…` : text;
 }
 
+/** Sessions and Templates are held whole (resyncs announce them, routing reads them); children as a ChildEntry. */
+function isChildKind(kind: StateKind): kind is ChildKind {
+  return kind !== 'session' && kind !== 'template';
+}
+
 /** The order a rebuild writes kinds in: Templates first, Sessions last (see rebuildState). */
 function rebuildRank(kind: StateKind): number {
   return kind === 'template' ? 0 : kind === 'session' ? 2 : 1;
@@ -112,8 +128,14 @@ export async function startWatcher(context: Context): Promise<RunningService> {
   const sessionIndex = new SessionIndex();
   let publisher: Publisher | undefined;
   let nc: NatsConnection | undefined;
-  // One watch per kind and namespace (see below).
-  const watches = new Map<StateKind, Informer[]>();
+  // One watch per kind and namespace (see below): all of them, the ones holding Sessions and
+  // Templates whole, and the children's with the transport each lists from (to refill the state).
+  const watches = new Map<StateKind, Informer<CachedIdentity>[]>();
+  const wholeWatches = new Map<'session' | 'template', Informer<KubeObject>[]>();
+  const childWatches = new Map<
+    ChildKind,
+    { watch: Informer<ChildEntry>; transport: WatchTransport; resource: WatchedResource }[]
+  >();
   let stateStore: StateStore<Publication> | undefined;
   let stateKv: KV | undefined;
   /** Set once every watch has listed and the bucket has been brought in line with what they hold. */
@@ -147,52 +169,80 @@ export async function startWatcher(context: Context): Promise<RunningService> {
   // One watch per kind and namespace: with a list of namespaces (rbac.scope=namespaces) the
   // watcher may list nothing cluster-wide, so it watches each namespace by itself.
   const namespaces: (string | undefined)[] = config.WATCH_NAMESPACE ?? [undefined];
+  function watchOf<C extends CachedIdentity>(
+    resource: WatchedResource,
+    namespace: string | undefined,
+    transport: WatchTransport,
+    retention: CacheRetention<C> | undefined,
+  ): Informer<C> {
+    const check =
+      namespaces.length > 1 ? `watch:${resource.plural}:${namespace}` : `watch:${resource.plural}`;
+    const where = namespaces.length > 1 ? { namespace } : {};
+    readiness.register(check, `waiting for the first list of ${resource.plural}`);
+    const watch: Informer<C> = new Informer<C>({
+      resource: resource.plural,
+      transport,
+      pageSize: config.LIST_PAGE_SIZE,
+      watchTimeoutSeconds: Math.max(1, Math.round(config.WATCH_TIMEOUT / 1000)),
+      silenceTimeoutMs: config.WATCH_SILENCE_TIMEOUT,
+      transform: (raw) => trimObject(resource.kind, raw, config.MAX_OBJECT_BYTES),
+      ...(retention ? { retention } : {}),
+      onChanges: (changes) => handleChanges(resource.kind, changes),
+      onMalformed: (raw, reason) => {
+        metrics.malformed.labels(resource.kind).inc();
+        log.warn(
+          { kind: resource.kind, reason, object: summarize(raw) },
+          'skipping a malformed object from the API server',
+        );
+      },
+      onState: (up, reason) => {
+        readiness.set(check, up, reason);
+        if (up && !stateBuilt) void rebuildState('initial');
+        if (up) log.info({ kind: resource.kind, ...where, objects: watch.cache.size }, 'watch is up');
+        else log.warn({ kind: resource.kind, ...where, reason }, 'watch is down');
+      },
+      onRestart: (reason, detail, delayMs) => {
+        metrics.watchRestarts.labels(resource.kind, reason).inc();
+        const fields = { kind: resource.kind, ...where, reason, detail, retryInMs: delayMs };
+        if (reason === 'closed') log.debug(fields, 'watch ended; starting another');
+        else log.warn(fields, 'restarting the watch');
+      },
+    });
+    watches.set(resource.kind, [...(watches.get(resource.kind) ?? []), watch as Informer<CachedIdentity>]);
+    return watch;
+  }
+
   for (const resource of WATCHED_RESOURCES)
     for (const namespace of namespaces) {
-      const check =
-        namespaces.length > 1 ? `watch:${resource.plural}:${namespace}` : `watch:${resource.plural}`;
-      const where = namespaces.length > 1 ? { namespace } : {};
-      readiness.register(check, `waiting for the first list of ${resource.plural}`);
-      const watch = new Informer({
-        resource: resource.plural,
-        transport: resource.namePrefix
-          ? nameFilterTransport(kubeWatchTransport(kube, watchTarget(resource, namespace)), resource.namePrefix)
-          : kubeWatchTransport(kube, watchTarget(resource, namespace)),
-        pageSize: config.LIST_PAGE_SIZE,
-        watchTimeoutSeconds: Math.max(1, Math.round(config.WATCH_TIMEOUT / 1000)),
-        silenceTimeoutMs: config.WATCH_SILENCE_TIMEOUT,
-        transform: (raw) => trimObject(resource.kind, raw, config.MAX_OBJECT_BYTES),
-        onChanges: (changes) => handleChanges(resource.kind, changes),
-        onMalformed: (raw, reason) => {
-          metrics.malformed.labels(resource.kind).inc();
-          log.warn(
-            { kind: resource.kind, reason, object: summarize(raw) },
-            'skipping a malformed object from the API server',
-          );
-        },
-        onState: (up, reason) => {
-          readiness.set(check, up, reason);
-          if (up && !stateBuilt) void rebuildState('initial');
-          if (up) log.info({ kind: resource.kind, ...where, objects: watch.cache.size }, 'watch is up');
-          else log.warn({ kind: resource.kind, ...where, reason }, 'watch is down');
-        },
-        onRestart: (reason, detail, delayMs) => {
-          metrics.watchRestarts.labels(resource.kind, reason).inc();
-          const fields = { kind: resource.kind, ...where, reason, detail, retryInMs: delayMs };
-          if (reason === 'closed') log.debug(fields, 'watch ended; starting another');
-          else log.warn(fields, 'restarting the watch');
-        },
-      });
-      watches.set(resource.kind, [...(watches.get(resource.kind) ?? []), watch]);
+      const transport = resource.namePrefix
+        ? nameFilterTransport(kubeWatchTransport(kube, watchTarget(resource, namespace)), resource.namePrefix)
+        : kubeWatchTransport(kube, watchTarget(resource, namespace));
+      const { kind } = resource;
+      if (isChildKind(kind)) {
+        const watch = watchOf(resource, namespace, transport, childRetention(kind, resource));
+        childWatches.set(kind, [...(childWatches.get(kind) ?? []), { watch, transport, resource }]);
+      } else {
+        const watch = watchOf<KubeObject>(resource, namespace, transport, undefined);
+        wholeWatches.set(kind, [...(wholeWatches.get(kind) ?? []), watch]);
+      }
     }
 
   function enqueue(publications: Publication[]): void {
     for (const publication of publications) publisher?.enqueue(publication);
   }
 
-  /** The object the watches of `kind` hold under namespace/name now, if any. */
-  function cached(kind: StateKind, namespace: string, name: string): KubeObject | undefined {
+  /** What the watches of `kind` hold under namespace/name now, if anything. */
+  function held(kind: StateKind, namespace: string, name: string): CachedIdentity | undefined {
     for (const watch of watches.get(kind) ?? []) {
+      const entry = watch.cache.get(namespace, name);
+      if (entry) return entry;
+    }
+    return undefined;
+  }
+
+  /** The Session the watches hold under namespace/name, whole. */
+  function cachedSession(namespace: string, name: string): KubeObject | undefined {
+    for (const watch of wholeWatches.get('session') ?? []) {
       const object = watch.cache.get(namespace, name);
       if (object) return object;
     }
@@ -203,22 +253,84 @@ export async function startWatcher(context: Context): Promise<RunningService> {
    * Stores a change in the shared state, then releases what it triggers (stored before
    * triggered). A deletion of an older incarnation leaves the current one's entry in place.
    */
-  function store(kind: StateKind, change: CacheChange, publications: Publication[]): void {
+  function store(
+    kind: StateKind,
+    change: CacheChange<CachedIdentity>,
+    publications: Publication[],
+    successor?: KubeObject,
+  ): void {
     const key = stateStore ? stateEntryKey(kind, change.object) : undefined;
     if (!stateStore || key === undefined) {
       enqueue(publications);
       return;
     }
-    const current =
-      change.type === 'deleted' ? cached(kind, change.object.namespace, change.object.name) : change.object;
-    stateStore.write({ key, value: current?.json, after: publications });
+    const { object } = change;
+    // A deleted object whose name a newer incarnation holds: that one's entry (the watcher holds
+    // no child's JSON: the successor in hand, or the entry its own addition stored).
+    const value =
+      change.type !== 'deleted'
+        ? object.json
+        : successor
+          ? successor.json
+          : held(kind, object.namespace, object.name)
+            ? KEEP_ENTRY
+            : undefined;
+    stateStore.write({ key, value, after: publications });
+  }
+
+  /** The key of what a watch of `kind` holds (undefined: a pod of no Session, not stored). */
+  function heldKey(kind: StateKind, entry: CachedIdentity): string | undefined {
+    return isChildKind(kind)
+      ? childStateKey(kind, entry as ChildEntry)
+      : stateEntryKey(kind, entry as KubeObject);
+  }
+
+  /**
+   * Writes the entries of children the watches hold but the bucket lacks. The watcher keeps no
+   * child's JSON (child-entry.ts), so it lists them again, page by page, from the API server:
+   * only when something is missing (the bucket was lost; an entry vanished), never in steady
+   * state. Only the version the watch holds is written: a newer one is stored by its own change,
+   * and an older one must not overwrite it.
+   */
+  async function refillChildren(
+    missing: Map<ChildKind, Set<string>>,
+    store: StateStore<Publication>,
+  ): Promise<number> {
+    let refilled = 0;
+    for (const [kind, keys] of missing)
+      for (const { watch, transport } of childWatches.get(kind) ?? []) {
+        let continueToken: string | undefined;
+        do {
+          const page = await transport.list({
+            limit: config.LIST_PAGE_SIZE,
+            ...(continueToken ? { continueToken } : {}),
+          });
+          for (const raw of page.items) {
+            const parsed = parseKubeObject(raw, (object) =>
+              trimObject(kind, object, config.MAX_OBJECT_BYTES),
+            );
+            if (!parsed.ok) continue;
+            const key = stateEntryKey(kind, parsed.object);
+            if (key === undefined || !keys.has(key) || !watch.cache.holds(parsed.object)) continue;
+            store.write({ key, value: parsed.object.json, after: [] });
+            metrics.stateRefilled.labels(kind).inc();
+            refilled++;
+          }
+          continueToken = page.continueToken;
+          // One page's writes at a time: a refill of 10,000 pods must not queue all their JSON at once.
+          await store.idle();
+        } while (continueToken && !signal.aborted);
+      }
+    return refilled;
   }
 
   /**
    * Writes the objects the watches hold and deletes entries of objects they do not: at start
    * (entries of objects deleted while no watcher ran) and after the bucket was lost, every object;
    * at each periodic resync, the Sessions and Templates (which so repairs a corrupt entry of
-   * theirs) and the children whose entry is missing.
+   * theirs) and the children whose entry is missing. Children are written by their changes as they
+   * come (at start, every child is one: the first list adds it), so a rebuild writes only those
+   * whose entry is missing, listed again (refillChildren).
    */
   let rebuilding: Promise<void> | undefined;
   function rebuildState(reason: 'initial' | 'bucket-missing' | 'resync'): Promise<void> {
@@ -238,47 +350,68 @@ export async function startWatcher(context: Context): Promise<RunningService> {
         const stored = new Set(present);
         let objects = 0;
         let written = 0;
+        const missing = new Map<ChildKind, Set<string>>();
         // Templates and children before Sessions: while a lost bucket is refilled, a reconcile
         // woken meanwhile that finds its Session finds what the Session needs too (a Session read
         // without its Template would be told WaitingForTemplate for a moment).
         const order = [...watches.keys()].sort((a, b) => rebuildRank(a) - rebuildRank(b));
         for (const kind of order)
           for (const watch of watches.get(kind) ?? [])
-            for (const object of watch.cache.values()) {
-              const key = stateEntryKey(kind, object);
+            for (const entry of watch.cache.values()) {
+              const key = heldKey(kind, entry);
               if (key === undefined) continue;
               objects++;
-              // Every change of a child was stored as it came. Rewriting them all at each periodic
-              // resync cost up to 5 children per Session every 5 minutes: in a 1,000-Session bench
-              // run, up to 5,935 objects per resync, about half of its 23,394 puts after two resyncs.
-              // A child's corrupt entry is repaired by its next change instead; a missing one here.
-              if (reason === 'resync' && stored.has(key) && kind !== 'session' && kind !== 'template')
+              if (isChildKind(kind)) {
+                // Stored by its change (at start: by the first list); a write still queued is not missing.
+                if (reason !== 'initial' && !stored.has(key) && !store.has(key))
+                  missing.set(kind, (missing.get(kind) ?? new Set()).add(key));
                 continue;
-              store.write({ key, value: object.json, after: [] });
+              }
+              store.write({ key, value: (entry as KubeObject).json, after: [] });
               written++;
             }
         // What the watches hold is taken after listing the bucket (which awaited: objects may have
         // come meanwhile) and synchronously with the deletes below, so only entries of objects no
         // watch holds now are deleted; an object added after this queues its write behind the
         // delete of its key, in order.
-        const held = new Set<string>();
+        const keep = new Set<string>();
         for (const [kind, list] of watches)
           for (const watch of list)
-            for (const object of watch.cache.values()) {
-              const key = stateEntryKey(kind, object);
-              if (key !== undefined) held.add(key);
+            for (const entry of watch.cache.values()) {
+              const key = heldKey(kind, entry);
+              if (key !== undefined) keep.add(key);
             }
         let deleted = 0;
         for (const key of present) {
-          if (held.has(key)) continue;
+          if (keep.has(key)) continue;
           store.write({ key, value: undefined, after: [] });
           deleted++;
         }
         await store.idle();
+        // At a resync, a child may have been stored after the bucket was listed (a burst of
+        // creates): ask the bucket again before listing anything from the API server.
+        if (reason === 'resync')
+          for (const [kind, keys] of missing) {
+            for (const key of keys)
+              if ((await kv.get(key))?.operation === 'PUT' || store.has(key)) keys.delete(key);
+            if (keys.size === 0) missing.delete(kind);
+          }
+        const refilled = missing.size > 0 ? await refillChildren(missing, store) : 0;
         metrics.stateRebuilds.labels(reason).inc();
         stateBuilt = true;
         readiness.set('state', true);
-        log.info({ reason, objects, written, deleted }, 'shared state written');
+        log.info(
+          {
+            reason,
+            objects,
+            written,
+            deleted,
+            ...(missing.size > 0
+              ? { missingChildren: [...missing.values()].reduce((n, keys) => n + keys.size, 0), refilled }
+              : {}),
+          },
+          'shared state written',
+        );
       } catch (error) {
         readiness.set('state', false, `cannot rebuild the shared state: ${(error as Error).message}`);
         log.warn({ reason, err: (error as Error).message }, 'rebuilding the shared state failed; retrying');
@@ -325,9 +458,9 @@ export async function startWatcher(context: Context): Promise<RunningService> {
     }
   }
 
-  function handleChanges(kind: StateKind, changes: CacheChange[]): void {
+  function handleChanges(kind: StateKind, changes: CacheChange<CachedIdentity>[]): void {
     const observedAt = new Date();
-    for (const change of changes) {
+    for (const [i, change] of changes.entries()) {
       const { object } = change;
       if (object.oversize && change.type !== 'deleted') {
         metrics.oversize.labels(kind, object.oversize.level).inc();
@@ -352,8 +485,7 @@ export async function startWatcher(context: Context): Promise<RunningService> {
       const routed = routeChange(kind, change, {
         sessionsUsing: (namespace, template) => sessionIndex.sessionsUsing(namespace, template),
         desiredReplicas: (namespace, name) => {
-          const state = (cached('session', namespace, name)?.raw.spec as { state?: unknown } | undefined)
-            ?.state;
+          const state = (cachedSession(namespace, name)?.raw.spec as { state?: unknown } | undefined)?.state;
           return state === 'running' ? 1 : state === 'hibernated' ? 0 : undefined;
         },
         observedAt,
@@ -376,7 +508,17 @@ export async function startWatcher(context: Context): Promise<RunningService> {
         },
         'change',
       );
-      store(kind, change, routed.publications);
+      // A name that came back with a new uid is reported as the old one's deletion, then the new
+      // one's addition: the deletion's entry is the new object, stored before what it triggers.
+      const next = changes[i + 1];
+      const successor =
+        change.type === 'deleted' &&
+        next?.type === 'added' &&
+        next.object.namespace === object.namespace &&
+        next.object.name === object.name
+          ? next.object
+          : undefined;
+      store(kind, change, routed.publications, successor);
     }
   }
 
@@ -398,7 +540,7 @@ export async function startWatcher(context: Context): Promise<RunningService> {
     // Templates first, then Sessions, each by cache key (namespace/name): every watcher announces
     // in the same order, so two of them publish each object at about the same moment (one copy kept).
     const objects: ResyncItem[] = (['template', 'session'] as const).flatMap((kind) =>
-      (watches.get(kind) ?? [])
+      (wholeWatches.get(kind) ?? [])
         // Before its first list a watch knows nothing; its list announces everything anyway.
         .filter((watch) => watch.synced)
         .flatMap((watch) => [...watch.cache.entries()])

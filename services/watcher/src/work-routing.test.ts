@@ -1,6 +1,7 @@
 import { ANNOTATIONS, changeEventSchema, LABELS, subjects, workItemSchema } from '@streamspace/shared';
 import { describe, expect, it } from 'vitest';
 import type { CacheChange, KubeObject } from '@streamspace/kube';
+import { type ChildEntry, type ChildKind, childRetention } from './child-entry.js';
 import {
   childChangeMatters,
   type Publication,
@@ -49,6 +50,18 @@ const withSessions = (names: string[]) => ({
   observedAt,
   partitions: 1,
 });
+
+/** A child's change as the watcher's cache reports it: what it held is a ChildEntry, not the object. */
+type WholeChange = { type: 'added' | 'modified' | 'deleted'; object: KubeObject; previous?: KubeObject };
+function childChange(kind: ChildKind, { type, object, previous }: WholeChange): CacheChange<ChildEntry> {
+  const retention = childRetention(kind, { apiVersion: 'v1', objectKind: 'Child' });
+  return {
+    type,
+    object,
+    ...(type !== 'deleted' ? { current: retention.retain(object) } : {}),
+    ...(previous ? { previous: retention.retain(previous) } : {}),
+  };
+}
 
 const brief = (publications: Publication[]) => publications.map((p) => `${p.stream} ${p.subject} ${p.msgID}`);
 
@@ -160,8 +173,9 @@ describe('routeChange', () => {
 
   it('enqueues a Session for its Deployment’s spec changes and its Pod’s readiness, not for their other updates', () => {
     const labels = { [LABELS.session]: 's1' };
-    const works = (kind: 'deployment' | 'pod', change: CacheChange) =>
-      routeChange(kind, change, noSessions).publications.filter((p) => p.stream === 'work').length;
+    const works = (kind: 'deployment' | 'pod', change: WholeChange) =>
+      routeChange(kind, childChange(kind, change), noSessions).publications.filter((p) => p.stream === 'work')
+        .length;
     const deployment = (rv: string, generation: number, status: Record<string, unknown>) => {
       const o = obj('ss-s1', { rv, generation, labels });
       return withRaw(o, { ...o.raw, status });
@@ -337,6 +351,8 @@ describe('childChangeMatters', () => {
       bytes: 0,
     };
   };
+  const matters = (kind: ChildKind, change: WholeChange, desiredReplicas?: number) =>
+    childChangeMatters(kind, childChange(kind, change), desiredReplicas);
   const modified = (previous: KubeObject, object: KubeObject) => ({
     type: 'modified' as const,
     object,
@@ -344,32 +360,28 @@ describe('childChangeMatters', () => {
   });
 
   it('ignores the echo of our own writes: a child created, a Deployment scaled', () => {
-    expect(childChangeMatters('service', { type: 'added', object: child('1', {}) })).toBe(false);
-    expect(childChangeMatters('deployment', { type: 'added', object: child('1', {}, 1) })).toBe(false);
+    expect(matters('service', { type: 'added', object: child('1', {}) })).toBe(false);
+    expect(matters('deployment', { type: 'added', object: child('1', {}, 1) })).toBe(false);
     // Scaled to what its Session asks for: the reconciler's own hibernation.
     const scaled = (to: number, image = 'a') =>
       modified(child('1', { replicas: 1, image: 'a' }, 1), child('2', { replicas: to, image }, 2));
-    expect(childChangeMatters('deployment', scaled(0), 0)).toBe(false);
+    expect(matters('deployment', scaled(0), 0)).toBe(false);
     // Scaled to anything else (by hand), with the Session unknown, or with more than replicas changed: drift.
-    expect(childChangeMatters('deployment', scaled(2), 1)).toBe(true);
-    expect(childChangeMatters('deployment', scaled(0))).toBe(true);
-    expect(childChangeMatters('deployment', scaled(0, 'b'), 0)).toBe(true);
+    expect(matters('deployment', scaled(2), 1)).toBe(true);
+    expect(matters('deployment', scaled(0))).toBe(true);
+    expect(matters('deployment', scaled(0, 'b'), 0)).toBe(true);
   });
 
   it('routes drift and deletions', () => {
     expect(
-      childChangeMatters(
+      matters(
         'deployment',
         modified(child('1', { replicas: 1, image: 'a' }, 1), child('2', { replicas: 1, image: 'b' }, 2)),
       ),
     ).toBe(true);
-    expect(
-      childChangeMatters('service', modified(child('1', { ports: [1] }), child('2', { ports: [2] }))),
-    ).toBe(true);
-    expect(
-      childChangeMatters('service', modified(child('1', { ports: [1] }), child('2', { ports: [1] }))),
-    ).toBe(false);
-    expect(childChangeMatters('ingress', { type: 'deleted', object: child('1', {}, 1) })).toBe(true);
-    expect(childChangeMatters('service', { type: 'deleted', object: child('1', {}) })).toBe(true);
+    expect(matters('service', modified(child('1', { ports: [1] }), child('2', { ports: [2] })))).toBe(true);
+    expect(matters('service', modified(child('1', { ports: [1] }), child('2', { ports: [1] })))).toBe(false);
+    expect(matters('ingress', { type: 'deleted', object: child('1', {}, 1) })).toBe(true);
+    expect(matters('service', { type: 'deleted', object: child('1', {}) })).toBe(true);
   });
 });

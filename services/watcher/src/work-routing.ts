@@ -12,7 +12,8 @@ import {
   type WorkKind,
   workItemSchema,
 } from '@streamspace/shared';
-import type { CacheChange, ChangeType, KubeObject } from '@streamspace/kube';
+import type { CacheChange, CachedIdentity, ChangeType, KubeObject } from '@streamspace/kube';
+import { type ChildEntry, type ChildKind, NO_DIGEST, podDigest } from './child-entry.js';
 
 /**
  * What one observed change means on NATS, as plain data: the change event for subscribers and
@@ -139,7 +140,7 @@ function workPublication(
  * those out would make every status write re-reconcile every Session of the template.
  */
 /** A new generation: the spec changed (status and metadata writes leave generation alone). */
-function specChanged(change: CacheChange): boolean {
+function specChanged(change: CacheChange<CachedIdentity>): boolean {
   if (change.type !== 'modified' || !change.previous) return true;
   const { generation } = change.object;
   return generation === undefined || generation !== change.previous.generation;
@@ -185,16 +186,6 @@ export function podSummary(raw: Record<string, unknown> | undefined): string {
   return JSON.stringify([ready, problems]);
 }
 
-/** The spec changed: by generation where the kind has one, else by content (a Service has none). */
-function specDiffers(change: CacheChange): boolean {
-  if (!change.previous) return true;
-  if (change.object.generation !== undefined) return specChanged(change);
-  return JSON.stringify(change.object.raw.spec) !== JSON.stringify(change.previous.raw.spec);
-}
-
-/** The kinds of a Session's children, whose changes may wake their Session. */
-type ChildKind = Exclude<StateKind, 'session' | 'template'>;
-
 /**
  * Does this change of a child matter to its Session's reconcile? Most child changes are the echo
  * of the reconciler's own writes, which would only cost a reconcile that changes nothing:
@@ -208,38 +199,37 @@ type ChildKind = Exclude<StateKind, 'session' | 'template'>;
  *   ready or in trouble, becomes ready, starts terminating; not when a pod already terminating
  *   finally goes (it stopped counting when it started to);
  * - a deletion of any other child always matters (a child to put back).
+ * What was held before is a ChildEntry (child-entry.ts): a digest of these, not the object.
  */
 export function childChangeMatters(
   kind: ChildKind,
-  change: CacheChange,
+  change: CacheChange<ChildEntry>,
   desiredReplicas?: number,
 ): boolean {
   if (kind === 'pod') {
-    // A previous version is held as JSON: parsed here, once.
-    const before = change.type === 'added' ? undefined : (change.previous ?? change.object).raw;
-    const after = change.type === 'deleted' ? undefined : change.object.raw;
-    return podSummary(before) !== podSummary(after);
+    const before =
+      change.type === 'added' ? NO_DIGEST : (change.previous?.digest ?? podDigest(change.object.raw));
+    const after =
+      change.type === 'deleted' ? NO_DIGEST : (change.current?.digest ?? podDigest(change.object.raw));
+    return before !== after;
   }
   if (change.type === 'deleted') return true;
   if (change.type === 'added') return false;
-  if (!change.previous) return true;
+  const { previous, current } = change;
+  if (!previous || !current) return true;
   switch (kind) {
     case 'deployment': {
       if (!specChanged(change)) return false;
-      // The previous version is held as JSON: each read of `raw` parses it, so read it once.
-      const { replicas, ...rest } = (change.object.raw.spec ?? {}) as Record<string, unknown>;
-      const { replicas: replicasBefore, ...restBefore } = (change.previous.raw.spec ?? {}) as Record<
-        string,
-        unknown
-      >;
-      const echo = replicas !== replicasBefore && replicas === desiredReplicas;
+      const echo = current.replicas !== previous.replicas && current.replicas === desiredReplicas;
       // An echo changes only replicas; anything else in the spec changed too is drift.
-      return !(echo && JSON.stringify(rest) === JSON.stringify(restBefore));
+      return !(echo && current.digest === previous.digest);
     }
     case 'pvc':
       return false;
     default:
-      return specDiffers(change);
+      // By generation where the kind has one, else by content (a Service has none).
+      if (change.object.generation !== undefined) return specChanged(change);
+      return current.digest !== previous.digest;
   }
 }
 
@@ -256,6 +246,12 @@ export function stateEntryKey(kind: StateKind, object: KubeObject): string | und
 /** Kinds whose changes are also published as change events (the others are only stored). */
 export function publishesEvents(kind: StateKind): kind is ObservedKind {
   return (OBSERVED_KINDS as readonly string[]).includes(kind);
+}
+
+/** The key of a child the watcher holds as a ChildEntry (see stateEntryKey). */
+export function childStateKey(kind: ChildKind, entry: ChildEntry): string | undefined {
+  if (kind !== 'pod') return stateKey(kind, entry.namespace, entry.name);
+  return entry.session ? podStateKey(entry.namespace, entry.session, entry.name) : undefined;
 }
 
 /**
@@ -290,7 +286,11 @@ function validated(publications: Publication[]): RoutedChange {
 }
 
 /** The messages one observed change of one kind produces. */
-export function routeChange(kind: StateKind, change: CacheChange, context: RoutingContext): RoutedChange {
+export function routeChange(
+  kind: StateKind,
+  change: CacheChange<CachedIdentity>,
+  context: RoutingContext,
+): RoutedChange {
   const { object, type } = change;
   const publications: Publication[] = publishesEvents(kind)
     ? [
@@ -323,11 +323,12 @@ export function routeChange(kind: StateKind, change: CacheChange, context: Routi
       }
       break;
     default: {
-      const session = owningSession(object);
+      const childChange = change as CacheChange<ChildEntry>;
+      const session = childChange.current?.session ?? owningSession(object);
       // Only a Deployment's change asks (it reads the cached Session, which is held as JSON).
       const desired =
         kind === 'deployment' && session ? context.desiredReplicas?.(object.namespace, session) : undefined;
-      if (session && childChangeMatters(kind, change, desired))
+      if (session && childChangeMatters(kind, childChange, desired))
         publications.push(
           workPublication('session', object.namespace, session, reason, workPrefix, context.partitions),
         );

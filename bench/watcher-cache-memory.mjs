@@ -1,0 +1,75 @@
+// Where the watcher's memory goes: the heap its informer caches take for N Sessions and their
+// five children (Deployment, Pod, Service, Ingress, NetworkPolicy), built with the real code
+// (pnpm run build first) from objects a 1,000-Session bench run held (watcher-cache-samples/).
+//
+//   node --expose-gc bench/watcher-cache-memory.mjs <sessions> <whole|digest> [kinds,...]
+//
+// whole: every kind cached as its trimmed JSON (the watcher before child-entry.ts);
+// digest: Sessions whole, children as ChildEntry (child-entry.ts), as the watcher caches them.
+import { readFileSync } from 'node:fs';
+
+const repo = new URL('..', import.meta.url).pathname;
+const { ObjectCache, parseKubeObject, forgetParsed } = await import(`${repo}packages/kube/dist/index.js`);
+const { trimObject, LABELS } = await import(`${repo}packages/shared/dist/index.js`);
+const { childRetention } = await import(`${repo}services/watcher/dist/child-entry.js`);
+
+const sessions = Number(process.argv[2] ?? 1000);
+const mode = process.argv[3] ?? 'digest';
+const only = process.argv[4]?.split(',');
+const KINDS = {
+  session: 'Session',
+  deployment: 'Deployment',
+  pod: 'Pod',
+  service: 'Service',
+  ingress: 'Ingress',
+  networkpolicy: 'NetworkPolicy',
+};
+const kinds = Object.keys(KINDS).filter((kind) => !only || only.includes(kind));
+const samples = Object.fromEntries(
+  kinds.map((kind) => [kind, readFileSync(`${repo}bench/watcher-cache-samples/${kind}.json`, 'utf8')]),
+);
+/** The Session a sample belongs to: its own name, or its session label. */
+const owner = (text) => {
+  const object = JSON.parse(text);
+  return object.kind === 'Session' ? object.metadata.name : object.metadata.labels[LABELS.session];
+};
+const caches = Object.fromEntries(
+  kinds.map((kind) => [
+    kind,
+    mode === 'digest' && kind !== 'session'
+      ? new ObjectCache(childRetention(kind, { apiVersion: 'v1', objectKind: KINDS[kind] }))
+      : new ObjectCache(),
+  ]),
+);
+
+globalThis.gc();
+const before = process.memoryUsage().heapUsed;
+let jsonBytes = 0;
+for (let i = 0; i < sessions; i++)
+  for (const kind of kinds) {
+    // Each object with its own names, uid and resourceVersion, as in a cluster.
+    const session = owner(samples[kind]);
+    const text = samples[kind]
+      .replaceAll(`ss-${session}`, `ss-bench-${i}`)
+      .replaceAll(`"${session}"`, `"bench-${i}"`)
+      .replace(/"uid":"[^"]+"/, `"uid":"${crypto.randomUUID()}"`)
+      .replace(/"resourceVersion":"\d+"/, `"resourceVersion":"${1_000_000 + i}"`);
+    const parsed = parseKubeObject(JSON.parse(text), (raw) => trimObject(kind, raw));
+    if (!parsed.ok) throw new Error(parsed.reason);
+    jsonBytes += parsed.object.bytes;
+    caches[kind].upsert(parsed.object);
+    // What the informer does once a change is handed on.
+    forgetParsed(parsed.object);
+  }
+globalThis.gc();
+const after = process.memoryUsage().heapUsed;
+console.log(
+  JSON.stringify({
+    sessions,
+    mode,
+    kinds,
+    cacheHeapMiB: Number(((after - before) / 2 ** 20).toFixed(1)),
+    trimmedJsonMiB: Number((jsonBytes / 2 ** 20).toFixed(1)),
+    held: Object.fromEntries(kinds.map((kind) => [kind, caches[kind].size])),
+  }),
+);

@@ -1,0 +1,99 @@
+import { parseKubeObject } from '@streamspace/kube';
+import { ANNOTATIONS, LABELS, podStateKey, subjects, trimObject } from '@streamspace/shared';
+import { describe, expect, it } from 'vitest';
+import { childRetention, NO_DIGEST, podDigest } from './child-entry.js';
+import { childStateKey, routeChange, stateEntryKey } from './work-routing.js';
+
+const podType = { apiVersion: 'v1', objectKind: 'Pod' };
+
+function pod(rv: string, options: { ready?: boolean; annotations?: Record<string, string> } = {}) {
+  const parsed = parseKubeObject(
+    {
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: {
+        namespace: 'team-a',
+        name: 'ss-s1-abc',
+        uid: 'uid-p',
+        resourceVersion: rv,
+        labels: { [LABELS.session]: 's1-short' },
+        ...(options.annotations ? { annotations: options.annotations } : {}),
+        managedFields: [{ manager: 'kubelet' }],
+      },
+      spec: { containers: [{ name: 'desktop', image: 'x' }] },
+      status: options.ready ? { phase: 'Running', conditions: [{ type: 'Ready', status: 'True' }] } : {},
+    },
+    (raw) => trimObject('pod', raw),
+  );
+  if (!parsed.ok) throw new Error(parsed.reason);
+  return parsed.object;
+}
+
+describe('childRetention', () => {
+  it('keeps a child’s identity, its Session and a digest, not its JSON', () => {
+    const retention = childRetention('pod', podType);
+    const object = pod('7', { ready: true, annotations: { [ANNOTATIONS.session]: 's1.full.name' } });
+    const entry = retention.retain(object);
+    expect(entry).toEqual({
+      namespace: 'team-a',
+      name: 'ss-s1-abc',
+      uid: 'uid-p',
+      resourceVersion: '7',
+      generation: undefined,
+      bytes: 0,
+      session: 's1.full.name',
+      digest: podDigest(object.raw),
+    });
+    expect(entry.digest).not.toBe(NO_DIGEST);
+    expect(JSON.stringify(entry).length).toBeLessThan(object.json.length);
+    expect(retention.retain(pod('8')).digest).toBe(NO_DIGEST);
+    // Its key in the shared state is the one the change was stored under.
+    expect(childStateKey('pod', entry)).toBe(stateEntryKey('pod', object));
+    expect(childStateKey('pod', entry)).toBe(podStateKey('team-a', 's1.full.name', 'ss-s1-abc'));
+  });
+
+  it('stands in for a child a relist found gone with what routes its deletion to its Session', () => {
+    const retention = childRetention('pod', podType);
+    const entry = retention.retain(
+      pod('7', { ready: true, annotations: { [ANNOTATIONS.session]: 's1.full.name' } }),
+    );
+    const restored = retention.restore(entry);
+    expect([restored.namespace, restored.name, restored.uid, restored.resourceVersion]).toEqual([
+      'team-a',
+      'ss-s1-abc',
+      'uid-p',
+      '7',
+    ]);
+    expect(stateEntryKey('pod', restored)).toBe(childStateKey('pod', entry));
+    // A ready pod gone: its Session's status changes, so its Session is woken.
+    const routed = routeChange(
+      'pod',
+      { type: 'deleted', object: restored, previous: entry },
+      {
+        sessionsUsing: () => [],
+        observedAt: new Date(0),
+        partitions: 1,
+      },
+    );
+    expect(routed.invalid).toEqual([]);
+    expect(routed.publications.map((p) => `${p.stream} ${p.subject}`)).toEqual([
+      `events ${subjects.event('pod', 'team-a', 'ss-s1-abc')}`,
+      `work ${subjects.work('session', 'team-a', 's1.full.name', 1)}`,
+    ]);
+  });
+
+  it('tells a Deployment’s replicas from the rest of its spec', () => {
+    const retention = childRetention('deployment', { apiVersion: 'apps/v1', objectKind: 'Deployment' });
+    const deployment = (replicas: number, image: string) => {
+      const parsed = parseKubeObject({
+        metadata: { namespace: 'a', name: 'ss-d', uid: 'u', resourceVersion: '1', generation: 1 },
+        spec: { replicas, template: { spec: { containers: [{ image }] } } },
+      });
+      if (!parsed.ok) throw new Error(parsed.reason);
+      return retention.retain(parsed.object);
+    };
+    expect(deployment(1, 'a').replicas).toBe(1);
+    expect(deployment(0, 'a').digest).toBe(deployment(1, 'a').digest);
+    expect(deployment(1, 'b').digest).not.toBe(deployment(1, 'a').digest);
+  });
+});

@@ -1,0 +1,119 @@
+import { createHash } from 'node:crypto';
+import { type CachedIdentity, type CacheRetention, parseKubeObject } from '@streamspace/kube';
+import { ANNOTATIONS, type StateKind } from '@streamspace/shared';
+import { NO_POD_SUMMARY, owningSession, podSummary } from './work-routing.js';
+
+/** The kinds of a Session's children, whose changes may wake their Session. */
+export type ChildKind = Exclude<StateKind, 'session' | 'template'>;
+
+/**
+ * What the watcher keeps in memory of a Session's child (a Deployment, Pod, Service, Ingress,
+ * NetworkPolicy or home PVC): its identity, the Session it belongs to, and a digest of what of it
+ * can wake that Session — not its JSON. The child's trimmed JSON goes to the shared state as it
+ * arrives, and that is where readers read it; held here too, it was most of the watcher's heap
+ * (5 children per Session, ~3 KB each for Deployments and Pods: ~120 MB of JSON at 10,000 Sessions).
+ */
+export interface ChildEntry extends CachedIdentity {
+  /** The Session it belongs to (owningSession), if any. */
+  session: string | undefined;
+  /**
+   * What of the child its Session's reconcile depends on (childDigest), compared across versions:
+   * a 48-bit hash, a number (8 bytes in the entry, where a hash as text took 48).
+   */
+  digest: number;
+  /** A Deployment's spec.replicas (its echo test compares it with what the Session's state asks for). */
+  replicas?: number;
+}
+
+/** A 48-bit hash of a text: two different specs of one object share it with odds of 2^-48. */
+function hash48(text: string): number {
+  return createHash('sha1').update(text).digest().readUIntBE(0, 6);
+}
+
+/** The digest of a pod that does not count for its Session (NO_POD_SUMMARY), or of a PVC. */
+export const NO_DIGEST = 0;
+
+/** A pod's digest: its summary (what its Session's status is made of), hashed. */
+export function podDigest(raw: Record<string, unknown> | undefined): number {
+  const summary = podSummary(raw);
+  return summary === NO_POD_SUMMARY ? NO_DIGEST : hash48(summary);
+}
+
+/**
+ * The namespaces' names, one string each: every entry refers to its namespace's, instead of a copy
+ * of its own (32 bytes each, 50,000 of them at 10,000 Sessions). Bounded by the namespaces watched.
+ */
+const namespaceNames = new Map<string, string>();
+function namespaceName(namespace: string): string {
+  const known = namespaceNames.get(namespace);
+  if (known !== undefined) return known;
+  namespaceNames.set(namespace, namespace);
+  return namespace;
+}
+
+/**
+ * A child's digest: a pod's summary (what its Session's status is made of), a PVC's nothing (no
+ * change of a claim wakes its Session), another child's spec — a Deployment's without replicas,
+ * which are compared by themselves — as a hash.
+ */
+export function childDigest(kind: ChildKind, raw: Record<string, unknown>): number {
+  switch (kind) {
+    case 'pod':
+      return podDigest(raw);
+    case 'pvc':
+      return NO_DIGEST;
+    case 'deployment': {
+      const { replicas: _replicas, ...rest } = (raw.spec ?? {}) as Record<string, unknown>;
+      return hash48(JSON.stringify(rest));
+    }
+    default:
+      return hash48(JSON.stringify(raw.spec ?? null));
+  }
+}
+
+/**
+ * The cache retention of a child kind: keep a ChildEntry; stand in for a child that is gone (a
+ * deletion a relist found) with its identity and the Session it belonged to, which is what such a
+ * deletion is routed and published with.
+ */
+export function childRetention(
+  kind: ChildKind,
+  type: { apiVersion: string; objectKind: string },
+): CacheRetention<ChildEntry> {
+  return {
+    retain(object) {
+      const raw = object.raw;
+      const replicas =
+        kind === 'deployment' ? (raw.spec as { replicas?: unknown } | undefined)?.replicas : undefined;
+      return {
+        namespace: namespaceName(object.namespace),
+        name: object.name,
+        uid: object.uid,
+        resourceVersion: object.resourceVersion,
+        generation: object.generation,
+        bytes: 0,
+        session: owningSession(object),
+        digest: childDigest(kind, raw),
+        ...(typeof replicas === 'number' ? { replicas } : {}),
+      };
+    },
+    restore(entry) {
+      const parsed = parseKubeObject({
+        apiVersion: type.apiVersion,
+        kind: type.objectKind,
+        metadata: {
+          namespace: entry.namespace,
+          name: entry.name,
+          uid: entry.uid,
+          resourceVersion: entry.resourceVersion,
+          ...(entry.generation !== undefined ? { generation: entry.generation } : {}),
+          ...(entry.session ? { annotations: { [ANNOTATIONS.session]: entry.session } } : {}),
+        },
+      });
+      // Built from fields that were valid when the entry was made: it always parses.
+      if (!parsed.ok)
+        throw new Error(`cannot restore ${kind} ${entry.namespace}/${entry.name}: ${parsed.reason}`);
+      return parsed.object;
+    },
+  };
+}
