@@ -1,19 +1,14 @@
-import { JetStreamApiCodes, JetStreamApiError } from '@nats-io/jetstream';
 import type { KV, KvEntry } from '@nats-io/kv';
 import { backoffDelay, hasKeys, type Logger, type Readiness, sleep } from '@streamspace/shared';
+import {
+  chunkKey,
+  chunkWriter,
+  decodeEntry,
+  fitsInChunk,
+  packChunks,
+  splitSessionKey,
+} from './activity-chunks.js';
 import type { ReaperMetrics } from './reaper-metrics.js';
-
-/** What one bucket entry holds. */
-interface StoredActivity {
-  at: string;
-}
-
-interface Known {
-  /** Latest activity (ms); undefined after a delete. */
-  at?: number;
-  /** The entry's revision, for compare-and-set. 0: no entry. */
-  revision: number;
-}
 
 interface Pending {
   at: number;
@@ -24,53 +19,62 @@ interface Pending {
 /** A failed write is tried again at the next flushes, this many times, then dropped (logged, counted). */
 const MAX_WRITE_ATTEMPTS = 5;
 
-export function encodeActivity(at: number): string {
-  return JSON.stringify({ at: new Date(at).toISOString() } satisfies StoredActivity);
-}
-
-const utf8 = new TextDecoder();
-
-export function decodeActivity(entry: Pick<KvEntry, 'operation' | 'value'>): number | undefined {
-  if (entry.operation !== 'PUT') return undefined;
-  try {
-    const value = JSON.parse(utf8.decode(entry.value)) as Partial<StoredActivity>;
-    const at = typeof value.at === 'string' ? Date.parse(value.at) : Number.NaN;
-    return Number.isFinite(at) ? at : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-function isWrongLastSequence(error: unknown): boolean {
-  return (
-    error instanceof JetStreamApiError &&
-    (error.code === JetStreamApiCodes.StreamWrongLastSequence ||
-      error.code === JetStreamApiCodes.StreamWrongLastSequenceUnknown)
-  );
-}
+/** Chunk writes in flight at once during a flush: a flush is a few hundred small writes. */
+const DEFAULT_WRITE_CONCURRENCY = 4;
 
 const READINESS = 'activity-bucket';
+
+/**
+ * The latest time the bucket holds for one Session, over every entry of its namespace (every
+ * replica's, and the former one-per-Session entry): what a restarted reaper would start from.
+ * Reads the whole namespace: for tests and tools, not for the reaper's own path.
+ */
+export async function readStoredActivity(
+  kv: {
+    keys(filter: string): Promise<AsyncIterable<string>>;
+    get(key: string): Promise<Pick<KvEntry, 'operation' | 'value'> | null>;
+  },
+  key: string,
+): Promise<number | undefined> {
+  const [namespace] = splitSessionKey(key);
+  let latest: number | undefined;
+  for await (const entryKey of await kv.keys(`${namespace}.>`)) {
+    const entry = await kv.get(entryKey);
+    if (entry?.operation !== 'PUT') continue;
+    for (const [k, at] of decodeEntry(entryKey, entry.value))
+      if (k === key && (latest === undefined || at > latest)) latest = at;
+  }
+  return latest;
+}
 
 /**
  * The latest activity per Session, kept in the JetStream KV bucket so every replica and every
  * restart sees it, and mirrored in memory through a watch of the bucket.
  *
  * Reports are held in memory (the latest time per session) and flushed to the bucket every
- * `flushIntervalMs`, one write per session that reported since the last flush, by a fixed number
- * of concurrent writers: a session reporting every few seconds costs one write per flush
- * interval, not one per report. What a crash loses is at most one flush interval of reports;
- * the restart grace (see session-deadlines.ts, `idleNotBefore`) keeps that from hibernating
- * anyone. Values only move forward: a write is a compare-and-set on the entry's revision and is
- * skipped when the stored time is already as late, so replicas flushing concurrently can never
- * move a session's activity back. Entries expire `ttl` after their last write (the bucket's max
- * age), so reports for sessions that do not (or no longer) exist do not stay forever.
+ * `flushIntervalMs`. The bucket holds, per replica, its Sessions' times packed many to an entry
+ * (activity-chunks.ts): a flush rewrites this replica's entries of each namespace that had
+ * reports, a few hundred small writes at 10,000 Sessions instead of one write per Session, and
+ * the watch skips this replica's own entries without decoding them. What a crash loses is at most
+ * one flush interval of reports; the restart grace (see session-deadlines.ts, `idleNotBefore`)
+ * keeps that from hibernating anyone. Times only move forward: readers keep, per Session, the
+ * latest time of every entry they have seen, so no entry read late moves one back. Entries
+ * expire `ttl` after their last write (the bucket's max age): a replica rewrites its own at each
+ * flush with reports, and those of a replica that died go on their own.
  */
 export class ActivityStore {
-  private readonly known = new Map<string, Known>();
+  /** The latest stored activity per Session (this replica's writes and every other entry seen). */
+  private readonly known = new Map<string, number>();
   /** Reports held since the last flush: the latest time per key. */
   private pending = new Map<string, Pending>();
-  /** The time being written for a key right now. */
+  /** The times being written right now. */
   private readonly writing = new Map<string, number>();
+  /** The Sessions this replica stores the activity of, by namespace. */
+  private readonly own = new Map<string, Set<string>>();
+  /** Chunks this replica last wrote per namespace (the surplus is deleted when a namespace shrinks). */
+  private readonly chunksWritten = new Map<string, number>();
+  /** Namespaces whose entries a write failed for: rewritten at the next flush, reports or not. */
+  private readonly dirty = new Set<string>();
   private flushing: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
   /** The last write failed (NATS or the bucket unavailable), with this error; cleared by a write that succeeds. */
@@ -83,14 +87,18 @@ export class ActivityStore {
       log: Logger;
       readiness: Readiness;
       metrics: ReaperMetrics;
+      /** This replica's name in its entries' keys (a KV key token: letters, digits, `-`). */
+      writer: string;
       /** Key filters for the bucket watch (`<namespace>.>` per namespace), `>` for all. */
       keyFilter: string | string[];
       /** Told whenever a key's activity moves forward (own writes and other replicas' alike). */
       onChange(key: string, at: number): void;
       /** Reports are written to the bucket this often, the latest per session (default 10 s). */
       flushIntervalMs?: number;
-      /** Bucket writes in flight at once during a flush (default 64). */
+      /** Bucket writes in flight at once during a flush (default 4). */
       writeConcurrency?: number;
+      /** The largest value the bucket takes (its max value size), in bytes. */
+      maxValueBytes: number;
       /** The key string to keep for a bucket key (the reaper's own, so Sessions share one). */
       canonicalKey?(key: string): string;
     },
@@ -132,17 +140,20 @@ export class ActivityStore {
     for (const [key, at] of this.writing) if (!this.pending.has(key)) yield [key, at];
   }
 
-  /** Drops what memory holds for a key (its Session is gone); the bucket entry expires on its own. */
+  /** Drops what memory holds for a key (its Session is gone); this replica stores it no more. */
   forget(key: string): void {
+    this.disown(key);
     if (this.pending.has(key) || this.writing.has(key)) return;
     this.known.delete(key);
   }
 
-  /** Reads the key from the bucket itself (for a decision that must not rely on a lagging watch). */
-  async readFresh(key: string): Promise<number | undefined> {
-    const entry = await this.kv.get(key);
-    if (entry) this.learn(key, entry);
-    return this.get(key);
+  /**
+   * This replica stores the key's activity no more (its Session went to another replica, which
+   * stores it from now on); what it knows of it stays, should the Session come back.
+   */
+  disown(key: string): void {
+    const [namespace] = splitSessionKey(key);
+    this.own.get(namespace)?.delete(key);
   }
 
   /**
@@ -172,7 +183,7 @@ export class ActivityStore {
   }
 
   private latestKnownOrPending(key: string): number | undefined {
-    let latest = this.known.get(key)?.at;
+    let latest = this.known.get(key);
     for (const candidate of [this.pending.get(key)?.at, this.writing.get(key)]) {
       if (candidate !== undefined && (latest === undefined || candidate > latest)) latest = candidate;
     }
@@ -190,27 +201,114 @@ export class ActivityStore {
   }
 
   /**
-   * Writes every held report (the latest time per session) with a bounded number of writers. One
-   * flush at a time: what arrives meanwhile waits for the next.
+   * Writes this replica's entries of every namespace with held reports (each holding the latest
+   * time of every Session this replica stores there), with a few writers. One flush at a time:
+   * what arrives meanwhile waits for the next.
    */
   flush(): Promise<void> {
-    if (this.flushing || this.pending.size === 0) return this.flushing ?? Promise.resolve();
+    if (this.flushing || (this.pending.size === 0 && this.dirty.size === 0))
+      return this.flushing ?? Promise.resolve();
     const batch = this.pending;
     this.pending = new Map();
-    const entries = batch.entries();
-    const writer = async () => {
-      for (let next = entries.next(); !next.done; next = entries.next()) {
-        const [key, held] = next.value;
-        await this.writeOne(key, held);
+    const namespaces = new Set<string>(this.dirty);
+    this.dirty.clear();
+    for (const [key, held] of batch) {
+      const [namespace] = splitSessionKey(key);
+      namespaces.add(namespace);
+      let own = this.own.get(namespace);
+      if (!own) {
+        own = new Set();
+        this.own.set(namespace, own);
+      }
+      own.add(key);
+      this.writing.set(key, held.at);
+    }
+    this.flushing = (async () => {
+      try {
+        for (const namespace of namespaces) await this.writeNamespace(namespace, batch);
+      } finally {
+        for (const key of batch.keys()) this.writing.delete(key);
+        this.flushing = undefined;
+      }
+    })();
+    return this.flushing;
+  }
+
+  /** Rewrites this replica's entries of one namespace; the held reports of a failed entry are held again. */
+  private async writeNamespace(namespace: string, batch: Map<string, Pending>): Promise<void> {
+    const { metrics, log, writer, maxValueBytes } = this.options;
+    const own = this.own.get(namespace) ?? new Set<string>();
+    const times: [name: string, at: number][] = [];
+    const keys: string[] = [];
+    for (const key of own) {
+      const at = this.latestKnownOrPending(key);
+      if (at === undefined) continue;
+      const name = splitSessionKey(key)[1];
+      if (!fitsInChunk(name, maxValueBytes)) {
+        own.delete(key);
+        batch.delete(key);
+        metrics.bucketWrites.labels('failed').inc();
+        log.warn(
+          { key, maxValueBytes },
+          "a Session name too long for the activity bucket's value size: its activity is kept in memory only",
+        );
+        continue;
+      }
+      times.push([name, at]);
+      keys.push(key);
+    }
+    const chunks = packChunks(times, maxValueBytes);
+    const firsts: number[] = [];
+    let first = 0;
+    for (const chunk of chunks) {
+      firsts.push(first);
+      first += chunk.count;
+    }
+    let next = 0;
+    const writeChunks = async () => {
+      for (let i = next++; i < chunks.length; i = next++) {
+        const { value, count } = chunks[i] as { value: string; count: number };
+        const from = firsts[i] as number;
+        try {
+          await this.kv.put(chunkKey(namespace, writer, i), value);
+          this.failure = undefined;
+          metrics.bucketWrites.labels('written').inc();
+          for (let k = from; k < from + count; k++)
+            this.stored(keys[k] as string, (times[k] as [string, number])[1]);
+        } catch (error) {
+          this.failure = error instanceof Error ? error : new Error(String(error));
+          metrics.bucketWrites.labels('failed').inc();
+          // The chunks are packed anew at each flush: rewrite them all next time, reports or not.
+          this.dirty.add(namespace);
+          for (let k = from; k < from + count; k++) this.writeFailed(keys[k] as string, batch);
+        }
       }
     };
-    const limit = Math.min(this.options.writeConcurrency ?? 64, batch.size);
-    this.flushing = Promise.all(Array.from({ length: limit }, writer))
-      .then(() => undefined)
-      .finally(() => {
-        this.flushing = undefined;
-      });
-    return this.flushing;
+    const limit = Math.min(this.options.writeConcurrency ?? DEFAULT_WRITE_CONCURRENCY, chunks.length);
+    await Promise.all(Array.from({ length: limit }, writeChunks));
+    // Entries beyond the new count (Sessions gone) would expire on their own; delete them now.
+    const before = this.chunksWritten.get(namespace) ?? 0;
+    this.chunksWritten.set(namespace, chunks.length);
+    for (let i = chunks.length; i < before; i++)
+      await this.kv.delete(chunkKey(namespace, writer, i)).catch(() => undefined);
+  }
+
+  private stored(key: string, at: number): void {
+    const before = this.known.get(key);
+    if (before !== undefined && before >= at) return;
+    this.known.set(key, at);
+    this.options.onChange(key, at);
+  }
+
+  private writeFailed(key: string, batch: Map<string, Pending>): void {
+    const held = batch.get(key);
+    if (!held) return;
+    if (held.attempts + 1 < MAX_WRITE_ATTEMPTS) this.hold(key, held.at, held.attempts + 1);
+    else
+      this.options.log.warn(
+        { key, err: this.failure?.message, attempts: held.attempts + 1 },
+        'could not store activity after several flushes; dropping it (the session may be hibernated early if it reports nothing more)',
+      );
   }
 
   /**
@@ -264,7 +362,7 @@ export class ActivityStore {
     const fallback = setTimeout(catchUp, 30_000);
     try {
       for await (const entry of watch) {
-        this.learn(this.options.canonicalKey?.(entry.key) ?? entry.key, entry);
+        this.learn(entry);
         if (!caughtUp && (entry.isUpdate || entry.delta === 0)) catchUp();
       }
     } finally {
@@ -273,60 +371,19 @@ export class ActivityStore {
     }
   }
 
-  private learn(key: string, entry: Pick<KvEntry, 'operation' | 'value' | 'revision'>): void {
-    const known = this.known.get(key);
-    if (known && entry.revision <= known.revision) return;
-    const at = decodeActivity(entry);
-    const before = known?.at;
-    // Keep the later time even if an entry says otherwise: activity never moves back.
-    const next = at === undefined ? before : before === undefined ? at : Math.max(at, before);
-    this.known.set(key, {
-      revision: entry.revision,
-      ...(entry.operation === 'PUT' && next !== undefined ? { at: next } : {}),
-    });
-    if (entry.operation === 'PUT' && next !== undefined && (before === undefined || next > before))
-      this.options.onChange(key, next);
-  }
-
-  private async writeOne(key: string, held: Pending): Promise<void> {
-    const { metrics, log } = this.options;
-    this.writing.set(key, held.at);
-    try {
-      const stored = await this.write(key, held.at);
-      this.failure = undefined;
-      metrics.bucketWrites.labels(stored ? 'written' : 'skipped').inc();
-    } catch (error) {
-      this.failure = error instanceof Error ? error : new Error(String(error));
-      metrics.bucketWrites.labels('failed').inc();
-      if (held.attempts + 1 < MAX_WRITE_ATTEMPTS) this.hold(key, held.at, held.attempts + 1);
-      else
-        log.warn(
-          { key, err: this.failure.message, attempts: held.attempts + 1 },
-          'could not store activity after several flushes; dropping it (the session may be hibernated early if it reports nothing more)',
-        );
-    } finally {
-      this.writing.delete(key);
-    }
-  }
-
-  /** Compare-and-set until the stored time is at least `at`; a few conflicts are normal between replicas. */
-  private async write(key: string, at: number): Promise<boolean> {
-    for (let attempt = 0; ; attempt++) {
-      const known = this.known.get(key);
-      if (known?.at !== undefined && known.at >= at) return false;
-      try {
-        const revision = await this.kv.put(key, encodeActivity(at), { previousSeq: known?.revision ?? 0 });
-        const before = this.known.get(key);
-        if (!before || revision > before.revision) this.known.set(key, { at, revision });
-        this.options.onChange(key, at);
-        return true;
-      } catch (error) {
-        if (!isWrongLastSequence(error) || attempt >= 8) throw error;
-        const entry = await this.kv.get(key);
-        if (entry) this.learn(key, entry);
-        else this.known.set(key, { revision: 0 });
-        if (attempt > 2) await sleep(backoffDelay(attempt - 2, { initialMs: 5, maxMs: 100 }));
-      }
+  /**
+   * Takes the times an entry of the bucket holds (the watch's part), keeping the later one per
+   * Session: activity never moves back.
+   */
+  learn(entry: Pick<KvEntry, 'key' | 'operation' | 'value'>): void {
+    // A deleted entry takes nothing back; this replica's own entries hold what it already knows.
+    if (entry.operation !== 'PUT' || chunkWriter(entry.key) === this.options.writer) return;
+    for (const [raw, at] of decodeEntry(entry.key, entry.value)) {
+      const key = this.options.canonicalKey?.(raw) ?? raw;
+      const before = this.known.get(key);
+      if (before !== undefined && before >= at) continue;
+      this.known.set(key, at);
+      this.options.onChange(key, at);
     }
   }
 }
