@@ -44,38 +44,32 @@ function chunkItem(name: string, at: number): string {
 }
 
 /**
+ * The bytes one Session takes in a chunk, separator included: its name and a 13-digit time
+ * (milliseconds since 1970 have 13 digits until the year 2286).
+ */
+export function chunkItemBytes(name: string): number {
+  return JSON.stringify(name).length + 1 + 13 + 1;
+}
+
+/** The bytes a chunk takes beyond its Sessions' items. */
+export const CHUNK_OVERHEAD = CHUNK_OPEN.length + CHUNK_CLOSE.length;
+
+/**
  * Whether a Session's time fits in a chunk of `maxBytes` at all (a name of Kubernetes' maximum
  * length, 253, does not fit in a 256-byte value): one that does not is kept in memory only.
  */
 export function fitsInChunk(name: string, maxBytes: number): boolean {
-  return CHUNK_OPEN.length + chunkItem(name, Date.now()).length + CHUNK_CLOSE.length <= maxBytes;
+  return CHUNK_OVERHEAD + chunkItemBytes(name) <= maxBytes;
 }
 
 /**
- * Packs the times of one namespace's Sessions, in order, into chunk values of at most
- * `maxBytes` bytes each (names are Kubernetes names: ASCII, so characters are bytes); each
- * chunk says how many of the times it holds, the next chunk going on from there. Every name must
- * fit (`fitsInChunk`).
+ * The value of one chunk: the times of the Sessions (of one namespace) it holds. Within
+ * `CHUNK_OVERHEAD` + the sum of their `chunkItemBytes`.
  */
-export function packChunks(
-  times: Iterable<[name: string, at: number]>,
-  maxBytes: number,
-): { value: string; count: number }[] {
-  const chunks: { value: string; count: number }[] = [];
-  let current = '';
-  let count = 0;
-  for (const [name, at] of times) {
-    const item = chunkItem(name, at);
-    if (count > 0 && CHUNK_OPEN.length + current.length + 1 + item.length + CHUNK_CLOSE.length > maxBytes) {
-      chunks.push({ value: CHUNK_OPEN + current + CHUNK_CLOSE, count });
-      current = '';
-      count = 0;
-    }
-    current = count > 0 ? `${current},${item}` : item;
-    count++;
-  }
-  if (count > 0) chunks.push({ value: CHUNK_OPEN + current + CHUNK_CLOSE, count });
-  return chunks;
+export function encodeChunk(times: Iterable<[name: string, at: number]>): string {
+  const items: string[] = [];
+  for (const [name, at] of times) items.push(chunkItem(name, at));
+  return CHUNK_OPEN + items.join(',') + CHUNK_CLOSE;
 }
 
 const utf8 = new TextDecoder();

@@ -1,11 +1,13 @@
 import type { KV, KvEntry } from '@nats-io/kv';
 import { backoffDelay, hasKeys, type Logger, type Readiness, sleep } from '@streamspace/shared';
 import {
+  CHUNK_OVERHEAD,
+  chunkItemBytes,
   chunkKey,
   chunkWriter,
   decodeEntry,
+  encodeChunk,
   fitsInChunk,
-  packChunks,
   splitSessionKey,
 } from './activity-chunks.js';
 import type { ReaperMetrics } from './reaper-metrics.js';
@@ -23,6 +25,18 @@ const MAX_WRITE_ATTEMPTS = 5;
 const DEFAULT_WRITE_CONCURRENCY = 4;
 
 const READINESS = 'activity-bucket';
+
+/** One namespace's entries of this replica, by index (the last token of the entry's key). */
+interface NamespaceEntries {
+  /** The Sessions each entry holds. */
+  sessions: Set<string>[];
+  /** The bytes their items take (chunkItemBytes), to keep each entry within the value size. */
+  bytes: number[];
+  /** Entries to write at the next flush (a Session in them reported, left, or a write failed). */
+  dirty: Set<number>;
+  /** Entries written (and not deleted) since this process started. */
+  stored: Set<number>;
+}
 
 /**
  * The latest time the bucket holds for one Session, over every entry of its namespace (every
@@ -53,14 +67,16 @@ export async function readStoredActivity(
  *
  * Reports are held in memory (the latest time per session) and flushed to the bucket every
  * `flushIntervalMs`. The bucket holds, per replica, its Sessions' times packed many to an entry
- * (activity-chunks.ts): a flush rewrites this replica's entries of each namespace that had
+ * (activity-chunks.ts): a flush rewrites this replica's entries that hold a Session with new
  * reports, a few hundred small writes at 10,000 Sessions instead of one write per Session, and
- * the watch skips this replica's own entries without decoding them. What a crash loses is at most
- * one flush interval of reports; the restart grace (see session-deadlines.ts, `idleNotBefore`)
- * keeps that from hibernating anyone. Times only move forward: readers keep, per Session, the
- * latest time of every entry they have seen, so no entry read late moves one back. Entries
- * expire `ttl` after their last write (the bucket's max age): a replica rewrites its own at each
- * flush with reports, and those of a replica that died go on their own.
+ * the watch skips this replica's own entries without decoding them. A Session keeps its entry
+ * (see `place`), so a crash in the middle of a flush leaves each Session's stored time as it was
+ * or as written. What a crash loses is at most one flush interval of reports; the restart grace
+ * (see session-deadlines.ts, `idleNotBefore`) keeps that from hibernating anyone. Times only
+ * move forward: readers keep, per Session, the latest time of every entry they have seen, so no
+ * entry read late moves one back. Entries expire `ttl` after their last write (the bucket's max
+ * age): a replica rewrites an entry whenever one of its Sessions reports, and those of a replica
+ * that died go on their own.
  */
 export class ActivityStore {
   /** The latest stored activity per Session (this replica's writes and every other entry seen). */
@@ -69,12 +85,10 @@ export class ActivityStore {
   private pending = new Map<string, Pending>();
   /** The times being written right now. */
   private readonly writing = new Map<string, number>();
-  /** The Sessions this replica stores the activity of, by namespace. */
-  private readonly own = new Map<string, Set<string>>();
-  /** Chunks this replica last wrote per namespace (the surplus is deleted when a namespace shrinks). */
-  private readonly chunksWritten = new Map<string, number>();
-  /** Namespaces whose entries a write failed for: rewritten at the next flush, reports or not. */
-  private readonly dirty = new Set<string>();
+  /** This replica's entries per namespace: which Sessions each holds (see `place`). */
+  private readonly layouts = new Map<string, NamespaceEntries>();
+  /** The entry (its index in the namespace) each Session this replica stores is in. */
+  private readonly entryOf = new Map<string, number>();
   private flushing: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
   /** The last write failed (NATS or the bucket unavailable), with this error; cleared by a write that succeeds. */
@@ -149,11 +163,19 @@ export class ActivityStore {
 
   /**
    * This replica stores the key's activity no more (its Session went to another replica, which
-   * stores it from now on); what it knows of it stays, should the Session come back.
+   * stores it from now on; or it is gone): its entry is rewritten without it at the next flush.
+   * What this replica knows of it stays, should the Session come back.
    */
   disown(key: string): void {
-    const [namespace] = splitSessionKey(key);
-    this.own.get(namespace)?.delete(key);
+    const index = this.entryOf.get(key);
+    if (index === undefined) return;
+    const [namespace, name] = splitSessionKey(key);
+    const layout = this.layouts.get(namespace);
+    this.entryOf.delete(key);
+    if (!layout) return;
+    layout.sessions[index]?.delete(key);
+    layout.bytes[index] = (layout.bytes[index] ?? 0) - chunkItemBytes(name);
+    layout.dirty.add(index);
   }
 
   /**
@@ -201,31 +223,23 @@ export class ActivityStore {
   }
 
   /**
-   * Writes this replica's entries of every namespace with held reports (each holding the latest
-   * time of every Session this replica stores there), with a few writers. One flush at a time:
-   * what arrives meanwhile waits for the next.
+   * Writes this replica's entries that hold a Session with held reports (each entry with the
+   * latest time of every Session in it), with a few writers. One flush at a time: what arrives
+   * meanwhile waits for the next.
    */
   flush(): Promise<void> {
-    if (this.flushing || (this.pending.size === 0 && this.dirty.size === 0))
+    if (this.flushing || (this.pending.size === 0 && !this.anyDirty()))
       return this.flushing ?? Promise.resolve();
     const batch = this.pending;
     this.pending = new Map();
-    const namespaces = new Set<string>(this.dirty);
-    this.dirty.clear();
     for (const [key, held] of batch) {
-      const [namespace] = splitSessionKey(key);
-      namespaces.add(namespace);
-      let own = this.own.get(namespace);
-      if (!own) {
-        own = new Set();
-        this.own.set(namespace, own);
-      }
-      own.add(key);
       this.writing.set(key, held.at);
+      this.place(key, batch);
     }
     this.flushing = (async () => {
       try {
-        for (const namespace of namespaces) await this.writeNamespace(namespace, batch);
+        for (const [namespace, layout] of this.layouts)
+          if (layout.dirty.size > 0) await this.writeEntries(namespace, layout, batch);
       } finally {
         for (const key of batch.keys()) this.writing.delete(key);
         this.flushing = undefined;
@@ -234,63 +248,99 @@ export class ActivityStore {
     return this.flushing;
   }
 
-  /** Rewrites this replica's entries of one namespace; the held reports of a failed entry are held again. */
-  private async writeNamespace(namespace: string, batch: Map<string, Pending>): Promise<void> {
-    const { metrics, log, writer, maxValueBytes } = this.options;
-    const own = this.own.get(namespace) ?? new Set<string>();
-    const times: [name: string, at: number][] = [];
-    const keys: string[] = [];
-    for (const key of own) {
-      const at = this.latestKnownOrPending(key);
-      if (at === undefined) continue;
-      const name = splitSessionKey(key)[1];
-      if (!fitsInChunk(name, maxValueBytes)) {
-        own.delete(key);
-        batch.delete(key);
-        metrics.bucketWrites.labels('failed').inc();
-        log.warn(
-          { key, maxValueBytes },
-          "a Session name too long for the activity bucket's value size: its activity is kept in memory only",
-        );
-        continue;
-      }
-      times.push([name, at]);
-      keys.push(key);
+  private anyDirty(): boolean {
+    for (const layout of this.layouts.values()) if (layout.dirty.size > 0) return true;
+    return false;
+  }
+
+  /**
+   * Marks the entry of a Session to be written, giving it one first if it has none: the last
+   * entry of its namespace while there is room, else a new one. A Session stays in its entry
+   * until this replica stores it no more, so every write of an entry holds the same Sessions (or
+   * more): a crash in the middle of a flush leaves each Session's stored time as it was or as
+   * written, never lost between two entries.
+   */
+  private place(key: string, batch: Map<string, Pending>): void {
+    const [namespace, name] = splitSessionKey(key);
+    let layout = this.layouts.get(namespace);
+    if (!layout) {
+      layout = { sessions: [], bytes: [], dirty: new Set(), stored: new Set() };
+      this.layouts.set(namespace, layout);
     }
-    const chunks = packChunks(times, maxValueBytes);
-    const firsts: number[] = [];
-    let first = 0;
-    for (const chunk of chunks) {
-      firsts.push(first);
-      first += chunk.count;
+    const known = this.entryOf.get(key);
+    if (known !== undefined) {
+      layout.dirty.add(known);
+      return;
     }
+    const { maxValueBytes } = this.options;
+    if (!fitsInChunk(name, maxValueBytes)) {
+      batch.delete(key);
+      this.options.metrics.bucketWrites.labels('failed').inc();
+      this.options.log.warn(
+        { key, maxValueBytes },
+        "a Session name too long for the activity bucket's value size: its activity is kept in memory only",
+      );
+      return;
+    }
+    const item = chunkItemBytes(name);
+    let index = layout.sessions.length - 1;
+    if (index < 0 || CHUNK_OVERHEAD + (layout.bytes[index] ?? 0) + item > maxValueBytes) {
+      index = layout.sessions.length;
+      layout.sessions.push(new Set());
+      layout.bytes.push(0);
+    }
+    layout.sessions[index]?.add(key);
+    layout.bytes[index] = (layout.bytes[index] ?? 0) + item;
+    this.entryOf.set(key, index);
+    layout.dirty.add(index);
+  }
+
+  /** Writes a namespace's dirty entries; the held reports of an entry whose write failed are held again. */
+  private async writeEntries(
+    namespace: string,
+    layout: NamespaceEntries,
+    batch: Map<string, Pending>,
+  ): Promise<void> {
+    const { metrics, writer } = this.options;
+    const indices = [...layout.dirty];
+    layout.dirty.clear();
     let next = 0;
-    const writeChunks = async () => {
-      for (let i = next++; i < chunks.length; i = next++) {
-        const { value, count } = chunks[i] as { value: string; count: number };
-        const from = firsts[i] as number;
+    const writeSome = async () => {
+      for (let n = next++; n < indices.length; n = next++) {
+        const index = indices[n] as number;
+        const sessions = layout.sessions[index] ?? new Set<string>();
+        const key = chunkKey(namespace, writer, index);
+        const times: [string, number][] = [];
+        const keys: string[] = [];
+        for (const session of sessions) {
+          const at = this.latestKnownOrPending(session);
+          if (at === undefined) continue;
+          times.push([splitSessionKey(session)[1], at]);
+          keys.push(session);
+        }
         try {
-          await this.kv.put(chunkKey(namespace, writer, i), value);
+          if (times.length === 0) {
+            // Every Session of the entry went elsewhere or is gone: it need not wait for its TTL.
+            if (layout.stored.has(index)) await this.kv.delete(key);
+            layout.stored.delete(index);
+            continue;
+          }
+          await this.kv.put(key, encodeChunk(times));
+          layout.stored.add(index);
           this.failure = undefined;
           metrics.bucketWrites.labels('written').inc();
-          for (let k = from; k < from + count; k++)
-            this.stored(keys[k] as string, (times[k] as [string, number])[1]);
+          for (const [i, session] of keys.entries()) this.stored(session, (times[i] as [string, number])[1]);
         } catch (error) {
           this.failure = error instanceof Error ? error : new Error(String(error));
           metrics.bucketWrites.labels('failed').inc();
-          // The chunks are packed anew at each flush: rewrite them all next time, reports or not.
-          this.dirty.add(namespace);
-          for (let k = from; k < from + count; k++) this.writeFailed(keys[k] as string, batch);
+          // Written again at the next flush, reports or not.
+          layout.dirty.add(index);
+          for (const session of keys) this.writeFailed(session, batch);
         }
       }
     };
-    const limit = Math.min(this.options.writeConcurrency ?? DEFAULT_WRITE_CONCURRENCY, chunks.length);
-    await Promise.all(Array.from({ length: limit }, writeChunks));
-    // Entries beyond the new count (Sessions gone) would expire on their own; delete them now.
-    const before = this.chunksWritten.get(namespace) ?? 0;
-    this.chunksWritten.set(namespace, chunks.length);
-    for (let i = chunks.length; i < before; i++)
-      await this.kv.delete(chunkKey(namespace, writer, i)).catch(() => undefined);
+    const limit = Math.min(this.options.writeConcurrency ?? DEFAULT_WRITE_CONCURRENCY, indices.length);
+    await Promise.all(Array.from({ length: limit }, writeSome));
   }
 
   private stored(key: string, at: number): void {
