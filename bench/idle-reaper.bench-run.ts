@@ -151,9 +151,11 @@ it(`tracks ${N} sessions with steady activity and hibernates the idle ones on ti
   // hibernated by any reaper whose executor picks up their commands.
   let ticker: NodeJS.Timeout | undefined;
   let sampler: NodeJS.Timeout | undefined;
+  let loopSampler: NodeJS.Timeout | undefined;
   onTestFinished(async () => {
     clearInterval(ticker);
     clearInterval(sampler);
+    clearInterval(loopSampler);
     await Promise.all(reapers.map((r) => r.stop()));
     await watcher.stop();
     mkdirSync(`${repo}/.bench`, { recursive: true });
@@ -178,6 +180,26 @@ it(`tracks ${N} sessions with steady activity and hibernates the idle ones on ti
       if (r.running) rssSamplePeaks[i] = Math.max(rssSamplePeaks[i] ?? 0, procStatus(r.pid, 'VmRSS'));
     });
   }, 1_000);
+  // Event-loop delay: prom-client's histogram (monitorEventLoopDelay) restarts at each scrape, so
+  // its max, read every 2 s, is the longest stall of each window (a deadline timer waits as long).
+  const loopStalls: { at: number; replica: number; maxMs: number }[] = [];
+  loopSampler = setInterval(() => {
+    reapers.forEach((r, replica) => {
+      if (!r.running) return;
+      void r
+        .get('/metrics')
+        .then(({ body }) => {
+          const line = body.split('\n').find((l) => l.startsWith('nodejs_eventloop_lag_max_seconds '));
+          if (line)
+            loopStalls.push({ at: Date.now(), replica, maxMs: Number(line.split(' ').at(-1)) * 1000 });
+        })
+        .catch(() => undefined);
+    });
+  }, 2_000);
+  const loopStallsBetween = (from: number, to: number) => {
+    const values = loopStalls.filter((s) => s.at >= from && s.at <= to).map((s) => s.maxMs);
+    return { windowsOf2s: values.length, p50: percentile(values, 50), max: Math.max(0, ...values) };
+  };
 
   // Activity traffic: each live session reports once per REPORT_EVERY_MS, spread over ticks.
   const names = Array.from({ length: N }, (_, i) => `s-${i}`);
@@ -283,6 +305,7 @@ it(`tracks ${N} sessions with steady activity and hibernates the idle ones on ti
       )
     ).reduce((a, b) => a + b, 0);
   const steadyStart = performance.now();
+  const steadyStartedAt = Date.now();
   const [sentBefore, acceptedBefore] = [sent, await accepted()];
   const statusWritten = () =>
     counter(reapers, 'streamspace_reaper_last_activity_writes_total', { result: 'written' });
@@ -332,6 +355,8 @@ it(`tracks ${N} sessions with steady activity and hibernates the idle ones on ti
     apiServerSessionWritesPerSecond: apiWritesPerSecond,
     statusLastActivityWritesPerSecond: statusWritesPerSecond,
     activityBucketWritesPerSecond: bucketWritesPerSecond,
+    /** The longest event-loop stall of each 2 s window of the steady phase (ms), all replicas. */
+    eventLoopStallMs: loopStallsBetween(steadyStartedAt, Date.now()),
     offeredPerSecond: (sent - sentBefore) / steadySeconds,
     acceptedPerSecond: ((await accepted()) - acceptedBefore) / steadySeconds,
   };
@@ -431,6 +456,7 @@ it(`tracks ${N} sessions with steady activity and hibernates the idle ones on ti
   while (Date.now() < lastDeadline + 60_000 && leavers.some((name) => !seenHibernated.has(name)))
     await sleep(500);
   stateWatch.abort();
+  const decisionsStall = loopStallsBetween(leaveStart, Date.now());
   const takeover = await killed;
   // A decision applied twice would show as a second Idle Event for one Session.
   const idleEvents = new Map<string, number>();
@@ -517,6 +543,7 @@ it(`tracks ${N} sessions with steady activity and hibernates the idle ones on ti
 
   clearInterval(ticker);
   clearInterval(sampler);
+  clearInterval(loopSampler);
   const peakRss = procStatus(reaper.pid, 'VmHWM');
   const statusWrites = await counter(reapers, 'streamspace_reaper_last_activity_writes_total', {
     result: 'written',
@@ -542,6 +569,8 @@ it(`tracks ${N} sessions with steady activity and hibernates the idle ones on ti
       applied: stats(applied),
       observedByWatch: stats(observed),
     },
+    /** The longest event-loop stall of each 2 s window from the first leaver on (ms), all replicas. */
+    decisionsEventLoopStallMs: decisionsStall,
     hibernated: decided.length,
     missed,
     doubled,

@@ -21,6 +21,7 @@ import {
   repo,
   ServiceProcess,
 } from './harness.js';
+import { readStoredActivity } from '../../services/idle-reaper/src/activity-store.js';
 import { parseMetrics } from './metrics-scrape.js';
 import { readSession, waitSessionPhase } from './session-steps.js';
 
@@ -356,8 +357,7 @@ describe('end to end on loopback', () => {
     // The agent reaches the reaper again (it backs off no longer than its report interval)...
     await eventually(
       async () => {
-        const stored = JSON.parse((await kv.get(`${namespace}.bob`))?.string() ?? '{}') as { at?: string };
-        expect(Date.parse(stored.at ?? '')).toBeGreaterThan(restartedAt);
+        expect(await readStoredActivity(kv, `${namespace}.bob`)).toBeGreaterThan(restartedAt);
       },
       10_000,
       200,
@@ -392,7 +392,7 @@ describe('tokens scoped to one session', () => {
     // Another namespace with the same session name is another session.
     expect((await post({ namespace: 'elsewhere', session: 'alice' }, aliceToken)).status).toBe(401);
     expect(await metric('streamspace_reaper_unauthorized_requests_total')).toBe(before + 5);
-    expect(await kv.get(`${namespace}.carol`)).toBeNull();
+    expect(await readStoredActivity(kv, `${namespace}.carol`)).toBeUndefined();
     // The token does work for its own session.
     expect((await post({ namespace, session: 'alice', source: 'test' }, aliceToken)).status).toBe(202);
   });
@@ -420,14 +420,14 @@ describe('tokens scoped to one session', () => {
       expect((await post({ namespace, session: 'dave' }, newToken)).status).toBe(202),
     );
     // Held by the reaper, the report reaches the activity bucket at its next flush.
-    const revision = await eventually(async () => {
-      const stored = (await kv.get(`${namespace}.dave`))?.revision;
+    const storedAt = await eventually(async () => {
+      const stored = await readStoredActivity(kv, `${namespace}.dave`);
       expect(stored).toBeDefined();
       return stored;
     });
     const stale = await post({ namespace, session: 'dave', source: 'test' }, oldToken);
     expect(stale.status).toBe(401);
-    expect((await kv.get(`${namespace}.dave`))?.revision).toBe(revision);
+    expect(await readStoredActivity(kv, `${namespace}.dave`)).toBe(storedAt);
   });
 });
 

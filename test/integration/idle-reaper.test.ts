@@ -5,6 +5,7 @@ import { Watch } from '@kubernetes/client-node';
 import { type KV, Kvm } from '@nats-io/kv';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { ANNOTATIONS, API_GROUP, API_VERSION, BUCKETS, subjects } from '@streamspace/shared';
+import { readStoredActivity } from '../../services/idle-reaper/src/activity-store.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   createNamespace,
@@ -283,7 +284,7 @@ describe('decisions on time, with two replicas', () => {
         Date.now() - Date.parse(s.status?.lastActivity ?? 'NaN'),
         `${name} status.lastActivity`,
       ).toBeLessThan(3_000);
-      expect((await kv.get(`${namespace}.${name}`))?.operation).toBe('PUT');
+      expect(await readStoredActivity(kv, `${namespace}.${name}`)).toBeDefined();
     }
     stopNatsUser();
     stopHttpUser();
@@ -371,7 +372,7 @@ describe('bad input', () => {
     expect((await postActivity({ namespace, session: 'guarded' }, null)).status).toBe(401);
     expect((await postActivity({ namespace, session: 'guarded' }, 'not-the-token')).status).toBe(401);
     await new Promise((r) => setTimeout(r, 1_500));
-    expect(await kv.get(`${namespace}.guarded`)).toBeNull();
+    expect(await readStoredActivity(kv, `${namespace}.guarded`)).toBeUndefined();
     expect((await getSession('guarded')).status?.lastActivity).toBeUndefined();
     expect(await metric(reaper, 'streamspace_reaper_unauthorized_requests_total')).toBe(before + 2);
 
@@ -407,12 +408,12 @@ describe('bad input', () => {
     expect(future.status).toBe(202);
     expect(future.body.result).toBe('clamped_future');
     const stored = await eventually(async () => {
-      const entry = await kv.get(`${namespace}.guarded`);
-      expect(entry?.operation).toBe('PUT');
-      return JSON.parse(entry!.string()) as { at: string };
+      const at = await readStoredActivity(kv, `${namespace}.guarded`);
+      expect(at).toBeDefined();
+      return at as number;
     });
-    expect(Date.parse(stored.at)).toBeGreaterThanOrEqual(sent - 1_000);
-    expect(Date.parse(stored.at)).toBeLessThanOrEqual(Date.now());
+    expect(stored).toBeGreaterThanOrEqual(sent - 1_000);
+    expect(stored).toBeLessThanOrEqual(Date.now());
     expect(reapers.every((r) => r.running)).toBe(true);
     expect((await getSession('guarded')).spec.state).toBe('running');
   });
@@ -497,7 +498,7 @@ describe('restarts', () => {
       expect(Date.now() - since).toBeGreaterThan(6_000);
       expect(await accepted(holder)).toBeGreaterThanOrEqual(4);
     }, 20_000);
-    expect((await kv.get(`${namespace}.grace`))?.operation).toBeUndefined();
+    expect(await readStoredActivity(kv, `${namespace}.grace`)).toBeUndefined();
     let s = await getSession('grace');
     expect(s.spec.state).toBe('running');
     expect(s.status?.lastActivity).toBeUndefined();
@@ -515,11 +516,9 @@ describe('restarts', () => {
     await successor.waitReady();
     // The successor has flushed a report of its own (so its grace is over) and the session stands.
     const flushed = await eventually(async () => {
-      const entry = await kv.get(`${namespace}.grace`);
-      expect(entry?.operation).toBe('PUT');
-      const at = Date.parse(JSON.parse(entry!.string()).at);
+      const at = await readStoredActivity(kv, `${namespace}.grace`);
       expect(at).toBeGreaterThan(startedAt);
-      return at;
+      return at as number;
     }, 20_000);
     expect(Date.now() - startedAt).toBeGreaterThan(3_000);
     s = await getSession('grace');

@@ -44,15 +44,48 @@ export const sessionCommandSchema = z.object({
 });
 export type SessionCommand = z.infer<typeof sessionCommandSchema>;
 
+const activityAt = z.iso.datetime({ offset: true });
+const ACTIVITY_SOURCE_MAX = 100;
+
 /** "Someone used this desktop": from the VNC proxy, a sidecar or the browser client. */
 export const activityReportSchema = z.object({
   namespace: namespaceName,
   session: k8sName,
   /** When the activity happened; defaults to when the report was received. */
-  at: z.iso.datetime({ offset: true }).optional(),
-  source: z.string().max(100).optional(),
+  at: activityAt.optional(),
+  source: z.string().max(ACTIVITY_SOURCE_MAX).optional(),
 });
 export type ActivityReport = z.infer<typeof activityReportSchema>;
+
+/** The pattern the schema checks `at` against (zod's own, so the two cannot drift apart). */
+const ACTIVITY_AT_PATTERN: RegExp | undefined = activityAt._zod.def.pattern;
+
+/**
+ * The common activity report — parsed JSON naming `namespace`/`session`, with an optional `at`
+ * and `source` — checked by hand, for a caller that already knows both names are valid (a
+ * Session it tracks). Why: the idle reaper takes about a thousand reports a second at 10,000
+ * Sessions, and in V8's lite mode the schema cost ~35 µs of a report's ~80 µs. The rules are the
+ * schema's (its `at` pattern, its `source` limit; other keys are dropped, as the schema does);
+ * anything else returns undefined, and the caller asks the schema, which says what is wrong.
+ */
+export function quickActivityReport(
+  raw: unknown,
+  namespace: string,
+  session: string,
+): ActivityReport | undefined {
+  if (typeof raw !== 'object' || raw === null || ACTIVITY_AT_PATTERN === undefined) return undefined;
+  const { namespace: ns, session: name, at, source } = raw as Record<string, unknown>;
+  if (ns !== namespace || name !== session) return undefined;
+  if (at !== undefined && (typeof at !== 'string' || !ACTIVITY_AT_PATTERN.test(at))) return undefined;
+  if (source !== undefined && (typeof source !== 'string' || source.length > ACTIVITY_SOURCE_MAX))
+    return undefined;
+  return {
+    namespace,
+    session,
+    ...(at !== undefined ? { at } : {}),
+    ...(source !== undefined ? { source } : {}),
+  };
+}
 
 /** What a dead-lettered item carries: the original, where it came from and why it failed. */
 export const deadLetterSchema = z.object({

@@ -1,4 +1,5 @@
 import { createLogger, subjects } from '@streamspace/shared';
+import fc from 'fast-check';
 import { Registry } from 'prom-client';
 import { mkdtempSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -86,6 +87,59 @@ describe('decodeNatsReport', () => {
     ).toMatchObject({ ok: false, error: expect.stringContaining('at') });
     expect(decodeNatsReport('streamspace.activity.a', new Uint8Array())).toMatchObject({ ok: false });
     expect(decodeNatsReport('streamspace.activity.A_B.c', new Uint8Array())).toMatchObject({ ok: false });
+  });
+});
+
+describe('decodeNatsReport for a tracked Session (without the schema)', () => {
+  const subject = 'streamspace.activity.team-a.desk-1';
+  const trusted = () => true;
+
+  it('decodes exactly as the schema does, whatever the body', () => {
+    const at = fc.oneof(
+      fc.date({ min: new Date(0), max: new Date(4e12), noInvalidDate: true }).map((d) => d.toISOString()),
+      fc.constantFrom(
+        '2025-01-31T09:00:00+02:00',
+        '2025-02-30T09:00:00Z',
+        '2025-01-31 09:00',
+        'yesterday',
+        '',
+      ),
+      fc.integer(),
+      fc.constant(null),
+    );
+    const body = fc.record(
+      {
+        namespace: fc.constantFrom('team-a', 'team-b', 'Team-A', 5),
+        session: fc.constantFrom('desk-1', 'desk-2', ''),
+        at,
+        source: fc.oneof(fc.string({ maxLength: 120 }), fc.integer()),
+        extra: fc.string(),
+      },
+      { requiredKeys: [] },
+    );
+    fc.assert(
+      fc.property(
+        fc.oneof(
+          body.map((b) => JSON.stringify(b)),
+          fc.string(),
+        ),
+        (text) => {
+          const data = encode(text);
+          const quick = decodeNatsReport(subject, data, trusted);
+          const bySchema = decodeNatsReport(subject, data);
+          expect(quick.ok).toBe(bySchema.ok);
+          if (quick.ok && bySchema.ok) expect(quick.value).toEqual(bySchema.value);
+        },
+      ),
+      { numRuns: 2_000 },
+    );
+  });
+
+  it('takes the names from the subject for an empty body', () => {
+    expect(decodeNatsReport(subject, new Uint8Array(), trusted)).toEqual({
+      ok: true,
+      value: { namespace: 'team-a', session: 'desk-1' },
+    });
   });
 });
 

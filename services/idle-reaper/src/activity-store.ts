@@ -1,19 +1,16 @@
-import { JetStreamApiCodes, JetStreamApiError } from '@nats-io/jetstream';
 import type { KV, KvEntry } from '@nats-io/kv';
 import { backoffDelay, hasKeys, type Logger, type Readiness, sleep } from '@streamspace/shared';
+import {
+  CHUNK_OVERHEAD,
+  chunkItemBytes,
+  chunkKey,
+  chunkWriter,
+  decodeEntry,
+  encodeChunk,
+  fitsInChunk,
+  splitSessionKey,
+} from './activity-chunks.js';
 import type { ReaperMetrics } from './reaper-metrics.js';
-
-/** What one bucket entry holds. */
-interface StoredActivity {
-  at: string;
-}
-
-interface Known {
-  /** Latest activity (ms); undefined after a delete. */
-  at?: number;
-  /** The entry's revision, for compare-and-set. 0: no entry. */
-  revision: number;
-}
 
 interface Pending {
   at: number;
@@ -24,53 +21,74 @@ interface Pending {
 /** A failed write is tried again at the next flushes, this many times, then dropped (logged, counted). */
 const MAX_WRITE_ATTEMPTS = 5;
 
-export function encodeActivity(at: number): string {
-  return JSON.stringify({ at: new Date(at).toISOString() } satisfies StoredActivity);
-}
-
-const utf8 = new TextDecoder();
-
-export function decodeActivity(entry: Pick<KvEntry, 'operation' | 'value'>): number | undefined {
-  if (entry.operation !== 'PUT') return undefined;
-  try {
-    const value = JSON.parse(utf8.decode(entry.value)) as Partial<StoredActivity>;
-    const at = typeof value.at === 'string' ? Date.parse(value.at) : Number.NaN;
-    return Number.isFinite(at) ? at : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-function isWrongLastSequence(error: unknown): boolean {
-  return (
-    error instanceof JetStreamApiError &&
-    (error.code === JetStreamApiCodes.StreamWrongLastSequence ||
-      error.code === JetStreamApiCodes.StreamWrongLastSequenceUnknown)
-  );
-}
+/** Chunk writes in flight at once during a flush: a flush is a few hundred small writes. */
+const DEFAULT_WRITE_CONCURRENCY = 4;
 
 const READINESS = 'activity-bucket';
+
+/** One namespace's entries of this replica, by index (the last token of the entry's key). */
+interface NamespaceEntries {
+  /** The Sessions each entry holds. */
+  sessions: Set<string>[];
+  /** The bytes their items take (chunkItemBytes), to keep each entry within the value size. */
+  bytes: number[];
+  /** Entries to write at the next flush (a Session in them reported, left, or a write failed). */
+  dirty: Set<number>;
+  /** Entries written (and not deleted) since this process started. */
+  stored: Set<number>;
+}
+
+/**
+ * The latest time the bucket holds for one Session, over every entry of its namespace (every
+ * replica's, and the former one-per-Session entry): what a restarted reaper would start from.
+ * Reads the whole namespace: for tests and tools, not for the reaper's own path.
+ */
+export async function readStoredActivity(
+  kv: {
+    keys(filter: string): Promise<AsyncIterable<string>>;
+    get(key: string): Promise<Pick<KvEntry, 'operation' | 'value'> | null>;
+  },
+  key: string,
+): Promise<number | undefined> {
+  const [namespace] = splitSessionKey(key);
+  let latest: number | undefined;
+  for await (const entryKey of await kv.keys(`${namespace}.>`)) {
+    const entry = await kv.get(entryKey);
+    if (entry?.operation !== 'PUT') continue;
+    for (const [k, at] of decodeEntry(entryKey, entry.value))
+      if (k === key && (latest === undefined || at > latest)) latest = at;
+  }
+  return latest;
+}
 
 /**
  * The latest activity per Session, kept in the JetStream KV bucket so every replica and every
  * restart sees it, and mirrored in memory through a watch of the bucket.
  *
  * Reports are held in memory (the latest time per session) and flushed to the bucket every
- * `flushIntervalMs`, one write per session that reported since the last flush, by a fixed number
- * of concurrent writers: a session reporting every few seconds costs one write per flush
- * interval, not one per report. What a crash loses is at most one flush interval of reports;
- * the restart grace (see session-deadlines.ts, `idleNotBefore`) keeps that from hibernating
- * anyone. Values only move forward: a write is a compare-and-set on the entry's revision and is
- * skipped when the stored time is already as late, so replicas flushing concurrently can never
- * move a session's activity back. Entries expire `ttl` after their last write (the bucket's max
- * age), so reports for sessions that do not (or no longer) exist do not stay forever.
+ * `flushIntervalMs`. The bucket holds, per replica, its Sessions' times packed many to an entry
+ * (activity-chunks.ts): a flush rewrites this replica's entries that hold a Session with new
+ * reports, a few hundred small writes at 10,000 Sessions instead of one write per Session, and
+ * the watch skips this replica's own entries without decoding them. A Session keeps its entry
+ * (see `place`), so a crash in the middle of a flush leaves each Session's stored time as it was
+ * or as written. What a crash loses is at most one flush interval of reports; the restart grace
+ * (see session-deadlines.ts, `idleNotBefore`) keeps that from hibernating anyone. Times only
+ * move forward: readers keep, per Session, the latest time of every entry they have seen, so no
+ * entry read late moves one back. Entries expire `ttl` after their last write (the bucket's max
+ * age): a replica rewrites an entry whenever one of its Sessions reports, and those of a replica
+ * that died go on their own.
  */
 export class ActivityStore {
-  private readonly known = new Map<string, Known>();
+  /** The latest stored activity per Session (this replica's writes and every other entry seen). */
+  private readonly known = new Map<string, number>();
   /** Reports held since the last flush: the latest time per key. */
   private pending = new Map<string, Pending>();
-  /** The time being written for a key right now. */
+  /** The times being written right now. */
   private readonly writing = new Map<string, number>();
+  /** This replica's entries per namespace: which Sessions each holds (see `place`). */
+  private readonly layouts = new Map<string, NamespaceEntries>();
+  /** The entry (its index in the namespace) each Session this replica stores is in. */
+  private readonly entryOf = new Map<string, number>();
   private flushing: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
   /** The last write failed (NATS or the bucket unavailable), with this error; cleared by a write that succeeds. */
@@ -83,14 +101,18 @@ export class ActivityStore {
       log: Logger;
       readiness: Readiness;
       metrics: ReaperMetrics;
+      /** This replica's name in its entries' keys (a KV key token: letters, digits, `-`). */
+      writer: string;
       /** Key filters for the bucket watch (`<namespace>.>` per namespace), `>` for all. */
       keyFilter: string | string[];
       /** Told whenever a key's activity moves forward (own writes and other replicas' alike). */
       onChange(key: string, at: number): void;
       /** Reports are written to the bucket this often, the latest per session (default 10 s). */
       flushIntervalMs?: number;
-      /** Bucket writes in flight at once during a flush (default 64). */
+      /** Bucket writes in flight at once during a flush (default 4). */
       writeConcurrency?: number;
+      /** The largest value the bucket takes (its max value size), in bytes. */
+      maxValueBytes: number;
       /** The key string to keep for a bucket key (the reaper's own, so Sessions share one). */
       canonicalKey?(key: string): string;
     },
@@ -132,17 +154,28 @@ export class ActivityStore {
     for (const [key, at] of this.writing) if (!this.pending.has(key)) yield [key, at];
   }
 
-  /** Drops what memory holds for a key (its Session is gone); the bucket entry expires on its own. */
+  /** Drops what memory holds for a key (its Session is gone); this replica stores it no more. */
   forget(key: string): void {
+    this.disown(key);
     if (this.pending.has(key) || this.writing.has(key)) return;
     this.known.delete(key);
   }
 
-  /** Reads the key from the bucket itself (for a decision that must not rely on a lagging watch). */
-  async readFresh(key: string): Promise<number | undefined> {
-    const entry = await this.kv.get(key);
-    if (entry) this.learn(key, entry);
-    return this.get(key);
+  /**
+   * This replica stores the key's activity no more (its Session went to another replica, which
+   * stores it from now on; or it is gone): its entry is rewritten without it at the next flush.
+   * What this replica knows of it stays, should the Session come back.
+   */
+  disown(key: string): void {
+    const index = this.entryOf.get(key);
+    if (index === undefined) return;
+    const [namespace, name] = splitSessionKey(key);
+    const layout = this.layouts.get(namespace);
+    this.entryOf.delete(key);
+    if (!layout) return;
+    layout.sessions[index]?.delete(key);
+    layout.bytes[index] = (layout.bytes[index] ?? 0) - chunkItemBytes(name);
+    layout.dirty.add(index);
   }
 
   /**
@@ -172,7 +205,7 @@ export class ActivityStore {
   }
 
   private latestKnownOrPending(key: string): number | undefined {
-    let latest = this.known.get(key)?.at;
+    let latest = this.known.get(key);
     for (const candidate of [this.pending.get(key)?.at, this.writing.get(key)]) {
       if (candidate !== undefined && (latest === undefined || candidate > latest)) latest = candidate;
     }
@@ -190,27 +223,142 @@ export class ActivityStore {
   }
 
   /**
-   * Writes every held report (the latest time per session) with a bounded number of writers. One
-   * flush at a time: what arrives meanwhile waits for the next.
+   * Writes this replica's entries that hold a Session with held reports (each entry with the
+   * latest time of every Session in it), with a few writers. One flush at a time: what arrives
+   * meanwhile waits for the next.
    */
   flush(): Promise<void> {
-    if (this.flushing || this.pending.size === 0) return this.flushing ?? Promise.resolve();
+    if (this.flushing || (this.pending.size === 0 && !this.anyDirty()))
+      return this.flushing ?? Promise.resolve();
     const batch = this.pending;
     this.pending = new Map();
-    const entries = batch.entries();
-    const writer = async () => {
-      for (let next = entries.next(); !next.done; next = entries.next()) {
-        const [key, held] = next.value;
-        await this.writeOne(key, held);
+    for (const [key, held] of batch) {
+      this.writing.set(key, held.at);
+      this.place(key, batch);
+    }
+    this.flushing = (async () => {
+      try {
+        for (const [namespace, layout] of this.layouts)
+          if (layout.dirty.size > 0) await this.writeEntries(namespace, layout, batch);
+      } finally {
+        for (const key of batch.keys()) this.writing.delete(key);
+        this.flushing = undefined;
+      }
+    })();
+    return this.flushing;
+  }
+
+  private anyDirty(): boolean {
+    for (const layout of this.layouts.values()) if (layout.dirty.size > 0) return true;
+    return false;
+  }
+
+  /**
+   * Marks the entry of a Session to be written, giving it one first if it has none: the last
+   * entry of its namespace while there is room, else a new one. A Session stays in its entry
+   * until this replica stores it no more, so every write of an entry holds the same Sessions (or
+   * more): a crash in the middle of a flush leaves each Session's stored time as it was or as
+   * written, never lost between two entries.
+   */
+  private place(key: string, batch: Map<string, Pending>): void {
+    const [namespace, name] = splitSessionKey(key);
+    let layout = this.layouts.get(namespace);
+    if (!layout) {
+      layout = { sessions: [], bytes: [], dirty: new Set(), stored: new Set() };
+      this.layouts.set(namespace, layout);
+    }
+    const known = this.entryOf.get(key);
+    if (known !== undefined) {
+      layout.dirty.add(known);
+      return;
+    }
+    const { maxValueBytes } = this.options;
+    if (!fitsInChunk(name, maxValueBytes)) {
+      batch.delete(key);
+      this.options.metrics.bucketWrites.labels('failed').inc();
+      this.options.log.warn(
+        { key, maxValueBytes },
+        "a Session name too long for the activity bucket's value size: its activity is kept in memory only",
+      );
+      return;
+    }
+    const item = chunkItemBytes(name);
+    let index = layout.sessions.length - 1;
+    if (index < 0 || CHUNK_OVERHEAD + (layout.bytes[index] ?? 0) + item > maxValueBytes) {
+      index = layout.sessions.length;
+      layout.sessions.push(new Set());
+      layout.bytes.push(0);
+    }
+    layout.sessions[index]?.add(key);
+    layout.bytes[index] = (layout.bytes[index] ?? 0) + item;
+    this.entryOf.set(key, index);
+    layout.dirty.add(index);
+  }
+
+  /** Writes a namespace's dirty entries; the held reports of an entry whose write failed are held again. */
+  private async writeEntries(
+    namespace: string,
+    layout: NamespaceEntries,
+    batch: Map<string, Pending>,
+  ): Promise<void> {
+    const { metrics, writer } = this.options;
+    const indices = [...layout.dirty];
+    layout.dirty.clear();
+    let next = 0;
+    const writeSome = async () => {
+      for (let n = next++; n < indices.length; n = next++) {
+        const index = indices[n] as number;
+        const sessions = layout.sessions[index] ?? new Set<string>();
+        const key = chunkKey(namespace, writer, index);
+        const times: [string, number][] = [];
+        const keys: string[] = [];
+        for (const session of sessions) {
+          const at = this.latestKnownOrPending(session);
+          if (at === undefined) continue;
+          times.push([splitSessionKey(session)[1], at]);
+          keys.push(session);
+        }
+        try {
+          if (times.length === 0) {
+            // Every Session of the entry went elsewhere or is gone: it need not wait for its TTL.
+            if (layout.stored.has(index)) await this.kv.delete(key);
+            layout.stored.delete(index);
+            continue;
+          }
+          await this.kv.put(key, encodeChunk(times));
+          layout.stored.add(index);
+          this.failure = undefined;
+          metrics.bucketWrites.labels('written').inc();
+          for (const [i, session] of keys.entries()) this.stored(session, (times[i] as [string, number])[1]);
+        } catch (error) {
+          this.failure = error instanceof Error ? error : new Error(String(error));
+          metrics.bucketWrites.labels('failed').inc();
+          // Written again at the next flush, reports or not.
+          layout.dirty.add(index);
+          for (const session of keys) this.writeFailed(session, batch);
+        }
       }
     };
-    const limit = Math.min(this.options.writeConcurrency ?? 64, batch.size);
-    this.flushing = Promise.all(Array.from({ length: limit }, writer))
-      .then(() => undefined)
-      .finally(() => {
-        this.flushing = undefined;
-      });
-    return this.flushing;
+    const limit = Math.min(this.options.writeConcurrency ?? DEFAULT_WRITE_CONCURRENCY, indices.length);
+    await Promise.all(Array.from({ length: limit }, writeSome));
+  }
+
+  private stored(key: string, at: number): void {
+    const before = this.known.get(key);
+    if (before !== undefined && before >= at) return;
+    this.known.set(key, at);
+    this.options.onChange(key, at);
+  }
+
+  private writeFailed(key: string, batch: Map<string, Pending>): void {
+    const held = batch.get(key);
+    if (!held) return;
+    if (held.attempts + 1 < MAX_WRITE_ATTEMPTS) this.hold(key, held.at, held.attempts + 1);
+    else
+      this.options.log.warn(
+        { key, err: this.failure?.message, attempts: held.attempts + 1 },
+        'could not store activity after several flushes; dropping it (the session may be hibernated early if it reports nothing more)',
+      );
   }
 
   /**
@@ -264,7 +412,7 @@ export class ActivityStore {
     const fallback = setTimeout(catchUp, 30_000);
     try {
       for await (const entry of watch) {
-        this.learn(this.options.canonicalKey?.(entry.key) ?? entry.key, entry);
+        this.learn(entry);
         if (!caughtUp && (entry.isUpdate || entry.delta === 0)) catchUp();
       }
     } finally {
@@ -273,60 +421,19 @@ export class ActivityStore {
     }
   }
 
-  private learn(key: string, entry: Pick<KvEntry, 'operation' | 'value' | 'revision'>): void {
-    const known = this.known.get(key);
-    if (known && entry.revision <= known.revision) return;
-    const at = decodeActivity(entry);
-    const before = known?.at;
-    // Keep the later time even if an entry says otherwise: activity never moves back.
-    const next = at === undefined ? before : before === undefined ? at : Math.max(at, before);
-    this.known.set(key, {
-      revision: entry.revision,
-      ...(entry.operation === 'PUT' && next !== undefined ? { at: next } : {}),
-    });
-    if (entry.operation === 'PUT' && next !== undefined && (before === undefined || next > before))
-      this.options.onChange(key, next);
-  }
-
-  private async writeOne(key: string, held: Pending): Promise<void> {
-    const { metrics, log } = this.options;
-    this.writing.set(key, held.at);
-    try {
-      const stored = await this.write(key, held.at);
-      this.failure = undefined;
-      metrics.bucketWrites.labels(stored ? 'written' : 'skipped').inc();
-    } catch (error) {
-      this.failure = error instanceof Error ? error : new Error(String(error));
-      metrics.bucketWrites.labels('failed').inc();
-      if (held.attempts + 1 < MAX_WRITE_ATTEMPTS) this.hold(key, held.at, held.attempts + 1);
-      else
-        log.warn(
-          { key, err: this.failure.message, attempts: held.attempts + 1 },
-          'could not store activity after several flushes; dropping it (the session may be hibernated early if it reports nothing more)',
-        );
-    } finally {
-      this.writing.delete(key);
-    }
-  }
-
-  /** Compare-and-set until the stored time is at least `at`; a few conflicts are normal between replicas. */
-  private async write(key: string, at: number): Promise<boolean> {
-    for (let attempt = 0; ; attempt++) {
-      const known = this.known.get(key);
-      if (known?.at !== undefined && known.at >= at) return false;
-      try {
-        const revision = await this.kv.put(key, encodeActivity(at), { previousSeq: known?.revision ?? 0 });
-        const before = this.known.get(key);
-        if (!before || revision > before.revision) this.known.set(key, { at, revision });
-        this.options.onChange(key, at);
-        return true;
-      } catch (error) {
-        if (!isWrongLastSequence(error) || attempt >= 8) throw error;
-        const entry = await this.kv.get(key);
-        if (entry) this.learn(key, entry);
-        else this.known.set(key, { revision: 0 });
-        if (attempt > 2) await sleep(backoffDelay(attempt - 2, { initialMs: 5, maxMs: 100 }));
-      }
+  /**
+   * Takes the times an entry of the bucket holds (the watch's part), keeping the later one per
+   * Session: activity never moves back.
+   */
+  learn(entry: Pick<KvEntry, 'key' | 'operation' | 'value'>): void {
+    // A deleted entry takes nothing back; this replica's own entries hold what it already knows.
+    if (entry.operation !== 'PUT' || chunkWriter(entry.key) === this.options.writer) return;
+    for (const [raw, at] of decodeEntry(entry.key, entry.value)) {
+      const key = this.options.canonicalKey?.(raw) ?? raw;
+      const before = this.known.get(key);
+      if (before !== undefined && before >= at) continue;
+      this.known.set(key, at);
+      this.options.onChange(key, at);
     }
   }
 }

@@ -33,6 +33,9 @@ import { memberId, membershipGroup, ReaperMembership } from './reaper-membership
 import { type OtherSession, readTrackedSession, sessionKey, type TrackedSession } from './session-facts.js';
 import { REAPER_COMPONENT, SessionWriter } from './session-writer.js';
 
+/** The size of an activity entry when the bucket sets no limit on values. */
+const UNLIMITED_VALUE_CHUNK_BYTES = 4_096;
+
 await runService({
   name: 'idle-reaper',
   defaultPort: 8083,
@@ -130,7 +133,10 @@ await runService({
       commandRetryMs: config.COMMAND_RETRY_INTERVAL,
       idleNotBefore,
       onSessionChange: (key) => statusWriter.notify(key),
-      onRelease: (key) => statusWriter.forget(key),
+      onRelease: (key) => {
+        statusWriter.forget(key);
+        activity?.disown(key);
+      },
       onLimited: (session, limited) => {
         const ref = { namespace: session.namespace, name: session.name, uid: session.facts.uid };
         for (const l of limited) {
@@ -294,11 +300,17 @@ await runService({
       const connection = nc;
       connected(connection);
       // The watcher declares the consumer and the bucket; until it has, this stays not ready.
-      const { kv, consumer } = await retryForever(
-        async () => ({
-          kv: (await bindBucket(connection, BUCKETS.activity)).kv,
-          consumer: await bindConsumer(connection, STREAMS.commands, CONSUMERS.commandExecutor),
-        }),
+      const { kv, consumer, maxValueSize } = await retryForever(
+        async () => {
+          const { kv } = await bindBucket(connection, BUCKETS.activity);
+          return {
+            kv,
+            // Entries hold many Sessions' times each, up to the bucket's value size (the watcher
+            // sets it; no limit at all is taken as a few kilobytes, to keep each entry cheap to read).
+            maxValueSize: (await kv.status()).maxValueSize,
+            consumer: await bindConsumer(connection, STREAMS.commands, CONSUMERS.commandExecutor),
+          };
+        },
         {
           signal,
           onError: (error, _attempt, delayMs) => {
@@ -315,6 +327,8 @@ await runService({
         log,
         readiness,
         metrics,
+        writer: self,
+        maxValueBytes: maxValueSize > 0 ? maxValueSize : UNLIMITED_VALUE_CHUNK_BYTES,
         keyFilter: config.WATCH_NAMESPACE ? config.WATCH_NAMESPACE.map((n) => `${n}.>`) : '>',
         onChange: (key) => reaper.activityChanged(key),
         canonicalKey: (key) => reaper.canonicalKey(key),
@@ -341,7 +355,9 @@ await runService({
         consumer,
         writer,
         defaults,
-        freshActivity: (key) => store.readFresh(key),
+        // The latest this replica knows: its own reports and what the watch brought of the
+        // others' (the bucket itself is no fresher: the owner holds its reports until a flush).
+        freshActivity: async (key) => store.get(key),
         wokenAt: (key) => reaper.wokenAt(key),
         idleNotBefore,
         cached: (key) => reaper.get(key),
