@@ -86,14 +86,18 @@ await runService({
     // Reports another process held in memory when it died reach the bucket never: nothing is
     // hibernated for idleness until one flush interval after this start (docs/idle-reaper.md).
     const idleNotBefore = Date.now() + config.ACTIVITY_FLUSH_INTERVAL;
+    // The records — status.lastActivity (steady), and after each decision its status record,
+    // status.lastActivity and Event — get a client of their own: its connections and its own share
+    // of the client-side rate limit (KUBE_QPS), so a decision's spec.state change never waits
+    // behind them. With one client, a burst of decisions (1,000 idle Sessions over 30 s at 10,000,
+    // four writes each) ran into the limit and queued its state changes behind the records: each
+    // took 1.2 s and the commands waited up to 2.6 s for an executor (BENCHMARKS.md, run J).
+    const statusKube = kubeClientFromConfig(config, registry, log);
     const writer = new SessionWriter(
       kube,
-      new EventRecorder(kube, { component: REAPER_COMPONENT, instance }),
+      new EventRecorder(statusKube, { component: REAPER_COMPONENT, instance }),
+      statusKube,
     );
-    // status.lastActivity writes (steady, hundreds a second at scale) get connections of their
-    // own, so they never make a decision wait for a socket.
-    const statusKube = kubeClientFromConfig(config, registry, log);
-    const statusWriterApi = new SessionWriter(statusKube);
 
     // NATS pieces arrive once connected; until then reports answer "failed" and commands wait.
     let activity: ActivityStore | undefined;
@@ -117,7 +121,7 @@ await runService({
             : {}),
         };
       },
-      write: (namespace, name, at) => statusWriterApi.applyLastActivity(namespace, name, at),
+      write: (namespace, name, at) => writer.applyLastActivity(namespace, name, at),
       metrics,
       log,
     });

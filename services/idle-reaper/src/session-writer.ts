@@ -35,12 +35,21 @@ const sessionRef = (namespace: string, name: string, subresource?: string): Reso
   ...(subresource ? { subresource } : {}),
 });
 
-/** The reaper's few calls to the API server. */
+/**
+ * The reaper's few calls to the API server. `records` (default: `kube`) makes the status writes:
+ * the records of a decision and status.lastActivity, which may wait; reads and spec.state
+ * changes, which a deadline waits for, go through `kube`.
+ */
 export class SessionWriter {
+  private readonly records: KubeClient;
+
   constructor(
     private readonly kube: KubeClient,
     private readonly events?: EventRecorder,
-  ) {}
+    records?: KubeClient,
+  ) {
+    this.records = records ?? kube;
+  }
 
   /** The Session as raw JSON, or undefined when it does not exist. */
   read(namespace: string, name: string): Promise<unknown | undefined> {
@@ -68,7 +77,7 @@ export class SessionWriter {
    * subresource), so the reconciler's status fields are never touched and it never clobbers ours.
    */
   async applyLastActivity(namespace: string, name: string, at: number): Promise<void> {
-    await this.kube.apply(
+    await this.records.apply(
       sessionRef(namespace, name, 'status'),
       {
         apiVersion: `${API_GROUP}/${API_VERSION}`,
@@ -86,7 +95,7 @@ export class SessionWriter {
    * people, but users may write annotations; the reaper decides only on this copy.
    */
   async applyStateChange(namespace: string, name: string, record: StateChangeRecord): Promise<void> {
-    await this.kube.apply(
+    await this.records.apply(
       sessionRef(namespace, name, 'status'),
       {
         apiVersion: `${API_GROUP}/${API_VERSION}`,
