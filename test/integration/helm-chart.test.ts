@@ -221,7 +221,8 @@ describe('the chart, rendered', () => {
     const defaults = await template();
     expect(command(defaults, 'idle-reaper')).toEqual([
       'node',
-      '--lite-mode',
+      '--no-opt',
+      '--optimize-for-size',
       '--no-expose-wasm',
       '/app/entrypoint.mjs',
     ]);
