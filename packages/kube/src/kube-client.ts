@@ -1,4 +1,5 @@
 import * as http from 'node:http';
+import { setMaxListeners } from 'node:events';
 import * as https from 'node:https';
 import { type BackoffOptions, backoffDelay, sleep } from '@streamspace/shared';
 import { type Credentials, loadCredentials } from './kube-credentials.js';
@@ -6,6 +7,16 @@ import { errorText, KubeApiError } from './kube-error.js';
 import type { KubeClientMetrics } from './kube-metrics.js';
 import { TokenBucket } from './rate-limiter.js';
 import { type ResourceRef, resourcePath } from './resource-path.js';
+
+/**
+ * Every request waiting (for the rate limit, a retry) listens to the client's close signal, so a
+ * burst of throttled requests has hundreds of listeners at once, each removed when its wait ends:
+ * not the leak Node's default limit of 10 warns about.
+ */
+function unlimitedListeners(controller: AbortController): AbortController {
+  setMaxListeners(0, controller.signal);
+  return controller;
+}
 
 /**
  * The one Kubernetes REST client of the services: get, paged list, watch with bookmarks, create,
@@ -82,7 +93,7 @@ export class KubeClient {
   private readonly timeoutMs: number;
   private readonly maxRetries: number;
   private readonly maxRetryAfterMs: number;
-  private closed = new AbortController();
+  private closed = unlimitedListeners(new AbortController());
 
   constructor(
     private readonly credentials: Credentials,

@@ -1,10 +1,10 @@
 import { createLogger, subjects } from '@streamspace/shared';
 import fc from 'fast-check';
 import { Registry } from 'prom-client';
-import { mkdtempSync, utimesSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { ActivityIntake, activityTime, decodeNatsReport } from './activity-intake.js';
 import { tokensMatch, bearerToken, TokenSource } from './bearer-token.js';
 import { createReaperMetrics } from './reaper-metrics.js';
@@ -287,7 +287,9 @@ describe('bearer tokens', () => {
   });
 
   it('reads the token from a mounted Secret file and again when the Secret rotates', async () => {
-    const file = join(mkdtempSync(join(tmpdir(), 'reaper-token-')), 'token');
+    const dir = mkdtempSync(join(tmpdir(), 'reaper-token-'));
+    onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
+    const file = join(dir, 'token');
     writeFileSync(file, 'first-token-0123456789\n');
     const tokens = new TokenSource({ file, recheckMs: 0 });
     await tokens.load();
