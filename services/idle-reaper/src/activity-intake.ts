@@ -26,6 +26,7 @@ export function activityTime(
 }
 
 const SUBJECT_PREFIX = subjects.activity('x', 'y').replace(/x\.y$/, '');
+const utf8 = new TextDecoder();
 
 /**
  * Reads an activity message: its subject names the session (`streamspace.activity.<ns>.<session>`);
@@ -33,8 +34,6 @@ const SUBJECT_PREFIX = subjects.activity('x', 'y').replace(/x\.y$/, '');
  * different session than its subject is refused, so a client cannot report for one session on
  * another's subject.
  */
-const utf8 = new TextDecoder();
-
 export function decodeNatsReport(
   subject: string,
   data: Uint8Array,

@@ -329,7 +329,7 @@ export class ActivityStore {
           layout.stored.add(index);
           this.failure = undefined;
           metrics.bucketWrites.labels('written').inc();
-          for (const [i, session] of keys.entries()) this.stored(session, (times[i] as [string, number])[1]);
+          for (const [i, session] of keys.entries()) this.advance(session, (times[i] as [string, number])[1]);
         } catch (error) {
           this.failure = error instanceof Error ? error : new Error(String(error));
           metrics.bucketWrites.labels('failed').inc();
@@ -343,7 +343,8 @@ export class ActivityStore {
     await Promise.all(Array.from({ length: limit }, writeSome));
   }
 
-  private stored(key: string, at: number): void {
+  /** Takes a stored time for a Session, if later than the one known: activity never moves back. */
+  private advance(key: string, at: number): void {
     const before = this.known.get(key);
     if (before !== undefined && before >= at) return;
     this.known.set(key, at);
@@ -428,12 +429,7 @@ export class ActivityStore {
   learn(entry: Pick<KvEntry, 'key' | 'operation' | 'value'>): void {
     // A deleted entry takes nothing back; this replica's own entries hold what it already knows.
     if (entry.operation !== 'PUT' || chunkWriter(entry.key) === this.options.writer) return;
-    for (const [raw, at] of decodeEntry(entry.key, entry.value)) {
-      const key = this.options.canonicalKey?.(raw) ?? raw;
-      const before = this.known.get(key);
-      if (before !== undefined && before >= at) continue;
-      this.known.set(key, at);
-      this.options.onChange(key, at);
-    }
+    for (const [raw, at] of decodeEntry(entry.key, entry.value))
+      this.advance(this.options.canonicalKey?.(raw) ?? raw, at);
   }
 }

@@ -1,17 +1,6 @@
 import { type BackoffOptions, backoffDelay } from '@streamspace/shared';
 
 /**
- * The watcher's writes to the shared state, and what waits for them. A change is stored before
- * the messages it triggers are released (`after`), so a worker woken by a message never reads
- * older state than the change that woke it.
- *
- * Bounded without dropping anything: per key only the newest value waits (an older one it
- * replaces was never needed — the newer one says more), and the messages of the replaced write
- * are released after the newer one is stored. So however long NATS is away, this holds at most
- * one write per object the watcher knows. One write per key is in flight at a time, so a key's
- * writes land in order.
- */
-/**
  * A write that leaves the entry as it is: its messages only wait for the key's earlier writes (a
  * deletion of an older incarnation, whose name a newer object holds already).
  */
@@ -44,6 +33,17 @@ export interface StateStoreOptions<M> {
   };
 }
 
+/**
+ * The watcher's writes to the shared state, and what waits for them. A change is stored before
+ * the messages it triggers are released (`after`), so a worker woken by a message never reads
+ * older state than the change that woke it.
+ *
+ * Bounded without dropping anything: per key only the newest value waits (an older one it
+ * replaces was never needed — the newer one says more), and the messages of the replaced write
+ * are released after the newer one is stored. So however long NATS is away, this holds at most
+ * one write per object the watcher knows. One write per key is in flight at a time, so a key's
+ * writes land in order.
+ */
 export class StateStore<M> {
   private readonly waiting = new Map<string, StateWrite<M>>();
   private readonly inFlight = new Set<string>();

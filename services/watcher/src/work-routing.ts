@@ -238,9 +238,19 @@ export function childChangeMatters(
  * to no Session (it carries the managed-by label but no session label: nothing reads it).
  */
 export function stateEntryKey(kind: StateKind, object: KubeObject): string | undefined {
-  if (kind !== 'pod') return stateKey(kind, object.namespace, object.name);
-  const session = owningSession(object);
-  return session ? podStateKey(object.namespace, session, object.name) : undefined;
+  return keyUnder(kind, object.namespace, object.name, () => owningSession(object));
+}
+
+/** A Pod's entry is under its Session (`session()`, asked only for a Pod); every other kind's under its own name. */
+function keyUnder(
+  kind: StateKind,
+  namespace: string,
+  name: string,
+  session: () => string | undefined,
+): string | undefined {
+  if (kind !== 'pod') return stateKey(kind, namespace, name);
+  const owner = session();
+  return owner ? podStateKey(namespace, owner, name) : undefined;
 }
 
 /** Kinds whose changes are also published as change events (the others are only stored). */
@@ -250,8 +260,7 @@ export function publishesEvents(kind: StateKind): kind is ObservedKind {
 
 /** The key of a child the watcher holds as a ChildEntry (see stateEntryKey). */
 export function childStateKey(kind: ChildKind, entry: ChildEntry): string | undefined {
-  if (kind !== 'pod') return stateKey(kind, entry.namespace, entry.name);
-  return entry.session ? podStateKey(entry.namespace, entry.session, entry.name) : undefined;
+  return keyUnder(kind, entry.namespace, entry.name, () => entry.session);
 }
 
 /**
