@@ -374,7 +374,9 @@ export async function startWatcher(context: Context): Promise<RunningService> {
                   missing.set(kind, (missing.get(kind) ?? new Set()).add(key));
                 continue;
               }
-              store.write({ key, value: (entry as KubeObject).json, after: [] });
+              // Read when sent: a Session's JSON is inflated then (packed-session.ts), not all at once.
+              const object = entry as KubeObject;
+              store.write({ key, value: () => object.json, after: [] });
               written++;
             }
         // What the watches hold is taken after listing the bucket (which awaited: objects may have
