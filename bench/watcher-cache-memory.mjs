@@ -2,16 +2,18 @@
 // five children (Deployment, Pod, Service, Ingress, NetworkPolicy), built with the real code
 // (pnpm run build first) from objects a 1,000-Session bench run held (watcher-cache-samples/).
 //
-//   node --expose-gc bench/watcher-cache-memory.mjs <sessions> <whole|digest> [kinds,...]
+//   node --expose-gc bench/watcher-cache-memory.mjs <sessions> <whole|digest|packed> [kinds,...]
 //
 // whole: every kind cached as its trimmed JSON (the watcher before child-entry.ts);
-// digest: Sessions whole, children as ChildEntry (child-entry.ts), as the watcher caches them.
+// digest: Sessions whole, children as ChildEntry (child-entry.ts);
+// packed: children as ChildEntry, Sessions packed (packed-session.ts), as the watcher caches them.
 import { readFileSync } from 'node:fs';
 
 const repo = new URL('..', import.meta.url).pathname;
 const { ObjectCache, parseKubeObject, forgetParsed } = await import(`${repo}packages/kube/dist/index.js`);
 const { trimObject, LABELS } = await import(`${repo}packages/shared/dist/index.js`);
 const { childRetention } = await import(`${repo}services/watcher/dist/child-entry.js`);
+const { PACKED_SESSIONS } = await import(`${repo}services/watcher/dist/packed-session.js`);
 
 const sessions = Number(process.argv[2] ?? 1000);
 const mode = process.argv[3] ?? 'digest';
@@ -36,9 +38,11 @@ const owner = (text) => {
 const caches = Object.fromEntries(
   kinds.map((kind) => [
     kind,
-    mode === 'digest' && kind !== 'session'
+    mode !== 'whole' && kind !== 'session'
       ? new ObjectCache(childRetention(kind, { apiVersion: 'v1', objectKind: KINDS[kind] }))
-      : new ObjectCache(),
+      : mode === 'packed'
+        ? new ObjectCache(PACKED_SESSIONS)
+        : new ObjectCache(),
   ]),
 );
 

@@ -1,5 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_STREAM_LIMITS, EVENT_ENVELOPE_BYTES, streamConfigs } from './jetstream-topology.js';
+import {
+  DEFAULT_STREAM_LIMITS,
+  EVENT_ENVELOPE_BYTES,
+  streamConfigs,
+  WORK_MAX_ACK_PENDING,
+  workConsumerConfig,
+} from './jetstream-topology.js';
 import { DEFAULT_MAX_OBJECT_BYTES } from './object-trim.js';
 import { STREAMS } from './subjects.js';
 
@@ -33,5 +39,25 @@ describe('replicas', () => {
   it('gives every stream the replica count asked for, one by default', () => {
     for (const config of streamConfigs()) expect(config.num_replicas, config.name).toBe(1);
     for (const config of streamConfigs({ replicas: 3 })) expect(config.num_replicas, config.name).toBe(3);
+  });
+});
+
+describe('workConsumerConfig', () => {
+  it('hands a worker a bounded number of items per partition, not every item of it', () => {
+    for (const partition of [0, 7]) {
+      const config = workConsumerConfig(partition);
+      expect(config.max_ack_pending).toBe(WORK_MAX_ACK_PENDING);
+      // Held items must be done within ack_wait: a few dozen per worker, not the partition's backlog.
+      expect(config.max_ack_pending).toBeLessThanOrEqual(32);
+      expect(config.durable_name).toBe(`reconciler-p${partition}`);
+      expect(config.filter_subject).toBe(`streamspace.work.${partition}.>`);
+    }
+  });
+
+  it('takes the ack wait, pin timeout and replicas asked for', () => {
+    const config = workConsumerConfig(3, { workAckWaitSeconds: 10, pinTimeoutMs: 2_000, replicas: 3 });
+    expect(config.ack_wait).toBe(10 * 1_000_000_000);
+    expect(config.priority_timeout).toBe(2_000 * 1_000_000);
+    expect(config.num_replicas).toBe(3);
   });
 });

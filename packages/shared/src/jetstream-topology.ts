@@ -256,36 +256,57 @@ const LEGACY_WORK_CONSUMER = 'reconciler';
  * reconciler pulls every partition, and the server delivers a partition's items to one of them
  * only (the pinned one) until it stops pulling for `pinTimeoutMs`; then another takes over.
  */
+/**
+ * Work items a partition hands its worker before the worker acknowledges any: what a worker holds
+ * in memory at most, per partition it is pinned to. The rest wait in the stream, where a newer
+ * trigger of a key replaces the older one (max_msgs_per_subject 1), so nothing is lost by keeping
+ * them there. With 1,000 (before), a worker took every item of its partitions at once: in a
+ * 2,000-Session pipeline run each of 3 workers held 440–750 keys while doing 8 reconciles at a
+ * time of about 2.5 s each (a Service create takes the API server 1–1.5 s), so items sat in its
+ * queue for minutes, past `ack_wait`, and JetStream delivered them again every 30 s (≈220
+ * redeliveries per partition): NATS traffic, heap in the worker for every copy, and a delivery
+ * count that the worker reads as failed attempts (MAX_ATTEMPTS). With 16 a worker of three
+ * sharing eight partitions holds at most 48 items, 10–15 s of work at the rate measured there (3–5
+ * reconciles a second per worker), and still has six times its default concurrency to choose from;
+ * a single worker holding all eight partitions holds 128, which at that rate can outlast
+ * `ack_wait` — bounded, where it was every item of the partition.
+ */
+export const WORK_MAX_ACK_PENDING = 16;
+
+/** The durable consumer of one work partition (see ensureWorkConsumers). */
+export function workConsumerConfig(partition: number, options: TopologyOptions = {}) {
+  return {
+    durable_name: workConsumerName(partition),
+    filter_subject: subjects.workPartition(partition),
+    ack_policy: AckPolicy.Explicit,
+    deliver_policy: DeliverPolicy.All,
+    ack_wait: (options.workAckWaitSeconds ?? 30) * SECOND_NS,
+    // Attempts are counted and dead-lettered by the reconciler itself (it knows the reason).
+    max_deliver: -1,
+    max_ack_pending: WORK_MAX_ACK_PENDING,
+    priority_policy: 'pinned_client' as const,
+    priority_groups: [WORK_PRIORITY_GROUP],
+    priority_timeout: (options.pinTimeoutMs ?? DEFAULT_PIN_TIMEOUT_MS) * 1_000_000,
+    // Each consumer holds its partition's delivery state: as many copies as the stream.
+    num_replicas: options.replicas ?? 1,
+  };
+}
+
 export async function ensureWorkConsumers(jsm: JetStreamManager, options: TopologyOptions = {}): Promise<void> {
   const partitions = options.workPartitions ?? DEFAULT_WORK_PARTITIONS;
-  const priorityTimeout = (options.pinTimeoutMs ?? DEFAULT_PIN_TIMEOUT_MS) * 1_000_000;
   await jsm.consumers.delete(STREAMS.work, LEGACY_WORK_CONSUMER).catch((error: Error) => {
     if (!/not found/i.test(error.message)) throw error;
   });
   for (let partition = 0; partition < partitions; partition++) {
-    const name = workConsumerName(partition);
-    const config = {
-      durable_name: name,
-      filter_subject: subjects.workPartition(partition),
-      ack_policy: AckPolicy.Explicit,
-      deliver_policy: DeliverPolicy.All,
-      ack_wait: (options.workAckWaitSeconds ?? 30) * SECOND_NS,
-      // Attempts are counted and dead-lettered by the reconciler itself (it knows the reason).
-      max_deliver: -1,
-      max_ack_pending: 1_000,
-      priority_policy: 'pinned_client' as const,
-      priority_groups: [WORK_PRIORITY_GROUP],
-      priority_timeout: priorityTimeout,
-      // Each consumer holds its partition's delivery state: as many copies as the stream.
-      num_replicas: options.replicas ?? 1,
-    };
+    const config = workConsumerConfig(partition, options);
+    const name = config.durable_name;
     try {
       await jsm.consumers.info(STREAMS.work, name);
       // Only these settings can change on an existing consumer (the policy and groups cannot).
       await jsm.consumers.update(STREAMS.work, name, {
         ack_wait: config.ack_wait,
         max_ack_pending: config.max_ack_pending,
-        priority_timeout: priorityTimeout,
+        priority_timeout: config.priority_timeout,
         num_replicas: config.num_replicas,
       });
     } catch (error) {

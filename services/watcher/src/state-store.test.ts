@@ -25,6 +25,40 @@ function harness(fail: () => boolean = () => false) {
 }
 
 describe('StateStore', () => {
+  it('reads a value given as a function only when its write is sent, at most `concurrency` at a time', async () => {
+    let open: () => void = () => undefined;
+    const gate = new Promise<void>((resolve) => {
+      open = resolve;
+    });
+    const put: string[] = [];
+    let made = 0;
+    const store = new StateStore<string>({
+      put: async (key, value) => {
+        await gate;
+        put.push(`${key}=${value}`);
+      },
+      delete: async () => undefined,
+      release: () => undefined,
+      concurrency: 2,
+    });
+    for (let i = 0; i < 10; i++)
+      store.write({
+        key: `session.a.s${i}`,
+        value: () => {
+          made++;
+          return `json ${i}`;
+        },
+        after: [],
+      });
+    // Ten writes queued, two in flight: only theirs have been made.
+    expect(made).toBe(2);
+    open();
+    await store.idle();
+    expect(made).toBe(10);
+    expect(put).toHaveLength(10);
+    expect(put).toContain('session.a.s9=json 9');
+  });
+
   it('releases what a change triggers only after the change is stored', async () => {
     const { store, log, released } = harness();
     store.write({ key: 'session.a.x', value: '1', after: ['session.a.x work'] });

@@ -85,7 +85,7 @@ export function createWatcherMetrics(
   });
   new Gauge({
     name: 'streamspace_watcher_cached_object_bytes',
-    help: 'JSON bytes of the trimmed objects the watcher holds in memory, by kind (0 for the children of Sessions: it keeps a digest of them, their JSON is only in the shared state).',
+    help: 'Bytes of trimmed objects the watcher holds in memory, by kind: Templates as JSON, Sessions as their JSON deflated (packed-session.ts), 0 for the children of Sessions (it keeps a digest of them, their JSON is only in the shared state).',
     labelNames: ['kind'],
     registers,
     collect() {

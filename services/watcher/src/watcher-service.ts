@@ -33,6 +33,7 @@ import {
 } from '@streamspace/kube';
 import { type ChildEntry, type ChildKind, childRetention } from './child-entry.js';
 import { nameFilterTransport } from './name-filter-transport.js';
+import { PACKED_SESSIONS } from './packed-session.js';
 import { Publisher } from './publisher.js';
 import { ResyncPacer } from './resync-pacer.js';
 import { nextResyncAt, type ResyncTrigger, resyncName } from './resync-schedule.js';
@@ -222,7 +223,13 @@ export async function startWatcher(context: Context): Promise<RunningService> {
         const watch = watchOf(resource, namespace, transport, childRetention(kind, resource));
         childWatches.set(kind, [...(childWatches.get(kind) ?? []), { watch, transport, resource }]);
       } else {
-        const watch = watchOf<KubeObject>(resource, namespace, transport, undefined);
+        // Sessions are kept packed (packed-session.ts); the few Templates whole.
+        const watch = watchOf<KubeObject>(
+          resource,
+          namespace,
+          transport,
+          kind === 'session' ? PACKED_SESSIONS : undefined,
+        );
         wholeWatches.set(kind, [...(wholeWatches.get(kind) ?? []), watch]);
       }
     }
@@ -367,7 +374,9 @@ export async function startWatcher(context: Context): Promise<RunningService> {
                   missing.set(kind, (missing.get(kind) ?? new Set()).add(key));
                 continue;
               }
-              store.write({ key, value: (entry as KubeObject).json, after: [] });
+              // Read when sent: a Session's JSON is inflated then (packed-session.ts), not all at once.
+              const object = entry as KubeObject;
+              store.write({ key, value: () => object.json, after: [] });
               written++;
             }
         // What the watches hold is taken after listing the bucket (which awaited: objects may have

@@ -1,0 +1,56 @@
+import { readFileSync } from 'node:fs';
+import { type KubeObject, parseKubeObject } from '@streamspace/kube';
+import { trimObject } from '@streamspace/shared';
+import { describe, expect, it } from 'vitest';
+import { PACKED_SESSIONS } from './packed-session.js';
+
+const sample = readFileSync(
+  new URL('../../../bench/watcher-cache-samples/session.json', import.meta.url),
+  'utf8',
+);
+
+function session(raw: Record<string, unknown>): KubeObject {
+  const parsed = parseKubeObject(raw, (object) => trimObject('session', object));
+  if (!parsed.ok) throw new Error(parsed.reason);
+  return parsed.object;
+}
+
+describe('PACKED_SESSIONS', () => {
+  it('gives back the very JSON and object it was given, and what the watcher keys on', () => {
+    const object = session(JSON.parse(sample));
+    const packed = PACKED_SESSIONS.retain(object);
+    expect(packed.json).toBe(object.json);
+    expect(packed.raw).toEqual(JSON.parse(object.json));
+    for (const field of ['namespace', 'name', 'uid', 'resourceVersion', 'generation', 'labels'] as const)
+      expect(packed[field]).toEqual(object[field]);
+    expect(PACKED_SESSIONS.restore(packed).json).toBe(object.json);
+  });
+
+  it('keeps a bench Session in a fraction of its JSON', () => {
+    const object = session(JSON.parse(sample.replaceAll('bench-1007', 'bench-4242')));
+    const packed = PACKED_SESSIONS.retain(object);
+    expect(packed.bytes).toBeGreaterThan(0);
+    expect(packed.bytes).toBeLessThan(object.bytes / 4);
+  });
+
+  it('round-trips what the dictionary does not know: other fields, other scripts, labels, an oversize mark', () => {
+    const raw = JSON.parse(sample) as Record<string, Record<string, unknown>>;
+    raw.metadata = {
+      ...raw.metadata,
+      labels: { team: 'ŝtudio-日本' },
+      annotations: { note: '\u0000\u00ff😀' },
+    };
+    raw.spec = { ...raw.spec, user: 'zoë@exämple.org', resources: { limits: { cpu: '2' } } };
+    const object = session(raw);
+    const packed = PACKED_SESSIONS.retain({
+      ...object,
+      json: object.json,
+      raw: object.raw,
+      oversize: { level: 'reduced', bytes: 9 },
+    });
+    expect(packed.json).toBe(object.json);
+    expect((packed.raw.spec as { user: string }).user).toBe('zoë@exämple.org');
+    expect(packed.labels).toEqual({ team: 'ŝtudio-日本' });
+    expect(packed.oversize).toEqual({ level: 'reduced', bytes: 9 });
+  });
+});
