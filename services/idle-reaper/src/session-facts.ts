@@ -13,14 +13,6 @@ export interface TrackedSession {
   facts: SessionFacts;
 }
 
-/** A Session another reaper replica owns: all this replica keeps of it (see session-ownership.ts). */
-export interface OtherSession {
-  key: string;
-  uid: string;
-  /** spec.state is running (to date a late arrival, see IdleReaper.upsertElsewhere). */
-  running: boolean;
-}
-
 /** The activity bucket key and the in-memory key of a Session: `<namespace>.<name>`. */
 export function sessionKey(namespace: string, name: string): string {
   return `${subjectToken(namespace)}.${subjectToken(name)}`;
@@ -74,25 +66,21 @@ export function readTrackedSession(object: unknown): TrackedSession | undefined 
   const maxSessionDuration = text(spec.maxSessionDuration);
 
   const createdAt = time(metadata.creationTimestamp);
+  // One literal with every field (undefined when absent): every Session's facts then share one
+  // shape with its fields in the object itself. Conditional spreads built each object property by
+  // property, about 260 bytes each against ~100 (measured, 50,000 Sessions, --no-opt).
   const facts: SessionFacts = {
     uid,
     state: text(spec.state) ?? 'running',
     reaperDisabled: annotations[ANNOTATIONS.reaperDisabled] === 'true',
     deleting: metadata.deletionTimestamp !== undefined && metadata.deletionTimestamp !== null,
-    ...(createdAt !== undefined ? { createdAt } : {}),
-    ...(phase !== undefined ? { phase } : {}),
-    ...(ready
-      ? {
-          ready: {
-            status: text(ready.status) ?? 'Unknown',
-            ...(readySince !== undefined ? { since: readySince } : {}),
-          },
-        }
-      : {}),
-    ...(idleTimeout !== undefined ? { idleTimeout } : {}),
-    ...(maxSessionDuration !== undefined ? { maxSessionDuration } : {}),
-    ...(statusLastActivity !== undefined ? { statusLastActivity } : {}),
-    ...(reaperStateChangeAt !== undefined ? { reaperStateChangeAt } : {}),
+    createdAt,
+    phase,
+    ready: ready ? { status: text(ready.status) ?? 'Unknown', since: readySince } : undefined,
+    idleTimeout,
+    maxSessionDuration,
+    statusLastActivity,
+    reaperStateChangeAt,
   };
   return {
     key: sessionKey(namespace, name),
