@@ -26,6 +26,12 @@ export interface StateViewOptions<T> {
    * deletions, and `values()` is empty.
    */
   keepValues?: boolean;
+  /**
+   * The caller's key of an entry's key, when it follows from it (the idle reaper's
+   * `<namespace>.<name>` from `session.<namespace>.<name>`): the view then keeps the caller's key
+   * strings only, not every entry's key beside them (1.2 MB at 20,000 Sessions).
+   */
+  keyOf?(entryKey: string): string;
   /** The value and the caller's key of an object, or why it cannot be used. */
   parse(object: unknown): { ok: true; key: string; value: T } | { ok: false; reason: string };
   onUpsert?(key: string, value: T): void;
@@ -41,7 +47,10 @@ const utf8 = new TextDecoder();
 
 export class SharedStateView<T> {
   private items = new Map<string, T>();
-  /** Bucket key → the caller's key, to report a deletion (its entry no longer says whose it was). */
+  /**
+   * The caller's key of every entry, to report a deletion (its entry no longer says whose it
+   * was), by the entry's key (or by what `keyOf` makes of it).
+   */
   private keysOf = new Map<string, string>();
   private listedOnce = false;
   private up = false;
@@ -134,7 +143,7 @@ export class SharedStateView<T> {
     try {
       for await (const entry of watch) {
         delivered = true;
-        seen?.add(entry.key);
+        seen?.add(this.indexKey(entry.key));
         this.apply(entry);
         if (!caughtUp && (entry.isUpdate || entry.delta === 0)) catchUp();
       }
@@ -144,11 +153,16 @@ export class SharedStateView<T> {
     return delivered;
   }
 
+  private indexKey(entryKey: string): string {
+    return this.options.keyOf ? this.options.keyOf(entryKey) : entryKey;
+  }
+
   private apply(entry: KvEntry): void {
-    const known = this.keysOf.get(entry.key);
+    const index = this.indexKey(entry.key);
+    const known = this.keysOf.get(index);
     const forget = () => {
       if (known === undefined) return;
-      this.keysOf.delete(entry.key);
+      this.keysOf.delete(index);
       this.items.delete(known);
       this.options.onDelete?.(known);
     };
@@ -163,7 +177,8 @@ export class SharedStateView<T> {
       return;
     }
     if (known !== undefined && known !== parsed.key) forget();
-    this.keysOf.set(entry.key, parsed.key);
+    // The caller's own string where the two are alike, so the view holds no copy of its own.
+    this.keysOf.set(index === parsed.key ? parsed.key : index, parsed.key);
     if (this.options.keepValues !== false) this.items.set(parsed.key, parsed.value);
     this.options.onUpsert?.(parsed.key, parsed.value);
   }

@@ -30,7 +30,7 @@ import { createReaperMetrics } from './reaper-metrics.js';
 import { decodeForwardedReport, encodeForwardedReport } from './forwarded-report.js';
 import { PassedOnReports } from './passed-on-reports.js';
 import { memberId, membershipGroup, ReaperMembership } from './reaper-membership.js';
-import { readTrackedSession, sessionKey, type TrackedSession } from './session-facts.js';
+import { readTrackedSession, sessionKey, sessionKeyOfStateEntry, type TrackedSession } from './session-facts.js';
 import { REAPER_COMPONENT, SessionWriter } from './session-writer.js';
 
 /** The size of an activity entry when the bucket sets no limit on values. */
@@ -256,8 +256,10 @@ await runService({
       },
       kind: 'session',
       ...(config.WATCH_NAMESPACE ? { namespaces: config.WATCH_NAMESPACE } : {}),
-      // The reaper holds what it needs of each Session; the view need not hold it again.
+      // The reaper holds what it needs of each Session; the view need not hold it again, nor
+      // every entry's key (`session.<namespace>.<name>`) beside the Session's.
       keepValues: false,
+      keyOf: sessionKeyOfStateEntry,
       parse: (raw) => {
         const session = readTrackedSession(raw);
         if (!session) return { ok: false, reason: 'not a Session (metadata.namespace, name or uid missing)' };

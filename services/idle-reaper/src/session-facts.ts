@@ -18,6 +18,14 @@ export function sessionKey(namespace: string, name: string): string {
   return `${subjectToken(namespace)}.${subjectToken(name)}`;
 }
 
+/** The key of a Session's shared-state entry is `session.` and its key (stateKey). */
+const STATE_ENTRY_PREFIX = 'session.';
+
+/** The Session key (sessionKey) of a Session's shared-state entry key. */
+export function sessionKeyOfStateEntry(entryKey: string): string {
+  return entryKey.startsWith(STATE_ENTRY_PREFIX) ? entryKey.slice(STATE_ENTRY_PREFIX.length) : entryKey;
+}
+
 function time(value: unknown): number | undefined {
   if (typeof value !== 'string' && !(value instanceof Date)) return undefined;
   const ms = value instanceof Date ? value.getTime() : Date.parse(value);
