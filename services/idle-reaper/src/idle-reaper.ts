@@ -21,6 +21,8 @@ interface Tracked extends TrackedSession {
   wokenAt?: number;
   /** The deadline a command was last issued for, and when to issue it again if nothing happened. */
   issued?: { at: number; action: string; retryAt: number };
+  /** When this replica last adopted the Session from another (see `issue`). */
+  adoptedAt?: number;
 }
 
 export interface IdleReaperOptions {
@@ -179,10 +181,12 @@ export class IdleReaper {
       owned: previous?.owned ?? this.ownsKey(session.key),
       wokenAt: undefined,
       issued: undefined,
+      adoptedAt: undefined,
     };
     if (sameSession && previous) {
       if (previous.wokenAt !== undefined) tracked.wokenAt = previous.wokenAt;
       if (previous.issued) tracked.issued = previous.issued;
+      if (previous.adoptedAt !== undefined) tracked.adoptedAt = previous.adoptedAt;
       if (previous.facts.state !== 'running' && session.facts.state === 'running')
         tracked.wokenAt = this.now();
     } else if (this.ready && session.facts.state === 'running') {
@@ -225,12 +229,14 @@ export class IdleReaper {
       if (owned) {
         adopted++;
         this.ownedCount++;
+        s.adoptedAt = this.now();
         this.evaluate(key);
         this.options.onSessionChange?.(key);
       } else {
         released++;
         this.ownedCount--;
         s.issued = undefined;
+        s.adoptedAt = undefined;
         this.limitsReported.delete(key);
         this.scheduler.cancel(key);
         this.options.onRelease?.(key);
@@ -335,7 +341,13 @@ export class IdleReaper {
     // Replicas reach the same deadline at the same moment and name their command alike, so
     // JetStream keeps one; a command issued again later (nothing happened) gets a new round.
     const round = Math.floor(Math.max(0, now - due.at) / commandRetryMs);
-    const msgId = `${s.facts.uid}:${due.action}:${due.at}:${round}`;
+    // Except a deadline that passed before this replica adopted the Session: the replica that
+    // owned it may have issued it, and if that replica died, its executor may hold the command
+    // unacknowledged until the commands consumer's ack_wait (30 s) gives it to another (run S3a:
+    // 7 of 1,000 decisions 30 s late). Under an id of its own it is carried out now; the other,
+    // if any, finds the Session changed (the executor decides again) and does nothing.
+    const adopted = s.adoptedAt !== undefined && due.at <= s.adoptedAt ? `:adopted-${s.adoptedAt}` : '';
+    const msgId = `${s.facts.uid}:${due.action}:${due.at}:${round}${adopted}`;
     const command: SessionCommand = {
       action: due.action,
       namespace: s.namespace,
