@@ -29,7 +29,7 @@ export interface StateViewOptions<T> {
   /**
    * The caller's key of an entry's key, when it follows from it (the idle reaper's
    * `<namespace>.<name>` from `session.<namespace>.<name>`): the view then keeps the caller's key
-   * strings only, not every entry's key beside them (1.2 MB at 20,000 Sessions).
+   * strings only, not every entry's key beside them.
    */
   keyOf?(entryKey: string): string;
   /** The value and the caller's key of an object, or why it cannot be used. */

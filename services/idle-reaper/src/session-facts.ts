@@ -75,8 +75,8 @@ export function readTrackedSession(object: unknown): TrackedSession | undefined 
 
   const createdAt = time(metadata.creationTimestamp);
   // One literal with every field (undefined when absent): every Session's facts then share one
-  // shape with its fields in the object itself. Conditional spreads built each object property by
-  // property, about 260 bytes each against ~100 (measured, 50,000 Sessions, --no-opt).
+  // shape with its fields in the object itself, where conditional spreads built each object
+  // property by property (see IdleReaper.upsert for what the two literals saved).
   const facts: SessionFacts = {
     uid,
     state: text(spec.state) ?? 'running',
