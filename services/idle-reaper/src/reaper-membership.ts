@@ -70,10 +70,11 @@ export interface MembershipOptions {
  * every key. A replica that stops (SIGKILL, a lost node, a paused process) stops writing; the
  * others drop it once no heartbeat of it has arrived for a TTL (MemberLiveness), or when its key
  * is deleted: its last heartbeat expires and the server writes a delete marker in its place,
- * which every watch delivers. A graceful stop deletes the key at once. The members are what the watch holds, plus
- * this replica itself: a replica cut off from the bucket keeps deciding for the part it had and
- * more, so a Session may for a while have two owners (their commands are the same message and
- * JetStream keeps one), never none.
+ * which every watch delivers. A graceful stop deletes the key at once. The members are what the
+ * watch holds, plus this replica itself: a replica cut off from the bucket keeps deciding for the
+ * part it had and more, so a Session may for a while have two owners (their commands are mostly
+ * the same message, which JetStream keeps once, see IdleReaper.issue; the executor re-checks
+ * the others), never none.
  */
 export class ReaperMembership {
   private members: MemberSet;
