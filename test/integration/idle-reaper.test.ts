@@ -170,19 +170,35 @@ const natsReport = (name: string) => () =>
   );
 
 async function watchReadyTransitions(): Promise<() => void> {
-  const controller = await new Watch(k.kc).watch(
-    `/apis/${API_GROUP}/${API_VERSION}/namespaces/${namespace}/sessions`,
-    {},
-    (_type: string, object: StoredSession) => {
-      const ready = object.status?.conditions?.find((c) => c.type === 'Ready');
-      if (object.status?.phase !== 'Running' || ready?.status !== 'True') return;
-      const seen = becameRunning.get(object.metadata.name) ?? [];
-      const at = Date.parse(ready.lastTransitionTime);
-      if (!seen.includes(at)) becameRunning.set(object.metadata.name, [...seen, at]);
-    },
-    () => undefined,
-  );
-  return () => controller.abort();
+  // Started again when it ends: the API server can refuse it (429) while it starts up, and a
+  // watch that never ran left every wait for Running to time out.
+  let stopped = false;
+  let controller: AbortController | undefined;
+  const follow = async (): Promise<void> => {
+    if (stopped) return;
+    controller = await new Watch(k.kc)
+      .watch(
+        `/apis/${API_GROUP}/${API_VERSION}/namespaces/${namespace}/sessions`,
+        {},
+        (_type: string, object: StoredSession) => {
+          const ready = object.status?.conditions?.find((c) => c.type === 'Ready');
+          if (object.status?.phase !== 'Running' || ready?.status !== 'True') return;
+          const seen = becameRunning.get(object.metadata.name) ?? [];
+          const at = Date.parse(ready.lastTransitionTime);
+          if (!seen.includes(at)) becameRunning.set(object.metadata.name, [...seen, at]);
+        },
+        () => void setTimeout(() => void follow(), 500),
+      )
+      .catch(() => {
+        setTimeout(() => void follow(), 500);
+        return undefined;
+      });
+  };
+  await follow();
+  return () => {
+    stopped = true;
+    controller?.abort();
+  };
 }
 
 const SESSIONS: Record<string, Record<string, unknown>> = {

@@ -20,6 +20,18 @@ export interface StateViewOptions<T> {
   kind: StateKind;
   /** Only these namespaces (WATCH_NAMESPACE); every namespace when undefined. */
   namespaces?: readonly string[];
+  /**
+   * Keep every value, for `values()` (default true). A caller that keeps what it needs of each
+   * value itself (the idle reaper) says false: the view then holds only the keys, to report
+   * deletions, and `values()` is empty.
+   */
+  keepValues?: boolean;
+  /**
+   * The caller's key of an entry's key, when it follows from it (the idle reaper's
+   * `<namespace>.<name>` from `session.<namespace>.<name>`): the view then keeps the caller's key
+   * strings only, not every entry's key beside them.
+   */
+  keyOf?(entryKey: string): string;
   /** The value and the caller's key of an object, or why it cannot be used. */
   parse(object: unknown): { ok: true; key: string; value: T } | { ok: false; reason: string };
   onUpsert?(key: string, value: T): void;
@@ -35,13 +47,13 @@ const utf8 = new TextDecoder();
 
 export class SharedStateView<T> {
   private items = new Map<string, T>();
-  /** Bucket key → the caller's key, to report a deletion (its entry no longer says whose it was). */
+  /**
+   * The caller's key of every entry, to report a deletion (its entry no longer says whose it
+   * was), by the entry's key (or by what `keyOf` makes of it).
+   */
   private keysOf = new Map<string, string>();
   private listedOnce = false;
   private up = false;
-  /** Stops the running watch, if any. */
-  private stopWatch: (() => void) | undefined;
-  private resyncWanted = false;
   private readonly syncedWaiters: (() => void)[] = [];
 
   constructor(private readonly options: StateViewOptions<T>) {}
@@ -54,6 +66,7 @@ export class SharedStateView<T> {
     return this.up;
   }
 
+  /** Every value (none with `keepValues: false`). */
   values(): T[] {
     return [...this.items.values()];
   }
@@ -71,17 +84,6 @@ export class SharedStateView<T> {
     return namespaces ? namespaces.map((ns) => stateKindFilter(kind, ns)) : [stateKindFilter(kind)];
   }
 
-  /**
-   * Reads every value again, through a new watch (the caller's parse changed: the idle reaper
-   * owns other Sessions now and keeps the values of its own only). Unlike a failure, this neither
-   * waits nor reports the view down; values that vanished meanwhile are reported deleted as after
-   * any restart.
-   */
-  resync(): void {
-    this.resyncWanted = true;
-    this.stopWatch?.();
-  }
-
   /** Runs until `signal` aborts. Never rejects. */
   async run(signal: AbortSignal): Promise<void> {
     let attempt = 0;
@@ -90,7 +92,6 @@ export class SharedStateView<T> {
         const delivered = await this.watchOnce(signal);
         if (delivered) attempt = 0;
         if (signal.aborted) break;
-        if (this.resyncWanted) continue;
         this.setState(false, 'the shared-state watch ended; starting another');
       } catch (error) {
         if (signal.aborted) break;
@@ -108,8 +109,6 @@ export class SharedStateView<T> {
 
   /** One watch; resolves when it ends. Returns whether it delivered anything. */
   private async watchOnce(signal: AbortSignal): Promise<boolean> {
-    // This watch delivers every value with the parse as it is now: a resync asked for until here is done by it.
-    this.resyncWanted = false;
     const kv = await this.options.bucket();
     const filters = this.filters();
     // With nothing to deliver first, a watch is caught up at once (no entry would say so).
@@ -117,17 +116,18 @@ export class SharedStateView<T> {
     const watch = await kv.watch({ key: filters });
     const stop = () => watch.stop();
     signal.addEventListener('abort', stop, { once: true });
-    this.stopWatch = stop;
-    if (this.resyncWanted) stop();
-    const seen = new Set<string>();
+    /** The keys delivered before catching up (dropped then: a long watch would hold every key twice). */
+    let seen: Set<string> | undefined = new Set<string>();
     let caughtUp = false;
     let delivered = false;
     const catchUp = () => {
       if (caughtUp) return;
       caughtUp = true;
       // What the previous watch knew and this one does not have is gone.
+      const seenBefore = seen;
+      seen = undefined;
       for (const [entryKey, key] of [...this.keysOf]) {
-        if (seen.has(entryKey)) continue;
+        if (seenBefore?.has(entryKey)) continue;
         this.keysOf.delete(entryKey);
         this.items.delete(key);
         this.options.onDelete?.(key);
@@ -143,22 +143,26 @@ export class SharedStateView<T> {
     try {
       for await (const entry of watch) {
         delivered = true;
-        seen.add(entry.key);
+        seen?.add(this.indexKey(entry.key));
         this.apply(entry);
         if (!caughtUp && (entry.isUpdate || entry.delta === 0)) catchUp();
       }
     } finally {
       signal.removeEventListener('abort', stop);
-      if (this.stopWatch === stop) this.stopWatch = undefined;
     }
     return delivered;
   }
 
+  private indexKey(entryKey: string): string {
+    return this.options.keyOf ? this.options.keyOf(entryKey) : entryKey;
+  }
+
   private apply(entry: KvEntry): void {
-    const known = this.keysOf.get(entry.key);
+    const index = this.indexKey(entry.key);
+    const known = this.keysOf.get(index);
     const forget = () => {
       if (known === undefined) return;
-      this.keysOf.delete(entry.key);
+      this.keysOf.delete(index);
       this.items.delete(known);
       this.options.onDelete?.(known);
     };
@@ -173,8 +177,9 @@ export class SharedStateView<T> {
       return;
     }
     if (known !== undefined && known !== parsed.key) forget();
-    this.keysOf.set(entry.key, parsed.key);
-    this.items.set(parsed.key, parsed.value);
+    // The caller's own string where the two are alike, so the view holds no copy of its own.
+    this.keysOf.set(index === parsed.key ? parsed.key : index, parsed.key);
+    if (this.options.keepValues !== false) this.items.set(parsed.key, parsed.value);
     this.options.onUpsert?.(parsed.key, parsed.value);
   }
 

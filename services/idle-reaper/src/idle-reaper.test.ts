@@ -309,66 +309,113 @@ describe('LastActivityWriter', () => {
 });
 
 describe('IdleReaper with Sessions spread over replicas', () => {
-  it('keeps only the uid of a Session another replica owns, and no deadline for it', async () => {
-    const { reaper, issued, ready } = setup();
-    ready();
-    reaper.upsertElsewhere('ns.other', 'uid-other');
+  /** A reaper that owns the keys in `mine` (changed by the test, then `reassign`). */
+  function shared(mine: Set<string>) {
+    const released: string[] = [];
+    const changed: string[] = [];
+    const issued: { command: SessionCommand; msgId: string }[] = [];
+    const reaper = new IdleReaper({
+      defaults: { idleTimeoutMs: 30 * 60 * S, maxSessionDurationMs: 8 * 3600 * S },
+      activityOf: () => undefined,
+      issue: async (command, msgId) => {
+        issued.push({ command, msgId });
+      },
+      metrics: createReaperMetrics(new Registry()),
+      log: createLogger('test', 'silent'),
+      commandRetryMs: 30 * S,
+      owns: (key) => mine.has(key),
+      onRelease: (key) => released.push(key),
+      onSessionChange: (key) => changed.push(key),
+    });
+    reaper.markSessionsSynced();
+    reaper.markActivityLoaded();
+    return { reaper, released, changed, issued };
+  }
+
+  it('holds a Session another replica owns, with no deadline for it', async () => {
+    const { reaper, issued, changed } = shared(new Set());
+    reaper.upsert(session('other'));
     expect(reaper.isKnown('ns.other')).toBe(true);
     expect(reaper.uidOf('ns.other')).toBe('uid-other');
-    expect(reaper.get('ns.other')).toBeUndefined();
+    expect(reaper.owned('ns.other')).toBeUndefined();
     expect(reaper.trackedCount).toBe(0);
+    expect(reaper.deadlineOf('ns.other')).toBeUndefined();
+    expect(changed).toEqual([]);
     await vi.advanceTimersByTimeAsync(60 * S);
     expect(issued).toEqual([]);
   });
 
   it('drops the deadline of a Session it no longer owns, and tells the caller', async () => {
-    const released: string[] = [];
-    const issued: SessionCommand[] = [];
-    const reaper = new IdleReaper({
-      defaults: { idleTimeoutMs: 30 * 60 * S, maxSessionDurationMs: 8 * 3600 * S },
-      activityOf: () => undefined,
-      issue: async (command) => {
-        issued.push(command);
-      },
-      metrics: createReaperMetrics(new Registry()),
-      log: createLogger('test', 'silent'),
-      commandRetryMs: 30 * S,
-      onRelease: (key) => released.push(key),
-    });
-    reaper.markSessionsSynced();
-    reaper.markActivityLoaded();
+    const mine = new Set(['ns.a', 'ns.b']);
+    const { reaper, released, issued } = shared(mine);
     reaper.upsert(session('a'));
+    reaper.upsert(session('b'));
     expect(reaper.deadlineOf('ns.a')).toBe(T0 + 10 * S);
-    reaper.upsertElsewhere('ns.a', 'uid-a');
+    mine.delete('ns.a');
+    expect(reaper.reassign()).toEqual({ adopted: 0, released: 1 });
     expect(released).toEqual(['ns.a']);
     expect(reaper.deadlineOf('ns.a')).toBeUndefined();
-    await vi.advanceTimersByTimeAsync(60 * S);
-    expect(issued).toEqual([]);
+    expect(reaper.deadlineOf('ns.b')).toBe(T0 + 10 * S);
+    expect(reaper.trackedCount).toBe(1);
+    await vi.advanceTimersByTimeAsync(15 * S);
+    expect(issued.map((i) => i.command.name)).toEqual(['b']);
   });
 
-  it('decides an adopted Session on its own deadline, as the replica that left would have, not an idleTimeout after adopting it', async () => {
-    const { reaper, issued, ready } = setup();
-    ready();
-    reaper.upsertElsewhere('ns.a', 'uid-a');
-    await vi.advanceTimersByTimeAsync(8 * S);
-    // Its owner died; the Session comes again with this replica as its owner.
+  it('decides an adopted Session at once from what it holds, on its own deadline, not an idleTimeout after adopting it', async () => {
+    const mine = new Set<string>();
+    const { reaper, issued, changed } = shared(mine);
     reaper.upsert(session('a'));
-    expect(reaper.deadlineOf('ns.a')).toBe(T0 + 10 * S);
-    await vi.advanceTimersByTimeAsync(2 * S);
+    reaper.upsert(session('b'));
+    await vi.advanceTimersByTimeAsync(12 * S);
+    expect(issued).toEqual([]);
+    // Its owner died: 'a' is this replica's now. Its deadline (T0 + 10 s) has passed: decided now.
+    mine.add('ns.a');
+    expect(reaper.reassign()).toEqual({ adopted: 1, released: 0 });
+    expect(changed).toEqual(['ns.a']);
+    expect(reaper.trackedCount).toBe(1);
+    await vi.advanceTimersByTimeAsync(0);
     expect(issued).toHaveLength(1);
-    expect(issued[0]!.msgId).toBe(`uid-a:hibernate:${T0 + 10 * S}:0`);
+    // Under an id of its own: the command of the replica that died may sit unacknowledged in
+    // its executor until the consumer's ack_wait.
+    expect(issued[0]!.msgId).toBe(`uid-a:hibernate:${T0 + 10 * S}:0:adopted-${T0 + 12 * S}`);
+    // Nothing changed: asking again adopts nothing more.
+    expect(reaper.reassign()).toEqual({ adopted: 0, released: 0 });
+  });
+
+  it('names the decisions of an adopted Session that come due after the adoption as every replica does', async () => {
+    const mine = new Set<string>();
+    const { reaper, issued } = shared(mine);
+    reaper.upsert(session('a'));
+    await vi.advanceTimersByTimeAsync(5 * S);
+    mine.add('ns.a');
+    reaper.reassign();
+    await vi.advanceTimersByTimeAsync(5 * S);
+    expect(issued.map((i) => i.msgId)).toEqual([`uid-a:hibernate:${T0 + 10 * S}:0`]);
   });
 
   it('gives an adopted Session that reached the replicas late the idle time its owner gave it', async () => {
-    const { reaper, ready } = setup();
-    ready();
+    const mine = new Set<string>();
+    const { reaper } = shared(mine);
     await vi.advanceTimersByTimeAsync(8 * S);
-    // Delivered late (the shared state lagging): the owner starts its idle time now, and so
-    // would this replica if it had to adopt it.
-    reaper.upsertElsewhere('ns.late', 'uid-late', true);
-    await vi.advanceTimersByTimeAsync(4 * S);
+    // Delivered late (the shared state lagging): the owner starts its idle time now, and so does
+    // this replica, which may have to adopt it.
     reaper.upsert(session('late'));
+    await vi.advanceTimersByTimeAsync(4 * S);
+    mine.add('ns.late');
+    reaper.reassign();
     expect(reaper.deadlineOf('ns.late')).toBe(T0 + 18 * S);
+  });
+
+  it('keeps the wake time of a Session woken while another replica owned it', async () => {
+    const mine = new Set<string>();
+    const { reaper } = shared(mine);
+    reaper.upsert(session('a', { state: 'hibernated' }));
+    await vi.advanceTimersByTimeAsync(20 * S);
+    reaper.upsert(session('a'));
+    await vi.advanceTimersByTimeAsync(5 * S);
+    mine.add('ns.a');
+    reaper.reassign();
+    expect(reaper.deadlineOf('ns.a')).toBe(T0 + 30 * S);
   });
 
   it('still gives a Session that appears late (not adopted) its full idle time', async () => {
@@ -377,5 +424,17 @@ describe('IdleReaper with Sessions spread over replicas', () => {
     await vi.advanceTimersByTimeAsync(8 * S);
     reaper.upsert(session('late'));
     expect(reaper.deadlineOf('ns.late')).toBe(T0 + 18 * S);
+  });
+
+  it('counts a Session removed while another replica owned it out of neither count', () => {
+    const mine = new Set(['ns.a']);
+    const { reaper } = shared(mine);
+    reaper.upsert(session('a'));
+    reaper.upsert(session('b'));
+    reaper.remove('ns.b');
+    expect(reaper.trackedCount).toBe(1);
+    reaper.remove('ns.a');
+    expect(reaper.trackedCount).toBe(0);
+    expect(reaper.isKnown('ns.a')).toBe(false);
   });
 });

@@ -12,6 +12,8 @@ import {
 } from './session-deadlines.js';
 
 interface Tracked extends TrackedSession {
+  /** This replica decides it (see IdleReaperOptions.owns); the others' Sessions are held alike, undecided. */
+  owned: boolean;
   /**
    * When this process saw spec.state become running (a wake), or first saw a running Session
    * that appeared after the initial list (see upsert).
@@ -19,6 +21,8 @@ interface Tracked extends TrackedSession {
   wokenAt?: number;
   /** The deadline a command was last issued for, and when to issue it again if nothing happened. */
   issued?: { at: number; action: string; retryAt: number };
+  /** When this replica last adopted the Session from another (see `issue`). */
+  adoptedAt?: number;
 }
 
 export interface IdleReaperOptions {
@@ -38,6 +42,11 @@ export interface IdleReaperOptions {
   /** Told when a Session this replica owned is now another replica's (to drop what it held for it). */
   onRelease?(key: string): void;
   /**
+   * Whether this replica owns (decides) a Session: every one when absent (one replica). Asked
+   * when a Session first arrives and, for every Session, at `reassign` (the members changed).
+   */
+  owns?(key: string): boolean;
+  /**
    * Told once per Session and request when the Session asks for more than the limits allow (the
    * limit applies; the caller records an Event saying so).
    */
@@ -54,19 +63,16 @@ export interface IdleReaperOptions {
  * once: deciding on half the facts could hibernate a session whose activity is not loaded yet.
  */
 export class IdleReaper {
-  /** The Sessions this replica owns, with everything their deadlines need. */
+  /**
+   * Every Session, with everything its deadlines need, whichever replica owns it: only the owned
+   * ones are scheduled, and when the members change (`reassign`) the ones that became this
+   * replica's are decided from what is held here at once, with no read of the Sessions. Every
+   * replica applies the same rules to every Session (a wake, a late arrival start its idle time
+   * when this replica sees it; every replica's view lags alike, so its own sight stands in for the
+   * owner's), so an adopted Session is decided on the deadline its owner would have used.
+   */
   private readonly sessions = new Map<string, Tracked>();
-  /**
-   * The Sessions other replicas own: only their uid, to accept (and pass on) their reports and
-   * check their desktops' tokens, and to tell an adopted Session from a new one.
-   */
-  private readonly others = new Map<string, string>();
-  /**
-   * When this replica first saw a running Session of another replica's that appeared after the
-   * initial read (see upsert): if it adopts the Session, its idle time starts no earlier, as the
-   * owner's did. Every replica's view lags alike, so its own first sight stands in for the owner's.
-   */
-  private readonly othersSeenAt = new Map<string, number>();
+  private ownedCount = 0;
   /** What was last reported as limited per Session (uid and requests), so it is reported once. */
   private readonly limitsReported = new Map<string, string>();
   /** One string per namespace name (a few namespaces, thousands of Sessions each). */
@@ -87,25 +93,33 @@ export class IdleReaper {
 
   /** true/false once the Session list has been read; undefined before. */
   isKnown(key: string): boolean | undefined {
-    if (this.sessions.has(key) || this.others.has(key)) return true;
+    if (this.sessions.has(key)) return true;
     return this.sessionsSynced ? false : undefined;
   }
 
+  /** A Session as held here, whoever owns it. */
   get(key: string): Tracked | undefined {
     return this.sessions.get(key);
   }
 
+  /** A Session this replica owns. */
+  owned(key: string): Tracked | undefined {
+    const s = this.sessions.get(key);
+    return s?.owned ? s : undefined;
+  }
+
   /** The uid of a Session, whoever owns it. */
   uidOf(key: string): string | undefined {
-    return this.sessions.get(key)?.facts.uid ?? this.others.get(key);
+    return this.sessions.get(key)?.facts.uid;
   }
 
   wokenAt(key: string): number | undefined {
     return this.sessions.get(key)?.wokenAt;
   }
 
+  /** The Sessions this replica owns. */
   get trackedCount(): number {
-    return this.sessions.size;
+    return this.ownedCount;
   }
 
   get scheduledCount(): number {
@@ -142,89 +156,107 @@ export class IdleReaper {
     return this.sessions.get(key)?.key ?? key;
   }
 
-  /**
-   * A Session another replica owns: keep its uid only. If this replica owned it until now (the
-   * members changed), its deadline and everything held for it are dropped.
-   */
-  upsertElsewhere(key: string, uid: string, running = false): void {
-    const known = this.others.get(key);
-    if (known !== uid) this.othersSeenAt.delete(key);
-    if (known !== uid && !this.sessions.has(key) && this.ready && running)
-      this.othersSeenAt.set(key, this.now());
-    const released = this.sessions.get(key);
-    if (released) {
-      // Should it come back to us, its idle time still starts no earlier than it did here.
-      if (released.wokenAt !== undefined && released.facts.uid === uid)
-        this.othersSeenAt.set(key, released.wokenAt);
-      this.sessions.delete(key);
-      this.limitsReported.delete(key);
-      this.scheduler.cancel(key);
-      this.options.onRelease?.(key);
-    }
-    this.others.set(key, uid);
-    this.countSessions();
+  private countSessions(): void {
+    this.options.metrics.trackedSessions.set(this.sessions.size);
+    this.options.metrics.ownedSessions.set(this.ownedCount);
+    this.options.metrics.scheduledDeadlines.set(this.scheduler.size);
   }
 
-  private countSessions(): void {
-    this.options.metrics.trackedSessions.set(this.sessions.size + this.others.size);
-    this.options.metrics.ownedSessions.set(this.sessions.size);
-    this.options.metrics.scheduledDeadlines.set(this.scheduler.size);
+  private ownsKey(key: string): boolean {
+    return this.options.owns?.(key) ?? true;
   }
 
   upsert(session: TrackedSession): void {
     const previous = this.sessions.get(session.key);
     const sameSession = previous?.facts.uid === session.facts.uid;
-    // Adopted from a replica that left: not new, so its idle time runs on as it was (a Session
-    // that appeared late gets its idle time started now, below; an adopted one must not, or a
-    // takeover would postpone every decision of the part it adopts by a full idleTimeout).
-    const adopted = !previous && this.others.get(session.key) === session.facts.uid;
-    const seenAt = adopted ? this.othersSeenAt.get(session.key) : undefined;
-    this.others.delete(session.key);
-    this.othersSeenAt.delete(session.key);
     // Keep the strings already held (see canonicalKey); namespaces are shared across Sessions.
+    // One literal with every field: a spread of `session` built each object property by
+    // property. With this and the facts' literal (session-facts.ts) an owned Session takes 509
+    // bytes of heap instead of 757 (bench/reaper-session-memory.mjs, BENCHMARKS.md run S3).
     const tracked: Tracked = {
-      ...session,
       key: previous?.key ?? session.key,
       namespace: previous?.namespace ?? this.internNamespace(session.namespace),
       name: previous?.name ?? session.name,
+      resourceVersion: session.resourceVersion,
+      facts: session.facts,
+      owned: previous?.owned ?? this.ownsKey(session.key),
+      wokenAt: undefined,
+      issued: undefined,
+      adoptedAt: undefined,
     };
     if (sameSession && previous) {
       if (previous.wokenAt !== undefined) tracked.wokenAt = previous.wokenAt;
       if (previous.issued) tracked.issued = previous.issued;
+      if (previous.adoptedAt !== undefined) tracked.adoptedAt = previous.adoptedAt;
       if (previous.facts.state !== 'running' && session.facts.state === 'running')
         tracked.wokenAt = this.now();
-    } else if (seenAt !== undefined) {
-      tracked.wokenAt = seenAt;
-    } else if (this.ready && !adopted && session.facts.state === 'running') {
+    } else if (this.ready && session.facts.state === 'running') {
       // A Session that reaches this process late (the shared state lagging under load) had its
       // reports refused as unknown until now: its idle time starts no earlier than this, or it
-      // would be hibernated on arrival although its desktop reported all along.
+      // would be hibernated on arrival although its desktop reported all along. Every replica
+      // dates it alike, so the one that adopts it later keeps the owner's date.
       tracked.wokenAt = this.now();
     }
+    if (previous?.owned && !sameSession) this.limitsReported.delete(tracked.key);
+    if (!previous && tracked.owned) this.ownedCount++;
     this.sessions.set(tracked.key, tracked);
     this.countSessions();
+    if (!tracked.owned) return;
     this.evaluate(tracked.key);
     this.options.onSessionChange?.(tracked.key);
   }
 
   remove(key: string): void {
+    const s = this.sessions.get(key);
+    if (s?.owned) this.ownedCount--;
     this.sessions.delete(key);
-    this.others.delete(key);
-    this.othersSeenAt.delete(key);
     this.limitsReported.delete(key);
     this.scheduler.cancel(key);
     this.countSessions();
   }
 
+  /**
+   * The members changed: asks `owns` again for every Session. Those that became this replica's
+   * are decided at once from what is held (a deadline already past fires now); those that went to
+   * another replica lose their deadline and the caller is told (onRelease). Nothing is read.
+   */
+  reassign(): { adopted: number; released: number } {
+    let adopted = 0;
+    let released = 0;
+    for (const [key, s] of this.sessions) {
+      const owned = this.ownsKey(key);
+      if (owned === s.owned) continue;
+      s.owned = owned;
+      if (owned) {
+        adopted++;
+        this.ownedCount++;
+        s.adoptedAt = this.now();
+        this.evaluate(key);
+        this.options.onSessionChange?.(key);
+      } else {
+        released++;
+        this.ownedCount--;
+        s.issued = undefined;
+        s.adoptedAt = undefined;
+        this.limitsReported.delete(key);
+        this.scheduler.cancel(key);
+        this.options.onRelease?.(key);
+      }
+    }
+    this.countSessions();
+    return { adopted, released };
+  }
+
   activityChanged(key: string): void {
-    if (!this.sessions.has(key)) return;
+    if (!this.sessions.get(key)?.owned) return;
     this.evaluate(key);
     this.options.onSessionChange?.(key);
   }
 
+  /** The deadlines of a Session this replica owns. */
   deadlines(key: string, now = this.now()): SessionDeadlines | undefined {
     const s = this.sessions.get(key);
-    if (!s) return undefined;
+    if (!s?.owned) return undefined;
     const activityAt = this.options.activityOf(key);
     return computeDeadlines(
       s.facts,
@@ -294,7 +326,7 @@ export class IdleReaper {
 
   private onDue(key: string): void {
     const s = this.sessions.get(key);
-    if (!s) return;
+    if (!s?.owned) return;
     const now = this.now();
     const d = this.deadlines(key, now);
     const due = d?.due;
@@ -310,7 +342,13 @@ export class IdleReaper {
     // Replicas reach the same deadline at the same moment and name their command alike, so
     // JetStream keeps one; a command issued again later (nothing happened) gets a new round.
     const round = Math.floor(Math.max(0, now - due.at) / commandRetryMs);
-    const msgId = `${s.facts.uid}:${due.action}:${due.at}:${round}`;
+    // Except a deadline that passed before this replica adopted the Session: the replica that
+    // owned it may have issued it, and if that replica died, its executor may hold the command
+    // unacknowledged until the commands consumer's ack_wait (30 s) gives it to another (run S3a:
+    // 7 of 1,000 decisions 30 s late). Under an id of its own it is carried out now; the other,
+    // if any, finds the Session changed (the executor decides again) and does nothing.
+    const adopted = s.adoptedAt !== undefined && due.at <= s.adoptedAt ? `:adopted-${s.adoptedAt}` : '';
+    const msgId = `${s.facts.uid}:${due.action}:${due.at}:${round}${adopted}`;
     const command: SessionCommand = {
       action: due.action,
       namespace: s.namespace,
@@ -344,8 +382,9 @@ export class IdleReaper {
           'could not publish a command; retrying',
         );
         const current = this.sessions.get(s.key);
-        if (current?.issued) current.issued.retryAt = this.now() + 2_000;
-        if (current) this.scheduler.schedule(s.key, this.now() + 2_000);
+        if (!current?.owned) return;
+        if (current.issued) current.issued.retryAt = this.now() + 2_000;
+        this.scheduler.schedule(s.key, this.now() + 2_000);
       },
     );
     metrics.scheduledDeadlines.set(this.scheduler.size);

@@ -30,7 +30,7 @@ import { createReaperMetrics } from './reaper-metrics.js';
 import { decodeForwardedReport, encodeForwardedReport } from './forwarded-report.js';
 import { PassedOnReports } from './passed-on-reports.js';
 import { memberId, membershipGroup, ReaperMembership } from './reaper-membership.js';
-import { type OtherSession, readTrackedSession, sessionKey, type TrackedSession } from './session-facts.js';
+import { readTrackedSession, sessionKey, sessionKeyOfStateEntry, type TrackedSession } from './session-facts.js';
 import { REAPER_COMPONENT, SessionWriter } from './session-writer.js';
 
 /** The size of an activity entry when the bucket sets no limit on values. */
@@ -111,7 +111,7 @@ await runService({
       intervalMs: config.LAST_ACTIVITY_WRITE_INTERVAL,
       latest: (key) => activity?.get(key),
       session: (key) => {
-        const s = reaper.get(key);
+        const s = reaper.owned(key);
         if (!s) return undefined;
         return {
           namespace: s.namespace,
@@ -136,6 +136,7 @@ await runService({
       log,
       commandRetryMs: config.COMMAND_RETRY_INTERVAL,
       idleNotBefore,
+      owns: (key) => membership.current.owns(key),
       onSessionChange: (key) => statusWriter.notify(key),
       onRelease: (key) => {
         statusWriter.forget(key);
@@ -234,9 +235,11 @@ await runService({
           // NATS closing: they reach the bucket with our next flush instead.
           log.warn({ err: (error as Error).message }, 'could not pass held reports on to their new owners');
         }
-        // Read every Session again with the new owners: keep the values of our own, adopt the
-        // ones that became ours, drop what we held for those that went to another replica.
-        sessionView.resync();
+        // Every Session is held here with its facts: the ones that became ours are decided at
+        // once from them (a read of all the Sessions took seconds at 20,000, run S2), the ones
+        // that went to another replica drop their deadlines.
+        const { adopted, released } = reaper.reassign();
+        log.info({ adopted, released, owned: reaper.trackedCount }, 'Sessions owned anew');
       },
       log,
       readiness,
@@ -245,7 +248,7 @@ await runService({
     const membershipDone = membership.run(signal);
 
     readiness.register('sessions', 'reading Sessions from the shared state');
-    const sessionView = new SharedStateView<TrackedSession | OtherSession>({
+    const sessionView = new SharedStateView<TrackedSession>({
       // Which Sessions are ours depends on the members: none is read before they are known.
       bucket: async () => {
         await membersFirstKnown;
@@ -253,21 +256,16 @@ await runService({
       },
       kind: 'session',
       ...(config.WATCH_NAMESPACE ? { namespaces: config.WATCH_NAMESPACE } : {}),
+      // The reaper holds what it needs of each Session; the view need not hold it again, nor
+      // every entry's key (`session.<namespace>.<name>`) beside the Session's.
+      keepValues: false,
+      keyOf: sessionKeyOfStateEntry,
       parse: (raw) => {
         const session = readTrackedSession(raw);
         if (!session) return { ok: false, reason: 'not a Session (metadata.namespace, name or uid missing)' };
-        return membership.current.owns(session.key)
-          ? { ok: true, key: session.key, value: session }
-          : {
-              ok: true,
-              key: session.key,
-              value: { key: session.key, uid: session.facts.uid, running: session.facts.state === 'running' },
-            };
+        return { ok: true, key: session.key, value: session };
       },
-      onUpsert: (_key, session) => {
-        if ('facts' in session) reaper.upsert(session);
-        else reaper.upsertElsewhere(session.key, session.uid, session.running);
-      },
+      onUpsert: (_key, session) => reaper.upsert(session),
       onDelete: (key) => {
         reaper.remove(key);
         statusWriter.forget(key);

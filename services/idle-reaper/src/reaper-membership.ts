@@ -9,6 +9,7 @@ import {
   type Readiness,
   sleep,
 } from '@streamspace/shared';
+import { livenessCheckInterval, MemberLiveness } from './member-liveness.js';
 import type { ReaperMetrics } from './reaper-metrics.js';
 import { MemberSet } from './session-ownership.js';
 
@@ -47,7 +48,10 @@ export interface MembershipOptions {
   self: string;
   /** The replicas' group (membershipGroup): the first token of every key. */
   group: string;
-  /** A member whose heartbeat is this old is gone (its last heartbeat's per-message TTL). */
+  /**
+   * A member whose last heartbeat arrived this long ago is gone (see member-liveness.ts); its
+   * heartbeats also carry this TTL, rounded up to whole seconds, for the server to expire them.
+   */
   ttlMs: number;
   /** The membership bucket (bound again after a failure). */
   bucket(): Promise<KV>;
@@ -63,12 +67,14 @@ export interface MembershipOptions {
 /**
  * This replica's membership of the idle reapers, in the KV bucket `streamspace-reaper-members`:
  * a heartbeat under its own key every third of the TTL, each written with that TTL, and a watch of
- * every key. A replica that stops (SIGKILL, a lost node, a paused process) stops writing; its
- * last heartbeat expires and the server writes a delete marker in its place, which every watch
- * delivers. A graceful stop deletes the key at once. The members are what the watch holds, plus
- * this replica itself: a replica cut off from the bucket keeps deciding for the part it had and
- * more, so a Session may for a while have two owners (their commands are the same message and
- * JetStream keeps one), never none.
+ * every key. A replica that stops (SIGKILL, a lost node, a paused process) stops writing; the
+ * others drop it once no heartbeat of it has arrived for a TTL (MemberLiveness), or when its key
+ * is deleted: its last heartbeat expires and the server writes a delete marker in its place,
+ * which every watch delivers. A graceful stop deletes the key at once. The members are what the
+ * watch holds, plus this replica itself: a replica cut off from the bucket keeps deciding for the
+ * part it had and more, so a Session may for a while have two owners (their commands are mostly
+ * the same message, which JetStream keeps once, see IdleReaper.issue; the executor re-checks
+ * the others), never none.
  */
 export class ReaperMembership {
   private members: MemberSet;
@@ -112,6 +118,7 @@ export class ReaperMembership {
     const subject = `$KV.${BUCKETS.reaperMembers}.${this.options.group}.${self}`;
     const body = JSON.stringify({ member: self, since: new Date().toISOString() });
     while (!signal.aborted) {
+      const startedAt = performance.now();
       try {
         await publish(subject, body, goDuration(ttlMs));
         this.lastHeartbeat = Date.now();
@@ -132,7 +139,8 @@ export class ReaperMembership {
           );
         }
       }
-      await sleep(every, signal);
+      // At a steady rate: a slow acknowledgement must not stretch the time between heartbeats.
+      await sleep(Math.max(0, every - (performance.now() - startedAt)), signal);
     }
   }
 
@@ -163,10 +171,10 @@ export class ReaperMembership {
   }
 
   private async watchOnce(kv: KV, signal: AbortSignal, onCaughtUp: () => void): Promise<void> {
-    const live = new Set<string>();
+    const live = new MemberLiveness(this.options.ttlMs);
     let caughtUp = false;
     const publishChange = () => {
-      const next = new MemberSet(this.options.self, live);
+      const next = new MemberSet(this.options.self, live.members);
       if (this.known && next.sameMembers(this.members)) return;
       const before = this.members;
       this.members = next;
@@ -189,19 +197,34 @@ export class ReaperMembership {
     const watch = await kv.watch({ key: `${prefix}*` });
     const stop = () => watch.stop();
     signal.addEventListener('abort', stop, { once: true });
+    // Members whose heartbeats stopped arriving are dropped without waiting for the server's
+    // delete marker; a check that runs late (this process stalled) drops nothing.
+    const every = livenessCheckInterval(this.options.ttlMs);
+    let plannedAt = performance.now() + every;
+    const checker = setInterval(() => {
+      const now = performance.now();
+      const late = now - plannedAt;
+      plannedAt = now + every;
+      if (live.expire(now, late, every).length > 0 && caughtUp) publishChange();
+    }, every);
     // An empty bucket delivers nothing to say the watch is caught up (our own first heartbeat
     // may not have landed yet).
     if (!(await hasKeys(kv, `${prefix}*`))) catchUp();
     try {
       for await (const entry of watch) {
         const member = entry.key.slice(prefix.length);
-        if (entry.operation === 'PUT') live.add(member);
-        else live.delete(member);
+        if (entry.operation === 'PUT') {
+          const known = live.has(member);
+          live.seen(member, performance.now());
+          // A heartbeat of a known member changes nothing.
+          if (known && caughtUp) continue;
+        } else live.gone(member);
         if (!caughtUp) {
           if (entry.delta === 0) catchUp();
         } else publishChange();
       }
     } finally {
+      clearInterval(checker);
       signal.removeEventListener('abort', stop);
     }
   }

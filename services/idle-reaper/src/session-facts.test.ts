@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { readTrackedSession, sessionKey } from './session-facts.js';
+import { stateKey } from '@streamspace/shared';
+import { readTrackedSession, sessionKey, sessionKeyOfStateEntry } from './session-facts.js';
 
 const session = {
   apiVersion: 'stream.streamspace.io/v1alpha1',
@@ -127,5 +128,13 @@ describe('readTrackedSession', () => {
 
   it('keys sessions as <namespace>.<name>', () => {
     expect(sessionKey('team-a', 'desk-1')).toBe('team-a.desk-1');
+  });
+});
+
+describe('sessionKeyOfStateEntry', () => {
+  it("is the Session key of the Session's shared-state entry key", () => {
+    const namespace = 'team.a';
+    const name = 'alice.firefox';
+    expect(sessionKeyOfStateEntry(stateKey('session', namespace, name))).toBe(sessionKey(namespace, name));
   });
 });

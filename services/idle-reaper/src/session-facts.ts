@@ -13,17 +13,17 @@ export interface TrackedSession {
   facts: SessionFacts;
 }
 
-/** A Session another reaper replica owns: all this replica keeps of it (see session-ownership.ts). */
-export interface OtherSession {
-  key: string;
-  uid: string;
-  /** spec.state is running (to date a late arrival, see IdleReaper.upsertElsewhere). */
-  running: boolean;
-}
-
 /** The activity bucket key and the in-memory key of a Session: `<namespace>.<name>`. */
 export function sessionKey(namespace: string, name: string): string {
   return `${subjectToken(namespace)}.${subjectToken(name)}`;
+}
+
+/** The key of a Session's shared-state entry is `session.` and its key (stateKey). */
+const STATE_ENTRY_PREFIX = 'session.';
+
+/** The Session key (sessionKey) of a Session's shared-state entry key. */
+export function sessionKeyOfStateEntry(entryKey: string): string {
+  return entryKey.startsWith(STATE_ENTRY_PREFIX) ? entryKey.slice(STATE_ENTRY_PREFIX.length) : entryKey;
 }
 
 function time(value: unknown): number | undefined {
@@ -74,25 +74,21 @@ export function readTrackedSession(object: unknown): TrackedSession | undefined 
   const maxSessionDuration = text(spec.maxSessionDuration);
 
   const createdAt = time(metadata.creationTimestamp);
+  // One literal with every field (undefined when absent): every Session's facts then share one
+  // shape with its fields in the object itself, where conditional spreads built each object
+  // property by property (see IdleReaper.upsert for what the two literals saved).
   const facts: SessionFacts = {
     uid,
     state: text(spec.state) ?? 'running',
     reaperDisabled: annotations[ANNOTATIONS.reaperDisabled] === 'true',
     deleting: metadata.deletionTimestamp !== undefined && metadata.deletionTimestamp !== null,
-    ...(createdAt !== undefined ? { createdAt } : {}),
-    ...(phase !== undefined ? { phase } : {}),
-    ...(ready
-      ? {
-          ready: {
-            status: text(ready.status) ?? 'Unknown',
-            ...(readySince !== undefined ? { since: readySince } : {}),
-          },
-        }
-      : {}),
-    ...(idleTimeout !== undefined ? { idleTimeout } : {}),
-    ...(maxSessionDuration !== undefined ? { maxSessionDuration } : {}),
-    ...(statusLastActivity !== undefined ? { statusLastActivity } : {}),
-    ...(reaperStateChangeAt !== undefined ? { reaperStateChangeAt } : {}),
+    createdAt,
+    phase,
+    ready: ready ? { status: text(ready.status) ?? 'Unknown', since: readySince } : undefined,
+    idleTimeout,
+    maxSessionDuration,
+    statusLastActivity,
+    reaperStateChangeAt,
   };
   return {
     key: sessionKey(namespace, name),
