@@ -221,6 +221,7 @@ describe('the chart, rendered', () => {
     const defaults = await template();
     expect(command(defaults, 'idle-reaper')).toEqual([
       'node',
+      '--max-semi-space-size=1',
       '--no-opt',
       '--optimize-for-size',
       '--no-expose-wasm',
