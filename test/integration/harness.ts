@@ -79,6 +79,36 @@ export function kube() {
   };
 }
 
+/**
+ * Follows the Sessions of a namespace with a watch of the test's own, calling `onSession` with each
+ * one it sees, and starts the watch again whenever it ends: the API server can refuse it (429)
+ * while it starts up, and a watch that never ran left every wait on what it sees to time out.
+ * Returns the function that stops it.
+ */
+export async function followSessions<T extends { metadata: { name: string } }>(
+  kc: k8s.KubeConfig,
+  path: string,
+  onSession: (session: T) => void,
+): Promise<() => void> {
+  let stopped = false;
+  let controller: AbortController | undefined;
+  const again = () => void setTimeout(() => void follow(), 500);
+  const follow = async (): Promise<void> => {
+    if (stopped) return;
+    controller = await new k8s.Watch(kc)
+      .watch(path, {}, (_type: string, object: T) => onSession(object), again)
+      .catch(() => {
+        again();
+        return undefined;
+      });
+  };
+  await follow();
+  return () => {
+    stopped = true;
+    controller?.abort();
+  };
+}
+
 export async function kubectl(
   args: string[],
   input?: string,

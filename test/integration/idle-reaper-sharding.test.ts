@@ -1,4 +1,3 @@
-import { Watch } from '@kubernetes/client-node';
 import { Kvm } from '@nats-io/kv';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { ANNOTATIONS, API_GROUP, API_VERSION, BUCKETS, subjects } from '@streamspace/shared';
@@ -8,6 +7,7 @@ import {
   createNamespace,
   deleteNamespace,
   eventually,
+  followSessions,
   installCrds,
   kube,
   kubectl,
@@ -76,34 +76,16 @@ async function idleEvents(name: string) {
 beforeAll(async () => {
   await installCrds();
   namespace = await createNamespace('shard');
-  // Started again when it ends: the API server can refuse it (429) while it starts up, and a
-  // watch that never ran left every wait below for Running to time out.
-  let stopped = false;
-  let controller: AbortController | undefined;
-  const follow = async (): Promise<void> => {
-    if (stopped) return;
-    controller = await new Watch(k.kc)
-      .watch(
-        `/apis/${API_GROUP}/${API_VERSION}/namespaces/${namespace}/sessions`,
-        {},
-        (_type: string, object: StoredSession) => {
-          const ready = object.status?.conditions?.find((c) => c.type === 'Ready');
-          if (object.status?.phase !== 'Running' || ready?.status !== 'True') return;
-          if (!becameRunning.has(object.metadata.name))
-            becameRunning.set(object.metadata.name, Date.parse(ready.lastTransitionTime));
-        },
-        () => void setTimeout(() => void follow(), 500),
-      )
-      .catch(() => {
-        setTimeout(() => void follow(), 500);
-        return undefined;
-      });
-  };
-  await follow();
-  stopWatch = () => {
-    stopped = true;
-    controller?.abort();
-  };
+  stopWatch = await followSessions<StoredSession>(
+    k.kc,
+    `/apis/${API_GROUP}/${API_VERSION}/namespaces/${namespace}/sessions`,
+    (object) => {
+      const ready = object.status?.conditions?.find((c) => c.type === 'Ready');
+      if (object.status?.phase !== 'Running' || ready?.status !== 'True') return;
+      if (!becameRunning.has(object.metadata.name))
+        becameRunning.set(object.metadata.name, Date.parse(ready.lastTransitionTime));
+    },
+  );
   nc = await connect({ servers: process.env.NATS_URL as string });
   services.push(new ServiceProcess('watcher', { WATCH_NAMESPACE: namespace, RESYNC_INTERVAL: '30s' }));
   services.push(

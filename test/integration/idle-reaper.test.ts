@@ -1,7 +1,6 @@
 import { writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Watch } from '@kubernetes/client-node';
 import { type KV, Kvm } from '@nats-io/kv';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { ANNOTATIONS, API_GROUP, API_VERSION, BUCKETS, subjects } from '@streamspace/shared';
@@ -11,6 +10,7 @@ import {
   createNamespace,
   deleteNamespace,
   eventually,
+  followSessions,
   installCrds,
   kube,
   kubectl,
@@ -169,36 +169,19 @@ const natsReport = (name: string) => () =>
     JSON.stringify({ namespace, session: name, source: 'test' }),
   );
 
-async function watchReadyTransitions(): Promise<() => void> {
-  // Started again when it ends: the API server can refuse it (429) while it starts up, and a
-  // watch that never ran left every wait for Running to time out.
-  let stopped = false;
-  let controller: AbortController | undefined;
-  const follow = async (): Promise<void> => {
-    if (stopped) return;
-    controller = await new Watch(k.kc)
-      .watch(
-        `/apis/${API_GROUP}/${API_VERSION}/namespaces/${namespace}/sessions`,
-        {},
-        (_type: string, object: StoredSession) => {
-          const ready = object.status?.conditions?.find((c) => c.type === 'Ready');
-          if (object.status?.phase !== 'Running' || ready?.status !== 'True') return;
-          const seen = becameRunning.get(object.metadata.name) ?? [];
-          const at = Date.parse(ready.lastTransitionTime);
-          if (!seen.includes(at)) becameRunning.set(object.metadata.name, [...seen, at]);
-        },
-        () => void setTimeout(() => void follow(), 500),
-      )
-      .catch(() => {
-        setTimeout(() => void follow(), 500);
-        return undefined;
-      });
-  };
-  await follow();
-  return () => {
-    stopped = true;
-    controller?.abort();
-  };
+/** Records each time a Session's Ready condition turned True while it was Running. */
+function watchReadyTransitions(): Promise<() => void> {
+  return followSessions<StoredSession>(
+    k.kc,
+    `/apis/${API_GROUP}/${API_VERSION}/namespaces/${namespace}/sessions`,
+    (object) => {
+      const ready = object.status?.conditions?.find((c) => c.type === 'Ready');
+      if (object.status?.phase !== 'Running' || ready?.status !== 'True') return;
+      const seen = becameRunning.get(object.metadata.name) ?? [];
+      const at = Date.parse(ready.lastTransitionTime);
+      if (!seen.includes(at)) becameRunning.set(object.metadata.name, [...seen, at]);
+    },
+  );
 }
 
 const SESSIONS: Record<string, Record<string, unknown>> = {
