@@ -209,7 +209,7 @@ describe('the chart, rendered', () => {
     );
   });
 
-  it('puts nodeArgs on the node command line of the image: the idle reaper runs in V8 lite mode, the watcher with a larger heap', async () => {
+  it('puts nodeArgs on the node command line of the image: the idle reaper and the workers run without the optimizing compiler, the watcher with a larger heap', async () => {
     // The command replaces the image's ENTRYPOINT, so it must name the same script.
     const entrypoint = JSON.parse(
       /^ENTRYPOINT (\[.*\])$/m.exec(readFileSync(`${repo}/Dockerfile`, 'utf8'))?.[1] ?? '[]',
@@ -219,17 +219,27 @@ describe('the chart, rendered', () => {
       find(rendered, 'Deployment', `-${component}`).spec.template.spec.containers[0].command;
 
     const defaults = await template();
-    expect(command(defaults, 'idle-reaper')).toEqual([
+    // The idle reaper and the workers run without the optimizing compiler; the watcher keeps it,
+    // with its heap raised past nodeOptions' (command-line flags win over NODE_OPTIONS).
+    const withoutOptimizer = [
       'node',
       '--max-semi-space-size=1',
       '--no-opt',
       '--optimize-for-size',
       '--no-expose-wasm',
       '/app/entrypoint.mjs',
+    ];
+    expect(command(defaults, 'idle-reaper')).toEqual(withoutOptimizer);
+    expect(command(defaults, 'reconciler')).toEqual(withoutOptimizer);
+    expect(command(defaults, 'watcher')).toEqual([
+      'node',
+      '--max-old-space-size=144',
+      '--max-semi-space-size=1',
+      '--optimize-for-size',
+      '--no-expose-wasm',
+      '/app/entrypoint.mjs',
     ]);
-    // The watcher's heap is raised past nodeOptions' (command-line flags win over NODE_OPTIONS).
-    expect(command(defaults, 'watcher')).toEqual(['node', '--max-old-space-size=144', '/app/entrypoint.mjs']);
-    for (const component of ['reconciler', 'metrics']) expect(command(defaults, component)).toBeUndefined();
+    expect(command(defaults, 'metrics')).toBeUndefined();
 
     const changed = await template([
       'nodeArgs=--max-lazy',
@@ -241,7 +251,8 @@ describe('the chart, rendered', () => {
       '--lite-mode',
       '/app/entrypoint.mjs',
     ]);
-    expect(command(changed, 'reconciler')).toEqual(['node', '--max-lazy', '/app/entrypoint.mjs']);
+    // The global nodeArgs reach a service without its own.
+    expect(command(changed, 'metrics')).toEqual(['node', '--max-lazy', '/app/entrypoint.mjs']);
   });
 
   it('ships the alerts and the dashboard of deploy/monitoring on request', async () => {
