@@ -9,7 +9,7 @@ import { Registry } from 'prom-client';
 
 const repo = new URL('..', import.meta.url).pathname;
 const { SharedStateView } = await import(`${repo}packages/shared/dist/index.js`);
-const { parseSessionSnapshot } = await import(`${repo}services/metrics/dist/session-snapshot.js`);
+const { parseSessionSnapshot, sessionViewKey } = await import(`${repo}services/metrics/dist/session-snapshot.js`);
 const { TransitionTracker } = await import(`${repo}services/metrics/dist/transition-tracker.js`);
 const { createSessionMetrics } = await import(`${repo}services/metrics/dist/session-metrics.js`);
 
@@ -100,6 +100,8 @@ const start = heap();
 const view = new SharedStateView({
   bucket: async () => bucket,
   kind: 'session',
+  // As metrics-service.ts has it (a build without sessionViewKey keeps every entry key as well).
+  ...(sessionViewKey ? { keyOf: sessionViewKey } : {}),
   parse: (raw) => {
     const parsed = parseSessionSnapshot(raw);
     if (!parsed.ok) return parsed;

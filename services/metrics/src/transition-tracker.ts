@@ -98,8 +98,11 @@ interface Track {
   state: SessionState;
   /** Best known time spec.state took its current value. */
   stateSinceMs: number | undefined;
-  /** lastTransitionTime of transitional Ready reasons seen since the last settled episode. */
-  transitional: Partial<Record<TransitionalReason, number>>;
+  /**
+   * lastTransitionTime of transitional Ready reasons seen since the last settled episode; none
+   * (undefined, not an empty object: a Track is kept per Session) for a settled Session.
+   */
+  transitional: Partial<Record<TransitionalReason, number>> | undefined;
   /** observedAt of the session's `added` event, to refine the whole-second creationTimestamp. */
   addedAtMs: number | undefined;
   touchedMs: number;
@@ -159,7 +162,7 @@ export class TransitionTracker {
             : { phase: 'Unknown', sinceMs: undefined },
         state: snapshot.state,
         stateSinceMs: undefined,
-        transitional: {},
+        transitional: undefined,
         addedAtMs: change.type === 'added' ? observedAtMs : undefined,
         touchedMs: observedAtMs,
       };
@@ -173,10 +176,11 @@ export class TransitionTracker {
       track.state = snapshot.state;
       // Seen only once it had already settled, the change was missed: only a recorded time can say when it was made.
       track.stateSinceMs = this.stateChangeTime(snapshot, previous, settlesNow ? undefined : observedAtMs);
-      track.transitional = {};
+      track.transitional = undefined;
     }
     const { ready } = snapshot;
     if (ready && isTransitional(ready.reason) && ready.sinceMs !== undefined) {
+      track.transitional ??= {};
       track.transitional[ready.reason] ??= ready.sinceMs;
     }
     track.lastVersion = snapshot.resourceVersion;
@@ -187,7 +191,7 @@ export class TransitionTracker {
     const transition = this.transitionTo(episode.phase, snapshot, track, endMs);
     track.episode = episode.key;
     track.settled = { phase: episode.phase, sinceMs: endMs };
-    track.transitional = {};
+    track.transitional = undefined;
     if (endMs < this.countFromMs) return [];
     return [transition];
   }
@@ -207,9 +211,10 @@ export class TransitionTracker {
   private historyOf(snapshot: SessionSnapshot, nowMs: number): Track {
     const episode = episodeOf(snapshot);
     const { ready } = snapshot;
-    const transitional: Track['transitional'] = {};
-    if (ready && isTransitional(ready.reason) && ready.sinceMs !== undefined)
-      transitional[ready.reason] = ready.sinceMs;
+    const transitional: Track['transitional'] =
+      ready && isTransitional(ready.reason) && ready.sinceMs !== undefined
+        ? { [ready.reason]: ready.sinceMs }
+        : undefined;
     // Mid-way (not settled): when the current spec.state was set, if the object says so.
     const candidates: number[] = [];
     const recorded = snapshot.stateChange.atMs;
@@ -277,7 +282,7 @@ export class TransitionTracker {
     switch (phase) {
       case 'Running': {
         // The earliest evidence of a start: the spec change as seen, or the reconciler's Starting condition.
-        const starting = earliest(track.transitional.Starting, track.transitional.WaitingForTemplate);
+        const starting = earliest(track.transitional?.Starting, track.transitional?.WaitingForTemplate);
         let from: StartOrigin;
         let beginMs: number | undefined;
         if (!previous) {
@@ -310,7 +315,7 @@ export class TransitionTracker {
       case 'Hibernated': {
         const beginMs = earliest(
           track.state === 'hibernated' ? track.stateSinceMs : undefined,
-          track.transitional.Hibernating,
+          track.transitional?.Hibernating,
         );
         return {
           type: 'hibernated',
