@@ -63,16 +63,30 @@ function isTransitional(reason: string | undefined): reason is TransitionalReaso
 
 type SettledPhase = Exclude<SessionPhase, 'Pending'>;
 
-/** The settled phase of a snapshot and the key of its episode, or undefined while it is on its way. */
-export function episodeOf(
-  snapshot: SessionSnapshot,
-): { phase: SettledPhase; key: string; sinceMs: number | undefined } | undefined {
+/** An episode: a settled phase with the Ready condition's reason and since when; equal fields, one episode. */
+export interface Episode {
+  phase: SettledPhase;
+  reason: string;
+  sinceMs: number | undefined;
+}
+
+/** The settled phase of a snapshot as an episode, or undefined while it is on its way. */
+export function episodeOf(snapshot: SessionSnapshot): Episode | undefined {
   const { phase, ready } = snapshot;
   if (phase === 'Pending') return undefined;
   // A session keeps its old phase while its pod is going (Hibernating, Terminating).
   if (ready && isTransitional(ready.reason)) return undefined;
   if (phase === 'Running' && ready && ready.status !== 'True') return undefined;
-  return { phase, key: `${phase}/${ready?.reason ?? ''}/${ready?.sinceMs ?? ''}`, sinceMs: ready?.sinceMs };
+  return { phase, reason: ready?.reason ?? '', sinceMs: ready?.sinceMs };
+}
+
+/** An episode written out, for logs and tests. */
+export function episodeKey(episode: Episode): string {
+  return `${episode.phase}/${episode.reason}/${episode.sinceMs ?? ''}`;
+}
+
+function sameEpisode(a: Episode | undefined, b: Episode): boolean {
+  return a !== undefined && a.phase === b.phase && a.reason === b.reason && a.sinceMs === b.sinceMs;
 }
 
 /** Which spec.state each transitional reason is heading for. */
@@ -91,8 +105,11 @@ export function isNewerVersion(candidate: string, seen: string): boolean {
 
 interface Track {
   lastVersion: string;
-  /** Key of the last settled episode counted or seeded. */
-  episode: string | undefined;
+  /**
+   * The last settled episode counted or seeded: its fields (the reason a string the snapshot
+   * holds anyway), where a key written out was a string of its own per Session.
+   */
+  episode: Episode | undefined;
   /** The last settled phase and since when; 'Unknown' when seeded mid-way with a history we cannot see. */
   settled: { phase: SettledPhase | 'Unknown'; sinceMs: number | undefined } | undefined;
   state: SessionState;
@@ -171,7 +188,7 @@ export class TransitionTracker {
 
     const previous = track.settled;
     const episode = episodeOf(snapshot);
-    const settlesNow = episode !== undefined && episode.key !== track.episode;
+    const settlesNow = episode !== undefined && !sameEpisode(track.episode, episode);
     if (snapshot.state !== track.state) {
       track.state = snapshot.state;
       // Seen only once it had already settled, the change was missed: only a recorded time can say when it was made.
@@ -189,7 +206,7 @@ export class TransitionTracker {
     if (!episode || !settlesNow) return [];
     const endMs = episode.sinceMs ?? observedAtMs;
     const transition = this.transitionTo(episode.phase, snapshot, track, endMs);
-    track.episode = episode.key;
+    track.episode = episode;
     track.settled = { phase: episode.phase, sinceMs: endMs };
     track.transitional = undefined;
     if (endMs < this.countFromMs) return [];
@@ -230,7 +247,7 @@ export class TransitionTracker {
     }
     return {
       lastVersion: snapshot.resourceVersion,
-      episode: episode?.key,
+      episode,
       settled: episode
         ? { phase: episode.phase, sinceMs: episode.sinceMs }
         : snapshot.generation > 1
