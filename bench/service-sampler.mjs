@@ -10,6 +10,7 @@
 // their HTTP port by their listening socket.
 import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
+import { normalize } from 'node:path';
 
 const repo = new URL('..', import.meta.url).pathname;
 const intervalMs = Number(process.argv[2] ?? 2_000);
@@ -23,7 +24,10 @@ function services() {
     } catch {
       continue;
     }
-    const main = cmdline.find((arg) => arg.startsWith(`${repo}services/`) && arg.endsWith('/dist/main.js'));
+    // The harness names the script `${repo}/services/…` with its repo ending in a slash: normalise.
+    const main = cmdline
+      .map((arg) => normalize(arg))
+      .find((arg) => arg.startsWith(`${repo}services/`) && arg.endsWith('/dist/main.js'));
     if (main) found.push({ pid: Number(pid), service: main.slice(`${repo}services/`.length).split('/')[0] });
   }
   return found;
