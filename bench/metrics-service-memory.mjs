@@ -7,7 +7,8 @@
 //   running: every Session stored Running and announced (`modified`), RATE a second;
 //   resync: every Session stored and announced again (`resync`), RATE a second (the watcher's
 //   periodic resync does this at RESYNC_RATE, 20 a second spread over at most 90 s).
-// Prints the service's VmHWM (peak RSS) and VmRSS after each phase, and its V8 heap at the end.
+// Prints the service's VmHWM (peak RSS) and VmRSS after each phase, its V8 heap at the end and
+// its CPU time over the run.
 //
 //   node bench/metrics-service-memory.mjs <sessions> [rate] [-- node flags...]
 import { execFileSync, spawn } from 'node:child_process';
@@ -162,6 +163,9 @@ await sleep(4_000);
 phases.resync = memory();
 scraping = false;
 await scrapes;
+// Its CPU time over the whole run (utime + stime, clock ticks of 1/100 s).
+const stat = readFileSync(`/proc/${service.pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+const cpuSeconds = (Number(stat[11]) + Number(stat[12])) / 100;
 const metrics = (await get('/metrics')).body;
 const figure = (name) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(metrics)?.[1]);
 const running = /streamspace_sessions\{phase="Running",template="firefox"\} (\d+)/.exec(metrics)?.[1];
@@ -173,6 +177,7 @@ console.log(
     nodeArgs: nodeArgs.join(' '),
     phases,
     runningCounted: Number(running),
+    cpuSeconds,
     heapUsedMiB: Number((figure('nodejs_heap_size_used_bytes') / 2 ** 20).toFixed(1)),
     heapTotalMiB: Number((figure('nodejs_heap_size_total_bytes') / 2 ** 20).toFixed(1)),
   }),
