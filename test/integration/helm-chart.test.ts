@@ -209,7 +209,7 @@ describe('the chart, rendered', () => {
     );
   });
 
-  it('puts nodeArgs on the node command line of the image: the idle reaper runs in V8 lite mode, the watcher with a larger heap', async () => {
+  it('puts nodeArgs on the node command line of the image: the idle reaper and metrics without the optimizing compiler, the watcher with a larger heap', async () => {
     // The command replaces the image's ENTRYPOINT, so it must name the same script.
     const entrypoint = JSON.parse(
       /^ENTRYPOINT (\[.*\])$/m.exec(readFileSync(`${repo}/Dockerfile`, 'utf8'))?.[1] ?? '[]',
@@ -219,17 +219,18 @@ describe('the chart, rendered', () => {
       find(rendered, 'Deployment', `-${component}`).spec.template.spec.containers[0].command;
 
     const defaults = await template();
-    expect(command(defaults, 'idle-reaper')).toEqual([
-      'node',
-      '--max-semi-space-size=1',
-      '--no-opt',
-      '--optimize-for-size',
-      '--no-expose-wasm',
-      '/app/entrypoint.mjs',
-    ]);
+    for (const component of ['idle-reaper', 'metrics'])
+      expect(command(defaults, component)).toEqual([
+        'node',
+        '--max-semi-space-size=1',
+        '--no-opt',
+        '--optimize-for-size',
+        '--no-expose-wasm',
+        '/app/entrypoint.mjs',
+      ]);
     // The watcher's heap is raised past nodeOptions' (command-line flags win over NODE_OPTIONS).
     expect(command(defaults, 'watcher')).toEqual(['node', '--max-old-space-size=144', '/app/entrypoint.mjs']);
-    for (const component of ['reconciler', 'metrics']) expect(command(defaults, component)).toBeUndefined();
+    expect(command(defaults, 'reconciler')).toBeUndefined();
 
     const changed = await template([
       'nodeArgs=--max-lazy',
