@@ -12,12 +12,10 @@
 //
 //   node bench/metrics-service-memory.mjs <sessions> [rate] [-- node flags...]
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { jetstream } from '@nats-io/jetstream';
-import { connect } from '@nats-io/transport-node';
 import { parse } from 'yaml';
+import { startOwnNatsServer } from './own-nats-server.mjs';
 
 const repo = new URL('..', import.meta.url).pathname;
 const shared = await import(`${repo}packages/shared/dist/index.js`);
@@ -35,17 +33,9 @@ const nodeArgs =
         .filter(Boolean);
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
-const bin = `${execFileSync(`${repo}scripts/toolchain`, ['path', 'nats-server'], { encoding: 'utf8' }).trim()}/nats-server`;
-const store = mkdtempSync(join(tmpdir(), 'metrics-service-memory-'));
 const natsPort = 17589;
-const server = spawn(bin, ['-a', '127.0.0.1', '-p', String(natsPort), '-js', '-sd', store], { stdio: 'ignore' });
-let nc;
-for (let attempt = 0; !nc; attempt++) {
-  nc = await connect({ servers: `nats://127.0.0.1:${natsPort}` }).catch((error) => {
-    if (attempt > 50) throw error;
-  });
-  if (!nc) await sleep(100);
-}
+const nats = await startOwnNatsServer(natsPort, 'metrics-service-memory');
+const { nc } = nats;
 await shared.ensureStreams(nc);
 const kv = await shared.openStateBucket(nc);
 const js = jetstream(nc);
@@ -184,7 +174,5 @@ console.log(
 );
 service.kill('SIGTERM');
 await new Promise((resolve) => service.once('exit', resolve));
-await nc.close();
-server.kill();
-rmSync(store, { recursive: true, force: true });
+await nats.stop();
 process.exit(0);

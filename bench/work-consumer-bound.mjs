@@ -6,13 +6,9 @@
 // at the end (pnpm run build first):
 //
 //   node bench/work-consumer-bound.mjs [port]
-import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
-import { connect } from '@nats-io/transport-node';
 import { Registry } from 'prom-client';
+import { startOwnNatsServer } from './own-nats-server.mjs';
 
 const repo = new URL('..', import.meta.url).pathname;
 const shared = await import(`${repo}packages/shared/dist/index.js`);
@@ -20,17 +16,9 @@ const { WorkConsumer } = await import(`${repo}services/reconciler/dist/work-cons
 
 const port = Number(process.argv[2] ?? 17588);
 const KEYS = 800;
-const bin = `${execFileSync(`${repo}scripts/toolchain`, ['path', 'nats-server'], { encoding: 'utf8' }).trim()}/nats-server`;
-const store = mkdtempSync(join(tmpdir(), 'work-consumer-bound-'));
-const server = spawn(bin, ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', store], { stdio: 'ignore' });
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-let nc;
-for (let attempt = 0; !nc; attempt++) {
-  nc = await connect({ servers: `nats://127.0.0.1:${port}` }).catch((error) => {
-    if (attempt > 50) throw error;
-  });
-  if (!nc) await sleep(100);
-}
+const nats = await startOwnNatsServer(port, 'work-consumer-bound');
+const { nc } = nats;
 await shared.ensureStreams(nc);
 const jsm = await jetstreamManager(nc);
 await shared.ensureWorkConsumers(jsm);
@@ -100,7 +88,5 @@ console.log(
   }),
 );
 await consumer.stop(2_000);
-await nc.close();
-server.kill();
-rmSync(store, { recursive: true, force: true });
+await nats.stop();
 process.exit(0);
