@@ -209,7 +209,7 @@ describe('the chart, rendered', () => {
     );
   });
 
-  it('puts nodeArgs on the node command line of the image: the idle reaper and the workers run without the optimizing compiler, the watcher with a larger heap', async () => {
+  it('puts nodeArgs on the node command line of the image: the idle reaper, the workers and metrics without the optimizing compiler, the watcher with a larger heap', async () => {
     // The command replaces the image's ENTRYPOINT, so it must name the same script.
     const entrypoint = JSON.parse(
       /^ENTRYPOINT (\[.*\])$/m.exec(readFileSync(`${repo}/Dockerfile`, 'utf8'))?.[1] ?? '[]',
@@ -219,8 +219,8 @@ describe('the chart, rendered', () => {
       find(rendered, 'Deployment', `-${component}`).spec.template.spec.containers[0].command;
 
     const defaults = await template();
-    // The idle reaper and the workers run without the optimizing compiler; the watcher keeps it,
-    // with its heap raised past nodeOptions' (command-line flags win over NODE_OPTIONS).
+    // The idle reaper, the workers and metrics run without the optimizing compiler; the watcher
+    // keeps it, with its heap raised past nodeOptions' (command-line flags win over NODE_OPTIONS).
     const withoutOptimizer = [
       'node',
       '--max-semi-space-size=1',
@@ -229,8 +229,8 @@ describe('the chart, rendered', () => {
       '--no-expose-wasm',
       '/app/entrypoint.mjs',
     ];
-    expect(command(defaults, 'idle-reaper')).toEqual(withoutOptimizer);
-    expect(command(defaults, 'reconciler')).toEqual(withoutOptimizer);
+    for (const component of ['idle-reaper', 'reconciler', 'metrics'])
+      expect(command(defaults, component)).toEqual(withoutOptimizer);
     expect(command(defaults, 'watcher')).toEqual([
       'node',
       '--max-old-space-size=144',
@@ -239,11 +239,11 @@ describe('the chart, rendered', () => {
       '--no-expose-wasm',
       '/app/entrypoint.mjs',
     ]);
-    expect(command(defaults, 'metrics')).toBeUndefined();
 
     const changed = await template([
       'nodeArgs=--max-lazy',
       'idleReaper.nodeArgs=--stack-size=900 --lite-mode',
+      'metrics.nodeArgs=',
     ]);
     expect(command(changed, 'idle-reaper')).toEqual([
       'node',
@@ -251,7 +251,7 @@ describe('the chart, rendered', () => {
       '--lite-mode',
       '/app/entrypoint.mjs',
     ]);
-    // The global nodeArgs reach a service without its own.
+    // The global nodeArgs reach a service without its own (metrics' emptied).
     expect(command(changed, 'metrics')).toEqual(['node', '--max-lazy', '/app/entrypoint.mjs']);
   });
 

@@ -6,7 +6,7 @@ describe('metrics configuration', () => {
   it('has defaults that work on their own', () => {
     const config = loadConfig(metricsConfigSchema, {});
     expect(config).toMatchObject({
-      METRICS_USER_LABEL: true,
+      METRICS_USER_LABEL: false,
       WATCHER_READY_URL: [],
       PROBE_TIMEOUT: 2000,
     });
@@ -15,12 +15,12 @@ describe('metrics configuration', () => {
 
   it('reads the user label switch and a list of watcher URLs', () => {
     const config = loadConfig(metricsConfigSchema, {
-      METRICS_USER_LABEL: 'false',
+      METRICS_USER_LABEL: 'true',
       WATCHER_READY_URL: 'http://w-0:8081/readyz, http://w-1:8081/readyz',
       WATCH_NAMESPACE: 'team-a,team-b',
     });
     expect(config.WATCH_NAMESPACE).toEqual(['team-a', 'team-b']);
-    expect(config.METRICS_USER_LABEL).toBe(false);
+    expect(config.METRICS_USER_LABEL).toBe(true);
     expect(config.WATCHER_READY_URL).toEqual(['http://w-0:8081/readyz', 'http://w-1:8081/readyz']);
   });
 

@@ -16,7 +16,7 @@ import type { metricsConfigSchema } from './metrics-config.js';
 import { type JetStreamReader, jetStreamReader, registerPipelineMetrics } from './pipeline-health.js';
 import { SessionEventStream } from './session-event-stream.js';
 import { createSessionMetrics } from './session-metrics.js';
-import { parseSessionSnapshot, type SessionSnapshot } from './session-snapshot.js';
+import { parseSessionSnapshot, type SessionSnapshot, sessionViewKey } from './session-snapshot.js';
 import { TransitionTracker } from './transition-tracker.js';
 
 /** Sessions deleted while their deletion event was missed are forgotten after this long. */
@@ -68,6 +68,7 @@ export async function startMetrics(
     return new SharedStateView<T>({
       bucket: async () => (await bindBucket(await connection, BUCKETS.state)).kv,
       kind: resource === 'sessions' ? 'session' : 'template',
+      ...(resource === 'sessions' ? { keyOf: sessionViewKey } : {}),
       ...(namespace ? { namespaces: namespace } : {}),
       parse,
       onState: (up, reason) => {

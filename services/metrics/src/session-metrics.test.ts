@@ -108,4 +108,27 @@ describe('session metrics', () => {
     expect(out).not.toMatch(/^streamspace_sessions\{/m);
     expect(out).not.toMatch(/^streamspace_active_sessions\{/m);
   });
+
+  it('reads the Sessions once per scrape, and afresh at the next one', async () => {
+    const registry = new Registry();
+    let sessions: SessionSnapshot[] = [running];
+    let reads = 0;
+    createSessionMetrics(registry, {
+      sessions: () => {
+        reads++;
+        return sessions;
+      },
+      templates: () => [],
+      synced: () => true,
+      userLabel: false,
+      now: () => Date.parse(iso('10:00:00')),
+    });
+    expect(await registry.metrics()).toContain('streamspace_sessions{phase="Running",template="gimp"} 1');
+    expect(reads).toBe(1);
+    sessions = [running, { ...running, uid: 'u-2', name: 'second' }];
+    const second = await registry.metrics();
+    expect(second).toContain('streamspace_sessions{phase="Running",template="gimp"} 2');
+    expect(second).toContain('streamspace_active_sessions{template="gimp"} 2');
+    expect(reads).toBe(2);
+  });
 });

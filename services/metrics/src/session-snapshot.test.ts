@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { at, iso, rawSession } from './session-fixtures.test-support.js';
-import { parseSessionSnapshot } from './session-snapshot.js';
+import { parseSessionSnapshot, sessionViewKey } from './session-snapshot.js';
 
 describe('reading a Session', () => {
   it('takes what the metrics need, with the CRD defaults for what is missing', () => {
@@ -66,5 +66,10 @@ describe('reading a Session', () => {
       ok: false,
       reason: 'metadata.uid is missing or empty',
     });
+  });
+
+  it('makes a Session entry key its view key, dots in names included', () => {
+    expect(sessionViewKey('session.team-a.desk-1')).toBe('team-a/desk-1');
+    expect(sessionViewKey('session.team-a.my_desk_2')).toBe('team-a/my.desk.2');
   });
 });

@@ -1,5 +1,6 @@
 import {
   ANNOTATIONS,
+  fromSubjectToken,
   SESSION_PHASES,
   SESSION_STATES,
   type SessionPhase,
@@ -65,6 +66,24 @@ function shortText(value: unknown): string | undefined {
   return t !== undefined && t.length <= MAX_RECORD_TEXT ? t : undefined;
 }
 
+/** The record of a Session nobody recorded a state change on: most of them, so one object for all. */
+const NO_STATE_CHANGE: StateChangeRecord = Object.freeze({ by: undefined, reason: undefined, atMs: undefined });
+
+/**
+ * One string for the values many Sessions repeat (their namespace, template, Ready status and
+ * reason): JSON.parse makes a copy of each per Session, and a snapshot is kept per Session (at
+ * 10,000 Sessions, about 0.5 MiB of copies). Bounded, so odd input cannot grow it without end.
+ */
+const interned = new Map<string, string>();
+const MAX_INTERNED = 4_096;
+
+function intern(value: string): string {
+  const known = interned.get(value);
+  if (known !== undefined) return known;
+  if (interned.size < MAX_INTERNED && value.length <= 253) interned.set(value, value);
+  return value;
+}
+
 function timeMs(value: unknown): number | undefined {
   if (typeof value !== 'string') return undefined;
   const ms = Date.parse(value);
@@ -93,33 +112,47 @@ export function parseSessionSnapshot(raw: unknown): ParsedSnapshot {
   const readyRaw = conditions.find((c): c is Record<string, unknown> => isRecord(c) && c.type === 'Ready');
   const ready: ReadyCondition | undefined = readyRaw
     ? {
-        status: text(readyRaw.status) ?? 'Unknown',
-        reason: text(readyRaw.reason) ?? '',
+        status: intern(text(readyRaw.status) ?? 'Unknown'),
+        reason: intern(text(readyRaw.reason) ?? ''),
         sinceMs: timeMs(readyRaw.lastTransitionTime),
       }
     : undefined;
+  const stateChange: StateChangeRecord = {
+    by: shortText(annotations[ANNOTATIONS.stateChangedBy]),
+    reason: shortText(annotations[ANNOTATIONS.stateChangeReason]),
+    atMs: timeMs(annotations[ANNOTATIONS.stateChangedAt]),
+  };
   const generation = metadata.generation;
 
   return {
     ok: true,
     snapshot: {
       uid: metadata.uid as string,
-      namespace: metadata.namespace as string,
+      namespace: intern(metadata.namespace as string),
       name: metadata.name as string,
       resourceVersion: metadata.resourceVersion as string,
       generation:
         typeof generation === 'number' && Number.isInteger(generation) && generation >= 0 ? generation : 0,
       createdAtMs: timeMs(metadata.creationTimestamp),
-      template: text(spec.template) ?? '',
+      template: intern(text(spec.template) ?? ''),
       user: text(spec.user) ?? '',
       state,
       phase,
       ready,
-      stateChange: {
-        by: shortText(annotations[ANNOTATIONS.stateChangedBy]),
-        reason: shortText(annotations[ANNOTATIONS.stateChangeReason]),
-        atMs: timeMs(annotations[ANNOTATIONS.stateChangedAt]),
-      },
+      stateChange:
+        stateChange.by === undefined && stateChange.reason === undefined && stateChange.atMs === undefined
+          ? NO_STATE_CHANGE
+          : stateChange,
     },
   };
+}
+
+/**
+ * A Session entry's view key (`<namespace>/<name>`) from its entry key (`session.<namespace>.<name>`,
+ * dots written `_`, which Kubernetes names never hold): the view then keeps this one string per
+ * Session, not the entry key beside it.
+ */
+export function sessionViewKey(entryKey: string): string {
+  const [, namespace = '', name = ''] = entryKey.split('.');
+  return `${fromSubjectToken(namespace)}/${fromSubjectToken(name)}`;
 }

@@ -4,6 +4,7 @@ import { at, iso, type SessionShape, snapshot } from './session-fixtures.test-su
 import {
   type ChangeType,
   creationTime,
+  episodeKey,
   episodeOf,
   isNewerVersion,
   type Transition,
@@ -293,7 +294,8 @@ describe('episodes', () => {
     expect(episodeOf(life.hibernating.snapshot)).toBeUndefined();
     expect(episodeOf(life.terminating.snapshot)).toBeUndefined();
     expect(episodeOf(life.running.snapshot)?.phase).toBe('Running');
-    expect(episodeOf(life.hibernated.snapshot)?.key).toBe(`Hibernated/Hibernated/${at('10:05:00.900')}`);
+    const hibernated = episodeOf(life.hibernated.snapshot);
+    expect(hibernated && episodeKey(hibernated)).toBe(`Hibernated/Hibernated/${at('10:05:00.900')}`);
   });
 
   it('compares resourceVersions as numbers when they are', () => {
@@ -382,7 +384,10 @@ describe('any delivery of a session’s changes', () => {
           expect(feed(new TransitionTracker(), noisy)).toEqual(clean);
           // And every settled Running, Hibernated, Terminated and Failed episode is one transition.
           const episodes = new Set(
-            changes.map((c) => episodeOf(c.snapshot)?.key).filter((k) => k !== undefined),
+            changes
+              .map((c) => episodeOf(c.snapshot))
+              .filter((e) => e !== undefined)
+              .map(episodeKey),
           );
           expect(clean).toHaveLength(episodes.size);
         },

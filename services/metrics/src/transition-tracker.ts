@@ -63,16 +63,30 @@ function isTransitional(reason: string | undefined): reason is TransitionalReaso
 
 type SettledPhase = Exclude<SessionPhase, 'Pending'>;
 
-/** The settled phase of a snapshot and the key of its episode, or undefined while it is on its way. */
-export function episodeOf(
-  snapshot: SessionSnapshot,
-): { phase: SettledPhase; key: string; sinceMs: number | undefined } | undefined {
+/** An episode: a settled phase with the Ready condition's reason and since when; equal fields, one episode. */
+export interface Episode {
+  phase: SettledPhase;
+  reason: string;
+  sinceMs: number | undefined;
+}
+
+/** The settled phase of a snapshot as an episode, or undefined while it is on its way. */
+export function episodeOf(snapshot: SessionSnapshot): Episode | undefined {
   const { phase, ready } = snapshot;
   if (phase === 'Pending') return undefined;
   // A session keeps its old phase while its pod is going (Hibernating, Terminating).
   if (ready && isTransitional(ready.reason)) return undefined;
   if (phase === 'Running' && ready && ready.status !== 'True') return undefined;
-  return { phase, key: `${phase}/${ready?.reason ?? ''}/${ready?.sinceMs ?? ''}`, sinceMs: ready?.sinceMs };
+  return { phase, reason: ready?.reason ?? '', sinceMs: ready?.sinceMs };
+}
+
+/** An episode written out, for logs and tests. */
+export function episodeKey(episode: Episode): string {
+  return `${episode.phase}/${episode.reason}/${episode.sinceMs ?? ''}`;
+}
+
+function sameEpisode(a: Episode | undefined, b: Episode): boolean {
+  return a !== undefined && a.phase === b.phase && a.reason === b.reason && a.sinceMs === b.sinceMs;
 }
 
 /** Which spec.state each transitional reason is heading for. */
@@ -91,15 +105,21 @@ export function isNewerVersion(candidate: string, seen: string): boolean {
 
 interface Track {
   lastVersion: string;
-  /** Key of the last settled episode counted or seeded. */
-  episode: string | undefined;
+  /**
+   * The last settled episode counted or seeded: its fields (the reason a string the snapshot
+   * holds anyway), where a key written out was a string of its own per Session.
+   */
+  episode: Episode | undefined;
   /** The last settled phase and since when; 'Unknown' when seeded mid-way with a history we cannot see. */
   settled: { phase: SettledPhase | 'Unknown'; sinceMs: number | undefined } | undefined;
   state: SessionState;
   /** Best known time spec.state took its current value. */
   stateSinceMs: number | undefined;
-  /** lastTransitionTime of transitional Ready reasons seen since the last settled episode. */
-  transitional: Partial<Record<TransitionalReason, number>>;
+  /**
+   * lastTransitionTime of transitional Ready reasons seen since the last settled episode; none
+   * (undefined, not an empty object: a Track is kept per Session) for a settled Session.
+   */
+  transitional: Partial<Record<TransitionalReason, number>> | undefined;
   /** observedAt of the session's `added` event, to refine the whole-second creationTimestamp. */
   addedAtMs: number | undefined;
   touchedMs: number;
@@ -159,7 +179,7 @@ export class TransitionTracker {
             : { phase: 'Unknown', sinceMs: undefined },
         state: snapshot.state,
         stateSinceMs: undefined,
-        transitional: {},
+        transitional: undefined,
         addedAtMs: change.type === 'added' ? observedAtMs : undefined,
         touchedMs: observedAtMs,
       };
@@ -168,15 +188,16 @@ export class TransitionTracker {
 
     const previous = track.settled;
     const episode = episodeOf(snapshot);
-    const settlesNow = episode !== undefined && episode.key !== track.episode;
+    const settlesNow = episode !== undefined && !sameEpisode(track.episode, episode);
     if (snapshot.state !== track.state) {
       track.state = snapshot.state;
       // Seen only once it had already settled, the change was missed: only a recorded time can say when it was made.
       track.stateSinceMs = this.stateChangeTime(snapshot, previous, settlesNow ? undefined : observedAtMs);
-      track.transitional = {};
+      track.transitional = undefined;
     }
     const { ready } = snapshot;
     if (ready && isTransitional(ready.reason) && ready.sinceMs !== undefined) {
+      track.transitional ??= {};
       track.transitional[ready.reason] ??= ready.sinceMs;
     }
     track.lastVersion = snapshot.resourceVersion;
@@ -185,9 +206,9 @@ export class TransitionTracker {
     if (!episode || !settlesNow) return [];
     const endMs = episode.sinceMs ?? observedAtMs;
     const transition = this.transitionTo(episode.phase, snapshot, track, endMs);
-    track.episode = episode.key;
+    track.episode = episode;
     track.settled = { phase: episode.phase, sinceMs: endMs };
-    track.transitional = {};
+    track.transitional = undefined;
     if (endMs < this.countFromMs) return [];
     return [transition];
   }
@@ -207,9 +228,10 @@ export class TransitionTracker {
   private historyOf(snapshot: SessionSnapshot, nowMs: number): Track {
     const episode = episodeOf(snapshot);
     const { ready } = snapshot;
-    const transitional: Track['transitional'] = {};
-    if (ready && isTransitional(ready.reason) && ready.sinceMs !== undefined)
-      transitional[ready.reason] = ready.sinceMs;
+    const transitional: Track['transitional'] =
+      ready && isTransitional(ready.reason) && ready.sinceMs !== undefined
+        ? { [ready.reason]: ready.sinceMs }
+        : undefined;
     // Mid-way (not settled): when the current spec.state was set, if the object says so.
     const candidates: number[] = [];
     const recorded = snapshot.stateChange.atMs;
@@ -225,7 +247,7 @@ export class TransitionTracker {
     }
     return {
       lastVersion: snapshot.resourceVersion,
-      episode: episode?.key,
+      episode,
       settled: episode
         ? { phase: episode.phase, sinceMs: episode.sinceMs }
         : snapshot.generation > 1
@@ -277,7 +299,7 @@ export class TransitionTracker {
     switch (phase) {
       case 'Running': {
         // The earliest evidence of a start: the spec change as seen, or the reconciler's Starting condition.
-        const starting = earliest(track.transitional.Starting, track.transitional.WaitingForTemplate);
+        const starting = earliest(track.transitional?.Starting, track.transitional?.WaitingForTemplate);
         let from: StartOrigin;
         let beginMs: number | undefined;
         if (!previous) {
@@ -310,7 +332,7 @@ export class TransitionTracker {
       case 'Hibernated': {
         const beginMs = earliest(
           track.state === 'hibernated' ? track.stateSinceMs : undefined,
-          track.transitional.Hibernating,
+          track.transitional?.Hibernating,
         );
         return {
           type: 'hibernated',

@@ -87,4 +87,21 @@ describe('KeyedWorkQueue', () => {
     expect(queue.next()?.key).toBe('d');
     expect(queue.next()).toBeUndefined();
   });
+
+  it('counts each held key once, waiting or being worked on, by its newest item', () => {
+    const queue = new KeyedWorkQueue<{ partition: number }>();
+    queue.add('a', { partition: 0 });
+    queue.add('b', { partition: 0 });
+    queue.add('c', { partition: 1 });
+    queue.next(); // a is worked on
+    queue.add('a', { partition: 0 }); // and waits again: still one key
+    const ofPartition = (p: number) => queue.count((item) => item.partition === p);
+    expect(ofPartition(0)).toBe(2);
+    expect(ofPartition(1)).toBe(1);
+    queue.done('a'); // handed out again later: still held
+    expect(ofPartition(0)).toBe(2);
+    queue.remove((item) => item.partition === 0);
+    expect(ofPartition(0)).toBe(0);
+    expect(ofPartition(1)).toBe(1);
+  });
 });

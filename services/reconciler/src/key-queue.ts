@@ -10,7 +10,8 @@ export class KeyedWorkQueue<T> {
   /** Keys ready to hand out, oldest first; each is in `dirty` and not in `processing`. */
   private readonly ready: string[] = [];
   private readonly dirty = new Map<string, T>();
-  private readonly processing = new Set<string>();
+  /** Keys being worked on, with the item each was handed out with. */
+  private readonly processing = new Map<string, T>();
 
   /** Queues `item` under `key`; returns the waiting item it replaced, if any (coalesced). */
   add(key: string, item: T): T | undefined {
@@ -26,7 +27,7 @@ export class KeyedWorkQueue<T> {
     if (key === undefined) return undefined;
     const item = this.dirty.get(key) as T;
     this.dirty.delete(key);
-    this.processing.add(key);
+    this.processing.set(key, item);
     return { key, item };
   }
 
@@ -49,6 +50,14 @@ export class KeyedWorkQueue<T> {
       this.ready.splice(0, this.ready.length, ...kept);
     }
     return removed;
+  }
+
+  /** Keys held (waiting, being worked on, or both) whose newest item matches: each key once. */
+  count(matches: (item: T) => boolean): number {
+    let held = 0;
+    for (const item of this.processing.values()) if (matches(item)) held++;
+    for (const [key, item] of this.dirty) if (!this.processing.has(key) && matches(item)) held++;
+    return held;
   }
 
   /** Keys waiting to be handed out. */

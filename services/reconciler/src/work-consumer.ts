@@ -1,11 +1,5 @@
 import { appendFileSync } from 'node:fs';
-import type {
-  Consumer,
-  ConsumerMessages,
-  JetStreamClient,
-  JetStreamManager,
-  JsMsg,
-} from '@nats-io/jetstream';
+import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/nats-core';
 import {
   backoffDelay,
@@ -16,6 +10,7 @@ import {
   STREAMS,
   sleep,
   subjects,
+  WORK_MAX_ACK_PENDING,
   WORK_PRIORITY_GROUP,
   workConsumerName,
   type WorkItem,
@@ -24,6 +19,7 @@ import {
 } from '@streamspace/shared';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { KeyedWorkQueue } from './key-queue.js';
+import { PacedPull, type PullStatus, type WorkMessage } from './paced-pull.js';
 import { partitionsToRelease } from './partition-balance.js';
 import {
   LOSS_REASONS,
@@ -43,6 +39,8 @@ export interface WorkConsumerOptions {
   log: Logger;
   registry: Registry;
   workerId: string;
+  /** The connection's inbox prefix: the pulls' replies come back under it. */
+  inboxPrefix?: string;
   concurrency: number;
   maxAttempts: number;
   reconcile(item: WorkItem, fence: WriteFence): Promise<ReconcileOutcome>;
@@ -56,7 +54,7 @@ export interface WorkConsumerOptions {
 }
 
 interface Pending {
-  message: JsMsg;
+  message: WorkMessage;
   item: WorkItem;
   partition: number;
 }
@@ -70,6 +68,9 @@ interface Pending {
  * which the writer checks before every write, so a worker that lost a pin stops before writing
  * and leaves the item unacknowledged for the new holder. Within the worker, a per-key queue
  * (KeyedWorkQueue) never hands one key out twice at once and folds repeated triggers into one.
+ * A worker holds at most WORK_MAX_ACK_PENDING keys of a partition (waiting or running): it pulls
+ * only for the room it has (PacedPull), since the server's own count misses items a newer
+ * trigger replaced in the stream.
  * A failure is retried with growing delays (nak with a delay) and after maxAttempts goes to the
  * dead-letter stream; an item that can never succeed (not a valid work item) is terminated.
  */
@@ -77,7 +78,7 @@ export class WorkConsumer {
   private readonly requeueTimers = new RequeueTimers();
   private readonly queue = new KeyedWorkQueue<Pending>();
   private readonly leases: PartitionLease[];
-  private readonly pulls = new Map<number, ConsumerMessages>();
+  private readonly pulls = new Map<number, PacedPull>();
   /** Partitions given back to the other workers, not pulled until then (performance.now()). */
   private readonly pausedUntil = new Map<number, number>();
   private rebalancing = false;
@@ -162,9 +163,7 @@ export class WorkConsumer {
   async run(): Promise<void> {
     void this.watchConnection();
     this.joinCensus();
-    await Promise.all(
-      this.options.work.consumers.map((consumer, partition) => this.pull(consumer, partition)),
-    );
+    await Promise.all(this.options.work.consumers.map((_, partition) => this.pull(partition)));
   }
 
   /** Answers the other workers' census, gives partitions to a worker that joins, and says it joined. */
@@ -251,8 +250,8 @@ export class WorkConsumer {
   }
 
   /** One partition: pull under the priority group, restarting after an error, until stopped. */
-  private async pull(consumer: Consumer, partition: number): Promise<void> {
-    const { log } = this.options;
+  private async pull(partition: number): Promise<void> {
+    const { log, nc, inboxPrefix } = this.options;
     const lease = this.leases[partition] as PartitionLease;
     while (!this.stopping) {
       const paused = (this.pausedUntil.get(partition) ?? 0) - performance.now();
@@ -261,16 +260,24 @@ export class WorkConsumer {
         continue;
       }
       try {
-        const messages = await consumer.consume({
+        const pull = new PacedPull({
+          nc,
+          ...(inboxPrefix ? { inboxPrefix } : {}),
+          stream: STREAMS.work,
+          consumer: workConsumerName(partition),
           group: WORK_PRIORITY_GROUP,
-          max_messages: Math.max(16, this.options.concurrency * 2),
-          expires: this.timings.pullExpiresMs,
-          idle_heartbeat: this.timings.heartbeatMs,
+          expiresMs: this.timings.pullExpiresMs,
+          heartbeatMs: this.timings.heartbeatMs,
+          // As many keys as the server lets a partition's worker hold unacknowledged, and a pull
+          // at least as often as the library's expiring pulls renewed the pin before.
+          pacing: { bound: WORK_MAX_ACK_PENDING, keepAliveMs: this.timings.pullExpiresMs },
+          held: () => this.queue.count((pending) => pending.partition === partition),
+          onMessage: (message) => this.receive(message, partition, lease),
+          onStatus: (status) => this.pinStatus(status, lease),
         });
-        this.pulls.set(partition, messages);
-        void this.watchPin(messages, lease);
+        this.pulls.set(partition, pull);
         try {
-          for await (const message of messages) this.receive(message, partition, lease);
+          await pull.closed;
         } finally {
           this.pulls.delete(partition);
           lease.lose('consumer_stopped');
@@ -288,27 +295,22 @@ export class WorkConsumer {
       if (status.type === 'disconnect') for (const lease of this.leases) lease.lose('disconnected');
   }
 
-  private async watchPin(messages: ConsumerMessages, lease: PartitionLease): Promise<void> {
-    for await (const status of messages.status()) {
-      switch (status.type) {
-        case 'consumer_pinned': {
-          const gained = !lease.pinned;
-          lease.pinnedAs(status.id);
-          if (gained) void this.rebalance();
-          break;
-        }
-        case 'consumer_unpinned':
-          lease.lose('unpinned');
-          break;
-        // The server answered a pull of ours: it still held it, with our pin id.
-        case 'heartbeat':
-        case 'discard':
-          lease.proof();
-          break;
-        case 'heartbeats_missed':
-          // Silence proves nothing; the lease runs out on its own unless a proof comes.
-          break;
+  private pinStatus(status: PullStatus, lease: PartitionLease): void {
+    switch (status.type) {
+      case 'pinned': {
+        const gained = !lease.pinned;
+        lease.pinnedAs(status.id);
+        if (gained) void this.rebalance();
+        break;
       }
+      case 'unpinned':
+        lease.lose('unpinned');
+        break;
+      // The server answered a pull of ours: it still held it, with our pin id. (Silence proves
+      // nothing; the lease runs out on its own unless a proof comes.)
+      case 'proof':
+        lease.proof();
+        break;
     }
   }
 
@@ -317,14 +319,15 @@ export class WorkConsumer {
     // Waiting items go back to the partition, for whoever holds it now; running ones stop at their next write.
     const returned = this.queue.remove((pending) => pending.partition === partition);
     for (const pending of returned) pending.message.nak();
+    this.pulls.get(partition)?.wake();
     this.options.log.warn(
       { partition, reason, returned: returned.length },
       'lost the pin on a work partition; its reconciles stop before their next write',
     );
   }
 
-  private receive(message: JsMsg, partition: number, lease: PartitionLease): void {
-    const pinId = message.headers?.get('Nats-Pin-Id');
+  private receive(message: WorkMessage, partition: number, lease: PartitionLease): void {
+    const { pinId } = message;
     if (pinId) {
       const gained = !lease.pinned;
       lease.pinnedAs(pinId);
@@ -353,14 +356,14 @@ export class WorkConsumer {
     this.dispatch();
   }
 
-  private async rejectMalformed(message: JsMsg, error: string): Promise<void> {
+  private async rejectMalformed(message: WorkMessage, error: string): Promise<void> {
     this.options.log.warn({ subject: message.subject, err: error }, 'malformed work item; dead-lettering it');
     this.deadLetters.labels('malformed').inc();
     await this.deadLetter(
       message.subject,
       message.string().slice(0, 10_000),
       `malformed work item: ${error}`,
-      message.info.deliveryCount,
+      message.deliveryCount,
       'malformed',
       'unknown',
       'unknown',
@@ -381,6 +384,8 @@ export class WorkConsumer {
         ofPartition.delete(task);
         this.queue.done(next.key);
         this.dispatch();
+        // A key let go is room for one more item of its partition.
+        this.pulls.get(partition)?.wake();
       });
       this.inFlight.add(task);
       ofPartition.add(task);
@@ -445,14 +450,14 @@ export class WorkConsumer {
   }
 
   private async failed(
-    message: JsMsg,
+    message: WorkMessage,
     item: WorkItem,
     key: string,
     error: Error,
     fence: WriteFence,
   ): Promise<string> {
     const { log } = this.options;
-    const attempts = message.info.deliveryCount;
+    const attempts = message.deliveryCount;
     const reason = error.message ?? String(error);
     if (attempts >= this.options.maxAttempts) {
       this.reconciles.labels(item.kind, 'dead_lettered').inc();
