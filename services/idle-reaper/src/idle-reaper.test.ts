@@ -352,7 +352,7 @@ describe('IdleReaper with Sessions spread over replicas', () => {
     reaper.upsert(session('b'));
     expect(reaper.deadlineOf('ns.a')).toBe(T0 + 10 * S);
     mine.delete('ns.a');
-    expect(reaper.reassign()).toEqual({ adopted: 0, released: 1 });
+    expect(reaper.reassign()).toEqual({ adopted: 0, released: 1, reissued: 0 });
     expect(released).toEqual(['ns.a']);
     expect(reaper.deadlineOf('ns.a')).toBeUndefined();
     expect(reaper.deadlineOf('ns.b')).toBe(T0 + 10 * S);
@@ -370,7 +370,7 @@ describe('IdleReaper with Sessions spread over replicas', () => {
     expect(issued).toEqual([]);
     // Its owner died: 'a' is this replica's now. Its deadline (T0 + 10 s) has passed: decided now.
     mine.add('ns.a');
-    expect(reaper.reassign()).toEqual({ adopted: 1, released: 0 });
+    expect(reaper.reassign()).toEqual({ adopted: 1, released: 0, reissued: 0 });
     expect(changed).toEqual(['ns.a']);
     expect(reaper.trackedCount).toBe(1);
     await vi.advanceTimersByTimeAsync(0);
@@ -379,7 +379,7 @@ describe('IdleReaper with Sessions spread over replicas', () => {
     // its executor until the consumer's ack_wait.
     expect(issued[0]!.msgId).toBe(`uid-a:hibernate:${T0 + 10 * S}:0:adopted-${T0 + 12 * S}`);
     // Nothing changed: asking again adopts nothing more.
-    expect(reaper.reassign()).toEqual({ adopted: 0, released: 0 });
+    expect(reaper.reassign()).toEqual({ adopted: 0, released: 0, reissued: 0 });
   });
 
   it('names the decisions of an adopted Session that come due after the adoption as every replica does', async () => {
@@ -424,6 +424,32 @@ describe('IdleReaper with Sessions spread over replicas', () => {
     await vi.advanceTimersByTimeAsync(8 * S);
     reaper.upsert(session('late'));
     expect(reaper.deadlineOf('ns.late')).toBe(T0 + 18 * S);
+  });
+
+  it('issues its own decisions that have not taken effect again at once when a member left, under ids of their own', async () => {
+    const mine = new Set(['ns.a', 'ns.b', 'ns.c']);
+    const { reaper, issued } = shared(mine);
+    reaper.upsert(session('a'));
+    reaper.upsert(session('b'));
+    reaper.upsert(session('c', { idleTimeout: '60s' }));
+    await vi.advanceTimersByTimeAsync(11 * S);
+    expect(issued.map((i) => i.msgId)).toEqual([
+      `uid-a:hibernate:${T0 + 10 * S}:0`,
+      `uid-b:hibernate:${T0 + 10 * S}:0`,
+    ]);
+    // 'b' was carried out (its state changed); 'a' was not yet, and the replica that left may hold
+    // its command unacknowledged. 'c' was never due.
+    reaper.upsert(session('b', { state: 'hibernated', phase: 'Hibernated' }));
+    // A change that only adds a member retries nothing.
+    expect(reaper.reassign()).toEqual({ adopted: 0, released: 0, reissued: 0 });
+    expect(reaper.reassign({ memberLeft: true })).toEqual({ adopted: 0, released: 0, reissued: 1 });
+    await vi.advanceTimersByTimeAsync(0);
+    expect(issued.map((i) => i.msgId).slice(2)).toEqual([
+      `uid-a:hibernate:${T0 + 10 * S}:0:again-${T0 + 11 * S}`,
+    ]);
+    // Then as before: issued again only if nothing happened for a retry interval.
+    await vi.advanceTimersByTimeAsync(29 * S);
+    expect(issued).toHaveLength(3);
   });
 
   it('counts a Session removed while another replica owned it out of neither count', () => {

@@ -30,6 +30,7 @@ import { createReaperMetrics } from './reaper-metrics.js';
 import { decodeForwardedReport, encodeForwardedReport } from './forwarded-report.js';
 import { PassedOnReports } from './passed-on-reports.js';
 import { memberId, membershipGroup, ReaperMembership } from './reaper-membership.js';
+import type { MemberSet } from './session-ownership.js';
 import { readTrackedSession, sessionKey, sessionKeyOfStateEntry, type TrackedSession } from './session-facts.js';
 import { REAPER_COMPONENT, SessionWriter } from './session-writer.js';
 
@@ -208,6 +209,7 @@ await runService({
     const membersFirstKnown = new Promise<void>((resolve) => {
       membersKnown = resolve;
     });
+    let previousMembers: MemberSet | undefined;
     const membership = new ReaperMembership({
       self,
       group: membershipGroup(config.WATCH_NAMESPACE),
@@ -216,8 +218,10 @@ await runService({
       publish: async (subject, data, ttl) => {
         await jetstream(await connection).publish(subject, data, { ttl });
       },
-      onChange: () => {
+      onChange: (members) => {
         membersKnown();
+        const memberLeft = members.leftSince(previousMembers).length > 0;
+        previousMembers = members;
         // Reports held here for Sessions now another replica's go to it at once: it decides with
         // what it holds, and ours would reach it only with our next flush.
         try {
@@ -238,8 +242,19 @@ await runService({
         // Every Session is held here with its facts: the ones that became ours are decided at
         // once from them (a read of all the Sessions took seconds at 20,000, run S2), the ones
         // that went to another replica drop their deadlines.
-        const { adopted, released } = reaper.reassign();
-        log.info({ adopted, released, owned: reaper.trackedCount }, 'Sessions owned anew');
+        // When a member left, what it may have fetched of our commands is issued again (reassign).
+        const startedAt = performance.now();
+        const { adopted, released, reissued } = reaper.reassign({ memberLeft });
+        log.info(
+          {
+            adopted,
+            released,
+            reissued,
+            owned: reaper.trackedCount,
+            tookMs: Math.round(performance.now() - startedAt),
+          },
+          'Sessions owned anew',
+        );
       },
       log,
       readiness,

@@ -64,6 +64,13 @@ describe('MemberSet (rendezvous ownership of Sessions)', () => {
     expect(Math.abs(taken / keys.length - 1 / 3)).toBeLessThan(0.02);
   });
 
+  it('names the members that left since a previous set, none without one', () => {
+    const now = new MemberSet('a', ['a', 'c', 'd']);
+    expect(now.leftSince(new MemberSet('a', ['a', 'b', 'c']))).toEqual(['b']);
+    expect(now.leftSince(new MemberSet('a', ['a', 'c']))).toEqual([]);
+    expect(now.leftSince(undefined)).toEqual([]);
+  });
+
   it('compares member lists whatever their order', () => {
     expect(new MemberSet('a', ['b', 'c']).sameMembers(new MemberSet('c', ['b', 'a']))).toBe(true);
     expect(new MemberSet('a', ['b']).sameMembers(new MemberSet('a', ['b', 'c']))).toBe(false);
