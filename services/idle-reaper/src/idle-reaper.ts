@@ -52,7 +52,12 @@ export interface IdleReaperOptions {
    */
   onLimited?(session: TrackedSession, limited: LimitApplied[]): void;
   now?: () => number;
+  /** Runs work at a later turn of the event loop (setImmediate; tests may run it at once). */
+  defer?: (work: () => void) => void;
 }
+
+/** Adopted Sessions planned per turn of the event loop after a takeover (see IdleReaper.reassign). */
+const ADOPTION_SLICE = 500;
 
 /**
  * The scheduling half of the reaper: it keeps every known Session and, for each, the next
@@ -217,8 +222,16 @@ export class IdleReaper {
 
   /**
    * The members changed: asks `owns` again for every Session. Those that became this replica's
-   * are decided at once from what is held (a deadline already past fires now); those that went to
-   * another replica lose their deadline and the caller is told (onRelease). Nothing is read.
+   * are decided at once from what is held; those that went to another replica lose their deadline
+   * and the caller is told (onRelease). Nothing is read.
+   *
+   * The adopted Sessions whose deadline has passed (the dead replica's decisions of the last
+   * moments, and those due while it was being noticed) are the late ones: they are issued here,
+   * in the same turn, and go out as soon as it ends. Planning the others' deadlines (and telling
+   * `onSessionChange`) waits for the next turns of the event loop, `ADOPTION_SLICE` Sessions a
+   * turn, so the executor and NATS get their turns in between: done all at once for 10,000
+   * adopted Sessions it held every command of the takeover back by 150 ms on a loaded machine
+   * (BENCHMARKS.md run S4).
    *
    * When a member left (`memberLeft`), the decisions this replica issued that have not taken
    * effect yet are issued again at once, under ids of their own: the commands consumer is shared,
@@ -231,6 +244,7 @@ export class IdleReaper {
     let adopted = 0;
     let released = 0;
     let reissued = 0;
+    const toPlan: string[] = [];
     for (const [key, s] of this.sessions) {
       const owned = this.ownsKey(key);
       if (owned === s.owned) {
@@ -241,9 +255,11 @@ export class IdleReaper {
       if (owned) {
         adopted++;
         this.ownedCount++;
-        s.adoptedAt = this.now();
-        this.evaluate(key);
-        this.options.onSessionChange?.(key);
+        const now = this.now();
+        s.adoptedAt = now;
+        const due = this.deadlines(key, now)?.due;
+        if (due) this.issue(s, due, now);
+        toPlan.push(key);
       } else {
         released++;
         this.ownedCount--;
@@ -255,7 +271,24 @@ export class IdleReaper {
       }
     }
     this.countSessions();
+    this.planAdopted(toPlan, 0);
     return { adopted, released, reissued };
+  }
+
+  /** Plans the deadlines of adopted Sessions, a slice per turn of the event loop (see reassign). */
+  private planAdopted(keys: string[], from: number): void {
+    if (from >= keys.length) return;
+    (this.options.defer ?? setImmediate)(() => {
+      const to = Math.min(keys.length, from + ADOPTION_SLICE);
+      for (let i = from; i < to; i++) {
+        const key = keys[i] as string;
+        // Owned still: the members may have changed again meanwhile.
+        if (!this.sessions.get(key)?.owned) continue;
+        this.evaluate(key);
+        this.options.onSessionChange?.(key);
+      }
+      this.planAdopted(keys, to);
+    });
   }
 
   /** Issues the decision `s.issued` names again, now, if it still holds (see reassign). */

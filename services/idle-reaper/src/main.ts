@@ -221,19 +221,24 @@ await runService({
       onChange: (members) => {
         membersKnown();
         const memberLeft = members.leftSince(previousMembers).length > 0;
+        // Sessions move away from this replica only to a member that joined: without one, the
+        // reports held here stay ours, and a takeover need not walk them (it is on the clock).
+        const memberJoined = members.joinedSince(previousMembers).length > 0;
         previousMembers = members;
-        // Reports held here for Sessions now another replica's go to it at once: it decides with
-        // what it holds, and ours would reach it only with our next flush.
         try {
           if (activity && nc) {
-            for (const [key, at] of activity.held()) {
-              const owner = ownerElsewhere(key);
-              if (owner !== undefined) forward(owner, key, at);
-            }
+            // Reports held here for Sessions now another replica's go to it at once: it decides
+            // with what it holds, and ours would reach it only with our next flush.
+            if (memberJoined)
+              for (const [key, at] of activity.held()) {
+                const owner = ownerElsewhere(key);
+                if (owner !== undefined) forward(owner, key, at);
+              }
             // Reports we passed on to a replica that is gone may have died with it, unstored:
             // for the Sessions now ours, they count as reports received here.
-            for (const [key, at] of passedOn.entries())
-              if (ownerElsewhere(key) === undefined) activity.offer(reaper.canonicalKey(key), at);
+            if (memberLeft)
+              for (const [key, at] of passedOn.entries())
+                if (ownerElsewhere(key) === undefined) activity.offer(reaper.canonicalKey(key), at);
           }
         } catch (error) {
           // NATS closing: they reach the bucket with our next flush instead.

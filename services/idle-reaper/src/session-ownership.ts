@@ -69,6 +69,12 @@ export class MemberSet {
     return previous.members.filter((m) => !this.members.includes(m));
   }
 
+  /** The members that were not in `previous` (every member when there was no previous set). */
+  joinedSince(previous: MemberSet | undefined): string[] {
+    if (!previous) return [...this.members];
+    return previous.leftSince(this);
+  }
+
   sameMembers(other: MemberSet): boolean {
     return (
       this.members.length === other.members.length && this.members.every((m, i) => m === other.members[i])
