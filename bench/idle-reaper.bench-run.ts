@@ -469,6 +469,14 @@ it(`tracks ${N} sessions with steady activity and hibernates the idle ones on ti
   const decided: number[] = [];
   const decidedVictims: number[] = [];
   const observed: number[] = [];
+  /** Every leaver's decision, to tell which ones are late and why (times relative to the kill, if any). */
+  const perDecision: {
+    name: string;
+    deadline: number;
+    decidedAt: number;
+    delayMs: number;
+    ofKilledReplica: boolean;
+  }[] = [];
   let wrong = 0;
   let starved = 0;
   for (const [name, seen] of seenHibernated) {
@@ -480,6 +488,13 @@ it(`tracks ${N} sessions with steady activity and hibernates the idle ones on ti
       continue;
     }
     decided.push(seen.decidedAt - deadline);
+    perDecision.push({
+      name,
+      deadline,
+      decidedAt: seen.decidedAt,
+      delayMs: seen.decidedAt - deadline,
+      ofKilledReplica: victimLeavers.has(name),
+    });
     if (victimLeavers.has(name)) decidedVictims.push(seen.decidedAt - deadline);
     observed.push(seen.observedAt - deadline);
   }
@@ -604,6 +619,20 @@ it(`tracks ${N} sessions with steady activity and hibernates the idle ones on ti
   };
   mkdirSync(`${repo}/.bench`, { recursive: true });
   writeFileSync(`${repo}/.bench/idle-reaper.json`, `${JSON.stringify(result, null, 2)}\n`);
+  // Each leaver's deadline and decision, with the kill's and the takeover's moments: which decisions
+  // are the late ones (the killed replica's, due before the kill or during the takeover) is read here.
+  writeFileSync(
+    `${repo}/.bench/idle-reaper-decisions.json`,
+    `${JSON.stringify(
+      {
+        killedAt: takeover?.killedAt,
+        takenOverAt: takeover ? takeover.killedAt + takeover.takeoverMs : undefined,
+        decisions: perDecision.sort((a, b) => a.deadline - b.deadline),
+      },
+      null,
+      1,
+    )}\n`,
+  );
   console.log(JSON.stringify(result, null, 2));
 
   expect(errors).toEqual([]);

@@ -314,7 +314,13 @@ describe('IdleReaper with Sessions spread over replicas', () => {
     const released: string[] = [];
     const changed: string[] = [];
     const issued: { command: SessionCommand; msgId: string }[] = [];
+    /** Work the reaper put off to a later turn of the event loop; `later()` runs one turn of it. */
+    const deferred: (() => void)[] = [];
+    const later = () => {
+      for (const work of deferred.splice(0)) work();
+    };
     const reaper = new IdleReaper({
+      defer: (work) => deferred.push(work),
       defaults: { idleTimeoutMs: 30 * 60 * S, maxSessionDurationMs: 8 * 3600 * S },
       activityOf: () => undefined,
       issue: async (command, msgId) => {
@@ -329,7 +335,7 @@ describe('IdleReaper with Sessions spread over replicas', () => {
     });
     reaper.markSessionsSynced();
     reaper.markActivityLoaded();
-    return { reaper, released, changed, issued };
+    return { reaper, released, changed, issued, deferred, later };
   }
 
   it('holds a Session another replica owns, with no deadline for it', async () => {
@@ -352,7 +358,7 @@ describe('IdleReaper with Sessions spread over replicas', () => {
     reaper.upsert(session('b'));
     expect(reaper.deadlineOf('ns.a')).toBe(T0 + 10 * S);
     mine.delete('ns.a');
-    expect(reaper.reassign()).toEqual({ adopted: 0, released: 1 });
+    expect(reaper.reassign()).toEqual({ adopted: 0, released: 1, reissued: 0 });
     expect(released).toEqual(['ns.a']);
     expect(reaper.deadlineOf('ns.a')).toBeUndefined();
     expect(reaper.deadlineOf('ns.b')).toBe(T0 + 10 * S);
@@ -363,39 +369,43 @@ describe('IdleReaper with Sessions spread over replicas', () => {
 
   it('decides an adopted Session at once from what it holds, on its own deadline, not an idleTimeout after adopting it', async () => {
     const mine = new Set<string>();
-    const { reaper, issued, changed } = shared(mine);
+    const { reaper, issued, changed, later } = shared(mine);
     reaper.upsert(session('a'));
     reaper.upsert(session('b'));
     await vi.advanceTimersByTimeAsync(12 * S);
     expect(issued).toEqual([]);
-    // Its owner died: 'a' is this replica's now. Its deadline (T0 + 10 s) has passed: decided now.
+    // Its owner died: 'a' is this replica's now. Its deadline (T0 + 10 s) has passed: decided in
+    // the same turn, before anything else is planned.
     mine.add('ns.a');
-    expect(reaper.reassign()).toEqual({ adopted: 1, released: 0 });
-    expect(changed).toEqual(['ns.a']);
+    expect(reaper.reassign()).toEqual({ adopted: 1, released: 0, reissued: 0 });
     expect(reaper.trackedCount).toBe(1);
-    await vi.advanceTimersByTimeAsync(0);
+    await Promise.resolve();
     expect(issued).toHaveLength(1);
+    expect(changed).toEqual([]);
+    later();
+    expect(changed).toEqual(['ns.a']);
     // Under an id of its own: the command of the replica that died may sit unacknowledged in
     // its executor until the consumer's ack_wait.
     expect(issued[0]!.msgId).toBe(`uid-a:hibernate:${T0 + 10 * S}:0:adopted-${T0 + 12 * S}`);
     // Nothing changed: asking again adopts nothing more.
-    expect(reaper.reassign()).toEqual({ adopted: 0, released: 0 });
+    expect(reaper.reassign()).toEqual({ adopted: 0, released: 0, reissued: 0 });
   });
 
   it('names the decisions of an adopted Session that come due after the adoption as every replica does', async () => {
     const mine = new Set<string>();
-    const { reaper, issued } = shared(mine);
+    const { reaper, issued, later } = shared(mine);
     reaper.upsert(session('a'));
     await vi.advanceTimersByTimeAsync(5 * S);
     mine.add('ns.a');
     reaper.reassign();
+    later();
     await vi.advanceTimersByTimeAsync(5 * S);
     expect(issued.map((i) => i.msgId)).toEqual([`uid-a:hibernate:${T0 + 10 * S}:0`]);
   });
 
   it('gives an adopted Session that reached the replicas late the idle time its owner gave it', async () => {
     const mine = new Set<string>();
-    const { reaper } = shared(mine);
+    const { reaper, later } = shared(mine);
     await vi.advanceTimersByTimeAsync(8 * S);
     // Delivered late (the shared state lagging): the owner starts its idle time now, and so does
     // this replica, which may have to adopt it.
@@ -403,18 +413,20 @@ describe('IdleReaper with Sessions spread over replicas', () => {
     await vi.advanceTimersByTimeAsync(4 * S);
     mine.add('ns.late');
     reaper.reassign();
+    later();
     expect(reaper.deadlineOf('ns.late')).toBe(T0 + 18 * S);
   });
 
   it('keeps the wake time of a Session woken while another replica owned it', async () => {
     const mine = new Set<string>();
-    const { reaper } = shared(mine);
+    const { reaper, later } = shared(mine);
     reaper.upsert(session('a', { state: 'hibernated' }));
     await vi.advanceTimersByTimeAsync(20 * S);
     reaper.upsert(session('a'));
     await vi.advanceTimersByTimeAsync(5 * S);
     mine.add('ns.a');
     reaper.reassign();
+    later();
     expect(reaper.deadlineOf('ns.a')).toBe(T0 + 30 * S);
   });
 
@@ -424,6 +436,58 @@ describe('IdleReaper with Sessions spread over replicas', () => {
     await vi.advanceTimersByTimeAsync(8 * S);
     reaper.upsert(session('late'));
     expect(reaper.deadlineOf('ns.late')).toBe(T0 + 18 * S);
+  });
+
+  it('issues its own decisions that have not taken effect again at once when a member left, under ids of their own', async () => {
+    const mine = new Set(['ns.a', 'ns.b', 'ns.c']);
+    const { reaper, issued } = shared(mine);
+    reaper.upsert(session('a'));
+    reaper.upsert(session('b'));
+    reaper.upsert(session('c', { idleTimeout: '60s' }));
+    await vi.advanceTimersByTimeAsync(11 * S);
+    expect(issued.map((i) => i.msgId)).toEqual([
+      `uid-a:hibernate:${T0 + 10 * S}:0`,
+      `uid-b:hibernate:${T0 + 10 * S}:0`,
+    ]);
+    // 'b' was carried out (its state changed); 'a' was not yet, and the replica that left may hold
+    // its command unacknowledged. 'c' was never due.
+    reaper.upsert(session('b', { state: 'hibernated', phase: 'Hibernated' }));
+    // A change that only adds a member retries nothing.
+    expect(reaper.reassign()).toEqual({ adopted: 0, released: 0, reissued: 0 });
+    expect(reaper.reassign({ memberLeft: true })).toEqual({ adopted: 0, released: 0, reissued: 1 });
+    await vi.advanceTimersByTimeAsync(0);
+    expect(issued.map((i) => i.msgId).slice(2)).toEqual([
+      `uid-a:hibernate:${T0 + 10 * S}:0:again-${T0 + 11 * S}`,
+    ]);
+    // Then as before: issued again only if nothing happened for a retry interval.
+    await vi.advanceTimersByTimeAsync(29 * S);
+    expect(issued).toHaveLength(3);
+  });
+
+  it('decides the overdue adopted Sessions at once and plans the others a slice per turn, skipping any it lost meanwhile', async () => {
+    const mine = new Set<string>();
+    const { reaper, issued, changed, deferred, later } = shared(mine);
+    for (let i = 0; i < 1_200; i++) reaper.upsert(session(`s${i}`, { idleTimeout: i < 3 ? '10s' : '60s' }));
+    await vi.advanceTimersByTimeAsync(12 * S);
+    for (let i = 0; i < 1_200; i++) mine.add(`ns.s${i}`);
+    reaper.reassign();
+    await Promise.resolve();
+    // The three overdue ones are out before any deadline is planned.
+    expect(issued.map((i) => i.command.name)).toEqual(['s0', 's1', 's2']);
+    expect(reaper.deadlineOf('ns.s100')).toBeUndefined();
+    expect(deferred).toHaveLength(1);
+    later();
+    expect(changed).toHaveLength(500);
+    expect(reaper.deadlineOf('ns.s100')).toBe(T0 + 60 * S);
+    // Lost again before its turn: not planned.
+    mine.delete('ns.s1100');
+    reaper.reassign();
+    later();
+    later();
+    expect(changed).toHaveLength(1_199);
+    expect(reaper.deadlineOf('ns.s1100')).toBeUndefined();
+    expect(reaper.deadlineOf('ns.s1199')).toBe(T0 + 60 * S);
+    expect(deferred).toEqual([]);
   });
 
   it('counts a Session removed while another replica owned it out of neither count', () => {

@@ -52,7 +52,12 @@ export interface IdleReaperOptions {
    */
   onLimited?(session: TrackedSession, limited: LimitApplied[]): void;
   now?: () => number;
+  /** Runs work at a later turn of the event loop (setImmediate; tests may run it at once). */
+  defer?: (work: () => void) => void;
 }
+
+/** Adopted Sessions planned per turn of the event loop after a takeover (see IdleReaper.reassign). */
+const ADOPTION_SLICE = 500;
 
 /**
  * The scheduling half of the reaper: it keeps every known Session and, for each, the next
@@ -217,22 +222,44 @@ export class IdleReaper {
 
   /**
    * The members changed: asks `owns` again for every Session. Those that became this replica's
-   * are decided at once from what is held (a deadline already past fires now); those that went to
-   * another replica lose their deadline and the caller is told (onRelease). Nothing is read.
+   * are decided at once from what is held; those that went to another replica lose their deadline
+   * and the caller is told (onRelease). Nothing is read.
+   *
+   * The adopted Sessions whose deadline has passed (the dead replica's decisions of the last
+   * moments, and those due while it was being noticed) are the late ones: they are issued here,
+   * in the same turn, and go out as soon as it ends. Planning the others' deadlines (and telling
+   * `onSessionChange`) waits for the next turns of the event loop, `ADOPTION_SLICE` Sessions a
+   * turn, so the executor and NATS get their turns in between: done all at once for 10,000
+   * adopted Sessions it held every command of the takeover back by 150 ms on a loaded machine
+   * (BENCHMARKS.md run S4).
+   *
+   * When a member left (`memberLeft`), the decisions this replica issued that have not taken
+   * effect yet are issued again at once, under ids of their own: the commands consumer is shared,
+   * so the replica that left may have fetched them, and a command its executor held stays
+   * unacknowledged until the consumer's ack_wait (30 s) — or until this replica's own retry
+   * (COMMAND_RETRY_INTERVAL, 30 s). If it had carried one out, the executor finds the Session
+   * changed and does nothing (see CommandExecutor).
    */
-  reassign(): { adopted: number; released: number } {
+  reassign(change: { memberLeft?: boolean } = {}): { adopted: number; released: number; reissued: number } {
     let adopted = 0;
     let released = 0;
+    let reissued = 0;
+    const toPlan: string[] = [];
     for (const [key, s] of this.sessions) {
       const owned = this.ownsKey(key);
-      if (owned === s.owned) continue;
+      if (owned === s.owned) {
+        if (owned && change.memberLeft && s.issued && this.issueAgain(s)) reissued++;
+        continue;
+      }
       s.owned = owned;
       if (owned) {
         adopted++;
         this.ownedCount++;
-        s.adoptedAt = this.now();
-        this.evaluate(key);
-        this.options.onSessionChange?.(key);
+        const now = this.now();
+        s.adoptedAt = now;
+        const due = this.deadlines(key, now)?.due;
+        if (due) this.issue(s, due, now);
+        toPlan.push(key);
       } else {
         released++;
         this.ownedCount--;
@@ -244,7 +271,34 @@ export class IdleReaper {
       }
     }
     this.countSessions();
-    return { adopted, released };
+    this.planAdopted(toPlan, 0);
+    return { adopted, released, reissued };
+  }
+
+  /** Plans the deadlines of adopted Sessions, a slice per turn of the event loop (see reassign). */
+  private planAdopted(keys: string[], from: number): void {
+    if (from >= keys.length) return;
+    (this.options.defer ?? setImmediate)(() => {
+      const to = Math.min(keys.length, from + ADOPTION_SLICE);
+      for (let i = from; i < to; i++) {
+        const key = keys[i] as string;
+        // Owned still: the members may have changed again meanwhile.
+        if (!this.sessions.get(key)?.owned) continue;
+        this.evaluate(key);
+        this.options.onSessionChange?.(key);
+      }
+      this.planAdopted(keys, to);
+    });
+  }
+
+  /** Issues the decision `s.issued` names again, now, if it still holds (see reassign). */
+  private issueAgain(s: Tracked): boolean {
+    const issued = s.issued;
+    const now = this.now();
+    const due = this.deadlines(s.key, now)?.due;
+    if (!issued || !due || due.at !== issued.at || due.action !== issued.action) return false;
+    this.issue(s, due, now, `:again-${now}`);
+    return true;
   }
 
   activityChanged(key: string): void {
@@ -257,17 +311,14 @@ export class IdleReaper {
   deadlines(key: string, now = this.now()): SessionDeadlines | undefined {
     const s = this.sessions.get(key);
     if (!s?.owned) return undefined;
-    const activityAt = this.options.activityOf(key);
-    return computeDeadlines(
-      s.facts,
-      {
-        ...(activityAt !== undefined ? { activityAt } : {}),
-        ...(s.wokenAt !== undefined ? { wokenAt: s.wokenAt } : {}),
-        ...(this.options.idleNotBefore !== undefined ? { idleNotBefore: this.options.idleNotBefore } : {}),
-      },
-      this.options.defaults,
-      now,
-    );
+    // A literal, not conditional spreads: this runs for every report of an owned Session and for
+    // every adopted one at a takeover (see computeDeadlines' result).
+    const observations = {
+      activityAt: this.options.activityOf(key),
+      wokenAt: s.wokenAt,
+      idleNotBefore: this.options.idleNotBefore,
+    };
+    return computeDeadlines(s.facts, observations, this.options.defaults, now);
   }
 
   private internNamespace(namespace: string): string {
@@ -337,7 +388,7 @@ export class IdleReaper {
     this.issue(s, due, now);
   }
 
-  private issue(s: Tracked, due: Deadline, now: number): void {
+  private issue(s: Tracked, due: Deadline, now: number, again = ''): void {
     const { metrics, log, commandRetryMs } = this.options;
     // Replicas reach the same deadline at the same moment and name their command alike, so
     // JetStream keeps one; a command issued again later (nothing happened) gets a new round.
@@ -348,7 +399,7 @@ export class IdleReaper {
     // 7 of 1,000 decisions 30 s late). Under an id of its own it is carried out now; the other,
     // if any, finds the Session changed (the executor decides again) and does nothing.
     const adopted = s.adoptedAt !== undefined && due.at <= s.adoptedAt ? `:adopted-${s.adoptedAt}` : '';
-    const msgId = `${s.facts.uid}:${due.action}:${due.at}:${round}${adopted}`;
+    const msgId = `${s.facts.uid}:${due.action}:${due.at}:${round}${adopted}${again}`;
     const command: SessionCommand = {
       action: due.action,
       namespace: s.namespace,

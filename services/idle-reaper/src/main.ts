@@ -30,6 +30,7 @@ import { createReaperMetrics } from './reaper-metrics.js';
 import { decodeForwardedReport, encodeForwardedReport } from './forwarded-report.js';
 import { PassedOnReports } from './passed-on-reports.js';
 import { memberId, membershipGroup, ReaperMembership } from './reaper-membership.js';
+import type { MemberSet } from './session-ownership.js';
 import { readTrackedSession, sessionKey, sessionKeyOfStateEntry, type TrackedSession } from './session-facts.js';
 import { REAPER_COMPONENT, SessionWriter } from './session-writer.js';
 
@@ -208,6 +209,7 @@ await runService({
     const membersFirstKnown = new Promise<void>((resolve) => {
       membersKnown = resolve;
     });
+    let previousMembers: MemberSet | undefined;
     const membership = new ReaperMembership({
       self,
       group: membershipGroup(config.WATCH_NAMESPACE),
@@ -216,20 +218,27 @@ await runService({
       publish: async (subject, data, ttl) => {
         await jetstream(await connection).publish(subject, data, { ttl });
       },
-      onChange: () => {
+      onChange: (members) => {
         membersKnown();
-        // Reports held here for Sessions now another replica's go to it at once: it decides with
-        // what it holds, and ours would reach it only with our next flush.
+        const memberLeft = members.leftSince(previousMembers).length > 0;
+        // Sessions move away from this replica only to a member that joined: without one, the
+        // reports held here stay ours, and a takeover need not walk them (it is on the clock).
+        const memberJoined = members.joinedSince(previousMembers).length > 0;
+        previousMembers = members;
         try {
           if (activity && nc) {
-            for (const [key, at] of activity.held()) {
-              const owner = ownerElsewhere(key);
-              if (owner !== undefined) forward(owner, key, at);
-            }
+            // Reports held here for Sessions now another replica's go to it at once: it decides
+            // with what it holds, and ours would reach it only with our next flush.
+            if (memberJoined)
+              for (const [key, at] of activity.held()) {
+                const owner = ownerElsewhere(key);
+                if (owner !== undefined) forward(owner, key, at);
+              }
             // Reports we passed on to a replica that is gone may have died with it, unstored:
             // for the Sessions now ours, they count as reports received here.
-            for (const [key, at] of passedOn.entries())
-              if (ownerElsewhere(key) === undefined) activity.offer(reaper.canonicalKey(key), at);
+            if (memberLeft)
+              for (const [key, at] of passedOn.entries())
+                if (ownerElsewhere(key) === undefined) activity.offer(reaper.canonicalKey(key), at);
           }
         } catch (error) {
           // NATS closing: they reach the bucket with our next flush instead.
@@ -238,8 +247,19 @@ await runService({
         // Every Session is held here with its facts: the ones that became ours are decided at
         // once from them (a read of all the Sessions took seconds at 20,000, run S2), the ones
         // that went to another replica drop their deadlines.
-        const { adopted, released } = reaper.reassign();
-        log.info({ adopted, released, owned: reaper.trackedCount }, 'Sessions owned anew');
+        // When a member left, what it may have fetched of our commands is issued again (reassign).
+        const startedAt = performance.now();
+        const { adopted, released, reissued } = reaper.reassign({ memberLeft });
+        log.info(
+          {
+            adopted,
+            released,
+            reissued,
+            owned: reaper.trackedCount,
+            tookMs: Math.round(performance.now() - startedAt),
+          },
+          'Sessions owned anew',
+        );
       },
       log,
       readiness,

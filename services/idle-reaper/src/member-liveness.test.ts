@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { livenessCheckInterval, MemberLiveness } from './member-liveness.js';
+import { heartbeatInterval } from './reaper-membership.js';
 
 describe('MemberLiveness', () => {
   it('keeps a member while its heartbeats arrive, and drops it a TTL after the last one', () => {
@@ -31,6 +32,24 @@ describe('MemberLiveness', () => {
     expect(live.members).toEqual(['a']);
     // The next check, on time, still finds no heartbeat: gone.
     expect(live.expire(3_250, 0, 250)).toEqual(['a']);
+  });
+
+  it('keeps a member whose heartbeats a stall of under three quarters of the TTL holds up, drops it after one a check longer', () => {
+    const ttl = 1_000;
+    const every = heartbeatInterval(ttl);
+    expect(every).toBe(250);
+    for (const [stall, kept] of [
+      [740, true],
+      [750 + livenessCheckInterval(ttl), false],
+    ] as const) {
+      const live = new MemberLiveness(ttl);
+      live.seen('a', 0);
+      // The next heartbeat was due at `every` and goes out `stall` later; checks run on time meanwhile.
+      const arrives = every + stall;
+      for (let t = 0; t < arrives; t += livenessCheckInterval(ttl))
+        live.expire(t, 0, livenessCheckInterval(ttl));
+      expect(live.has('a'), `stall ${stall} ms`).toBe(kept);
+    }
   });
 
   it('checks six times per TTL, never more often than every 100 ms', () => {

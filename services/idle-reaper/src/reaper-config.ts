@@ -102,12 +102,12 @@ export const reaperEnvSchema = natsEnvSchema.extend(kubeEnvSchema.shape).extend(
   /**
    * How long a replica that stopped heartbeating (killed, its node lost, paused) keeps its part of
    * the Sessions before the others take it over (docs/idle-reaper.md#replicas-share-the-sessions).
-   * Heartbeats go out three times per TTL; every replica must have the same. Short, since the
+   * Heartbeats go out four times per TTL; every replica must have the same. Short, since the
    * Sessions of a dead replica wait this long (plus up to a sixth of it) for their decisions; a
-   * replica stalled longer than two thirds of it is taken over for a while, which costs a
+   * replica stalled longer than three quarters of it is taken over for a while, which costs a
    * re-evaluation and makes no Session ownerless (docs/idle-reaper.md#replicas-share-the-sessions).
    */
-  REAPER_MEMBER_TTL: durationMs('1500ms', 1_000),
+  REAPER_MEMBER_TTL: durationMs('1s', 1_000),
   /** Commands carried out at once by this replica. */
   EXECUTOR_CONCURRENCY: env.positiveInt(32),
 });

@@ -34,9 +34,13 @@ export function membershipGroup(namespaces: readonly string[] | undefined): stri
   return `ns-${fnv1a32([...new Set(namespaces)].sort().join(',')).toString(16)}`;
 }
 
-/** Heartbeats come this often: three per TTL, so one late or lost heartbeat does not expire a member. */
+/**
+ * Heartbeats come this often: four per TTL, so one late or lost heartbeat does not expire a member,
+ * and a replica whose event loop stalls is taken for dead only after a stall of three quarters of
+ * the TTL (the time between two heartbeats is the stall plus one interval).
+ */
 export function heartbeatInterval(ttlMs: number): number {
-  return Math.max(250, Math.floor(ttlMs / 3));
+  return Math.max(250, Math.floor(ttlMs / 4));
 }
 
 /** A Go duration for the server (whole seconds, at least one: the server's granularity). */

@@ -6,6 +6,7 @@ import {
   idleSince,
   type SessionFacts,
   type SessionObservations,
+  timeoutMs,
 } from './session-deadlines.js';
 
 const S = 1_000;
@@ -446,5 +447,18 @@ describe('the platform’s limits', () => {
         },
       ),
     );
+  });
+});
+
+describe('durations', () => {
+  it('reads a duration the same however often it is asked (parsed once), and text that is not one as none', () => {
+    for (let i = 0; i < 3; i++) {
+      expect(timeoutMs('1h30m', 0)).toBe(90 * M);
+      expect(timeoutMs('soon', 0)).toBeUndefined();
+      expect(timeoutMs(undefined, 5 * M)).toBe(5 * M);
+    }
+    // Many distinct texts (the cache is bounded and starts over) still read right.
+    for (let i = 1; i <= 600; i++) expect(timeoutMs(`${i}s`, 0)).toBe(i * S);
+    expect(timeoutMs('1h30m', 0)).toBe(90 * M);
   });
 });

@@ -64,6 +64,15 @@ describe('MemberSet (rendezvous ownership of Sessions)', () => {
     expect(Math.abs(taken / keys.length - 1 / 3)).toBeLessThan(0.02);
   });
 
+  it('names the members that left and joined since a previous set', () => {
+    const now = new MemberSet('a', ['a', 'c', 'd']);
+    expect(now.leftSince(new MemberSet('a', ['a', 'b', 'c']))).toEqual(['b']);
+    expect(now.leftSince(new MemberSet('a', ['a', 'c']))).toEqual([]);
+    expect(now.leftSince(undefined)).toEqual([]);
+    expect(now.joinedSince(new MemberSet('a', ['a', 'b', 'c']))).toEqual(['d']);
+    expect(now.joinedSince(undefined)).toEqual(['a', 'c', 'd']);
+  });
+
   it('compares member lists whatever their order', () => {
     expect(new MemberSet('a', ['b', 'c']).sameMembers(new MemberSet('c', ['b', 'a']))).toBe(true);
     expect(new MemberSet('a', ['b']).sameMembers(new MemberSet('a', ['b', 'c']))).toBe(false);

@@ -63,6 +63,18 @@ export class MemberSet {
     return this.members.length === 1 || this.ownerOf(key) === this.self;
   }
 
+  /** The members of `previous` that are not members any more (none when there was no previous set). */
+  leftSince(previous: MemberSet | undefined): string[] {
+    if (!previous) return [];
+    return previous.members.filter((m) => !this.members.includes(m));
+  }
+
+  /** The members that were not in `previous` (every member when there was no previous set). */
+  joinedSince(previous: MemberSet | undefined): string[] {
+    if (!previous) return [...this.members];
+    return previous.leftSince(this);
+  }
+
   sameMembers(other: MemberSet): boolean {
     return (
       this.members.length === other.members.length && this.members.every((m, i) => m === other.members[i])
