@@ -140,6 +140,26 @@ describe('the client-side rate limit', () => {
   });
 });
 
+describe('connections', () => {
+  it('keeps at most maxConnections requests open at once; the others wait their turn', async () => {
+    let open = 0;
+    let most = 0;
+    api.handler = (_q, r) => {
+      open++;
+      most = Math.max(most, open);
+      setTimeout(() => {
+        open--;
+        send(r, 200, {});
+      }, 20);
+    };
+    const kube = new KubeClient({ server: api.url }, { qps: 0, maxConnections: 3 });
+    await Promise.all(Array.from({ length: 12 }, () => kube.get({ ...sessions, name: 's' })));
+    expect(api.requests).toHaveLength(12);
+    expect(most).toBe(3);
+    kube.close();
+  });
+});
+
 describe('paged list', () => {
   it('follows continue tokens and keeps the first page’s resourceVersion', async () => {
     api.handler = (q, r) =>

@@ -55,6 +55,12 @@ export interface KubeClientOptions {
   /** Requests per second after the burst; 0 turns the client-side limit off. */
   qps?: number;
   burst?: number;
+  /**
+   * Connections to the API server kept open at most (keep-alive; requests beyond it queue for one).
+   * Each TLS connection costs its process about 110 KiB of native memory that is not given back
+   * when the connection closes (64 of them: +7 MiB; BENCHMARKS.md run S5).
+   */
+  maxConnections?: number;
   /** Retries of a 429, a 5xx or a refused connection before the error reaches the caller. */
   maxRetries?: number;
   backoff?: BackoffOptions;
@@ -66,6 +72,7 @@ export interface KubeClientOptions {
 
 export const DEFAULT_QPS = 100;
 export const DEFAULT_BURST = 200;
+export const DEFAULT_MAX_CONNECTIONS = 64;
 
 /** Statuses that say the request was not (or need not have been) carried out: sending it again is safe. */
 const RETRYABLE_STATUS = new Set([429, 500, 502, 503, 504]);
@@ -119,10 +126,11 @@ export class KubeClient {
 
   private newAgent(cert: Buffer | undefined, key: Buffer | undefined): http.Agent {
     const { credentials } = this;
-    if (credentials.server.protocol !== 'https:') return new http.Agent({ keepAlive: true, maxSockets: 64 });
+    const maxSockets = this.options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
+    if (credentials.server.protocol !== 'https:') return new http.Agent({ keepAlive: true, maxSockets });
     return new https.Agent({
       keepAlive: true,
-      maxSockets: 64,
+      maxSockets,
       ...(credentials.ca ? { ca: credentials.ca } : {}),
       ...(cert ? { cert } : {}),
       ...(key ? { key } : {}),

@@ -1,6 +1,6 @@
 import type { Registry } from 'prom-client';
 import { z } from 'zod';
-import { DEFAULT_BURST, DEFAULT_QPS, KubeClient, type KubeLog } from './kube-client.js';
+import { DEFAULT_BURST, DEFAULT_MAX_CONNECTIONS, DEFAULT_QPS, KubeClient, type KubeLog } from './kube-client.js';
 import { createKubeClientMetrics } from './kube-metrics.js';
 
 /**
@@ -19,6 +19,15 @@ export const kubeEnvSchema = z.object({
     .int('must be a whole number')
     .positive('must be greater than 0')
     .default(DEFAULT_BURST),
+  /**
+   * Connections a client keeps open to the API server at most; requests beyond them wait for one.
+   * Each TLS connection holds ~110 KiB of native memory for the life of the process.
+   */
+  KUBE_MAX_CONNECTIONS: z.coerce
+    .number({ message: 'must be a number' })
+    .int('must be a whole number')
+    .positive('must be greater than 0')
+    .default(DEFAULT_MAX_CONNECTIONS),
 });
 
 export type KubeEnv = z.infer<typeof kubeEnvSchema>;
@@ -28,6 +37,7 @@ export function kubeClientFromConfig(config: KubeEnv, registry: Registry, log: K
   return KubeClient.fromEnvironment({
     qps: config.KUBE_QPS,
     burst: config.KUBE_BURST,
+    maxConnections: config.KUBE_MAX_CONNECTIONS,
     metrics: createKubeClientMetrics(registry),
     log,
   });

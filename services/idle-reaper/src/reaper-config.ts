@@ -110,6 +110,14 @@ export const reaperEnvSchema = natsEnvSchema.extend(kubeEnvSchema.shape).extend(
   REAPER_MEMBER_TTL: durationMs('1s', 1_000),
   /** Commands carried out at once by this replica. */
   EXECUTOR_CONCURRENCY: env.positiveInt(32),
+  /**
+   * Connections each of the reaper's two API clients keeps open (the decisions' and the
+   * records'), where other services keep up to 64. A burst of decisions (four writes each, the
+   * three records all at once) opened dozens of TLS connections, each holding ≈ 110 KiB of native
+   * memory that the process never gives back: most of the ≈ 8 MiB a replica grew by during the
+   * decisions (BENCHMARKS.md runs T and S5). Requests beyond the cap wait their turn in the client.
+   */
+  KUBE_MAX_CONNECTIONS: env.positiveInt(8),
 });
 
 export type ReaperConfig = z.infer<typeof reaperEnvSchema>;
