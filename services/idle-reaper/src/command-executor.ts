@@ -256,13 +256,13 @@ export class CommandExecutor {
     for (let attempt = 0; attempt < 5; attempt++) {
       const cached = attempt === 0 ? this.options.cached?.(key) : undefined;
       let session: TrackedSession | undefined;
-      if (cached && cached.facts.uid === command.uid) session = cached;
+      if (cached && cached.uid === command.uid) session = cached;
       else {
         const raw = await writer.read(command.namespace, command.name);
         session = raw === undefined ? undefined : readTrackedSession(raw);
       }
       if (!session) return 'gone';
-      if (session.facts.uid !== command.uid) return 'uid_mismatch';
+      if (session.uid !== command.uid) return 'uid_mismatch';
 
       const now = this.now();
       let action = command.action;
@@ -272,13 +272,13 @@ export class CommandExecutor {
       let activityAt: number | undefined;
       if (command.reason === 'User') {
         const target = action === 'hibernate' ? 'hibernated' : 'terminated';
-        if (session.facts.state === target || session.facts.state === 'terminated') return 'not_due';
+        if (session.state === target || session.state === 'terminated') return 'not_due';
       } else {
         activityAt = await this.options.freshActivity(key);
         const wokenAt = this.options.wokenAt(key);
         const notBefore = this.options.idleNotBefore;
         const d = computeDeadlines(
-          session.facts,
+          session,
           {
             ...(activityAt !== undefined ? { activityAt } : {}),
             ...(wokenAt !== undefined ? { wokenAt } : {}),
@@ -301,7 +301,7 @@ export class CommandExecutor {
           {
             namespace: command.namespace,
             name: command.name,
-            uid: session.facts.uid,
+            uid: session.uid,
             resourceVersion: session.resourceVersion,
           },
           state,
@@ -345,7 +345,7 @@ export class CommandExecutor {
       // Recorded without holding an executor slot: the state change is what the deadline waited for.
       // status.lastActivity is written coarsely otherwise; a decision records the precise time it
       // was made on, so the Session says why.
-      const statusAt = session.facts.statusLastActivity;
+      const statusAt = session.statusLastActivity;
       if (activityAt !== undefined && (statusAt === undefined || activityAt > statusAt))
         this.track(this.recordLastActivity(command.namespace, command.name, activityAt));
       this.track(
@@ -360,7 +360,7 @@ export class CommandExecutor {
           {
             namespace: command.namespace,
             name: command.name,
-            uid: session.facts.uid,
+            uid: session.uid,
             resourceVersion: session.resourceVersion,
           },
           'Normal',

@@ -115,7 +115,7 @@ export class IdleReaper {
 
   /** The uid of a Session, whoever owns it. */
   uidOf(key: string): string | undefined {
-    return this.sessions.get(key)?.facts.uid;
+    return this.sessions.get(key)?.uid;
   }
 
   wokenAt(key: string): number | undefined {
@@ -173,17 +173,30 @@ export class IdleReaper {
 
   upsert(session: TrackedSession): void {
     const previous = this.sessions.get(session.key);
-    const sameSession = previous?.facts.uid === session.facts.uid;
+    const sameSession = previous?.uid === session.uid;
     // Keep the strings already held (see canonicalKey); namespaces are shared across Sessions.
-    // One literal with every field: a spread of `session` built each object property by
-    // property. With this and the facts' literal (session-facts.ts) an owned Session takes 509
-    // bytes of heap instead of 757 (bench/reaper-session-memory.mjs, BENCHMARKS.md run S3).
+    // One literal with every field, the facts inline: a spread of `session` built each object
+    // property by property, and the facts and the Ready condition were objects of their own. With
+    // the first literal an owned Session took 509 bytes of heap instead of 757 (run S3); inline,
+    // 458 (one another replica owns: 334 instead of 405; bench/reaper-session-memory.mjs, 20,000
+    // Sessions, BENCHMARKS.md run S5).
     const tracked: Tracked = {
       key: previous?.key ?? session.key,
       namespace: previous?.namespace ?? this.internNamespace(session.namespace),
       name: previous?.name ?? session.name,
       resourceVersion: session.resourceVersion,
-      facts: session.facts,
+      uid: sameSession && previous ? previous.uid : session.uid,
+      state: session.state,
+      reaperDisabled: session.reaperDisabled,
+      deleting: session.deleting,
+      createdAt: session.createdAt,
+      phase: session.phase,
+      readyStatus: session.readyStatus,
+      readySince: session.readySince,
+      idleTimeout: session.idleTimeout,
+      maxSessionDuration: session.maxSessionDuration,
+      statusLastActivity: session.statusLastActivity,
+      reaperStateChangeAt: session.reaperStateChangeAt,
       owned: previous?.owned ?? this.ownsKey(session.key),
       wokenAt: undefined,
       issued: undefined,
@@ -193,9 +206,9 @@ export class IdleReaper {
       if (previous.wokenAt !== undefined) tracked.wokenAt = previous.wokenAt;
       if (previous.issued) tracked.issued = previous.issued;
       if (previous.adoptedAt !== undefined) tracked.adoptedAt = previous.adoptedAt;
-      if (previous.facts.state !== 'running' && session.facts.state === 'running')
+      if (previous.state !== 'running' && session.state === 'running')
         tracked.wokenAt = this.now();
-    } else if (this.ready && session.facts.state === 'running') {
+    } else if (this.ready && session.state === 'running') {
       // A Session that reaches this process late (the shared state lagging under load) had its
       // reports refused as unknown until now: its idle time starts no earlier than this, or it
       // would be hibernated on arrival although its desktop reported all along. Every replica
@@ -318,7 +331,7 @@ export class IdleReaper {
       wokenAt: s.wokenAt,
       idleNotBefore: this.options.idleNotBefore,
     };
-    return computeDeadlines(s.facts, observations, this.options.defaults, now);
+    return computeDeadlines(s, observations, this.options.defaults, now);
   }
 
   private internNamespace(namespace: string): string {
@@ -360,7 +373,7 @@ export class IdleReaper {
     const signature =
       limited.length === 0
         ? ''
-        : `${s.facts.uid}|${limited.map((l) => `${l.setting}=${l.requested}`).join('|')}`;
+        : `${s.uid}|${limited.map((l) => `${l.setting}=${l.requested}`).join('|')}`;
     if ((this.limitsReported.get(s.key) ?? '') === signature) return;
     if (signature === '') {
       this.limitsReported.delete(s.key);
@@ -399,12 +412,12 @@ export class IdleReaper {
     // 7 of 1,000 decisions 30 s late). Under an id of its own it is carried out now; the other,
     // if any, finds the Session changed (the executor decides again) and does nothing.
     const adopted = s.adoptedAt !== undefined && due.at <= s.adoptedAt ? `:adopted-${s.adoptedAt}` : '';
-    const msgId = `${s.facts.uid}:${due.action}:${due.at}:${round}${adopted}${again}`;
+    const msgId = `${s.uid}:${due.action}:${due.at}:${round}${adopted}${again}`;
     const command: SessionCommand = {
       action: due.action,
       namespace: s.namespace,
       name: s.name,
-      uid: s.facts.uid,
+      uid: s.uid,
       reason: due.reason,
       message: describeDeadline(due),
       issuedBy: REAPER_IDENTITY,

@@ -96,7 +96,11 @@ await runService({
     const statusKube = kubeClientFromConfig(config, registry, log);
     const writer = new SessionWriter(
       kube,
-      new EventRecorder(statusKube, { component: REAPER_COMPONENT, instance }),
+      // Few Events remembered for aggregation: a decision's Event names the moment it was made on,
+      // so it never repeats, and each remembered one holds ≈ 540 bytes of heap (4,096 of them, the
+      // recorder's default: 2.1 MiB; BENCHMARKS.md run S5). The LimitApplied warnings, which can
+      // repeat, come once per Session and request.
+      new EventRecorder(statusKube, { component: REAPER_COMPONENT, instance, maxRemembered: 256 }),
       statusKube,
     );
 
@@ -111,17 +115,7 @@ await runService({
     const statusWriter = new LastActivityWriter({
       intervalMs: config.LAST_ACTIVITY_WRITE_INTERVAL,
       latest: (key) => activity?.get(key),
-      session: (key) => {
-        const s = reaper.owned(key);
-        if (!s) return undefined;
-        return {
-          namespace: s.namespace,
-          name: s.name,
-          ...(s.facts.statusLastActivity !== undefined
-            ? { statusLastActivity: s.facts.statusLastActivity }
-            : {}),
-        };
-      },
+      session: (key) => reaper.owned(key),
       write: (namespace, name, at) => writer.applyLastActivity(namespace, name, at),
       metrics,
       log,
@@ -144,7 +138,7 @@ await runService({
         activity?.disown(key);
       },
       onLimited: (session, limited) => {
-        const ref = { namespace: session.namespace, name: session.name, uid: session.facts.uid };
+        const ref = { namespace: session.namespace, name: session.name, uid: session.uid };
         for (const l of limited) {
           void writer
             .recordEvent(ref, 'Warning', 'LimitApplied', l.message)

@@ -21,7 +21,8 @@ function running(overrides: Partial<SessionFacts> = {}): SessionFacts {
     uid: 'uid-1',
     state: 'running',
     phase: 'Running',
-    ready: { status: 'True', since: T0 + M },
+    readyStatus: 'True',
+    readySince: T0 + M,
     reaperDisabled: false,
     deleting: false,
     createdAt: T0,
@@ -76,9 +77,9 @@ describe('idle deadline', () => {
   it('does not idle a session that is not running', () => {
     for (const facts of [
       running({ state: 'hibernated', phase: 'Hibernated' }),
-      running({ phase: 'Pending', ready: { status: 'False', since: T0 } }),
-      running({ phase: 'Failed', ready: { status: 'False', since: T0 } }),
-      running({ phase: undefined, ready: undefined }),
+      running({ phase: 'Pending', readyStatus: 'False', readySince: T0 }),
+      running({ phase: 'Failed', readyStatus: 'False', readySince: T0 }),
+      running({ phase: undefined, readyStatus: undefined, readySince: undefined }),
     ]) {
       const d = at(T0 + 10 * H, { ...facts, maxSessionDuration: '0' });
       expect(d.idle).toBeUndefined();
@@ -87,20 +88,20 @@ describe('idle deadline', () => {
   });
 
   it('waits while the status says Running but Ready is not True (a hibernation being undone)', () => {
-    const d = at(T0 + 5 * H, running({ ready: { status: 'False', since: T0 }, maxSessionDuration: '0' }));
+    const d = at(T0 + 5 * H, running({ readyStatus: 'False', readySince: T0, maxSessionDuration: '0' }));
     expect(d.idle).toBeUndefined();
     expect(d.notes).toContain('not running');
   });
 
   it('counts from creation when a Running status has no Ready condition at all', () => {
-    expect(at(T0, running({ ready: undefined })).idle?.at).toBe(T0 + 30 * M);
+    expect(at(T0, running({ readyStatus: undefined, readySince: undefined })).idle?.at).toBe(T0 + 30 * M);
   });
 });
 
 describe('a woken session', () => {
   it('gets the full idle timeout from the moment it became Running again, whatever its old activity', () => {
     // Hibernated at T0+1h after idling; woken 3 hours later; Ready again at T0+4h.
-    const woken = running({ ready: { status: 'True', since: T0 + 4 * H }, statusLastActivity: T0 + 30 * M });
+    const woken = running({ readyStatus: 'True', readySince: T0 + 4 * H, statusLastActivity: T0 + 30 * M });
     const d = at(T0 + 4 * H + S, woken, { activityAt: T0 + 30 * M });
     expect(d.due).toBeUndefined();
     expect(d.idle?.at).toBe(T0 + 4 * H + 30 * M);
@@ -201,7 +202,7 @@ describe('maximum duration', () => {
 
   it('applies to sessions that never became Running', () => {
     expect(
-      at(T0 + 9 * H, running({ phase: 'Failed', ready: { status: 'False', since: T0 } })).due?.action,
+      at(T0 + 9 * H, running({ phase: 'Failed', readyStatus: 'False', readySince: T0 })).due?.action,
     ).toBe('terminate');
   });
 
@@ -256,7 +257,7 @@ describe('the clock', () => {
     // Activity "from the future" counts as now, not as later.
     expect(at(now, running(), { activityAt: now + 10 * H }).idle?.at).toBe(now + 30 * M);
     // A creation time ahead of our clock (skew with the API server) counts as now.
-    const skewed = running({ createdAt: now + 5 * S, ready: { status: 'True', since: now + 5 * S } });
+    const skewed = running({ createdAt: now + 5 * S, readyStatus: 'True', readySince: now + 5 * S });
     expect(at(now, skewed).maxDuration?.at).toBe(now + 8 * H);
     expect(at(now, skewed).idle?.at).toBe(now + 30 * M);
     expect(idleSince(running(), { activityAt: Number.NaN }, now)).toBe(T0 + M);
@@ -291,7 +292,7 @@ describe('properties', () => {
     uid: 'u',
     state: f.state,
     ...(f.phase ? { phase: f.phase } : {}),
-    ...(f.readyStatus ? { ready: { status: f.readyStatus, since: T0 + f.readyAfter } } : {}),
+    ...(f.readyStatus ? { readyStatus: f.readyStatus, readySince: T0 + f.readyAfter } : {}),
     reaperDisabled: f.disabled,
     deleting: false,
     createdAt: T0,

@@ -18,11 +18,13 @@ export interface SessionFacts {
   state: string;
   /** status.phase, as the reconciler last wrote it. */
   phase?: string;
+  /** The Ready condition's status; undefined when the status has no Ready condition. */
+  readyStatus?: string;
   /**
-   * The Ready condition: `since` is its lastTransitionTime, i.e. for status 'True' the moment the
-   * session last became Running. undefined when the status has no Ready condition.
+   * The Ready condition's lastTransitionTime: for status 'True' the moment the session last
+   * became Running. (Flat, not a `ready` object: one object less per Session held.)
    */
-  ready?: { status: string; since?: number };
+  readySince?: number;
   /** spec.idleTimeout / spec.maxSessionDuration as written (undefined: use the default). */
   idleTimeout?: string;
   maxSessionDuration?: string;
@@ -170,12 +172,12 @@ export function idleSince(
 ): number | undefined {
   if (facts.state !== 'running' || facts.phase !== 'Running') return undefined;
   let becameRunningAt: number | undefined;
-  if (facts.ready === undefined) {
+  if (facts.readyStatus === undefined) {
     // A status without conditions (written by something other than the reconciler): creation is
     // the only start we know.
     becameRunningAt = facts.createdAt;
-  } else if (facts.ready.status === 'True') {
-    becameRunningAt = facts.ready.since ?? facts.createdAt;
+  } else if (facts.readyStatus === 'True') {
+    becameRunningAt = facts.readySince ?? facts.createdAt;
   } else {
     // Phase still says Running while Ready is not True: the status is mid-change (a hibernation
     // being undone, a pod going away). Wait for it to settle rather than guess.

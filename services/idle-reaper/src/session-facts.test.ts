@@ -54,19 +54,18 @@ describe('readTrackedSession', () => {
       namespace: 'team-a',
       name: 'alice-firefox',
       resourceVersion: '42',
-      facts: {
-        uid: 'u-1',
-        state: 'running',
-        phase: 'Running',
-        ready: { status: 'True', since: Date.parse('2025-01-31T10:00:05.123Z') },
-        idleTimeout: '15m',
-        maxSessionDuration: '4h',
-        reaperDisabled: false,
-        deleting: false,
-        createdAt: Date.parse('2025-01-31T10:00:00Z'),
-        statusLastActivity: Date.parse('2025-01-31T10:30:00.500Z'),
-        reaperStateChangeAt: Date.parse('2025-01-31T11:00:00.250Z'),
-      },
+      uid: 'u-1',
+      state: 'running',
+      phase: 'Running',
+      readyStatus: 'True',
+      readySince: Date.parse('2025-01-31T10:00:05.123Z'),
+      idleTimeout: '15m',
+      maxSessionDuration: '4h',
+      reaperDisabled: false,
+      deleting: false,
+      createdAt: Date.parse('2025-01-31T10:00:00Z'),
+      statusLastActivity: Date.parse('2025-01-31T10:30:00.500Z'),
+      reaperStateChangeAt: Date.parse('2025-01-31T11:00:00.250Z'),
     });
   });
 
@@ -80,9 +79,9 @@ describe('readTrackedSession', () => {
       },
       status: { ...session.status, stateChange: undefined },
     });
-    expect(opted?.facts.reaperDisabled).toBe(true);
-    expect(opted?.facts.deleting).toBe(true);
-    expect(opted?.facts.reaperStateChangeAt).toBeUndefined();
+    expect(opted?.reaperDisabled).toBe(true);
+    expect(opted?.deleting).toBe(true);
+    expect(opted?.reaperStateChangeAt).toBeUndefined();
   });
 
   it('ignores a state change recorded by someone else', () => {
@@ -90,7 +89,7 @@ describe('readTrackedSession', () => {
       ...session,
       status: { ...session.status, stateChange: { by: 'alice', at: '2025-01-31T11:00:00Z' } },
     });
-    expect(other?.facts.reaperStateChangeAt).toBeUndefined();
+    expect(other?.reaperStateChangeAt).toBeUndefined();
   });
 
   it('never takes the reaper’s record from annotations, which users can write', () => {
@@ -105,7 +104,7 @@ describe('readTrackedSession', () => {
       },
       status: { ...session.status, stateChange: undefined },
     });
-    expect(forged?.facts.reaperStateChangeAt).toBeUndefined();
+    expect(forged?.reaperStateChangeAt).toBeUndefined();
   });
 
   it('tolerates a bare object and garbage in optional places', () => {
@@ -119,7 +118,10 @@ describe('readTrackedSession', () => {
       namespace: 'n',
       name: 'x',
       resourceVersion: '',
-      facts: { uid: 'u', state: 'running', reaperDisabled: false, deleting: false },
+      uid: 'u',
+      state: 'running',
+      reaperDisabled: false,
+      deleting: false,
     });
     expect(readTrackedSession({ metadata: { name: 'x' } })).toBeUndefined();
     expect(readTrackedSession(null)).toBeUndefined();

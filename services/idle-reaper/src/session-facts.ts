@@ -4,13 +4,16 @@ import type { SessionFacts } from './session-deadlines.js';
 /** Who the reaper says it is in the state-changed-by annotation. */
 export const REAPER_IDENTITY = 'idle-reaper';
 
-/** A Session as the reaper keeps it in memory: identity plus the few facts its deadlines need. */
-export interface TrackedSession {
+/**
+ * A Session as the reaper keeps it in memory: identity plus the few facts its deadlines need, in
+ * one object (the facts inline, not an object of their own: every replica holds every Session, so
+ * each object less per Session counts; BENCHMARKS.md run S5).
+ */
+export interface TrackedSession extends SessionFacts {
   key: string;
   namespace: string;
   name: string;
   resourceVersion: string;
-  facts: SessionFacts;
 }
 
 /** The activity bucket key and the in-memory key of a Session: `<namespace>.<name>`. */
@@ -73,28 +76,25 @@ export function readTrackedSession(object: unknown): TrackedSession | undefined 
   const idleTimeout = text(spec.idleTimeout);
   const maxSessionDuration = text(spec.maxSessionDuration);
 
-  const createdAt = time(metadata.creationTimestamp);
-  // One literal with every field (undefined when absent): every Session's facts then share one
-  // shape with its fields in the object itself, where conditional spreads built each object
-  // property by property (see IdleReaper.upsert for what the two literals saved).
-  const facts: SessionFacts = {
-    uid,
-    state: text(spec.state) ?? 'running',
-    reaperDisabled: annotations[ANNOTATIONS.reaperDisabled] === 'true',
-    deleting: metadata.deletionTimestamp !== undefined && metadata.deletionTimestamp !== null,
-    createdAt,
-    phase,
-    ready: ready ? { status: text(ready.status) ?? 'Unknown', since: readySince } : undefined,
-    idleTimeout,
-    maxSessionDuration,
-    statusLastActivity,
-    reaperStateChangeAt,
-  };
+  // One literal with every field (undefined when absent): every Session then shares one shape
+  // with its fields in the object itself, where conditional spreads built each object property by
+  // property (see IdleReaper.upsert for what the literals saved).
   return {
     key: sessionKey(namespace, name),
     namespace,
     name,
     resourceVersion: text(metadata.resourceVersion) ?? '',
-    facts,
+    uid,
+    state: text(spec.state) ?? 'running',
+    reaperDisabled: annotations[ANNOTATIONS.reaperDisabled] === 'true',
+    deleting: metadata.deletionTimestamp !== undefined && metadata.deletionTimestamp !== null,
+    createdAt: time(metadata.creationTimestamp),
+    phase,
+    readyStatus: ready ? (text(ready.status) ?? 'Unknown') : undefined,
+    readySince,
+    idleTimeout,
+    maxSessionDuration,
+    statusLastActivity,
+    reaperStateChangeAt,
   };
 }
