@@ -1,9 +1,11 @@
 /**
  * One wall-clock deadline per key, fired by a single timer: a binary min-heap ordered by time,
- * with a key → current entry map. Rescheduling a key pushes a new entry and leaves the old one to
- * be skipped when it surfaces (lazy deletion), so schedule and cancel are O(log n) and O(1);
- * the heap is rebuilt when stale entries outnumber live ones. Ten thousand sessions cost a few
- * hundred kilobytes and one timer.
+ * with a key → entry map, each entry knowing its place in the heap. Rescheduling a key moves its
+ * one entry up or down in place, and cancelling removes it, both O(log n): the heap holds exactly
+ * the live deadlines. (It used to push a new entry per reschedule and skip the old one when it
+ * surfaced; with every activity report of an owned Session rescheduling it, the heap carried up to
+ * as many stale entries as live ones, each a new object, until rebuilt: ≈ 0.7 MiB more at 10,000
+ * Sessions and garbage at the rate of the reports; BENCHMARKS.md run S5.)
  *
  * The timer never sleeps longer than `maxSleepMs` (1 s by default): deadlines are wall-clock
  * times, and a timer alone would not notice the system clock jumping forward. Waking once a
@@ -14,7 +16,10 @@
 interface Entry {
   at: number;
   key: string;
+  /** When it was last scheduled (a counter): orders equal times, and keeps runDue from spinning. */
   seq: number;
+  /** Its place in the heap. */
+  index: number;
 }
 
 export interface DeadlineSchedulerOptions {
@@ -63,17 +68,25 @@ export class DeadlineScheduler {
 
   schedule(key: string, at: number): void {
     const existing = this.current.get(key);
-    if (existing && existing.at === at) return;
-    const entry: Entry = { at, key, seq: this.seq++ };
-    this.current.set(key, entry);
-    this.push(entry);
-    this.compactIfNeeded();
+    if (existing) {
+      if (existing.at === at) return;
+      existing.at = at;
+      existing.seq = this.seq++;
+      this.siftUp(this.siftDown(existing.index));
+    } else {
+      const entry: Entry = { at, key, seq: this.seq++, index: this.heap.length };
+      this.current.set(key, entry);
+      this.heap.push(entry);
+      this.siftUp(entry.index);
+    }
     if (at < this.armedFor) this.arm(true);
   }
 
   cancel(key: string): void {
-    // The heap entry stays until it surfaces or the heap is compacted.
-    if (this.current.delete(key)) this.compactIfNeeded();
+    const entry = this.current.get(key);
+    if (!entry) return;
+    this.current.delete(key);
+    this.removeAt(entry.index);
   }
 
   /** Fires everything due now; the timer calls it, and tests may call it directly. */
@@ -84,18 +97,15 @@ export class DeadlineScheduler {
     const firstNew = this.seq;
     for (;;) {
       const top = this.heap[0];
-      if (!top || top.at > now) break;
-      if (top.seq >= firstNew && this.current.get(top.key) === top) break;
-      this.pop();
-      if (this.current.get(top.key) !== top) continue;
+      if (!top || top.at > now || top.seq >= firstNew) break;
       this.current.delete(top.key);
+      this.removeAt(0);
       this.options.onDue(top.key, top.at);
     }
   }
 
   private arm(force = false): void {
     if (!this.running) return;
-    this.dropStaleTop();
     const top = this.heap[0];
     if (!top) {
       if (this.timer) clearTimeout(this.timer);
@@ -119,39 +129,28 @@ export class DeadlineScheduler {
     this.timer.unref?.();
   }
 
-  private dropStaleTop(): void {
-    for (;;) {
-      const top = this.heap[0];
-      if (!top || this.current.get(top.key) === top) return;
-      this.pop();
-    }
+  /** Takes the entry at `i` out of the heap, the last one filling its place. */
+  private removeAt(i: number): void {
+    const last = this.heap.pop();
+    if (last === undefined || i >= this.heap.length) return;
+    this.heap[i] = last;
+    last.index = i;
+    this.siftUp(this.siftDown(i));
   }
 
-  private compactIfNeeded(): void {
-    if (this.heap.length <= 1_024 || this.heap.length <= 2 * this.current.size) return;
-    this.heap = [...this.current.values()];
-    for (let i = (this.heap.length >> 1) - 1; i >= 0; i--) this.siftDown(i);
-  }
-
-  private push(entry: Entry): void {
-    this.heap.push(entry);
-    let i = this.heap.length - 1;
+  /** Moves the entry at `i` towards the root while it is earlier than its parent. */
+  private siftUp(start: number): void {
+    let i = start;
     while (i > 0) {
       const parent = (i - 1) >> 1;
-      if (!this.less(i, parent)) break;
+      if (!this.less(i, parent)) return;
       this.swap(i, parent);
       i = parent;
     }
   }
 
-  private pop(): void {
-    const last = this.heap.pop();
-    if (last === undefined || this.heap.length === 0) return;
-    this.heap[0] = last;
-    this.siftDown(0);
-  }
-
-  private siftDown(start: number): void {
+  /** Moves the entry at `start` towards the leaves while a child is earlier; returns where it ends. */
+  private siftDown(start: number): number {
     let i = start;
     const n = this.heap.length;
     for (;;) {
@@ -160,7 +159,7 @@ export class DeadlineScheduler {
       let smallest = i;
       if (left < n && this.less(left, smallest)) smallest = left;
       if (right < n && this.less(right, smallest)) smallest = right;
-      if (smallest === i) return;
+      if (smallest === i) return i;
       this.swap(i, smallest);
       i = smallest;
     }
@@ -173,8 +172,11 @@ export class DeadlineScheduler {
   }
 
   private swap(a: number, b: number): void {
-    const tmp = this.heap[a]!;
-    this.heap[a] = this.heap[b]!;
-    this.heap[b] = tmp;
+    const x = this.heap[a]!;
+    const y = this.heap[b]!;
+    this.heap[a] = y;
+    y.index = a;
+    this.heap[b] = x;
+    x.index = b;
   }
 }
