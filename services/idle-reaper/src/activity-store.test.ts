@@ -265,4 +265,31 @@ describe('ActivityStore', () => {
     await s.close();
     expect(await bucket.storedAt('ns.a')).toBeUndefined();
   });
+
+  it('gives a newer report every attempt again after failed flushes', async () => {
+    const bucket = new FakeBucket();
+    const s = store(bucket);
+    bucket.failing = true;
+    s.offer('ns.a', 1_000);
+    for (let i = 0; i < 4; i++) await s.flush();
+    expect(s.offer('ns.a', 2_000)).toBe(true);
+    for (let i = 0; i < 4; i++) await s.flush();
+    expect(s.heldCount).toBe(1);
+    bucket.failing = false;
+    await s.flush();
+    expect(await bucket.storedAt('ns.a')).toBe(2_000);
+    await s.close();
+  });
+
+  it('keeps the time of a Session whose name no entry can hold in memory', async () => {
+    const bucket = new FakeBucket();
+    const s = store(bucket, [], 60_000, 64);
+    const key = `ns.${'x'.repeat(100)}`;
+    expect(s.offer(key, 1_000)).toBe(true);
+    await s.flush();
+    expect(s.heldCount).toBe(0);
+    expect(s.get(key)).toBe(1_000);
+    expect(s.offer(key, 500)).toBe(false);
+    await s.close();
+  });
 });

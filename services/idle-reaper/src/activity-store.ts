@@ -12,12 +12,6 @@ import {
 } from './activity-chunks.js';
 import type { ReaperMetrics } from './reaper-metrics.js';
 
-interface Pending {
-  at: number;
-  /** Failed writes of this time so far. */
-  attempts: number;
-}
-
 /** A failed write is tried again at the next flushes, this many times, then dropped (logged, counted). */
 const MAX_WRITE_ATTEMPTS = 5;
 
@@ -82,9 +76,18 @@ export class ActivityStore {
   /** The latest stored activity per Session (this replica's writes and every other entry seen). */
   private readonly known = new Map<string, number>();
   /** Reports held since the last flush: the latest time per key. */
-  private pending = new Map<string, Pending>();
-  /** The times being written right now. */
-  private readonly writing = new Map<string, number>();
+  private pending = new Map<string, number>();
+  /**
+   * The times being written right now: the flush's batch itself (what `pending` held when the
+   * flush began), not a copy of it — a copy of every held time at every flush.
+   */
+  private writing = new Map<string, number>();
+  /**
+   * Failed writes so far of the keys held again after a failed write; none for a key whose
+   * latest report is newer than the last failure. A count per such key, not an object per held
+   * report: all but a few keys never fail.
+   */
+  private readonly failedWrites = new Map<string, number>();
   /** This replica's entries per namespace: which Sessions each holds (see `place`). */
   private readonly layouts = new Map<string, NamespaceEntries>();
   /** The entry (its index in the namespace) each Session this replica stores is in. */
@@ -150,13 +153,14 @@ export class ActivityStore {
 
   /** The reports held in memory and not yet stored (being written included): the latest time per key. */
   *held(): Generator<[key: string, at: number]> {
-    for (const [key, pending] of this.pending) yield [key, pending.at];
+    for (const [key, at] of this.pending) yield [key, at];
     for (const [key, at] of this.writing) if (!this.pending.has(key)) yield [key, at];
   }
 
   /** Drops what memory holds for a key (its Session is gone); this replica stores it no more. */
   forget(key: string): void {
     this.disown(key);
+    this.failedWrites.delete(key);
     if (this.pending.has(key) || this.writing.has(key)) return;
     this.known.delete(key);
   }
@@ -187,7 +191,9 @@ export class ActivityStore {
   offer(key: string, at: number): boolean {
     const latest = this.latestKnownOrPending(key);
     if (latest !== undefined && at <= latest) return false;
-    this.hold(key, at, 0);
+    this.hold(key, at);
+    // A new report: its write gets every attempt again.
+    this.failedWrites.delete(key);
     return true;
   }
 
@@ -206,21 +212,18 @@ export class ActivityStore {
 
   private latestKnownOrPending(key: string): number | undefined {
     let latest = this.known.get(key);
-    for (const candidate of [this.pending.get(key)?.at, this.writing.get(key)]) {
-      if (candidate !== undefined && (latest === undefined || candidate > latest)) latest = candidate;
-    }
+    const held = this.pending.get(key);
+    if (held !== undefined && (latest === undefined || held > latest)) latest = held;
+    const writing = this.writing.get(key);
+    if (writing !== undefined && (latest === undefined || writing > latest)) latest = writing;
     return latest;
   }
 
-  private hold(key: string, at: number, attempts: number): void {
+  private hold(key: string, at: number): void {
     const pending = this.pending.get(key);
-    if (pending) {
-      pending.at = Math.max(pending.at, at);
-      pending.attempts = Math.min(pending.attempts, attempts);
-    } else {
-      this.pending.set(key, { at, attempts });
-    }
+    if (pending === undefined || at > pending) this.pending.set(key, at);
   }
+
 
   /**
    * Writes this replica's entries that hold a Session with held reports (each entry with the
@@ -232,16 +235,14 @@ export class ActivityStore {
       return this.flushing ?? Promise.resolve();
     const batch = this.pending;
     this.pending = new Map();
-    for (const [key, held] of batch) {
-      this.writing.set(key, held.at);
-      this.place(key, batch);
-    }
+    this.writing = batch;
+    for (const key of batch.keys()) this.place(key, batch);
     this.flushing = (async () => {
       try {
         for (const [namespace, layout] of this.layouts)
           if (layout.dirty.size > 0) await this.writeEntries(namespace, layout, batch);
       } finally {
-        for (const key of batch.keys()) this.writing.delete(key);
+        this.writing = new Map();
         this.flushing = undefined;
       }
     })();
@@ -260,7 +261,7 @@ export class ActivityStore {
    * more): a crash in the middle of a flush leaves each Session's stored time as it was or as
    * written, never lost between two entries.
    */
-  private place(key: string, batch: Map<string, Pending>): void {
+  private place(key: string, batch: Map<string, number>): void {
     const [namespace, name] = splitSessionKey(key);
     let layout = this.layouts.get(namespace);
     if (!layout) {
@@ -274,6 +275,10 @@ export class ActivityStore {
     }
     const { maxValueBytes } = this.options;
     if (!fitsInChunk(name, maxValueBytes)) {
+      // Known here, never stored: the latest report stays the known time in this replica's memory.
+      const at = batch.get(key);
+      const before = this.known.get(key);
+      if (at !== undefined && (before === undefined || at > before)) this.known.set(key, at);
       batch.delete(key);
       this.options.metrics.bucketWrites.labels('failed').inc();
       this.options.log.warn(
@@ -299,7 +304,7 @@ export class ActivityStore {
   private async writeEntries(
     namespace: string,
     layout: NamespaceEntries,
-    batch: Map<string, Pending>,
+    batch: Map<string, number>,
   ): Promise<void> {
     const { metrics, writer } = this.options;
     const indices = [...layout.dirty];
@@ -330,6 +335,7 @@ export class ActivityStore {
           this.failure = undefined;
           metrics.bucketWrites.labels('written').inc();
           for (const [i, session] of keys.entries()) this.advance(session, (times[i] as [string, number])[1]);
+          if (this.failedWrites.size > 0) for (const session of keys) this.failedWrites.delete(session);
         } catch (error) {
           this.failure = error instanceof Error ? error : new Error(String(error));
           metrics.bucketWrites.labels('failed').inc();
@@ -351,16 +357,24 @@ export class ActivityStore {
     this.options.onChange(key, at);
   }
 
-  private writeFailed(key: string, batch: Map<string, Pending>): void {
-    const held = batch.get(key);
-    if (!held) return;
-    if (held.attempts + 1 < MAX_WRITE_ATTEMPTS) this.hold(key, held.at, held.attempts + 1);
-    else
-      this.options.log.warn(
-        { key, err: this.failure?.message, attempts: held.attempts + 1 },
-        'could not store activity after several flushes; dropping it (the session may be hibernated early if it reports nothing more)',
-      );
+  private writeFailed(key: string, batch: Map<string, number>): void {
+    const at = batch.get(key);
+    if (at === undefined) return;
+    // A report that arrived since the flush began is held already, with every attempt ahead of it.
+    if (this.pending.has(key)) return;
+    const attempts = (this.failedWrites.get(key) ?? 0) + 1;
+    if (attempts < MAX_WRITE_ATTEMPTS) {
+      this.hold(key, at);
+      this.failedWrites.set(key, attempts);
+      return;
+    }
+    this.failedWrites.delete(key);
+    this.options.log.warn(
+      { key, err: this.failure?.message, attempts },
+      'could not store activity after several flushes; dropping it (the session may be hibernated early if it reports nothing more)',
+    );
   }
+
 
   /**
    * Watches the bucket until `signal` aborts, restarting the watch after any failure. Calls
