@@ -93,7 +93,13 @@ await runService({
     // behind them. With one client, a burst of decisions (1,000 idle Sessions over 30 s at 10,000,
     // four writes each) ran into the limit and queued its state changes behind the records: each
     // took 1.2 s and the commands waited up to 2.6 s for an executor (BENCHMARKS.md, run J).
-    const statusKube = kubeClientFromConfig(config, registry, log);
+    // A quarter of the decisions' connections: the records are off the clock and may wait their
+    // turn, and each TLS connection holds memory for good (reaper-config.ts, KUBE_MAX_CONNECTIONS).
+    const statusKube = kubeClientFromConfig(
+      { ...config, KUBE_MAX_CONNECTIONS: Math.ceil(config.KUBE_MAX_CONNECTIONS / 4) },
+      registry,
+      log,
+    );
     const writer = new SessionWriter(
       kube,
       // Few Events remembered for aggregation: a decision's Event names the moment it was made on,
