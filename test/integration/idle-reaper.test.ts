@@ -112,6 +112,18 @@ function changedAt(s: StoredSession): number {
   return Date.parse(s.metadata.annotations?.[ANNOTATIONS.stateChangedAt] ?? 'NaN');
 }
 
+/**
+ * The Session's Events of this reason once there is one: the Event is recorded after the state
+ * change, by the reaper's second API client, so it can come moments after the change is seen.
+ */
+function recordedEvents(name: string, reason: string) {
+  return eventually(async () => {
+    const found = await events(name, reason);
+    expect(found.length).toBeGreaterThan(0);
+    return found;
+  });
+}
+
 async function events(name: string, reason: string) {
   const list = await k.core.listNamespacedEvent({
     namespace,
@@ -253,7 +265,7 @@ describe('decisions on time, with two replicas', () => {
     expect(delay).toBeLessThan(2_000);
     expect(idle.metadata.annotations?.[ANNOTATIONS.stateChangedBy]).toBe('idle-reaper');
     expect(idle.metadata.annotations?.[ANNOTATIONS.stateChangeReason]).toBe('Idle');
-    const [event, ...more] = await events('idle', 'Idle');
+    const [event, ...more] = await recordedEvents('idle', 'Idle');
     expect(more).toEqual([]);
     expect(event?.message).toContain('idleTimeout 3s');
     expect((await kubectl(['describe', 'session', 'idle', '-n', namespace])).stdout).toMatch(
@@ -267,7 +279,7 @@ describe('decisions on time, with two replicas', () => {
     expect(delay).toBeGreaterThanOrEqual(0);
     expect(delay).toBeLessThan(2_000);
     expect(old.metadata.annotations?.[ANNOTATIONS.stateChangeReason]).toBe('MaxDurationExceeded');
-    const found = await events('too-old', 'MaxDurationExceeded');
+    const found = await recordedEvents('too-old', 'MaxDurationExceeded');
     expect(found).toHaveLength(1);
     expect(found[0]?.message).toContain('maxSessionDuration 8s');
   });
@@ -472,7 +484,7 @@ describe('restarts', () => {
     const s = await waitState('restart', 'hibernated', 10_000);
     expect(changedAt(s)).toBeGreaterThanOrEqual(restartedAt);
     expect(changedAt(s) - restartedAt).toBeLessThan(5_000);
-    expect(await events('restart', 'Idle')).toHaveLength(1);
+    expect(await recordedEvents('restart', 'Idle')).toHaveLength(1);
     // Activity stored before the restart was not forgotten: the decision names the last report.
     const [event] = await events('restart', 'Idle');
     const idleSince = Date.parse(/No activity since (\S+),/.exec(event?.message ?? '')?.[1] ?? 'NaN');
