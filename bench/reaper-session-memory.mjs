@@ -2,16 +2,19 @@
 // read from Session JSON as the shared-state watch delivers it, with the real code (pnpm run
 // build first). Run it with the reaper's V8 flags (the chart's idleReaper.nodeArgs):
 //
-//   node --expose-gc --no-opt --optimize-for-size bench/reaper-session-memory.mjs <sessions> <owned|foreign>
+//   node --expose-gc --no-opt --optimize-for-size bench/reaper-session-memory.mjs <sessions> <owned|foreign|adopt>
 //
 // owned: this replica decides them (deadlines scheduled); foreign: another replica owns them and
-// this one only holds their facts, to adopt them at once should the owner die.
+// this one only holds their facts, to adopt them at once should the owner die; adopt: this
+// replica owns every second one and then adopts the others (the other replica died), and what is
+// measured is the heap the adoption adds, with the status.lastActivity writer beside the reaper.
 import { Registry } from 'prom-client';
 
 const repo = new URL('..', import.meta.url).pathname;
 const { readTrackedSession } = await import(`${repo}services/idle-reaper/dist/session-facts.js`);
 const { IdleReaper } = await import(`${repo}services/idle-reaper/dist/idle-reaper.js`);
 const { createReaperMetrics } = await import(`${repo}services/idle-reaper/dist/reaper-metrics.js`);
+const { LastActivityWriter } = await import(`${repo}services/idle-reaper/dist/last-activity-writer.js`);
 const { createLogger } = await import(`${repo}packages/shared/dist/index.js`);
 
 const sessions = Number(process.argv[2] ?? 50_000);
@@ -42,14 +45,30 @@ const inputs = Array.from({ length: sessions }, (_, i) =>
     },
   }),
 );
+const metrics = createReaperMetrics(new Registry());
+const log = createLogger('bench', 'silent');
+// Every Session reported moments ago, after the status.lastActivity it shows: a write is planned.
+const activity = (key) => (key ? now - 5_000 : undefined);
+let adoptAll = false;
+const owns = (key) =>
+  mode === 'owned' || (mode === 'adopt' && (adoptAll || Number(key.slice(key.lastIndexOf('-') + 1)) % 2 === 0));
+const statusWriter = new LastActivityWriter({
+  intervalMs: 10 * 60_000,
+  latest: activity,
+  session: (key) => reaper.owned(key),
+  write: async () => undefined,
+  metrics,
+  log,
+});
 const reaper = new IdleReaper({
   defaults: { idleTimeoutMs: 30 * 60_000, maxSessionDurationMs: 8 * 3600_000 },
-  activityOf: () => undefined,
+  activityOf: mode === 'adopt' ? activity : () => undefined,
   issue: async () => undefined,
-  metrics: createReaperMetrics(new Registry()),
-  log: createLogger('bench', 'silent'),
+  metrics,
+  log,
   commandRetryMs: 30_000,
-  owns: () => mode === 'owned',
+  owns,
+  ...(mode === 'adopt' ? { onSessionChange: (key) => statusWriter.notify(key), defer: (work) => work() } : {}),
 });
 gc();
 gc();
@@ -58,12 +77,25 @@ for (const input of inputs) reaper.upsert(readTrackedSession(JSON.parse(input)))
 gc();
 gc();
 const after = process.memoryUsage().heapUsed;
+let adoption = {};
+if (mode === 'adopt') {
+  reaper.markSessionsSynced();
+  reaper.markActivityLoaded();
+  adoptAll = true;
+  const { adopted } = reaper.reassign({ memberLeft: true });
+  gc();
+  gc();
+  const added = process.memoryUsage().heapUsed - after;
+  adoption = { adopted, adoptionMiB: Number((added / 2 ** 20).toFixed(2)), bytesPerAdopted: Math.round(added / adopted) };
+}
 console.log(
   JSON.stringify({
     sessions,
     mode,
     heapMiB: Number(((after - before) / 2 ** 20).toFixed(2)),
     bytesPerSession: Math.round((after - before) / sessions),
+    ...adoption,
   }),
 );
 reaper.stop();
+statusWriter.stop();
