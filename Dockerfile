@@ -38,6 +38,8 @@ RUN corepack enable
 WORKDIR /src
 # Manifests first, so the dependency layer is rebuilt only when they change.
 COPY package.json pnpm-lock.yaml pnpm-workspace.yaml tsconfig.json tsconfig.base.json ./
+# Our patches of dependencies (pnpm-workspace.yaml, patchedDependencies): the install applies them.
+COPY patches patches/
 COPY packages/shared/package.json packages/shared/tsconfig.json packages/shared/
 COPY packages/kube/package.json packages/kube/tsconfig.json packages/kube/
 COPY services/watcher/package.json services/watcher/tsconfig.json services/watcher/

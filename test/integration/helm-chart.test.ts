@@ -229,14 +229,21 @@ describe('the chart, rendered', () => {
       '--no-expose-wasm',
       '/app/entrypoint.mjs',
     ];
-    for (const component of ['idle-reaper', 'reconciler', 'metrics'])
+    for (const component of ['idle-reaper', 'metrics'])
       expect(command(defaults, component)).toEqual(withoutOptimizer);
+    // The workers and the watcher also run with one V8 background thread (less memory at peak).
+    expect(command(defaults, 'reconciler')).toEqual([
+      ...withoutOptimizer.slice(0, -1),
+      '--v8-pool-size=1',
+      '/app/entrypoint.mjs',
+    ]);
     expect(command(defaults, 'watcher')).toEqual([
       'node',
       '--max-old-space-size=144',
       '--max-semi-space-size=1',
       '--optimize-for-size',
       '--no-expose-wasm',
+      '--v8-pool-size=1',
       '/app/entrypoint.mjs',
     ]);
 
