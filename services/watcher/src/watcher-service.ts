@@ -31,7 +31,7 @@ import {
   parseKubeObject,
   type WatchTransport,
 } from '@streamspace/kube';
-import { type ChildEntry, type ChildKind, childRetention } from './child-entry.js';
+import { type ChildEntry, type ChildKind, childRetention, keptUnchanged } from './child-entry.js';
 import { nameFilterTransport } from './name-filter-transport.js';
 import { PACKED_SESSIONS } from './packed-session.js';
 import { Publisher } from './publisher.js';
@@ -471,6 +471,10 @@ export async function startWatcher(context: Context): Promise<RunningService> {
     const observedAt = new Date();
     for (const [i, change] of changes.entries()) {
       const { object } = change;
+      if (isChildKind(kind) && keptUnchanged(change as CacheChange<ChildEntry>)) {
+        metrics.unchangedSkipped.labels(kind).inc();
+        continue;
+      }
       if (object.oversize && change.type !== 'deleted') {
         metrics.oversize.labels(kind, object.oversize.level).inc();
         log.warn(
