@@ -33,7 +33,7 @@ import {
 } from '@streamspace/kube';
 import { type ChildEntry, type ChildKind, childRetention, keptUnchanged } from './child-entry.js';
 import { nameFilterTransport } from './name-filter-transport.js';
-import { PACKED_SESSIONS } from './packed-session.js';
+import { PACKED_SESSIONS, sessionState } from './packed-session.js';
 import { Publisher } from './publisher.js';
 import { ResyncPacer } from './resync-pacer.js';
 import { nextResyncAt, type ResyncTrigger, resyncName } from './resync-schedule.js';
@@ -498,7 +498,8 @@ export async function startWatcher(context: Context): Promise<RunningService> {
       const routed = routeChange(kind, change, {
         sessionsUsing: (namespace, template) => sessionIndex.sessionsUsing(namespace, template),
         desiredReplicas: (namespace, name) => {
-          const state = (cachedSession(namespace, name)?.raw.spec as { state?: unknown } | undefined)?.state;
+          const session = cachedSession(namespace, name);
+          const state = session ? sessionState(session) : undefined;
           return state === 'running' ? 1 : state === 'hibernated' ? 0 : undefined;
         },
         observedAt,
