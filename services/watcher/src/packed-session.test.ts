@@ -34,9 +34,8 @@ describe('PACKED_SESSIONS', () => {
       expect(sessionState(object)).toBe(state);
     }
     // An invalid state (the reconciler says so in the status) asks for no replica count.
-    expect(sessionState(PACKED_SESSIONS.retain(session({ ...raw, spec: { ...raw.spec, state: 'paused' } })))).toBe(
-      undefined,
-    );
+    const paused = session({ ...raw, spec: { ...raw.spec, state: 'paused' } });
+    expect(sessionState(PACKED_SESSIONS.retain(paused))).toBe(undefined);
   });
 
   it('keeps a bench Session in a fraction of its JSON', () => {
