@@ -269,13 +269,22 @@ it(`runs ${N} sessions through the pipeline`, async () => {
     // watch restarts (a relist after 410 Gone is a LIST of ours).
     const workItems: Counts = {};
     const watchRestarts: Counts = {};
+    // And what it sent to NATS besides: change events by kind, shared-state writes, and the
+    // children's updates it neither stored nor published (nothing kept of them changed).
+    const watcherSends: Counts = {};
     for (const { name, labels, value } of parseMetrics((await watcher.get('/metrics')).body)) {
       if (name === 'streamspace_watcher_work_items_published_total')
         addCount(workItems, labels.reason as string, value);
       if (name === 'streamspace_watcher_watch_restarts_total')
         addCount(watchRestarts, `${labels.kind} ${labels.reason}`, value);
+      if (name === 'streamspace_watcher_events_published_total')
+        addCount(watcherSends, `event ${labels.kind}`, value);
+      if (name === 'streamspace_watcher_state_writes_total')
+        addCount(watcherSends, `state ${labels.op}`, value);
+      if (name === 'streamspace_watcher_unchanged_changes_total')
+        addCount(watcherSends, `unchanged ${labels.kind}`, value);
     }
-    return { reconciles, requests, workItems, watchRestarts };
+    return { reconciles, requests, workItems, watchRestarts, watcherSends };
   };
   // Reads the bench makes besides its phase clock's (which counts its own).
   const driverReads: Counts = {};
@@ -327,6 +336,7 @@ it(`runs ${N} sessions through the pipeline`, async () => {
       reconcilesPerChangeWithoutResync: userChanges ? (reconciles - resyncItems) / userChanges : null,
       workItemsByReason: workItems,
       watcherWatchRestarts: subtract(after.watchRestarts, before.watchRestarts),
+      watcherSends: subtract(after.watcherSends, before.watcherSends),
       appliesPerChange: userChanges ? applies / userChanges : null,
       reconcilerRequestsByVerbAndResource: reconcilerRequests,
       platformWatchesAtEnd: after.platformWatches,

@@ -285,6 +285,16 @@ describe('watcher against the real API server and NATS', () => {
     });
     // What the watcher keeps of a child is a digest: its JSON is in the shared state only.
     expect(await metric(watcher, 'streamspace_watcher_cached_object_bytes', { kind: 'deployment' })).toBe(0);
+    // kube-controller-manager rewrites the new Deployment's status: not kept (nobody reads it), so
+    // those updates leave the kept object as it was and are neither stored nor published.
+    await eventually(async () =>
+      expect(
+        await metric(watcher, 'streamspace_watcher_unchanged_changes_total', { kind: 'deployment' }),
+      ).toBeGreaterThan(0),
+    );
+    const stored = JSON.parse((await state.get(stateKey('deployment', ns, 'ss-alice')))?.string() ?? '{}');
+    expect(stored).not.toHaveProperty('status');
+    expect(stored.spec?.replicas).toBe(1);
 
     await apps.patchNamespacedDeployment({
       namespace: ns,

@@ -68,6 +68,30 @@ describe('trimObject', () => {
     expect(KEPT_ANNOTATIONS.template).toEqual([]);
   });
 
+  it('drops a Deployment’s status, which nobody reads, so a status rewrite leaves the kept object as it was', () => {
+    const deployment = (status: Record<string, unknown>, annotations: Record<string, string> = {}) => ({
+      ...session(annotations),
+      kind: 'Deployment',
+      spec: { replicas: 1 },
+      status,
+    });
+    const first = trimObject('deployment', deployment({ replicas: 1, readyReplicas: 0 }));
+    const second = trimObject('deployment', deployment({ replicas: 1, readyReplicas: 1 }));
+    expect(first.object).not.toHaveProperty('status');
+    expect(first.object.spec).toEqual({ replicas: 1 });
+    expect(second.json).toBe(first.json);
+    // Over the bound too: the reduced level keeps spec, not the unread status.
+    const big = trimObject(
+      'deployment',
+      deployment({ message: 'm'.repeat(4 * KiB) }, { [ANNOTATIONS.podTemplate]: 'x'.repeat(4 * KiB) }),
+      2 * KiB,
+    );
+    expect(big.level).toBe('reduced');
+    expect(big.object).not.toHaveProperty('status');
+    // Every other kind keeps its status (a Pod's is what its Session's phase is made of).
+    expect(trimObject('pod', deployment({ phase: 'Running' })).object.status).toEqual({ phase: 'Running' });
+  });
+
   it('cuts a kept annotation that is too large down to spec and status, keeping the platform’s labels', () => {
     const raw = session(
       { [ANNOTATIONS.stateChangeReason]: 'z'.repeat(100 * KiB) },

@@ -44,6 +44,17 @@ export const KEPT_ANNOTATION_PREFIXES: Readonly<Partial<Record<StateKind, readon
   ingress: ['nginx.ingress.kubernetes.io/', 'cert-manager.io/'],
 };
 
+/**
+ * Top-level fields no component reads, by kind. A Deployment's status: a Session's phase follows
+ * its pods, never its Deployment's replica counts, and kube-controller-manager rewrites that status
+ * two or three times after every create, hibernate and wake. Kept, each rewrite was stored and
+ * published whole (measured in the 1,000-Session bench, BENCHMARKS.md R22–R23); without it such a
+ * rewrite leaves the kept object as it was, and the watcher stores and publishes nothing for it.
+ */
+export const UNREAD_FIELDS: Readonly<Partial<Record<StateKind, readonly string[]>>> = {
+  deployment: ['status'],
+};
+
 /** Labels the platform sets and routes on; the only ones kept by an object that is over its bound. */
 const PLATFORM_LABELS: readonly string[] = Object.values(LABELS);
 
@@ -118,6 +129,15 @@ function pick(
   return any ? kept : undefined;
 }
 
+/** The object without its kind's UNREAD_FIELDS (the object itself when it has none). */
+function readFields(kind: StateKind, raw: Record<string, unknown>): Record<string, unknown> {
+  const unread = UNREAD_FIELDS[kind];
+  if (!unread) return raw;
+  const kept: Record<string, unknown> = {};
+  for (const [field, value] of Object.entries(raw)) if (!unread.includes(field)) kept[field] = value;
+  return kept;
+}
+
 function identityMetadata(metadata: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const key of IDENTITY_METADATA) if (metadata[key] !== undefined) out[key] = metadata[key];
@@ -137,15 +157,16 @@ export function trimObject(
   const metadata = isRecord(raw.metadata) ? raw.metadata : {};
   const { managedFields: _managed, annotations, ...restMetadata } = metadata;
   const keptAnnotations = pick(annotations, KEPT_ANNOTATIONS[kind], KEPT_ANNOTATION_PREFIXES[kind]);
+  const read = readFields(kind, raw);
   const trimmed: Record<string, unknown> = {
-    ...raw,
+    ...read,
     metadata: { ...restMetadata, ...(keptAnnotations ? { annotations: keptAnnotations } : {}) },
   };
   const first = serialised(trimmed);
   const trimmedBytes = first.bytes;
   if (trimmedBytes <= maxBytes) return { object: trimmed, ...first, level: 'trimmed' };
 
-  const { metadata: _metadata, ...body } = raw;
+  const { metadata: _metadata, ...body } = read;
   const labels = pick(metadata.labels, PLATFORM_LABELS);
   const reduced: Record<string, unknown> = {
     ...body,

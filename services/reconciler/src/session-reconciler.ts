@@ -127,10 +127,14 @@ export async function reconcileSession(
     return {};
   }
 
-  const observed = await reads.observe(session, sessionChildName(name), {
-    current: homeClaimName(session.spec.user),
-    legacy: legacyHomeClaimName(session.spec.user),
-  });
+  // The claim names are hashes of the user name: worked out only for a Session that has a home.
+  const observed = await reads.observe(
+    session,
+    sessionChildName(name),
+    session.spec.persistentHome
+      ? { current: homeClaimName(session.spec.user), legacy: legacyHomeClaimName(session.spec.user) }
+      : undefined,
+  );
   const plan = planSession(observed, settings, now());
   const existing: Record<string, unknown> = {
     Deployment: observed.deployment,
@@ -169,8 +173,11 @@ export async function reconcileSession(
         log.warn({ err: error.message, reason: event.reason }, 'could not record an event'),
       );
   }
+  // At debug: the Session's status and its Event tell a phase change; at info this was a
+  // synchronous write to stdout for nearly every reconcile (1.1 s of a worker's 30 s of CPU samples
+  // in the 1,000-Session bench, BENCHMARKS.md R22–R23).
   if (plan.status.phase !== session.status?.phase) {
-    log.info(
+    log.debug(
       { namespace, name, from: session.status?.phase ?? 'none', to: plan.status.phase },
       'session phase changed',
     );

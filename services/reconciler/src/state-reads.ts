@@ -44,13 +44,14 @@ export class StateReads {
   }
 
   /**
-   * `homeClaims`: the current and the legacy name of the user's home claim (both read with
-   * persistentHome). The Template, the children and the pods are one read of the shared state.
+   * `homeClaims`: the current and the legacy name of the user's home claim, both read, given for a
+   * Session with persistentHome. The Template, the children and the pods are one read of the
+   * shared state.
    */
   async observe(
     session: Session,
     childName: string,
-    homeClaims: { current: string; legacy: string },
+    homeClaims?: { current: string; legacy: string },
   ): Promise<ObservedSession> {
     const namespace = session.metadata.namespace;
     const refs: StateRef[] = [
@@ -59,7 +60,7 @@ export class StateReads {
       { kind: 'service', namespace, name: childName },
       { kind: 'ingress', namespace, name: childName },
       { kind: 'networkpolicy', namespace, name: childName },
-      ...(session.spec.persistentHome
+      ...(session.spec.persistentHome && homeClaims
         ? [
             { kind: 'pvc' as const, namespace, name: homeClaims.current },
             { kind: 'pvc' as const, namespace, name: homeClaims.legacy },

@@ -1,7 +1,7 @@
 import { parseKubeObject } from '@streamspace/kube';
 import { ANNOTATIONS, LABELS, podStateKey, subjects, trimObject } from '@streamspace/shared';
 import { describe, expect, it } from 'vitest';
-import { childRetention, NO_DIGEST, podDigest } from './child-entry.js';
+import { childRetention, keptDigest, keptUnchanged, NO_DIGEST, podDigest } from './child-entry.js';
 import { childStateKey, routeChange, stateEntryKey } from './work-routing.js';
 
 const podType = { apiVersion: 'v1', objectKind: 'Pod' };
@@ -29,6 +29,67 @@ function pod(rv: string, options: { ready?: boolean; annotations?: Record<string
   return parsed.object;
 }
 
+const deploymentType = { apiVersion: 'apps/v1', objectKind: 'Deployment' };
+
+function deployment(rv: string, replicas: number, status: Record<string, unknown>) {
+  const parsed = parseKubeObject(
+    {
+      apiVersion: 'apps/v1',
+      kind: 'Deployment',
+      metadata: {
+        namespace: 'team-a',
+        name: 'ss-s1',
+        uid: 'uid-d',
+        resourceVersion: rv,
+        generation: replicas === 1 ? 1 : 2,
+        labels: { [LABELS.session]: 's1' },
+      },
+      spec: { replicas, template: { spec: { containers: [{ name: 'desktop', image: 'x' }] } } },
+      status,
+    },
+    (raw) => trimObject('deployment', raw),
+  );
+  if (!parsed.ok) throw new Error(parsed.reason);
+  return parsed.object;
+}
+
+describe('keptUnchanged', () => {
+  const retention = childRetention('deployment', deploymentType);
+  const modified = (before: ReturnType<typeof deployment>, after: ReturnType<typeof deployment>) => ({
+    type: 'modified' as const,
+    object: after,
+    previous: retention.retain(before),
+    current: retention.retain(after),
+  });
+
+  it('tells a status rewrite (not kept) from a change of what the shared state keeps', () => {
+    const created = deployment('10', 1, {});
+    const progressing = deployment('11', 1, { observedGeneration: 1, replicas: 1 });
+    const available = deployment('12', 1, { observedGeneration: 1, replicas: 1, readyReplicas: 1 });
+    expect(keptUnchanged(modified(created, progressing))).toBe(true);
+    expect(keptUnchanged(modified(progressing, available))).toBe(true);
+    // Scaled to zero: the spec (and generation) changed.
+    expect(keptUnchanged(modified(available, deployment('13', 0, {})))).toBe(false);
+  });
+
+  it('always counts an addition or a deletion, and a change of a child it held nothing of', () => {
+    const object = deployment('10', 1, {});
+    const entry = retention.retain(object);
+    expect(keptUnchanged({ type: 'added', object, current: entry })).toBe(false);
+    expect(keptUnchanged({ type: 'deleted', object, previous: entry })).toBe(false);
+    expect(keptUnchanged({ type: 'modified', object, current: entry })).toBe(false);
+  });
+
+  it('does not mistake an object for another with the same content but another uid', () => {
+    const a = deployment('10', 1, {});
+    const other = parseKubeObject(JSON.parse(a.json.replace('uid-d', 'uid-e')));
+    if (!other.ok) throw new Error(other.reason);
+    expect(keptDigest(other.object)).not.toBe(keptDigest(a));
+    // The resourceVersion alone does not count.
+    expect(keptDigest(deployment('99', 1, { replicas: 1 }))).toBe(keptDigest(a));
+  });
+});
+
 describe('childRetention', () => {
   it('keeps a child’s identity, its Session and a digest, not its JSON', () => {
     const retention = childRetention('pod', podType);
@@ -43,6 +104,7 @@ describe('childRetention', () => {
       bytes: 0,
       session: 's1.full.name',
       digest: podDigest(object.raw),
+      kept: keptDigest(object),
     });
     expect(entry.digest).not.toBe(NO_DIGEST);
     expect(JSON.stringify(entry).length).toBeLessThan(object.json.length);

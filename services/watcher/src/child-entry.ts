@@ -1,5 +1,11 @@
 import { createHash } from 'node:crypto';
-import { type CachedIdentity, type CacheRetention, parseKubeObject } from '@streamspace/kube';
+import {
+  type CacheChange,
+  type CachedIdentity,
+  type CacheRetention,
+  type KubeObject,
+  parseKubeObject,
+} from '@streamspace/kube';
 import { ANNOTATIONS, type StateKind } from '@streamspace/shared';
 import { NO_POD_SUMMARY, owningSession, podSummary } from './work-routing.js';
 
@@ -23,11 +29,39 @@ export interface ChildEntry extends CachedIdentity {
   digest: number;
   /** A Deployment's spec.replicas (its echo test compares it with what the Session's state asks for). */
   replicas?: number;
+  /** All the shared state keeps of the child but its resourceVersion, hashed (keptDigest). */
+  kept: number;
 }
 
 /** A 48-bit hash of a text: two different specs of one object share it with odds of 2^-48. */
 function hash48(text: string): number {
   return createHash('sha1').update(text).digest().readUIntBE(0, 6);
+}
+
+/**
+ * A hash of everything the shared state keeps of an object (its trimmed JSON) but its
+ * resourceVersion, which every update changes. The first `"resourceVersion":"…"` of the JSON is
+ * metadata's (metadata comes before spec and status); were it another, the two versions'
+ * metadata.resourceVersion would still differ and the change would count as one (never the
+ * reverse).
+ */
+export function keptDigest(object: KubeObject): number {
+  return hash48(object.json.replace(`"resourceVersion":${JSON.stringify(object.resourceVersion)}`, ''));
+}
+
+/**
+ * An update that left what the shared state keeps of a child as it was (a Deployment's status
+ * rewritten by kube-controller-manager: the status is not kept, object-trim.ts): its entry and
+ * subscribers would learn nothing from it but a resourceVersion nobody compares, so it is
+ * neither stored nor published, and it wakes no Session (nothing its reconcile reads changed).
+ */
+export function keptUnchanged(change: CacheChange<ChildEntry>): boolean {
+  return (
+    change.type === 'modified' &&
+    change.previous !== undefined &&
+    change.current !== undefined &&
+    change.previous.kept === change.current.kept
+  );
 }
 
 /** The digest of a pod that does not count for its Session (NO_POD_SUMMARY), or of a PVC. */
@@ -94,6 +128,7 @@ export function childRetention(
         bytes: 0,
         session: owningSession(object),
         digest: childDigest(kind, raw),
+        kept: keptDigest(object),
         ...(typeof replicas === 'number' ? { replicas } : {}),
       };
     },

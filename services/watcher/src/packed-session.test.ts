@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { type KubeObject, parseKubeObject } from '@streamspace/kube';
 import { trimObject } from '@streamspace/shared';
 import { describe, expect, it } from 'vitest';
-import { PACKED_SESSIONS } from './packed-session.js';
+import { PACKED_SESSIONS, sessionState } from './packed-session.js';
 
 const sample = readFileSync(
   new URL('../../../bench/watcher-cache-samples/session.json', import.meta.url),
@@ -24,6 +24,18 @@ describe('PACKED_SESSIONS', () => {
     for (const field of ['namespace', 'name', 'uid', 'resourceVersion', 'generation', 'labels'] as const)
       expect(packed[field]).toEqual(object[field]);
     expect(PACKED_SESSIONS.restore(packed).json).toBe(object.json);
+  });
+
+  it('tells a Session’s spec.state without inflating it, packed or not', () => {
+    const raw = JSON.parse(sample) as { spec: Record<string, unknown> };
+    for (const state of ['running', 'hibernated', 'terminated']) {
+      const object = session({ ...raw, spec: { ...raw.spec, state } });
+      expect(sessionState(PACKED_SESSIONS.retain(object))).toBe(state);
+      expect(sessionState(object)).toBe(state);
+    }
+    // An invalid state (the reconciler says so in the status) asks for no replica count.
+    const paused = session({ ...raw, spec: { ...raw.spec, state: 'paused' } });
+    expect(sessionState(PACKED_SESSIONS.retain(paused))).toBe(undefined);
   });
 
   it('keeps a bench Session in a fraction of its JSON', () => {

@@ -55,6 +55,14 @@ const SESSION_DICTIONARY = Buffer.from(
   }),
 );
 
+type SessionState = 'running' | 'hibernated' | 'terminated';
+
+/** spec.state as one of the shared literals (not a string of its own per Session), if valid. */
+function stateOf(raw: Record<string, unknown>): SessionState | undefined {
+  const state = (raw.spec as { state?: unknown } | undefined)?.state;
+  return state === 'running' || state === 'hibernated' || state === 'terminated' ? state : undefined;
+}
+
 /**
  * A Session as the watcher's cache keeps it: what it keys and routes on as fields, its trimmed JSON
  * deflated against SESSION_DICTIONARY and held as a one-byte string (no Buffer object per entry).
@@ -73,6 +81,12 @@ class PackedSession implements KubeObject {
   /** The deflated bytes' length: what the entry holds in memory of the object. */
   readonly bytes: number;
   readonly oversize?: KubeObject['oversize'];
+  /**
+   * spec.state, kept beside the packed JSON: every change of a Session's Deployment asks for it
+   * (its echo test), and inflating and parsing the whole Session for it took about 3% of the
+   * watcher's CPU in the 1,000-Session bench (R22–R23 in BENCHMARKS.md).
+   */
+  readonly state: SessionState | undefined;
   private readonly packed: string;
 
   constructor(object: KubeObject) {
@@ -83,6 +97,7 @@ class PackedSession implements KubeObject {
     this.generation = object.generation;
     this.labels = object.labels;
     if (object.oversize) this.oversize = object.oversize;
+    this.state = stateOf(object.raw);
     const packed = deflateRawSync(object.json, { dictionary: SESSION_DICTIONARY });
     // latin1 maps each byte to one character and back, whatever the byte.
     this.packed = packed.toString('latin1');
@@ -98,6 +113,11 @@ class PackedSession implements KubeObject {
   get raw(): Record<string, unknown> {
     return JSON.parse(this.json) as Record<string, unknown>;
   }
+}
+
+/** A cached Session's spec.state (read from its JSON when it is not packed). */
+export function sessionState(session: KubeObject): SessionState | undefined {
+  return session instanceof PackedSession ? session.state : stateOf(session.raw);
 }
 
 /** The watcher's cache retention of Sessions: each kept packed (PackedSession), whole on demand. */

@@ -99,6 +99,12 @@ export function createWatcherMetrics(
     registers,
   });
   for (const op of ['put', 'delete']) stateWrites.labels(op).inc(0);
+  const unchangedSkipped = new Counter({
+    name: 'streamspace_watcher_unchanged_changes_total',
+    help: 'Updates of Session children that left what the shared state keeps of them as it was (a Deployment status rewrite: the status is not kept), so neither stored nor published, by kind.',
+    labelNames: ['kind'],
+    registers,
+  });
   const stateWriteErrors = new Counter({
     name: 'streamspace_watcher_state_write_errors_total',
     help: 'Failed writes to the shared state (each is retried; the messages it triggers wait for it).',
@@ -141,6 +147,8 @@ export function createWatcherMetrics(
   for (const kind of ['session', 'template'] as WorkKind[]) {
     for (const reason of workReasons(kind)) workItemsPublished.labels(kind, reason).inc(0);
   }
+  for (const kind of ['deployment', 'pod', 'service', 'ingress', 'networkpolicy', 'pvc'])
+    unchangedSkipped.labels(kind).inc(0);
   for (const stream of ['events', 'work']) duplicates.labels(stream).inc(0);
   for (const reason of ['overflow', 'permanent']) dropped.labels(reason).inc(0);
   for (const trigger of RESYNC_TRIGGERS) resyncs.labels(trigger).inc(0);
@@ -171,6 +179,7 @@ export function createWatcherMetrics(
     oversize,
     resyncs,
     stateWrites,
+    unchangedSkipped,
     stateWriteErrors,
     stateRebuilds,
     stateRefilled,

@@ -31,11 +31,12 @@ import {
   parseKubeObject,
   type WatchTransport,
 } from '@streamspace/kube';
-import { type ChildEntry, type ChildKind, childRetention } from './child-entry.js';
+import { type ChildEntry, type ChildKind, childRetention, keptUnchanged } from './child-entry.js';
 import { nameFilterTransport } from './name-filter-transport.js';
-import { PACKED_SESSIONS } from './packed-session.js';
+import { PACKED_SESSIONS, sessionState } from './packed-session.js';
 import { Publisher } from './publisher.js';
 import { ResyncPacer } from './resync-pacer.js';
+import { SendBatch } from './send-batch.js';
 import { nextResyncAt, type ResyncTrigger, resyncName } from './resync-schedule.js';
 import { SessionIndex, sessionTemplateName } from './session-index.js';
 import { KEEP_ENTRY, StateStore } from './state-store.js';
@@ -471,6 +472,10 @@ export async function startWatcher(context: Context): Promise<RunningService> {
     const observedAt = new Date();
     for (const [i, change] of changes.entries()) {
       const { object } = change;
+      if (isChildKind(kind) && keptUnchanged(change as CacheChange<ChildEntry>)) {
+        metrics.unchangedSkipped.labels(kind).inc();
+        continue;
+      }
       if (object.oversize && change.type !== 'deleted') {
         metrics.oversize.labels(kind, object.oversize.level).inc();
         log.warn(
@@ -494,7 +499,8 @@ export async function startWatcher(context: Context): Promise<RunningService> {
       const routed = routeChange(kind, change, {
         sessionsUsing: (namespace, template) => sessionIndex.sessionsUsing(namespace, template),
         desiredReplicas: (namespace, name) => {
-          const state = (cachedSession(namespace, name)?.raw.spec as { state?: unknown } | undefined)?.state;
+          const session = cachedSession(namespace, name);
+          const state = session ? sessionState(session) : undefined;
           return state === 'running' ? 1 : state === 'hibernated' ? 0 : undefined;
         },
         observedAt,
@@ -653,9 +659,11 @@ export async function startWatcher(context: Context): Promise<RunningService> {
     readiness.set('jetstream', true);
     stateKv = await openStateBucket(nc, config.MAX_OBJECT_BYTES, replicas);
     const js = jetstream(nc);
+    // Puts, events and work items of one event-loop turn go out in one socket write (send-batch.ts).
+    const sends = new SendBatch();
     publisher = new Publisher({
       publish: async (subject, data, msgID) => {
-        const ack = await js.publish(subject, data, { msgID });
+        const ack = await sends.run(() => js.publish(subject, data, { msgID }));
         return { duplicate: ack.duplicate };
       },
       maxQueue: config.PUBLISH_QUEUE_LIMIT,
@@ -711,11 +719,11 @@ export async function startWatcher(context: Context): Promise<RunningService> {
     });
     stateStore = new StateStore<Publication>({
       put: async (key, value) => {
-        await (stateKv as KV).put(key, value);
+        await sends.run(() => (stateKv as KV).put(key, value));
         metrics.stateWrites.labels('put').inc();
       },
       delete: async (key) => {
-        await (stateKv as KV).delete(key);
+        await sends.run(() => (stateKv as KV).delete(key));
         metrics.stateWrites.labels('delete').inc();
       },
       release: enqueue,
