@@ -75,7 +75,9 @@ describe('the chart, rendered', () => {
   it('refuses to install without NATS authentication unless nats.insecure is set, and shares one credential only on request', async () => {
     const open = await helm(['template', 'ss', chartDir]);
     expect(open.code).not.toBe(0);
-    expect(open.stderr).toMatch(/NATS authentication is not configured for the (watcher|reconciler|idle-reaper|metrics)/);
+    expect(open.stderr).toMatch(
+      /NATS authentication is not configured for the (watcher|reconciler|idle-reaper|metrics)/,
+    );
     expect(open.stderr).toMatch(/nats\.auth\.existingSecret/);
     expect(open.stderr).toMatch(/nats\.insecure=true/);
     const shared = await helm([
@@ -229,14 +231,15 @@ describe('the chart, rendered', () => {
       '--no-expose-wasm',
       '/app/entrypoint.mjs',
     ];
-    for (const component of ['idle-reaper', 'metrics'])
-      expect(command(defaults, component)).toEqual(withoutOptimizer);
-    // The workers and the watcher also run with one V8 background thread (less memory at peak).
-    expect(command(defaults, 'reconciler')).toEqual([
-      ...withoutOptimizer.slice(0, -1),
-      '--v8-pool-size=1',
-      '/app/entrypoint.mjs',
-    ]);
+    expect(command(defaults, 'metrics')).toEqual(withoutOptimizer);
+    // The workers, the idle reaper and the watcher also run with one V8 background thread (less
+    // memory at peak).
+    for (const component of ['reconciler', 'idle-reaper'])
+      expect(command(defaults, component)).toEqual([
+        ...withoutOptimizer.slice(0, -1),
+        '--v8-pool-size=1',
+        '/app/entrypoint.mjs',
+      ]);
     expect(command(defaults, 'watcher')).toEqual([
       'node',
       '--max-old-space-size=144',
@@ -355,7 +358,10 @@ describe('the chart, rendered', () => {
     const watcher = find(await template(), 'ClusterRole', '-watcher') as unknown as {
       rules: { resources: string[]; verbs: string[] }[];
     };
-    expect(watcher.rules.find((r) => r.resources.includes('networkpolicies'))?.verbs).toEqual(['list', 'watch']);
+    expect(watcher.rules.find((r) => r.resources.includes('networkpolicies'))?.verbs).toEqual([
+      'list',
+      'watch',
+    ]);
   });
 
   it('maps every platform setting onto the variables the services read', async () => {
