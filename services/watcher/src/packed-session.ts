@@ -1,5 +1,6 @@
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import type { CacheRetention, KubeObject } from '@streamspace/kube';
+import { SESSION_STATES, type SessionState } from '@streamspace/shared';
 
 /**
  * What a trimmed Session says in every cluster: its field names and the values most share. Deflate
@@ -55,12 +56,10 @@ const SESSION_DICTIONARY = Buffer.from(
   }),
 );
 
-type SessionState = 'running' | 'hibernated' | 'terminated';
-
 /** spec.state as one of the shared literals (not a string of its own per Session), if valid. */
 function stateOf(raw: Record<string, unknown>): SessionState | undefined {
   const state = (raw.spec as { state?: unknown } | undefined)?.state;
-  return state === 'running' || state === 'hibernated' || state === 'terminated' ? state : undefined;
+  return SESSION_STATES.find((s) => s === state);
 }
 
 /**
