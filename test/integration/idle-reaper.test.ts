@@ -317,7 +317,7 @@ describe('decisions on time, with two replicas', () => {
     ).toBeGreaterThanOrEqual(3);
   });
 
-  it('acts once per session: one state change and one Event, though both replicas decided', async () => {
+  it('acts once per session: one state change and one Event, with two replicas running', async () => {
     const names = ['idle', 'too-old', 'nats-user', 'http-user', 'pair-0', 'pair-1'];
     for (const name of ['pair-0', 'pair-1']) await waitState(name, 'hibernated');
     // Give a duplicate every chance to show up.
@@ -335,12 +335,13 @@ describe('decisions on time, with two replicas', () => {
       );
       expect(changes.length, name).toBeLessThanOrEqual(1);
     }
-    // Both replicas issued commands for the same deadlines; JetStream and the executors' checks kept it to one change.
-    for (const reaper of reapers) {
-      expect(
-        await metric(reaper, 'streamspace_reaper_commands_issued_total', { result: 'published' }),
-      ).toBeGreaterThan(0);
-    }
+    // The decisions went out as commands. Not necessarily from both replicas: each decides only the
+    // Sessions it owns (rendezvous hashing over the members), and with six Sessions one replica owns
+    // none of them about one run in thirty — asserting each replica published made this test flaky.
+    const published = await Promise.all(
+      reapers.map((r) => metric(r, 'streamspace_reaper_commands_issued_total', { result: 'published' })),
+    );
+    expect(published.reduce((a, b) => a + b, 0)).toBeGreaterThan(0);
   });
 
   it('gives a woken session its full idle timeout again', async () => {
