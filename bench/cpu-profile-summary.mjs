@@ -1,7 +1,11 @@
 // Sums a V8 .cpuprofile (node --cpu-prof) by function and by module, so two profiles of a service
 // can be compared: where its CPU went, not only how much.
 //
-//   node bench/cpu-profile-summary.mjs <file.cpuprofile> [top=25]
+//   node bench/cpu-profile-summary.mjs <file.cpuprofile> [top=25] [inclusive]
+//
+// With `inclusive`, also the samples with a function (or a module) anywhere on their stack: what a
+// call costs with everything it calls, each sample counted once per function however deep the
+// recursion.
 //
 // The session-pipeline bench writes them with, for example,
 //   BENCH_WATCHER_NODE_ARGS='<the chart's watcher flags> --cpu-prof --cpu-prof-dir=/tmp/prof/w'
@@ -14,7 +18,7 @@
 // reader on a busy machine) carries the whole gap.
 import { readFileSync } from 'node:fs';
 
-const [file, topArg] = process.argv.slice(2);
+const [file, topArg, mode] = process.argv.slice(2);
 if (!file) {
   console.error('usage: node bench/cpu-profile-summary.mjs <file.cpuprofile> [top]');
   process.exit(2);
@@ -38,7 +42,12 @@ function fileOf(url) {
 const frameOf = (node) =>
   `${node.callFrame.functionName || '(anonymous)'} ${fileOf(node.callFrame.url)}:${node.callFrame.lineNumber + 1}`;
 
+const parentOf = new Map();
+for (const node of profile.nodes) for (const child of node.children ?? []) parentOf.set(child, node.id);
+
 const byFunction = new Map();
+const inclusiveFunction = new Map();
+const inclusiveModule = new Map();
 const byModule = new Map();
 let idle = 0;
 for (const id of profile.samples) {
@@ -51,6 +60,17 @@ for (const id of profile.samples) {
   byFunction.set(fn, (byFunction.get(fn) ?? 0) + 1);
   const mod = moduleOf(node.callFrame.url);
   byModule.set(mod, (byModule.get(mod) ?? 0) + 1);
+  if (mode !== 'inclusive') continue;
+  const frames = new Set();
+  const modules = new Set();
+  for (let at = id; at !== undefined; at = parentOf.get(at)) {
+    const frame = nodes.get(at);
+    if (frame.callFrame.functionName === '(root)') break;
+    frames.add(frameOf(frame));
+    modules.add(moduleOf(frame.callFrame.url));
+  }
+  for (const f of frames) inclusiveFunction.set(f, (inclusiveFunction.get(f) ?? 0) + 1);
+  for (const m of modules) inclusiveModule.set(m, (inclusiveModule.get(m) ?? 0) + 1);
 }
 const busy = profile.samples.length - idle;
 const rows = (counts) =>
@@ -66,3 +86,9 @@ console.log('--- samples by module (self)');
 console.log(rows(byModule));
 console.log('--- samples by function (self)');
 console.log(rows(byFunction));
+if (mode === 'inclusive') {
+  console.log('--- samples by module (inclusive: the module anywhere on the stack)');
+  console.log(rows(inclusiveModule));
+  console.log('--- samples by function (inclusive)');
+  console.log(rows(inclusiveFunction));
+}

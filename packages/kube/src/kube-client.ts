@@ -1,12 +1,14 @@
 import * as http from 'node:http';
 import { setMaxListeners } from 'node:events';
 import * as https from 'node:https';
+import { urlToHttpOptions } from 'node:url';
 import { type BackoffOptions, backoffDelay, sleep } from '@streamspace/shared';
 import { type Credentials, loadCredentials } from './kube-credentials.js';
+import { connectTls, type HttpAnswer, Http2Requests } from './http2-requests.js';
 import { errorText, KubeApiError } from './kube-error.js';
 import type { KubeClientMetrics } from './kube-metrics.js';
 import { TokenBucket } from './rate-limiter.js';
-import { type ResourceRef, resourcePath } from './resource-path.js';
+import { type Query, type ResourceRef, requestTarget, resourcePath } from './resource-path.js';
 
 /**
  * Every request waiting (for the rate limit, a retry) listens to the client's close signal, so a
@@ -48,7 +50,7 @@ export interface KubeLog {
   warn(fields: object, message: string): void;
 }
 
-export type Query = Record<string, string | number | boolean | undefined>;
+export type { Query } from './resource-path.js';
 
 export interface KubeClientOptions {
   timeoutMs?: number;
@@ -56,7 +58,8 @@ export interface KubeClientOptions {
   qps?: number;
   burst?: number;
   /**
-   * Connections to the API server kept open at most (keep-alive; requests beyond it queue for one).
+   * HTTP/1.1 connections to the API server kept open at most (keep-alive; requests beyond it queue
+   * for one): the watches', and every request's when the server does not offer HTTP/2.
    * Each TLS connection costs its process about 110 KiB of native memory that is not given back
    * when the connection closes (64 of them: +7 MiB; BENCHMARKS.md run S5).
    */
@@ -68,6 +71,11 @@ export interface KubeClientOptions {
   maxRetryAfterMs?: number;
   metrics?: KubeClientMetrics;
   log?: KubeLog;
+  /**
+   * Requests to an https server over HTTP/2 when it offers it (ALPN), as client-go does; false
+   * keeps them on HTTP/1.1 keep-alive connections. Watches always use HTTP/1.1.
+   */
+  http2?: boolean;
 }
 
 export const DEFAULT_QPS = 100;
@@ -86,16 +94,15 @@ export function parseRetryAfter(value: string | string[] | undefined, now = Date
   return Number.isNaN(at) ? undefined : Math.max(0, Math.ceil((at - now) / 1000));
 }
 
-interface Answer {
-  status: number;
-  text: string;
-  retryAfterSeconds: number | undefined;
-}
-
 export class KubeClient {
   private agent: http.Agent;
   private agentCert: Buffer | undefined;
+  private agentKey: Buffer | undefined;
+  /** Requests (not watches) to an https server, over HTTP/2 when the server offers it (http2-requests.ts). */
+  private readonly http2: Http2Requests | undefined;
   private readonly transport: typeof http | typeof https;
+  /** The server's scheme, host (an IPv6 address without brackets) and port. */
+  private readonly origin: http.RequestOptions;
   private readonly limiter: TokenBucket | undefined;
   private readonly timeoutMs: number;
   private readonly maxRetries: number;
@@ -107,8 +114,15 @@ export class KubeClient {
     private readonly options: KubeClientOptions = {},
   ) {
     this.transport = credentials.server.protocol === 'https:' ? https : http;
+    const { protocol, hostname, port } = urlToHttpOptions(credentials.server);
+    this.origin = { protocol, hostname, port };
     this.agentCert = credentials.cert;
+    this.agentKey = credentials.key;
     this.agent = this.newAgent(credentials.cert, credentials.key);
+    this.http2 =
+      credentials.server.protocol === 'https:' && options.http2 !== false
+        ? new Http2Requests(credentials.server, () => connectTls(credentials.server, this.tlsOptions()))
+        : undefined;
     const qps = options.qps ?? DEFAULT_QPS;
     this.limiter = qps > 0 ? new TokenBucket(qps, Math.max(1, options.burst ?? DEFAULT_BURST)) : undefined;
     this.timeoutMs = options.timeoutMs ?? 30_000;
@@ -124,26 +138,28 @@ export class KubeClient {
     return this.credentials.server.origin;
   }
 
-  private newAgent(cert: Buffer | undefined, key: Buffer | undefined): http.Agent {
+  /** The TLS options of every connection: the server's CA and name, the client certificate now in use. */
+  private tlsOptions(cert = this.agentCert, key = this.agentKey) {
     const { credentials } = this;
-    const maxSockets = this.options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
-    if (credentials.server.protocol !== 'https:') return new http.Agent({ keepAlive: true, maxSockets });
-    return new https.Agent({
-      keepAlive: true,
-      maxSockets,
+    return {
       ...(credentials.ca ? { ca: credentials.ca } : {}),
       ...(cert ? { cert } : {}),
       ...(key ? { key } : {}),
       ...(credentials.tlsServerName ? { servername: credentials.tlsServerName } : {}),
       rejectUnauthorized: !credentials.insecure,
-    });
+    };
   }
 
-  private url(path: string, query: Query = {}): URL {
-    const url = new URL(path, this.credentials.server);
-    for (const [key, value] of Object.entries(query))
-      if (value !== undefined) url.searchParams.set(key, String(value));
-    return url;
+  private newAgent(cert: Buffer | undefined, key: Buffer | undefined): http.Agent {
+    const { credentials } = this;
+    const maxSockets = this.options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
+    if (credentials.server.protocol !== 'https:') return new http.Agent({ keepAlive: true, maxSockets });
+    return new https.Agent({ keepAlive: true, maxSockets, ...this.tlsOptions(cert, key) });
+  }
+
+  /** Where a request goes, for http(s).request: the server's scheme, host and port, and `target` (path and query). */
+  private requestOptions(target: string): http.RequestOptions {
+    return { ...this.origin, path: target };
   }
 
   /** Headers with the current credential; an exec plugin's client certificate swaps the agent. */
@@ -157,6 +173,8 @@ export class KubeClient {
         this.agent.destroy();
         this.agent = this.newAgent(result.cert, result.key);
         this.agentCert = result.cert;
+        this.agentKey = result.key;
+        this.http2?.reset();
       }
       if (result.token) headers.authorization = `Bearer ${result.token}`;
       return headers;
@@ -181,35 +199,55 @@ export class KubeClient {
 
   private send(
     method: string,
-    url: URL,
+    target: string,
+    path: string,
     payload: string | undefined,
     contentType: string | undefined,
-  ): Promise<Answer> {
-    return this.headers(payload === undefined ? undefined : contentType).then(
-      (headers) =>
-        new Promise<Answer>((resolve, reject) => {
-          // Framed explicitly: Node neither chunks nor sizes the body of a DELETE by itself, so the
-          // server would read a DeleteOptions body as the start of the next request on the socket.
-          if (payload !== undefined) headers['content-length'] = Buffer.byteLength(payload);
-          const request = this.transport.request(url, { method, agent: this.agent, headers }, (response) => {
-            const chunks: Buffer[] = [];
-            response.on('data', (chunk: Buffer) => chunks.push(chunk));
-            response.on('error', reject);
-            response.on('end', () =>
-              resolve({
-                status: response.statusCode ?? 0,
-                text: Buffer.concat(chunks).toString('utf8'),
-                retryAfterSeconds: parseRetryAfter(response.headers['retry-after']),
-              }),
-            );
+  ): Promise<HttpAnswer> {
+    return this.headers(payload === undefined ? undefined : contentType).then(async (headers) => {
+      // Framed explicitly: Node neither chunks nor sizes the body of a DELETE by itself, so the
+      // server would read a DeleteOptions body as the start of the next request on the socket.
+      if (payload !== undefined) headers['content-length'] = Buffer.byteLength(payload);
+      const overHttp2 = await this.http2?.send(
+        method,
+        target,
+        path,
+        headers as Record<string, string | number>,
+        payload,
+        this.timeoutMs,
+      );
+      return overHttp2 ?? this.sendHttp1(method, target, path, payload, headers);
+    });
+  }
+
+  private sendHttp1(
+    method: string,
+    target: string,
+    path: string,
+    payload: string | undefined,
+    headers: http.OutgoingHttpHeaders,
+  ): Promise<HttpAnswer> {
+    return new Promise<HttpAnswer>((resolve, reject) => {
+      const options = { ...this.requestOptions(target), method, agent: this.agent, headers };
+      const request = this.transport.request(options, (response) => {
+        const chunks: Buffer[] = [];
+        response.on('data', (chunk: Buffer) => chunks.push(chunk));
+        response.on('error', reject);
+        response.on('end', () => {
+          const retryAfter = response.headers['retry-after'];
+          resolve({
+            status: response.statusCode ?? 0,
+            text: Buffer.concat(chunks).toString('utf8'),
+            retryAfter: Array.isArray(retryAfter) ? retryAfter[0] : retryAfter,
           });
-          request.setTimeout(this.timeoutMs, () =>
-            request.destroy(new Error(`${method} ${url.pathname} timed out after ${this.timeoutMs} ms`)),
-          );
-          request.on('error', reject);
-          request.end(payload);
-        }),
-    );
+        });
+      });
+      request.setTimeout(this.timeoutMs, () =>
+        request.destroy(new Error(`${method} ${path} timed out after ${this.timeoutMs} ms`)),
+      );
+      request.on('error', reject);
+      request.end(payload);
+    });
   }
 
   /**
@@ -224,15 +262,15 @@ export class KubeClient {
     path: string,
     options: { query?: Query; body?: unknown; contentType?: string } = {},
   ): Promise<T> {
-    const url = this.url(path, options.query);
+    const target = requestTarget(path, options.query);
     const payload = options.body === undefined ? undefined : JSON.stringify(options.body);
     const contentType = options.contentType ?? 'application/json';
     let reauthenticated = false;
     for (let attempt = 0; ; attempt++) {
       await this.throttle();
-      let answer: Answer;
+      let answer: HttpAnswer;
       try {
-        answer = await this.send(method, url, payload, contentType);
+        answer = await this.send(method, target, path, payload, contentType);
       } catch (error) {
         const code = (error as NodeJS.ErrnoException).code ?? '';
         // A refused connection never reached the server; a reset one may have, so only reads repeat it.
@@ -245,12 +283,13 @@ export class KubeClient {
         const delay = backoffDelay(attempt, this.options.backoff);
         this.options.metrics?.retried(method, code);
         this.options.log?.warn(
-          { method, path: url.pathname, error: errorText(error), delayMs: delay },
+          { method, path, error: errorText(error), delayMs: delay },
           'API request failed; retrying',
         );
         await sleep(delay, this.closed.signal);
         continue;
       }
+      const retryAfterSeconds = parseRetryAfter(answer.retryAfter);
       let body: unknown;
       try {
         body = answer.text ? JSON.parse(answer.text) : undefined;
@@ -265,27 +304,27 @@ export class KubeClient {
       }
       const status = body as { message?: string; reason?: string } | undefined;
       const error = new KubeApiError(
-        `${method} ${url.pathname}: ${answer.status} ${status?.message ?? String(answer.text).slice(0, 300)}`,
+        `${method} ${path}: ${answer.status} ${status?.message ?? String(answer.text).slice(0, 300)}`,
         answer.status,
         status?.reason,
         body,
-        answer.retryAfterSeconds,
+        retryAfterSeconds,
       );
       const retryable =
         RETRYABLE_STATUS.has(answer.status) &&
-        (method !== 'POST' || answer.status === 429 || answer.retryAfterSeconds !== undefined);
+        (method !== 'POST' || answer.status === 429 || retryAfterSeconds !== undefined);
       if (!retryable || this.closed.signal.aborted) throw error;
       if (attempt >= this.maxRetries) {
         this.options.metrics?.exhausted(method, String(answer.status));
         throw error;
       }
       const delay =
-        answer.retryAfterSeconds !== undefined
-          ? Math.min(this.maxRetryAfterMs, answer.retryAfterSeconds * 1000)
+        retryAfterSeconds !== undefined
+          ? Math.min(this.maxRetryAfterMs, retryAfterSeconds * 1000)
           : backoffDelay(attempt, this.options.backoff);
       this.options.metrics?.retried(method, String(answer.status));
       this.options.log?.warn(
-        { method, path: url.pathname, status: answer.status, delayMs: delay },
+        { method, path, status: answer.status, delayMs: delay },
         'API server asked us to retry',
       );
       await sleep(delay, this.closed.signal);
@@ -376,7 +415,7 @@ export class KubeClient {
     done: (error?: Error) => void,
   ): { abort(): void } {
     const path = typeof target === 'string' ? target : resourcePath(target);
-    const url = this.url(path, { ...query, watch: true, allowWatchBookmarks: true });
+    const watchTarget = requestTarget(path, { ...query, watch: true, allowWatchBookmarks: true });
     const { metrics, log } = this.options;
     let finished = false;
     let request: http.ClientRequest | undefined;
@@ -390,7 +429,8 @@ export class KubeClient {
       await this.throttle();
       const headers = await this.headers();
       if (finished) return;
-      request = this.transport.request(url, { method: 'GET', agent: this.agent, headers }, (response) => {
+      const options = { ...this.requestOptions(watchTarget), method: 'GET', agent: this.agent, headers };
+      request = this.transport.request(options, (response) => {
         if ((response.statusCode ?? 0) !== 200) {
           const chunks: Buffer[] = [];
           response.on('data', (c: Buffer) => chunks.push(c));
@@ -409,7 +449,7 @@ export class KubeClient {
             const code = response.statusCode ?? 0;
             finish(
               new KubeApiError(
-                `watch ${url.pathname}: ${code} ${message}`,
+                `watch ${path}: ${code} ${message}`,
                 code,
                 reason,
                 undefined,
@@ -436,7 +476,7 @@ export class KubeClient {
             } catch (error) {
               metrics?.malformedWatchLine();
               log?.warn(
-                { path: url.pathname, line: line.slice(0, 200), error: errorText(error) },
+                { path, line: line.slice(0, 200), error: errorText(error) },
                 'skipped a watch line that is not a watch event',
               );
               continue;
@@ -445,7 +485,7 @@ export class KubeClient {
               const status = event.object as { code?: number; message?: string; reason?: string };
               finish(
                 new KubeApiError(
-                  `watch ${url.pathname}: ${status.code} ${status.message ?? ''}`,
+                  `watch ${path}: ${status.code} ${status.message ?? ''}`,
                   status.code ?? 500,
                   status.reason,
                 ),
@@ -458,7 +498,7 @@ export class KubeClient {
               // A consumer's bug must not end the watch, nor pass unnoticed.
               metrics?.consumerError();
               log?.warn(
-                { path: url.pathname, type: event.type, error: errorText(error) },
+                { path, type: event.type, error: errorText(error) },
                 'a watch consumer failed on an event; going on with the next',
               );
             }
@@ -478,5 +518,6 @@ export class KubeClient {
   close(): void {
     this.closed.abort();
     this.agent.destroy();
+    this.http2?.close();
   }
 }

@@ -20,8 +20,10 @@ export const kubeEnvSchema = z.object({
     .positive('must be greater than 0')
     .default(DEFAULT_BURST),
   /**
-   * Connections a client keeps open to the API server at most; requests beyond them wait for one.
-   * Each TLS connection holds ~110 KiB of native memory for the life of the process.
+   * HTTP/1.1 connections a client keeps open to the API server at most (its watches; its requests
+   * too when the server offers no HTTP/2, else those share one HTTP/2 connection); requests
+   * beyond them wait for one. Each TLS connection holds ~110 KiB of native memory for the life of
+   * the process.
    */
   KUBE_MAX_CONNECTIONS: z.coerce
     .number({ message: 'must be a number' })

@@ -1,0 +1,114 @@
+import * as http2 from 'node:http2';
+import type { AddressInfo } from 'node:net';
+import * as net from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { Http2Requests } from './http2-requests.js';
+
+/** A plain-text HTTP/2 server (h2c): the transport is the same once TLS has chosen h2. */
+async function h2cServer(
+  onStream: (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, body: string) => void,
+) {
+  const server = http2.createServer();
+  const sessions = new Set<http2.ServerHttp2Session>();
+  let connections = 0;
+  server.on('session', (session) => {
+    connections++;
+    sessions.add(session);
+    session.on('close', () => sessions.delete(session));
+  });
+  server.on('stream', (stream, headers) => {
+    // A stream the test resets ends with an error on this side too.
+    stream.on('error', () => undefined);
+    const chunks: Buffer[] = [];
+    stream.on('data', (c: Buffer) => chunks.push(c));
+    stream.on('end', () => onStream(stream, headers, Buffer.concat(chunks).toString('utf8')));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
+  return {
+    port,
+    connections: () => connections,
+    goaway: () => {
+      for (const session of sessions) session.close();
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const session of sessions) session.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+const plain = (port: number) => () =>
+  new Promise<net.Socket>((resolve, reject) => {
+    const socket = net.connect(port, '127.0.0.1', () => resolve(socket));
+    socket.once('error', reject);
+  });
+
+const cleanups: (() => unknown)[] = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0)) await cleanup();
+});
+
+describe('requests over one HTTP/2 connection', () => {
+  it('sends method, target, headers and body, and reads status, body and Retry-After', async () => {
+    const seen: string[] = [];
+    const server = await h2cServer((stream, headers, body) => {
+      seen.push(`${headers[':method']} ${headers[':path']} ${headers['content-type']} ${body}`);
+      stream.respond({ ':status': 429, 'retry-after': '3', 'content-type': 'application/json' });
+      stream.end('{"kind":"Status"}');
+    });
+    cleanups.push(server.close);
+    const requests = new Http2Requests(new URL(`http://127.0.0.1:${server.port}`), plain(server.port));
+    cleanups.push(() => requests.close());
+    const answer = await requests.send(
+      'PATCH',
+      '/api/v1/namespaces/a/services/b?fieldManager=m&force=true',
+      '/api/v1/namespaces/a/services/b',
+      { 'content-type': 'application/apply-patch+yaml', 'content-length': 7 },
+      '{"a":1}',
+      5_000,
+    );
+    expect(answer).toEqual({ status: 429, text: '{"kind":"Status"}', retryAfter: '3' });
+    expect(seen).toEqual([
+      'PATCH /api/v1/namespaces/a/services/b?fieldManager=m&force=true application/apply-patch+yaml {"a":1}',
+    ]);
+  });
+
+  it('shares one connection between requests, and opens a new one after the server closed it', async () => {
+    const server = await h2cServer((stream) => {
+      stream.respond({ ':status': 200 });
+      stream.end('{}');
+    });
+    cleanups.push(server.close);
+    const requests = new Http2Requests(new URL(`http://127.0.0.1:${server.port}`), plain(server.port));
+    cleanups.push(() => requests.close());
+    const get = () => requests.send('GET', '/version', '/version', {}, undefined, 5_000);
+    await Promise.all([get(), get(), get()]);
+    expect(server.connections()).toBe(1);
+    server.goaway();
+    await expect.poll(async () => (await get())?.status, { timeout: 5_000 }).toBe(200);
+    expect(server.connections()).toBe(2);
+  });
+
+  it('says a stream the server refused never reached it (ECONNREFUSED: safe to send again)', async () => {
+    const server = await h2cServer((stream) => stream.close(http2.constants.NGHTTP2_REFUSED_STREAM));
+    cleanups.push(server.close);
+    const requests = new Http2Requests(new URL(`http://127.0.0.1:${server.port}`), plain(server.port));
+    cleanups.push(() => requests.close());
+    await expect(requests.send('POST', '/x', '/x', {}, '{}', 5_000)).rejects.toMatchObject({
+      code: 'ECONNREFUSED',
+    });
+  });
+
+  it('answers undefined, sending nothing, when the server chose HTTP/1.1', async () => {
+    let connects = 0;
+    const requests = new Http2Requests(new URL('https://127.0.0.1:1'), async () => {
+      connects++;
+      return undefined;
+    });
+    expect(await requests.send('GET', '/version', '/version', {}, undefined, 5_000)).toBeUndefined();
+    expect(await requests.send('GET', '/version', '/version', {}, undefined, 5_000)).toBeUndefined();
+    expect(connects).toBe(1);
+  });
+});
