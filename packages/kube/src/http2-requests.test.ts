@@ -75,6 +75,21 @@ describe('requests over one HTTP/2 connection', () => {
     ]);
   });
 
+  it('sends the body of a DELETE (DeleteOptions), which Node would otherwise not', async () => {
+    const bodies: string[] = [];
+    const server = await h2cServer((stream, _headers, body) => {
+      bodies.push(body);
+      stream.respond({ ':status': 200 });
+      stream.end('{}');
+    });
+    cleanups.push(server.close);
+    const requests = new Http2Requests(new URL(`http://127.0.0.1:${server.port}`), plain(server.port));
+    cleanups.push(() => requests.close());
+    const options = '{"kind":"DeleteOptions","propagationPolicy":"Background"}';
+    expect((await requests.send('DELETE', '/x', '/x', {}, options, 5_000))?.status).toBe(200);
+    expect(bodies).toEqual([options]);
+  });
+
   it('shares one connection between requests, and opens a new one after the server closed it', async () => {
     const server = await h2cServer((stream) => {
       stream.respond({ ':status': 200 });

@@ -127,11 +127,12 @@ export class Http2Requests {
       if (this.active++ === 0) session.ref();
       let stream: http2.ClientHttp2Stream;
       try {
-        stream = session.request({
-          ':method': method,
-          ':path': target,
-          ...headers,
-        });
+        // endStream said outright: Node ends a DELETE's stream at once by default, and ours
+        // carries DeleteOptions.
+        stream = session.request(
+          { ':method': method, ':path': target, ...headers },
+          { endStream: payload === undefined },
+        );
       } catch (error) {
         if (--this.active === 0) session.unref();
         reject(new Http2RequestError(`${method} ${path}: ${(error as Error).message}`, 'ECONNREFUSED'));

@@ -81,7 +81,7 @@ export async function reconcileSession(
   now: () => Date = () => new Date(),
   observers: ReconcileObservers = {},
 ): Promise<ReconcileOutcome> {
-  const session = await reads.readSession(namespace, name);
+  const { session, observe } = await reads.readSessionWithState(namespace, name, sessionChildName(name));
   // Deleted: owner references let the garbage collector remove the children; the home stays.
   if (!session || session.metadata.deletionTimestamp) return {};
 
@@ -128,9 +128,8 @@ export async function reconcileSession(
   }
 
   // The claim names are hashes of the user name: worked out only for a Session that has a home.
-  const observed = await reads.observe(
+  const observed = await observe(
     session,
-    sessionChildName(name),
     session.spec.persistentHome
       ? { current: homeClaimName(session.spec.user), legacy: legacyHomeClaimName(session.spec.user) }
       : undefined,
