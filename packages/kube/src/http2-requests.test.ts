@@ -7,8 +7,11 @@ import { Http2Requests } from './http2-requests.js';
 /** A plain-text HTTP/2 server (h2c): the transport is the same once TLS has chosen h2. */
 async function h2cServer(
   onStream: (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, body: string) => void,
+  settings: http2.Settings = {},
 ) {
-  const server = http2.createServer();
+  const server = http2.createServer({ settings });
+  let open = 0;
+  let maxOpen = 0;
   const sessions = new Set<http2.ServerHttp2Session>();
   let connections = 0;
   server.on('session', (session) => {
@@ -19,6 +22,8 @@ async function h2cServer(
   server.on('stream', (stream, headers) => {
     // A stream the test resets ends with an error on this side too.
     stream.on('error', () => undefined);
+    maxOpen = Math.max(maxOpen, ++open);
+    stream.on('close', () => open--);
     const chunks: Buffer[] = [];
     stream.on('data', (c: Buffer) => chunks.push(c));
     stream.on('end', () => onStream(stream, headers, Buffer.concat(chunks).toString('utf8')));
@@ -28,6 +33,7 @@ async function h2cServer(
   return {
     port,
     connections: () => connections,
+    maxOpen: () => maxOpen,
     goaway: () => {
       for (const session of sessions) session.close();
     },
@@ -104,6 +110,25 @@ describe('requests over one HTTP/2 connection', () => {
     server.goaway();
     await expect.poll(async () => (await get())?.status, { timeout: 5_000 }).toBe(200);
     expect(server.connections()).toBe(2);
+  });
+
+  it("waits for the server's limit on concurrent streams before the first requests", async () => {
+    const server = await h2cServer(
+      (stream) =>
+        setTimeout(() => {
+          stream.respond({ ':status': 200 });
+          stream.end('{}');
+        }, 20),
+      { maxConcurrentStreams: 2 },
+    );
+    cleanups.push(server.close);
+    const requests = new Http2Requests(new URL(`http://127.0.0.1:${server.port}`), plain(server.port));
+    cleanups.push(() => requests.close());
+    const answers = await Promise.all(
+      Array.from({ length: 8 }, () => requests.send('GET', '/version', '/version', {}, undefined, 5_000)),
+    );
+    expect(answers.map((a) => a?.status)).toEqual(Array(8).fill(200));
+    expect(server.maxOpen()).toBe(2);
   });
 
   it('says a stream the server refused never reached it (ECONNREFUSED: safe to send again)', async () => {

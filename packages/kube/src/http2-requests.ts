@@ -68,7 +68,7 @@ export class Http2Requests {
 
   private open(): Promise<http2.ClientHttp2Session | undefined> {
     if (this.session) return this.session;
-    const opening = this.connect().then((socket) => {
+    const opening = this.connect().then(async (socket) => {
       if (!socket) {
         this.unsupported = true;
         return undefined;
@@ -81,6 +81,27 @@ export class Http2Requests {
       session.on('goaway', forget);
       session.on('close', forget);
       session.on('error', forget);
+      // Until the server's SETTINGS arrive the client knows no limit on concurrent streams, and
+      // the server refuses those beyond its own (kube-apiserver: 250, Go's default); once they
+      // have, streams beyond the limit wait in the client for a free one.
+      await new Promise<void>((resolve, reject) => {
+        const failed = (error?: Error) => {
+          session.destroy();
+          reject(
+            new Http2RequestError(
+              `the HTTP/2 connection to ${this.origin.host} ended before the server's settings${error ? `: ${error.message}` : ''}`,
+              'ECONNREFUSED',
+            ),
+          );
+        };
+        session.once('remoteSettings', () => {
+          session.removeListener('close', failed);
+          session.removeListener('error', failed);
+          resolve();
+        });
+        session.once('close', failed);
+        session.once('error', failed);
+      });
       // Like an idle keep-alive socket of http.Agent, an idle connection does not hold the process.
       session.unref();
       return session;

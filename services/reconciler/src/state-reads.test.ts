@@ -72,7 +72,10 @@ describe('a reconcile reads the shared state', () => {
   it('reads a home claim under both its names, with the Session once they are known', async () => {
     const objects: Record<string, object> = {
       [stateKey('session', 'ns', 'desk')]: session('firefox', true),
-      [stateKey('pvc', 'ns', 'home-legacy')]: { kind: 'PersistentVolumeClaim', metadata: meta('home-legacy') },
+      [stateKey('pvc', 'ns', 'home-legacy')]: {
+        kind: 'PersistentVolumeClaim',
+        metadata: meta('home-legacy'),
+      },
     };
     const { reads, reader } = memoryState(objects);
     const state = new StateReads(reader);
