@@ -26,6 +26,14 @@ import {
   sum,
   watchCounts,
 } from './api-server-counts.js';
+import {
+  ChainTrace,
+  clusterPids,
+  cpuNow,
+  histogramCounts,
+  histogramDelta,
+  stepSummary,
+} from './pipeline-trace.js';
 import { pidOf, procCpuSeconds, procStatus } from './process-cost.js';
 
 /**
@@ -51,6 +59,9 @@ const WATCHER_NODE_ARGS = process.env.BENCH_WATCHER_NODE_ARGS?.split(' ').filter
 // left is N creates, the settle, and the single changes against N Sessions at rest.
 const BURSTS = process.env.BENCH_BURSTS !== '0';
 const DIRECT = process.env.BENCH_DIRECT !== '0';
+// BENCH_TRACE=1 times each single change's steps (Deployment scaled, pod created, bound, Ready,
+// gone, each phase) from three more watches of the driver's, opened for the single changes only.
+const TRACE = process.env.BENCH_TRACE === '1';
 /** How long a burst of N may take before the run fails: 20 minutes, or 200 ms per Session beyond. */
 const BURST_TIMEOUT_MS = Math.max(20 * 60_000, N * 200);
 
@@ -250,6 +261,13 @@ it(`runs ${N} sessions through the pipeline`, async () => {
     await nats.stop();
   });
   await Promise.all(services.map((s) => s.waitReady(60_000)));
+  // Whose CPU each phase used: both cores busy, or waiting on something?
+  const cpuPids: Record<string, number | undefined> = {
+    ...clusterPids(),
+    natsServer: natsPid,
+    watcher: watcher.pid,
+    ...Object.fromEntries(workers.map((w, i) => [`worker${i}`, w.pid])),
+  };
 
   const clock = new PhaseClock(k.kc, namespace);
   await clock.start();
@@ -267,6 +285,9 @@ it(`runs ${N} sessions through the pipeline`, async () => {
       }
     // What the watcher published, by reason (a resync's items are no user's change), and its
     // watch restarts (a relist after 410 Gone is a LIST of ours).
+    const texts = await Promise.all(workers.map(async (w) => (await w.get('/metrics')).body));
+    const waits = histogramCounts(texts, 'streamspace_reconciler_work_item_wait_seconds', 'trigger');
+    const durations = histogramCounts(texts, 'streamspace_reconciler_reconcile_duration_seconds', 'kind');
     const workItems: Counts = {};
     const watchRestarts: Counts = {};
     // And what it sent to NATS besides: change events by kind, shared-state writes, and the
@@ -284,7 +305,7 @@ it(`runs ${N} sessions through the pipeline`, async () => {
       if (name === 'streamspace_watcher_unchanged_changes_total')
         addCount(watcherSends, `unchanged ${labels.kind}`, value);
     }
-    return { reconciles, requests, workItems, watchRestarts, watcherSends };
+    return { reconciles, requests, workItems, watchRestarts, watcherSends, waits, durations };
   };
   // Reads the bench makes besides its phase clock's (which counts its own).
   const driverReads: Counts = {};
@@ -294,6 +315,7 @@ it(`runs ${N} sessions through the pipeline`, async () => {
     for (const [key, n] of Object.entries(driverReads)) addCount(reads, key, n);
     return {
       at: performance.now(),
+      cpu: cpuNow(cpuPids),
       reads: readCounts(text),
       nonWatch: nonWatchRequests(text),
       // The bench's own phase clock holds one Session watch.
@@ -340,6 +362,13 @@ it(`runs ${N} sessions through the pipeline`, async () => {
       appliesPerChange: userChanges ? applies / userChanges : null,
       reconcilerRequestsByVerbAndResource: reconcilerRequests,
       platformWatchesAtEnd: after.platformWatches,
+      cpuSecondsByProcess: Object.fromEntries(
+        Object.entries(subtract(after.cpu, before.cpu)).map(([k, v]) => [k, Math.round(v * 10) / 10]),
+      ),
+      // Over 2 (the machine's cores), the phase was bound by CPU.
+      coresBusy: sum(subtract(after.cpu, before.cpu)) / ((after.at - before.at) / 1000),
+      workItemWait: histogramDelta(before.waits, after.waits),
+      reconcileDuration: histogramDelta(before.durations, after.durations),
     };
   };
   const phases: ReturnType<typeof phaseCost>[] = [];
@@ -445,6 +474,9 @@ it(`runs ${N} sessions through the pipeline`, async () => {
   phases.push(phaseCost('settling (no changes)', 0, afterBursts, afterSettle));
   const singleChanges: { state: 'hibernated' | 'running'; at: string; ms: number }[] = [];
   const SINGLE = Math.min(Number(process.env.BENCH_SINGLE ?? 50), N);
+  const trace = TRACE ? new ChainTrace(k.kc, namespace) : undefined;
+  await trace?.start();
+  const traced: Record<'hibernated' | 'running', Record<string, number>[]> = { hibernated: [], running: [] };
   for (const name of names.slice(0, SINGLE)) {
     for (const [state, phase] of [
       ['hibernated', 'Hibernated'],
@@ -452,12 +484,20 @@ it(`runs ${N} sessions through the pipeline`, async () => {
     ] as const) {
       clock.expect(phase);
       const marks = new Map<string, number>();
+      trace?.begin(name, performance.now());
       await patchState(state, marks, [name]);
+      const patched = performance.now();
       const reached = await clock.waitAll([name], 60_000);
       const ms = (reached.get(name) as number) - (marks.get(name) as number);
+      if (trace) {
+        // The other watches' last events may come a moment after the phase clock's.
+        await new Promise((r) => setTimeout(r, 50));
+        traced[state].push({ patchReturned: patched - (marks.get(name) as number), ...trace.steps(name), phaseClock: ms });
+      }
       singleChanges.push({ state, at: new Date(Date.now() - ms).toISOString(), ms });
     }
   }
+  trace?.stop();
   const afterSingle = await snapshot();
   phases.push(phaseCost('single changes (steady)', singleChanges.length, afterSettle, afterSingle));
   phases.push(phaseCost('whole run', (BURSTS ? 3 : 1) * N + singleChanges.length, atStart, afterSingle));
@@ -657,6 +697,16 @@ it(`runs ${N} sessions through the pipeline`, async () => {
     ...(WATCHER_NODE_ARGS ? { watcherNodeArgs: WATCHER_NODE_ARGS } : {}),
     phaseWatchRestarts: clock.restarts,
     settleSecondsBeforeSingleChanges: settleSeconds,
+    ...(trace
+      ? {
+          singleChangeSteps: {
+            hibernate: stepSummary(traced.hibernated),
+            wake: stepSummary(traced.running),
+            slowestWake: traced.running.sort((a, b) => (b.phaseClock ?? 0) - (a.phaseClock ?? 0)).slice(0, 3),
+            slowestHibernate: traced.hibernated.sort((a, b) => (b.phaseClock ?? 0) - (a.phaseClock ?? 0)).slice(0, 3),
+          },
+        }
+      : {}),
     // To tell a slow single change's cause: when it was made, and when the watcher resynced.
     slowestSingleChanges: singleChanges
       .sort((a, b) => b.ms - a.ms)
