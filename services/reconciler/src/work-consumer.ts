@@ -57,6 +57,9 @@ export interface WorkConsumerOptions {
 /** What a work item's reason (`<kind>-<change>`, `resync`, `requeue`; see work-routing.ts) says triggered it. */
 const TRIGGERS = [...STATE_KINDS, 'resync', 'requeue', 'other'] as const;
 
+/** Triggers from a Session's children (work-routing.ts): the Session's own change is under way. */
+const CHILD_TRIGGERS = new Set<string>(STATE_KINDS.filter((kind) => kind !== 'session' && kind !== 'template'));
+
 function triggerOf(reason: string): (typeof TRIGGERS)[number] {
   const head = reason.split('-', 1)[0] ?? '';
   return (TRIGGERS as readonly string[]).includes(head) ? (head as (typeof TRIGGERS)[number]) : 'other';
@@ -361,11 +364,15 @@ export class WorkConsumer {
       return;
     }
     const item = decoded.value;
-    const replaced = this.queue.add(objectKey(item.kind, item.namespace, item.name), {
-      message,
-      item,
-      partition,
-    });
+    // A child's change (a pod that became ready or went away) mostly finishes a user's change
+    // already under way, with a status write: it goes before the keys waiting for a first look, so
+    // a burst of creates does not hold back the phases of the Sessions already started.
+    const trigger = triggerOf(item.reason);
+    const replaced = this.queue.add(
+      objectKey(item.kind, item.namespace, item.name),
+      { message, item, partition },
+      CHILD_TRIGGERS.has(trigger),
+    );
     // The later item covers the earlier one (an item is only a trigger); a redelivery of the same one is not a second item.
     if (replaced && replaced.message.seq !== message.seq) {
       replaced.message.ack();
