@@ -552,8 +552,10 @@ it(`runs ${N} sessions through the pipeline`, async () => {
   await Promise.all(services.map((s) => s.stop()));
   await nats.stop();
 
-  // 4. Baseline: the same writes (Session, Deployment, Service, Ingress, Session status) made
-  //    directly with @kubernetes/client-node, same concurrency, no pipeline in between.
+  // 4. Baseline: the same writes (Session, Deployment, Service, Ingress, NetworkPolicy, Session
+  //    status) made directly with @kubernetes/client-node, same concurrency, no pipeline in
+  //    between. The pipeline writes a NetworkPolicy for every desktop (DESKTOP_INGRESS_FROM has a
+  //    default): until 2026-11-30 the baseline left it out.
   let directSeconds: number | undefined;
   if (DIRECT) {
     const objects = k8s.KubernetesObjectApi.makeApiClient(k.kc);
@@ -619,6 +621,21 @@ it(`runs ${N} sessions through the pipeline`, async () => {
                     },
                   ],
                 },
+              },
+            ],
+          },
+        } as k8s.KubernetesObject);
+        await apply({
+          apiVersion: 'networking.k8s.io/v1',
+          kind: 'NetworkPolicy',
+          metadata: { name: child, namespace: baselineNamespace },
+          spec: {
+            podSelector: { matchLabels: labels },
+            policyTypes: ['Ingress'],
+            ingress: [
+              {
+                from: [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'ingress-nginx' } } }],
+                ports: [{ protocol: 'TCP', port: 3000 }],
               },
             ],
           },
