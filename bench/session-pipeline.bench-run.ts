@@ -26,6 +26,14 @@ import {
   sum,
   watchCounts,
 } from './api-server-counts.js';
+import {
+  ChainTrace,
+  clusterPids,
+  cpuNow,
+  histogramCounts,
+  histogramDelta,
+  stepSummary,
+} from './pipeline-trace.js';
 import { pidOf, procCpuSeconds, procStatus } from './process-cost.js';
 
 /**
@@ -51,6 +59,9 @@ const WATCHER_NODE_ARGS = process.env.BENCH_WATCHER_NODE_ARGS?.split(' ').filter
 // left is N creates, the settle, and the single changes against N Sessions at rest.
 const BURSTS = process.env.BENCH_BURSTS !== '0';
 const DIRECT = process.env.BENCH_DIRECT !== '0';
+// BENCH_TRACE=1 times each single change's steps (Deployment scaled, pod created, bound, Ready,
+// gone, each phase) from three more watches of the driver's, opened for the single changes only.
+const TRACE = process.env.BENCH_TRACE === '1';
 /** How long a burst of N may take before the run fails: 20 minutes, or 200 ms per Session beyond. */
 const BURST_TIMEOUT_MS = Math.max(20 * 60_000, N * 200);
 
@@ -175,6 +186,48 @@ class PhaseClock {
   }
 }
 
+/** When the pods of a namespace became Ready, from one watch: the time the n-th did. */
+class PodsReady {
+  private readonly ready = new Set<string>();
+  private lastAt = 0;
+  private startedAt = 0;
+  private request: { abort(): void } | undefined;
+  constructor(
+    private readonly kc: k8s.KubeConfig,
+    private readonly namespace: string,
+  ) {}
+  async start(): Promise<void> {
+    this.startedAt = performance.now();
+    this.request = await new k8s.Watch(this.kc).watch(
+      `/api/v1/namespaces/${this.namespace}/pods`,
+      {},
+      (_type, pod: k8s.V1Pod) => {
+        const name = pod.metadata?.name;
+        if (!name || this.ready.has(name)) return;
+        if (pod.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True')) {
+          this.ready.add(name);
+          this.lastAt = performance.now();
+        }
+      },
+      () => undefined,
+    );
+  }
+  /**
+   * Undefined when no more became Ready for `stallMs` (no room left on the nodes, or the watch
+   * ended): a figure not had, not a failed run.
+   */
+  async waitFor(n: number, stallMs: number): Promise<number | undefined> {
+    while (this.ready.size < n) {
+      if (performance.now() - Math.max(this.lastAt, this.startedAt) > stallMs) return undefined;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    return this.lastAt;
+  }
+  stop(): void {
+    this.request?.abort();
+  }
+}
+
 it(`runs ${N} sessions through the pipeline`, async () => {
   const k = kube();
   await installCrds();
@@ -250,6 +303,13 @@ it(`runs ${N} sessions through the pipeline`, async () => {
     await nats.stop();
   });
   await Promise.all(services.map((s) => s.waitReady(60_000)));
+  // Whose CPU each phase used: both cores busy, or waiting on something?
+  const cpuPids: Record<string, number | undefined> = {
+    ...clusterPids(),
+    natsServer: natsPid,
+    watcher: watcher.pid,
+    ...Object.fromEntries(workers.map((w, i) => [`worker${i}`, w.pid])),
+  };
 
   const clock = new PhaseClock(k.kc, namespace);
   await clock.start();
@@ -267,6 +327,9 @@ it(`runs ${N} sessions through the pipeline`, async () => {
       }
     // What the watcher published, by reason (a resync's items are no user's change), and its
     // watch restarts (a relist after 410 Gone is a LIST of ours).
+    const texts = await Promise.all(workers.map(async (w) => (await w.get('/metrics')).body));
+    const waits = histogramCounts(texts, 'streamspace_reconciler_work_item_wait_seconds', 'trigger');
+    const durations = histogramCounts(texts, 'streamspace_reconciler_reconcile_duration_seconds', 'kind');
     const workItems: Counts = {};
     const watchRestarts: Counts = {};
     // And what it sent to NATS besides: change events by kind, shared-state writes, and the
@@ -284,7 +347,7 @@ it(`runs ${N} sessions through the pipeline`, async () => {
       if (name === 'streamspace_watcher_unchanged_changes_total')
         addCount(watcherSends, `unchanged ${labels.kind}`, value);
     }
-    return { reconciles, requests, workItems, watchRestarts, watcherSends };
+    return { reconciles, requests, workItems, watchRestarts, watcherSends, waits, durations };
   };
   // Reads the bench makes besides its phase clock's (which counts its own).
   const driverReads: Counts = {};
@@ -294,6 +357,7 @@ it(`runs ${N} sessions through the pipeline`, async () => {
     for (const [key, n] of Object.entries(driverReads)) addCount(reads, key, n);
     return {
       at: performance.now(),
+      cpu: cpuNow(cpuPids),
       reads: readCounts(text),
       nonWatch: nonWatchRequests(text),
       // The bench's own phase clock holds one Session watch.
@@ -340,6 +404,13 @@ it(`runs ${N} sessions through the pipeline`, async () => {
       appliesPerChange: userChanges ? applies / userChanges : null,
       reconcilerRequestsByVerbAndResource: reconcilerRequests,
       platformWatchesAtEnd: after.platformWatches,
+      cpuSecondsByProcess: Object.fromEntries(
+        Object.entries(subtract(after.cpu, before.cpu)).map(([k, v]) => [k, Math.round(v * 10) / 10]),
+      ),
+      // Over 2 (the machine's cores), the phase was bound by CPU.
+      coresBusy: sum(subtract(after.cpu, before.cpu)) / ((after.at - before.at) / 1000),
+      workItemWait: histogramDelta(before.waits, after.waits),
+      reconcileDuration: histogramDelta(before.durations, after.durations),
     };
   };
   const phases: ReturnType<typeof phaseCost>[] = [];
@@ -445,6 +516,9 @@ it(`runs ${N} sessions through the pipeline`, async () => {
   phases.push(phaseCost('settling (no changes)', 0, afterBursts, afterSettle));
   const singleChanges: { state: 'hibernated' | 'running'; at: string; ms: number }[] = [];
   const SINGLE = Math.min(Number(process.env.BENCH_SINGLE ?? 50), N);
+  const trace = TRACE ? new ChainTrace(k.kc, namespace) : undefined;
+  await trace?.start();
+  const traced: Record<'hibernated' | 'running', Record<string, number>[]> = { hibernated: [], running: [] };
   for (const name of names.slice(0, SINGLE)) {
     for (const [state, phase] of [
       ['hibernated', 'Hibernated'],
@@ -452,12 +526,20 @@ it(`runs ${N} sessions through the pipeline`, async () => {
     ] as const) {
       clock.expect(phase);
       const marks = new Map<string, number>();
+      trace?.begin(name, performance.now());
       await patchState(state, marks, [name]);
+      const patched = performance.now();
       const reached = await clock.waitAll([name], 60_000);
       const ms = (reached.get(name) as number) - (marks.get(name) as number);
+      if (trace) {
+        // The other watches' last events may come a moment after the phase clock's.
+        await new Promise((r) => setTimeout(r, 50));
+        traced[state].push({ patchReturned: patched - (marks.get(name) as number), ...trace.steps(name), phaseClock: ms });
+      }
       singleChanges.push({ state, at: new Date(Date.now() - ms).toISOString(), ms });
     }
   }
+  trace?.stop();
   const afterSingle = await snapshot();
   phases.push(phaseCost('single changes (steady)', singleChanges.length, afterSettle, afterSingle));
   phases.push(phaseCost('whole run', (BURSTS ? 3 : 1) * N + singleChanges.length, atStart, afterSingle));
@@ -512,9 +594,12 @@ it(`runs ${N} sessions through the pipeline`, async () => {
   await Promise.all(services.map((s) => s.stop()));
   await nats.stop();
 
-  // 4. Baseline: the same writes (Session, Deployment, Service, Ingress, Session status) made
-  //    directly with @kubernetes/client-node, same concurrency, no pipeline in between.
+  // 4. Baseline: the same writes (Session, Deployment, Service, Ingress, NetworkPolicy, Session
+  //    status) made directly with @kubernetes/client-node, same concurrency, no pipeline in
+  //    between. The pipeline writes a NetworkPolicy for every desktop (DESKTOP_INGRESS_FROM has a
+  //    default): until 2026-11-30 the baseline left it out.
   let directSeconds: number | undefined;
+  let directPodsReadySeconds: number | undefined;
   if (DIRECT) {
     const objects = k8s.KubernetesObjectApi.makeApiClient(k.kc);
     const apply = (o: k8s.KubernetesObject) =>
@@ -526,6 +611,12 @@ it(`runs ${N} sessions through the pipeline`, async () => {
       plural: 'templates',
       body: { ...template, metadata: { name: 'firefox', namespace: baselineNamespace } },
     });
+    // The baseline writes Running without looking at pods, as the Go controller of issue 13 did,
+    // which was timed to the pod states our phases stand for: so is this, beside its writes,
+    // with BENCH_DIRECT_PODS=1. The pipeline's pods still run then: its N pods and the baseline's
+    // need 2N / 110 KWOK nodes (STREAMSPACE_NODES=20 for 1,000), not the 12 of the usual runs.
+    const directReady = process.env.BENCH_DIRECT_PODS === '1' ? new PodsReady(k.kc, baselineNamespace) : undefined;
+    await directReady?.start();
     const startDirect = performance.now();
     await pool(names, CONCURRENCY, async (name) => {
       const child = sessionChildName(name);
@@ -583,6 +674,21 @@ it(`runs ${N} sessions through the pipeline`, async () => {
             ],
           },
         } as k8s.KubernetesObject);
+        await apply({
+          apiVersion: 'networking.k8s.io/v1',
+          kind: 'NetworkPolicy',
+          metadata: { name: child, namespace: baselineNamespace },
+          spec: {
+            podSelector: { matchLabels: labels },
+            policyTypes: ['Ingress'],
+            ingress: [
+              {
+                from: [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'ingress-nginx' } } }],
+                ports: [{ protocol: 'TCP', port: 3000 }],
+              },
+            ],
+          },
+        } as k8s.KubernetesObject);
         await k.custom.patchNamespacedCustomObjectStatus(
           {
             group: API_GROUP,
@@ -599,6 +705,9 @@ it(`runs ${N} sessions through the pipeline`, async () => {
       }
     });
     directSeconds = (performance.now() - startDirect) / 1000;
+    const allReady = await directReady?.waitFor(N, 15_000);
+    if (allReady !== undefined) directPodsReadySeconds = (allReady - startDirect) / 1000;
+    directReady?.stop();
   }
 
   const result = {
@@ -632,6 +741,9 @@ it(`runs ${N} sessions through the pipeline`, async () => {
     directSeconds: directSeconds ?? null,
     directSessionsPerSecond: directSeconds ? N / directSeconds : null,
     throughputRatio: directSeconds ? N / pipelineSeconds / (N / directSeconds) : null,
+    // The baseline until its pods were all Ready, as the pipeline's Running waits for them.
+    directPodsReadySeconds: directPodsReadySeconds ?? null,
+    throughputRatioToPodsReady: directPodsReadySeconds ? directPodsReadySeconds / pipelineSeconds : null,
     peakRssMiB: {
       watcher: rss.watcher / 2 ** 20,
       reconcilers: rss.reconcilers.map((r) => r / 2 ** 20),
@@ -657,6 +769,16 @@ it(`runs ${N} sessions through the pipeline`, async () => {
     ...(WATCHER_NODE_ARGS ? { watcherNodeArgs: WATCHER_NODE_ARGS } : {}),
     phaseWatchRestarts: clock.restarts,
     settleSecondsBeforeSingleChanges: settleSeconds,
+    ...(trace
+      ? {
+          singleChangeSteps: {
+            hibernate: stepSummary(traced.hibernated),
+            wake: stepSummary(traced.running),
+            slowestWake: traced.running.sort((a, b) => (b.phaseClock ?? 0) - (a.phaseClock ?? 0)).slice(0, 3),
+            slowestHibernate: traced.hibernated.sort((a, b) => (b.phaseClock ?? 0) - (a.phaseClock ?? 0)).slice(0, 3),
+          },
+        }
+      : {}),
     // To tell a slow single change's cause: when it was made, and when the watcher resynced.
     slowestSingleChanges: singleChanges
       .sort((a, b) => b.ms - a.ms)

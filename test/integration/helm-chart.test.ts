@@ -147,7 +147,7 @@ describe('the chart, rendered', () => {
       }),
     );
     // The watcher declares the partition consumers, so it is given their number and pin timeout.
-    expect(find(rendered, 'ConfigMap', '-watcher').data.WORK_PARTITIONS).toBe('8');
+    expect(find(rendered, 'ConfigMap', '-watcher').data.WORK_PARTITIONS).toBe('12');
     expect(find(rendered, 'ConfigMap', '-watcher').data.PIN_TIMEOUT).toBe('5s');
   });
 

@@ -3,11 +3,15 @@ import { describe, expect, it } from 'vitest';
 import { KeyedWorkQueue } from './key-queue.js';
 
 /** A step of a worker pool driving the queue: a trigger for a key, a slot taking work, a slot finishing. */
-type Step = { op: 'add'; key: string } | { op: 'take' } | { op: 'finish'; slot: number };
+type Step = { op: 'add'; key: string; first: boolean } | { op: 'take' } | { op: 'finish'; slot: number };
 
 const steps = fc.array(
   fc.oneof(
-    fc.record({ op: fc.constant('add' as const), key: fc.constantFrom('a', 'b', 'c', 'd') }),
+    fc.record({
+      op: fc.constant('add' as const),
+      key: fc.constantFrom('a', 'b', 'c', 'd'),
+      first: fc.boolean(),
+    }),
     fc.record({ op: fc.constant('take' as const) }),
     fc.record({ op: fc.constant('finish' as const), slot: fc.nat(7) }),
   ),
@@ -22,6 +26,8 @@ describe('KeyedWorkQueue', () => {
         const running: { key: string; item: number }[] = [];
         /** Per key, the newest trigger not yet covered by a reconcile that started after it. */
         const uncovered = new Map<string, number>();
+        /** Keys with a trigger added as `first` not yet covered. */
+        const firstKeys = new Set<string>();
         let serial = 0;
         let handedOut = 0;
         const take = () => {
@@ -32,14 +38,19 @@ describe('KeyedWorkQueue', () => {
           expect(running.some((r) => r.key === next.key)).toBe(false);
           // The item handed out is the newest trigger of that key.
           expect(next.item).toBe(uncovered.get(next.key));
+          // A key added as `first` and ready goes before any other.
+          const readyFirst = [...firstKeys].some((k) => !running.some((r) => r.key === k));
+          if (readyFirst) expect(firstKeys.has(next.key)).toBe(true);
           uncovered.delete(next.key);
+          firstKeys.delete(next.key);
           running.push(next);
         };
         for (const step of script) {
           if (step.op === 'add') {
             serial++;
-            queue.add(step.key, serial);
+            queue.add(step.key, serial, step.first);
             uncovered.set(step.key, serial);
+            if (step.first) firstKeys.add(step.key);
           } else if (step.op === 'take') take();
           else if (running.length > 0) {
             const [done] = running.splice(step.slot % running.length, 1);
@@ -73,6 +84,22 @@ describe('KeyedWorkQueue', () => {
     queue.done('k');
     expect(queue.next()).toEqual({ key: 'k', item: 'third' });
     queue.done('k');
+    expect(queue.next()).toBeUndefined();
+  });
+
+  it('hands out keys added as first before the others, each level oldest first', () => {
+    const queue = new KeyedWorkQueue<string>();
+    queue.add('a', 'create a');
+    queue.add('b', 'create b');
+    queue.add('c', 'pod of c', true);
+    queue.add('a', 'pod of a', true); // waiting behind b: moved ahead of it
+    queue.add('c', 'create c'); // a later trigger keeps c ahead
+    expect(queue.next()).toEqual({ key: 'c', item: 'create c' });
+    expect(queue.next()).toEqual({ key: 'a', item: 'pod of a' });
+    queue.add('a', 'pod of a again', true); // while a is worked on
+    queue.done('a');
+    expect(queue.next()).toEqual({ key: 'a', item: 'pod of a again' });
+    expect(queue.next()).toEqual({ key: 'b', item: 'create b' });
     expect(queue.next()).toBeUndefined();
   });
 

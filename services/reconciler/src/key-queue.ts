@@ -5,28 +5,47 @@
  * item (repeated triggers coalesce into one reconcile); adding a key that is being processed
  * queues it once, to be handed out again only after `done`. No locks, no polling: a plain data
  * structure the work consumer drives from its message and completion callbacks.
+ *
+ * Two levels: a key added as `first` (the work consumer's: a trigger that finishes a change
+ * already under way, such as a Session's pod becoming ready) is handed out before the others.
  */
 export class KeyedWorkQueue<T> {
   /** Keys ready to hand out, oldest first; each is in `dirty` and not in `processing`. */
   private readonly ready: string[] = [];
+  /** The same for keys added as `first`, handed out before those of `ready`; a key is in one of them. */
+  private readonly readyFirst: string[] = [];
+  /** Waiting keys (in `dirty`) last added as `first`. */
+  private readonly first = new Set<string>();
   private readonly dirty = new Map<string, T>();
   /** Keys being worked on, with the item each was handed out with. */
   private readonly processing = new Map<string, T>();
 
-  /** Queues `item` under `key`; returns the waiting item it replaced, if any (coalesced). */
-  add(key: string, item: T): T | undefined {
+  /**
+   * Queues `item` under `key`, ahead of the keys not added as `first` if it is; returns the
+   * waiting item it replaced, if any (coalesced).
+   */
+  add(key: string, item: T, first = false): T | undefined {
     const replaced = this.dirty.get(key);
     this.dirty.set(key, item);
-    if (replaced === undefined && !this.processing.has(key)) this.ready.push(key);
+    const waiting = replaced !== undefined && !this.processing.has(key);
+    if (first && !this.first.has(key)) {
+      this.first.add(key);
+      // Already waiting behind the others: moved ahead.
+      if (waiting) this.ready.splice(this.ready.indexOf(key), 1);
+      if (!this.processing.has(key)) this.readyFirst.push(key);
+    } else if (replaced === undefined && !this.processing.has(key)) {
+      (this.first.has(key) ? this.readyFirst : this.ready).push(key);
+    }
     return replaced;
   }
 
   /** The next key to work on with its newest item, or undefined when none is ready. */
   next(): { key: string; item: T } | undefined {
-    const key = this.ready.shift();
+    const key = this.readyFirst.shift() ?? this.ready.shift();
     if (key === undefined) return undefined;
     const item = this.dirty.get(key) as T;
     this.dirty.delete(key);
+    this.first.delete(key);
     this.processing.set(key, item);
     return { key, item };
   }
@@ -34,7 +53,7 @@ export class KeyedWorkQueue<T> {
   /** The work on `key` ended: if it was added meanwhile, it becomes ready again. */
   done(key: string): void {
     this.processing.delete(key);
-    if (this.dirty.has(key)) this.ready.push(key);
+    if (this.dirty.has(key)) (this.first.has(key) ? this.readyFirst : this.ready).push(key);
   }
 
   /** Takes out every waiting item that matches (those being processed are the caller's). */
@@ -46,8 +65,11 @@ export class KeyedWorkQueue<T> {
         this.dirty.delete(key);
       }
     if (removed.length > 0) {
-      const kept = this.ready.filter((key) => this.dirty.has(key));
-      this.ready.splice(0, this.ready.length, ...kept);
+      for (const list of [this.ready, this.readyFirst]) {
+        const kept = list.filter((key) => this.dirty.has(key));
+        list.splice(0, list.length, ...kept);
+      }
+      for (const key of this.first) if (!this.dirty.has(key)) this.first.delete(key);
     }
     return removed;
   }

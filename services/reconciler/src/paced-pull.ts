@@ -15,6 +15,8 @@ export interface WorkMessage {
   readonly deliveryCount: number;
   /** The pin id the server sent it under (pinned-client priority group). */
   readonly pinId: string | undefined;
+  /** When the stream stored it (ms since the epoch, the server's clock): where its wait began. */
+  readonly storedAtMs: number;
   string(): string;
   ack(): void;
   nak(delayMs?: number): void;
@@ -230,7 +232,7 @@ export class PacedPull {
 }
 
 /** The delivery facts JetStream puts in the reply subject, in its old and its new form. */
-export function parseAckSubject(reply: string): { deliveryCount: number; seq: number } {
+export function parseAckSubject(reply: string): { deliveryCount: number; seq: number; storedAtMs: number } {
   const tokens = reply.split('.');
   // $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<dseq>.<ts>.<pending>
   // $JS.ACK.<domain>.<account hash>.<stream>.<consumer>.<delivered>.<sseq>.<dseq>.<ts>.<pending>.<token>
@@ -239,17 +241,20 @@ export function parseAckSubject(reply: string): { deliveryCount: number; seq: nu
   const seq = Number(tokens[at + 1]);
   if (tokens.length < 9 || !Number.isInteger(deliveryCount) || !Number.isInteger(seq))
     throw new Error(`not a JetStream delivery: ${reply}`);
-  return { deliveryCount, seq };
+  // Nanoseconds since the epoch: past 2^53, so the last six digits go before the conversion.
+  const storedAtMs = Number((tokens[at + 3] ?? '').slice(0, -6));
+  return { deliveryCount, seq, storedAtMs: Number.isFinite(storedAtMs) ? storedAtMs : 0 };
 }
 
 function workMessage(nc: NatsConnection, msg: Msg): WorkMessage {
   const reply = msg.reply as string;
-  const { deliveryCount, seq } = parseAckSubject(reply);
+  const { deliveryCount, seq, storedAtMs } = parseAckSubject(reply);
   return {
     subject: msg.subject,
     data: msg.data,
     seq,
     deliveryCount,
+    storedAtMs,
     pinId: msg.headers?.get('Nats-Pin-Id') || undefined,
     string: () => decoder.decode(msg.data),
     ack: () => nc.publish(reply, '+ACK'),

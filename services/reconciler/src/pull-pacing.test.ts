@@ -112,14 +112,15 @@ describe('nextPull', () => {
 });
 
 describe('parseAckSubject', () => {
-  it('reads the delivery count and stream sequence from both forms of the reply subject', () => {
-    expect(parseAckSubject('$JS.ACK.WORK.reconciler-p3.2.1047.311.1764489600000000000.12')).toEqual({
+  it('reads the delivery count, stream sequence and stored time from both forms of the reply subject', () => {
+    expect(parseAckSubject('$JS.ACK.WORK.reconciler-p3.2.1047.311.1764489600123456789.12')).toEqual({
       deliveryCount: 2,
       seq: 1047,
+      storedAtMs: 1764489600123,
     });
     expect(
       parseAckSubject('$JS.ACK.hub.ACCHASH.WORK.reconciler-p3.1.88.7.1764489600000000000.0.tok'),
-    ).toEqual({ deliveryCount: 1, seq: 88 });
+    ).toEqual({ deliveryCount: 1, seq: 88, storedAtMs: 1764489600000 });
   });
 
   it('refuses a reply subject that is not a JetStream delivery', () => {

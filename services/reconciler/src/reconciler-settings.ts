@@ -177,7 +177,12 @@ export const reconcilerEnvSchema = z.object({
   ACTIVITY_SESSION_KEY_FILE: z.string().min(1).optional(),
   /** V8 flags on the agent's node command line (space-separated). */
   ACTIVITY_AGENT_NODE_ARGS: z.string().default('--max-semi-space-size=1 --lite-mode --no-expose-wasm'),
-  WORKER_CONCURRENCY: env.positiveInt(8),
+  /**
+   * Reconciles a worker runs at once. A reconcile mostly waits for the API server: in a burst of
+   * 1,000 creates one took about 1 s (three round trips of 0.1–0.5 s each), so a worker's rate
+   * was its concurrency per second and bounded the burst (BENCHMARKS.md, run L1).
+   */
+  WORKER_CONCURRENCY: env.positiveInt(12),
   MAX_ATTEMPTS: env.positiveInt(8),
   /**
    * Test instrumentation only: a file this worker appends one JSON line to per reconcile (key,

@@ -70,6 +70,17 @@ export const REFUSAL_REASONS = [
 ] as const;
 export type RefusalReason = (typeof REFUSAL_REASONS)[number];
 
+/**
+ * Waits for every write, then fails with the first failure: no write of a reconcile is still on
+ * its way when the reconcile ends (its item is then acknowledged, or retried, maybe elsewhere).
+ */
+async function allWritten(writes: Promise<void>[]): Promise<void> {
+  const failed = (await Promise.allSettled(writes)).find(
+    (r): r is PromiseRejectedResult => r.status === 'rejected',
+  );
+  if (failed) throw failed.reason;
+}
+
 /** Read → plan → apply → report, for one Session. Safe to run again at any time. */
 export async function reconcileSession(
   reads: StateReads,
@@ -142,10 +153,14 @@ export async function reconcileSession(
     NetworkPolicy: observed.networkPolicy,
     PersistentVolumeClaim: observed.homeClaim,
   };
-  for (const object of plan.apply) {
-    if (!coversDesired(object, existing[object.kind as string])) await writer.apply(object);
-  }
-  for (const ref of plan.remove) await writer.remove(ref);
+  const writes = plan.apply.filter((object) => !coversDesired(object, existing[object.kind as string]));
+  // The activity agent's Secret first: the pod reads its token when it starts.
+  for (const secret of writes.filter((object) => object.kind === 'Secret')) await writer.apply(secret);
+  // The rest depend on nothing of each other: a create's Deployment, Service, Ingress and
+  // NetworkPolicy go together, one round trip to the API server instead of four (under the
+  // 1,000-Session bench's load a write took 0.1–0.2 s, and a reconcile holds its slot throughout).
+  await allWritten(writes.filter((object) => object.kind !== 'Secret').map((object) => writer.apply(object)));
+  await allWritten(plan.remove.map((ref) => writer.remove(ref)));
   if (comparable(session.status as PlannedStatus) !== comparable(plan.status)) {
     // Planned from a Session that has changed since: nothing told, nothing counted; look again.
     if (!(await writer.writeSessionStatus(session, plan.status))) return LOOK_AGAIN;
