@@ -234,12 +234,19 @@ describe('the chart, rendered', () => {
     expect(command(defaults, 'metrics')).toEqual(withoutOptimizer);
     // The workers, the idle reaper and the watcher also run with one V8 background thread (less
     // memory at peak).
-    for (const component of ['reconciler', 'idle-reaper'])
-      expect(command(defaults, component)).toEqual([
-        ...withoutOptimizer.slice(0, -1),
-        '--v8-pool-size=1',
-        '/app/entrypoint.mjs',
-      ]);
+    expect(command(defaults, 'idle-reaper')).toEqual([
+      ...withoutOptimizer.slice(0, -1),
+      '--v8-pool-size=1',
+      '/app/entrypoint.mjs',
+    ]);
+    // The workers and the watcher also drop compiled code unused since the last full collection.
+    const flushUnused = ['--bytecode-old-age=1', '--flush-baseline-code'];
+    expect(command(defaults, 'reconciler')).toEqual([
+      ...withoutOptimizer.slice(0, -1),
+      '--v8-pool-size=1',
+      ...flushUnused,
+      '/app/entrypoint.mjs',
+    ]);
     expect(command(defaults, 'watcher')).toEqual([
       'node',
       '--max-old-space-size=144',
@@ -247,6 +254,7 @@ describe('the chart, rendered', () => {
       '--optimize-for-size',
       '--no-expose-wasm',
       '--v8-pool-size=1',
+      ...flushUnused,
       '/app/entrypoint.mjs',
     ]);
 

@@ -6,7 +6,7 @@ import {
   validateSession,
 } from '@streamspace/shared';
 import { coversDesired } from './applied-state.js';
-import { type Condition, setCondition } from './conditions.js';
+import { byType, type Condition, setCondition } from './conditions.js';
 import type { KubeWriter } from './kube-writer.js';
 import type { ReconcilerSettings } from './reconciler-settings.js';
 import type { StateReads } from './state-reads.js';
@@ -47,7 +47,7 @@ function comparable(status: Partial<PlannedStatus> | undefined): string {
       message,
       observedGeneration,
     }))
-    .sort((a, b) => a.type.localeCompare(b.type));
+    .sort(byType);
   return JSON.stringify({
     phase: status?.phase,
     podName: status?.podName,
