@@ -267,7 +267,7 @@ const LEGACY_WORK_CONSUMER = 'reconciler';
  * redeliveries per partition): NATS traffic, heap in the worker for every copy, and a delivery
  * count that the worker reads as failed attempts (MAX_ATTEMPTS). With 16 a worker of three
  * sharing twelve partitions holds at most 64 items, 10–20 s of work at the rate measured there (3–5
- * reconciles a second per worker), and still has five times its default concurrency to choose
+ * reconciles a second per worker), and still has eight times its default concurrency to choose
  * from; a single worker holding all twelve partitions holds 192, which at that rate can outlast
  * `ack_wait` — bounded, where it was every item of the partition.
  */

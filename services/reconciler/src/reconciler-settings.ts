@@ -178,11 +178,13 @@ export const reconcilerEnvSchema = z.object({
   /** V8 flags on the agent's node command line (space-separated). */
   ACTIVITY_AGENT_NODE_ARGS: z.string().default('--max-semi-space-size=1 --lite-mode --no-expose-wasm'),
   /**
-   * Reconciles a worker runs at once. A reconcile mostly waits for the API server: in a burst of
-   * 1,000 creates one took about 1 s (three round trips of 0.1–0.5 s each), so a worker's rate
-   * was its concurrency per second and bounded the burst (BENCHMARKS.md, run L1).
+   * Reconciles a worker runs at once. A reconcile mostly waits for the API server (in a burst of
+   * 1,000 creates one took about 1 s, BENCHMARKS.md run L1), so a worker's rate is about its
+   * concurrency per second. 12 was tried (runs L2–L3) and showed no gain beyond the runs' noise
+   * while each reconcile in flight holds memory a worker must stay within (issue 13's 150 MiB for
+   * the watcher and one worker), so 8 stays the default.
    */
-  WORKER_CONCURRENCY: env.positiveInt(12),
+  WORKER_CONCURRENCY: env.positiveInt(8),
   MAX_ATTEMPTS: env.positiveInt(8),
   /**
    * Test instrumentation only: a file this worker appends one JSON line to per reconcile (key,
