@@ -79,9 +79,13 @@ export function sessionGauges(
     // Only the pairs that exist: a zero series per user and template would grow without bound.
     for (const { user, template, count } of activeCounts.values())
       active.push({ labels: { user, template }, value: count });
-    active.sort((a, b) =>
-      `${a.labels.template}/${a.labels.user}`.localeCompare(`${b.labels.template}/${b.labels.user}`),
-    );
+    // By code units, not localeCompare: its first call loads ICU's collation data, ~3 MiB of
+    // resident memory in a service (BENCHMARKS.md, run M3); any fixed order will do here.
+    active.sort((a, b) => {
+      const x = `${a.labels.template}/${a.labels.user}`;
+      const y = `${b.labels.template}/${b.labels.user}`;
+      return x < y ? -1 : x > y ? 1 : 0;
+    });
   } else {
     for (const template of known)
       active.push({ labels: { template }, value: activeCounts.get(`\u0000${template}`)?.count ?? 0 });
