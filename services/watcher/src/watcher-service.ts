@@ -510,6 +510,7 @@ export async function startWatcher(context: Context): Promise<RunningService> {
         },
         observedAt,
         partitions: config.WORK_PARTITIONS,
+        eventKinds: config.EVENT_KINDS,
       });
       for (const problem of routed.invalid) {
         metrics.malformed.labels(kind).inc();
