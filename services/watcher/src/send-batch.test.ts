@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { batchDelay, SendBatch } from './send-batch.js';
+import { SendBatch } from './send-batch.js';
 
 describe('SendBatch', () => {
   it('starts the sends asked for in one turn together, after that turn, in the order asked', async () => {
@@ -37,43 +37,5 @@ describe('SendBatch', () => {
     await expect(fine).resolves.toBe('stored');
     // And the next turn's sends go out too.
     await expect(batch.run(async () => 'next')).resolves.toBe('next');
-  });
-
-  it('while sends await replies, starts the next batch no sooner than the gap after the last', async () => {
-    const batch = new SendBatch({ busyGapMs: 40 });
-    let reply: (value: string) => void = () => undefined;
-    const started: number[] = [];
-    const at = performance.now();
-    const first = batch.run(
-      () =>
-        new Promise<string>((resolve) => {
-          started.push(performance.now() - at);
-          reply = resolve;
-        }),
-    );
-    await new Promise((resolve) => setImmediate(resolve));
-    expect(started).toHaveLength(1);
-    // The first awaits its reply: the next turn's sends wait for the gap, together.
-    const second = batch.run(async () => started.push(performance.now() - at));
-    const third = batch.run(async () => started.push(performance.now() - at));
-    await Promise.all([second, third]);
-    expect(started[1]).toBeGreaterThanOrEqual(39);
-    expect((started[2] ?? 0) - (started[1] ?? 0)).toBeLessThan(5);
-    // Nothing awaits a reply any more: the next send goes in the next turn, without waiting.
-    reply('stored');
-    await first;
-    const before = performance.now();
-    await batch.run(async () => 'alone');
-    expect(performance.now() - before).toBeLessThan(30);
-  });
-});
-
-describe('batchDelay', () => {
-  it('waits out the gap only while sends await replies', () => {
-    expect(batchDelay(100, 98, 0, 5)).toBe(0);
-    expect(batchDelay(100, 98, 3, 5)).toBe(3);
-    expect(batchDelay(100, 90, 3, 5)).toBe(0);
-    expect(batchDelay(100, 98, 3, 0)).toBe(0);
-    expect(batchDelay(100, Number.NEGATIVE_INFINITY, 3, 5)).toBe(0);
   });
 });

@@ -67,12 +67,6 @@ const UNSCHEDULED_RESYNC_MIN_GAP_MS = 10_000;
 const NATS_DRAIN_TIMEOUT_MS = 3_000;
 /** How often the watcher checks that the shared-state bucket still exists (an operator may delete it). */
 const STATE_BUCKET_CHECK_MS = 5_000;
-/**
- * While its sends await replies (a burst of changes), the watcher writes to NATS at most once per
- * this many ms, gathering what several turns asked for (send-batch.ts); a lone change waits for
- * nothing. At most 100 writes a second under load, each message at most 10 ms later.
- */
-const SEND_BUSY_GAP_MS = 10;
 
 function isPermanentPublishError(error: unknown): boolean {
   return (
@@ -671,9 +665,8 @@ export async function startWatcher(context: Context): Promise<RunningService> {
     readiness.set('jetstream', true);
     stateKv = await openStateBucket(nc, config.MAX_OBJECT_BYTES, replicas);
     const js = jetstream(nc);
-    // Puts, events and work items of one event-loop turn (of several when busy) go out in one
-    // socket write (send-batch.ts).
-    const sends = new SendBatch({ busyGapMs: SEND_BUSY_GAP_MS });
+    // Puts, events and work items of one event-loop turn go out in one socket write (send-batch.ts).
+    const sends = new SendBatch();
     publisher = new Publisher({
       publish: async (subject, data, msgID) => {
         const ack = await sends.run(() => js.publish(subject, data, { msgID }));
