@@ -201,7 +201,13 @@ describe('watcher against the real API server and NATS', () => {
     namespaces.push(ns);
     work = watchWork(nc, ns);
     // Short server-side watch timeouts, so this file also sees watches end and start again.
-    watcher = startWatcher({ WATCH_NAMESPACE: ns, WATCH_TIMEOUT: '3s', RESYNC_INTERVAL: '1h' });
+    // Deployments' change events too (EVENT_KINDS; Pods' stay off, as by default).
+    watcher = startWatcher({
+      WATCH_NAMESPACE: ns,
+      WATCH_TIMEOUT: '3s',
+      RESYNC_INTERVAL: '1h',
+      EVENT_KINDS: 'session,template,deployment',
+    });
     await watcher.waitReady(30_000);
   });
 
@@ -344,6 +350,9 @@ describe('watcher against the real API server and NATS', () => {
     // Deleted objects leave the shared state.
     await eventually(async () => expect((await state.get(podKey))?.operation).not.toBe('PUT'));
     expect(await storedEvents(js, jsm, subjects.event('pod', ns, 'someone-elses'))).toEqual([]);
+    // Pods are not in EVENT_KINDS: stored and routed above, never published as change events.
+    expect(await storedEvents(js, jsm, subjects.event('pod', ns, 'ss-alice-pod'))).toEqual([]);
+    expect(await metric(watcher, 'streamspace_watcher_events_published_total', { kind: 'pod', type: 'added' })).toBe(0);
   });
 
   it('fans a Template change out to the Template and every Session that uses it, and no other', async () => {

@@ -135,6 +135,7 @@ describe('childRetention', () => {
         sessionsUsing: () => [],
         observedAt: new Date(0),
         partitions: 1,
+        eventKinds: new Set(['pod'] as const),
       },
     );
     expect(routed.invalid).toEqual([]);

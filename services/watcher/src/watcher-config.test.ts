@@ -29,6 +29,19 @@ describe('watcher configuration', () => {
     expect(config.WATCH_NAMESPACE).toEqual(['team-a']);
   });
 
+  it('publishes change events of Sessions and Templates by default, of the kinds listed otherwise', () => {
+    expect([...loadConfig(watcherConfigSchema, {}).EVENT_KINDS]).toEqual(['session', 'template']);
+    expect([...loadConfig(watcherConfigSchema, { EVENT_KINDS: 'pod, session,deployment' }).EVENT_KINDS]).toEqual([
+      'pod',
+      'session',
+      'deployment',
+    ]);
+    expect(() => loadConfig(watcherConfigSchema, { EVENT_KINDS: ' , ' })).toThrow(/EVENT_KINDS: must name at least one kind/);
+    expect(() => loadConfig(watcherConfigSchema, { EVENT_KINDS: 'session,service' })).toThrow(
+      /EVENT_KINDS: must be a comma-separated list of session, template, deployment, pod: 'service' is not/,
+    );
+  });
+
   it('reads a comma-separated list of namespaces, sorted and without repeats', () => {
     const config = loadConfig(watcherConfigSchema, { WATCH_NAMESPACE: 'team-b, team-a,team-b' });
     expect(config.WATCH_NAMESPACE).toEqual(['team-a', 'team-b']);

@@ -8,11 +8,13 @@ import {
   MAX_WORK_PARTITIONS,
   formatDuration,
   natsEnvSchema,
+  type ObservedKind,
   parseDuration,
   replicasSettingSchema,
   watchNamespacesSchema,
 } from '@streamspace/shared';
 import { z } from 'zod';
+import { DEFAULT_EVENT_KINDS, OBSERVED_KINDS } from './work-routing.js';
 
 /** A duration variable (`30s`, `5m`, `24h`) read as milliseconds: 0 when `zeroAllowed`, else at least `minMs`. */
 function durationMs(fallback: string, minMs: number, zeroAllowed = false) {
@@ -50,6 +52,29 @@ export const watcherConfigSchema = natsEnvSchema.extend(kubeEnvSchema.shape).ext
    * once would queue in front of the changes users make meanwhile.
    */
   RESYNC_RATE: env.positiveInt(20),
+  /**
+   * The kinds whose changes are published as change events (comma-separated, of session,
+   * template, deployment, pod). By default the custom resources only: every
+   * change of every kind is in the shared-state bucket, and a Deployment's or Pod's events were
+   * a quarter of what the watcher sent, read by no component (see DEFAULT_EVENT_KINDS).
+   */
+  EVENT_KINDS: z
+    .string()
+    .default(DEFAULT_EVENT_KINDS.join(','))
+    .transform((text, ctx) => {
+      const kinds = text
+        .split(',')
+        .map((kind) => kind.trim())
+        .filter(Boolean);
+      for (const kind of kinds)
+        if (!(OBSERVED_KINDS as readonly string[]).includes(kind))
+          ctx.addIssue({
+            code: 'custom',
+            message: `must be a comma-separated list of ${OBSERVED_KINDS.join(', ')}: '${kind}' is not`,
+          });
+      if (kinds.length === 0) ctx.addIssue({ code: 'custom', message: 'must name at least one kind' });
+      return new Set(kinds as ObservedKind[]);
+    }),
   /** How long change events are kept in STREAMSPACE_EVENTS; 0 keeps them until other stream limits apply. */
   EVENTS_MAX_AGE: durationMs('24h', 1_000, true),
   /**

@@ -258,8 +258,12 @@ export async function startWatcher(context: Context): Promise<RunningService> {
   }
 
   /**
-   * Stores a change in the shared state, then releases what it triggers (stored before
-   * triggered). A deletion of an older incarnation leaves the current one's entry in place.
+   * Stores a change in the shared state, then releases the work items it triggers (stored before
+   * triggered). Its change event goes out with the write instead of after it: it carries the
+   * object itself, so no subscriber needs the entry first, and a put and its event sent together
+   * share one socket write and one read of their acknowledgements, where waiting made it two of
+   * each (BENCHMARKS.md, R27). A deletion of an older incarnation leaves the current one's entry
+   * in place.
    */
   function store(
     kind: StateKind,
@@ -283,7 +287,8 @@ export async function startWatcher(context: Context): Promise<RunningService> {
           : held(kind, object.namespace, object.name)
             ? KEEP_ENTRY
             : undefined;
-    stateStore.write({ key, value, after: publications });
+    stateStore.write({ key, value, after: publications.filter((p) => p.stream === 'work') });
+    enqueue(publications.filter((p) => p.stream === 'events'));
   }
 
   /** The key of what a watch of `kind` holds (undefined: a pod of no Session, not stored). */
@@ -505,6 +510,7 @@ export async function startWatcher(context: Context): Promise<RunningService> {
         },
         observedAt,
         partitions: config.WORK_PARTITIONS,
+        eventKinds: config.EVENT_KINDS,
       });
       for (const problem of routed.invalid) {
         metrics.malformed.labels(kind).inc();

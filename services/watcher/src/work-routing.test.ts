@@ -4,6 +4,8 @@ import type { CacheChange, KubeObject } from '@streamspace/kube';
 import { type ChildEntry, type ChildKind, childRetention } from './child-entry.js';
 import {
   childChangeMatters,
+  DEFAULT_EVENT_KINDS,
+  OBSERVED_KINDS,
   type Publication,
   publicationData,
   routeChange,
@@ -43,12 +45,14 @@ function withRaw(object: KubeObject, raw: Record<string, unknown>): KubeObject {
 
 const observedAt = new Date('2025-01-02T03:04:05.000Z');
 // One partition keeps the subjects below readable (partition 0); partitionOf has its own tests.
-const noSessions = { sessionsUsing: () => [], observedAt, partitions: 1 };
+const everyKind = new Set(OBSERVED_KINDS);
+const noSessions = { sessionsUsing: () => [], observedAt, partitions: 1, eventKinds: everyKind };
 const withSessions = (names: string[]) => ({
   sessionsUsing: (namespace: string, template: string) =>
     namespace === 'team-a' && template === 'firefox' ? names : [],
   observedAt,
   partitions: 1,
+  eventKinds: everyKind,
 });
 
 /** A child's change as the watcher's cache reports it: what it held is a ChildEntry, not the object. */
@@ -126,6 +130,22 @@ describe('routeChange', () => {
   it('publishes only the event for a managed child without a Session label', () => {
     const routed = routeChange('pod', { type: 'modified', object: obj('stray') }, noSessions);
     expect(routed.publications.map((p) => p.stream)).toEqual(['events']);
+  });
+
+  it('publishes change events of the kinds asked for only; the others are still routed', () => {
+    const defaults = { ...noSessions, eventKinds: new Set(DEFAULT_EVENT_KINDS) };
+    const labelled = obj('ss-s1-abc', { rv: '7', labels: { [LABELS.session]: 's1' } });
+    const pod = withRaw(labelled, { ...labelled.raw, status: { conditions: [{ type: 'Ready', status: 'True' }] } });
+    // A ready Pod's deletion wakes its Session, with or without its event.
+    expect(brief(routeChange('pod', { type: 'deleted', object: pod }, defaults).publications)).toEqual([
+      'work streamspace.work.0.session.team-a.s1 uid-ss-s1-abc:7:deleted>session/team-a/s1',
+    ]);
+    expect(routeChange('deployment', { type: 'deleted', object: pod }, defaults).publications.map((p) => p.stream)).toEqual(['work']);
+    expect(routeChange('session', { type: 'added', object: obj('s1') }, defaults).publications.map((p) => p.stream)).toEqual([
+      'events',
+      'work',
+    ]);
+    expect(DEFAULT_EVENT_KINDS).toEqual(['session', 'template']);
   });
 
   it('fans a Template change out to the Template and every Session that uses it', () => {

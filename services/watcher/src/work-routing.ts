@@ -50,6 +50,14 @@ export function publicationData(publication: Publication): string {
 export type EventType = ChangeEvent['type'];
 
 export const OBSERVED_KINDS: readonly ObservedKind[] = ['session', 'template', 'deployment', 'pod'];
+/**
+ * The kinds published as change events unless EVENT_KINDS says otherwise: the custom resources.
+ * A Deployment's and a Pod's changes were 4 of the ~17 messages the watcher sent per user change
+ * in the 1,000-Session bench, each with the object's whole JSON, which no StreamSpace component
+ * reads from the events (the reconciler reads children from the shared state). Every change of
+ * every kind is in the shared-state bucket anyway, whose key-value watch is a change feed too.
+ */
+export const DEFAULT_EVENT_KINDS: readonly ObservedKind[] = ['session', 'template'];
 export const EVENT_TYPES: readonly EventType[] = ['added', 'modified', 'deleted', 'resync'];
 export const RESYNC_REASON = 'resync';
 
@@ -87,6 +95,8 @@ export interface RoutingContext {
   observedAt: Date;
   /** How many partitions work items are spread over (WORK_PARTITIONS); the subject names the key's. */
   partitions: number;
+  /** The kinds whose changes are published as change events (EVENT_KINDS); the others are only stored. */
+  eventKinds: ReadonlySet<ObservedKind>;
 }
 
 function targetKey(kind: WorkKind, namespace: string, name: string): string {
@@ -253,9 +263,9 @@ function keyUnder(
   return owner ? podStateKey(namespace, owner, name) : undefined;
 }
 
-/** Kinds whose changes are also published as change events (the others are only stored). */
-export function publishesEvents(kind: StateKind): kind is ObservedKind {
-  return (OBSERVED_KINDS as readonly string[]).includes(kind);
+/** Whether changes of `kind` are published as change events (the others are only stored). */
+function publishesEvents(kind: StateKind, eventKinds: ReadonlySet<ObservedKind>): kind is ObservedKind {
+  return eventKinds.has(kind as ObservedKind);
 }
 
 /** The key of a child the watcher holds as a ChildEntry (see stateEntryKey). */
@@ -301,7 +311,7 @@ export function routeChange(
   context: RoutingContext,
 ): RoutedChange {
   const { object, type } = change;
-  const publications: Publication[] = publishesEvents(kind)
+  const publications: Publication[] = publishesEvents(kind, context.eventKinds)
     ? [
         eventPublication(
           kind,

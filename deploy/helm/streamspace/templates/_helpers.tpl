@@ -333,6 +333,7 @@ each service's zod config schema. Call with (list $ "component").
 {{- /* ... and the replica count of everything it declares. */}}
 {{- $_ := set $env "NATS_REPLICAS" (toString (default "auto" $root.Values.nats.replicas)) }}
 {{- $_ := set $env "EVENTS_MAX_AGE" $v.eventsMaxAge }}
+{{- $_ := set $env "EVENT_KINDS" $v.eventKinds }}
 {{- $_ := set $env "MAX_OBJECT_BYTES" (toString (int $v.maxObjectBytes)) }}
 {{- $_ := set $env "EVENTS_MAX_BYTES" (toString (int64 $v.streams.eventsMaxBytes)) }}
 {{- $_ := set $env "WORK_MAX_BYTES" (toString (int64 $v.streams.workMaxBytes)) }}
