@@ -32,10 +32,8 @@ export class StateReads {
     namespace: string,
     name: string,
   ): Promise<T | undefined> {
-    const stored = await this.state.get<T>(kind, namespace, name);
-    return this.own
-      ? (this.own.newest(kind, namespace, name, stored as Versioned | undefined) as T | undefined)
-      : stored;
+    const stored = await this.state.get<Versioned>(kind, namespace, name);
+    return this.newest({ kind, namespace, name }, stored) as T | undefined;
   }
 
   readSession(namespace: string, name: string): Promise<Session | undefined> {
