@@ -211,7 +211,13 @@ describe('the resource ceiling', () => {
     expect(ready?.message).toContain(
       'requests.memory 32Gi (from the Session) is above the ceiling 4Gi set by SESSION_MAX_REQUESTS (chart value sessions.limits.maxRequests)',
     );
-    expect(await events('big', 'ResourcesExceedCeiling')).toHaveLength(1);
+    // The reconciler records the Event after it writes the status: wait for it, then count it.
+    const refusals = await eventually(async () => {
+      const found = await events('big', 'ResourcesExceedCeiling');
+      expect(found.length).toBeGreaterThan(0);
+      return found;
+    });
+    expect(refusals).toHaveLength(1);
     await expect(
       k.apps.readNamespacedDeployment({ namespace, name: sessionChildName('big') }),
     ).rejects.toMatchObject({ code: 404 });
