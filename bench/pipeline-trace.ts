@@ -104,7 +104,12 @@ export function histogramDelta(before: Counts, after: Counts): Record<string, Hi
 
 /** The few fields of a watched Deployment, Pod or Session the trace reads. */
 interface Watched {
-  metadata?: { name?: string; labels?: Record<string, string>; deletionTimestamp?: string };
+  metadata?: {
+    name?: string;
+    namespace?: string;
+    labels?: Record<string, string>;
+    deletionTimestamp?: string;
+  };
   spec?: { replicas?: number; nodeName?: string };
   status?: { phase?: string; conditions?: { type?: string; status?: string; reason?: string }[] };
 }
@@ -119,7 +124,8 @@ type Step =
   | `phase ${string}`;
 
 /**
- * Watches the namespace's Deployments, Pods and Sessions and keeps, per Session, when the driver
+ * Watches the Deployments, Pods and Sessions of the run's namespaces (one watch of each kind over
+ * every namespace, what is elsewhere ignored; Session names are unique across the run) and keeps, per Session, when the driver
  * first saw each step after a mark: the Deployment's replicas changed (the reconciler's apply),
  * the Pod created (kube-controller-manager), bound (kube-scheduler), Ready (KWOK), terminating,
  * gone, and each phase the Session's status took. Started for the single changes only: three
@@ -130,23 +136,33 @@ export class ChainTrace {
   private readonly seen = new Map<string, Map<Step, number>>();
   private mark = new Map<string, number>();
 
+  private readonly namespaces: ReadonlySet<string>;
+
   constructor(
     private readonly kc: k8s.KubeConfig,
-    private readonly namespace: string,
-  ) {}
+    namespaces: readonly string[],
+  ) {
+    this.namespaces = new Set(namespaces);
+  }
 
   async start(): Promise<void> {
     const watch = new k8s.Watch(this.kc);
-    const ns = this.namespace;
     const on = (path: string, handle: (type: string, object: Watched) => void) =>
       watch
-        .watch(path, { allowWatchBookmarks: false }, handle, () => undefined)
+        .watch(
+          path,
+          { allowWatchBookmarks: false },
+          (type, object: Watched) => {
+            if (this.namespaces.has(object.metadata?.namespace ?? '')) handle(type, object);
+          },
+          () => undefined,
+        )
         .then((r) => {
           this.requests.push(r);
         });
     const replicas = new Map<string, number | undefined>();
     await Promise.all([
-      on(`/apis/apps/v1/namespaces/${ns}/deployments`, (type, d) => {
+      on('/apis/apps/v1/deployments', (type, d) => {
         const name = d.metadata?.name ?? '';
         const now = d.spec?.replicas;
         if (type === 'MODIFIED' && replicas.has(name) && replicas.get(name) !== now) {
@@ -155,7 +171,7 @@ export class ChainTrace {
         }
         replicas.set(name, now);
       }),
-      on(`/api/v1/namespaces/${ns}/pods`, (type, p) => {
+      on('/api/v1/pods', (type, p) => {
         const session = p.metadata?.labels?.[LABELS.session];
         if (!session) return;
         if (type === 'ADDED') this.step(session, 'podAdded');
@@ -165,7 +181,7 @@ export class ChainTrace {
           this.step(session, 'podReady');
         if (p.metadata?.deletionTimestamp) this.step(session, 'podTerminating');
       }),
-      on(`/apis/${API_GROUP}/${API_VERSION}/namespaces/${ns}/sessions`, (_type, s) => {
+      on(`/apis/${API_GROUP}/${API_VERSION}/sessions`, (_type, s) => {
         const phase = s.status?.phase;
         const reason = s.status?.conditions?.find((c) => c.type === 'Ready')?.reason;
         if (phase && s.metadata?.name) this.step(s.metadata.name, `phase ${phase}/${reason ?? ''}`);
