@@ -823,8 +823,8 @@ it(`runs ${N} sessions through the pipeline`, { timeout: TEST_TIMEOUT_MS }, asyn
           },
         }
       : {}),
-    // To tell a slow single change's cause: when it was made, and when the watcher resynced.
     ...(notReached.length ? { singleChangesNotReached: notReached } : {}),
+    // To tell a slow single change's cause: when it was made, and when the watcher resynced.
     slowestSingleChanges: singleChanges
       .sort((a, b) => b.ms - a.ms)
       .slice(0, 3)
