@@ -78,7 +78,7 @@ export interface MergedKubeconfig {
  * A kubeconfig file's content. JSON (which YAML contains: a JSON kubeconfig means the same read
  * either way) is read by JSON.parse; anything else by the yaml package, loaded only then, on the
  * first YAML kubeconfig. Loading it (72 modules) cost an idle watcher or worker about 1 MiB of V8
- * heap for good (BENCHMARKS.md, runs M4-M5), and a service in a pod never reads a kubeconfig: it
+ * heap for good (BENCHMARKS.md, runs M4-M6), and a service in a pod never reads a kubeconfig: it
  * uses its service account. scripts/cluster hands out its kubeconfig as JSON for that reason. One
  * difference, for a file JSON says should not exist: a key repeated in one object is taken
  * last-wins, where yaml refuses it.

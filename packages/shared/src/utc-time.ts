@@ -8,7 +8,7 @@
  * resident for the life of the process. Measured on a bare node with the workers' flags: one
  * `toISOString()` made 0.88 MiB more of /usr/bin/node resident (0.62 of ICU data, 0.20 of ICU
  * code), the UTC getters none of it; an idle watcher and an idle worker each held 0.81 MiB less of
- * it with these (BENCHMARKS.md, runs M4-M5). Node's HTTP server does the same for the `Date`
+ * it with these (BENCHMARKS.md, runs M4-M6). Node's HTTP server does the same for the `Date`
  * header of every response (toUTCString, and getMilliseconds, which reads the local time zone):
  * health-server.ts sets that header itself.
  */
