@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { isoTime } from '@streamspace/shared';
 import type { KubeClient } from './kube-client.js';
 import { isConflict, isNotFound } from './kube-error.js';
 
@@ -94,7 +95,7 @@ export class EventRecorder {
     reason: string,
     message: string,
   ): Promise<void> {
-    const now = this.now().toISOString();
+    const now = isoTime(this.now());
     const ref = { ...EVENTS, namespace: object.namespace };
     const known = this.remembered.get(key);
     if (known) {

@@ -1,11 +1,13 @@
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { FakeApiServer, send } from './fake-api-server.test-support.js';
 import { KubeClient } from './kube-client.js';
-import { inClusterCredentials, loadCredentials, tokenFile } from './kube-credentials.js';
+import { inClusterCredentials, loadCredentials, parseKubeconfig, tokenFile } from './kube-credentials.js';
 
 let dir: string;
 beforeEach(() => {
@@ -97,6 +99,62 @@ describe('kubeconfig', () => {
 
   it('says what to do when there is neither a kubeconfig nor a service account', () => {
     expect(() => loadCredentials({ KUBECONFIG: join(dir, 'none') })).toThrow(/set KUBECONFIG/);
+  });
+
+  const KUBECONFIG = {
+    apiVersion: 'v1',
+    kind: 'Config',
+    'current-context': 'kwok',
+    clusters: [
+      {
+        name: 'kwok',
+        cluster: { server: 'https://127.0.0.1:6443', 'certificate-authority-data': b64('CA') },
+      },
+    ],
+    users: [
+      { name: 'kwok', user: { 'client-certificate-data': b64('CERT'), 'client-key-data': b64('KEY') } },
+    ],
+    contexts: [{ name: 'kwok', context: { cluster: 'kwok', user: 'kwok' } }],
+  };
+
+  it('reads a JSON kubeconfig (kubectl config view -o json) as its YAML twin, and YAML flow style and anchors as before', () => {
+    const fromJson = loadCredentials({
+      KUBECONFIG: write('config.json', JSON.stringify(KUBECONFIG, null, 4)),
+    });
+    const fromYaml = loadCredentials({ KUBECONFIG: write('config.yaml', stringify(KUBECONFIG)) });
+    expect(fromJson).toEqual(fromYaml);
+    expect(fromJson.server.href).toBe('https://127.0.0.1:6443/');
+    expect(fromJson.cert?.toString()).toBe('CERT');
+    expect(parseKubeconfig(JSON.stringify(KUBECONFIG))).toEqual(KUBECONFIG);
+    // YAML that is not JSON: flow mappings with plain scalars, an anchor and its alias.
+    expect(parseKubeconfig('users: [{name: a, user: &u {token: t}}, {name: b, user: *u}]')).toEqual({
+      users: [
+        { name: 'a', user: { token: 't' } },
+        { name: 'b', user: { token: 't' } },
+      ],
+    });
+    expect(parseKubeconfig('')).toBeNull();
+    expect(() => parseKubeconfig('clusters: [')).toThrow();
+  });
+
+  it('loads the yaml package only for a kubeconfig that is not JSON', () => {
+    // In a fresh node, on the built module (a child process runs JavaScript): which modules of
+    // the yaml package are loaded after reading each kind of kubeconfig.
+    const kube = fileURLToPath(new URL('../dist/index.js', import.meta.url));
+    expect(existsSync(kube), `${kube} missing: run pnpm build`).toBe(true);
+    const yamlLoadedAfter = (file: string): boolean => {
+      const script = `
+        const { createRequire } = await import('node:module');
+        const { loadCredentials } = await import(${JSON.stringify(kube)});
+        loadCredentials({ KUBECONFIG: ${JSON.stringify(file)} });
+        const cache = Object.keys(createRequire(import.meta.url).cache);
+        process.stdout.write(String(cache.some((p) => /[\\/]yaml[\\/]dist[\\/]/.test(p))));`;
+      return (
+        execFileSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' }) === 'true'
+      );
+    };
+    expect(yamlLoadedAfter(write('config.json', JSON.stringify(KUBECONFIG)))).toBe(false);
+    expect(yamlLoadedAfter(write('config.yaml', stringify(KUBECONFIG)))).toBe(true);
   });
 });
 

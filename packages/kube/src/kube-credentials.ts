@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { homedir } from 'node:os';
 import { delimiter, dirname, isAbsolute, join } from 'node:path';
-import { parse as parseYaml } from 'yaml';
 import { type ExecConfig, ExecCredentialPlugin } from './exec-credential.js';
 
 /** A bearer token read again when it may have changed. */
@@ -74,6 +74,25 @@ export interface MergedKubeconfig {
   contexts: Map<string, Located<{ cluster: string; user: string }>>;
 }
 
+/**
+ * A kubeconfig file's content. JSON (which YAML contains: a JSON kubeconfig means the same read
+ * either way) is read by JSON.parse; anything else by the yaml package, loaded only then, on the
+ * first YAML kubeconfig. Loading it (72 modules) cost an idle watcher or worker about 1 MiB of V8
+ * heap for good (BENCHMARKS.md, runs M4-M6), and a service in a pod never reads a kubeconfig: it
+ * uses its service account. scripts/cluster hands out its kubeconfig as JSON for that reason. One
+ * difference, for a file JSON says should not exist: a key repeated in one object is taken
+ * last-wins, where yaml refuses it.
+ */
+export function parseKubeconfig(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    // Not JSON: YAML (or neither, which yaml reports).
+  }
+  const { parse } = createRequire(import.meta.url)('yaml') as typeof import('yaml');
+  return parse(text);
+}
+
 export function kubeconfigPaths(env: NodeJS.ProcessEnv): string[] {
   if (env.KUBECONFIG) return env.KUBECONFIG.split(delimiter).filter((p) => p.length > 0);
   return [join(env.HOME ?? homedir(), '.kube', 'config')];
@@ -90,7 +109,7 @@ export function readKubeconfig(paths: readonly string[]): MergedKubeconfig | und
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') continue;
       throw new Error(`cannot read kubeconfig ${file}: ${(error as Error).message}`);
     }
-    const config = (parseYaml(text) ?? {}) as KubeconfigFile;
+    const config = (parseKubeconfig(text) ?? {}) as KubeconfigFile;
     const baseDir = dirname(file);
     merged.files.push(file);
     merged.currentContext ??= config['current-context'] || undefined;

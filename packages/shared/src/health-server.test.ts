@@ -16,7 +16,14 @@ describe('health server', () => {
     expect(server.address.address).toBe('127.0.0.1');
     const base = `http://127.0.0.1:${server.address.port}`;
 
-    expect((await fetch(`${base}/healthz`)).status).toBe(200);
+    const before = Math.floor(Date.now() / 1000) * 1000;
+    const live = await fetch(`${base}/healthz`);
+    expect(live.status).toBe(200);
+    // Its own Date header (utc-time.ts): an IMF-fixdate of the time of the response.
+    const date = live.headers.get('date') ?? '';
+    expect(date).toMatch(/^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} GMT$/);
+    expect(Date.parse(date)).toBeGreaterThanOrEqual(before);
+    expect(Date.parse(date)).toBeLessThanOrEqual(Date.now());
     const notReady = await fetch(`${base}/readyz`);
     expect(notReady.status).toBe(503);
     expect(await notReady.json()).toEqual({ ready: false, checks: { nats: { ok: false, reason: 'connecting to NATS' } } });

@@ -24,3 +24,4 @@ export * from './kv-keys.js';
 export * from './shared-state.js';
 export * from './shared-state-view.js';
 export * from './session-activity-token.js';
+export * from './utc-time.js';

@@ -40,4 +40,14 @@ describe('createLogger', () => {
       options: { pass: '[redacted]' },
     });
   });
+
+  it('stamps each line with its time in ISO 8601 UTC, as pino.stdTimeFunctions.isoTime does', () => {
+    const { lines, log } = capture();
+    const before = Date.now();
+    log.info('x');
+    const { time } = JSON.parse(lines[0] as string) as { time: string };
+    expect(time).toMatch(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/);
+    expect(Date.parse(time)).toBeGreaterThanOrEqual(before);
+    expect(Date.parse(time)).toBeLessThanOrEqual(Date.now());
+  });
 });

@@ -1,5 +1,6 @@
 import { type DestinationStream, type Logger, type LoggerOptions, pino } from 'pino';
 import { redactUrlCredentials } from './url-credentials.js';
+import { isoTime } from './utc-time.js';
 
 export type { Logger };
 
@@ -29,7 +30,8 @@ export function createLogger(service: string, level = 'info', destination?: Dest
   const options: LoggerOptions = {
     level,
     base: { service },
-    timestamp: pino.stdTimeFunctions.isoTime,
+    // pino.stdTimeFunctions.isoTime's text, without V8's Date formatting (utc-time.ts says why).
+    timestamp: () => `,"time":"${isoTime()}"`,
     redact: {
       paths: [
         'pass',

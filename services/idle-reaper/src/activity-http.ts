@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import {
   activityReportSchema,
   type ExtraRoute,
+  isoTime,
   isSessionActivityToken,
   type Logger,
   SESSION_TOKEN_PREFIX,
@@ -144,7 +145,7 @@ export function activityRoute(options: {
     const outcome = await intake.accept(parsed.data, 'http');
     return send(res, STATUS_OF_RESULT[outcome.result] ?? 500, {
       result: outcome.result,
-      ...(outcome.at !== undefined ? { at: new Date(outcome.at).toISOString() } : {}),
+      ...(outcome.at !== undefined ? { at: isoTime(outcome.at) } : {}),
       ...(outcome.error ? { error: outcome.error } : {}),
     });
   };

@@ -5,6 +5,7 @@ import {
   decodeMessage,
   type Logger,
   fromSubjectToken,
+  isoTime,
   quickActivityReport,
   subjects,
 } from '@streamspace/shared';
@@ -243,7 +244,7 @@ export class ActivityIntake {
       message.respond(
         JSON.stringify({
           result: outcome.result,
-          ...(outcome.at !== undefined ? { at: new Date(outcome.at).toISOString() } : {}),
+          ...(outcome.at !== undefined ? { at: isoTime(outcome.at) } : {}),
           ...(outcome.error ? { error: outcome.error } : {}),
         }),
       );

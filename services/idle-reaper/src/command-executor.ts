@@ -4,6 +4,7 @@ import {
   backoffDelay,
   type DeadLetter,
   decodeMessage,
+  isoTime,
   type Logger,
   parseCommandSubject,
   PullConsumerLoop,
@@ -227,7 +228,7 @@ export class CommandExecutor {
       subject: message.subject,
       reason: `command refused (${refusal}): ${reason}`.slice(0, 1_000),
       attempts: message.info.deliveryCount,
-      failedAt: new Date(this.now()).toISOString(),
+      failedAt: isoTime(this.now()),
       service: 'idle-reaper',
       payload: message.string().slice(0, 10_000),
     };
@@ -295,7 +296,7 @@ export class CommandExecutor {
       }
 
       const state = action === 'hibernate' ? 'hibernated' : 'terminated';
-      const changedAt = new Date(now).toISOString();
+      const changedAt = isoTime(now);
       try {
         await writer.changeState(
           {
@@ -332,7 +333,7 @@ export class CommandExecutor {
           reason,
           state,
           ...(deadlineAt !== undefined
-            ? { deadline: new Date(deadlineAt).toISOString(), delayMs: doneAt - deadlineAt }
+            ? { deadline: isoTime(deadlineAt), delayMs: doneAt - deadlineAt }
             : {}),
           // Where the delay went: deciding and publishing, waiting for an executor, executing.
           issuedAt: command.issuedAt,

@@ -1,4 +1,4 @@
-import type { Logger, SessionCommand } from '@streamspace/shared';
+import { isoTime, type Logger, type SessionCommand } from '@streamspace/shared';
 import { DeadlineScheduler } from './deadline-scheduler.js';
 import type { ReaperMetrics } from './reaper-metrics.js';
 import { REAPER_IDENTITY, type TrackedSession } from './session-facts.js';
@@ -421,7 +421,7 @@ export class IdleReaper {
       reason: due.reason,
       message: describeDeadline(due),
       issuedBy: REAPER_IDENTITY,
-      issuedAt: new Date(now).toISOString(),
+      issuedAt: isoTime(now),
     };
     s.issued = { at: due.at, action: due.action, retryAt: now + commandRetryMs };
     this.scheduler.schedule(s.key, now + commandRetryMs);
@@ -433,7 +433,7 @@ export class IdleReaper {
             key: s.key,
             action: due.action,
             reason: due.reason,
-            deadline: new Date(due.at).toISOString(),
+            deadline: isoTime(due.at),
             msgId,
           },
           'command issued',

@@ -5,6 +5,7 @@ import {
   BUCKETS,
   fnv1a32,
   hasKeys,
+  isoTime,
   type Logger,
   type Readiness,
   sleep,
@@ -120,7 +121,7 @@ export class ReaperMembership {
     const { self, ttlMs, log, publish, metrics } = this.options;
     const every = heartbeatInterval(ttlMs);
     const subject = `$KV.${BUCKETS.reaperMembers}.${this.options.group}.${self}`;
-    const body = JSON.stringify({ member: self, since: new Date().toISOString() });
+    const body = JSON.stringify({ member: self, since: isoTime() });
     while (!signal.aborted) {
       const startedAt = performance.now();
       try {

@@ -1,4 +1,4 @@
-import { ANNOTATIONS, formatDuration, parseDuration } from '@streamspace/shared';
+import { ANNOTATIONS, formatDuration, isoTime, parseDuration } from '@streamspace/shared';
 
 /**
  * The pure core of the idle reaper: given what is known about one Session and the time, when
@@ -294,7 +294,7 @@ export function computeDeadlines(
 }
 
 function iso(ms: number): string {
-  return new Date(ms).toISOString();
+  return isoTime(ms);
 }
 
 /** The sentence a person reads in `kubectl describe` (the Event) and in the command. */

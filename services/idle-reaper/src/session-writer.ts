@@ -1,5 +1,5 @@
 import type { EventRecorder, KubeClient, ResourceRef } from '@streamspace/kube';
-import { API_GROUP, API_VERSION } from '@streamspace/shared';
+import { API_GROUP, API_VERSION, isoTime } from '@streamspace/shared';
 
 /** The field manager of every write the reaper makes. */
 export const REAPER_FIELD_MANAGER = 'streamspace-idle-reaper';
@@ -83,7 +83,7 @@ export class SessionWriter {
         apiVersion: `${API_GROUP}/${API_VERSION}`,
         kind: 'Session',
         metadata: { name, namespace },
-        status: { lastActivity: new Date(at).toISOString() },
+        status: { lastActivity: isoTime(at) },
       },
       REAPER_FIELD_MANAGER,
       true,

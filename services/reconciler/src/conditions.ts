@@ -1,3 +1,5 @@
+import { isoTime } from '@streamspace/shared';
+
 /** metav1.Condition, as it appears in our statuses. */
 export interface Condition {
   type: string;
@@ -33,7 +35,7 @@ export function setCondition(
   const lastTransitionTime =
     previous && previous.status === next.status && previous.reason === next.reason
       ? previous.lastTransitionTime
-      : now.toISOString();
+      : isoTime(now);
   return [...conditions.filter((c) => c.type !== next.type), { ...next, lastTransitionTime }].sort(byType);
 }
 

@@ -5,6 +5,7 @@ import {
   backoffDelay,
   type DeadLetter,
   decodeMessage,
+  isoTime,
   type Logger,
   objectKey,
   STATE_KINDS,
@@ -526,7 +527,7 @@ export class WorkConsumer {
       subject,
       reason,
       attempts,
-      failedAt: new Date().toISOString(),
+      failedAt: isoTime(),
       service: 'reconciler',
       payload,
     };

@@ -2,6 +2,7 @@ import {
   ANNOTATIONS,
   type ChangeEvent,
   changeEventSchema,
+  isoTime,
   LABELS,
   type ObservedKind,
   podStateKey,
@@ -122,7 +123,7 @@ function eventPublication(
       uid: object.uid,
       resourceVersion: object.resourceVersion,
       ...(object.generation !== undefined ? { generation: object.generation } : {}),
-      observedAt: observedAt.toISOString(),
+      observedAt: isoTime(observedAt),
     },
     object: object.json,
   };
