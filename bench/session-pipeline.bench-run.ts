@@ -581,6 +581,28 @@ it(`runs ${N} sessions through the pipeline`, async () => {
     ].reduce((a, x) => a + Number(x[1]), 0),
   );
   const reconciles = reconcilesByWorker.reduce((a, b) => a + b, 0);
+  // Each worker side by side (BENCH_WORKER_NODE_ARGS): its flags, reconciles, CPU per reconcile over
+  // its life and from ready on (its start-up's CPU depends on its flags too), and peak RSS.
+  const wholeRunCpu = (i: number) => (afterSingle.cpu[`worker${i}`] ?? 0) - (atStart.cpu[`worker${i}`] ?? 0);
+  // The main thread's GC pauses by kind (prom-client's nodejs_gc_duration_seconds): how often a GC flag
+  // makes V8 collect. Wall-clock pauses: on a loaded machine they include time the thread waited.
+  const gcPauses = (text: string) => {
+    const pauses: Counts = {};
+    for (const { name, labels, value } of parseMetrics(text)) {
+      if (name === 'nodejs_gc_duration_seconds_sum') addCount(pauses, `${labels.kind} seconds`, value);
+      if (name === 'nodejs_gc_duration_seconds_count') addCount(pauses, `${labels.kind} count`, value);
+    }
+    return pauses;
+  };
+  const perWorker = workers.map((w, i) => ({
+    nodeArgs: w.nodeArgs.join(' '),
+    reconciles: reconcilesByWorker[i] ?? 0,
+    cpuSeconds: cpuSeconds.reconcilers[i] ?? 0,
+    cpuMsPerReconcile: ((cpuSeconds.reconcilers[i] ?? 0) * 1000) / (reconcilesByWorker[i] || 1),
+    cpuMsPerReconcileAfterReady: (wholeRunCpu(i) * 1000) / (reconcilesByWorker[i] || 1),
+    peakRssMiB: (rss.reconcilers[i] ?? 0) / 2 ** 20,
+    gcPauses: gcPauses(metrics[i]?.body ?? ''),
+  }));
   // Where the memory is at the end: each service's live heap, and what the watcher caches by kind.
   const heapUsedMiBAtEnd: Record<string, number> = {};
   const watcherCachedBytes: Counts = {};
@@ -591,6 +613,7 @@ it(`runs ${N} sessions through the pipeline`, async () => {
       if (name === 'streamspace_watcher_cached_object_bytes')
         addCount(watcherCachedBytes, labels.kind as string, value);
     }
+  const watcherGcPauses = gcPauses((await watcher.get('/metrics')).body);
   await Promise.all(services.map((s) => s.stop()));
   await nats.stop();
 
@@ -761,6 +784,8 @@ it(`runs ${N} sessions through the pipeline`, async () => {
     loadAverage: { atStart: loadAverageAtStart, atEnd: loadAverageAtEnd },
     reconciles,
     reconcilesByWorker,
+    perWorker,
+    watcherGcPauses,
     reconcileErrors,
     clientErrors: errors.length,
     firstErrors: errors.slice(0, 5),
@@ -812,6 +837,7 @@ it(`runs ${N} sessions through the pipeline`, async () => {
     })),
   );
   console.table({ ...cpuSeconds, reconcilers: cpuSeconds.reconcilers.join(' / '), ours: ourCpuSeconds });
+  console.table(perWorker.map(({ gcPauses: _, ...w }) => w));
   await deleteNamespace(namespace);
   await deleteNamespace(baselineNamespace);
   expect(errors).toEqual([]);
