@@ -62,6 +62,10 @@ const DIRECT = process.env.BENCH_DIRECT !== '0';
 // BENCH_TRACE=1 times each single change's steps (Deployment scaled, pod created, bound, Ready,
 // gone, each phase) from three more watches of the driver's, opened for the single changes only.
 const TRACE = process.env.BENCH_TRACE === '1';
+// BENCH_IDLE_SECONDS=30: at the end, each process's CPU over 30 s with nothing changing, read after
+// every other figure (none of them includes it): what the services cost at rest (the workers' pulls
+// and heartbeats on every partition, timers). 0 (the default) skips it.
+const IDLE_SECONDS = Number(process.env.BENCH_IDLE_SECONDS ?? 0);
 /** How long a burst of N may take before the run fails: 20 minutes, or 200 ms per Session beyond. */
 const BURST_TIMEOUT_MS = Math.max(20 * 60_000, N * 200);
 
@@ -614,6 +618,14 @@ it(`runs ${N} sessions through the pipeline`, async () => {
         addCount(watcherCachedBytes, labels.kind as string, value);
     }
   const watcherGcPauses = gcPauses((await watcher.get('/metrics')).body);
+  let idleCpuPerSecond: Counts | undefined;
+  if (IDLE_SECONDS > 0) {
+    const before = cpuNow(cpuPids);
+    await new Promise((r) => setTimeout(r, IDLE_SECONDS * 1000));
+    idleCpuPerSecond = Object.fromEntries(
+      Object.entries(subtract(cpuNow(cpuPids), before)).map(([k, v]) => [k, v / IDLE_SECONDS]),
+    );
+  }
   await Promise.all(services.map((s) => s.stop()));
   await nats.stop();
 
@@ -786,6 +798,7 @@ it(`runs ${N} sessions through the pipeline`, async () => {
     reconcilesByWorker,
     perWorker,
     watcherGcPauses,
+    ...(idleCpuPerSecond ? { idleSeconds: IDLE_SECONDS, idleCpuPerSecond } : {}),
     reconcileErrors,
     clientErrors: errors.length,
     firstErrors: errors.slice(0, 5),
