@@ -62,6 +62,10 @@ const DIRECT = process.env.BENCH_DIRECT !== '0';
 // BENCH_TRACE=1 times each single change's steps (Deployment scaled, pod created, bound, Ready,
 // gone, each phase) from three more watches of the driver's, opened for the single changes only.
 const TRACE = process.env.BENCH_TRACE === '1';
+// BENCH_IDLE_SECONDS=30: at the end, each process's CPU over 30 s with nothing changing, read after
+// every other figure (none of them includes it): what the services cost at rest (the workers' pulls
+// and heartbeats on every partition, timers). 0 (the default) skips it.
+const IDLE_SECONDS = Number(process.env.BENCH_IDLE_SECONDS ?? 0);
 // The Sessions go round-robin into BENCH_NAMESPACES namespaces (default 1), each with its own
 // Template (a Session names a Template of its own namespace), and every service watches them all
 // (WATCH_NAMESPACE as a list). kube-controller-manager's controllers slow down as one namespace
@@ -624,6 +628,28 @@ it(`runs ${N} sessions through the pipeline`, { timeout: TEST_TIMEOUT_MS }, asyn
     ].reduce((a, x) => a + Number(x[1]), 0),
   );
   const reconciles = reconcilesByWorker.reduce((a, b) => a + b, 0);
+  // Each worker side by side (BENCH_WORKER_NODE_ARGS): its flags, reconciles, CPU per reconcile over
+  // its life and from ready on (its start-up's CPU depends on its flags too), and peak RSS.
+  const wholeRunCpu = (i: number) => (afterSingle.cpu[`worker${i}`] ?? 0) - (atStart.cpu[`worker${i}`] ?? 0);
+  // The main thread's GC pauses by kind (prom-client's nodejs_gc_duration_seconds): how often a GC flag
+  // makes V8 collect. Wall-clock pauses: on a loaded machine they include time the thread waited.
+  const gcPauses = (text: string) => {
+    const pauses: Counts = {};
+    for (const { name, labels, value } of parseMetrics(text)) {
+      if (name === 'nodejs_gc_duration_seconds_sum') addCount(pauses, `${labels.kind} seconds`, value);
+      if (name === 'nodejs_gc_duration_seconds_count') addCount(pauses, `${labels.kind} count`, value);
+    }
+    return pauses;
+  };
+  const perWorker = workers.map((w, i) => ({
+    nodeArgs: w.nodeArgs.join(' '),
+    reconciles: reconcilesByWorker[i] ?? 0,
+    cpuSeconds: cpuSeconds.reconcilers[i] ?? 0,
+    cpuMsPerReconcile: ((cpuSeconds.reconcilers[i] ?? 0) * 1000) / (reconcilesByWorker[i] || 1),
+    cpuMsPerReconcileAfterReady: (wholeRunCpu(i) * 1000) / (reconcilesByWorker[i] || 1),
+    peakRssMiB: (rss.reconcilers[i] ?? 0) / 2 ** 20,
+    gcPauses: gcPauses(metrics[i]?.body ?? ''),
+  }));
   // Where the memory is at the end: each service's live heap, and what the watcher caches by kind.
   const heapUsedMiBAtEnd: Record<string, number> = {};
   const watcherCachedBytes: Counts = {};
@@ -634,6 +660,15 @@ it(`runs ${N} sessions through the pipeline`, { timeout: TEST_TIMEOUT_MS }, asyn
       if (name === 'streamspace_watcher_cached_object_bytes')
         addCount(watcherCachedBytes, labels.kind as string, value);
     }
+  const watcherGcPauses = gcPauses((await watcher.get('/metrics')).body);
+  let idleCpuPerSecond: Counts | undefined;
+  if (IDLE_SECONDS > 0) {
+    const before = cpuNow(cpuPids);
+    await new Promise((r) => setTimeout(r, IDLE_SECONDS * 1000));
+    idleCpuPerSecond = Object.fromEntries(
+      Object.entries(subtract(cpuNow(cpuPids), before)).map(([k, v]) => [k, v / IDLE_SECONDS]),
+    );
+  }
   await Promise.all(services.map((s) => s.stop()));
   await nats.stop();
 
@@ -805,6 +840,9 @@ it(`runs ${N} sessions through the pipeline`, { timeout: TEST_TIMEOUT_MS }, asyn
     loadAverage: { atStart: loadAverageAtStart, atEnd: loadAverageAtEnd },
     reconciles,
     reconcilesByWorker,
+    perWorker,
+    watcherGcPauses,
+    ...(idleCpuPerSecond ? { idleSeconds: IDLE_SECONDS, idleCpuPerSecond } : {}),
     reconcileErrors,
     clientErrors: errors.length,
     firstErrors: errors.slice(0, 5),
@@ -857,6 +895,7 @@ it(`runs ${N} sessions through the pipeline`, { timeout: TEST_TIMEOUT_MS }, asyn
     })),
   );
   console.table({ ...cpuSeconds, reconcilers: cpuSeconds.reconcilers.join(' / '), ours: ourCpuSeconds });
+  console.table(perWorker.map(({ gcPauses: _, ...w }) => w));
   for (const namespace of namespaces) await deleteNamespace(namespace);
   await deleteNamespace(baselineNamespace);
   expect(errors).toEqual([]);

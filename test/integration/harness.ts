@@ -202,7 +202,7 @@ export class ServiceProcess {
   constructor(
     readonly service: string,
     env: Record<string, string> = {},
-    nodeArgs: string[] = deployedNodeArgs(service),
+    readonly nodeArgs: string[] = deployedNodeArgs(service),
   ) {
     this.child = spawn(process.execPath, [...nodeArgs, `${repo}/services/${service}/dist/main.js`], {
       env: { ...process.env, HTTP_PORT: '0', LOG_LEVEL: 'debug', ...env },
