@@ -34,6 +34,7 @@ import {
   histogramDelta,
   stepSummary,
 } from './pipeline-trace.js';
+import { recordMiss, writeServiceLogs } from './miss-evidence.js';
 import { pidOf, procCpuSeconds, procStatus } from './process-cost.js';
 
 /**
@@ -329,8 +330,10 @@ it(`runs ${N} sessions through the pipeline`, { timeout: TEST_TIMEOUT_MS }, asyn
       ]
     : [];
   const services = [watcher, ...workers, ...followers];
-  // A failed run must not leave its services running into the next one.
+  // A failed run must not leave its services running into the next one; their logs are kept
+  // (.bench/logs/), failed or not: a miss is told apart by what the services said.
   onTestFinished(async () => {
+    writeServiceLogs(`${repo}/.bench/logs`, services);
     await Promise.all(services.map((s) => s.stop()));
     await nats.stop();
   });
@@ -555,7 +558,13 @@ it(`runs ${N} sessions through the pipeline`, { timeout: TEST_TIMEOUT_MS }, asyn
   const traced: Record<'hibernated' | 'running', Record<string, number>[]> = { hibernated: [], running: [] };
   // A change that never reaches its phase is recorded (an error, so the run still fails) and the
   // run goes on to the next Session: the figures had so far are written, not lost with a throw.
-  const notReached: { state: string; name: string; namespace: string; patchedAt: string }[] = [];
+  const notReached: {
+    state: string;
+    name: string;
+    namespace: string;
+    patchedAt: string;
+    evidence: string;
+  }[] = [];
   sessions: for (const name of names.slice(0, SINGLE)) {
     for (const [state, phase] of [
       ['hibernated', 'Hibernated'],
@@ -566,12 +575,18 @@ it(`runs ${N} sessions through the pipeline`, { timeout: TEST_TIMEOUT_MS }, asyn
       trace?.begin(name, performance.now());
       await patchState(state, marks, [name]);
       const patched = performance.now();
-      const reached = await clock.waitAll([name], 60_000).catch((e: Error) => {
+      const reached = await clock.waitAll([name], 60_000).catch(async (e: Error) => {
         const namespace = namespaceOf.get(name) as string;
         const patchedAt = new Date(
           Date.now() - (performance.now() - (marks.get(name) as number)),
         ).toISOString();
-        notReached.push({ state, name, namespace, patchedAt });
+        // Where it stopped: the API server's Session against the shared state's, its work item, the partitions, the counters.
+        const evidence = await recordMiss(
+          `${repo}/.bench/misses`,
+          { name, namespace, state },
+          { natsUrl: nats.url, kc: k.kc, services },
+        ).catch((error: Error) => `not recorded: ${error.message}`);
+        notReached.push({ state, name, namespace, patchedAt, evidence });
         errors.push(`single ${state} ${namespace}/${name} (patched ${patchedAt}): ${e.message} within 60 s`);
         return undefined;
       });

@@ -190,6 +190,23 @@ describe('the kube client and informer against a real API server', () => {
     }
   });
 
+  it('watches more namespaces than KUBE_MAX_CONNECTIONS at once, and sees a change in each', async () => {
+    // The watcher holds one watch per kind and namespace (80 with 10 namespaces, against 64
+    // connections). Watches counted against the cap waited for a socket while their informers
+    // reported them up, and a change in their namespace went unseen (issue 13).
+    const names = await Promise.all([1, 2, 3, 4, 5].map(() => namespace()));
+    const kube = KubeClient.fromEnvironment({ maxConnections: 2 }, { KUBECONFIG: cluster.kubeconfig });
+    const watches = names.map((ns) => watchConfigMaps(kube, ns));
+    try {
+      await eventually(() => expect(watches.every((w) => w.informer.ready)).toBe(true));
+      await Promise.all(names.map((ns) => configMap(ns, 'after-start')));
+      await eventually(() => expect(watches.map((w) => w.has('after-start'))).toEqual(names.map(() => true)));
+    } finally {
+      await Promise.all(watches.map((w) => w.stop()));
+      kube.close();
+    }
+  });
+
   it('comes back after kube-apiserver restarts, and sees what changed after', async () => {
     const ns = await namespace();
     const watch = watchConfigMaps(direct, ns);

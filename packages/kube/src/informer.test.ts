@@ -5,6 +5,7 @@ import {
   type ListPage,
   type RestartReason,
   type WatchTransport,
+  watchTimeoutFor,
 } from './informer.js';
 import { KubeApiError } from './kube-error.js';
 import type { CacheChange } from './object-cache.js';
@@ -15,6 +16,7 @@ function raw(name: string, resourceVersion: string) {
 
 interface FakeWatch {
   resourceVersion: string;
+  timeoutSeconds: number;
   aborted: boolean;
   emit(type: string, object: unknown): void;
   end(error?: unknown): void;
@@ -44,12 +46,13 @@ class FakeTransport implements WatchTransport {
 
   async watch(
     resourceVersion: string,
-    _timeoutSeconds: number,
+    timeoutSeconds: number,
     onEvent: (type: string, object: unknown) => void,
     onDone: (error: unknown) => void,
   ) {
     const watch: FakeWatch = {
       resourceVersion,
+      timeoutSeconds,
       aborted: false,
       emit: (type, object) => onEvent(type, object),
       end: (error) => onDone(error ?? null),
@@ -172,6 +175,23 @@ describe('Informer', () => {
     expect(transport.listCalls).toHaveLength(1);
     expect(h.restarts).toEqual(['closed']);
     expect(h.states.at(-1)).toBe('up');
+  });
+
+  it('asks each watch for its own timeout, from the configured one to twice it, so watches started together do not end together', async () => {
+    const transport = new FakeTransport();
+    transport.pages = [[{ items: [], resourceVersion: '10' }]];
+    harness(transport);
+    for (let n = 1; n <= 20; n++) {
+      await vi.waitFor(() => expect(transport.watches).toHaveLength(n));
+      transport.current.end();
+    }
+    const timeouts = transport.watches.map((w) => w.timeoutSeconds);
+    for (const timeout of timeouts) {
+      expect(timeout).toBeGreaterThanOrEqual(300);
+      expect(timeout).toBeLessThan(600);
+    }
+    expect(new Set(timeouts).size).toBeGreaterThan(1);
+    expect([0, 0.5, 0.999_999_9, 1].map((r) => watchTimeoutFor(300, () => r))).toEqual([300, 450, 599, 599]);
   });
 
   it('relists on a 410 Gone error event and reports what changed meanwhile, deletions included', async () => {

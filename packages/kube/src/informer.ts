@@ -47,7 +47,10 @@ export interface InformerOptions<C extends CachedIdentity = KubeObject> {
   resource: string;
   transport: WatchTransport;
   pageSize?: number;
-  /** Asked of the API server; it closes the watch after this long and we start another. */
+  /**
+   * The shortest server-side timeout asked for a watch; each asks for a random one from this to
+   * twice this (watchTimeoutFor), and the API server closes it then and we start another.
+   */
   watchTimeoutSeconds: number;
   /** A watch that delivers nothing (not even a bookmark) for this long is presumed stuck and restarted. */
   silenceTimeoutMs: number;
@@ -81,6 +84,17 @@ type Outcome =
   | { type: 'gone'; detail: string }
   | { type: 'error'; detail: string; error?: unknown }
   | { type: 'watchdog'; detail: string };
+
+/**
+ * The timeout one watch asks for: from `minSeconds` to just under twice that, at random, as
+ * client-go's reflector does. With one timeout for all, every watch a process started together
+ * ended together: the watcher's 80 (8 kinds x 10 namespaces) every 5 minutes, and those whose
+ * resourceVersion had been compacted relisted their namespace at once, the watcher's resident
+ * memory peaking at each round (the 10,000-Session run of issue 13).
+ */
+export function watchTimeoutFor(minSeconds: number, random: () => number = Math.random): number {
+  return Math.floor(minSeconds * (1 + Math.min(Math.max(random(), 0), 0.999_999)));
+}
 
 /** Backoff, stretched to what the server asked for when it said how long to wait (a 429's Retry-After). */
 function delayAfter(error: unknown, attempt: number, backoff?: BackoffOptions): number {
@@ -289,7 +303,7 @@ export class Informer<C extends CachedIdentity = KubeObject> {
         else if (isGone(error)) finish({ type: 'gone', detail: `410 Gone: ${errorText(error)}` });
         else finish({ type: 'error', detail: errorText(error), error });
       };
-      transport.watch(this.resourceVersion, watchTimeoutSeconds, onEvent, onDone).then(
+      transport.watch(this.resourceVersion, watchTimeoutFor(watchTimeoutSeconds), onEvent, onDone).then(
         (h) => {
           handle = h;
           if (settled) h.abort();

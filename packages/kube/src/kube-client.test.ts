@@ -1,4 +1,5 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { ServerResponse } from 'node:http';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { FakeApiServer, send } from './fake-api-server.test-support.js';
 import { KubeClient, parseRetryAfter } from './kube-client.js';
 import type { TokenSource } from './kube-credentials.js';
@@ -225,6 +226,37 @@ describe('watch', () => {
     const refused = await watchOnce('5');
     expect(isTooManyRequests(refused)).toBe(true);
     expect((refused as KubeApiError).retryAfterSeconds).toBe(7);
+  });
+  it('starts every watch at once however many stay open, and leaves the requests their connections', async () => {
+    // Each watch holds its HTTP/1.1 connection for minutes: the watcher has one per kind and
+    // namespace (80 with 10 namespaces), more than KUBE_MAX_CONNECTIONS (64). Counted against that
+    // pool, the watches beyond it waited for a socket, unseen, while their informers took them
+    // for up, and a change in their namespace was not seen until a watch ended (issue 13).
+    const open: ServerResponse[] = [];
+    api.handler = (q, r) => {
+      if (q.query.get('watch') !== 'true') return send(r, 200, { metadata: { name: 's' } });
+      r.writeHead(200, { 'content-type': 'application/json' });
+      r.write('');
+      open.push(r);
+    };
+    const kube = new KubeClient({ server: api.url }, { maxConnections: 2 });
+    const watches = [0, 1, 2, 3].map((n) =>
+      kube.watch(
+        { ...sessions, namespace: `ns-${n}` },
+        { resourceVersion: '1' },
+        () => {},
+        () => {},
+      ),
+    );
+    try {
+      await vi.waitFor(() => expect(open).toHaveLength(4), { timeout: 2_000 });
+      expect(api.requests.filter((q) => q.query.get('watch') === 'true')).toHaveLength(4);
+      await expect(kube.get({ ...sessions, name: 's' })).resolves.toEqual({ metadata: { name: 's' } });
+    } finally {
+      for (const watch of watches) watch.abort();
+      for (const response of open) response.end();
+      kube.close();
+    }
   });
 });
 

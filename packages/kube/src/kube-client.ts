@@ -58,8 +58,9 @@ export interface KubeClientOptions {
   qps?: number;
   burst?: number;
   /**
-   * HTTP/1.1 connections to the API server kept open at most (keep-alive; requests beyond it queue
-   * for one): the watches', and every request's when the server does not offer HTTP/2.
+   * HTTP/1.1 connections to the API server kept open at most for requests (keep-alive; requests
+   * beyond it queue for one) when the server does not offer HTTP/2. Not the watches': each has a
+   * connection of its own for as long as it lasts, however many there are.
    * Each TLS connection costs its process about 110 KiB of native memory that is not given back
    * when the connection closes (64 of them: +7 MiB; BENCHMARKS.md run S5).
    */
@@ -96,6 +97,14 @@ export function parseRetryAfter(value: string | string[] | undefined, now = Date
 
 export class KubeClient {
   private agent: http.Agent;
+  /**
+   * The watches' connections, one each for as long as the watch lasts (minutes): not counted
+   * against maxConnections. Counted there, the watches beyond it (the watcher holds one per kind
+   * and namespace: 80 with 10 namespaces, against 64) waited for a socket while their informers
+   * took them for up, and a change in their namespace was seen only minutes later, when another
+   * watch ended (issue 13); and they left requests to a server without HTTP/2 no connection.
+   */
+  private watchAgent: http.Agent;
   private agentCert: Buffer | undefined;
   private agentKey: Buffer | undefined;
   /** Requests (not watches) to an https server, over HTTP/2 when the server offers it (http2-requests.ts). */
@@ -119,6 +128,7 @@ export class KubeClient {
     this.agentCert = credentials.cert;
     this.agentKey = credentials.key;
     this.agent = this.newAgent(credentials.cert, credentials.key);
+    this.watchAgent = this.newAgent(credentials.cert, credentials.key, Number.POSITIVE_INFINITY);
     this.http2 =
       credentials.server.protocol === 'https:' && options.http2 !== false
         ? new Http2Requests(credentials.server, () => connectTls(credentials.server, this.tlsOptions()))
@@ -150,9 +160,12 @@ export class KubeClient {
     };
   }
 
-  private newAgent(cert: Buffer | undefined, key: Buffer | undefined): http.Agent {
+  private newAgent(
+    cert: Buffer | undefined,
+    key: Buffer | undefined,
+    maxSockets = this.options.maxConnections ?? DEFAULT_MAX_CONNECTIONS,
+  ): http.Agent {
     const { credentials } = this;
-    const maxSockets = this.options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
     if (credentials.server.protocol !== 'https:') return new http.Agent({ keepAlive: true, maxSockets });
     return new https.Agent({ keepAlive: true, maxSockets, ...this.tlsOptions(cert, key) });
   }
@@ -172,6 +185,8 @@ export class KubeClient {
       if (result.cert && result.key && result.cert !== this.agentCert) {
         this.agent.destroy();
         this.agent = this.newAgent(result.cert, result.key);
+        this.watchAgent.destroy();
+        this.watchAgent = this.newAgent(result.cert, result.key, Number.POSITIVE_INFINITY);
         this.agentCert = result.cert;
         this.agentKey = result.key;
         this.http2?.reset();
@@ -429,7 +444,7 @@ export class KubeClient {
       await this.throttle();
       const headers = await this.headers();
       if (finished) return;
-      const options = { ...this.requestOptions(watchTarget), method: 'GET', agent: this.agent, headers };
+      const options = { ...this.requestOptions(watchTarget), method: 'GET', agent: this.watchAgent, headers };
       request = this.transport.request(options, (response) => {
         if ((response.statusCode ?? 0) !== 200) {
           const chunks: Buffer[] = [];
@@ -518,6 +533,7 @@ export class KubeClient {
   close(): void {
     this.closed.abort();
     this.agent.destroy();
+    this.watchAgent.destroy();
     this.http2?.close();
   }
 }

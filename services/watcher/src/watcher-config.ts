@@ -101,7 +101,12 @@ export const watcherConfigSchema = natsEnvSchema.extend(kubeEnvSchema.shape).ext
   NATS_REPLICAS: replicasSettingSchema,
   /** ... and how long a session's last activity is remembered in the activity bucket. */
   ACTIVITY_TTL: durationMs('24h', 1_000),
-  /** The server-side timeout asked for each watch; the API server ends it then and we start another. */
+  /**
+   * The shortest server-side timeout asked for a watch: each asks for a random one up to twice
+   * this (as client-go), so the watches of all kinds and namespaces do not end, and relist, at the
+   * same moment; the API server ends it then and we start another. The silence watchdog does not
+   * mind the longer ones: kube-apiserver sends a watch that asked for bookmarks one a minute.
+   */
   WATCH_TIMEOUT: durationMs('5m', 1_000),
   /** A watch silent (no event, no bookmark) for longer than this is presumed stuck and restarted. */
   WATCH_SILENCE_TIMEOUT: durationMs('6m', 100),
