@@ -18,13 +18,19 @@ interface FakeWatch {
   resourceVersion: string;
   timeoutSeconds: number;
   aborted: boolean;
+  /** The API server's answer to the request (its response headers). */
+  answer(): void;
   emit(type: string, object: unknown): void;
   end(error?: unknown): void;
 }
 
-/** Plays the API server: lists come from `pages` (or throw), watches are driven by the test. */
+/**
+ * Plays the API server: lists come from `pages` (or throw), watches are driven by the test and
+ * answered at once unless `answering` is false (then the test answers them, or not).
+ */
 class FakeTransport implements WatchTransport {
   pages: (ListPage | Error)[][] = [];
+  answering = true;
   readonly listCalls: (string | undefined)[] = [];
   readonly watches: FakeWatch[] = [];
   private listRound = 0;
@@ -49,15 +55,18 @@ class FakeTransport implements WatchTransport {
     timeoutSeconds: number,
     onEvent: (type: string, object: unknown) => void,
     onDone: (error: unknown) => void,
+    onAnswered: () => void,
   ) {
     const watch: FakeWatch = {
       resourceVersion,
       timeoutSeconds,
       aborted: false,
+      answer: onAnswered,
       emit: (type, object) => onEvent(type, object),
       end: (error) => onDone(error ?? null),
     };
     this.watches.push(watch);
+    if (this.answering) watch.answer();
     return {
       abort: () => {
         watch.aborted = true;
@@ -145,6 +154,65 @@ describe('Informer', () => {
     // Afterwards nothing holds it parsed: each read parses the JSON anew.
     expect(cached?.raw).toEqual(raw('a', '11'));
     expect(cached?.raw).not.toBe(cached?.raw);
+  });
+
+  it('is not ready while the API server has not answered its watch, and ready once it does', async () => {
+    // A watch request that waits for a socket (or a server that never answers) looked up: its
+    // informer reported up and /readyz was green while its changes went unseen (issue 13).
+    const transport = new FakeTransport();
+    transport.answering = false;
+    transport.pages = [[{ items: [raw('a', '5')], resourceVersion: '10' }]];
+    const h = harness(transport);
+    await vi.waitFor(() => expect(transport.watches).toHaveLength(1));
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(h.watch.synced).toBe(true);
+    expect(h.watch.watchRequested).toBe(true);
+    expect(h.watch.watchAnswered).toBe(false);
+    expect(h.watch.ready).toBe(false);
+    expect(h.states).toEqual([]);
+    transport.current.answer();
+    expect(h.watch.watchAnswered).toBe(true);
+    expect(h.watch.ready).toBe(true);
+    expect(h.states).toEqual(['up']);
+  });
+
+  it('takes a first event (a bookmark) for the answer, but not an error event', async () => {
+    const transport = new FakeTransport();
+    transport.answering = false;
+    transport.pages = [[{ items: [], resourceVersion: '10' }]];
+    const h = harness(transport);
+    await vi.waitFor(() => expect(transport.watches).toHaveLength(1));
+    transport.current.emit('ERROR', { kind: 'Status', code: 500, message: 'etcd is sad' });
+    await vi.waitFor(() => expect(transport.watches).toHaveLength(2));
+    expect(h.watch.ready).toBe(false);
+    expect(h.states).toEqual([
+      expect.stringMatching(/^down: watch of sessions is down: watch error event 500/),
+    ]);
+    transport.current.emit('BOOKMARK', { metadata: { resourceVersion: '12' } });
+    expect(h.watch.ready).toBe(true);
+    expect(h.states.at(-1)).toBe('up');
+  });
+
+  it('stays up through a routine restart, and goes down when the new watch is unanswered past the bound', async () => {
+    const transport = new FakeTransport();
+    transport.pages = [[{ items: [], resourceVersion: '10' }]];
+    const h = harness(transport, 60_000, { answerTimeoutMs: 100 });
+    await vi.waitFor(() => expect(h.watch.ready).toBe(true));
+    transport.answering = false;
+    transport.current.end();
+    await vi.waitFor(() => expect(transport.watches).toHaveLength(2));
+    // Within the bound the restart is routine: nothing is reported.
+    expect(h.watch.ready).toBe(true);
+    expect(h.watch.watchAnswered).toBe(false);
+    await vi.waitFor(() => expect(h.watch.ready).toBe(false), { timeout: 2_000 });
+    expect(h.states).toEqual([
+      'up',
+      expect.stringMatching(/^down: the API server has not answered the watch of sessions for \d+s$/),
+    ]);
+    expect(transport.watches).toHaveLength(2);
+    transport.current.answer();
+    expect(h.watch.ready).toBe(true);
+    expect(h.states.at(-1)).toBe('up');
   });
 
   it('reads every page of a list', async () => {

@@ -27,14 +27,17 @@ export interface WatchTransport {
   list(options: { limit: number; continueToken?: string }): Promise<ListPage>;
   /**
    * Starts a watch from `resourceVersion`. `onEvent` gets each event as sent; `onDone` is called
-   * once when the watch ends, with the error if it failed (a KubeApiError: 410 means relist).
-   * Resolves once the request is under way.
+   * once when the watch ends, with the error if it failed (a KubeApiError: 410 means relist);
+   * `onAnswered` once the API server has answered the request (its response headers came), which
+   * it does as soon as the watch is running, before any event. Resolves once the request is
+   * under way, which says nothing of whether it was sent: it may wait for a socket.
    */
   watch(
     resourceVersion: string,
     timeoutSeconds: number,
     onEvent: (type: string, object: unknown) => void,
     onDone: (error: unknown) => void,
+    onAnswered: () => void,
   ): Promise<WatchHandle>;
 }
 
@@ -54,6 +57,13 @@ export interface InformerOptions<C extends CachedIdentity = KubeObject> {
   watchTimeoutSeconds: number;
   /** A watch that delivers nothing (not even a bookmark) for this long is presumed stuck and restarted. */
   silenceTimeoutMs: number;
+  /**
+   * A watch the API server has not answered this long after it was asked for makes the informer
+   * down (not ready) until it is answered (default 10 s). The first watch after a list, and the
+   * one after a failure, are down until answered anyway; this bounds the routine restart of a
+   * healthy watch, which stays up meanwhile so that readiness does not blink every few minutes.
+   */
+  answerTimeoutMs?: number;
   /** A watch that lasted this long (or delivered anything) was healthy: retries start from the shortest delay again. */
   healthyAfterMs?: number;
   backoff?: BackoffOptions;
@@ -71,8 +81,9 @@ export interface InformerOptions<C extends CachedIdentity = KubeObject> {
   onChanges(changes: CacheChange<C>[]): void;
   onMalformed(raw: unknown, reason: string): void;
   /**
-   * Up: listed and watching. Down: the watch failed and is being restarted, or a list failed.
-   * Before the first list the watch is down without being told (the caller starts it so).
+   * Up: listed, and the API server answered the watch. Down: the watch failed and is being
+   * restarted, a list failed, or a watch has gone unanswered past answerTimeoutMs. Before the
+   * first answered watch the informer is down without being told (the caller starts it so).
    */
   onState(up: boolean, reason: string): void;
   onRestart(reason: RestartReason, detail: string, delayMs: number): void;
@@ -84,6 +95,8 @@ type Outcome =
   | { type: 'gone'; detail: string }
   | { type: 'error'; detail: string; error?: unknown }
   | { type: 'watchdog'; detail: string };
+
+const DEFAULT_ANSWER_TIMEOUT_MS = 10_000;
 
 /**
  * The timeout one watch asks for: from `minSeconds` to just under twice that, at random, as
@@ -118,6 +131,8 @@ export class Informer<C extends CachedIdentity = KubeObject> {
   private resourceVersion = '';
   private up = false;
   private listedOnce = false;
+  private requested = false;
+  private answered = false;
 
   constructor(private readonly options: InformerOptions<C>) {
     this.cache = new ObjectCache<C>(options.retention);
@@ -128,9 +143,23 @@ export class Informer<C extends CachedIdentity = KubeObject> {
     return this.listedOnce;
   }
 
-  /** Listed and watching: what readiness should report. */
+  /** Listed and watching (the API server answered the watch): what readiness should report. */
   get ready(): boolean {
     return this.listedOnce && this.up;
+  }
+
+  /** A watch has been asked for and has not ended (answered or not). */
+  get watchRequested(): boolean {
+    return this.requested;
+  }
+
+  /**
+   * The API server answered the current watch. Requested but not answered is a watch that may
+   * never have been sent: a request queued behind a connection cap looked just like a running
+   * watch, and its changes went unseen with readiness green (issue 13, BENCHMARKS.md D1-D5).
+   */
+  get watchAnswered(): boolean {
+    return this.answered;
   }
 
   objects(): IterableIterator<C> {
@@ -174,7 +203,7 @@ export class Informer<C extends CachedIdentity = KubeObject> {
           continue;
         }
         if (signal.aborted) break;
-        this.setState(true, 'ok');
+        // Up only once the watch that follows is answered (watchOnce).
       }
       const startedAt = Date.now();
       const { outcome, delivered } = await this.watchOnce(signal);
@@ -265,16 +294,21 @@ export class Informer<C extends CachedIdentity = KubeObject> {
   }
 
   private watchOnce(signal: AbortSignal): Promise<{ outcome: Outcome; delivered: boolean }> {
-    const { transport, silenceTimeoutMs, watchTimeoutSeconds } = this.options;
+    const { transport, silenceTimeoutMs, watchTimeoutSeconds, resource } = this.options;
+    const answerTimeoutMs = this.options.answerTimeoutMs ?? DEFAULT_ANSWER_TIMEOUT_MS;
     return new Promise((resolve) => {
       let settled = false;
       let delivered = false;
       let handle: WatchHandle | undefined;
       let lastActivity = Date.now();
+      let unanswered: NodeJS.Timeout | undefined;
       const finish = (outcome: Outcome) => {
         if (settled) return;
         settled = true;
+        this.requested = false;
+        this.answered = false;
         clearInterval(watchdog);
+        clearTimeout(unanswered);
         signal.removeEventListener('abort', onAbort);
         handle?.abort();
         resolve({ outcome, delivered });
@@ -282,6 +316,21 @@ export class Informer<C extends CachedIdentity = KubeObject> {
       const onAbort = () => finish({ type: 'stopped' });
       signal.addEventListener('abort', onAbort, { once: true });
       if (signal.aborted) return finish({ type: 'stopped' });
+      const requestedAt = Date.now();
+      this.requested = true;
+      this.answered = false;
+      // Response headers, or failing those any event but an error: the server is serving the watch.
+      const onAnswered = () => {
+        if (settled || this.answered) return;
+        this.answered = true;
+        clearTimeout(unanswered);
+        this.setState(true, 'ok');
+      };
+      unanswered = setTimeout(() => {
+        if (settled || this.answered) return;
+        const waited = Math.round((Date.now() - requestedAt) / 1000);
+        this.setState(false, `the API server has not answered the watch of ${resource} for ${waited}s`);
+      }, answerTimeoutMs);
       const watchdog = setInterval(
         () => {
           const silentFor = Date.now() - lastActivity;
@@ -295,7 +344,10 @@ export class Informer<C extends CachedIdentity = KubeObject> {
         if (settled) return;
         lastActivity = Date.now();
         // An error event proves the connection works, not that the watch does: it keeps the backoff growing.
-        if (type !== 'ERROR') delivered = true;
+        if (type !== 'ERROR') {
+          delivered = true;
+          onAnswered();
+        }
         this.handleEvent(type, raw, finish);
       };
       const onDone = (error: unknown) => {
@@ -303,14 +355,15 @@ export class Informer<C extends CachedIdentity = KubeObject> {
         else if (isGone(error)) finish({ type: 'gone', detail: `410 Gone: ${errorText(error)}` });
         else finish({ type: 'error', detail: errorText(error), error });
       };
-      transport.watch(this.resourceVersion, watchTimeoutFor(watchTimeoutSeconds), onEvent, onDone).then(
-        (h) => {
-          handle = h;
-          if (settled) h.abort();
-          else this.setState(true, 'ok');
-        },
-        (error) => finish({ type: 'error', detail: errorText(error), error }),
-      );
+      transport
+        .watch(this.resourceVersion, watchTimeoutFor(watchTimeoutSeconds), onEvent, onDone, onAnswered)
+        .then(
+          (h) => {
+            handle = h;
+            if (settled) h.abort();
+          },
+          (error) => finish({ type: 'error', detail: errorText(error), error }),
+        );
     });
   }
 

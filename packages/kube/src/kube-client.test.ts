@@ -15,6 +15,8 @@ function recordingMetrics() {
     throttledMs: 0,
     malformed: 0,
     consumerErrors: 0,
+    watchesRequested: 0,
+    watchesAnswered: 0,
   };
   const metrics: KubeClientMetrics = {
     retried: (method, reason) => seen.retried.push(`${method} ${reason}`),
@@ -24,6 +26,12 @@ function recordingMetrics() {
     },
     malformedWatchLine: () => seen.malformed++,
     consumerError: () => seen.consumerErrors++,
+    watchRequested: () => seen.watchesRequested++,
+    watchAnswered: () => seen.watchesAnswered++,
+    watchEnded: (answered) => {
+      seen.watchesRequested--;
+      if (answered) seen.watchesAnswered--;
+    },
   };
   return { seen, metrics };
 }
@@ -206,6 +214,39 @@ describe('watch', () => {
     expect(warnings).toHaveLength(3);
     expect(api.requests[0]?.query.get('allowWatchBookmarks')).toBe('true');
     expect(api.requests[0]?.query.get('watch')).toBe('true');
+  });
+
+  it('says when the API server answered a watch, and counts watches requested and answered', async () => {
+    let hold: ServerResponse | undefined;
+    api.handler = (_q, r) => {
+      hold = r;
+    };
+    const { seen, metrics } = recordingMetrics();
+    const kube = new KubeClient({ server: api.url }, { metrics });
+    let answered = 0;
+    const watch = kube.watch(
+      sessions,
+      { resourceVersion: '5' },
+      () => {},
+      () => {},
+      () => answered++,
+    );
+    try {
+      // Sent and received, not answered: requested only.
+      await vi.waitFor(() => expect(hold).toBeDefined());
+      expect(seen.watchesRequested).toBe(1);
+      expect(seen.watchesAnswered).toBe(0);
+      expect(answered).toBe(0);
+      hold?.writeHead(200, { 'content-type': 'application/json' }).flushHeaders();
+      await vi.waitFor(() => expect(answered).toBe(1));
+      expect(seen.watchesAnswered).toBe(1);
+      watch.abort();
+      expect(seen).toMatchObject({ watchesRequested: 0, watchesAnswered: 0 });
+    } finally {
+      watch.abort();
+      hold?.end();
+      kube.close();
+    }
   });
 
   it('ends with a 410 KubeApiError on an expired resourceVersion, and carries a refused start’s Retry-After', async () => {

@@ -421,22 +421,29 @@ export class KubeClient {
    * called, or an error; `done` is called exactly once with the reason (undefined for a normal
    * end). An ERROR event (410 Gone: the resourceVersion is too old) or a refused start (a 429
    * with its Retry-After) arrives as a KubeApiError in `done`. A line that is not a watch event
-   * and a consumer that throws are logged and counted; neither ends the watch.
+   * and a consumer that throws are logged and counted; neither ends the watch. `answered` is
+   * called once the API server has answered (response headers, status 200), which it does at
+   * once when it starts the watch, before any event: until then the request may still be waiting
+   * for the rate limit, a socket or the server, and nothing it would report can arrive.
    */
   watch<T>(
     target: ResourceRef | string,
     query: Query,
     onEvent: (event: WatchEvent<T>) => void,
     done: (error?: Error) => void,
+    answered?: () => void,
   ): { abort(): void } {
     const path = typeof target === 'string' ? target : resourcePath(target);
     const watchTarget = requestTarget(path, { ...query, watch: true, allowWatchBookmarks: true });
     const { metrics, log } = this.options;
     let finished = false;
+    let streaming = false;
     let request: http.ClientRequest | undefined;
+    metrics?.watchRequested();
     const finish = (error?: Error) => {
       if (finished) return;
       finished = true;
+      metrics?.watchEnded(streaming);
       request?.destroy();
       done(error);
     };
@@ -473,6 +480,15 @@ export class KubeClient {
             );
           });
           return;
+        }
+        if (finished) return;
+        streaming = true;
+        metrics?.watchAnswered();
+        try {
+          answered?.();
+        } catch (error) {
+          metrics?.consumerError();
+          log?.warn({ path, error: errorText(error) }, 'a watch consumer failed on its answer; going on');
         }
         let buffer = '';
         response.setEncoding('utf8');

@@ -1,4 +1,4 @@
-import { Counter, type Registry } from 'prom-client';
+import { Counter, Gauge, type Registry } from 'prom-client';
 
 /** What the client reports about itself; every call site may leave it out (tests, CLIs). */
 export interface KubeClientMetrics {
@@ -12,6 +12,12 @@ export interface KubeClientMetrics {
   malformedWatchLine(): void;
   /** A watch consumer threw; the watch goes on. */
   consumerError(): void;
+  /** A watch was asked for: from here until it ends it counts as requested. */
+  watchRequested(): void;
+  /** The API server answered a requested watch (its response headers came): it is streaming. */
+  watchAnswered(): void;
+  /** A requested watch ended, whether it had been answered or not. */
+  watchEnded(answered: boolean): void;
 }
 
 export const RETRY_REASONS = ['429', '500', '502', '503', '504', 'ECONNREFUSED', 'ECONNRESET'] as const;
@@ -53,6 +59,18 @@ export function createKubeClientMetrics(registry: Registry): KubeClientMetrics {
     help: 'Watch events whose consumer threw; the watch went on with the next event.',
     registers,
   });
+  // Open watches, and of them those the API server answered: a gap that lasts is a watch that was
+  // never sent or never answered (issue 13 found 16 of 80 queued behind the connection cap, unseen).
+  const watchesRequested = new Gauge({
+    name: 'streamspace_kube_watches_requested',
+    help: 'Watches asked of the API server and not ended, answered or not.',
+    registers,
+  });
+  const watchesAnswered = new Gauge({
+    name: 'streamspace_kube_watches_answered',
+    help: 'Open watches the API server answered (response headers received); requested minus answered are waiting for an answer.',
+    registers,
+  });
   for (const method of ['GET', 'PATCH', 'POST', 'DELETE']) {
     for (const reason of RETRY_REASONS) {
       retries.labels(method, reason).inc(0);
@@ -65,6 +83,12 @@ export function createKubeClientMetrics(registry: Registry): KubeClientMetrics {
     throttled: (waitMs) => throttled.inc(waitMs / 1000),
     malformedWatchLine: () => malformed.inc(),
     consumerError: () => consumerErrors.inc(),
+    watchRequested: () => watchesRequested.inc(),
+    watchAnswered: () => watchesAnswered.inc(),
+    watchEnded: (answered) => {
+      watchesRequested.dec();
+      if (answered) watchesAnswered.dec();
+    },
   };
   byRegistry.set(registry, metrics);
   return metrics;

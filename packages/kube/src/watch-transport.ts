@@ -64,12 +64,13 @@ export function kubeWatchTransport(kube: KubeClient, target: WatchTarget): Watch
         ...(body?.metadata?.continue ? { continueToken: body.metadata.continue } : {}),
       };
     },
-    async watch(resourceVersion, timeoutSeconds, onEvent, onDone): Promise<WatchHandle> {
+    async watch(resourceVersion, timeoutSeconds, onEvent, onDone, onAnswered): Promise<WatchHandle> {
       return kube.watch(
         target.path,
         { ...selector, resourceVersion, timeoutSeconds },
         (event) => onEvent(event.type, event.object),
         (error) => onDone(error ?? null),
+        onAnswered,
       );
     },
   };

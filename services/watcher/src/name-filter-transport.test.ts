@@ -7,7 +7,8 @@ const object = (name: string) => ({ metadata: { name, namespace: 'a' } });
 describe('nameFilterTransport', () => {
   const inner: WatchTransport = {
     list: async () => ({ items: [object('ss-desk'), object('web'), 'junk'], resourceVersion: '5' }),
-    watch: async (_rv, _t, onEvent) => {
+    watch: async (_rv, _t, onEvent, _onDone, onAnswered) => {
+      onAnswered();
       onEvent('ADDED', object('web'));
       onEvent('ADDED', object('ss-desk'));
       onEvent('BOOKMARK', { metadata: { resourceVersion: '9' } });
@@ -16,7 +17,7 @@ describe('nameFilterTransport', () => {
     },
   };
 
-  it('keeps objects of the prefix and whatever names no object', async () => {
+  it('keeps objects of the prefix and whatever names no object, and passes the answer on', async () => {
     const transport = nameFilterTransport(inner, 'ss-');
     expect((await transport.list({ limit: 10 })).items).toEqual([object('ss-desk'), 'junk']);
     const seen: string[] = [];
@@ -25,8 +26,10 @@ describe('nameFilterTransport', () => {
       60,
       (type, o) => seen.push(`${type} ${JSON.stringify(o)}`),
       () => undefined,
+      () => seen.push('answered'),
     );
     expect(seen).toEqual([
+      'answered',
       `ADDED ${JSON.stringify(object('ss-desk'))}`,
       'BOOKMARK {"metadata":{"resourceVersion":"9"}}',
       'ERROR {"code":410}',

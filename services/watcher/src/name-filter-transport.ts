@@ -19,7 +19,7 @@ export function nameFilterTransport(inner: WatchTransport, prefix: string): Watc
       const page = await inner.list(options);
       return { ...page, items: page.items.filter(keep) };
     },
-    watch(resourceVersion, timeoutSeconds, onEvent, onDone) {
+    watch(resourceVersion, timeoutSeconds, onEvent, onDone, onAnswered) {
       return inner.watch(
         resourceVersion,
         timeoutSeconds,
@@ -27,6 +27,7 @@ export function nameFilterTransport(inner: WatchTransport, prefix: string): Watc
           if (type === 'BOOKMARK' || type === 'ERROR' || keep(object)) onEvent(type, object);
         },
         onDone,
+        onAnswered,
       );
     },
   };

@@ -110,6 +110,13 @@ export const watcherConfigSchema = natsEnvSchema.extend(kubeEnvSchema.shape).ext
   WATCH_TIMEOUT: durationMs('5m', 1_000),
   /** A watch silent (no event, no bookmark) for longer than this is presumed stuck and restarted. */
   WATCH_SILENCE_TIMEOUT: durationMs('6m', 100),
+  /**
+   * A watch the API server has not answered (no response headers) this long after it was asked
+   * for makes the watcher not ready until it is: a watch request can wait unseen (for a socket,
+   * for the server) while nothing it would report arrives (issue 13, BENCHMARKS.md D1-D5). The
+   * first watch of each kind, and one after a failure, are not ready until answered anyway.
+   */
+  WATCH_ANSWER_TIMEOUT: durationMs('10s', 100),
   LIST_PAGE_SIZE: env.positiveInt(500),
   /** Publications held in memory while NATS is unreachable; beyond this the oldest are dropped (and a resync follows). */
   PUBLISH_QUEUE_LIMIT: env.positiveInt(10_000),

@@ -17,6 +17,8 @@ export function createWatcherMetrics(
     stateQueueDepth?: () => number;
     /** JSON bytes the object cache of each kind holds (after trimming). */
     cachedBytes?: () => Iterable<[StateKind, number]>;
+    /** Of each kind's watches (one per namespace), how many are asked for and how many answered. */
+    watches?: () => Iterable<[StateKind, { requested: number; answered: number }]>;
   },
 ) {
   const registers = [registry];
@@ -70,6 +72,27 @@ export function createWatcherMetrics(
     help: 'Watches started again, by kind and why: gone (410, relisted), error, closed (ended normally), watchdog (silent too long).',
     labelNames: ['kind', 'reason'],
     registers,
+  });
+  // Requested but not answered is a watch whose changes nobody sees: one unanswered past
+  // WATCH_ANSWER_TIMEOUT also makes /readyz fail (its watch:<plural> check).
+  const watchCounts = () => new Map(sources.watches?.() ?? []);
+  new Gauge({
+    name: 'streamspace_watcher_watches_requested',
+    help: 'Watches asked of the API server and not ended, by kind (one per namespace watched); a restart between two is not counted.',
+    labelNames: ['kind'],
+    registers,
+    collect() {
+      for (const [kind, { requested }] of watchCounts()) this.labels(kind).set(requested);
+    },
+  });
+  new Gauge({
+    name: 'streamspace_watcher_watches_answered',
+    help: 'Of the watches requested, those the API server answered (response headers or a first event), by kind; the others may never have been sent.',
+    labelNames: ['kind'],
+    registers,
+    collect() {
+      for (const [kind, { answered }] of watchCounts()) this.labels(kind).set(answered);
+    },
   });
   const malformed = new Counter({
     name: 'streamspace_watcher_malformed_objects_total',
@@ -131,7 +154,7 @@ export function createWatcherMetrics(
   });
   new Gauge({
     name: 'streamspace_watcher_ready',
-    help: '1 when every watch has listed and is up and NATS is reachable, else 0.',
+    help: '1 when every watch has listed and been answered by the API server, and NATS is reachable, else 0.',
     registers,
     collect() {
       this.set(sources.isReady() ? 1 : 0);

@@ -153,6 +153,14 @@ export async function startWatcher(context: Context): Promise<RunningService> {
         ([kind, list]) =>
           [kind, list.reduce((sum, watch) => sum + watch.cache.bytes, 0)] as [StateKind, number],
       ),
+    watches: () =>
+      [...watches].map(([kind, list]) => [
+        kind,
+        {
+          requested: list.filter((watch) => watch.watchRequested).length,
+          answered: list.filter((watch) => watch.watchAnswered).length,
+        },
+      ]),
   });
 
   if (config.WATCH_SILENCE_TIMEOUT <= config.WATCH_TIMEOUT) {
@@ -187,6 +195,7 @@ export async function startWatcher(context: Context): Promise<RunningService> {
       pageSize: config.LIST_PAGE_SIZE,
       watchTimeoutSeconds: Math.max(1, Math.round(config.WATCH_TIMEOUT / 1000)),
       silenceTimeoutMs: config.WATCH_SILENCE_TIMEOUT,
+      answerTimeoutMs: config.WATCH_ANSWER_TIMEOUT,
       transform: (raw) => trimObject(resource.kind, raw, config.MAX_OBJECT_BYTES),
       ...(retention ? { retention } : {}),
       onChanges: (changes) => handleChanges(resource.kind, changes),
