@@ -1,5 +1,5 @@
 import { type BackoffOptions, backoffDelay, sleep } from '@streamspace/shared';
-import { errorText, isGone, KubeApiError } from './kube-error.js';
+import { errorText, isGone, KubeApiError, statusError } from './kube-error.js';
 import {
   forgetParsed,
   type KubeObject,
@@ -348,7 +348,7 @@ export class Informer<C extends CachedIdentity = KubeObject> {
           delivered = true;
           onAnswered();
         }
-        this.handleEvent(type, raw, finish);
+        this.handleEvent(type, raw, onDone);
       };
       const onDone = (error: unknown) => {
         if (!error) finish({ type: 'closed' });
@@ -367,7 +367,8 @@ export class Informer<C extends CachedIdentity = KubeObject> {
     });
   }
 
-  private handleEvent(type: string, raw: unknown, finish: (outcome: Outcome) => void): void {
+  /** `fail` ends the watch as a failed request would (an ERROR event is one, said in the stream). */
+  private handleEvent(type: string, raw: unknown, fail: (error: unknown) => void): void {
     switch (type) {
       case 'ADDED':
       case 'MODIFIED':
@@ -388,14 +389,10 @@ export class Informer<C extends CachedIdentity = KubeObject> {
         if (typeof rv === 'string' && rv) this.resourceVersion = rv;
         return;
       }
-      case 'ERROR': {
-        const status = (raw ?? {}) as { code?: unknown; reason?: unknown; message?: unknown };
-        const detail =
-          `${String(status.code ?? '?')} ${String(status.reason ?? '')}: ${String(status.message ?? '')}`.trim();
-        if (status.code === 410) finish({ type: 'gone', detail });
-        else finish({ type: 'error', detail: `watch error event ${detail}` });
+      case 'ERROR':
+        // One way to tell a 410 (isGone), whether the server refused the watch or ended it so.
+        fail(statusError(raw, 'watch error event'));
         return;
-      }
       default:
         this.options.onMalformed(raw, `unknown watch event type '${type}'`);
     }

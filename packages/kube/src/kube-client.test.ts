@@ -3,7 +3,15 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { FakeApiServer, send } from './fake-api-server.test-support.js';
 import { KubeClient, parseRetryAfter } from './kube-client.js';
 import type { TokenSource } from './kube-credentials.js';
-import { isConflict, isGone, isNotFound, isTooManyRequests, KubeApiError, statusCode } from './kube-error.js';
+import {
+  isConflict,
+  isGone,
+  isNotFound,
+  isTooManyRequests,
+  KubeApiError,
+  statusCode,
+  statusError,
+} from './kube-error.js';
 import type { KubeClientMetrics } from './kube-metrics.js';
 
 const sessions = { group: 'stream.streamspace.io', version: 'v1alpha1', plural: 'sessions', namespace: 'a' };
@@ -59,6 +67,23 @@ describe('the one error type', () => {
     expect((invalid as KubeApiError).reason).toBe('Why');
     expect(statusCode(new Error('socket hang up'))).toBeUndefined();
     expect(isNotFound(new Error('404'))).toBe(false);
+  });
+
+  it('is made of a Kubernetes Status object (a watch ERROR event), which answers the same questions', () => {
+    const status = { kind: 'Status', code: 410, reason: 'Expired', message: 'too old resource version' };
+    const gone = statusError(status, 'watch error event');
+    expect(gone).toBeInstanceOf(KubeApiError);
+    expect(isGone(gone)).toBe(true);
+    expect(gone.reason).toBe('Expired');
+    expect(gone.body).toBe(status);
+    expect(gone.message).toBe('watch error event: 410 Expired: too old resource version');
+    expect(isGone(statusError({ kind: 'Status', code: 500, message: 'etcd is sad' }, 'w'))).toBe(false);
+    // A Status without a code (or not an object at all) is still an error: a 500, retried.
+    for (const odd of [{ message: 'what' }, { code: '410' }, null, 'junk']) {
+      const error = statusError(odd, 'w');
+      expect(statusCode(error)).toBe(500);
+      expect(isGone(error)).toBe(false);
+    }
   });
 });
 

@@ -5,7 +5,7 @@ import { urlToHttpOptions } from 'node:url';
 import { type BackoffOptions, backoffDelay, sleep } from '@streamspace/shared';
 import { type Credentials, loadCredentials } from './kube-credentials.js';
 import { connectTls, type HttpAnswer, Http2Requests } from './http2-requests.js';
-import { errorText, KubeApiError } from './kube-error.js';
+import { errorText, isNotFound, KubeApiError, statusError } from './kube-error.js';
 import type { KubeClientMetrics } from './kube-metrics.js';
 import { TokenBucket } from './rate-limiter.js';
 import { type Query, type ResourceRef, requestTarget, resourcePath } from './resource-path.js';
@@ -355,7 +355,7 @@ export class KubeClient {
     try {
       return await this.get<T>(ref);
     } catch (error) {
-      if (error instanceof KubeApiError && error.code === 404) return undefined;
+      if (isNotFound(error)) return undefined;
       throw error;
     }
   }
@@ -412,7 +412,7 @@ export class KubeClient {
         body: { kind: 'DeleteOptions', apiVersion: 'v1', propagationPolicy },
       });
     } catch (error) {
-      if (!(error instanceof KubeApiError && error.code === 404)) throw error;
+      if (!isNotFound(error)) throw error;
     }
   }
 
@@ -513,14 +513,7 @@ export class KubeClient {
               continue;
             }
             if (event.type === 'ERROR') {
-              const status = event.object as { code?: number; message?: string; reason?: string };
-              finish(
-                new KubeApiError(
-                  `watch ${path}: ${status.code} ${status.message ?? ''}`,
-                  status.code ?? 500,
-                  status.reason,
-                ),
-              );
+              finish(statusError(event.object, `watch ${path}`));
               return;
             }
             try {

@@ -18,6 +18,24 @@ export class KubeApiError extends Error {
   }
 }
 
+/**
+ * A Kubernetes Status object (`{kind: 'Status', code, reason, message}`, what a watch's ERROR
+ * event carries) as the one error type, so that it is asked the same questions (isGone) as a
+ * refused request instead of having its `code` compared by hand. `context` opens the message.
+ */
+export function statusError(status: unknown, context: string): KubeApiError {
+  const fields = (status && typeof status === 'object' ? status : {}) as {
+    code?: unknown;
+    reason?: unknown;
+    message?: unknown;
+  };
+  // A Status without a usable code is still a failure, and one worth retrying: say 500.
+  const code = typeof fields.code === 'number' && Number.isInteger(fields.code) ? fields.code : 500;
+  const reason = typeof fields.reason === 'string' && fields.reason ? fields.reason : undefined;
+  const message = typeof fields.message === 'string' && fields.message ? `: ${fields.message}` : '';
+  return new KubeApiError(`${context}: ${code}${reason ? ` ${reason}` : ''}${message}`, code, reason, status);
+}
+
 /** The HTTP status of an API server error; undefined for anything else (a socket error, a bug). */
 export function statusCode(error: unknown): number | undefined {
   return error instanceof KubeApiError ? error.code : undefined;
