@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { WORK_KINDS } from './subjects.js';
 
 const k8sName = z.string().min(1).max(253).regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, 'must be a Kubernetes object name');
 const namespaceName = z.string().min(1).max(63).regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'must be a namespace name');
@@ -8,7 +9,7 @@ const namespaceName = z.string().min(1).max(63).regex(/^[a-z0-9]([-a-z0-9]*[a-z0
  * worker reads the current state itself, so a stale, duplicated or reordered item is harmless.
  */
 export const workItemSchema = z.object({
-  kind: z.enum(['session', 'template']),
+  kind: z.enum(WORK_KINDS),
   namespace: namespaceName,
   name: k8sName,
   /** Why it was enqueued (for logs and metrics only; never changes what the reconcile does). */

@@ -28,7 +28,9 @@ export const BUCKETS = {
 } as const;
 
 export type ObservedKind = 'session' | 'template' | 'deployment' | 'pod';
-export type WorkKind = 'session' | 'template';
+/** What a work item asks to reconcile. */
+export const WORK_KINDS = ['session', 'template'] as const;
+export type WorkKind = (typeof WORK_KINDS)[number];
 
 /** Dots would split one Kubernetes name into several subject tokens. */
 export function subjectToken(value: string): string {

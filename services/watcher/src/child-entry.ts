@@ -12,6 +12,11 @@ import { NO_POD_SUMMARY, owningSession, podSummary } from './work-routing.js';
 /** The kinds of a Session's children, whose changes may wake their Session. */
 export type ChildKind = Exclude<StateKind, 'session' | 'template'>;
 
+/** Sessions and Templates are held whole (resyncs announce them, routing reads them); children as a ChildEntry. */
+export function isChildKind(kind: StateKind): kind is ChildKind {
+  return kind !== 'session' && kind !== 'template';
+}
+
 /**
  * What the watcher keeps in memory of a Session's child (a Deployment, Pod, Service, Ingress,
  * NetworkPolicy or home PVC): its identity, the Session it belongs to, and a digest of what of it

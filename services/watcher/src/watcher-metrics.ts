@@ -1,8 +1,17 @@
 import { RESTART_REASONS } from '@streamspace/kube';
-import type { StateKind, WorkKind } from '@streamspace/shared';
+import { type StateKind, WORK_KINDS } from '@streamspace/shared';
 import { Counter, Gauge, type Registry } from 'prom-client';
+import { isChildKind } from './child-entry.js';
 import { RESYNC_TRIGGERS } from './resync-schedule.js';
+import { WATCHED_RESOURCES } from './watched-resources.js';
 import { EVENT_TYPES, OBSERVED_KINDS, workReasons } from './work-routing.js';
+
+/**
+ * The kinds the watcher watches (restarts, malformed and oversize objects are counted for each),
+ * and of them the children of Sessions: from the one list, so a kind added there starts at zero here.
+ */
+const WATCHED_KINDS: readonly StateKind[] = WATCHED_RESOURCES.map((resource) => resource.kind);
+const CHILD_KINDS = WATCHED_KINDS.filter(isChildKind);
 
 /**
  * The watcher's metrics. Every label combination that can occur starts at zero, so a rate() or
@@ -161,17 +170,18 @@ export function createWatcherMetrics(
     },
   });
 
-  for (const kind of OBSERVED_KINDS) {
+  // Change events exist for the observed kinds only (EVENT_KINDS chooses among them).
+  for (const kind of OBSERVED_KINDS)
     for (const type of EVENT_TYPES) eventsPublished.labels(kind, type).inc(0);
+  for (const kind of WATCHED_KINDS) {
     for (const reason of RESTART_REASONS) watchRestarts.labels(kind, reason).inc(0);
     malformed.labels(kind).inc(0);
     for (const level of ['reduced', 'identity']) oversize.labels(kind, level).inc(0);
   }
-  for (const kind of ['session', 'template'] as WorkKind[]) {
+  for (const kind of WORK_KINDS) {
     for (const reason of workReasons(kind)) workItemsPublished.labels(kind, reason).inc(0);
   }
-  for (const kind of ['deployment', 'pod', 'service', 'ingress', 'networkpolicy', 'pvc'])
-    unchangedSkipped.labels(kind).inc(0);
+  for (const kind of CHILD_KINDS) unchangedSkipped.labels(kind).inc(0);
   for (const stream of ['events', 'work']) duplicates.labels(stream).inc(0);
   for (const reason of ['overflow', 'permanent']) dropped.labels(reason).inc(0);
   for (const trigger of RESYNC_TRIGGERS) resyncs.labels(trigger).inc(0);

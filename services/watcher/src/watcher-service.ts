@@ -31,7 +31,7 @@ import {
   parseKubeObject,
   type WatchTransport,
 } from '@streamspace/kube';
-import { type ChildEntry, type ChildKind, childRetention, keptUnchanged } from './child-entry.js';
+import { type ChildEntry, type ChildKind, childRetention, isChildKind, keptUnchanged } from './child-entry.js';
 import { nameFilterTransport } from './name-filter-transport.js';
 import { PACKED_SESSIONS, sessionState } from './packed-session.js';
 import { Publisher } from './publisher.js';
@@ -104,11 +104,6 @@ function summarize(raw: unknown): string {
     text = String(raw);
   }
   return text.length > 300 ? `${text.slice(0, 300)}…` : text;
-}
-
-/** Sessions and Templates are held whole (resyncs announce them, routing reads them); children as a ChildEntry. */
-function isChildKind(kind: StateKind): kind is ChildKind {
-  return kind !== 'session' && kind !== 'template';
 }
 
 /** The order a rebuild writes kinds in: Templates first, Sessions last (see rebuildState). */
