@@ -86,6 +86,9 @@ export class ApiProxy {
       { method: req.method, headers, agent },
       (answer) => {
         res.writeHead(answer.statusCode ?? 502, answer.headers);
+        // Passed on as they come, as the API server sends them (a watch's at once, before any
+        // event: the informer counts it answered then); Node would hold them until the first byte.
+        if (this.mode !== 'silent') res.flushHeaders();
         this.open.add(res);
         answer.on('data', (chunk: Buffer) => {
           // Silent: the bytes are swallowed, the connection stays open.

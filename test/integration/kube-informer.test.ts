@@ -195,10 +195,19 @@ describe('the kube client and informer against a real API server', () => {
     // connections). Watches counted against the cap waited for a socket while their informers
     // reported them up, and a change in their namespace went unseen (issue 13).
     const names = await Promise.all([1, 2, 3, 4, 5].map(() => namespace()));
-    const kube = KubeClient.fromEnvironment({ maxConnections: 2 }, { KUBECONFIG: cluster.kubeconfig });
+    const registry = new Registry();
+    const kube = KubeClient.fromEnvironment(
+      { maxConnections: 2, metrics: createKubeClientMetrics(registry) },
+      { KUBECONFIG: cluster.kubeconfig },
+    );
     const watches = names.map((ns) => watchConfigMaps(kube, ns));
+    const gauge = async (name: string) => (await registry.getSingleMetric(name)?.get())?.values[0]?.value;
     try {
+      // Ready means the API server answered each watch (nothing has changed in these namespaces yet).
       await eventually(() => expect(watches.every((w) => w.informer.ready)).toBe(true));
+      expect(watches.every((w) => w.informer.watchAnswered)).toBe(true);
+      expect(await gauge('streamspace_kube_watches_requested')).toBe(5);
+      expect(await gauge('streamspace_kube_watches_answered')).toBe(5);
       await Promise.all(names.map((ns) => configMap(ns, 'after-start')));
       await eventually(() => expect(watches.map((w) => w.has('after-start'))).toEqual(names.map(() => true)));
     } finally {

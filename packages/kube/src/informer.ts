@@ -59,9 +59,13 @@ export interface InformerOptions<C extends CachedIdentity = KubeObject> {
   silenceTimeoutMs: number;
   /**
    * A watch the API server has not answered this long after it was asked for makes the informer
-   * down (not ready) until it is answered (default 10 s). The first watch after a list, and the
+   * down (not ready) until it is answered (default 90 s). The first watch after a list, and the
    * one after a failure, are down until answered anyway; this bounds the routine restart of a
    * healthy watch, which stays up meanwhile so that readiness does not blink every few minutes.
+   * Longer than the API server's bookmark interval (about a minute): a proxy that holds response
+   * headers until the first body byte (Go's ReverseProxy does, and Node's http server; the
+   * integration tests' proxy did) delays the answer to the first bookmark, which must not be
+   * taken for a watch never answered.
    */
   answerTimeoutMs?: number;
   /** A watch that lasted this long (or delivered anything) was healthy: retries start from the shortest delay again. */
@@ -96,7 +100,7 @@ type Outcome =
   | { type: 'error'; detail: string; error?: unknown }
   | { type: 'watchdog'; detail: string };
 
-const DEFAULT_ANSWER_TIMEOUT_MS = 10_000;
+const DEFAULT_ANSWER_TIMEOUT_MS = 90_000;
 
 /**
  * The timeout one watch asks for: from `minSeconds` to just under twice that, at random, as

@@ -114,9 +114,11 @@ export const watcherConfigSchema = natsEnvSchema.extend(kubeEnvSchema.shape).ext
    * A watch the API server has not answered (no response headers) this long after it was asked
    * for makes the watcher not ready until it is: a watch request can wait unseen (for a socket,
    * for the server) while nothing it would report arrives (issue 13, BENCHMARKS.md D1-D5). The
-   * first watch of each kind, and one after a failure, are not ready until answered anyway.
+   * first watch of each kind, and one after a failure, are not ready until answered anyway. 90 s,
+   * beyond the API server's bookmark interval (about a minute): behind a proxy that holds response
+   * headers until the first body byte, a watch's first bookmark is its answer.
    */
-  WATCH_ANSWER_TIMEOUT: durationMs('10s', 100),
+  WATCH_ANSWER_TIMEOUT: durationMs('90s', 100),
   LIST_PAGE_SIZE: env.positiveInt(500),
   /** Publications held in memory while NATS is unreachable; beyond this the oldest are dropped (and a resync follows). */
   PUBLISH_QUEUE_LIMIT: env.positiveInt(10_000),
