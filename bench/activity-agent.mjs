@@ -36,27 +36,22 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
+import { procCpuSeconds, procStatus } from './process-cost.mjs';
 
 const repo = fileURLToPath(new URL('..', import.meta.url));
 const counts = (process.argv[2] ?? '1,10').split(',').map(Number);
 const seconds = Number(process.argv[3] ?? 120);
 const values = parse(readFileSync(`${repo}/deploy/helm/streamspace/values.yaml`, 'utf8'));
 const nodeArgs = (process.env.AGENT_NODE_ARGS ?? values.activityAgent.nodeArgs).split(' ').filter(Boolean);
-const ticks = 100; // USER_HZ on Linux
 const cgroupParent = process.env.AGENT_CGROUP;
 const memoryLimit = process.env.AGENT_MEMORY_LIMIT;
 const cold = process.env.AGENT_COLD === '1';
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-function cpuSeconds(pid) {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / ticks; // utime + stime
-}
+const cpuSeconds = procCpuSeconds;
 
 function memory(pid) {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const kb = (name) => Number(new RegExp(`${name}:\\s+(\\d+) kB`).exec(status)?.[1]) * 1024;
-  return { rss: kb('VmRSS'), anon: kb('RssAnon'), file: kb('RssFile') };
+  return { rss: procStatus(pid, 'VmRSS'), anon: procStatus(pid, 'RssAnon'), file: procStatus(pid, 'RssFile') };
 }
 
 const mib = (bytes) => (bytes / 1024 / 1024).toFixed(1);

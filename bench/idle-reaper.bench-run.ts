@@ -17,7 +17,7 @@ import {
   ServiceProcess,
 } from '../test/integration/harness.js';
 import { MemberSet } from '../services/idle-reaper/src/session-ownership.js';
-import { procCpuSeconds, procStatus } from './process-cost.js';
+import { procCpuSeconds, procStatus } from './process-cost.mjs';
 
 /**
  * Issue 4's numbers: the idle reaper tracking N Sessions (BENCH_SESSIONS, default 10,000) with

@@ -3,7 +3,7 @@ import * as k8s from '@kubernetes/client-node';
 import { API_GROUP, API_VERSION, LABELS } from '@streamspace/shared';
 import { parseMetrics } from '../test/integration/metrics-scrape.js';
 import type { Counts } from './api-server-counts.js';
-import { pidOf, procCpuSeconds } from './process-cost.js';
+import { pidOf, procCpuSeconds } from './process-cost.mjs';
 
 /**
  * Where the time of the session-pipeline bench goes (issue 13's latency figures): which process

@@ -11,6 +11,7 @@
 import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { normalize } from 'node:path';
+import { procStatus } from './process-cost.mjs';
 
 const repo = new URL('..', import.meta.url).pathname;
 const intervalMs = Number(process.argv[2] ?? 2_000);
@@ -48,9 +49,7 @@ function ports() {
 }
 
 function status(pid) {
-  const text = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const kb = (field) => Number(new RegExp(`${field}:\\s+(\\d+)`).exec(text)?.[1] ?? 0);
-  return { rssKb: kb('VmRSS'), hwmKb: kb('VmHWM') };
+  return { rssKb: procStatus(pid, 'VmRSS') / 1024, hwmKb: procStatus(pid, 'VmHWM') / 1024 };
 }
 
 const WANTED = [

@@ -35,7 +35,7 @@ import {
   stepSummary,
 } from './pipeline-trace.js';
 import { recordMiss, writeServiceLogs } from './miss-evidence.js';
-import { pidOf, procCpuSeconds, procStatus } from './process-cost.js';
+import { pidOf, procCpuSeconds, procStatus } from './process-cost.mjs';
 
 /**
  * Issue 3's numbers: N Sessions (BENCH_SESSIONS, default 1000) through the real pipeline on the

@@ -1,4 +1,4 @@
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { API_GROUP, API_VERSION } from '@streamspace/shared';
 import { expect, it } from 'vitest';
 import {
@@ -12,6 +12,7 @@ import {
 } from '../test/integration/harness.js';
 import { startPrivateNats } from '../test/integration/private-nats.js';
 import { createFirefoxTemplate } from '../test/integration/session-steps.js';
+import { procStatus } from './process-cost.mjs';
 
 /**
  * Issue 7's soak: SOAK_MINUTES (60) of churn at SOAK_RATE (20) changes/s — Sessions created,
@@ -34,8 +35,7 @@ type State = 'running' | 'hibernated' | 'terminated';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function rssMb(pid: number | undefined): number {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  return Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? 0) / 1024;
+  return procStatus(pid, 'VmRSS') / 2 ** 20;
 }
 
 /** Least-squares slope of y over x. */

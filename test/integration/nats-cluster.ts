@@ -1,4 +1,3 @@
-import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -6,7 +5,8 @@ import { type JetStreamManager, jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/nats-core';
 import { connect } from '@nats-io/transport-node';
 import { eventually, freePort } from './harness.js';
-import { natsServerBinary, testNatsAuthorization } from './private-nats.js';
+import { natsServerProcess } from './nats-server.mjs';
+import { testNatsAuthorization } from './private-nats.js';
 
 /**
  * A JetStream cluster of a test's own: `size` nats-servers on loopback, routed to each other, each
@@ -50,7 +50,6 @@ export async function startNatsCluster(size = 3): Promise<NatsCluster> {
   const auth = testNatsAuthorization(String(clientPorts[0]));
   const admin = auth.users.get('admin') as { user: string; password: string };
   const routes = routePorts.map((p) => `"nats://127.0.0.1:${p}"`).join(', ');
-  const bin = natsServerBinary();
   const urls = clientPorts.map((p) => `nats://127.0.0.1:${p}`).join(',');
 
   const servers: NatsClusterServer[] = clientPorts.map((port, i) => {
@@ -69,41 +68,21 @@ export async function startNatsCluster(size = 3): Promise<NatsCluster> {
         auth.authorization,
       ].join('\n'),
     );
-    let child: ChildProcess | undefined;
-    let exited: Promise<void> = Promise.resolve();
-    const running = () => child !== undefined && child.exitCode === null && child.signalCode === null;
-    const end = async (signal: NodeJS.Signals) => {
-      if (running()) child?.kill(signal);
-      await exited;
-    };
+    const server = natsServerProcess({
+      port,
+      configFile,
+      probe: { user: admin.user, pass: admin.password },
+      name: `nats-server ${name}`,
+    });
     return {
       name,
       url,
       get running() {
-        return running();
+        return server.running;
       },
-      async start() {
-        const started = spawn(bin, ['-c', configFile], { stdio: 'ignore' });
-        child = started;
-        exited = new Promise<void>((resolve) => started.once('exit', () => resolve()));
-        await eventually(
-          async () => {
-            if (started.exitCode !== null)
-              throw new Error(`nats-server ${name} exited with ${started.exitCode}`);
-            const probe = await connect({
-              servers: url,
-              reconnect: false,
-              user: admin.user,
-              pass: admin.password,
-            });
-            await probe.close();
-          },
-          20_000,
-          100,
-        );
-      },
-      stop: () => end('SIGTERM'),
-      kill: () => end('SIGKILL'),
+      start: () => server.start(),
+      stop: () => server.stop(),
+      kill: () => server.kill(),
     };
   });
   await Promise.all(servers.map((s) => s.start()));

@@ -1,10 +1,9 @@
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { connect } from '@nats-io/transport-node';
 import { natsUsers, renderNatsAuthorization } from '@streamspace/shared';
-import { eventually, freePort, repo } from './harness.js';
+import { freePort } from './harness.js';
+import { natsServerProcess } from './nats-server.mjs';
 
 /**
  * A nats-server with JetStream of a test's own, so the work items of its services are consumed
@@ -63,75 +62,47 @@ export function testNatsAuthorization(seed: string): {
   return { users, authorization };
 }
 
-/** The nats-server binary scripts/toolchain built. */
-export function natsServerBinary(): string {
-  return `${execFileSync(`${repo}/scripts/toolchain`, ['path', 'nats-server'], { encoding: 'utf8' }).trim()}/nats-server`;
-}
-
 export async function startRestartableNats(
   options: { authenticated?: boolean } = {},
 ): Promise<RestartableNats> {
   const port = await freePort();
   const storeDir = mkdtempSync(join(tmpdir(), 'streamspace-nats-'));
-  const bin = natsServerBinary();
-  const url = `nats://127.0.0.1:${port}`;
-  let server: ChildProcess | undefined;
-  let exited: Promise<void> = Promise.resolve();
   const users = new Map<string, { user: string; password: string }>();
-  let args = ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', storeDir];
+  let configFile: string | undefined;
   if (options.authenticated) {
     const auth = testNatsAuthorization(String(port));
     for (const [identity, user] of auth.users) users.set(identity, user);
-    const configFile = join(storeDir, '..', `${storeDir.split('/').pop()}.conf`);
+    configFile = join(storeDir, '..', `${storeDir.split('/').pop()}.conf`);
     writeFileSync(
       configFile,
       `listen: "127.0.0.1:${port}"\njetstream { store_dir: ${JSON.stringify(storeDir)} }\n${auth.authorization}`,
     );
-    args = ['-c', configFile];
   }
+  const admin = users.get('admin');
+  const server = natsServerProcess({
+    port,
+    storeDir,
+    ...(configFile ? { configFile } : {}),
+    ...(admin ? { probe: { user: admin.user, pass: admin.password } } : {}),
+  });
+  const { url } = server;
   const as = (identity: string) => {
     const user = users.get(identity);
     return user ? { NATS_URL: url, NATS_USER: user.user, NATS_PASSWORD: user.password } : { NATS_URL: url };
   };
-  const admin = users.get('admin');
-
-  const start = async () => {
-    const child = spawn(bin, args, {
-      stdio: 'ignore',
-    });
-    server = child;
-    exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-    await eventually(
-      async () => {
-        if (child.exitCode !== null) throw new Error(`nats-server exited with ${child.exitCode}`);
-        const probe = await connect({
-          servers: url,
-          reconnect: false,
-          ...(admin ? { user: admin.user, pass: admin.password } : {}),
-        });
-        await probe.close();
-      },
-      20_000,
-      100,
-    );
-  };
-  const stop = async () => {
-    if (server && server.exitCode === null && server.signalCode === null) server.kill('SIGTERM');
-    await exited;
-  };
-  await start();
+  await server.start();
   return {
     url,
     storeDir,
     as,
-    start,
-    stop,
+    start: () => server.start(),
+    stop: () => server.stop(),
     async restart() {
-      await stop();
-      await start();
+      await server.stop();
+      await server.start();
     },
     async dispose() {
-      await stop();
+      await server.stop();
       rmSync(storeDir, { recursive: true, force: true });
     },
   };

@@ -1,13 +1,19 @@
+// What a process costs, read from /proc: the one reader of the benchmarks, the TypeScript ones
+// (types in process-cost.d.mts) and the scripts Node runs as they are (service-sampler.mjs,
+// activity-agent.mjs) alike.
 import { readdirSync, readFileSync } from 'node:fs';
 
-/** A field of /proc/<pid>/status in bytes: VmHWM is the peak resident set, VmRSS the current one. */
-export function procStatus(pid: number | undefined, field: 'VmHWM' | 'VmRSS'): number {
+/**
+ * A field of /proc/<pid>/status in bytes: VmHWM is the peak resident set, VmRSS the current one,
+ * RssAnon and RssFile its anonymous and file-backed parts.
+ */
+export function procStatus(pid, field) {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   return Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(status)?.[1] ?? 0) * 1024;
 }
 
 /** CPU seconds (user + system) the process has used, from /proc/<pid>/stat (clock ticks of 1/100 s). */
-export function procCpuSeconds(pid: number | undefined): number {
+export function procCpuSeconds(pid) {
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
   return (Number(fields[11]) + Number(fields[12])) / 100;
 }
@@ -17,11 +23,11 @@ export function procCpuSeconds(pid: number | undefined): number {
  * the benchmarks find a process they did not start as a child, such as the cluster's
  * kube-apiserver (its arguments name the cluster's state directory). Throws unless exactly one.
  */
-export function pidOf(...parts: string[]): number {
-  const found: number[] = [];
+export function pidOf(...parts) {
+  const found = [];
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
-    let commandLine: string;
+    let commandLine;
     try {
       commandLine = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0').join(' ');
     } catch {
@@ -31,5 +37,5 @@ export function pidOf(...parts: string[]): number {
   }
   if (found.length !== 1)
     throw new Error(`expected one process with ${JSON.stringify(parts)}, found ${found.length}`);
-  return found[0] as number;
+  return found[0];
 }

@@ -1,0 +1,4 @@
+export type ProcStatusField = 'VmHWM' | 'VmRSS' | 'RssAnon' | 'RssFile';
+export function procStatus(pid: number | undefined, field: ProcStatusField): number;
+export function procCpuSeconds(pid: number | undefined): number;
+export function pidOf(...parts: string[]): number;
