@@ -28,6 +28,7 @@ import {
   repo,
   ServiceProcess,
 } from './harness.js';
+import { parseMetrics } from './metrics-scrape.js';
 
 const GROUP = 'stream.streamspace.io';
 const VERSION = 'v1alpha1';
@@ -234,6 +235,23 @@ describe('watcher against the real API server and NATS', () => {
     expect(metrics).toContain(
       'streamspace_watcher_work_items_published_total{kind="session",reason="pod-deleted"} 0',
     );
+    // Ready means the API server answered every watch: one per kind here, each asked and answered.
+    const samples = parseMetrics(metrics);
+    const byKind = (name: string) =>
+      Object.fromEntries(samples.filter((s) => s.name === name).map((s) => [s.labels.kind, s.value]));
+    const requested = byKind('streamspace_watcher_watches_requested');
+    expect(Object.keys(requested).sort()).toEqual([
+      'deployment',
+      'ingress',
+      'networkpolicy',
+      'pod',
+      'pvc',
+      'service',
+      'session',
+      'template',
+    ]);
+    expect(Object.values(requested).every((n) => n === 1)).toBe(true);
+    expect(byKind('streamspace_watcher_watches_answered')).toEqual(requested);
   });
 
   it('publishes a new Session as a change event and a work item on its subjects', async () => {

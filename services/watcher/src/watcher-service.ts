@@ -183,7 +183,7 @@ export async function startWatcher(context: Context): Promise<RunningService> {
     const check =
       namespaces.length > 1 ? `watch:${resource.plural}:${namespace}` : `watch:${resource.plural}`;
     const where = namespaces.length > 1 ? { namespace } : {};
-    readiness.register(check, `waiting for the first list of ${resource.plural}`);
+    readiness.register(check, `waiting for the first list of ${resource.plural} and the answer to its watch`);
     const watch: Informer<C> = new Informer<C>({
       resource: resource.plural,
       transport,
