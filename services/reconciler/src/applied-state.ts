@@ -30,7 +30,7 @@ export function coversDesired(desired: unknown, observed: unknown): boolean {
  * alone (a hibernate or a wake of a desktop whose pod template is unchanged); undefined when
  * anything else differs too (or nothing does), and the whole object is applied as usual. Setting
  * replicas by a merge patch instead of re-applying the whole Deployment cost kube-apiserver less
- * CPU per write (BENCHMARKS.md, P0), and every other field is already as applied.
+ * CPU per write (BENCHMARKS.md, P0c), and every other field is already as applied.
  */
 export function replicasOnlyChange(desired: unknown, observed: unknown): number | undefined {
   const wanted = (desired as { spec?: { replicas?: unknown } } | undefined)?.spec?.replicas;

@@ -96,7 +96,7 @@ export class KubeWriter {
   /**
    * Sets a Deployment's replicas alone, by a merge patch, when the rest of it is already as
    * applied (replicasOnlyChange): cheaper for the API server than applying the whole object again
-   * (BENCHMARKS.md, P0), with the same outcome: the field is ours either way, and the next full
+   * (BENCHMARKS.md, P0c), with the same outcome: the field is ours either way, and the next full
    * apply (forced) keeps it.
    */
   async scale(namespace: string, name: string, replicas: number): Promise<void> {
