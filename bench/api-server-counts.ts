@@ -43,6 +43,21 @@ export function nonWatchRequests(metricsText: string): number {
   return total;
 }
 
+/**
+ * Every request but watches the API server has served so far, keyed `VERB resource[/subresource]`:
+ * who wrote what in a phase (ours are in the reconcilers' own counts; the rest is the cluster's
+ * controllers, KWOK and the driver).
+ */
+export function nonWatchRequestsByVerbAndResource(metricsText: string): Counts {
+  const counts: Counts = {};
+  for (const { name, labels, value } of parseMetrics(metricsText)) {
+    if (name !== 'apiserver_request_total' || labels.verb === 'WATCH') continue;
+    const key = `${labels.verb} ${labels.resource}${labels.subresource ? `/${labels.subresource}` : ''}`;
+    counts[key] = (counts[key] ?? 0) + value;
+  }
+  return counts;
+}
+
 /** Watches open now on READ_RESOURCES, by resource, from apiserver_longrunning_requests. */
 export function watchCounts(metricsText: string): Counts {
   const counts: Counts = {};

@@ -21,6 +21,7 @@ import { startPrivateNats } from '../test/integration/private-nats.js';
 import {
   type Counts,
   nonWatchRequests,
+  nonWatchRequestsByVerbAndResource,
   readCounts,
   subtract,
   sum,
@@ -395,6 +396,7 @@ it(`runs ${N} sessions through the pipeline`, { timeout: TEST_TIMEOUT_MS }, asyn
       cpu: cpuNow(cpuPids),
       reads: readCounts(text),
       nonWatch: nonWatchRequests(text),
+      nonWatchByKey: nonWatchRequestsByVerbAndResource(text),
       // The bench's own phase clock holds one Session watch.
       platformWatches: subtract(watchCounts(text), clusterWatches, { sessions: 1 }),
       driverReads: reads,
@@ -427,6 +429,7 @@ it(`runs ${N} sessions through the pipeline`, { timeout: TEST_TIMEOUT_MS }, asyn
       apiReadsByVerbAndResource: platformReads,
       driverReadsSubtracted: driverReadsOfPhase,
       nonWatchRequests: after.nonWatch - before.nonWatch,
+      nonWatchRequestsByVerbAndResource: subtract(after.nonWatchByKey, before.nonWatchByKey),
       reconciles,
       reconcilesPerChange: userChanges ? reconciles / userChanges : null,
       reconcilesByKindAndResult: subtract(after.reconciles, before.reconciles),

@@ -6,6 +6,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import {
   API_GROUP,
   API_VERSION,
+  FIELD_MANAGER,
   homeClaimName,
   LABELS,
   STREAMS,
@@ -178,8 +179,19 @@ describe('a session through its whole life', () => {
     expect(deployment.metadata?.ownerReferences?.[0]?.kind).toBe('Session');
 
     await setState('walk', 'hibernated');
-    await waitPhase('walk', 'Hibernated');
-    expect((await k.apps.readNamespacedDeployment({ namespace, name: child })).spec?.replicas).toBe(0);
+    const hibernated = await waitPhase('walk', 'Hibernated');
+    // The status names no pod once none runs: the field is removed, not left as it was.
+    expect(hibernated.status?.podName).toBeUndefined();
+    expect(hibernated.status?.url).toBe(running.status?.url);
+    const scaled = await k.apps.readNamespacedDeployment({ namespace, name: child });
+    expect(scaled.spec?.replicas).toBe(0);
+    // Only its replicas were written (a merge patch, cheaper for the API server than applying the
+    // whole Deployment again); the rest stays under the reconciler's apply.
+    const managers = (scaled.metadata?.managedFields ?? []).filter((m) => m.manager === FIELD_MANAGER);
+    expect(managers.map((m) => m.operation).sort()).toEqual(['Apply', 'Update']);
+    expect(managers.find((m) => m.operation === 'Update')?.fieldsV1).toEqual({
+      'f:spec': { 'f:replicas': {} },
+    });
     expect(await exists(() => k.core.readNamespacedService({ namespace, name: child }))).toBe(true);
 
     await setState('walk', 'running');

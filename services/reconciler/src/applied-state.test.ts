@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { coversDesired } from './applied-state.js';
+import { coversDesired, replicasOnlyChange } from './applied-state.js';
 
 describe('coversDesired', () => {
   const desired = {
@@ -57,5 +57,31 @@ describe('coversDesired', () => {
       false,
     );
     expect(coversDesired({ volumes: [] }, { volumes: [{ name: 'home' }] })).toBe(false);
+  });
+});
+
+describe('replicasOnlyChange', () => {
+  const deployment = (replicas: number, image = 'desk:1') => ({
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: { name: 'ss-a', namespace: 'n', annotations: { snapshot: '{}' } },
+    spec: { replicas, template: { spec: { containers: [{ name: 'desktop', image }] } } },
+  });
+  const stored = (replicas: number, image = 'desk:1') => ({
+    ...deployment(replicas, image),
+    metadata: { ...deployment(replicas, image).metadata, resourceVersion: '9', uid: 'u' },
+    spec: { ...deployment(replicas, image).spec, revisionHistoryLimit: 10 },
+  });
+
+  it('gives the replicas when they are all that differs (a hibernate, a wake)', () => {
+    expect(replicasOnlyChange(deployment(0), stored(1))).toBe(0);
+    expect(replicasOnlyChange(deployment(1), stored(0))).toBe(1);
+  });
+
+  it('is undefined when nothing differs, or something else does too, or nothing is stored', () => {
+    expect(replicasOnlyChange(deployment(1), stored(1))).toBeUndefined();
+    expect(replicasOnlyChange(deployment(1, 'desk:2'), stored(0))).toBeUndefined();
+    expect(replicasOnlyChange(deployment(1), undefined)).toBeUndefined();
+    expect(replicasOnlyChange(deployment(1), { metadata: {} })).toBeUndefined();
   });
 });

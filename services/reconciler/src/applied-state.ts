@@ -24,3 +24,21 @@ export function coversDesired(desired: unknown, observed: unknown): boolean {
   const actual = observed as Record<string, unknown>;
   return entries.every(([key, value]) => coversDesired(value, actual[key]));
 }
+
+/**
+ * The replicas to set when a planned Deployment differs from the stored one in `spec.replicas`
+ * alone (a hibernate or a wake of a desktop whose pod template is unchanged); undefined when
+ * anything else differs too (or nothing does), and the whole object is applied as usual. Setting
+ * replicas by a merge patch instead of re-applying the whole Deployment cost kube-apiserver less
+ * CPU per write (BENCHMARKS.md, P0c), and every other field is already as applied.
+ */
+export function replicasOnlyChange(desired: unknown, observed: unknown): number | undefined {
+  const wanted = (desired as { spec?: { replicas?: unknown } } | undefined)?.spec?.replicas;
+  const spec = (observed as { spec?: Record<string, unknown> } | undefined)?.spec;
+  if (typeof wanted !== 'number' || !spec || spec.replicas === wanted) return undefined;
+  const rest = {
+    ...(desired as { spec: object }),
+    spec: { ...(desired as { spec: object }).spec, replicas: spec.replicas },
+  };
+  return coversDesired(rest, observed) ? wanted : undefined;
+}

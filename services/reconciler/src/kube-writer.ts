@@ -61,8 +61,9 @@ const STATE_KIND: Record<string, string> = {
 /**
  * The reconciler's writes to the API server: it reads nothing there (StateReads reads the shared
  * state); it applies what a reconcile planned, writes status and records Events.
- * Every write is a server-side apply under one field manager (or a delete), so repeating one
- * changes nothing and a 409 can only mean a race worth retrying.
+ * Every write is a server-side apply under one field manager (or a delete, or a Deployment's
+ * replicas alone, see scale), so repeating one changes nothing and a 409 can only mean a race
+ * worth retrying.
  */
 export class KubeWriter {
   constructor(
@@ -90,6 +91,21 @@ export class KubeWriter {
       return this.kube.apply<KubernetesObject>(ref, object, FIELD_MANAGER, true);
     });
     this.own?.remember(STATE_KIND[object.kind as string] ?? '', ref.namespace ?? '', ref.name ?? '', written);
+  }
+
+  /**
+   * Sets a Deployment's replicas alone, by a merge patch, when the rest of it is already as
+   * applied (replicasOnlyChange): cheaper for the API server than applying the whole object again
+   * (BENCHMARKS.md, P0c), with the same outcome: the field is ours either way, and the next full
+   * apply (forced) keeps it.
+   */
+  async scale(namespace: string, name: string, replicas: number): Promise<void> {
+    const ref = refFor('Deployment', namespace, name);
+    const written = await withConflictRetry(() => {
+      this.fence?.throwIfLost();
+      return this.kube.mergePatch<KubernetesObject>(ref, { spec: { replicas } }, FIELD_MANAGER);
+    });
+    this.own?.remember(STATE_KIND.Deployment ?? '', namespace, name, written);
   }
 
   async remove(ref: ChildRef): Promise<void> {

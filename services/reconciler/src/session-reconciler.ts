@@ -5,7 +5,7 @@ import {
   sessionChildName,
   validateSession,
 } from '@streamspace/shared';
-import { coversDesired } from './applied-state.js';
+import { coversDesired, replicasOnlyChange } from './applied-state.js';
 import { byType, type Condition, setCondition } from './conditions.js';
 import type { KubeWriter } from './kube-writer.js';
 import type { ReconcilerSettings } from './reconciler-settings.js';
@@ -159,7 +159,18 @@ export async function reconcileSession(
   // The rest depend on nothing of each other: a create's Deployment, Service, Ingress and
   // NetworkPolicy go together, one round trip to the API server instead of four (under the
   // 1,000-Session bench's load a write took 0.1–0.2 s, and a reconcile holds its slot throughout).
-  await allWritten(writes.filter((object) => object.kind !== 'Secret').map((object) => writer.apply(object)));
+  await allWritten(
+    writes
+      .filter((object) => object.kind !== 'Secret')
+      .map((object) => {
+        // A hibernate or a wake of an unchanged desktop: its replicas alone are set.
+        const replicas =
+          object.kind === 'Deployment' ? replicasOnlyChange(object, observed.deployment) : undefined;
+        return replicas === undefined
+          ? writer.apply(object)
+          : writer.scale(session.metadata.namespace, object.metadata?.name as string, replicas);
+      }),
+  );
   await allWritten(plan.remove.map((ref) => writer.remove(ref)));
   if (comparable(session.status as PlannedStatus) !== comparable(plan.status)) {
     // Planned from a Session that has changed since: nothing told, nothing counted; look again.
