@@ -131,6 +131,57 @@ describe('requests over one HTTP/2 connection', () => {
     expect(server.maxOpen()).toBe(2);
   });
 
+  it('carries long-lived streams (watches) beside requests, and opens another connection past the server limit', async () => {
+    const open: http2.ServerHttp2Stream[] = [];
+    const server = await h2cServer(
+      (stream, headers) => {
+        stream.respond({ ':status': 200 });
+        if (String(headers[':path']).startsWith('/watch')) {
+          stream.write(`{"type":"BOOKMARK","path":"${headers[':path']}"}\n`);
+          open.push(stream);
+        } else stream.end('{}');
+      },
+      { maxConcurrentStreams: 6 },
+    );
+    cleanups.push(server.close);
+    const requests = new Http2Requests(new URL(`http://127.0.0.1:${server.port}`), plain(server.port));
+    cleanups.push(() => requests.close());
+    const watches = await Promise.all(
+      Array.from({ length: 5 }, (_, i) => requests.stream('GET', `/watch${i}`, `/watch${i}`, {})),
+    );
+    const firstLines = await Promise.all(
+      watches.map(
+        (stream) =>
+          new Promise<string>((resolve) => {
+            stream?.setEncoding('utf8');
+            stream?.once('data', (chunk: string) => resolve(chunk.trim()));
+          }),
+      ),
+    );
+    expect(firstLines).toEqual(Array.from({ length: 5 }, (_, i) => `{"type":"BOOKMARK","path":"/watch${i}"}`));
+    // Five watches, three a connection (half the server's six): two connections, none waiting for a stream.
+    expect(server.connections()).toBe(2);
+    expect(requests.connectionCount).toBe(2);
+    // A request goes on the first connection, beside its watches; a sixth watch fills the second.
+    expect((await requests.send('GET', '/version', '/version', {}, undefined, 5_000))?.status).toBe(200);
+    const sixth = await requests.stream('GET', '/watch5', '/watch5', {});
+    expect(server.connections()).toBe(2);
+    // Both full of watches: a closed watch gives its place back, the next watch takes it, no third connection.
+    watches[0]?.close(http2.constants.NGHTTP2_CANCEL);
+    await new Promise((resolve) => watches[0]?.once('close', resolve));
+    const seventh = await requests.stream('GET', '/watch6', '/watch6', {});
+    await new Promise((resolve) => seventh?.once('response', resolve));
+    expect(server.connections()).toBe(2);
+    sixth?.close();
+    seventh?.close();
+    for (const stream of open) stream.end();
+  });
+
+  it('answers a stream undefined, sending nothing, when the server chose HTTP/1.1', async () => {
+    const requests = new Http2Requests(new URL('https://127.0.0.1:1'), async () => undefined);
+    expect(await requests.stream('GET', '/watch', '/watch', {})).toBeUndefined();
+  });
+
   it('says a stream the server refused never reached it (ECONNREFUSED: safe to send again)', async () => {
     const server = await h2cServer((stream) => stream.close(http2.constants.NGHTTP2_REFUSED_STREAM));
     cleanups.push(server.close);

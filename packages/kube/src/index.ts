@@ -7,6 +7,7 @@ export * from './kube-metrics.js';
 export * from './kube-object.js';
 export * from './object-cache.js';
 export * from './resource-path.js';
+export * from './slots.js';
 export * from './watch-transport.js';
 export { ExecCredentialPlugin, type ExecConfig, type ExecResult } from './exec-credential.js';
 export * from './kube-config.js';

@@ -9,6 +9,7 @@ import {
 } from './informer.js';
 import { KubeApiError } from './kube-error.js';
 import type { CacheChange } from './object-cache.js';
+import { Slots } from './slots.js';
 
 function raw(name: string, resourceVersion: string) {
   return { metadata: { namespace: 'ns', name, uid: `uid-${name}`, resourceVersion } };
@@ -226,6 +227,50 @@ describe('Informer', () => {
     expect(transport.listCalls).toEqual([undefined, 'next']);
     expect(h.changes).toEqual(['added a@1', 'added b@2', 'added c@3']);
     expect(transport.current.resourceVersion).toBe('20');
+  });
+
+  it('hands each page on as it comes, and lists a page at a time with informers sharing its slots', async () => {
+    const slots = new Slots(1);
+    /** A transport whose pages wait for the test; records what was listed while what was handed on. */
+    class GatedTransport extends FakeTransport {
+      readonly release: (() => void)[] = [];
+      inFlight = 0;
+      maxInFlight = 0;
+      override async list(options: { limit: number; continueToken?: string }): Promise<ListPage> {
+        this.maxInFlight = Math.max(this.maxInFlight, ++this.inFlight);
+        await new Promise<void>((resolve) => this.release.push(resolve));
+        this.inFlight--;
+        return super.list(options);
+      }
+    }
+    const first = new GatedTransport();
+    first.pages = [
+      [
+        { items: [raw('a', '1')], resourceVersion: '20', continueToken: 'next' },
+        { items: [raw('b', '2')], resourceVersion: '20' },
+      ],
+    ];
+    const second = new GatedTransport();
+    second.pages = [[{ items: [raw('c', '3')], resourceVersion: '30' }]];
+    const h1 = harness(first, 60_000, { listSlots: slots });
+    const h2 = harness(second, 60_000, { listSlots: slots });
+    await vi.waitFor(() => expect(first.release).toHaveLength(1));
+    // The second informer waits for the slot the first holds.
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(second.release).toHaveLength(0);
+    first.release[0]?.();
+    // The first page is handed on before the second is listed.
+    await vi.waitFor(() => expect(h1.changes).toEqual(['added a@1']));
+    await vi.waitFor(() => expect(second.release.length + first.release.length).toBe(2));
+    for (const release of [...first.release, ...second.release]) release();
+    await vi.waitFor(() => expect(first.release.length + second.release.length).toBe(3));
+    for (const release of [...first.release, ...second.release]) release();
+    await vi.waitFor(() => expect(first.watches).toHaveLength(1));
+    await vi.waitFor(() => expect(second.watches).toHaveLength(1));
+    expect(h1.changes).toEqual(['added a@1', 'added b@2']);
+    expect(h2.changes).toEqual(['added c@3']);
+    expect(first.maxInFlight + second.maxInFlight).toBe(2);
+    expect(Math.max(first.maxInFlight, second.maxInFlight)).toBe(1);
   });
 
   it('starts another watch from the last version seen (bookmarks included) when one ends', async () => {

@@ -8,6 +8,7 @@ import {
   parseKubeObject,
 } from './kube-object.js';
 import { type CacheChange, type CachedIdentity, type CacheRetention, ObjectCache } from './object-cache.js';
+import type { Slots } from './slots.js';
 
 export interface ListPage {
   items: unknown[];
@@ -50,6 +51,18 @@ export interface InformerOptions<C extends CachedIdentity = KubeObject> {
   resource: string;
   transport: WatchTransport;
   pageSize?: number;
+  /**
+   * Shared by informers whose list pages should go a few at a time (the watcher's: one per kind
+   * and namespace): at its start (or after an API-server restart) every watch lists, and a page is
+   * held parsed until its objects are handed on. Absent, each lists when it needs to.
+   */
+  listSlots?: Slots;
+  /**
+   * Awaited after a list page's changes were handed on, before the next page is asked for: the
+   * consumer's chance to take them in first (the watcher writes them to the shared state), so a
+   * list does not outrun it and queue a whole cluster's objects.
+   */
+  afterPage?(): Promise<void>;
   /**
    * The shortest server-side timeout asked for a watch; each asks for a random one from this to
    * twice this (watchTimeoutFor), and the API server closes it then and we start another.
@@ -263,36 +276,54 @@ export class Informer<C extends CachedIdentity = KubeObject> {
    * avoids it after a 410 for the same reason). A continued page carries only its token.
    */
   private async relist(signal: AbortSignal): Promise<void> {
-    // Only what changed is kept whole until the list is complete: at 10,000 pods, holding every
-    // listed object parsed would take several times the cache's own size at once.
-    const objects: KubeObject[] = [];
-    const unchanged = new Set<string>();
+    const listed = new Set<string>();
     let continueToken: string | undefined;
     let resourceVersion = '';
     do {
-      const page = await this.options.transport.list({
-        limit: this.options.pageSize ?? 500,
-        ...(continueToken ? { continueToken } : {}),
-      });
-      // Every page of one list is read at the first page's snapshot.
-      if (!resourceVersion) resourceVersion = page.resourceVersion;
-      for (const raw of page.items) {
-        const object = this.parse(raw);
-        if (!object) continue;
-        if (this.cache.holds(object)) unchanged.add(objectKeyOf(object));
-        else objects.push(object);
+      // A slot (listSlots) is held from the request until the page's changes are handed on and
+      // taken in (afterPage): what a list holds at a time is a page, whoever shares the slots.
+      const release = await this.options.listSlots?.take();
+      try {
+        const page = await this.options.transport.list({
+          limit: this.options.pageSize ?? 500,
+          ...(continueToken ? { continueToken } : {}),
+        });
+        // Every page of one list is read at the first page's snapshot.
+        if (!resourceVersion) resourceVersion = page.resourceVersion;
+        // Each page's changes are reported as it comes, and the page let go: holding a whole list's
+        // changed objects parsed until its end took the watcher's start at 10,000 Sessions (every
+        // object a change, 80 lists at once) far over its memory budget (BENCHMARKS.md, W1-Wn).
+        // What the pages report is the list's snapshot, in order, as a watch would have.
+        const changes: CacheChange<C>[] = [];
+        const objects: KubeObject[] = [];
+        for (const raw of page.items) {
+          const object = this.parse(raw);
+          if (!object) continue;
+          listed.add(objectKeyOf(object));
+          if (this.cache.holds(object)) continue;
+          objects.push(object);
+          changes.push(...this.cache.upsert(object));
+        }
+        this.report(changes, objects);
+        continueToken = page.continueToken;
+        if (changes.length > 0) await this.options.afterPage?.();
+      } finally {
+        release?.();
       }
-      continueToken = page.continueToken;
     } while (continueToken && !signal.aborted);
     if (signal.aborted) return;
     if (!resourceVersion) throw new Error(`the list of ${this.options.resource} carried no resourceVersion`);
-    const changes = this.cache.replace(objects, unchanged);
+    // What the list did not return was deleted while nobody watched.
+    this.report(this.cache.removeUnlisted(listed), []);
     this.resourceVersion = resourceVersion;
     this.listedOnce = true;
+  }
+
+  /** Hands changes on, then lets go of the parsed form of their objects: the cache keeps JSON only. */
+  private report(changes: CacheChange<C>[], objects: KubeObject[]): void {
     try {
       if (changes.length > 0) this.options.onChanges(changes);
     } finally {
-      // The cache keeps every listed object, changed or not: as JSON only from here on.
       for (const object of objects) forgetParsed(object);
     }
   }

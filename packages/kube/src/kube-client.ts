@@ -1,6 +1,8 @@
 import * as http from 'node:http';
+import * as http2 from 'node:http2';
 import { setMaxListeners } from 'node:events';
 import * as https from 'node:https';
+import type { Readable } from 'node:stream';
 import { urlToHttpOptions } from 'node:url';
 import { type BackoffOptions, backoffDelay, sleep } from '@streamspace/shared';
 import { type Credentials, loadCredentials } from './kube-credentials.js';
@@ -60,7 +62,7 @@ export interface KubeClientOptions {
   /**
    * HTTP/1.1 connections to the API server kept open at most for requests (keep-alive; requests
    * beyond it queue for one) when the server does not offer HTTP/2. Not the watches': each has a
-   * connection of its own for as long as it lasts, however many there are.
+   * connection of its own then, for as long as it lasts, however many there are.
    * Each TLS connection costs its process about 110 KiB of native memory that is not given back
    * when the connection closes (64 of them: +7 MiB; BENCHMARKS.md run S5).
    */
@@ -73,8 +75,8 @@ export interface KubeClientOptions {
   metrics?: KubeClientMetrics;
   log?: KubeLog;
   /**
-   * Requests to an https server over HTTP/2 when it offers it (ALPN), as client-go does; false
-   * keeps them on HTTP/1.1 keep-alive connections. Watches always use HTTP/1.1.
+   * Requests and watches to an https server over HTTP/2 when it offers it (ALPN), as client-go
+   * does; false keeps requests on HTTP/1.1 keep-alive connections and each watch on one of its own.
    */
   http2?: boolean;
 }
@@ -98,7 +100,8 @@ export function parseRetryAfter(value: string | string[] | undefined, now = Date
 export class KubeClient {
   private agent: http.Agent;
   /**
-   * The watches' connections, one each for as long as the watch lasts (minutes): not counted
+   * The watches' connections when the server does not speak HTTP/2 (else a watch is a stream of
+   * an HTTP/2 connection, see http2-requests.ts), one each for as long as the watch lasts (minutes): not counted
    * against maxConnections. Counted there, the watches beyond it (the watcher holds one per kind
    * and namespace: 80 with 10 namespaces, against 64) waited for a socket while their informers
    * took them for up, and a change in their namespace was seen only minutes later, when another
@@ -107,7 +110,7 @@ export class KubeClient {
   private watchAgent: http.Agent;
   private agentCert: Buffer | undefined;
   private agentKey: Buffer | undefined;
-  /** Requests (not watches) to an https server, over HTTP/2 when the server offers it (http2-requests.ts). */
+  /** Requests and watches to an https server, over HTTP/2 when the server offers it (http2-requests.ts). */
   private readonly http2: Http2Requests | undefined;
   private readonly transport: typeof http | typeof https;
   /** The server's scheme, host (an IPv6 address without brackets) and port. */
@@ -437,101 +440,116 @@ export class KubeClient {
     const watchTarget = requestTarget(path, { ...query, watch: true, allowWatchBookmarks: true });
     const { metrics, log } = this.options;
     let finished = false;
+    /** Ends the watch's request or stream, whichever carries it. */
+    let cancel: (() => void) | undefined;
     let streaming = false;
-    let request: http.ClientRequest | undefined;
     metrics?.watchRequested();
     const finish = (error?: Error) => {
       if (finished) return;
       finished = true;
       metrics?.watchEnded(streaming);
-      request?.destroy();
+      cancel?.();
       done(error);
+    };
+    /** The server's answer, over HTTP/2 or HTTP/1.1 alike: a refusal, or the stream of events. */
+    const onResponse = (status: number, retryAfter: string | string[] | undefined, body: Readable) => {
+      if (status !== 200) {
+        const chunks: Buffer[] = [];
+        body.on('data', (c: Buffer) => chunks.push(c));
+        body.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8');
+          let message = text.slice(0, 300);
+          let reason: string | undefined;
+          try {
+            const parsed = JSON.parse(text) as { message?: string; reason?: string };
+            message = parsed.message ?? message;
+            reason = parsed.reason;
+          } catch {
+            // keep the text
+          }
+          if (status === 401) this.invalidateCredentials();
+          finish(
+            new KubeApiError(`watch ${path}: ${status} ${message}`, status, reason, undefined, parseRetryAfter(retryAfter)),
+          );
+        });
+        body.on('error', (error) => finish(error));
+        return;
+      }
+      if (finished) return;
+      streaming = true;
+      metrics?.watchAnswered();
+      try {
+        answered?.();
+      } catch (error) {
+        metrics?.consumerError();
+        log?.warn({ path, error: errorText(error) }, 'a watch consumer failed on its answer; going on');
+      }
+      let buffer = '';
+      body.setEncoding('utf8');
+      body.on('data', (chunk: string) => {
+        buffer += chunk;
+        let newline = buffer.indexOf('\n');
+        while (newline >= 0 && !finished) {
+          const line = buffer.slice(0, newline).trim();
+          buffer = buffer.slice(newline + 1);
+          newline = buffer.indexOf('\n');
+          if (!line) continue;
+          let event: WatchEvent<T>;
+          try {
+            event = JSON.parse(line) as WatchEvent<T>;
+            if (typeof event?.type !== 'string') throw new Error('no event type');
+          } catch (error) {
+            metrics?.malformedWatchLine();
+            log?.warn(
+              { path, line: line.slice(0, 200), error: errorText(error) },
+              'skipped a watch line that is not a watch event',
+            );
+            continue;
+          }
+          if (event.type === 'ERROR') {
+            finish(statusError(event.object, `watch ${path}`));
+            return;
+          }
+          try {
+            onEvent(event);
+          } catch (error) {
+            // A consumer's bug must not end the watch, nor pass unnoticed.
+            metrics?.consumerError();
+            log?.warn(
+              { path, type: event.type, error: errorText(error) },
+              'a watch consumer failed on an event; going on with the next',
+            );
+          }
+        }
+      });
+      body.on('end', () => finish());
+      body.on('error', (error) => finish(error));
+      body.on('close', () => finish());
     };
     const start = async () => {
       await this.throttle();
       const headers = await this.headers();
       if (finished) return;
+      // Over HTTP/2 when the server speaks it: every watch a stream of a shared connection
+      // (http2-requests.ts), where each took a TLS connection of its own.
+      const stream = await this.http2?.stream('GET', watchTarget, path, headers as Record<string, string>);
+      if (stream) {
+        cancel = () => {
+          if (!stream.closed) stream.close(http2.constants.NGHTTP2_CANCEL);
+        };
+        if (finished) return cancel();
+        stream.on('response', (answer) => onResponse(Number(answer[':status'] ?? 0), answer['retry-after'], stream));
+        stream.on('error', (error) => finish(error));
+        // Closed before any answer (a reset, the connection gone): the watch ended.
+        stream.on('close', () => finish());
+        return;
+      }
+      if (finished) return;
       const options = { ...this.requestOptions(watchTarget), method: 'GET', agent: this.watchAgent, headers };
-      request = this.transport.request(options, (response) => {
-        if ((response.statusCode ?? 0) !== 200) {
-          const chunks: Buffer[] = [];
-          response.on('data', (c: Buffer) => chunks.push(c));
-          response.on('end', () => {
-            const text = Buffer.concat(chunks).toString('utf8');
-            let message = text.slice(0, 300);
-            let reason: string | undefined;
-            try {
-              const status = JSON.parse(text) as { message?: string; reason?: string };
-              message = status.message ?? message;
-              reason = status.reason;
-            } catch {
-              // keep the text
-            }
-            if (response.statusCode === 401) this.invalidateCredentials();
-            const code = response.statusCode ?? 0;
-            finish(
-              new KubeApiError(
-                `watch ${path}: ${code} ${message}`,
-                code,
-                reason,
-                undefined,
-                parseRetryAfter(response.headers['retry-after']),
-              ),
-            );
-          });
-          return;
-        }
-        if (finished) return;
-        streaming = true;
-        metrics?.watchAnswered();
-        try {
-          answered?.();
-        } catch (error) {
-          metrics?.consumerError();
-          log?.warn({ path, error: errorText(error) }, 'a watch consumer failed on its answer; going on');
-        }
-        let buffer = '';
-        response.setEncoding('utf8');
-        response.on('data', (chunk: string) => {
-          buffer += chunk;
-          let newline = buffer.indexOf('\n');
-          while (newline >= 0 && !finished) {
-            const line = buffer.slice(0, newline).trim();
-            buffer = buffer.slice(newline + 1);
-            newline = buffer.indexOf('\n');
-            if (!line) continue;
-            let event: WatchEvent<T>;
-            try {
-              event = JSON.parse(line) as WatchEvent<T>;
-              if (typeof event?.type !== 'string') throw new Error('no event type');
-            } catch (error) {
-              metrics?.malformedWatchLine();
-              log?.warn(
-                { path, line: line.slice(0, 200), error: errorText(error) },
-                'skipped a watch line that is not a watch event',
-              );
-              continue;
-            }
-            if (event.type === 'ERROR') {
-              finish(statusError(event.object, `watch ${path}`));
-              return;
-            }
-            try {
-              onEvent(event);
-            } catch (error) {
-              // A consumer's bug must not end the watch, nor pass unnoticed.
-              metrics?.consumerError();
-              log?.warn(
-                { path, type: event.type, error: errorText(error) },
-                'a watch consumer failed on an event; going on with the next',
-              );
-            }
-          }
-        });
-        response.on('end', () => finish());
-        response.on('error', (error) => finish(error));
-        response.on('close', () => finish());
-      });
+      const request = this.transport.request(options, (response) =>
+        onResponse(response.statusCode ?? 0, response.headers['retry-after'], response),
+      );
+      cancel = () => request.destroy();
       request.on('error', (error) => finish(error));
       request.end();
     };

@@ -21,8 +21,9 @@ export const kubeEnvSchema = z.object({
     .default(DEFAULT_BURST),
   /**
    * HTTP/1.1 connections a client keeps open to the API server at most for its requests when the
-   * server offers no HTTP/2 (else those share one HTTP/2 connection); requests beyond them wait
-   * for one. Not for its watches: each has a connection of its own while it lasts (kube-client.ts).
+   * server offers no HTTP/2 (else requests and watches are streams of one HTTP/2 connection);
+   * requests beyond them wait for one. Not for its watches: without HTTP/2 each has a connection
+   * of its own while it lasts (kube-client.ts).
    * Each TLS connection holds ~110 KiB of native memory for the life of the process.
    */
   KUBE_MAX_CONNECTIONS: z.coerce

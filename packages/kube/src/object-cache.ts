@@ -135,6 +135,16 @@ export class ObjectCache<C extends CachedIdentity = KubeObject> {
       listed.add(objectKeyOf(object));
       changes.push(...this.upsert(object));
     }
+    changes.push(...this.removeUnlisted(listed));
+    return changes;
+  }
+
+  /**
+   * The end of a list whose objects were upserted page by page: what the cache holds under a key
+   * the list did not return was deleted meanwhile.
+   */
+  removeUnlisted(listed: ReadonlySet<string>): CacheChange<C>[] {
+    const changes: CacheChange<C>[] = [];
     for (const [key, previous] of this.objects) {
       if (listed.has(key)) continue;
       this.delete(key, previous);

@@ -120,6 +120,12 @@ export const watcherConfigSchema = natsEnvSchema.extend(kubeEnvSchema.shape).ext
    */
   WATCH_ANSWER_TIMEOUT: durationMs('90s', 100),
   LIST_PAGE_SIZE: env.positiveInt(500),
+  /**
+   * List pages the watches ask for at once, all kinds and namespaces together: at start (and after
+   * an API-server restart) every watch lists, and each page is held parsed until its objects are
+   * handed on (BENCHMARKS.md, W1-Wn).
+   */
+  LIST_CONCURRENCY: env.positiveInt(2),
   /** Publications held in memory while NATS is unreachable; beyond this the oldest are dropped (and a resync follows). */
   PUBLISH_QUEUE_LIMIT: env.positiveInt(10_000),
   /** Publications awaiting their JetStream acknowledgement at once. */

@@ -29,6 +29,7 @@ import {
   kubeClientFromConfig,
   kubeWatchTransport,
   parseKubeObject,
+  Slots,
   type WatchTransport,
 } from '@streamspace/kube';
 import { type ChildEntry, type ChildKind, childRetention, isChildKind, keptUnchanged } from './child-entry.js';
@@ -61,6 +62,9 @@ interface ResyncItem {
   round: string;
   observedAt: Date;
 }
+
+/** The longest a list page waits for the shared-state writes of the one before. */
+const LIST_PAGE_WAIT_MS = 5_000;
 
 /** Resyncs not on the schedule (after NATS came back, after dropped messages) at most this often. */
 const UNSCHEDULED_RESYNC_MIN_GAP_MS = 10_000;
@@ -174,6 +178,7 @@ export async function startWatcher(context: Context): Promise<RunningService> {
   // One watch per kind and namespace: with a list of namespaces (rbac.scope=namespaces) the
   // watcher may list nothing cluster-wide, so it watches each namespace by itself.
   const namespaces: (string | undefined)[] = config.WATCH_NAMESPACE ?? [undefined];
+  const listSlots = new Slots(config.LIST_CONCURRENCY);
   function watchOf<C extends CachedIdentity>(
     resource: WatchedResource,
     namespace: string | undefined,
@@ -188,6 +193,10 @@ export async function startWatcher(context: Context): Promise<RunningService> {
       resource: resource.plural,
       transport,
       pageSize: config.LIST_PAGE_SIZE,
+      listSlots,
+      // A list page's writes land before the next page is read (at most LIST_PAGE_WAIT: a NATS
+      // that does not answer must not stop the watches from listing).
+      afterPage: storedOrLater,
       watchTimeoutSeconds: Math.max(1, Math.round(config.WATCH_TIMEOUT / 1000)),
       silenceTimeoutMs: config.WATCH_SILENCE_TIMEOUT,
       answerTimeoutMs: config.WATCH_ANSWER_TIMEOUT,
@@ -238,6 +247,21 @@ export async function startWatcher(context: Context): Promise<RunningService> {
         wholeWatches.set(kind, [...(wholeWatches.get(kind) ?? []), watch]);
       }
     }
+
+  /** The shared-state writes queued so far are stored, or LIST_PAGE_WAIT_MS went by, or the watcher stops. */
+  async function storedOrLater(): Promise<void> {
+    if (!stateStore || signal.aborted) return;
+    let timer: NodeJS.Timeout | undefined;
+    let onAbort: (() => void) | undefined;
+    const later = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, LIST_PAGE_WAIT_MS);
+      onAbort = () => resolve();
+      signal.addEventListener('abort', onAbort, { once: true });
+    });
+    await Promise.race([stateStore.idle(), later]);
+    clearTimeout(timer);
+    if (onAbort) signal.removeEventListener('abort', onAbort);
+  }
 
   function enqueue(publications: Publication[]): void {
     for (const publication of publications) publisher?.enqueue(publication);
