@@ -65,4 +65,16 @@ describe('PACKED_SESSIONS', () => {
     expect(packed.labels).toEqual({ team: 'ŝtudio-日本' });
     expect(packed.oversize).toEqual({ level: 'reduced', bytes: 9 });
   });
+
+  it('round-trips a Session many times larger than the 2 KiB window it is packed with', () => {
+    const raw = JSON.parse(sample) as Record<string, Record<string, unknown>>;
+    const labels: Record<string, string> = {};
+    for (let i = 0; i < 600; i++) labels[`label-${i}`] = `value-${(i * 7919) % 1000}-${'x'.repeat(i % 13)}`;
+    raw.metadata = { ...raw.metadata, labels };
+    const object = session(raw);
+    expect(object.json.length).toBeGreaterThan(15_000);
+    const packed = PACKED_SESSIONS.retain(object);
+    expect(packed.json).toBe(object.json);
+    expect(packed.bytes).toBeLessThan(object.bytes);
+  });
 });

@@ -56,6 +56,17 @@ const SESSION_DICTIONARY = Buffer.from(
   }),
 );
 
+/**
+ * zlib's state sized for entries of about a kilobyte: a 2 KiB window (the dictionary, ~1.1 KB, fits
+ * it) and memLevel 2, so each deflate sets up ~10 KB of state instead of the defaults' ~270 KB (a
+ * 32 KiB window, memLevel 8), and an inflate a 2 KiB window instead of 32 KiB. Packing a Session
+ * is once per version of it, three per user change: the deflate was 4.7% of the watcher's samples
+ * in the 1,000-Session bench (BENCHMARKS.md, C1), and its output is as small (202 bytes for a
+ * bench Session either way). Larger Sessions still pack, only with less gain.
+ */
+const DEFLATE_OPTIONS = { dictionary: SESSION_DICTIONARY, windowBits: 11, memLevel: 2 } as const;
+const INFLATE_OPTIONS = { dictionary: SESSION_DICTIONARY, windowBits: 11 } as const;
+
 /** spec.state as one of the shared literals (not a string of its own per Session), if valid. */
 function stateOf(raw: Record<string, unknown>): SessionState | undefined {
   const state = (raw.spec as { state?: unknown } | undefined)?.state;
@@ -97,16 +108,14 @@ class PackedSession implements KubeObject {
     this.labels = object.labels;
     if (object.oversize) this.oversize = object.oversize;
     this.state = stateOf(object.raw);
-    const packed = deflateRawSync(object.json, { dictionary: SESSION_DICTIONARY });
+    const packed = deflateRawSync(object.json, DEFLATE_OPTIONS);
     // latin1 maps each byte to one character and back, whatever the byte.
     this.packed = packed.toString('latin1');
     this.bytes = packed.length;
   }
 
   get json(): string {
-    return inflateRawSync(Buffer.from(this.packed, 'latin1'), { dictionary: SESSION_DICTIONARY }).toString(
-      'utf8',
-    );
+    return inflateRawSync(Buffer.from(this.packed, 'latin1'), INFLATE_OPTIONS).toString('utf8');
   }
 
   get raw(): Record<string, unknown> {
