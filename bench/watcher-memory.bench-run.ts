@@ -13,7 +13,7 @@ import {
 import { sessionObject, templateObject } from '../test/integration/fixtures.js';
 import { parseMetrics } from '../test/integration/metrics-scrape.js';
 import { startPrivateNats } from '../test/integration/private-nats.js';
-import { procCpuSeconds, procStatus } from './process-cost.js';
+import { procCpuSeconds, procStatus } from './process-cost.mjs';
 
 /**
  * The watcher's memory against the number of Sessions, without a full pipeline run (issue 13: the

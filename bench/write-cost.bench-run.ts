@@ -10,7 +10,7 @@ import type { StoredSession, StoredTemplate } from '../services/reconciler/src/s
 import { sessionObject, templateObject } from '../test/integration/fixtures.js';
 import { createNamespace, deleteNamespace, installCrds } from '../test/integration/harness.js';
 import { clusterPids } from './pipeline-trace.js';
-import { procCpuSeconds } from './process-cost.js';
+import { procCpuSeconds } from './process-cost.mjs';
 
 /**
  * What one write of each kind the reconciler makes costs the cluster (issue 13: the bursts are
