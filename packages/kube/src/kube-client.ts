@@ -88,6 +88,27 @@ export const DEFAULT_MAX_CONNECTIONS = 64;
 /** Statuses that say the request was not (or need not have been) carried out: sending it again is safe. */
 const RETRYABLE_STATUS = new Set([429, 500, 502, 503, 504]);
 
+/**
+ * An API server's refusal of a request or a watch as the one error type: its Status object's
+ * message and reason when it sent one (`body`, parsed), else the start of its text.
+ */
+function refusal(
+  context: string,
+  status: number,
+  body: unknown,
+  text: string,
+  retryAfterSeconds: number | undefined,
+): KubeApiError {
+  const fields = body && typeof body === 'object' ? (body as { message?: string; reason?: string }) : undefined;
+  return new KubeApiError(
+    `${context}: ${status} ${fields?.message ?? String(text).slice(0, 300)}`,
+    status,
+    fields?.reason,
+    body,
+    retryAfterSeconds,
+  );
+}
+
 /** Seconds of a Retry-After header (delta-seconds or an HTTP date); undefined when absent or unreadable. */
 export function parseRetryAfter(value: string | string[] | undefined, now = Date.now()): number | undefined {
   const text = Array.isArray(value) ? value[0] : value;
@@ -320,14 +341,7 @@ export class KubeClient {
         this.invalidateCredentials();
         continue;
       }
-      const status = body as { message?: string; reason?: string } | undefined;
-      const error = new KubeApiError(
-        `${method} ${path}: ${answer.status} ${status?.message ?? String(answer.text).slice(0, 300)}`,
-        answer.status,
-        status?.reason,
-        body,
-        retryAfterSeconds,
-      );
+      const error = refusal(`${method} ${path}`, answer.status, body, answer.text, retryAfterSeconds);
       const retryable =
         RETRYABLE_STATUS.has(answer.status) &&
         (method !== 'POST' || answer.status === 429 || retryAfterSeconds !== undefined);
@@ -458,19 +472,14 @@ export class KubeClient {
         body.on('data', (c: Buffer) => chunks.push(c));
         body.on('end', () => {
           const text = Buffer.concat(chunks).toString('utf8');
-          let message = text.slice(0, 300);
-          let reason: string | undefined;
+          let parsed: unknown;
           try {
-            const parsed = JSON.parse(text) as { message?: string; reason?: string };
-            message = parsed.message ?? message;
-            reason = parsed.reason;
+            parsed = text ? JSON.parse(text) : undefined;
           } catch {
-            // keep the text
+            parsed = text;
           }
           if (status === 401) this.invalidateCredentials();
-          finish(
-            new KubeApiError(`watch ${path}: ${status} ${message}`, status, reason, undefined, parseRetryAfter(retryAfter)),
-          );
+          finish(refusal(`watch ${path}`, status, parsed, text, parseRetryAfter(retryAfter)));
         });
         body.on('error', (error) => finish(error));
         return;
