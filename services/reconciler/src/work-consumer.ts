@@ -12,6 +12,7 @@ import {
   STREAMS,
   sleep,
   subjects,
+  WORK_KINDS,
   WORK_MAX_ACK_PENDING,
   WORK_PRIORITY_GROUP,
   workConsumerName,
@@ -117,7 +118,7 @@ export class WorkConsumer {
       labelNames: ['kind', 'result'],
       registers,
     });
-    for (const kind of ['session', 'template'])
+    for (const kind of WORK_KINDS)
       for (const result of ['success', 'error', 'dead_lettered', 'aborted'])
         this.reconciles.labels(kind, result).inc(0);
     this.duration = new Histogram({
