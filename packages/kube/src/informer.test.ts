@@ -1,9 +1,11 @@
+import { getEventListeners } from 'node:events';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import {
   Informer,
   type InformerOptions,
   type ListPage,
   type RestartReason,
+  runInformers,
   type WatchTransport,
   watchTimeoutFor,
 } from './informer.js';
@@ -443,5 +445,45 @@ describe('Informer', () => {
     await h.running;
     expect(transport.current.aborted).toBe(true);
     expect(transport.watches).toHaveLength(1);
+  });
+});
+
+/** An informer on `transport` whose reports nobody reads. */
+function quietInformer(transport: FakeTransport): Informer {
+  return new Informer({
+    resource: 'sessions',
+    transport,
+    watchTimeoutSeconds: 300,
+    silenceTimeoutMs: 60_000,
+    onChanges: () => undefined,
+    onMalformed: () => undefined,
+    onState: () => undefined,
+    onRestart: () => undefined,
+  });
+}
+
+describe('runInformers', () => {
+  it('puts one listener on the shared signal for any number of informers, and stops them all', async () => {
+    const transports = Array.from({ length: 80 }, () => new FakeTransport());
+    const informers = transports.map(quietInformer);
+    const controller = new AbortController();
+    const runs = runInformers(informers, controller.signal);
+    // Every informer is watching, each listening to a signal of its own.
+    await vi.waitFor(() => expect(transports.every((t) => t.watches.length === 1)).toBe(true));
+    expect(getEventListeners(controller.signal, 'abort')).toHaveLength(1);
+
+    controller.abort();
+    await Promise.all(runs);
+    expect(transports.every((t) => t.current.aborted)).toBe(true);
+    await vi.waitFor(() => expect(getEventListeners(controller.signal, 'abort')).toHaveLength(0));
+  });
+
+  it('does not start watching on a signal already aborted', async () => {
+    const transport = new FakeTransport();
+    const informer = quietInformer(transport);
+    const controller = new AbortController();
+    controller.abort();
+    await Promise.all(runInformers([informer], controller.signal));
+    expect(transport.watches).toHaveLength(0);
   });
 });

@@ -433,3 +433,31 @@ export class Informer<C extends CachedIdentity = KubeObject> {
     }
   }
 }
+
+/**
+ * Runs informers together until `signal` aborts: each on a signal of its own, stopped by the one
+ * listener this puts on `signal`. An informer listens to its signal while it watches or waits
+ * (one listener at a time), so many informers run on one shared signal put one listener each on
+ * it: the watcher's 80 watches (8 kinds x 10 namespaces) were 80 on its stop signal, and Node
+ * warned of a listener leak (MaxListenersExceededWarning at the 11th) where there was none.
+ */
+export function runInformers(
+  informers: Iterable<{ run(signal: AbortSignal): Promise<void> }>,
+  signal: AbortSignal,
+): Promise<void>[] {
+  const stops: AbortController[] = [];
+  const runs: Promise<void>[] = [];
+  for (const informer of informers) {
+    const stop = new AbortController();
+    stops.push(stop);
+    runs.push(informer.run(stop.signal));
+  }
+  const stopAll = () => {
+    for (const stop of stops) stop.abort();
+  };
+  if (signal.aborted) stopAll();
+  else signal.addEventListener('abort', stopAll, { once: true });
+  // Once every run has ended (none does before the abort), the listener goes with them.
+  void Promise.all(runs).then(() => signal.removeEventListener('abort', stopAll));
+  return runs;
+}

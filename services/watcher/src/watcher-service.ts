@@ -29,6 +29,7 @@ import {
   kubeClientFromConfig,
   kubeWatchTransport,
   parseKubeObject,
+  runInformers,
   Slots,
   type WatchTransport,
 } from '@streamspace/kube';
@@ -789,7 +790,8 @@ export async function startWatcher(context: Context): Promise<RunningService> {
         }
       }
     })();
-    for (const watch of [...watches.values()].flat()) watchRuns.push(watch.run(signal));
+    // One listener on the stop signal for all the watches, not one each (runInformers says why).
+    watchRuns.push(...runInformers([...watches.values()].flat(), signal));
     if (signal.aborted) return;
     if (config.RESYNC_INTERVAL > 0) scheduleResync();
     else
