@@ -69,6 +69,34 @@ describe('a reconcile reads the shared state', () => {
     expect(observed.template?.metadata.name).toBe('gimp');
   });
 
+  it('forgets the names a deleted Session gave', async () => {
+    const objects: Record<string, object> = {
+      [stateKey('session', 'ns', 'desk')]: session('firefox'),
+      [stateKey('template', 'ns', 'firefox')]: { kind: 'Template', metadata: meta('firefox'), spec: {} },
+    };
+    const { reads, reader } = memoryState(objects);
+    const state = new StateReads(reader);
+    const reconcile = async () => {
+      const { session: read, observe } = await state.readSessionWithState('ns', 'desk', 'ss-desk');
+      return read ? observe(read) : undefined;
+    };
+    await reconcile();
+    await reconcile();
+    // Remembered: the Template is read with the Session.
+    expect(reads).toHaveLength(3);
+    expect(reads[2]).toContain(stateKey('template', 'ns', 'firefox'));
+
+    delete objects[stateKey('session', 'ns', 'desk')];
+    expect(await reconcile()).toBeUndefined();
+    expect(reads).toHaveLength(4);
+
+    // Created again: its names are not guessed from the deleted one's.
+    objects[stateKey('session', 'ns', 'desk')] = session('firefox');
+    await reconcile();
+    expect(reads).toHaveLength(6);
+    expect(reads[4]).not.toContain(stateKey('template', 'ns', 'firefox'));
+  });
+
   it('reads a home claim under both its names, with the Session once they are known', async () => {
     const objects: Record<string, object> = {
       [stateKey('session', 'ns', 'desk')]: session('firefox', true),

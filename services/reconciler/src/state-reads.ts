@@ -72,6 +72,10 @@ export class StateReads {
     const { objects, pods } = await this.state.read<Versioned>(refs, { namespace, session: name });
     const newest = refs.map((ref, i) => this.newest(ref, objects[i]));
     const session = newest[0] as Session | undefined;
+    // A Session no longer in the shared state was deleted (the watcher stores every Session before
+    // its work item): its names go, rather than wait for 4,096 others to push them out. One that
+    // comes back under the same name costs a second read once, as any Session read first.
+    if (!session) this.lastNames.delete(key);
     const [deployment, service, ingress, networkPolicy] = newest.slice(1, 1 + childRefs.length);
     const observe: Observe = async (read, homeClaims) => {
       const names: NamesFromSession = {
