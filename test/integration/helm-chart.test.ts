@@ -68,6 +68,16 @@ describe('the chart, rendered', () => {
       'sessions.startupDeadline=5 minutes',
     ]);
     expect(badDuration.stderr).toMatch(/startupDeadline/);
+    // The watch timeouts cannot be 0 (the watcher would refuse it at start): the chart says so first.
+    const zeroTimeout = await helm([
+      'template',
+      'ss',
+      chartDir,
+      '--set-string',
+      'watcher.watch.answerTimeout=0',
+    ]);
+    expect(zeroTimeout.code).not.toBe(0);
+    expect(zeroTimeout.stderr).toMatch(/answerTimeout/);
     const orphanKey = await helm(['template', 'ss', chartDir, '--set', 'nats.secretKeys.creds=nats.creds']);
     expect(orphanKey.stderr).toContain('set nats.existingSecret too');
   });
@@ -379,6 +389,8 @@ describe('the chart, rendered', () => {
         'home.storageClass=cephfs,home.size=20Gi,home.accessMode=ReadWriteOnce',
         'sessions.defaultIdleTimeout=45m,sessions.defaultMaxDuration=12h,sessions.startupDeadline=3m',
         'metrics.userLabel=true,idleReaper.activityToken.existingSecret=activity,logLevel=debug',
+        'watcher.watch.timeout=10m,watcher.watch.silenceTimeout=11m,watcher.watch.answerTimeout=3m',
+        'watcher.list.pageSize=250,watcher.list.concurrency=1',
       ],
       // --set reads {a,b} as a list; the host pattern is a literal string.
       ['--set-literal', 'ingress.hostPattern={session}.{namespace}.desktops.{domain}'],
@@ -402,7 +414,15 @@ describe('the chart, rendered', () => {
       ACTIVITY_TOKEN_FILE: '/etc/streamspace/activity-token/token',
     });
     expect(data('metrics')).toMatchObject({ METRICS_USER_LABEL: 'true' });
-    expect(data('watcher')).toMatchObject({ RESYNC_INTERVAL: '30m', EVENTS_MAX_AGE: '24h' });
+    expect(data('watcher')).toMatchObject({
+      RESYNC_INTERVAL: '30m',
+      EVENTS_MAX_AGE: '24h',
+      WATCH_TIMEOUT: '10m',
+      WATCH_SILENCE_TIMEOUT: '11m',
+      WATCH_ANSWER_TIMEOUT: '3m',
+      LIST_PAGE_SIZE: '250',
+      LIST_CONCURRENCY: '1',
+    });
     expect(data('watcher').WATCH_NAMESPACE).toBeUndefined();
 
     // Every variable the chart sets is read by the service it is given to.

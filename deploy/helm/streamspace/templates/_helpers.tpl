@@ -335,6 +335,11 @@ each service's zod config schema. Call with (list $ "component").
 {{- $_ := set $env "EVENTS_MAX_AGE" $v.eventsMaxAge }}
 {{- $_ := set $env "EVENT_KINDS" $v.eventKinds }}
 {{- $_ := set $env "MAX_OBJECT_BYTES" (toString (int $v.maxObjectBytes)) }}
+{{- $_ := set $env "WATCH_TIMEOUT" (toString $v.watch.timeout) }}
+{{- $_ := set $env "WATCH_SILENCE_TIMEOUT" (toString $v.watch.silenceTimeout) }}
+{{- $_ := set $env "WATCH_ANSWER_TIMEOUT" (toString $v.watch.answerTimeout) }}
+{{- $_ := set $env "LIST_PAGE_SIZE" (toString (int $v.list.pageSize)) }}
+{{- $_ := set $env "LIST_CONCURRENCY" (toString (int $v.list.concurrency)) }}
 {{- $_ := set $env "EVENTS_MAX_BYTES" (toString (int64 $v.streams.eventsMaxBytes)) }}
 {{- $_ := set $env "WORK_MAX_BYTES" (toString (int64 $v.streams.workMaxBytes)) }}
 {{- $_ := set $env "DEAD_LETTER_MAX_BYTES" (toString (int64 $v.streams.deadLetterMaxBytes)) }}
