@@ -57,7 +57,7 @@ function watchRoom(connection: Connection): number {
  * per-request HTTP/1.1 parser and header handling in JavaScript, one TLS connection instead of
  * up to maxConnections (each ~110 KiB of native memory). The watcher's 80 watches (8 kinds x 10
  * namespaces) on one connection instead of 80 TLS sockets: 1.5 MiB of resident memory instead of
- * 11.2 (BENCHMARKS.md, W1).
+ * 11.2 (BENCHMARKS.md, W1-W4).
  *
  * Requests share the first connection; past the server's limit on concurrent streams they wait
  * in the client for a stream, briefly. A watch holds its stream for minutes, so it goes on a

@@ -292,7 +292,7 @@ export class Informer<C extends CachedIdentity = KubeObject> {
         if (!resourceVersion) resourceVersion = page.resourceVersion;
         // Each page's changes are reported as it comes, and the page let go: holding a whole list's
         // changed objects parsed until its end took the watcher's start at 10,000 Sessions (every
-        // object a change, 80 lists at once) far over its memory budget (BENCHMARKS.md, W1-Wn).
+        // object a change, 80 lists at once) far over its memory budget (BENCHMARKS.md, W1-W4).
         // What the pages report is the list's snapshot, in order, as a watch would have.
         const changes: CacheChange<C>[] = [];
         const objects: KubeObject[] = [];

@@ -123,7 +123,7 @@ export const watcherConfigSchema = natsEnvSchema.extend(kubeEnvSchema.shape).ext
   /**
    * List pages the watches ask for at once, all kinds and namespaces together: at start (and after
    * an API-server restart) every watch lists, and each page is held parsed until its objects are
-   * handed on (BENCHMARKS.md, W1-Wn).
+   * handed on (BENCHMARKS.md, W1-W4).
    */
   LIST_CONCURRENCY: env.positiveInt(2),
   /** Publications held in memory while NATS is unreachable; beyond this the oldest are dropped (and a resync follows). */
