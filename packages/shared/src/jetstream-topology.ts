@@ -190,7 +190,11 @@ export async function ensureStreams(
   nc: NatsConnection,
   options: TopologyOptions = {},
 ): Promise<JetStreamManager> {
-  const jsm = await jetstreamManager(nc);
+  // The manager's first request (account info) is the first to meet a cluster without quorum
+  // ("JetStream system temporarily unavailable"): said as what it is, as for the streams.
+  const jsm = await jetstreamManager(nc).catch((error: unknown) => {
+    throw explainReplicasError(error, 'the JetStream API', options.replicas ?? 1);
+  });
   for (const config of streamConfigs(options))
     await upsertStream(jsm, config, options.updateExisting ?? false);
   if (options.updateExisting) await boundExistingBuckets(jsm, options.onBucketLimitError);

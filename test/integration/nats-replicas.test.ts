@@ -1,0 +1,113 @@
+import { type JetStreamManager, jetstreamManager } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/nats-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createNamespace, deleteNamespace, eventually, installCrds, ServiceProcess } from './harness.js';
+import { Scrape } from './metrics-scrape.js';
+import { type NatsCluster, startNatsCluster } from './nats-cluster.js';
+
+/**
+ * A topology that exists with another replica count (issue 15): a watcher that ran with
+ * NATS_REPLICAS=1 on a three-server cluster left every stream, durable consumer and KV bucket with
+ * one copy; the next watcher, with the default `auto`, must move all of them to three (NATS copies
+ * the data while they stay in use). docs/deploy.md says it does; the three-server failure test
+ * (nats-cluster.test.ts) starts on an empty cluster and never sees it. And a cluster without
+ * JetStream quorum keeps the watcher not ready with a message saying so, until a majority is back.
+ */
+
+let namespace: string;
+let cluster: NatsCluster;
+let nc: NatsConnection;
+let jsm: JetStreamManager;
+const watchers: ServiceProcess[] = [];
+
+function watcher(extra: Record<string, string> = {}): ServiceProcess {
+  const process = new ServiceProcess('watcher', {
+    ...cluster.as('watcher'),
+    WATCH_NAMESPACE: namespace,
+    ...extra,
+  });
+  watchers.push(process);
+  return process;
+}
+
+/** Every stream's replica count, and every durable consumer's, by name (`stream` or `stream/consumer`). */
+async function replicaCounts(): Promise<Record<string, number>> {
+  const counts: Record<string, number> = {};
+  for await (const stream of jsm.streams.list()) {
+    counts[stream.config.name] = stream.config.num_replicas;
+    for await (const consumer of jsm.consumers.list(stream.config.name))
+      if (consumer.config.durable_name)
+        counts[`${stream.config.name}/${consumer.config.durable_name}`] = consumer.config.num_replicas ?? 0;
+  }
+  return counts;
+}
+
+/**
+ * The replica count of each of `names`, each asked for by itself: while streams move to new
+ * servers a listing can leave out one whose leader is being elected (seen here once).
+ */
+async function replicaCountsOf(names: string[]): Promise<Record<string, number>> {
+  const counts: Record<string, number> = {};
+  for (const name of names) {
+    const [stream, consumer] = name.split('/') as [string, string | undefined];
+    counts[name] = consumer
+      ? ((await jsm.consumers.info(stream, consumer)).config.num_replicas ?? 0)
+      : (await jsm.streams.info(stream)).config.num_replicas;
+  }
+  return counts;
+}
+
+beforeAll(async () => {
+  await installCrds();
+  // A cluster of this file's own: a watcher with NATS_REPLICAS=1 moves every stream it finds to one copy.
+  [namespace, cluster] = await Promise.all([createNamespace('nats-replicas'), startNatsCluster(3)]);
+  nc = await cluster.admin();
+  jsm = await jetstreamManager(nc);
+}, 120_000);
+
+afterAll(async () => {
+  await Promise.all(watchers.map((w) => w.kill()));
+  await nc?.close();
+  await cluster?.dispose();
+  if (namespace) await deleteNamespace(namespace);
+});
+
+describe('a topology that exists with another replica count', () => {
+  it('is moved to three replicas by a watcher with NATS_REPLICAS=auto on a cluster', async () => {
+    const single = watcher({ NATS_REPLICAS: '1' });
+    await single.waitReady(90_000);
+    const before = await replicaCounts();
+    // The streams, the KV buckets' streams, and the durable consumers (work partitions, command executor).
+    expect(Object.keys(before).length).toBeGreaterThanOrEqual(7 + 2);
+    expect(Object.entries(before).filter(([, n]) => n !== 1)).toEqual([]);
+    await single.kill();
+
+    const auto = watcher();
+    await auto.waitReady(90_000);
+    expect((await Scrape.of(auto)).value('streamspace_watcher_jetstream_replicas')).toBe(3);
+    // The copies are real: every stream has a leader and two current replicas.
+    await cluster.waitCurrent(jsm);
+    const after = await replicaCountsOf(Object.keys(before));
+    expect(Object.entries(after).filter(([, n]) => n !== 3)).toEqual([]);
+  }, 240_000);
+
+  it('keeps a watcher not ready while the cluster has no JetStream quorum, saying so, and ready once it has', async () => {
+    await Promise.all(watchers.map((w) => w.kill()));
+    const [, second, third] = cluster.servers;
+    if (!second || !third) throw new Error('a cluster of three was asked for');
+    await second.stop();
+    await third.stop();
+    const alone = watcher();
+    let reason = '';
+    await eventually(async () => {
+      const { status, body } = await alone.get('/readyz');
+      expect(status).toBe(503);
+      reason = JSON.parse(body).checks.jetstream?.reason ?? '';
+      expect(reason).toMatch(/quorum/);
+    }, 60_000);
+    console.log(`[nats-replicas] without quorum the watcher says: ${reason}`);
+    await second.start();
+    await third.start();
+    await alone.waitReady(90_000);
+  }, 240_000);
+});
