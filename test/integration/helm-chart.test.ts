@@ -390,7 +390,7 @@ describe('the chart, rendered', () => {
         'sessions.defaultIdleTimeout=45m,sessions.defaultMaxDuration=12h,sessions.startupDeadline=3m',
         'metrics.userLabel=true,idleReaper.activityToken.existingSecret=activity,logLevel=debug',
         'watcher.watch.timeout=10m,watcher.watch.silenceTimeout=11m,watcher.watch.answerTimeout=3m',
-        'watcher.list.pageSize=250,watcher.list.concurrency=1',
+        'watcher.list.pageSize=250,watcher.list.concurrency=1,nats.replicas=3',
       ],
       // --set reads {a,b} as a list; the host pattern is a literal string.
       ['--set-literal', 'ingress.hostPattern={session}.{namespace}.desktops.{domain}'],
@@ -422,8 +422,24 @@ describe('the chart, rendered', () => {
       WATCH_ANSWER_TIMEOUT: '3m',
       LIST_PAGE_SIZE: '250',
       LIST_CONCURRENCY: '1',
+      NATS_REPLICAS: '3',
     });
     expect(data('watcher').WATCH_NAMESPACE).toBeUndefined();
+    // The watcher alone declares the topology, so the replica count is its setting only (by
+    // default it asks the server).
+    for (const component of COMPONENTS.filter((c) => c !== 'watcher'))
+      expect(data(component).NATS_REPLICAS, component).toBeUndefined();
+    const defaults = await template();
+    expect(find(defaults, 'ConfigMap', '-watcher').data).toMatchObject({ NATS_REPLICAS: 'auto' });
+    const badReplicas = await helm([
+      'template',
+      'ss',
+      chartDir,
+      '--set',
+      `${NATS_AUTH_VALUES},nats.replicas=7`,
+    ]);
+    expect(badReplicas.code).not.toBe(0);
+    expect(badReplicas.stderr).toMatch(/replicas/);
 
     // Every variable the chart sets is read by the service it is given to.
     for (const component of COMPONENTS) {
