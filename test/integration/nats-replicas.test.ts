@@ -1,9 +1,12 @@
-import { type JetStreamManager, jetstreamManager } from '@nats-io/jetstream';
+import { type JetStreamManager, jetstreamManager, RetentionPolicy } from '@nats-io/jetstream';
+import { connect } from '@nats-io/transport-node';
+import { STREAMS, subjects } from '@streamspace/shared';
 import type { NatsConnection } from '@nats-io/nats-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createNamespace, deleteNamespace, eventually, installCrds, ServiceProcess } from './harness.js';
 import { Scrape } from './metrics-scrape.js';
 import { type NatsCluster, startNatsCluster } from './nats-cluster.js';
+import { startRestartableNats } from './private-nats.js';
 
 /**
  * A topology that exists with another replica count (issue 15): a watcher that ran with
@@ -11,7 +14,8 @@ import { type NatsCluster, startNatsCluster } from './nats-cluster.js';
  * one copy; the next watcher, with the default `auto`, must move all of them to three (NATS copies
  * the data while they stay in use). docs/deploy.md says it does; the three-server failure test
  * (nats-cluster.test.ts) starts on an empty cluster and never sees it. And a cluster without
- * JetStream quorum keeps the watcher not ready with a message saying so, until a majority is back.
+ * JetStream quorum keeps the watcher not ready with a message saying so, until a majority is back;
+ * so does a stream that exists with a setting NATS will not change, the message naming it.
  */
 
 let namespace: string;
@@ -110,4 +114,33 @@ describe('a topology that exists with another replica count', () => {
     await third.start();
     await alone.waitReady(90_000);
   }, 240_000);
+});
+
+describe('a stream that exists with settings NATS will not change', () => {
+  it('keeps the watcher not ready, naming the stream and what to do', async () => {
+    const single = await startRestartableNats();
+    const admin = await connect({ servers: single.url });
+    try {
+      // The work stream as a release before work queues, or a person, might have made it.
+      const manager = await jetstreamManager(admin);
+      await manager.streams.add({
+        name: STREAMS.work,
+        subjects: [subjects.workAll],
+        retention: RetentionPolicy.Limits,
+      });
+      const refused = watcher({ NATS_URL: single.url, NATS_USER: '', NATS_PASSWORD: '' });
+      await eventually(async () => {
+        const { status, body } = await refused.get('/readyz');
+        expect(status).toBe(503);
+        expect(JSON.parse(body).checks.jetstream?.reason).toMatch(
+          /the stream STREAMSPACE_WORK exists with settings NATS will not change.*nats stream rm STREAMSPACE_WORK/,
+        );
+      }, 60_000);
+      // Nothing was changed behind the operator's back.
+      expect((await manager.streams.info(STREAMS.work)).config.retention).toBe(RetentionPolicy.Limits);
+    } finally {
+      await admin.close();
+      await single.dispose();
+    }
+  }, 120_000);
 });

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import {
   DEFAULT_STREAM_LIMITS,
   EVENT_ENVELOPE_BYTES,
+  explainUpdateRefusal,
   streamConfigs,
   WORK_MAX_ACK_PENDING,
   workConsumerConfig,
@@ -59,5 +60,30 @@ describe('workConsumerConfig', () => {
     expect(config.ack_wait).toBe(10 * 1_000_000_000);
     expect(config.priority_timeout).toBe(2_000 * 1_000_000);
     expect(config.num_replicas).toBe(3);
+  });
+});
+
+describe('explainUpdateRefusal', () => {
+  const natsError = (message: string, code: number) => Object.assign(new Error(message), { code });
+
+  it('names the stream and what to do when NATS will not change a setting of an existing one', () => {
+    // What nats-server 2.14 answers when the work stream exists as a limits stream (measured).
+    const error = explainUpdateRefusal(
+      natsError('stream configuration update can not change retention policy to/from workqueue', 10052),
+      STREAMS.work,
+      1,
+    );
+    expect(error.message).toMatch(
+      /the stream STREAMSPACE_WORK exists with settings NATS will not change.*retention policy.*nats stream rm STREAMSPACE_WORK/,
+    );
+  });
+
+  it('leaves a refused replica count to explainReplicasError, and other errors alone', () => {
+    expect(
+      explainUpdateRefusal(natsError('replicas configuration can not be updated', 10061), STREAMS.work, 3)
+        .message,
+    ).toMatch(/another replica count.*NATS_REPLICAS/);
+    const other = new Error('timeout');
+    expect(explainUpdateRefusal(other, STREAMS.work, 3)).toBe(other);
   });
 });

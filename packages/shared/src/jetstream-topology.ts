@@ -182,8 +182,22 @@ async function upsertStream(
   }
   // An update carries num_replicas too: on a cluster NATS moves an existing stream to the count.
   await jsm.streams.update(config.name, config).catch((error: unknown) => {
-    throw explainReplicasError(error, what, replicas);
+    throw explainUpdateRefusal(error, config.name, replicas);
   });
+}
+
+/**
+ * Says what a refused update of an existing stream means: a replica count NATS cannot give it
+ * (explainReplicasError), or a setting NATS does not change on a stream that exists (retention to
+ * or from work queue, storage type: a stream made by another release or by hand), whose message
+ * from NATS names neither the stream nor what to do. Other errors come back as they were.
+ */
+export function explainUpdateRefusal(error: unknown, stream: string, replicas: number): Error {
+  const explained = explainReplicasError(error, `the stream ${stream}`, replicas);
+  if (explained !== error || !/can ?not change/i.test(explained.message)) return explained;
+  return new Error(
+    `the stream ${stream} exists with settings NATS will not change to the ones StreamSpace needs (${explained.message}): it was made by another release or by hand. Delete it (nats stream rm ${stream}; what it holds goes with it) and the watcher creates it again`,
+  );
 }
 
 export async function ensureStreams(
