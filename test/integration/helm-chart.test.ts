@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
+import { reaperEnvSchema } from '../../services/idle-reaper/src/reaper-config.js';
 import { createNamespace, deleteNamespace, eventually, installCrds, kube, kubectl, repo } from './harness.js';
 import {
   COMPONENTS,
@@ -68,16 +69,17 @@ describe('the chart, rendered', () => {
       'sessions.startupDeadline=5 minutes',
     ]);
     expect(badDuration.stderr).toMatch(/startupDeadline/);
-    // The watch timeouts cannot be 0 (the watcher would refuse it at start): the chart says so first.
-    const zeroTimeout = await helm([
-      'template',
-      'ss',
-      chartDir,
-      '--set-string',
-      'watcher.watch.answerTimeout=0',
-    ]);
-    expect(zeroTimeout.code).not.toBe(0);
-    expect(zeroTimeout.stderr).toMatch(/answerTimeout/);
+    // Values the services would refuse at start (a watch timeout or the reaper's flush interval of
+    // 0, which is also its restart grace; no executors): the chart says so first, naming the value.
+    for (const [set, value, name] of [
+      ['--set-string', 'watcher.watch.answerTimeout=0', 'answerTimeout'],
+      ['--set-string', 'idleReaper.activityFlushInterval=0', 'activityFlushInterval'],
+      ['--set', 'idleReaper.executorConcurrency=0', 'executorConcurrency'],
+    ] as const) {
+      const refused = await helm(['template', 'ss', chartDir, set, value]);
+      expect(refused.code, value).not.toBe(0);
+      expect(refused.stderr, value).toMatch(name);
+    }
     const orphanKey = await helm(['template', 'ss', chartDir, '--set', 'nats.secretKeys.creds=nats.creds']);
     expect(orphanKey.stderr).toContain('set nats.existingSecret too');
   });
@@ -391,6 +393,8 @@ describe('the chart, rendered', () => {
         'metrics.userLabel=true,idleReaper.activityToken.existingSecret=activity,logLevel=debug',
         'watcher.watch.timeout=10m,watcher.watch.silenceTimeout=11m,watcher.watch.answerTimeout=3m',
         'watcher.list.pageSize=250,watcher.list.concurrency=1,nats.replicas=3',
+        'idleReaper.lastActivityWriteInterval=5m,idleReaper.activityFlushInterval=10s,idleReaper.memberTtl=3s',
+        'idleReaper.executorConcurrency=64,idleReaper.kubeMaxConnections=24',
       ],
       // --set reads {a,b} as a list; the host pattern is a literal string.
       ['--set-literal', 'ingress.hostPattern={session}.{namespace}.desktops.{domain}'],
@@ -412,6 +416,11 @@ describe('the chart, rendered', () => {
       DEFAULT_IDLE_TIMEOUT: '45m',
       DEFAULT_MAX_SESSION_DURATION: '12h',
       ACTIVITY_TOKEN_FILE: '/etc/streamspace/activity-token/token',
+      LAST_ACTIVITY_WRITE_INTERVAL: '5m',
+      ACTIVITY_FLUSH_INTERVAL: '10s',
+      REAPER_MEMBER_TTL: '3s',
+      EXECUTOR_CONCURRENCY: '64',
+      KUBE_MAX_CONNECTIONS: '24',
     });
     expect(data('metrics')).toMatchObject({ METRICS_USER_LABEL: 'true' });
     expect(data('watcher')).toMatchObject({
@@ -431,6 +440,20 @@ describe('the chart, rendered', () => {
       expect(data(component).NATS_REPLICAS, component).toBeUndefined();
     const defaults = await template();
     expect(find(defaults, 'ConfigMap', '-watcher').data).toMatchObject({ NATS_REPLICAS: 'auto' });
+    // The reaper's scale settings default in the chart to what the reaper itself defaults to.
+    const reaperDefaults = find(defaults, 'ConfigMap', '-idle-reaper').data as Record<string, string>;
+    const reaperChart = reaperEnvSchema.parse(reaperDefaults);
+    const reaperOwn = reaperEnvSchema.parse({});
+    for (const name of [
+      'LAST_ACTIVITY_WRITE_INTERVAL',
+      'ACTIVITY_FLUSH_INTERVAL',
+      'REAPER_MEMBER_TTL',
+      'EXECUTOR_CONCURRENCY',
+      'KUBE_MAX_CONNECTIONS',
+    ] as const) {
+      expect(reaperDefaults[name], name).toBeDefined();
+      expect(reaperChart[name], name).toBe(reaperOwn[name]);
+    }
     const badReplicas = await helm([
       'template',
       'ss',

@@ -388,6 +388,11 @@ each service's zod config schema. Call with (list $ "component").
 {{- $_ := set $env "REAPER_OPT_OUT_ALLOWED" (toString $root.Values.sessions.limits.allowReaperOptOut) }}
 {{- $_ := set $env "MAX_IDLE_TIMEOUT" (toString $root.Values.sessions.limits.maxIdleTimeout) }}
 {{- $_ := set $env "MAX_SESSION_DURATION" (toString $root.Values.sessions.limits.maxDuration) }}
+{{- $_ := set $env "LAST_ACTIVITY_WRITE_INTERVAL" (toString $v.lastActivityWriteInterval) }}
+{{- $_ := set $env "ACTIVITY_FLUSH_INTERVAL" (toString $v.activityFlushInterval) }}
+{{- $_ := set $env "REAPER_MEMBER_TTL" (toString $v.memberTtl) }}
+{{- $_ := set $env "EXECUTOR_CONCURRENCY" (toString (int $v.executorConcurrency)) }}
+{{- $_ := set $env "KUBE_MAX_CONNECTIONS" (toString (int $v.kubeMaxConnections)) }}
 {{- if $v.activityToken.existingSecret }}
 {{- $_ := set $env "ACTIVITY_TOKEN_FILE" (printf "/etc/streamspace/activity-token/%s" $v.activityToken.key) }}
 {{- end }}
