@@ -9,7 +9,7 @@ import {
 } from '@nats-io/jetstream';
 import { type KV, Kvm } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/nats-core';
-import { explainReplicasError } from './jetstream-replicas.js';
+import { explainNoQuorum, explainReplicasError } from './jetstream-replicas.js';
 import {
   BUCKET_LIMITS,
   ensureStreamReplicas,
@@ -114,22 +114,36 @@ export class TopologyMissingError extends Error {
   override name = 'TopologyMissingError';
 }
 
-function missing(what: string, error: unknown): Error {
+/** Why `what` cannot be bound to: not declared yet, no quorum, or NATS's own words. */
+export function bindError(what: string, error: unknown): Error {
   const message = (error as Error).message ?? String(error);
   if (/not found/i.test(message))
     return new TopologyMissingError(
       `${what} does not exist yet: the watcher declares it (is the watcher running, with its own NATS user?)`,
     );
-  return new Error(`cannot read ${what}: ${message}`);
+  return explainNoQuorum(error, what) ?? new Error(`cannot read ${what}: ${message}`);
+}
+
+/**
+ * The JetStream API, to bind to `what`. Its first request (account info) is the first to meet a
+ * cluster without quorum, which NATS calls only "JetStream system temporarily unavailable".
+ */
+async function managerFor(nc: NatsConnection, what: string): Promise<JetStreamManager> {
+  try {
+    return await jetstreamManager(nc);
+  } catch (error) {
+    throw explainNoQuorum(error, what) ?? error;
+  }
 }
 
 /** Binds to an existing durable consumer; never creates it. */
 export async function bindConsumer(nc: NatsConnection, stream: string, consumer: string): Promise<Consumer> {
-  const jsm = await jetstreamManager(nc);
+  const what = `the consumer ${consumer} of stream ${stream}`;
+  const jsm = await managerFor(nc, what);
   try {
     await jsm.consumers.info(stream, consumer);
   } catch (error) {
-    throw missing(`the consumer ${consumer} of stream ${stream}`, error);
+    throw bindError(what, error);
   }
   return jetstream(nc).consumers.get(stream, consumer);
 }
@@ -139,12 +153,13 @@ export async function bindBucket(
   nc: NatsConnection,
   bucket: string,
 ): Promise<{ kv: KV; ttlMs: number; replicas: number }> {
-  const jsm = await jetstreamManager(nc);
+  const what = `the KV bucket ${bucket}`;
+  const jsm = await managerFor(nc, what);
   let info: Awaited<ReturnType<typeof jsm.streams.info>>;
   try {
     info = await jsm.streams.info(`KV_${bucket}`);
   } catch (error) {
-    throw missing(`the KV bucket ${bucket}`, error);
+    throw bindError(what, error);
   }
   const kv = await new Kvm(nc).open(bucket, { allow_direct: info.config.allow_direct ?? false });
   return {
@@ -163,12 +178,12 @@ export interface WorkPartitions {
 
 /** Binds to every partition consumer of the work stream; never creates them. */
 export async function bindWorkPartitions(nc: NatsConnection): Promise<WorkPartitions> {
-  const jsm = await jetstreamManager(nc);
+  const jsm = await managerFor(nc, `the stream ${STREAMS.work}`);
   let metadata: Record<string, string> | undefined;
   try {
     metadata = (await jsm.streams.info(STREAMS.work)).config.metadata;
   } catch (error) {
-    throw missing(`the stream ${STREAMS.work}`, error);
+    throw bindError(`the stream ${STREAMS.work}`, error);
   }
   const partitions = recordedPartitions(metadata);
   if (partitions === undefined)
@@ -183,7 +198,7 @@ export async function bindWorkPartitions(nc: NatsConnection): Promise<WorkPartit
     try {
       info = await jsm.consumers.info(STREAMS.work, name);
     } catch (error) {
-      throw missing(`the consumer ${name} of stream ${STREAMS.work}`, error);
+      throw bindError(`the consumer ${name} of stream ${STREAMS.work}`, error);
     }
     if (info.config.priority_policy !== 'pinned_client' || !info.config.priority_timeout)
       throw new TopologyMissingError(

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   chooseReplicas,
+  explainNoQuorum,
   explainReplicasError,
   ReplicasRefusedError,
   replicasSettingSchema,
@@ -65,5 +66,24 @@ describe('explainReplicasError', () => {
     expect(quorum.message).toMatch(/no JetStream quorum.*majority/);
     const other = new Error('timeout');
     expect(explainReplicasError(other, 'the stream X', 3)).toBe(other);
+  });
+});
+
+describe('explainNoQuorum', () => {
+  it('says a cluster without quorum is one, by its code or its text, naming what was asked for', () => {
+    for (const error of [
+      apiError('JetStream system temporarily unavailable', 10008),
+      new Error('JetStream system temporarily unavailable'),
+    ]) {
+      const explained = explainNoQuorum(error, 'the KV bucket B');
+      expect(explained?.message).toMatch(
+        /^the KV bucket B: the NATS cluster has no JetStream quorum \(JetStream system temporarily unavailable\); waiting for a majority/,
+      );
+    }
+  });
+
+  it('gives nothing for any other error', () => {
+    expect(explainNoQuorum(new Error('timeout'), 'the KV bucket B')).toBeUndefined();
+    expect(explainNoQuorum(apiError('stream not found', 10059), 'the KV bucket B')).toBeUndefined();
   });
 });

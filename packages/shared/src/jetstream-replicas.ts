@@ -95,9 +95,23 @@ export function explainReplicasError(error: unknown, what: string, replicas: num
     return new ReplicasRefusedError(
       `${what} exists with another replica count and NATS will not change it (${text}). Set ${REPLICAS_SETTING} to the count it has, or move its data and delete it so it is created with ${replicas}`,
     );
-  if (code === CLUSTER_UNAVAILABLE || /temporarily unavailable|no quorum|cluster not available/i.test(text))
-    return new Error(
-      `${what}: the NATS cluster has no JetStream quorum (${text}); waiting for a majority of its servers to be up`,
-    );
-  return err;
+  return explainNoQuorum(err, what) ?? err;
+}
+
+/**
+ * The explanation of an error from a JetStream request about `what` when it means the cluster has
+ * no JetStream quorum (NATS says only "JetStream system temporarily unavailable"), else undefined.
+ * A plain (transient) error: it heals when a majority of the servers is back. Every service says
+ * it this way where it declares or binds to streams, consumers and buckets.
+ */
+export function explainNoQuorum(error: unknown, what: string): Error | undefined {
+  const text = error instanceof Error ? error.message : String(error);
+  if (
+    apiCode(error) !== CLUSTER_UNAVAILABLE &&
+    !/temporarily unavailable|no quorum|cluster not available/i.test(text)
+  )
+    return undefined;
+  return new Error(
+    `${what}: the NATS cluster has no JetStream quorum (${text}); waiting for a majority of its servers to be up`,
+  );
 }
