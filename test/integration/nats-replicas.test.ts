@@ -14,7 +14,8 @@ import { startRestartableNats } from './private-nats.js';
  * one copy; the next watcher, with the default `auto`, must move all of them to three (NATS copies
  * the data while they stay in use). docs/deploy.md says it does; the three-server failure test
  * (nats-cluster.test.ts) starts on an empty cluster and never sees it. And a cluster without
- * JetStream quorum keeps the watcher not ready with a message saying so, until a majority is back;
+ * JetStream quorum keeps the watcher not ready with a message saying so, until a majority is back
+ * (and the reconciler, the idle reaper and metrics, which bind to what it declared, say the same);
  * so does a stream that exists with a setting NATS will not change, the message naming it.
  */
 
@@ -22,16 +23,31 @@ let namespace: string;
 let cluster: NatsCluster;
 let nc: NatsConnection;
 let jsm: JetStreamManager;
-const watchers: ServiceProcess[] = [];
+const services: ServiceProcess[] = [];
 
-function watcher(extra: Record<string, string> = {}): ServiceProcess {
-  const process = new ServiceProcess('watcher', {
-    ...cluster.as('watcher'),
+function start(service: string, extra: Record<string, string> = {}): ServiceProcess {
+  const process = new ServiceProcess(service, {
+    ...cluster.as(service),
     WATCH_NAMESPACE: namespace,
     ...extra,
   });
-  watchers.push(process);
+  services.push(process);
   return process;
+}
+
+function watcher(extra: Record<string, string> = {}): ServiceProcess {
+  return start('watcher', extra);
+}
+
+/** The reasons of a service's checks that are not ready, by check, and its /readyz status. */
+async function notReady(
+  service: ServiceProcess,
+): Promise<{ status: number; reasons: Record<string, string> }> {
+  const { status, body } = await service.get('/readyz');
+  const checks = JSON.parse(body).checks as Record<string, { ok: boolean; reason: string }>;
+  const reasons: Record<string, string> = {};
+  for (const [name, check] of Object.entries(checks)) if (!check.ok) reasons[name] = check.reason;
+  return { status, reasons };
 }
 
 /** Every stream's replica count, and every durable consumer's, by name (`stream` or `stream/consumer`). */
@@ -70,7 +86,7 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(async () => {
-  await Promise.all(watchers.map((w) => w.kill()));
+  await Promise.all(services.map((w) => w.kill()));
   await nc?.close();
   await cluster?.dispose();
   if (namespace) await deleteNamespace(namespace);
@@ -95,8 +111,8 @@ describe('a topology that exists with another replica count', () => {
     expect(Object.entries(after).filter(([, n]) => n !== 3)).toEqual([]);
   }, 240_000);
 
-  it('keeps a watcher not ready while the cluster has no JetStream quorum, saying so, and ready once it has', async () => {
-    await Promise.all(watchers.map((w) => w.kill()));
+  it('keeps a watcher and the services that bind to its topology not ready while the cluster has no JetStream quorum, saying so, and ready once it has', async () => {
+    await Promise.all(services.map((w) => w.kill()));
     const [, second, third] = cluster.servers;
     if (!second || !third) throw new Error('a cluster of three was asked for');
     await second.stop();
@@ -110,10 +126,30 @@ describe('a topology that exists with another replica count', () => {
       expect(reason).toMatch(/quorum/);
     }, 60_000);
     console.log(`[nats-replicas] without quorum the watcher says: ${reason}`);
+    // The services that bind to what the watcher declared say the same where they bind, not
+    // NATS's "JetStream system temporarily unavailable" alone.
+    const binders = [
+      start('reconciler', { INGRESS_DOMAIN: 'desktops.test' }),
+      start('idle-reaper'),
+      start('metrics'),
+    ];
+    for (const service of binders) {
+      let reasons: Record<string, string> = {};
+      await eventually(async () => {
+        const answer = await notReady(service);
+        reasons = answer.reasons;
+        expect(answer.status).toBe(503);
+        expect(
+          Object.values(reasons).some((r) => /no JetStream quorum/.test(r)),
+          JSON.stringify(reasons),
+        ).toBe(true);
+      }, 60_000);
+      console.log(`[nats-replicas] without quorum the ${service.service} says: ${JSON.stringify(reasons)}`);
+    }
     await second.start();
     await third.start();
-    await alone.waitReady(90_000);
-  }, 240_000);
+    await Promise.all([alone, ...binders].map((service) => service.waitReady(90_000)));
+  }, 300_000);
 });
 
 describe('a stream that exists with settings NATS will not change', () => {

@@ -110,4 +110,37 @@ describe('SharedStateView without values, keys derived from entry keys', () => {
     controller.abort();
     await done;
   });
+
+  it('says why it cannot watch before it was ever up, again when the reason changes, and when it is up', async () => {
+    const bucket = fakeBucket(() => [put('session.ns.a', { name: 'a' }, 0)]);
+    const missing = new Error('the KV bucket B does not exist yet');
+    const failures = [missing, missing, new Error('the KV bucket B: no JetStream quorum')];
+    let calls = 0;
+    const states: [boolean, string][] = [];
+    const view = new SharedStateView<{ name: string }>({
+      bucket: async () => {
+        const failure = failures[calls++];
+        if (failure) throw failure;
+        return bucket.kv;
+      },
+      kind: 'session',
+      parse: (raw) => ({
+        ok: true,
+        key: `ns.${(raw as { name: string }).name}`,
+        value: raw as { name: string },
+      }),
+      onState: (up, reason) => states.push([up, reason]),
+    });
+    const controller = new AbortController();
+    const done = view.run(controller.signal);
+    await view.whenSynced();
+    // Each reason once, though the first failed twice; then up.
+    expect(states).toEqual([
+      [false, 'cannot watch the shared state: the KV bucket B does not exist yet'],
+      [false, 'cannot watch the shared state: the KV bucket B: no JetStream quorum'],
+      [true, 'ok'],
+    ]);
+    controller.abort();
+    await done;
+  }, 10_000);
 });

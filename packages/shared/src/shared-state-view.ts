@@ -54,6 +54,7 @@ export class SharedStateView<T> {
   private keysOf = new Map<string, string>();
   private listedOnce = false;
   private up = false;
+  private reason = '';
   private readonly syncedWaiters: (() => void)[] = [];
 
   constructor(private readonly options: StateViewOptions<T>) {}
@@ -101,9 +102,15 @@ export class SharedStateView<T> {
     }
   }
 
+  /**
+   * Says when the view goes up or down, and when it stays down for another reason: a view that
+   * was never up (its bucket not declared yet, a NATS cluster without quorum) says why it cannot
+   * watch, where its caller's readiness would otherwise keep the reason it started with.
+   */
   private setState(up: boolean, reason: string): void {
-    if (this.up === up) return;
+    if (this.up === up && (up || this.reason === reason)) return;
     this.up = up;
+    this.reason = reason;
     this.options.onState?.(up, reason);
   }
 

@@ -5,10 +5,12 @@ import {
   bindBucket,
   connectNats,
   describeNamespaces,
+  explainNoQuorum,
   type RunningService,
   retryForever,
   type ServiceConfig,
   type ServiceContext,
+  STREAMS,
   SharedStateView,
 } from '@streamspace/shared';
 import { Counter } from 'prom-client';
@@ -116,7 +118,20 @@ export async function startMetrics(
     const connection = nc;
     connected(connection);
     jetStream = jetStreamReader(
-      await retryForever(() => jetstreamManager(connection), { signal, maxMs: 10_000 }),
+      await retryForever(() => jetstreamManager(connection), {
+        signal,
+        maxMs: 10_000,
+        // Its first request is the first to meet a cluster without quorum: say so, not only "waiting for NATS".
+        onError: (error) =>
+          readiness.set(
+            'event-stream',
+            false,
+            (
+              explainNoQuorum(error, `cannot follow ${STREAMS.events}`) ??
+              new Error(`cannot reach the JetStream API: ${(error as Error).message}`)
+            ).message,
+          ),
+      }),
     );
     const stream = new SessionEventStream({
       nc: connection,

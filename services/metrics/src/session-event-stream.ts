@@ -3,6 +3,7 @@ import type { NatsConnection } from '@nats-io/nats-core';
 import {
   backoffDelay,
   changeEventSchema,
+  explainNoQuorum,
   type Logger,
   STREAMS,
   sleep,
@@ -150,7 +151,9 @@ export class SessionEventStream {
       } catch (error) {
         if (signal.aborted) break;
         const delay = backoffDelay(attempt++, { initialMs: 500, maxMs: 15_000 });
-        const reason = `cannot follow ${STREAMS.events}: ${(error as Error).message}`;
+        const reason =
+          explainNoQuorum(error, `cannot follow ${STREAMS.events}`)?.message ??
+          `cannot follow ${STREAMS.events}: ${(error as Error).message}`;
         this.options.onState(false, reason);
         log.warn(
           { err: (error as Error).message, retryInMs: delay },
