@@ -174,6 +174,8 @@ export interface WorkPartitions {
   partitions: number;
   consumers: Consumer[];
   pinTimeoutMs: number;
+  /** The manager they were bound with: a caller that needs one uses it rather than asking NATS again outside its retries. */
+  jsm: JetStreamManager;
 }
 
 /** Binds to every partition consumer of the work stream; never creates them. */
@@ -207,5 +209,5 @@ export async function bindWorkPartitions(nc: NatsConnection): Promise<WorkPartit
     pinTimeoutMs = Math.min(pinTimeoutMs, info.config.priority_timeout / 1_000_000);
     consumers.push(await jetstream(nc).consumers.get(STREAMS.work, name));
   }
-  return { partitions, consumers, pinTimeoutMs };
+  return { partitions, consumers, pinTimeoutMs, jsm };
 }

@@ -172,7 +172,10 @@ await runService({
     const consumer = new WorkConsumer({
       nc,
       js: jetstream(nc),
-      jsm: await jetstreamManager(nc),
+      // The manager the partitions were bound with, inside the retries above: a second one made
+      // here was a JetStream request outside them, which threw instead of waiting when the
+      // cluster lost quorum just after binding.
+      jsm: work.jsm,
       work,
       log,
       registry,
