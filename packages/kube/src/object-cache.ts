@@ -57,7 +57,7 @@ export class ObjectCache<C extends CachedIdentity = KubeObject> {
    * namespace → name → entry. Keyed by the entry's own name string, not by a `namespace/name`
    * key of each entry's own: such a key cost ~96 bytes an entry (two concatenated strings and the
    * object's copy of its namespace), ~5.5 MiB of the watcher's heap at 10,000 Sessions and their
-   * 50,000 children (BENCHMARKS.md, W5–Wn). The watcher's informers each watch one namespace, so
+   * 50,000 children (BENCHMARKS.md, W5–W7). The watcher's informers each watch one namespace, so
    * the outer map holds one.
    */
   private readonly namespaces = new Map<string, Map<string, C>>();

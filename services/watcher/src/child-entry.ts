@@ -54,7 +54,7 @@ export interface ChildEntry extends CachedIdentity {
  * digest a 16-byte heap number), its resourceVersion as a small integer, its Session's name as
  * where it sits in the child's own name (`ss-<session>…`), and its name the string the cache keys
  * it by. The same fields read back exactly as they came (compact-fields.ts); an entry of ~420
- * bytes became ~200 (BENCHMARKS.md, W5–Wn).
+ * bytes became ~220 (BENCHMARKS.md, W5–W7).
  */
 class PackedChildEntry implements ChildEntry {
   readonly namespace: string;

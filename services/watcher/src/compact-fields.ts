@@ -3,7 +3,7 @@
  * 10,000 Sessions), each read back exactly as it came. In this process's V8 (no pointer
  * compression) a string costs 16 bytes of header plus its characters, rounded to 8; a number
  * beyond 31 bits is a 16-byte heap number of its own; an integer under 2^31 costs nothing beside
- * the field that holds it. BENCHMARKS.md, W5–Wn, has the measurements.
+ * the field that holds it. BENCHMARKS.md, W5–W7, has the measurements.
  */
 
 /** The namespaces' names, one string each: bounded by the namespaces watched. */

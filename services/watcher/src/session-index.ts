@@ -16,7 +16,7 @@ export class SessionIndex {
   /**
    * namespace → session → the users of the template it is indexed under. Keyed by the Session's
    * own name string, and pointing at one template name per Template: a `namespace/session` key and
-   * a template name of each Session's own cost ~120 bytes a Session (BENCHMARKS.md, W5–Wn).
+   * a template name of each Session's own cost ~100 bytes a Session (BENCHMARKS.md, W5–W7).
    */
   private readonly usersOf = new Map<string, Map<string, TemplateUsers>>();
   private count = 0;
