@@ -69,6 +69,37 @@ describe('ObjectCache', () => {
     expect(cache.get('y', 'a')?.uid).toBe('u2');
   });
 
+  it('keys entries by namespace and name: entries(), a relist over namespaces, a namespace emptied', () => {
+    const cache = new ObjectCache();
+    cache.upsert(obj('a', '1', 'u1', 'x'));
+    cache.upsert(obj('b', '1', 'u2', 'x'));
+    cache.upsert(obj('a', '1', 'u3', 'y'));
+    expect([...cache.entries()].map(([key, o]) => `${key} ${o.uid}`)).toEqual(['x/a u1', 'x/b u2', 'y/a u3']);
+    // The list found only x/b: x/a and y/a were deleted meanwhile, whatever their namespace.
+    expect(summary(cache.removeUnlisted(new Set(['x/b'])))).toEqual(['deleted a@1/u1', 'deleted a@1/u3']);
+    expect([cache.size, cache.get('y', 'a'), cache.get('x', 'b')?.uid]).toEqual([1, undefined, 'u2']);
+    cache.remove(obj('b', '2', 'u2', 'x'));
+    expect([cache.size, [...cache.values()]]).toEqual([0, []]);
+    // A namespace emptied and filled again holds its new objects.
+    cache.upsert(obj('c', '1', 'u4', 'x'));
+    expect([...cache.entries()].map(([key]) => key)).toEqual(['x/c']);
+  });
+
+  it('hands its retention what it held under the name, so an entry may take its strings', () => {
+    const seen: (string | undefined)[] = [];
+    const cache = new ObjectCache<KubeObject>({
+      retain: (o, previous) => {
+        seen.push(previous?.resourceVersion);
+        return o;
+      },
+      restore: (e) => e,
+    });
+    cache.upsert(obj('a', '1'));
+    cache.upsert(obj('a', '2'));
+    cache.upsert(obj('a', '3', 'other-uid'));
+    expect(seen).toEqual([undefined, '1', '2']);
+  });
+
   it('turns a relist into the changes that happened while the watch was down', () => {
     const cache = new ObjectCache();
     cache.replace([obj('kept', '1'), obj('changed', '1'), obj('gone', '1'), obj('recreated', '1', 'r1')]);

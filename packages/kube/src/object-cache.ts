@@ -19,7 +19,11 @@ export interface CachedIdentity {
  * the whole object (its JSON); a consumer that stores objects elsewhere keeps less.
  */
 export interface CacheRetention<C extends CachedIdentity> {
-  retain(object: KubeObject): C;
+  /**
+   * `previous` is what the cache held under the object's namespace/name, if anything: an entry
+   * may take its strings (its name) instead of holding copies of its own.
+   */
+  retain(object: KubeObject, previous?: C): C;
   restore(entry: C): KubeObject;
 }
 
@@ -49,7 +53,15 @@ export interface CacheChange<C extends CachedIdentity = KubeObject> {
  * was down, and a name that came back with another uid is a deletion followed by a creation.
  */
 export class ObjectCache<C extends CachedIdentity = KubeObject> {
-  private readonly objects = new Map<string, C>();
+  /**
+   * namespace → name → entry. Keyed by the entry's own name string, not by a `namespace/name`
+   * key of each entry's own: such a key cost ~96 bytes an entry (two concatenated strings and the
+   * object's copy of its namespace), ~5.5 MiB of the watcher's heap at 10,000 Sessions and their
+   * 50,000 children (BENCHMARKS.md, W5–W7). The watcher's informers each watch one namespace, so
+   * the outer map holds one.
+   */
+  private readonly namespaces = new Map<string, Map<string, C>>();
+  private count = 0;
   private totalBytes = 0;
 
   constructor(
@@ -57,7 +69,7 @@ export class ObjectCache<C extends CachedIdentity = KubeObject> {
   ) {}
 
   get size(): number {
-    return this.objects.size;
+    return this.count;
   }
 
   /** JSON bytes the entries hold: what the per-object bound keeps in check. */
@@ -65,32 +77,42 @@ export class ObjectCache<C extends CachedIdentity = KubeObject> {
     return this.totalBytes;
   }
 
-  private set(key: string, entry: C, previous: C | undefined): void {
-    this.objects.set(key, entry);
+  private set(entry: C, previous: C | undefined): void {
+    let names = this.namespaces.get(entry.namespace);
+    if (!names) {
+      names = new Map();
+      this.namespaces.set(entry.namespace, names);
+    }
+    names.set(entry.name, entry);
+    if (!previous) this.count++;
     this.totalBytes += entry.bytes - (previous?.bytes ?? 0);
   }
 
-  private delete(key: string, previous: C): void {
-    this.objects.delete(key);
+  private delete(previous: C): void {
+    const names = this.namespaces.get(previous.namespace);
+    if (!names?.delete(previous.name)) return;
+    if (names.size === 0) this.namespaces.delete(previous.namespace);
+    this.count--;
     this.totalBytes -= previous.bytes;
   }
 
   get(namespace: string, name: string): C | undefined {
-    return this.objects.get(objectKeyOf({ namespace, name }));
+    return this.namespaces.get(namespace)?.get(name);
   }
 
-  values(): IterableIterator<C> {
-    return this.objects.values();
+  *values(): IterableIterator<C> {
+    for (const names of this.namespaces.values()) yield* names.values();
   }
 
-  /** [objectKeyOf(object), entry] pairs: the keys the cache already holds. */
-  entries(): IterableIterator<[string, C]> {
-    return this.objects.entries();
+  /** [objectKeyOf(entry), entry] pairs: the keys the cache already holds (made as they are read). */
+  *entries(): IterableIterator<[string, C]> {
+    for (const [namespace, names] of this.namespaces)
+      for (const [name, entry] of names) yield [objectKeyOf({ namespace, name }), entry];
   }
 
   /** Whether the cache holds this very version of the object (same uid and resourceVersion). */
   holds(object: { namespace: string; name: string; uid: string; resourceVersion: string }): boolean {
-    const entry = this.objects.get(objectKeyOf(object));
+    const entry = this.get(object.namespace, object.name);
     return (
       entry !== undefined && entry.uid === object.uid && entry.resourceVersion === object.resourceVersion
     );
@@ -98,12 +120,11 @@ export class ObjectCache<C extends CachedIdentity = KubeObject> {
 
   /** An object was added or modified. */
   upsert(object: KubeObject): CacheChange<C>[] {
-    const key = objectKeyOf(object);
-    const previous = this.objects.get(key);
+    const previous = this.get(object.namespace, object.name);
     if (previous && previous.uid === object.uid && previous.resourceVersion === object.resourceVersion)
       return [];
-    const current = this.retention.retain(object);
-    this.set(key, current, previous);
+    const current = this.retention.retain(object, previous);
+    this.set(current, previous);
     if (!previous) return [{ type: 'added', object, current }];
     if (previous.uid !== object.uid) {
       return [
@@ -116,11 +137,10 @@ export class ObjectCache<C extends CachedIdentity = KubeObject> {
 
   /** An object was deleted; `object` is its final state as the API server reported it. */
   remove(object: KubeObject): CacheChange<C>[] {
-    const key = objectKeyOf(object);
-    const previous = this.objects.get(key);
+    const previous = this.get(object.namespace, object.name);
     // A deletion of an older incarnation (another uid) must not evict the current one.
     if (previous && previous.uid !== object.uid) return [{ type: 'deleted', object }];
-    if (previous) this.delete(key, previous);
+    if (previous) this.delete(previous);
     return [previous ? { type: 'deleted', object, previous } : { type: 'deleted', object }];
   }
 
@@ -145,11 +165,13 @@ export class ObjectCache<C extends CachedIdentity = KubeObject> {
    */
   removeUnlisted(listed: ReadonlySet<string>): CacheChange<C>[] {
     const changes: CacheChange<C>[] = [];
-    for (const [key, previous] of this.objects) {
-      if (listed.has(key)) continue;
-      this.delete(key, previous);
-      changes.push({ type: 'deleted', object: this.retention.restore(previous), previous });
-    }
+    // A Map's iteration goes on past the deletion of the entry it is at.
+    for (const [namespace, names] of this.namespaces)
+      for (const [name, previous] of names) {
+        if (listed.has(objectKeyOf({ namespace, name }))) continue;
+        this.delete(previous);
+        changes.push({ type: 'deleted', object: this.retention.restore(previous), previous });
+      }
     return changes;
   }
 }

@@ -1,7 +1,15 @@
-import { parseKubeObject } from '@streamspace/kube';
+import { ObjectCache, parseKubeObject } from '@streamspace/kube';
 import { ANNOTATIONS, LABELS, podStateKey, subjects, trimObject } from '@streamspace/shared';
 import { describe, expect, it } from 'vitest';
-import { childRetention, keptDigest, keptUnchanged, NO_DIGEST, podDigest } from './child-entry.js';
+import {
+  type ChildEntry,
+  childDigest,
+  childRetention,
+  keptDigest,
+  keptUnchanged,
+  NO_DIGEST,
+  podDigest,
+} from './child-entry.js';
 import { childStateKey, routeChange, stateEntryKey } from './work-routing.js';
 
 const podType = { apiVersion: 'v1', objectKind: 'Pod' };
@@ -90,12 +98,71 @@ describe('keptUnchanged', () => {
   });
 });
 
+/** What a ChildEntry says, field by field (its packed form's getters read). */
+function fields(entry: ChildEntry) {
+  const { namespace, name, uid, resourceVersion, generation, bytes, session, digest, kept, replicas } = entry;
+  return { namespace, name, uid, resourceVersion, generation, bytes, session, digest, kept, replicas };
+}
+
 describe('childRetention', () => {
+  it('reads back what it packed: a UUID, a resourceVersion, its Session inside its name, both digests', () => {
+    const retention = childRetention('deployment', deploymentType);
+    const uid = 'ccd17429-3f9c-41d0-b128-f4e6f2fae5e5';
+    for (const resourceVersion of ['26299', '007', '18446744073709551615']) {
+      const parsed = parseKubeObject(
+        {
+          metadata: {
+            namespace: 'team-a',
+            name: 'ss-bench-1007',
+            uid,
+            resourceVersion,
+            generation: 3,
+            labels: { [LABELS.session]: 'bench-1007' },
+          },
+          spec: { replicas: 1, template: { spec: { containers: [{ image: 'x' }] } } },
+        },
+        (raw) => trimObject('deployment', raw),
+      );
+      if (!parsed.ok) throw new Error(parsed.reason);
+      expect(fields(retention.retain(parsed.object))).toEqual({
+        namespace: 'team-a',
+        name: 'ss-bench-1007',
+        uid,
+        resourceVersion,
+        generation: 3,
+        bytes: 0,
+        session: 'bench-1007',
+        digest: childDigest('deployment', parsed.object.raw),
+        kept: keptDigest(parsed.object),
+        replicas: 1,
+      });
+    }
+  });
+
+  it('is held by the cache as the same child while its uid stays, and as a deletion and an addition when it changes', () => {
+    const cache = new ObjectCache(childRetention('deployment', deploymentType));
+    expect(cache.upsert(deployment('10', 1, {})).map((c) => c.type)).toEqual(['added']);
+    expect(cache.holds(deployment('10', 1, {}))).toBe(true);
+    const modified = cache.upsert(deployment('11', 0, {}));
+    expect(modified.map((c) => c.type)).toEqual(['modified']);
+    expect([modified[0]?.previous?.replicas, modified[0]?.current?.replicas]).toEqual([1, 0]);
+    const recreated = parseKubeObject(JSON.parse(deployment('12', 1, {}).json.replace('uid-d', 'uid-d2')));
+    if (!recreated.ok) throw new Error(recreated.reason);
+    const changes = cache.upsert(recreated.object);
+    expect(changes.map((c) => `${c.type} ${c.object.uid}@${c.object.resourceVersion}`)).toEqual([
+      'deleted uid-d@11',
+      'added uid-d2@12',
+    ]);
+    expect(changes[0]?.previous?.session).toBe('s1');
+    expect(cache.get('team-a', 'ss-s1')?.uid).toBe('uid-d2');
+    expect(cache.size).toBe(1);
+  });
+
   it('keeps a child’s identity, its Session and a digest, not its JSON', () => {
     const retention = childRetention('pod', podType);
     const object = pod('7', { ready: true, annotations: { [ANNOTATIONS.session]: 's1.full.name' } });
     const entry = retention.retain(object);
-    expect(entry).toEqual({
+    expect(fields(entry)).toEqual({
       namespace: 'team-a',
       name: 'ss-s1-abc',
       uid: 'uid-p',
@@ -105,6 +172,7 @@ describe('childRetention', () => {
       session: 's1.full.name',
       digest: podDigest(object.raw),
       kept: keptDigest(object),
+      replicas: undefined,
     });
     expect(entry.digest).not.toBe(NO_DIGEST);
     expect(JSON.stringify(entry).length).toBeLessThan(object.json.length);

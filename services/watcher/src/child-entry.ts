@@ -7,6 +7,16 @@ import {
   parseKubeObject,
 } from '@streamspace/kube';
 import { ANNOTATIONS, type StateKind } from '@streamspace/shared';
+import {
+  compactPart,
+  compactVersion,
+  namespaceName,
+  packedNumber,
+  packedUid,
+  packNumbersAndUid,
+  partText,
+  versionText,
+} from './compact-fields.js';
 import { NO_POD_SUMMARY, owningSession, podSummary } from './work-routing.js';
 
 /** The kinds of a Session's children, whose changes may wake their Session. */
@@ -26,16 +36,78 @@ export function isChildKind(kind: StateKind): kind is ChildKind {
  */
 export interface ChildEntry extends CachedIdentity {
   /** The Session it belongs to (owningSession), if any. */
-  session: string | undefined;
+  readonly session: string | undefined;
   /**
    * What of the child its Session's reconcile depends on (childDigest), compared across versions:
-   * a 48-bit hash, a number (8 bytes in the entry, where a hash as text took 48).
+   * a 48-bit hash.
    */
-  digest: number;
+  readonly digest: number;
   /** A Deployment's spec.replicas (its echo test compares it with what the Session's state asks for). */
-  replicas?: number;
+  readonly replicas?: number | undefined;
   /** All the shared state keeps of the child but its resourceVersion, hashed (keptDigest). */
-  kept: number;
+  readonly kept: number;
+}
+
+/**
+ * A ChildEntry as the cache holds it, ~50,000 of them at 10,000 Sessions: its uid and two
+ * digests in one string of 29 one-byte characters (48 bytes, where the uid's text took 56 and each
+ * digest a 16-byte heap number), its resourceVersion as a small integer, its Session's name as
+ * where it sits in the child's own name (`ss-<session>…`), and its name the string the cache keys
+ * it by. The same fields read back exactly as they came (compact-fields.ts); an entry of ~420
+ * bytes became ~220 (BENCHMARKS.md, W5–W7).
+ */
+class PackedChildEntry implements ChildEntry {
+  readonly namespace: string;
+  readonly name: string;
+  readonly generation: number | undefined;
+  readonly replicas: number | undefined;
+  private readonly version: number | string;
+  private readonly owner: number | string | undefined;
+  /** digest, kept, then the uid (packNumbersAndUid). */
+  private readonly packed: string;
+
+  constructor(
+    object: KubeObject,
+    previous: ChildEntry | undefined,
+    session: string | undefined,
+    digest: number,
+    kept: number,
+    replicas: number | undefined,
+  ) {
+    this.namespace = namespaceName(object.namespace);
+    // The cache keys the entry by its first version's name: a later version refers to that string.
+    this.name = previous?.name === object.name ? previous.name : object.name;
+    this.generation = object.generation;
+    this.replicas = replicas;
+    this.version = compactVersion(object.resourceVersion);
+    this.owner = compactPart(this.name, session);
+    this.packed = packNumbersAndUid([digest, kept], object.uid);
+  }
+
+  get uid(): string {
+    return packedUid(this.packed, 2);
+  }
+
+  get resourceVersion(): string {
+    return versionText(this.version);
+  }
+
+  get session(): string | undefined {
+    return partText(this.name, this.owner);
+  }
+
+  get digest(): number {
+    return packedNumber(this.packed, 0);
+  }
+
+  get kept(): number {
+    return packedNumber(this.packed, 1);
+  }
+
+  /** No JSON is held (the shared state has it). */
+  get bytes(): number {
+    return 0;
+  }
 }
 
 /** A 48-bit hash of a text: two different specs of one object share it with odds of 2^-48. */
@@ -79,18 +151,6 @@ export function podDigest(raw: Record<string, unknown> | undefined): number {
 }
 
 /**
- * The namespaces' names, one string each: every entry refers to its namespace's, instead of a copy
- * of its own (32 bytes each, 50,000 of them at 10,000 Sessions). Bounded by the namespaces watched.
- */
-const namespaceNames = new Map<string, string>();
-function namespaceName(namespace: string): string {
-  const known = namespaceNames.get(namespace);
-  if (known !== undefined) return known;
-  namespaceNames.set(namespace, namespace);
-  return namespace;
-}
-
-/**
  * A child's digest: a pod's summary (what its Session's status is made of), a PVC's nothing (no
  * change of a claim wakes its Session), another child's spec — a Deployment's without replicas,
  * which are compared by themselves — as a hash.
@@ -120,22 +180,18 @@ export function childRetention(
   type: { apiVersion: string; objectKind: string },
 ): CacheRetention<ChildEntry> {
   return {
-    retain(object) {
+    retain(object, previous) {
       const raw = object.raw;
       const replicas =
         kind === 'deployment' ? (raw.spec as { replicas?: unknown } | undefined)?.replicas : undefined;
-      return {
-        namespace: namespaceName(object.namespace),
-        name: object.name,
-        uid: object.uid,
-        resourceVersion: object.resourceVersion,
-        generation: object.generation,
-        bytes: 0,
-        session: owningSession(object),
-        digest: childDigest(kind, raw),
-        kept: keptDigest(object),
-        ...(typeof replicas === 'number' ? { replicas } : {}),
-      };
+      return new PackedChildEntry(
+        object,
+        previous,
+        owningSession(object),
+        childDigest(kind, raw),
+        keptDigest(object),
+        typeof replicas === 'number' ? replicas : undefined,
+      );
     },
     restore(entry) {
       const parsed = parseKubeObject({

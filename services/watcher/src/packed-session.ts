@@ -1,6 +1,13 @@
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import type { CacheRetention, KubeObject } from '@streamspace/kube';
 import { SESSION_STATES, type SessionState } from '@streamspace/shared';
+import {
+  compactVersion,
+  namespaceName,
+  packedUid,
+  packNumbersAndUid,
+  versionText,
+} from './compact-fields.js';
 
 /**
  * What a trimmed Session says in every cluster: its field names and the values most share. Deflate
@@ -67,6 +74,8 @@ const SESSION_DICTIONARY = Buffer.from(
 const DEFLATE_OPTIONS = { dictionary: SESSION_DICTIONARY, windowBits: 11, memLevel: 2 } as const;
 const INFLATE_OPTIONS = { dictionary: SESSION_DICTIONARY, windowBits: 11 } as const;
 
+const NO_LABELS: Readonly<Record<string, string>> = Object.freeze({});
+
 /** spec.state as one of the shared literals (not a string of its own per Session), if valid. */
 function stateOf(raw: Record<string, unknown>): SessionState | undefined {
   const state = (raw.spec as { state?: unknown } | undefined)?.state;
@@ -84,13 +93,13 @@ function stateOf(raw: Record<string, unknown>): SessionState | undefined {
 class PackedSession implements KubeObject {
   readonly namespace: string;
   readonly name: string;
-  readonly uid: string;
-  readonly resourceVersion: string;
   readonly generation: number | undefined;
   readonly labels: Readonly<Record<string, string>>;
-  /** The deflated bytes' length: what the entry holds in memory of the object. */
-  readonly bytes: number;
   readonly oversize?: KubeObject['oversize'];
+  /** The uid packed (compact-fields.ts): 40 bytes where its text took 56. */
+  private readonly identity: string;
+  /** The resourceVersion as a small integer where it can be (compact-fields.ts). */
+  private readonly version: number | string;
   /**
    * spec.state, kept beside the packed JSON: every change of a Session's Deployment asks for it
    * (its echo test), and inflating and parsing the whole Session for it took about 3% of the
@@ -99,19 +108,33 @@ class PackedSession implements KubeObject {
   readonly state: SessionState | undefined;
   private readonly packed: string;
 
-  constructor(object: KubeObject) {
-    this.namespace = object.namespace;
-    this.name = object.name;
-    this.uid = object.uid;
-    this.resourceVersion = object.resourceVersion;
+  constructor(object: KubeObject, previous: KubeObject | undefined) {
+    this.namespace = namespaceName(object.namespace);
+    // The cache keys the entry by its first version's name: a later version refers to that string.
+    this.name = previous?.name === object.name ? previous.name : object.name;
+    this.identity = packNumbersAndUid([], object.uid);
+    this.version = compactVersion(object.resourceVersion);
     this.generation = object.generation;
-    this.labels = object.labels;
+    // Most Sessions have none: one shared empty object, not 56 bytes each.
+    this.labels = Object.keys(object.labels).length > 0 ? object.labels : NO_LABELS;
     if (object.oversize) this.oversize = object.oversize;
     this.state = stateOf(object.raw);
     const packed = deflateRawSync(object.json, DEFLATE_OPTIONS);
     // latin1 maps each byte to one character and back, whatever the byte.
     this.packed = packed.toString('latin1');
-    this.bytes = packed.length;
+  }
+
+  get uid(): string {
+    return packedUid(this.identity, 0);
+  }
+
+  get resourceVersion(): string {
+    return versionText(this.version);
+  }
+
+  /** The deflated bytes' length: what the entry holds in memory of the object. */
+  get bytes(): number {
+    return this.packed.length;
   }
 
   get json(): string {
@@ -130,6 +153,6 @@ export function sessionState(session: KubeObject): SessionState | undefined {
 
 /** The watcher's cache retention of Sessions: each kept packed (PackedSession), whole on demand. */
 export const PACKED_SESSIONS: CacheRetention<KubeObject> = {
-  retain: (object) => new PackedSession(object),
+  retain: (object, previous) => new PackedSession(object, previous),
   restore: (entry) => entry,
 };

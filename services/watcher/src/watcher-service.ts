@@ -14,7 +14,6 @@ import {
   retryForever,
   type ServiceConfig,
   type ServiceContext,
-  STATE_KINDS,
   type StateKind,
   sleep,
   stateKindFilter,
@@ -133,6 +132,8 @@ export async function startWatcher(context: Context): Promise<RunningService> {
   // One watch per kind and namespace (see below): all of them, the ones holding Sessions and
   // Templates whole, and the children's with the transport each lists from (to refill the state).
   const watches = new Map<StateKind, Informer<CachedIdentity>[]>();
+  /** The namespace each watch lists (undefined: every namespace). */
+  const watchNamespaces = new Map<Informer<CachedIdentity>, string | undefined>();
   const wholeWatches = new Map<'session' | 'template', Informer<KubeObject>[]>();
   const childWatches = new Map<
     ChildKind,
@@ -225,6 +226,7 @@ export async function startWatcher(context: Context): Promise<RunningService> {
       },
     });
     watches.set(resource.kind, [...(watches.get(resource.kind) ?? []), watch as Informer<CachedIdentity>]);
+    watchNamespaces.set(watch as Informer<CachedIdentity>, namespace);
     return watch;
   }
 
@@ -383,54 +385,53 @@ export async function startWatcher(context: Context): Promise<RunningService> {
         if (!stateStore || !stateKv || !all.every((watch) => watch.synced)) return;
         const store = stateStore;
         const kv = stateKv;
-        const present: string[] = [];
-        // Only the entries of the namespaces this watcher watches are its own: a watcher limited to
-        // some namespaces (WATCH_NAMESPACE) must not delete what another one keeps for others.
-        for (const kind of STATE_KINDS)
-          for (const namespace of namespaces)
-            for await (const key of await kv.keys(stateKindFilter(kind, namespace))) present.push(key);
-        const stored = new Set(present);
         let objects = 0;
         let written = 0;
+        let deleted = 0;
         const missing = new Map<ChildKind, Set<string>>();
         // Templates and children before Sessions: while a lost bucket is refilled, a reconcile
         // woken meanwhile that finds its Session finds what the Session needs too (a Session read
         // without its Template would be told WaitingForTemplate for a moment).
         const order = [...watches.keys()].sort((a, b) => rebuildRank(a) - rebuildRank(b));
+        // One kind in one namespace at a time: the bucket's keys and the watches' keys of the whole
+        // cluster at once (two sets of ~60,000 keys at 10,000 Sessions, each key of the bucket a
+        // slice holding its whole subject) took ~15 MiB of the watcher's heap at every resync.
+        // Only the entries of the namespaces this watcher watches are its own: a watcher limited
+        // to some namespaces (WATCH_NAMESPACE) must not delete what another one keeps for others.
         for (const kind of order)
-          for (const watch of watches.get(kind) ?? [])
-            for (const entry of watch.cache.values()) {
-              const key = heldKey(kind, entry);
-              if (key === undefined) continue;
-              objects++;
-              if (isChildKind(kind)) {
-                // Stored by its change (at start: by the first list); a write still queued is not missing.
-                if (reason !== 'initial' && !stored.has(key) && !store.has(key))
-                  missing.set(kind, (missing.get(kind) ?? new Set()).add(key));
-                continue;
+          for (const namespace of namespaces) {
+            const stored = new Set<string>();
+            for await (const key of await kv.keys(stateKindFilter(kind, namespace))) stored.add(key);
+            // What the watches hold is taken after listing the bucket (which awaited: objects may
+            // have come meanwhile) and synchronously with the deletes below, so only entries of
+            // objects no watch holds now are deleted; an object added after this queues its write
+            // behind the delete of its key, in order.
+            const keep = new Set<string>();
+            for (const watch of watches.get(kind) ?? []) {
+              if (watchNamespaces.get(watch) !== namespace) continue;
+              for (const entry of watch.cache.values()) {
+                const key = heldKey(kind, entry);
+                if (key === undefined) continue;
+                keep.add(key);
+                objects++;
+                if (isChildKind(kind)) {
+                  // Stored by its change (at start: by the first list); a write still queued is not missing.
+                  if (reason !== 'initial' && !stored.has(key) && !store.has(key))
+                    missing.set(kind, (missing.get(kind) ?? new Set()).add(key));
+                  continue;
+                }
+                // Read when sent: a Session's JSON is inflated then (packed-session.ts), not all at once.
+                const object = entry as KubeObject;
+                store.write({ key, value: () => object.json, after: [] });
+                written++;
               }
-              // Read when sent: a Session's JSON is inflated then (packed-session.ts), not all at once.
-              const object = entry as KubeObject;
-              store.write({ key, value: () => object.json, after: [] });
-              written++;
             }
-        // What the watches hold is taken after listing the bucket (which awaited: objects may have
-        // come meanwhile) and synchronously with the deletes below, so only entries of objects no
-        // watch holds now are deleted; an object added after this queues its write behind the
-        // delete of its key, in order.
-        const keep = new Set<string>();
-        for (const [kind, list] of watches)
-          for (const watch of list)
-            for (const entry of watch.cache.values()) {
-              const key = heldKey(kind, entry);
-              if (key !== undefined) keep.add(key);
+            for (const key of stored) {
+              if (keep.has(key)) continue;
+              store.write({ key, value: undefined, after: [] });
+              deleted++;
             }
-        let deleted = 0;
-        for (const key of present) {
-          if (keep.has(key)) continue;
-          store.write({ key, value: undefined, after: [] });
-          deleted++;
-        }
+          }
         await store.idle();
         // At a resync, a child may have been stored after the bucket was listed (a burst of
         // creates): ask the bucket again before listing anything from the API server.
