@@ -599,7 +599,11 @@ it(`runs ${N} sessions through the pipeline`, { timeout: TEST_TIMEOUT_MS }, asyn
       if (trace) {
         // The other watches' last events may come a moment after the phase clock's.
         await new Promise((r) => setTimeout(r, 50));
-        traced[state].push({ patchReturned: patched - (marks.get(name) as number), ...trace.steps(name), phaseClock: ms });
+        traced[state].push({
+          patchReturned: patched - (marks.get(name) as number),
+          ...trace.steps(name),
+          phaseClock: ms,
+        });
       }
       singleChanges.push({ state, at: new Date(Date.now() - ms).toISOString(), ms });
     }
@@ -696,6 +700,12 @@ it(`runs ${N} sessions through the pipeline`, { timeout: TEST_TIMEOUT_MS }, asyn
   //    default): until 2026-11-30 the baseline left it out.
   let directSeconds: number | undefined;
   let directPodsReadySeconds: number | undefined;
+  // What the direct writes set off in the cluster, to set beside the create burst's phase: the API
+  // server's requests by verb and resource (the writer's own and its controllers') and the
+  // cluster's CPU, from just before the writes to when they have all returned.
+  let directPhase:
+    | { seconds: number; nonWatchRequestsByVerbAndResource: Counts; cpuSecondsByProcess: Counts }
+    | undefined;
   if (DIRECT) {
     const objects = k8s.KubernetesObjectApi.makeApiClient(k.kc);
     const apply = (o: k8s.KubernetesObject) =>
@@ -711,8 +721,14 @@ it(`runs ${N} sessions through the pipeline`, { timeout: TEST_TIMEOUT_MS }, asyn
     // which was timed to the pod states our phases stand for: so is this, beside its writes,
     // with BENCH_DIRECT_PODS=1. The pipeline's pods still run then: its N pods and the baseline's
     // need 2N / 110 KWOK nodes (STREAMSPACE_NODES=20 for 1,000), not the 12 of the usual runs.
-    const directReady = process.env.BENCH_DIRECT_PODS === '1' ? new PodsReady(k.kc, baselineNamespace) : undefined;
+    const directReady =
+      process.env.BENCH_DIRECT_PODS === '1' ? new PodsReady(k.kc, baselineNamespace) : undefined;
     await directReady?.start();
+    const directClusterPids = clusterPids();
+    const directBefore = {
+      cpu: cpuNow(directClusterPids),
+      requests: nonWatchRequestsByVerbAndResource(await apiServerMetrics()),
+    };
     const startDirect = performance.now();
     await pool(names, CONCURRENCY, async (name) => {
       const child = sessionChildName(name);
@@ -779,7 +795,9 @@ it(`runs ${N} sessions through the pipeline`, { timeout: TEST_TIMEOUT_MS }, asyn
             policyTypes: ['Ingress'],
             ingress: [
               {
-                from: [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'ingress-nginx' } } }],
+                from: [
+                  { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'ingress-nginx' } } },
+                ],
                 ports: [{ protocol: 'TCP', port: 3000 }],
               },
             ],
@@ -801,6 +819,17 @@ it(`runs ${N} sessions through the pipeline`, { timeout: TEST_TIMEOUT_MS }, asyn
       }
     });
     directSeconds = (performance.now() - startDirect) / 1000;
+    const cpuSpent = subtract(cpuNow(directClusterPids), directBefore.cpu);
+    directPhase = {
+      seconds: directSeconds,
+      nonWatchRequestsByVerbAndResource: subtract(
+        nonWatchRequestsByVerbAndResource(await apiServerMetrics()),
+        directBefore.requests,
+      ),
+      cpuSecondsByProcess: Object.fromEntries(
+        Object.entries(cpuSpent).map(([key, v]) => [key, Math.round(v * 10) / 10]),
+      ),
+    };
     const allReady = await directReady?.waitFor(N, 15_000);
     if (allReady !== undefined) directPodsReadySeconds = (allReady - startDirect) / 1000;
     directReady?.stop();
@@ -838,6 +867,7 @@ it(`runs ${N} sessions through the pipeline`, { timeout: TEST_TIMEOUT_MS }, asyn
     directSeconds: directSeconds ?? null,
     directSessionsPerSecond: directSeconds ? N / directSeconds : null,
     throughputRatio: directSeconds ? N / pipelineSeconds / (N / directSeconds) : null,
+    ...(directPhase ? { directPhase } : {}),
     // The baseline until its pods were all Ready, as the pipeline's Running waits for them.
     directPodsReadySeconds: directPodsReadySeconds ?? null,
     throughputRatioToPodsReady: directPodsReadySeconds ? directPodsReadySeconds / pipelineSeconds : null,
@@ -875,7 +905,9 @@ it(`runs ${N} sessions through the pipeline`, { timeout: TEST_TIMEOUT_MS }, asyn
             hibernate: stepSummary(traced.hibernated),
             wake: stepSummary(traced.running),
             slowestWake: traced.running.sort((a, b) => (b.phaseClock ?? 0) - (a.phaseClock ?? 0)).slice(0, 3),
-            slowestHibernate: traced.hibernated.sort((a, b) => (b.phaseClock ?? 0) - (a.phaseClock ?? 0)).slice(0, 3),
+            slowestHibernate: traced.hibernated
+              .sort((a, b) => (b.phaseClock ?? 0) - (a.phaseClock ?? 0))
+              .slice(0, 3),
           },
         }
       : {}),
