@@ -4,12 +4,11 @@ import {
   DeliverPolicy,
   type JetStreamManager,
   jetstream,
-  jetstreamManager,
   StorageType,
 } from '@nats-io/jetstream';
 import { type KV, Kvm } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/nats-core';
-import { explainNoQuorum, explainReplicasError } from './jetstream-replicas.js';
+import { explainNoQuorum, explainReplicasError, jetstreamManagerFor } from './jetstream-replicas.js';
 import {
   BUCKET_LIMITS,
   ensureStreamReplicas,
@@ -124,22 +123,10 @@ export function bindError(what: string, error: unknown): Error {
   return explainNoQuorum(error, what) ?? new Error(`cannot read ${what}: ${message}`);
 }
 
-/**
- * The JetStream API, to bind to `what`. Its first request (account info) is the first to meet a
- * cluster without quorum, which NATS calls only "JetStream system temporarily unavailable".
- */
-async function managerFor(nc: NatsConnection, what: string): Promise<JetStreamManager> {
-  try {
-    return await jetstreamManager(nc);
-  } catch (error) {
-    throw explainNoQuorum(error, what) ?? error;
-  }
-}
-
 /** Binds to an existing durable consumer; never creates it. */
 export async function bindConsumer(nc: NatsConnection, stream: string, consumer: string): Promise<Consumer> {
   const what = `the consumer ${consumer} of stream ${stream}`;
-  const jsm = await managerFor(nc, what);
+  const jsm = await jetstreamManagerFor(nc, what);
   try {
     await jsm.consumers.info(stream, consumer);
   } catch (error) {
@@ -148,13 +135,13 @@ export async function bindConsumer(nc: NatsConnection, stream: string, consumer:
   return jetstream(nc).consumers.get(stream, consumer);
 }
 
-/** Opens an existing KV bucket; never creates or reconfigures it. Returns its TTL and replica count too. */
+/** Opens an existing KV bucket; never creates or reconfigures it. Returns its TTL, replica count and manager too. */
 export async function bindBucket(
   nc: NatsConnection,
   bucket: string,
-): Promise<{ kv: KV; ttlMs: number; replicas: number }> {
+): Promise<{ kv: KV; ttlMs: number; replicas: number; jsm: JetStreamManager }> {
   const what = `the KV bucket ${bucket}`;
-  const jsm = await managerFor(nc, what);
+  const jsm = await jetstreamManagerFor(nc, what);
   let info: Awaited<ReturnType<typeof jsm.streams.info>>;
   try {
     info = await jsm.streams.info(`KV_${bucket}`);
@@ -166,6 +153,8 @@ export async function bindBucket(
     kv,
     ttlMs: Math.round((info.config.max_age ?? 0) / 1_000_000),
     replicas: info.config.num_replicas || 1,
+    // The manager it was bound with, as bindWorkPartitions gives: not a second one outside the caller's retries.
+    jsm,
   };
 }
 
@@ -180,7 +169,7 @@ export interface WorkPartitions {
 
 /** Binds to every partition consumer of the work stream; never creates them. */
 export async function bindWorkPartitions(nc: NatsConnection): Promise<WorkPartitions> {
-  const jsm = await managerFor(nc, `the stream ${STREAMS.work}`);
+  const jsm = await jetstreamManagerFor(nc, `the stream ${STREAMS.work}`);
   let metadata: Record<string, string> | undefined;
   try {
     metadata = (await jsm.streams.info(STREAMS.work)).config.metadata;

@@ -1,3 +1,5 @@
+import { type JetStreamManager, jetstreamManager } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/nats-core';
 import { z } from 'zod';
 
 /**
@@ -104,14 +106,34 @@ export function explainReplicasError(error: unknown, what: string, replicas: num
  * A plain (transient) error: it heals when a majority of the servers is back. Every service says
  * it this way where it declares or binds to streams, consumers and buckets.
  */
-export function explainNoQuorum(error: unknown, what: string): Error | undefined {
+export function explainNoQuorum(error: unknown, what: string): NoQuorumError | undefined {
+  if (error instanceof NoQuorumError) return error;
   const text = error instanceof Error ? error.message : String(error);
   if (
     apiCode(error) !== CLUSTER_UNAVAILABLE &&
     !/temporarily unavailable|no quorum|cluster not available/i.test(text)
   )
     return undefined;
-  return new Error(
+  return new NoQuorumError(
     `${what}: the NATS cluster has no JetStream quorum (${text}); waiting for a majority of its servers to be up`,
   );
+}
+
+/** A cluster without JetStream quorum, said as such (explainNoQuorum): transient, it heals. */
+export class NoQuorumError extends Error {
+  override readonly name = 'NoQuorumError';
+}
+
+/**
+ * The JetStream API, for work on `what`. Its first request (account info) is the first to meet a
+ * cluster without quorum, which NATS calls only "JetStream system temporarily unavailable": that
+ * is said as what it is (a NoQuorumError); any other error comes back as NATS gave it. The one way
+ * every service makes its manager where quorum may be missing.
+ */
+export async function jetstreamManagerFor(nc: NatsConnection, what: string): Promise<JetStreamManager> {
+  try {
+    return await jetstreamManager(nc);
+  } catch (error) {
+    throw explainNoQuorum(error, what) ?? error;
+  }
 }

@@ -3,13 +3,12 @@ import {
   DeliverPolicy,
   DiscardPolicy,
   type JetStreamManager,
-  jetstreamManager,
   RetentionPolicy,
   StorageType,
   type StreamConfig,
 } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/nats-core';
-import { explainReplicasError } from './jetstream-replicas.js';
+import { explainReplicasError, jetstreamManagerFor } from './jetstream-replicas.js';
 import { DEFAULT_MAX_OBJECT_BYTES } from './object-trim.js';
 import { BUCKETS, STREAMS, subjects } from './subjects.js';
 import {
@@ -204,11 +203,7 @@ export async function ensureStreams(
   nc: NatsConnection,
   options: TopologyOptions = {},
 ): Promise<JetStreamManager> {
-  // The manager's first request (account info) is the first to meet a cluster without quorum
-  // ("JetStream system temporarily unavailable"): said as what it is, as for the streams.
-  const jsm = await jetstreamManager(nc).catch((error: unknown) => {
-    throw explainReplicasError(error, 'the JetStream API', options.replicas ?? 1);
-  });
+  const jsm = await jetstreamManagerFor(nc, 'the JetStream API');
   for (const config of streamConfigs(options))
     await upsertStream(jsm, config, options.updateExisting ?? false);
   if (options.updateExisting) await boundExistingBuckets(jsm, options.onBucketLimitError);

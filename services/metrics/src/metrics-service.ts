@@ -1,11 +1,11 @@
-import { jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/nats-core';
 import {
   BUCKETS,
   bindBucket,
   connectNats,
   describeNamespaces,
-  explainNoQuorum,
+  jetstreamManagerFor,
+  NoQuorumError,
   type RunningService,
   retryForever,
   type ServiceConfig,
@@ -118,18 +118,17 @@ export async function startMetrics(
     const connection = nc;
     connected(connection);
     jetStream = jetStreamReader(
-      await retryForever(() => jetstreamManager(connection), {
+      await retryForever(() => jetstreamManagerFor(connection, `cannot follow ${STREAMS.events}`), {
         signal,
         maxMs: 10_000,
-        // Its first request is the first to meet a cluster without quorum: say so, not only "waiting for NATS".
+        // A cluster without quorum is said as such, not only "waiting for NATS".
         onError: (error) =>
           readiness.set(
             'event-stream',
             false,
-            (
-              explainNoQuorum(error, `cannot follow ${STREAMS.events}`) ??
-              new Error(`cannot reach the JetStream API: ${(error as Error).message}`)
-            ).message,
+            error instanceof NoQuorumError
+              ? error.message
+              : `cannot reach the JetStream API: ${(error as Error).message}`,
           ),
       }),
     );

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { jetstream } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/nats-core';
 import {
   BUCKETS,
@@ -38,8 +38,7 @@ import { WorkConsumer } from './work-consumer.js';
  * (directReads).
  */
 async function stateEntries(nc: NatsConnection): Promise<StateEntries> {
-  const { kv, replicas } = await bindBucket(nc, BUCKETS.state);
-  const jsm = await jetstreamManager(nc);
+  const { kv, replicas, jsm } = await bindBucket(nc, BUCKETS.state);
   return replicas > 1 ? leaderReads(kv, jsm, BUCKETS.state) : directReads(kv, jsm, BUCKETS.state);
 }
 

@@ -276,7 +276,9 @@ function expectValidObject(object: KubernetesObject): void {
 
 const runs = { numRuns: 150, seed: SEED };
 
-describe('planSession: properties over generated Session/Template pairs', () => {
+// Hundreds of generated plans per test: CPU-bound, and the first also compiles the planner. On a
+// busy 2-core machine that passed 5 s (2026-12-01), a slow machine rather than a wrong plan.
+describe('planSession: properties over generated Session/Template pairs', { timeout: 60_000 }, () => {
   it('plans valid Kubernetes objects (names, labels, ports, quantities), deterministically', () => {
     console.log(`session-plan properties: seed ${SEED}, ${runs.numRuns} runs per property`);
     fc.assert(
