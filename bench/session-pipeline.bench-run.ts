@@ -45,7 +45,8 @@ import { pidOf, procCpuSeconds, procStatus } from './process-cost.mjs';
  * @kubernetes/client-node as a baseline. Run with `pnpm bench`; results go to .bench/.
  */
 
-// A KWOK node takes 110 pods, like a kubelet: run with STREAMSPACE_NODES >= N / 100 (see BENCHMARKS.md).
+// A KWOK node takes 110 pods, like a kubelet: run with STREAMSPACE_NODES >= N / 100, and with room for
+// the direct baseline's pods too (2N / 110 + 1: 20 for 1,000; see DIRECT_PODS and BENCHMARKS.md).
 const N = Number(process.env.BENCH_SESSIONS ?? 1000);
 const WORKERS = Number(process.env.BENCH_WORKERS ?? 3);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 50);
@@ -257,8 +258,30 @@ class PodsReady {
   }
 }
 
+/**
+ * The direct baseline writes the same objects as the pipeline, so its N Deployments make N pods too,
+ * beside the pipeline's N still running: the cluster needs room for 2N. Without it most of the
+ * baseline's pods are never scheduled and its cluster does less work than the pipeline's (on 12
+ * nodes 680 of 1,000 stayed Pending: no bindings, no pod status writes), which made the ratio
+ * compare unequal work (BENCHMARKS.md, P3–P6 and R31). BENCH_DIRECT_PODS=0 times only its writes.
+ */
+const DIRECT_PODS = process.env.BENCH_DIRECT_PODS !== '0';
+
+/** Refuses a run whose baseline could not schedule its pods, before anything is created. */
+async function requireRoomForBothPodSets(core: ReturnType<typeof kube>['core']): Promise<void> {
+  const nodes = (await core.listNode()).items;
+  const room = nodes.reduce((sum, node) => sum + Number(node.status?.allocatable?.pods ?? 0), 0);
+  if (room < 2 * N)
+    throw new Error(
+      `the direct baseline needs room for 2 x ${N} pods (the pipeline's and its own) and the cluster's ${nodes.length} nodes take ${room}: ` +
+        `start it with STREAMSPACE_NODES=${Math.ceil((2 * N) / 110) + 1} (a KWOK node takes 110), or run with BENCH_DIRECT=0`,
+    );
+}
+
 it(`runs ${N} sessions through the pipeline`, { timeout: TEST_TIMEOUT_MS }, async () => {
   const k = kube();
+  // Before our services start and before the first figure: not one of the run's reads.
+  if (DIRECT && DIRECT_PODS) await requireRoomForBothPodSets(k.core);
   await installCrds();
   const namespaces: string[] = [];
   for (let i = 0; i < NAMESPACES; i++) namespaces.push(await createNamespace('bench'));
@@ -718,11 +741,9 @@ it(`runs ${N} sessions through the pipeline`, { timeout: TEST_TIMEOUT_MS }, asyn
       body: { ...template, metadata: { name: 'firefox', namespace: baselineNamespace } },
     });
     // The baseline writes Running without looking at pods, as the Go controller of issue 13 did,
-    // which was timed to the pod states our phases stand for: so is this, beside its writes,
-    // with BENCH_DIRECT_PODS=1. The pipeline's pods still run then: its N pods and the baseline's
-    // need 2N / 110 KWOK nodes (STREAMSPACE_NODES=20 for 1,000), not the 12 of the usual runs.
-    const directReady =
-      process.env.BENCH_DIRECT_PODS === '1' ? new PodsReady(k.kc, baselineNamespace) : undefined;
+    // which was timed to the pod states our phases stand for: so is this, beside its writes (see
+    // DIRECT_PODS: the cluster has room for its pods).
+    const directReady = DIRECT_PODS ? new PodsReady(k.kc, baselineNamespace) : undefined;
     await directReady?.start();
     const directClusterPids = clusterPids();
     const directBefore = {
