@@ -215,7 +215,29 @@ it(`measures the watcher's memory at ${N} Sessions`, { timeout: TIMEOUT }, async
   let lastHeapRead = 0;
   while (performance.now() - t0 < SECONDS * 1000) {
     await new Promise((r) => setTimeout(r, 250));
-    if (!watcher.running) throw new Error(`the watcher exited:\n${watcher.logs.slice(-20).join('\n')}`);
+    if (!watcher.running) {
+      // What it did until then is a result too (a watcher out of heap at its start, W13).
+      const peak = Math.max(...samples.map((s) => s.rssMiB));
+      const exited = {
+        sessions: N,
+        namespaces: NAMESPACES,
+        objects,
+        startedAt,
+        loadAtStart,
+        exitedAfterSeconds: Math.round(performance.now() - t0) / 1000,
+        peakRssMiBSampled: Math.round(peak * 10) / 10,
+        peakAtSeconds: samples.find((s) => s.rssMiB === peak)?.t,
+        smapsAtPeak: peakSmaps,
+        lastHeap: heap.at(-1),
+        rssEvery1s: samples
+          .filter((_, i) => i % 4 === 0)
+          .map((s) => `${s.t}:${Math.round(s.rssMiB * 10) / 10}`),
+        logs: watcher.logs.slice(-20),
+      };
+      mkdirSync(`${repo}/.bench`, { recursive: true });
+      writeFileSync(`${repo}/.bench/watcher-memory.json`, JSON.stringify(exited, null, 2));
+      throw new Error(`the watcher exited:\n${watcher.logs.slice(-20).join('\n')}`);
+    }
     const rss = procStatus(pid, 'VmRSS');
     const t = Math.round(performance.now() - t0) / 1000;
     samples.push({ t, rssMiB: rss / MiB });
