@@ -6,13 +6,14 @@
 //
 // whole: every kind cached as its trimmed JSON (the watcher before child-entry.ts);
 // digest: Sessions whole, children as ChildEntry (child-entry.ts);
-// packed: children as ChildEntry, Sessions packed (packed-session.ts), as the watcher caches them.
+// packed: children as ChildEntry, Sessions packed (packed-session.ts), as the watcher caches them
+// (with SHARED_NAME_KINDS sharing their name strings where the build has it).
 import { readFileSync } from 'node:fs';
 
 const repo = new URL('..', import.meta.url).pathname;
 const { ObjectCache, parseKubeObject, forgetParsed } = await import(`${repo}packages/kube/dist/index.js`);
 const { trimObject, LABELS } = await import(`${repo}packages/shared/dist/index.js`);
-const { childRetention } = await import(`${repo}services/watcher/dist/child-entry.js`);
+const { childRetention, SHARED_NAME_KINDS } = await import(`${repo}services/watcher/dist/child-entry.js`);
 const { PACKED_SESSIONS } = await import(`${repo}services/watcher/dist/packed-session.js`);
 
 const sessions = Number(process.argv[2] ?? 1000);
@@ -35,11 +36,25 @@ const owner = (text) => {
   const object = JSON.parse(text);
   return object.kind === 'Session' ? object.metadata.name : object.metadata.labels[LABELS.session];
 };
+/** packed: as the watcher does, a child takes the name string another kind's entry holds (SHARED_NAME_KINDS). */
+const sharedNames = (kind) =>
+  mode === 'packed' && SHARED_NAME_KINDS?.includes(kind)
+    ? (namespace, name) => {
+        for (const other of SHARED_NAME_KINDS)
+          if (other !== kind && caches[other]) {
+            const entry = caches[other].get(namespace, name);
+            if (entry) return entry.name;
+          }
+        return undefined;
+      }
+    : undefined;
 const caches = Object.fromEntries(
   kinds.map((kind) => [
     kind,
     mode !== 'whole' && kind !== 'session'
-      ? new ObjectCache(childRetention(kind, { apiVersion: 'v1', objectKind: KINDS[kind] }))
+      ? new ObjectCache(
+          childRetention(kind, { apiVersion: 'v1', objectKind: KINDS[kind] }, sharedNames(kind)),
+        )
       : mode === 'packed'
         ? new ObjectCache(PACKED_SESSIONS)
         : new ObjectCache(),

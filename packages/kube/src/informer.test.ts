@@ -1,4 +1,6 @@
 import { getEventListeners } from 'node:events';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import {
   Informer,
@@ -273,6 +275,41 @@ describe('Informer', () => {
     expect(h2.changes).toEqual(['added c@3']);
     expect(first.maxInFlight + second.maxInFlight).toBe(2);
     expect(Math.max(first.maxInFlight, second.maxInFlight)).toBe(1);
+  });
+
+  it('holds nothing of a page while it waits for the slot of its next page', async () => {
+    const slots = new Slots(1);
+    // A full garbage collection on demand: what is still reachable from the waiting list is held.
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    let firstPage: WeakRef<ListPage> | undefined;
+    let blocker: Promise<() => void> | undefined;
+    /** Its first page is a fresh object (the test keeps none); listing it, the test queues for the slot. */
+    class OnePageHeld extends FakeTransport {
+      override async list(options: { limit: number; continueToken?: string }): Promise<ListPage> {
+        if (options.continueToken) return super.list(options);
+        blocker = slots.take();
+        const page = { items: [raw('a', '1'), raw('b', '2')], resourceVersion: '20', continueToken: 'next' };
+        firstPage = new WeakRef(page);
+        return page;
+      }
+    }
+    const transport = new OnePageHeld();
+    transport.pages = [[{ items: [raw('c', '3')], resourceVersion: '20' }]];
+    const h = harness(transport, 60_000, { listSlots: slots });
+    // The first page is handed on; the test then holds the slot and the list waits for it.
+    await vi.waitFor(() => expect(h.changes).toEqual(['added a@1', 'added b@2']));
+    const release = await (blocker as Promise<() => void>);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(transport.listCalls).toEqual([]);
+    gc();
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    expect(firstPage?.deref()).toBeUndefined();
+    release();
+    await vi.waitFor(() => expect(transport.watches).toHaveLength(1));
+    expect(h.changes).toEqual(['added a@1', 'added b@2', 'added c@3']);
+    expect(transport.listCalls).toEqual(['next']);
+    expect(transport.current.resourceVersion).toBe('20');
   });
 
   it('starts another watch from the last version seen (bookmarks included) when one ends', async () => {

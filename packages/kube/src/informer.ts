@@ -42,6 +42,12 @@ export interface WatchTransport {
   ): Promise<WatchHandle>;
 }
 
+/** Where a list stands after a page: the snapshot it reads at, and the page to read next, if any. */
+interface ListedPage {
+  resourceVersion: string;
+  continueToken?: string;
+}
+
 /** Why a watch was started again (the watcher counts them in streamspace_watcher_watch_restarts_total). */
 export type RestartReason = 'gone' | 'error' | 'closed' | 'watchdog';
 export const RESTART_REASONS: readonly RestartReason[] = ['gone', 'error', 'closed', 'watchdog'];
@@ -277,46 +283,60 @@ export class Informer<C extends CachedIdentity = KubeObject> {
    */
   private async relist(signal: AbortSignal): Promise<void> {
     const listed = new Set<string>();
-    let continueToken: string | undefined;
-    let resourceVersion = '';
-    do {
-      // A slot (listSlots) is held from the request until the page's changes are handed on and
-      // taken in (afterPage): what a list holds at a time is a page, whoever shares the slots.
-      const release = await this.options.listSlots?.take();
-      try {
-        const page = await this.options.transport.list({
-          limit: this.options.pageSize ?? 500,
-          ...(continueToken ? { continueToken } : {}),
-        });
-        // Every page of one list is read at the first page's snapshot.
-        if (!resourceVersion) resourceVersion = page.resourceVersion;
-        // Each page's changes are reported as it comes, and the page let go: holding a whole list's
-        // changed objects parsed until its end took the watcher's start at 10,000 Sessions (every
-        // object a change, 80 lists at once) far over its memory budget (BENCHMARKS.md, W1-W4).
-        // What the pages report is the list's snapshot, in order, as a watch would have.
-        const changes: CacheChange<C>[] = [];
-        const objects: KubeObject[] = [];
-        for (const raw of page.items) {
-          const object = this.parse(raw);
-          if (!object) continue;
-          listed.add(objectKeyOf(object));
-          if (this.cache.holds(object)) continue;
-          objects.push(object);
-          changes.push(...this.cache.upsert(object));
-        }
-        this.report(changes, objects);
-        continueToken = page.continueToken;
-        if (changes.length > 0) await this.options.afterPage?.();
-      } finally {
-        release?.();
-      }
-    } while (continueToken && !signal.aborted);
+    let next: ListedPage = { resourceVersion: '' };
+    do next = await this.listPage(next, listed);
+    while (next.continueToken && !signal.aborted);
     if (signal.aborted) return;
+    const { resourceVersion } = next;
     if (!resourceVersion) throw new Error(`the list of ${this.options.resource} carried no resourceVersion`);
     // What the list did not return was deleted while nobody watched.
     this.report(this.cache.removeUnlisted(listed), []);
     this.resourceVersion = resourceVersion;
     this.listedOnce = true;
+  }
+
+  /**
+   * One page of a list, from the page `after`, its objects' keys added to `listed`. A function of
+   * its own so that nothing of the page outlives it: an async function keeps its locals (a `const`
+   * of a loop's body too) in its suspended frame across every later await, so when relist read
+   * the pages itself, each list waiting for its next slot still held its last page — the API
+   * server's objects parsed, ~500 of them — and its changes. At 10,000 Sessions in 10 namespaces
+   * (two pages a list) the 80 lists waiting at once held the whole cluster parsed, and the watcher
+   * ran out of heap (144 MB) at its start (BENCHMARKS.md, W13).
+   */
+  private async listPage(after: ListedPage, listed: Set<string>): Promise<ListedPage> {
+    // A slot (listSlots) is held from the request until the page's changes are handed on and
+    // taken in (afterPage): what a list holds at a time is a page, whoever shares the slots.
+    const release = await this.options.listSlots?.take();
+    try {
+      const page = await this.options.transport.list({
+        limit: this.options.pageSize ?? 500,
+        ...(after.continueToken ? { continueToken: after.continueToken } : {}),
+      });
+      // Each page's changes are reported as it comes, and the page let go: holding a whole list's
+      // changed objects parsed until its end took the watcher's start at 10,000 Sessions (every
+      // object a change, 80 lists at once) far over its memory budget (BENCHMARKS.md, W1-W4).
+      // What the pages report is the list's snapshot, in order, as a watch would have.
+      const changes: CacheChange<C>[] = [];
+      const objects: KubeObject[] = [];
+      for (const raw of page.items) {
+        const object = this.parse(raw);
+        if (!object) continue;
+        listed.add(objectKeyOf(object));
+        if (this.cache.holds(object)) continue;
+        objects.push(object);
+        changes.push(...this.cache.upsert(object));
+      }
+      this.report(changes, objects);
+      if (changes.length > 0) await this.options.afterPage?.();
+      return {
+        // Every page of one list is read at the first page's snapshot.
+        resourceVersion: after.resourceVersion || page.resourceVersion,
+        ...(page.continueToken ? { continueToken: page.continueToken } : {}),
+      };
+    } finally {
+      release?.();
+    }
   }
 
   /** Hands changes on, then lets go of the parsed form of their objects: the cache keeps JSON only. */

@@ -227,4 +227,44 @@ describe('childRetention', () => {
     expect(deployment(0, 'a').digest).toBe(deployment(1, 'a').digest);
     expect(deployment(1, 'b').digest).not.toBe(deployment(1, 'a').digest);
   });
+
+  it('takes a name string another kind’s entry holds, asked only for a first version, and reads back the same', () => {
+    const service = (name: string, session: string, rv: string) => {
+      const parsed = parseKubeObject(
+        {
+          apiVersion: 'v1',
+          kind: 'Service',
+          metadata: {
+            namespace: 'team-a',
+            name,
+            uid: `uid-${name}`,
+            resourceVersion: rv,
+            labels: { [LABELS.session]: session },
+          },
+          spec: { ports: [{ port: 3000 }] },
+        },
+        (raw) => trimObject('service', raw),
+      );
+      if (!parsed.ok) throw new Error(parsed.reason);
+      return parsed.object;
+    };
+    const deployments = new ObjectCache(childRetention('deployment', deploymentType));
+    const asked: string[] = [];
+    const services = new ObjectCache(
+      childRetention('service', { apiVersion: 'v1', objectKind: 'Service' }, (namespace, name) => {
+        asked.push(`${namespace}/${name}`);
+        return deployments.get(namespace, name)?.name;
+      }),
+    );
+    deployments.upsert(deployment('10', 1, {}));
+    // Named as its Session's Deployment; then one of a name no Deployment has; then a new version.
+    const [shared] = services.upsert(service('ss-s1', 's1', '20'));
+    const [own] = services.upsert(service('ss-other', 'other', '21'));
+    services.upsert(service('ss-s1', 's1', '22'));
+    expect(asked).toEqual(['team-a/ss-s1', 'team-a/ss-other']);
+    expect([shared?.current?.name, shared?.current?.session]).toEqual(['ss-s1', 's1']);
+    expect([own?.current?.name, own?.current?.session]).toEqual(['ss-other', 'other']);
+    expect(services.get('team-a', 'ss-s1')?.resourceVersion).toBe('22');
+    expect(services.size).toBe(2);
+  });
 });

@@ -77,4 +77,45 @@ describe('PACKED_SESSIONS', () => {
     expect(packed.json).toBe(object.json);
     expect(packed.bytes).toBeLessThan(object.bytes);
   });
+
+  it('keeps the name, namespace, uid and resourceVersion out of what it deflates, and gives them back', () => {
+    const object = session(JSON.parse(sample));
+    const packed = PACKED_SESSIONS.retain(object);
+    // Its JSON with the identity fields emptied, packed as it is, takes as many bytes: they are not in it.
+    let emptied = object.json;
+    for (const field of ['name', 'namespace', 'resourceVersion', 'uid'] as const)
+      emptied = emptied.replace(`"${field}":${JSON.stringify(object[field])}`, `"${field}":""`);
+    expect(emptied).not.toBe(object.json);
+    const packedEmptied = PACKED_SESSIONS.retain({ ...object, json: emptied, raw: object.raw });
+    expect(packedEmptied.json).toBe(emptied);
+    expect(packed.bytes).toBe(packedEmptied.bytes);
+    expect(packed.json).toBe(object.json);
+  });
+
+  it('round-trips identity fields it cannot pack short: a uid that is no UUID, a resourceVersion with $, a long name', () => {
+    const raw = JSON.parse(sample) as { metadata: Record<string, unknown> };
+    for (const metadata of [
+      { uid: 'not-a-uuid', resourceVersion: '12$&34' },
+      { uid: '$1', resourceVersion: '0123' },
+      { name: `x${'y'.repeat(200)}`, resourceVersion: '99999999999999' },
+    ]) {
+      const object = session({ ...raw, metadata: { ...raw.metadata, ...metadata } });
+      const packed = PACKED_SESSIONS.retain(object);
+      expect(packed.json).toBe(object.json);
+      for (const field of ['name', 'uid', 'resourceVersion'] as const)
+        expect(packed[field]).toBe(object[field]);
+    }
+  });
+
+  it('packs whole, and round-trips, a Session whose JSON holds an emptied field before its own', () => {
+    const raw = JSON.parse(sample) as { metadata: Record<string, unknown> };
+    // annotations come before metadata.name in the JSON: its `"name":""` is the first one.
+    for (const annotations of [{ name: '' }, { uid: '', resourceVersion: '' }, { name: 'bench-1007' }]) {
+      const object = session({ ...raw, metadata: { ...raw.metadata, annotations } });
+      expect(object.json.indexOf('"name":')).toBeLessThan(object.json.indexOf('"namespace":'));
+      const packed = PACKED_SESSIONS.retain(object);
+      expect(packed.json).toBe(object.json);
+      expect(packed.raw).toEqual(JSON.parse(object.json));
+    }
+  });
 });

@@ -32,7 +32,15 @@ import {
   Slots,
   type WatchTransport,
 } from '@streamspace/kube';
-import { type ChildEntry, type ChildKind, childRetention, isChildKind, keptUnchanged } from './child-entry.js';
+import {
+  type ChildEntry,
+  type ChildKind,
+  childRetention,
+  isChildKind,
+  keptUnchanged,
+  SHARED_NAME_KINDS,
+  type SharedNames,
+} from './child-entry.js';
 import { nameFilterTransport } from './name-filter-transport.js';
 import { PACKED_SESSIONS, sessionState } from './packed-session.js';
 import { Publisher } from './publisher.js';
@@ -139,6 +147,8 @@ export async function startWatcher(context: Context): Promise<RunningService> {
     ChildKind,
     { watch: Informer<ChildEntry>; transport: WatchTransport; resource: WatchedResource }[]
   >();
+  /** The children's watches by kind and namespace (undefined: every namespace), for sharedNamesOf. */
+  const childWatchIn = new Map<ChildKind, Map<string | undefined, Informer<ChildEntry>>>();
   let stateStore: StateStore<Publication> | undefined;
   let stateKv: KV | undefined;
   /** Set once every watch has listed and the bucket has been brought in line with what they hold. */
@@ -237,8 +247,10 @@ export async function startWatcher(context: Context): Promise<RunningService> {
         : kubeWatchTransport(kube, watchTarget(resource, namespace));
       const { kind } = resource;
       if (isChildKind(kind)) {
-        const watch = watchOf(resource, namespace, transport, childRetention(kind, resource));
+        const retention = childRetention(kind, resource, sharedNamesOf(kind));
+        const watch = watchOf(resource, namespace, transport, retention);
         childWatches.set(kind, [...(childWatches.get(kind) ?? []), { watch, transport, resource }]);
+        childWatchIn.set(kind, (childWatchIn.get(kind) ?? new Map()).set(namespace, watch));
       } else {
         // Sessions are kept packed (packed-session.ts); the few Templates whole.
         const watch = watchOf<KubeObject>(
@@ -250,6 +262,20 @@ export async function startWatcher(context: Context): Promise<RunningService> {
         wholeWatches.set(kind, [...(wholeWatches.get(kind) ?? []), watch]);
       }
     }
+
+  /** For a kind of SHARED_NAME_KINDS: the name string another such kind's entry holds (child-entry.ts). */
+  function sharedNamesOf(kind: ChildKind): SharedNames | undefined {
+    if (!SHARED_NAME_KINDS.includes(kind)) return undefined;
+    const others = SHARED_NAME_KINDS.filter((other) => other !== kind);
+    return (namespace, name) => {
+      for (const other of others) {
+        const watches = childWatchIn.get(other);
+        const entry = (watches?.get(namespace) ?? watches?.get(undefined))?.cache.get(namespace, name);
+        if (entry) return entry.name;
+      }
+      return undefined;
+    };
+  }
 
   /** The shared-state writes queued so far are stored, or LIST_PAGE_WAIT_MS went by, or the watcher stops. */
   async function storedOrLater(): Promise<void> {
@@ -651,7 +677,10 @@ export async function startWatcher(context: Context): Promise<RunningService> {
     // The server is asked once: NATS_REPLICAS=auto means 3 on a cluster, 1 on a single server.
     const choice = chooseReplicas(config.NATS_REPLICAS, nc.info);
     replicas = choice.replicas;
-    log.info({ replicas, reason: choice.reason }, `JetStream streams, consumers and buckets get ${replicas} replica(s)`);
+    log.info(
+      { replicas, reason: choice.reason },
+      `JetStream streams, consumers and buckets get ${replicas} replica(s)`,
+    );
     metrics.replicas.set(replicas);
     await retryForever(
       () =>
