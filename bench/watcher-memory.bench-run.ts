@@ -216,7 +216,7 @@ it(`measures the watcher's memory at ${N} Sessions`, { timeout: TIMEOUT }, async
   while (performance.now() - t0 < SECONDS * 1000) {
     await new Promise((r) => setTimeout(r, 250));
     if (!watcher.running) {
-      // What it did until then is a result too (a watcher out of heap at its start, W13).
+      // What it did until then is a result too (a watcher out of heap at its start, BENCHMARKS.md W8).
       const peak = Math.max(...samples.map((s) => s.rssMiB));
       const exited = {
         sessions: N,

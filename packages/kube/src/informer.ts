@@ -301,8 +301,8 @@ export class Informer<C extends CachedIdentity = KubeObject> {
    * of a loop's body too) in its suspended frame across every later await, so when relist read
    * the pages itself, each list waiting for its next slot still held its last page — the API
    * server's objects parsed, ~500 of them — and its changes. At 10,000 Sessions in 10 namespaces
-   * (two pages a list) the 80 lists waiting at once held the whole cluster parsed, and the watcher
-   * ran out of heap (144 MB) at its start (BENCHMARKS.md, W13).
+   * (two pages a list) the lists queued for the watcher's two slots each held a page, and the
+   * watcher ran out of heap (144 MB) seconds after its start (BENCHMARKS.md, W8–W13).
    */
   private async listPage(after: ListedPage, listed: Set<string>): Promise<ListedPage> {
     // A slot (listSlots) is held from the request until the page's changes are handed on and

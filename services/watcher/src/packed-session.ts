@@ -81,7 +81,7 @@ const NO_LABELS: Readonly<Record<string, string>> = Object.freeze({});
  * value's JSON text: left out of what is deflated (`"key":""` stands in the JSON instead) and put
  * back on inflating. Their values differ in every Session (a uid's 36 random characters), so the
  * dictionary cannot shorten them: a bench Session deflated to 166 bytes with them, 126 without
- * (BENCHMARKS.md, W13).
+ * (BENCHMARKS.md, W8–W13).
  */
 function identityFields(entry: {
   name: string;
