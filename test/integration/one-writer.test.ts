@@ -146,8 +146,39 @@ describe('one writer per key', () => {
       newWorker();
     };
 
+    /** The partitions each live worker reconciled in over the last 4 s (the spread checked below). */
+    const servedLately = () => {
+      const served = new Map<string, Set<number>>();
+      for (const i of readIntervals(
+        workers.map((w) => w.file),
+        () => Date.now(),
+      ).filter((i) => i.start > Date.now() - 4_000))
+        served.set(i.worker, (served.get(i.worker) ?? new Set()).add(i.partition));
+      return served;
+    };
+    const spread = () => {
+      const served = servedLately();
+      return served.size === 3 && [...served.values()].every((p) => p.size <= Math.ceil(PARTITIONS / 3) + 1);
+    };
+
+    // Changes go on until 8 s after the last fault, so its failover has work to show.
+    let faultsEndedAt = Number.POSITIVE_INFINITY;
     const faults = (async () => {
+      try {
+        await injectFaults();
+      } finally {
+        // Also when a fault fails: the changes stop, and `await faults` below reports it.
+        faultsEndedAt = Date.now();
+      }
+    })();
+    async function injectFaults(): Promise<void> {
       await new Promise((r) => setTimeout(r, 6_000));
+      // The first kill waits until the workers have spread the partitions (each gives back what is
+      // over its fair share), a condition rather than a time: in a CI run of 2026-12-01 it
+      // took longer than the 6 s above (a worker still on 6 of 12 when it was killed). Bounded: a
+      // spread that never comes is still killed into, and fails the spread check below.
+      const spreadBy = Date.now() + 30_000;
+      while (!spread() && Date.now() < spreadBy) await new Promise((r) => setTimeout(r, 200));
       await killBusiest();
       await new Promise((r) => setTimeout(r, 8_000));
       natsDownAt = Date.now();
@@ -155,9 +186,9 @@ describe('one writer per key', () => {
       natsBackAt = Date.now();
       await new Promise((r) => setTimeout(r, 8_000));
       await killBusiest();
-    })();
+    }
     let changes = 0;
-    while (Date.now() - started < DRIVE_MS) {
+    while (Date.now() - started < DRIVE_MS || Date.now() < faultsEndedAt + 8_000) {
       const name = chosen[changes % chosen.length] as string;
       const next = desired.get(name) === 'running' ? 'hibernated' : 'running';
       try {
