@@ -146,18 +146,24 @@ describe('one writer per key', () => {
       newWorker();
     };
 
-    /** The partitions each live worker reconciled in over the last 4 s (the spread checked below). */
-    const servedLately = () => {
+    /** The partitions each worker reconciled in, of the reconciles that started in [from, to). */
+    const partitionsByWorker = (intervals: ReturnType<typeof readIntervals>, from: number, to: number) => {
       const served = new Map<string, Set<number>>();
-      for (const i of readIntervals(
-        workers.map((w) => w.file),
-        () => Date.now(),
-      ).filter((i) => i.start > Date.now() - 4_000))
+      for (const i of intervals.filter((i) => i.start > from && i.start < to))
         served.set(i.worker, (served.get(i.worker) ?? new Set()).add(i.partition));
       return served;
     };
+    /** The live workers share the partitions as the spread check below wants, over the last 4 s. */
     const spread = () => {
-      const served = servedLately();
+      const now = Date.now();
+      const served = partitionsByWorker(
+        readIntervals(
+          workers.map((w) => w.file),
+          () => now,
+        ),
+        now - 4_000,
+        now,
+      );
       return served.size === 3 && [...served.values()].every((p) => p.size <= Math.ceil(PARTITIONS / 3) + 1);
     };
 
@@ -245,9 +251,7 @@ describe('one writer per key', () => {
     // Spread: before the first kill, the partitions were shared by all three workers (they give
     // back what is over their fair share), not held by whichever started first.
     const firstKill = kills[0]?.at ?? 0;
-    const servedBy = new Map<string, Set<number>>();
-    for (const i of intervals.filter((i) => i.start > firstKill - 4_000 && i.start < firstKill))
-      servedBy.set(i.worker, (servedBy.get(i.worker) ?? new Set()).add(i.partition));
+    const servedBy = partitionsByWorker(intervals, firstKill - 4_000, firstKill);
     console.log(
       `[one-writer] partitions served per worker in the 4 s before the first SIGKILL: ${[...servedBy.values()].map((p) => p.size).join(', ')}`,
     );
