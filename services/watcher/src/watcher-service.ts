@@ -143,12 +143,16 @@ export async function startWatcher(context: Context): Promise<RunningService> {
   /** The namespace each watch lists (undefined: every namespace). */
   const watchNamespaces = new Map<Informer<CachedIdentity>, string | undefined>();
   const wholeWatches = new Map<'session' | 'template', Informer<KubeObject>[]>();
+  /** The children's watches by kind, each with the namespace it lists (undefined: every namespace). */
   const childWatches = new Map<
     ChildKind,
-    { watch: Informer<ChildEntry>; transport: WatchTransport; resource: WatchedResource }[]
+    {
+      watch: Informer<ChildEntry>;
+      namespace: string | undefined;
+      transport: WatchTransport;
+      resource: WatchedResource;
+    }[]
   >();
-  /** The children's watches by kind and namespace (undefined: every namespace), for sharedNamesOf. */
-  const childWatchIn = new Map<ChildKind, Map<string | undefined, Informer<ChildEntry>>>();
   let stateStore: StateStore<Publication> | undefined;
   let stateKv: KV | undefined;
   /** Set once every watch has listed and the bucket has been brought in line with what they hold. */
@@ -249,8 +253,10 @@ export async function startWatcher(context: Context): Promise<RunningService> {
       if (isChildKind(kind)) {
         const retention = childRetention(kind, resource, sharedNamesOf(kind));
         const watch = watchOf(resource, namespace, transport, retention);
-        childWatches.set(kind, [...(childWatches.get(kind) ?? []), { watch, transport, resource }]);
-        childWatchIn.set(kind, (childWatchIn.get(kind) ?? new Map()).set(namespace, watch));
+        childWatches.set(kind, [
+          ...(childWatches.get(kind) ?? []),
+          { watch, namespace, transport, resource },
+        ]);
       } else {
         // Sessions are kept packed (packed-session.ts); the few Templates whole.
         const watch = watchOf<KubeObject>(
@@ -269,8 +275,12 @@ export async function startWatcher(context: Context): Promise<RunningService> {
     const others = SHARED_NAME_KINDS.filter((other) => other !== kind);
     return (namespace, name) => {
       for (const other of others) {
-        const watches = childWatchIn.get(other);
-        const entry = (watches?.get(namespace) ?? watches?.get(undefined))?.cache.get(namespace, name);
+        // Ten namespaces at most in practice, and only a child's first version asks: a scan will do.
+        const watches = childWatches.get(other) ?? [];
+        const watch = (
+          watches.find((w) => w.namespace === namespace) ?? watches.find((w) => w.namespace === undefined)
+        )?.watch;
+        const entry = watch?.cache.get(namespace, name);
         if (entry) return entry.name;
       }
       return undefined;
