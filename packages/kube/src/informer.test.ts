@@ -199,7 +199,8 @@ describe('Informer', () => {
   it('stays up through a routine restart, and goes down when the new watch is unanswered past the bound', async () => {
     const transport = new FakeTransport();
     transport.pages = [[{ items: [], resourceVersion: '10' }]];
-    const h = harness(transport, 60_000, { answerTimeoutMs: 100 });
+    // A bound of 1 s: a busy machine may delay the check below by some hundreds of ms, not by 1 s.
+    const h = harness(transport, 60_000, { answerTimeoutMs: 1_000 });
     await vi.waitFor(() => expect(h.watch.ready).toBe(true));
     transport.answering = false;
     transport.current.end();
@@ -207,7 +208,7 @@ describe('Informer', () => {
     // Within the bound the restart is routine: nothing is reported.
     expect(h.watch.ready).toBe(true);
     expect(h.watch.watchAnswered).toBe(false);
-    await vi.waitFor(() => expect(h.watch.ready).toBe(false), { timeout: 2_000 });
+    await vi.waitFor(() => expect(h.watch.ready).toBe(false), { timeout: 5_000 });
     expect(h.states).toEqual([
       'up',
       expect.stringMatching(/^down: the API server has not answered the watch of sessions for \d+s$/),
@@ -452,6 +453,27 @@ describe('Informer', () => {
     expect(transport.watches[0]?.aborted).toBe(true);
     expect(h.restarts[0]).toBe('watchdog');
     expect(h.states[1]).toMatch(/^down: watch of sessions is down: no event or bookmark for/);
+  });
+
+  it('keeps a watch whose bookmarks come within the silence timeout, however long it runs', async () => {
+    const transport = new FakeTransport();
+    transport.pages = [[{ items: [], resourceVersion: '10' }]];
+    const h = harness(transport, 1_000);
+    await vi.waitFor(() => expect(transport.watches).toHaveLength(1));
+    // Three silence timeouts long, a bookmark every 100 ms (late by up to 900 ms on a busy
+    // machine, and still in time): the watchdog's due time keeps moving on.
+    const startedAt = Date.now();
+    let rv = 10;
+    while (Date.now() - startedAt < 3_000) {
+      transport.current.emit('BOOKMARK', { metadata: { resourceVersion: String(++rv) } });
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    expect(h.restarts).toEqual([]);
+    expect(transport.watches).toHaveLength(1);
+    // Then silence: restarted after the timeout, from the last bookmark's resourceVersion.
+    await vi.waitFor(() => expect(transport.watches).toHaveLength(2), { timeout: 5_000 });
+    expect(h.restarts).toEqual(['watchdog']);
+    expect(transport.watches[1]?.resourceVersion).toBe(String(rv));
   });
 
   it('skips malformed objects and keeps watching', async () => {
