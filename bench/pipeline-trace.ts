@@ -12,17 +12,20 @@ import { pidOf, procCpuSeconds } from './process-cost.mjs';
  * chain from the driver's patch to the phase was seen.
  */
 
+/** The cluster's own processes by key, with their binaries' names (and logs': kwokctl's `logs/<binary>.log`). */
+export const CLUSTER_BINARIES = {
+  kubeApiserver: 'kube-apiserver',
+  etcd: 'etcd',
+  kubeControllerManager: 'kube-controller-manager',
+  kubeScheduler: 'kube-scheduler',
+  kwokController: 'kwok-controller',
+} as const;
+
 /** The cluster's own processes, found by the state directory their arguments name. */
 export function clusterPids(): Record<string, number> {
   const dir = dirname(process.env.KUBECONFIG as string);
   const pids: Record<string, number> = {};
-  for (const [key, binary] of [
-    ['kubeApiserver', 'kube-apiserver'],
-    ['etcd', 'etcd'],
-    ['kubeControllerManager', 'kube-controller-manager'],
-    ['kubeScheduler', 'kube-scheduler'],
-    ['kwokController', 'kwok-controller'],
-  ] as const) {
+  for (const [key, binary] of Object.entries(CLUSTER_BINARIES)) {
     try {
       pids[key] = pidOf(`${dir}/bin/${binary} `);
     } catch {
@@ -134,6 +137,7 @@ type Step =
 export class ChainTrace {
   private readonly requests: { abort(): void }[] = [];
   private readonly seen = new Map<string, Map<Step, number>>();
+  private lastEventAt = 0;
   private mark = new Map<string, number>();
 
   private readonly namespaces: ReadonlySet<string>;
@@ -153,6 +157,7 @@ export class ChainTrace {
           path,
           { allowWatchBookmarks: false },
           (type, object: Watched) => {
+            this.lastEventAt = performance.now();
             if (this.namespaces.has(object.metadata?.namespace ?? '')) handle(type, object);
           },
           () => undefined,
@@ -187,6 +192,18 @@ export class ChainTrace {
         if (phase && s.metadata?.name) this.step(s.metadata.name, `phase ${phase}/${reason ?? ''}`);
       }),
     ]);
+  }
+
+  /**
+   * Waits until the watches' first events (an ADDED for every Deployment, Pod and Session of the
+   * cluster: thousands at 1,000 Sessions) have been taken in: no event for `quietMs`. Without it
+   * the first single changes were timed while the driver parsed them (Y1: its event loop held
+   * 347 ms, the first change took 401 ms).
+   */
+  async quiet(quietMs: number, timeoutMs: number): Promise<void> {
+    const deadline = performance.now() + timeoutMs;
+    while (performance.now() - this.lastEventAt < quietMs && performance.now() < deadline)
+      await new Promise((r) => setTimeout(r, 100));
   }
 
   /** A change of `session` starts now: steps are timed from here, and earlier ones forgotten. */

@@ -1,4 +1,4 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { dirname } from 'node:path';
 import * as k8s from '@kubernetes/client-node';
@@ -9,6 +9,7 @@ import { expect, it, onTestFinished } from 'vitest';
 import {
   createNamespace,
   deleteNamespace,
+  deployedNodeArgs,
   deployedNodeOptions,
   installCrds,
   kube,
@@ -28,6 +29,7 @@ import {
   watchCounts,
 } from './api-server-counts.js';
 import {
+  CLUSTER_BINARIES,
   ChainTrace,
   clusterPids,
   cpuNow,
@@ -37,6 +39,17 @@ import {
 } from './pipeline-trace.js';
 import { recordMiss, writeServiceLogs } from './miss-evidence.js';
 import { pidOf, procCpuSeconds, procStatus } from './process-cost.mjs';
+import {
+  describeSample,
+  describeStall,
+  during,
+  MachineTrace,
+  parseGoGcTrace,
+  type MachineSample,
+  parseV8TraceGc,
+  processStartEpochMs,
+  type Stall,
+} from './stall-trace.js';
 
 /**
  * Issue 3's numbers: N Sessions (BENCH_SESSIONS, default 1000) through the real pipeline on the
@@ -64,7 +77,13 @@ const BURSTS = process.env.BENCH_BURSTS !== '0';
 const DIRECT = process.env.BENCH_DIRECT !== '0';
 // BENCH_TRACE=1 times each single change's steps (Deployment scaled, pod created, bound, Ready,
 // gone, each phase) from three more watches of the driver's, opened for the single changes only.
+// It also runs our services with --trace-gc and, from the settle on, samples the machine and the
+// processes' CPU (/proc) and the driver's event loop and GC, to say what happened around each
+// slow single change (stall-trace.ts). Start the cluster with GODEBUG=gctrace=1 to see its Go
+// components' GC cycles too (their logs, in the cluster's state directory).
 const TRACE = process.env.BENCH_TRACE === '1';
+/** A single change slower than this gets what happened in its window printed (BENCH_TRACE=1). */
+const SLOW_CHANGE_MS = 200;
 // BENCH_IDLE_SECONDS=30: at the end, each process's CPU over 30 s with nothing changing, read after
 // every other figure (none of them includes it): what the services cost at rest (the workers' pulls
 // and heartbeats on every partition, timers). 0 (the default) skips it.
@@ -340,17 +359,29 @@ it(`runs ${N} sessions through the pipeline`, { timeout: TEST_TIMEOUT_MS }, asyn
     NATS_URL: nats.url,
     ...(nodeOptions ? { NODE_OPTIONS: nodeOptions } : {}),
   };
-  const watcher = WATCHER_NODE_ARGS
-    ? new ServiceProcess('watcher', env, WATCHER_NODE_ARGS)
-    : new ServiceProcess('watcher', env);
+  // A traced run prints each GC pause of our services into their logs (.bench/logs/).
+  const withGcTrace = (args: string[]) => (TRACE ? [...args, '--trace-gc'] : args);
+  const watcher = new ServiceProcess(
+    'watcher',
+    env,
+    withGcTrace(WATCHER_NODE_ARGS ?? deployedNodeArgs('watcher')),
+  );
   const workers = Array.from({ length: WORKERS }, (_, i) => {
     const args = (WORKER_NODE_ARGS[i % WORKER_NODE_ARGS.length] ?? '').split(' ').filter(Boolean);
-    return args.length ? new ServiceProcess('reconciler', env, args) : new ServiceProcess('reconciler', env);
+    return new ServiceProcess(
+      'reconciler',
+      env,
+      withGcTrace(args.length ? args : deployedNodeArgs('reconciler')),
+    );
   });
   const followers = ALL_SERVICES
     ? [
-        new ServiceProcess('idle-reaper', { ...env, ACTIVITY_TOKEN: 'bench-activity-token-0123456789' }),
-        new ServiceProcess('metrics', env),
+        new ServiceProcess(
+          'idle-reaper',
+          { ...env, ACTIVITY_TOKEN: 'bench-activity-token-0123456789' },
+          withGcTrace(deployedNodeArgs('idle-reaper')),
+        ),
+        new ServiceProcess('metrics', env, withGcTrace(deployedNodeArgs('metrics'))),
       ]
     : [];
   const services = [watcher, ...workers, ...followers];
@@ -562,6 +593,9 @@ it(`runs ${N} sessions through the pipeline`, { timeout: TEST_TIMEOUT_MS }, asyn
   // The bursts leave a tail (Deployment and Pod status updates, each a work item) after the last
   // phase is reached; measured from there, the first single change would time that tail.
   const settleStart = performance.now();
+  // From the settle on (a few quiet seconds to compare with): the machine, every process's CPU, the driver's loop.
+  const machine = TRACE ? new MachineTrace({ ...cpuPids, benchDriver: process.pid }) : undefined;
+  machine?.start();
   const nc = await connect({ servers: nats.url });
   const jsm = await jetstreamManager(nc);
   for (let idleSince = 0; ; ) {
@@ -578,9 +612,12 @@ it(`runs ${N} sessions through the pipeline`, { timeout: TEST_TIMEOUT_MS }, asyn
   const afterSettle = await snapshot();
   phases.push(phaseCost('settling (no changes)', 0, afterBursts, afterSettle));
   const singleChanges: { state: 'hibernated' | 'running'; at: string; ms: number }[] = [];
+  /** Each single change's name, patch and phase seen, epoch ms (for the stall trace). */
+  const changeWindows: ChangeWindow[] = [];
   const SINGLE = Math.min(Number(process.env.BENCH_SINGLE ?? 50), N);
   const trace = TRACE ? new ChainTrace(k.kc, namespaces) : undefined;
   await trace?.start();
+  await trace?.quiet(1_000, 30_000);
   const traced: Record<'hibernated' | 'running', Record<string, number>[]> = { hibernated: [], running: [] };
   // A change that never reaches its phase is recorded (an error, so the run still fails) and the
   // run goes on to the next Session: the figures had so far are written, not lost with a throw.
@@ -622,16 +659,27 @@ it(`runs ${N} sessions through the pipeline`, { timeout: TEST_TIMEOUT_MS }, asyn
       if (trace) {
         // The other watches' last events may come a moment after the phase clock's.
         await new Promise((r) => setTimeout(r, 50));
-        traced[state].push({
+        const steps = {
           patchReturned: patched - (marks.get(name) as number),
           ...trace.steps(name),
           phaseClock: ms,
-        });
+        };
+        traced[state].push(steps);
+        const from = performance.timeOrigin + (marks.get(name) as number);
+        changeWindows.push({ state, name, from, to: from + ms, ms, steps });
       }
       singleChanges.push({ state, at: new Date(Date.now() - ms).toISOString(), ms });
     }
   }
   trace?.stop();
+  machine?.stop();
+  // A diagnosis only: a fault in it must not lose the run's figures.
+  let stallReport: ReturnType<typeof slowChangeContext> | { error: string } | undefined;
+  try {
+    if (machine) stallReport = slowChangeContext(machine, changeWindows, services);
+  } catch (error) {
+    stallReport = { error: (error as Error).message };
+  }
   const afterSingle = await snapshot();
   phases.push(phaseCost('single changes (steady)', singleChanges.length, afterSettle, afterSingle));
   phases.push(phaseCost('whole run', (BURSTS ? 3 : 1) * N + singleChanges.length, atStart, afterSingle));
@@ -932,6 +980,7 @@ it(`runs ${N} sessions through the pipeline`, { timeout: TEST_TIMEOUT_MS }, asyn
           },
         }
       : {}),
+    ...(stallReport ? { stallTrace: stallReport } : {}),
     ...(notReached.length ? { singleChangesNotReached: notReached } : {}),
     // To tell a slow single change's cause: when it was made, and when the watcher resynced.
     slowestSingleChanges: singleChanges
@@ -972,3 +1021,137 @@ it(`runs ${N} sessions through the pipeline`, { timeout: TEST_TIMEOUT_MS }, asyn
   expect(errors).toEqual([]);
   if (BURSTS) expect(scaledToZero).toBe(N);
 });
+
+/** A single change: its Session, from its patch to its phase seen (epoch ms), and its traced steps. */
+interface ChangeWindow {
+  state: string;
+  name: string;
+  from: number;
+  to: number;
+  ms: number;
+  steps?: Record<string, number>;
+}
+
+/**
+ * What happened around each single change (BENCH_TRACE=1): the pauses of every process we can see
+ * (the driver's event loop and GC, our services' GC from their --trace-gc lines, the Go
+ * components' GC cycles when the cluster runs with GODEBUG=gctrace=1) and, for each change slower
+ * than SLOW_CHANGE_MS, the machine's samples in its window, printed. How often each source
+ * overlapped the slow changes against the others says whether it goes with them.
+ */
+function slowChangeContext(machine: MachineTrace, changes: ChangeWindow[], services: ServiceProcess[]) {
+  const stalls: Stall[] = [...machine.driverStalls];
+  for (const [i, service] of services.entries())
+    if (service.pid !== undefined)
+      try {
+        stalls.push(
+          ...parseV8TraceGc(service.logs, `${service.service}-${i}`, processStartEpochMs(service.pid)),
+        );
+      } catch {
+        // ended
+      }
+  const logs = `${dirname(process.env.KUBECONFIG as string)}/logs`;
+  for (const [source, pid] of Object.entries(clusterPids()))
+    try {
+      const binary = CLUSTER_BINARIES[source as keyof typeof CLUSTER_BINARIES];
+      stalls.push(
+        ...parseGoGcTrace(readFileSync(`${logs}/${binary}.log`, 'utf8'), source, processStartEpochMs(pid)),
+      );
+    } catch {
+      // no log, or no gctrace in it
+    }
+  const first = machine.samples[0]?.at ?? 0;
+  const last = machine.samples.at(-1)?.at ?? 0;
+  const inRun = stalls.filter((s) => s.at + s.ms >= first && s.at <= last).sort((a, b) => a.at - b.at);
+  // What counts as a pause worth naming: a GC of ours or the driver's ≥ 10 ms, any Go GC cycle, any loop stall.
+  const notable = inRun.filter((s) => s.kind === 'gc cycle' || s.kind === 'event loop' || s.ms >= 10);
+  const sourceKey = (s: Stall) =>
+    `${s.source} ${s.kind === 'Scavenge' ? 'scavenge' : s.kind === 'event loop' ? 'loop' : 'gc'}`;
+  const slow = changes.filter((c) => c.ms > SLOW_CHANGE_MS);
+  const fast = changes.filter((c) => c.ms <= SLOW_CHANGE_MS);
+  const overlapShare = (set: typeof changes) => {
+    const counts: Record<string, number> = {};
+    for (const change of set)
+      for (const key of new Set(during(change.from, change.to, [], notable).stalls.map(sourceKey)))
+        counts[key] = (counts[key] ?? 0) + 1;
+    return Object.fromEntries(Object.entries(counts).map(([k, n]) => [k, `${n}/${set.length}`]));
+  };
+  // Every change with the pauses it overlapped (ms of overlap by source), and, per source, the
+  // latencies of the changes it overlapped against those it did not: does it go with the slow ones?
+  const overlapMs = (change: (typeof changes)[number]) => {
+    const by: Record<string, number> = {};
+    for (const s of during(change.from, change.to, [], notable).stalls) {
+      const ms = Math.min(change.to, s.at + s.ms) - Math.max(change.from, s.at);
+      by[sourceKey(s)] = Math.round((by[sourceKey(s)] ?? 0) + ms);
+    }
+    return by;
+  };
+  const every = changes.map((c) => ({
+    state: c.state,
+    at: new Date(c.from).toISOString().slice(11, 23),
+    ms: Math.round(c.ms),
+    overlaps: overlapMs(c),
+  }));
+  const latencies = (set: typeof every) => {
+    const sorted = set.map((c) => c.ms).sort((a, b) => a - b);
+    return {
+      n: sorted.length,
+      p50: sorted[Math.floor(sorted.length / 2)] ?? null,
+      max: sorted.at(-1) ?? null,
+      over200: sorted.filter((ms) => ms > SLOW_CHANGE_MS).length,
+    };
+  };
+  const latencyBySource = Object.fromEntries(
+    [...new Set(notable.map(sourceKey))].map((key) => [
+      key,
+      {
+        overlapped: latencies(every.filter((c) => (c.overlaps[key] ?? 0) > 0)),
+        not: latencies(every.filter((c) => !(c.overlaps[key] ?? 0))),
+      },
+    ]),
+  );
+  const slowChanges = slow.map((change) => {
+    const window = during(change.from - 500, change.to + 250, machine.samples, notable);
+    return {
+      state: change.state,
+      name: change.name,
+      at: new Date(change.from).toISOString(),
+      ms: Math.round(change.ms),
+      steps: change.steps,
+      samples: window.samples.map(describeSample),
+      stalls: window.stalls.map(describeStall),
+    };
+  });
+  for (const c of slowChanges) {
+    console.log(
+      `slow single change: ${c.state} ${c.name} at ${c.at}, ${c.ms} ms; steps ${JSON.stringify(c.steps)}`,
+    );
+    for (const line of c.stalls) console.log(`  pause  ${line}`);
+    for (const line of c.samples) console.log(`  sample ${line}`);
+  }
+  const total = (key: keyof MachineSample['cores']) =>
+    Math.round(machine.samples.reduce((a, s) => a + s.cores[key] * s.ms, 0) / 10) / 100;
+  return {
+    sampleMs: machine.samples.length ? Math.round((last - first) / machine.samples.length) : 0,
+    // Core-seconds over the traced stretch (settle and single changes): is the host taking our vCPUs?
+    coreSeconds: { steal: total('steal'), iowait: total('iowait'), idle: total('idle'), nice: total('nice') },
+    maxStealCores: Math.max(0, ...machine.samples.map((s) => s.cores.steal)),
+    maxRunQueue: Math.max(0, ...machine.samples.map((s) => s.running)),
+    driverLoopStalls: machine.driverStalls.filter((s) => s.kind === 'event loop').length,
+    driverLongestLoopStallMs: Math.round(
+      Math.max(0, ...machine.driverStalls.filter((s) => s.kind === 'event loop').map((s) => s.ms)),
+    ),
+    pausesBySource: Object.fromEntries(
+      [...new Set(notable.map(sourceKey))].map((key) => {
+        const of = notable.filter((s) => sourceKey(s) === key);
+        return [key, { n: of.length, maxMs: Math.round(Math.max(...of.map((s) => s.ms))) }];
+      }),
+    ),
+    // Of the slow changes, how many a pause of each source overlapped; the same of the others.
+    slowOverlappedBy: overlapShare(slow),
+    fastOverlappedBy: overlapShare(fast),
+    latencyBySource,
+    slowChanges,
+    changes: every,
+  };
+}
