@@ -7,7 +7,7 @@ import type { Readable } from 'node:stream';
  * their Buffer.concat and the string decoded from that, which Node makes an external string past
  * about 1 MB of ASCII — ~2.5–3 MB each for a page of 500 Pods or Deployments, all freed only when
  * V8 next collected, and glibc kept much of it after its first freed multi-MiB block raised its
- * mmap threshold (BENCHMARKS.md, W11 and X1–X4). Decoded here, the text is V8 heap, which V8 counts
+ * mmap threshold (BENCHMARKS.md, W11 and X1–X6). Decoded here, the text is V8 heap, which V8 counts
  * and collects by its own measure, and JSON.parse flattens it once.
  */
 export function readText(body: Readable, onText: (text: string) => void): void {

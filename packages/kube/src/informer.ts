@@ -322,8 +322,8 @@ export class Informer<C extends CachedIdentity = KubeObject> {
    * and whether anything changed, for the reason listPage is: the API server's page parsed (~4–5
    * MiB of heap for 500 Pods or Deployments, the objects as JSON.parse made them, managedFields
    * and all) must not stay in listPage's suspended frame while it awaits afterPage, the shared
-   * state's writes of the page, which at a watcher's start against 10,000 Sessions is most of a
-   * page's time (BENCHMARKS.md, X1–X4). The changes themselves live on in the consumer's writes.
+   * state's writes of the page, for each of the slots (BENCHMARKS.md, X1–X6). The changes
+   * themselves live on in the consumer's writes.
    */
   private async readPage(
     after: ListedPage,
