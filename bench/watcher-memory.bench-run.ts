@@ -3,6 +3,7 @@ import { loadavg } from 'node:os';
 import { API_GROUP, API_VERSION } from '@streamspace/shared';
 import { expect, it, onTestFinished } from 'vitest';
 import {
+  deployedEnv,
   deployedNodeOptions,
   eventually,
   installCrds,
@@ -29,8 +30,10 @@ import { procCpuSeconds, procStatus } from './process-cost.mjs';
  *   STREAMSPACE_NODES=40 scripts/cluster up
  *   BENCH_SESSIONS=3000 BENCH_NAMESPACES=10 npx vitest run --project bench bench/watcher-memory.bench-run.ts
  *
- * BENCH_WATCHER_NODE_ARGS (space-separated) replaces the chart's watcher.nodeArgs; BENCH_WATCHER_ENV
- * ('A=1,B=2') adds to the watcher's environment. BENCH_POPULATE_ONLY=1 only creates the objects
+ * The watcher runs as the chart deploys it: its nodeArgs, NODE_OPTIONS and the environment the chart
+ * gives it (harness.ts deployedEnv: its list settings, extraEnv). BENCH_WATCHER_NODE_ARGS
+ * (space-separated) replaces the chart's watcher.nodeArgs; BENCH_WATCHER_ENV ('A=1,B=2') adds to
+ * the watcher's environment, over the chart's. BENCH_POPULATE_ONLY=1 only creates the objects
  * (no measurement: run it niced, outside the bench lock). Delete the namespaces to start over.
  */
 
@@ -278,7 +281,7 @@ it(`measures the watcher's memory at ${N} Sessions`, { timeout: TIMEOUT }, async
     loadAtStart,
     loadAtEnd: loadavg(),
     nodeArgs: watcher.nodeArgs,
-    env: WATCHER_ENV,
+    env: { ...deployedEnv('watcher'), ...WATCHER_ENV },
     readySeconds: readyAt,
     peakRssMiB: round(procStatus(pid, 'VmHWM') / MiB),
     peakAtSeconds: samples.find((s) => s.rssMiB === peakRss / MiB)?.t,

@@ -52,6 +52,27 @@ export function deployedNodeArgs(service: string): string[] {
   return typeof args === 'string' ? args.split(' ').filter(Boolean) : [];
 }
 
+/**
+ * The environment the chart gives a service that tests and benchmarks must run it with to run it
+ * as deployed, beside its nodeArgs: every service's `extraEnv` entries that carry a value, and the
+ * watcher's list settings (`watcher.list`: the page size and pages at once, on which its memory at
+ * a start against many objects depends; BENCHMARKS.md, X1–X6). The rest of the chart's ConfigMap
+ * names the cluster it runs in, which each test sets itself.
+ */
+export function deployedEnv(service: string): Record<string, string> {
+  const own = deployedValues()[VALUES_KEY[service] ?? service] as
+    | { extraEnv?: { name?: unknown; value?: unknown }[]; list?: { pageSize?: unknown; concurrency?: unknown } }
+    | undefined;
+  const env: Record<string, string> = {};
+  if (service === 'watcher' && own?.list) {
+    if (own.list.pageSize !== undefined) env.LIST_PAGE_SIZE = String(own.list.pageSize);
+    if (own.list.concurrency !== undefined) env.LIST_CONCURRENCY = String(own.list.concurrency);
+  }
+  for (const entry of own?.extraEnv ?? [])
+    if (typeof entry.name === 'string' && entry.value !== undefined) env[entry.name] = String(entry.value);
+  return env;
+}
+
 /** A loopback port free right now (for a server a test starts). */
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -205,7 +226,7 @@ export class ServiceProcess {
     readonly nodeArgs: string[] = deployedNodeArgs(service),
   ) {
     this.child = spawn(process.execPath, [...nodeArgs, `${repo}/services/${service}/dist/main.js`], {
-      env: { ...process.env, HTTP_PORT: '0', LOG_LEVEL: 'debug', ...env },
+      env: { ...process.env, HTTP_PORT: '0', LOG_LEVEL: 'debug', ...deployedEnv(service), ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let buffer = '';

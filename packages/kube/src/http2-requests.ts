@@ -1,6 +1,7 @@
 import * as http2 from 'node:http2';
 import { isIP, type Socket } from 'node:net';
 import * as tls from 'node:tls';
+import { readText } from './body-text.js';
 
 /** What a request's answer is read into, whichever protocol carried it. */
 export interface HttpAnswer {
@@ -257,15 +258,13 @@ export class Http2Requests {
       let status = 0;
       let retryAfter: string | undefined;
       let responded = false;
-      const chunks: Buffer[] = [];
       stream.on('response', (responseHeaders) => {
         responded = true;
         status = Number(responseHeaders[':status'] ?? 0);
         const value = responseHeaders['retry-after'];
         retryAfter = Array.isArray(value) ? value[0] : value;
       });
-      stream.on('data', (chunk: Buffer) => chunks.push(chunk));
-      stream.on('end', () => resolve({ status, text: Buffer.concat(chunks).toString('utf8'), retryAfter }));
+      readText(stream, (text) => resolve({ status, text, retryAfter }));
       stream.on('error', (error: NodeJS.ErrnoException) => {
         // Refused by the server before it started on the stream (REFUSED_STREAM, or above a
         // GOAWAY's last stream): safe to send again, like a refused connection.

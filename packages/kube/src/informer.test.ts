@@ -313,6 +313,36 @@ describe('Informer', () => {
     expect(transport.current.resourceVersion).toBe('20');
   });
 
+  it('holds nothing of a page while its changes are taken in (afterPage)', async () => {
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    let page: WeakRef<ListPage> | undefined;
+    /** Each page a fresh object the test keeps none of. */
+    class FreshPage extends FakeTransport {
+      override async list(): Promise<ListPage> {
+        const fresh = { items: [raw('a', '1'), raw('b', '2')], resourceVersion: '20' };
+        page = new WeakRef(fresh);
+        return fresh;
+      }
+    }
+    const transport = new FreshPage();
+    let taken: (() => void) | undefined;
+    const h = harness(transport, 60_000, {
+      afterPage: () =>
+        new Promise<void>((resolve) => {
+          taken = resolve;
+        }),
+    });
+    await vi.waitFor(() => expect(taken).toBeDefined());
+    expect(h.changes).toEqual(['added a@1', 'added b@2']);
+    gc();
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    expect(page?.deref()).toBeUndefined();
+    taken?.();
+    await vi.waitFor(() => expect(transport.watches).toHaveLength(1));
+    expect(transport.current.resourceVersion).toBe('20');
+  });
+
   it('starts another watch from the last version seen (bookmarks included) when one ends', async () => {
     const transport = new FakeTransport();
     transport.pages = [[{ items: [], resourceVersion: '10' }]];

@@ -309,34 +309,53 @@ export class Informer<C extends CachedIdentity = KubeObject> {
     // taken in (afterPage): what a list holds at a time is a page, whoever shares the slots.
     const release = await this.options.listSlots?.take();
     try {
-      const page = await this.options.transport.list({
-        limit: this.options.pageSize ?? 500,
-        ...(after.continueToken ? { continueToken: after.continueToken } : {}),
-      });
-      // Each page's changes are reported as it comes, and the page let go: holding a whole list's
-      // changed objects parsed until its end took the watcher's start at 10,000 Sessions (every
-      // object a change, 80 lists at once) far over its memory budget (BENCHMARKS.md, W1-W4).
-      // What the pages report is the list's snapshot, in order, as a watch would have.
-      const changes: CacheChange<C>[] = [];
-      const objects: KubeObject[] = [];
-      for (const raw of page.items) {
-        const object = this.parse(raw);
-        if (!object) continue;
-        listed.add(objectKeyOf(object));
-        if (this.cache.holds(object)) continue;
-        objects.push(object);
-        changes.push(...this.cache.upsert(object));
-      }
-      this.report(changes, objects);
-      if (changes.length > 0) await this.options.afterPage?.();
-      return {
-        // Every page of one list is read at the first page's snapshot.
-        resourceVersion: after.resourceVersion || page.resourceVersion,
-        ...(page.continueToken ? { continueToken: page.continueToken } : {}),
-      };
+      const { next, changed } = await this.readPage(after, listed);
+      if (changed) await this.options.afterPage?.();
+      return next;
     } finally {
       release?.();
     }
+  }
+
+  /**
+   * Reads a page and hands its changes on. Its own function, returning only the next page's token
+   * and whether anything changed, for the reason listPage is: the API server's page parsed (~4–5
+   * MiB of heap for 500 Pods or Deployments, the objects as JSON.parse made them, managedFields
+   * and all) must not stay in listPage's suspended frame while it awaits afterPage, the shared
+   * state's writes of the page, for each of the slots (BENCHMARKS.md, X1–X6). The changes
+   * themselves live on in the consumer's writes.
+   */
+  private async readPage(
+    after: ListedPage,
+    listed: Set<string>,
+  ): Promise<{ next: ListedPage; changed: boolean }> {
+    const page = await this.options.transport.list({
+      limit: this.options.pageSize ?? 500,
+      ...(after.continueToken ? { continueToken: after.continueToken } : {}),
+    });
+    // Each page's changes are reported as it comes, and the page let go: holding a whole list's
+    // changed objects parsed until its end took the watcher's start at 10,000 Sessions (every
+    // object a change, 80 lists at once) far over its memory budget (BENCHMARKS.md, W1-W4).
+    // What the pages report is the list's snapshot, in order, as a watch would have.
+    const changes: CacheChange<C>[] = [];
+    const objects: KubeObject[] = [];
+    for (const raw of page.items) {
+      const object = this.parse(raw);
+      if (!object) continue;
+      listed.add(objectKeyOf(object));
+      if (this.cache.holds(object)) continue;
+      objects.push(object);
+      changes.push(...this.cache.upsert(object));
+    }
+    this.report(changes, objects);
+    return {
+      next: {
+        // Every page of one list is read at the first page's snapshot.
+        resourceVersion: after.resourceVersion || page.resourceVersion,
+        ...(page.continueToken ? { continueToken: page.continueToken } : {}),
+      },
+      changed: changes.length > 0,
+    };
   }
 
   /** Hands changes on, then lets go of the parsed form of their objects: the cache keeps JSON only. */

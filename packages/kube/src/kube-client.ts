@@ -5,6 +5,7 @@ import * as https from 'node:https';
 import type { Readable } from 'node:stream';
 import { urlToHttpOptions } from 'node:url';
 import { type BackoffOptions, backoffDelay, sleep } from '@streamspace/shared';
+import { readText } from './body-text.js';
 import { type Credentials, loadCredentials } from './kube-credentials.js';
 import { connectTls, type HttpAnswer, Http2Requests } from './http2-requests.js';
 import { errorText, isNotFound, KubeApiError, statusError } from './kube-error.js';
@@ -269,14 +270,12 @@ export class KubeClient {
     return new Promise<HttpAnswer>((resolve, reject) => {
       const options = { ...this.requestOptions(target), method, agent: this.agent, headers };
       const request = this.transport.request(options, (response) => {
-        const chunks: Buffer[] = [];
-        response.on('data', (chunk: Buffer) => chunks.push(chunk));
         response.on('error', reject);
-        response.on('end', () => {
+        readText(response, (text) => {
           const retryAfter = response.headers['retry-after'];
           resolve({
             status: response.statusCode ?? 0,
-            text: Buffer.concat(chunks).toString('utf8'),
+            text,
             retryAfter: Array.isArray(retryAfter) ? retryAfter[0] : retryAfter,
           });
         });
@@ -468,10 +467,7 @@ export class KubeClient {
     /** The server's answer, over HTTP/2 or HTTP/1.1 alike: a refusal, or the stream of events. */
     const onResponse = (status: number, retryAfter: string | string[] | undefined, body: Readable) => {
       if (status !== 200) {
-        const chunks: Buffer[] = [];
-        body.on('data', (c: Buffer) => chunks.push(c));
-        body.on('end', () => {
-          const text = Buffer.concat(chunks).toString('utf8');
+        readText(body, (text) => {
           let parsed: unknown;
           try {
             parsed = text ? JSON.parse(text) : undefined;

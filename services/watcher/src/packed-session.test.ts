@@ -66,7 +66,7 @@ describe('PACKED_SESSIONS', () => {
     expect(packed.oversize).toEqual({ level: 'reduced', bytes: 9 });
   });
 
-  it('round-trips a Session many times larger than the 2 KiB window it is packed with', () => {
+  it('round-trips a Session many times larger than the 2 KiB window it is packed with, and than zlib\'s output chunks', () => {
     const raw = JSON.parse(sample) as Record<string, Record<string, unknown>>;
     const labels: Record<string, string> = {};
     for (let i = 0; i < 600; i++) labels[`label-${i}`] = `value-${(i * 7919) % 1000}-${'x'.repeat(i % 13)}`;
@@ -76,6 +76,8 @@ describe('PACKED_SESSIONS', () => {
     const packed = PACKED_SESSIONS.retain(object);
     expect(packed.json).toBe(object.json);
     expect(packed.bytes).toBeLessThan(object.bytes);
+    // Deflated into several of its 1 KiB output chunks, inflated into many of 2 KiB.
+    expect(packed.bytes).toBeGreaterThan(1024);
   });
 
   it('keeps the name, namespace, uid and resourceVersion out of what it deflates, and gives them back', () => {

@@ -70,9 +70,17 @@ const SESSION_DICTIONARY = Buffer.from(
  * is once per version of it, three per user change: the deflate was 4.7% of the watcher's samples
  * in the 1,000-Session bench (BENCHMARKS.md, C1), and its output is as small (202 bytes for a
  * bench Session either way). Larger Sessions still pack, only with less gain.
+ *
+ * Each call also allocates its output buffer, natively, of `chunkSize` bytes (16 KiB by default),
+ * freed only when V8 collects the Buffer: 1 KiB takes a deflated Session (~130–200 bytes) and
+ * 2 KiB its JSON (~1 KB); a larger one is read in several chunks and joined. The 16 KiB blocks of
+ * the 10,000 Sessions a watcher deflates at its start, and inflates at each resync, left glibc's
+ * heap larger (`node --max-semi-space-size=1 --optimize-for-size bench/zlib-chunk-memory.mjs
+ * <deflate|inflate> <chunkSize>`: 10,000 deflates peaked at 63.8–64.2 MiB resident with 16 KiB,
+ * 56.3–56.4 with 1 KiB; 30,000 inflates at 72.7–73.3 with 16 KiB, 60.0–60.6 with 2 KiB).
  */
-const DEFLATE_OPTIONS = { dictionary: SESSION_DICTIONARY, windowBits: 11, memLevel: 2 } as const;
-const INFLATE_OPTIONS = { dictionary: SESSION_DICTIONARY, windowBits: 11 } as const;
+const DEFLATE_OPTIONS = { dictionary: SESSION_DICTIONARY, windowBits: 11, memLevel: 2, chunkSize: 1024 } as const;
+const INFLATE_OPTIONS = { dictionary: SESSION_DICTIONARY, windowBits: 11, chunkSize: 2048 } as const;
 
 const NO_LABELS: Readonly<Record<string, string>> = Object.freeze({});
 
