@@ -12,10 +12,23 @@ export function procStatus(pid, field) {
   return Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(status)?.[1] ?? 0) * 1024;
 }
 
+/**
+ * The fields of a /proc/<pid>/stat text after the command, which may hold spaces and ')': the
+ * state is [0], utime and stime [11] and [12], starttime [19] (the man page's numbers less 3).
+ */
+export function procStatFields(text) {
+  return text.slice(text.lastIndexOf(')') + 2).split(' ');
+}
+
+/** user + system clock ticks (1/100 s) of a process, from its /proc/<pid>/stat text. */
+export function parsePidStatTicks(text) {
+  const fields = procStatFields(text);
+  return Number(fields[11]) + Number(fields[12]);
+}
+
 /** CPU seconds (user + system) the process has used, from /proc/<pid>/stat (clock ticks of 1/100 s). */
 export function procCpuSeconds(pid) {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
-  return (Number(fields[11]) + Number(fields[12])) / 100;
+  return parsePidStatTicks(readFileSync(`/proc/${pid}/stat`, 'utf8')) / 100;
 }
 
 /**

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { PerformanceObserver } from 'node:perf_hooks';
+import { parsePidStatTicks, procStatFields } from './process-cost.mjs';
 
 /**
  * What the machine and every process of a bench were doing around a slow single change (issue
@@ -52,16 +53,10 @@ export function parseProcStat(text: string): { ticks: number[]; running: number;
   };
 }
 
-/** user + system ticks of a process, from /proc/<pid>/stat (the command may hold spaces and ')'). */
-export function parsePidStatTicks(text: string): number {
-  const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
-  return Number(fields[11]) + Number(fields[12]);
-}
-
 /** When a process started, epoch ms (10 ms resolution): /proc/<pid>/stat's starttime after boot. */
 export function processStartEpochMs(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const startTicks = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
+  const startTicks = Number(procStatFields(stat)[19]);
   const bootSeconds = Number(/^btime (\d+)$/m.exec(readFileSync('/proc/stat', 'utf8'))?.[1]);
   return bootSeconds * 1000 + (startTicks / TICKS_PER_SECOND) * 1000;
 }

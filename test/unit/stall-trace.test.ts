@@ -1,11 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import {
-  during,
-  parseGoGcTrace,
-  parsePidStatTicks,
-  parseProcStat,
-  parseV8TraceGc,
-} from '../../bench/stall-trace.js';
+import { parsePidStatTicks } from '../../bench/process-cost.mjs';
+import { during, parseGoGcTrace, parseProcStat, parseV8TraceGc } from '../../bench/stall-trace.js';
 
 describe('the stall trace of the session-pipeline bench', () => {
   it('reads steal and the run queue from /proc/stat', () => {
