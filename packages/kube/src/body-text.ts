@@ -10,11 +10,25 @@ import type { Readable } from 'node:stream';
  * mmap threshold (BENCHMARKS.md, W11 and X1–X6). Decoded here, the text is V8 heap, which V8 counts
  * and collects by its own measure, and JSON.parse flattens it once.
  */
-export function readText(body: Readable, onText: (text: string) => void): void {
+export function readText(body: Readable, onText: (text: string) => void, sink?: () => TextSink | undefined): void {
   let text = '';
+  // Asked for at the first chunk, when the answer's status is known (a list's items are split
+  // from a 2xx answer only; a refusal's text is read whole, for its error).
+  let into: TextSink | undefined | null = null;
   body.setEncoding('utf8');
   body.on('data', (chunk: string) => {
-    text += chunk;
+    if (into === null) into = sink?.();
+    if (into) into.write(chunk);
+    else text += chunk;
   });
-  body.on('end', () => onText(text));
+  body.on('end', () => {
+    if (into === null) into = sink?.();
+    onText(into ? into.end() : text);
+  });
+}
+
+/** Takes a body's text as it arrives instead of readText collecting it; `end` gives what stands for the whole. */
+export interface TextSink {
+  write(chunk: string): void;
+  end(): string;
 }

@@ -96,6 +96,29 @@ describe('requests over one HTTP/2 connection', () => {
     expect(bodies).toEqual([options]);
   });
 
+  it("gives a 2xx answer's text to the sink as it arrives, and a refusal's text whole", async () => {
+    const server = await h2cServer((stream, headers) => {
+      stream.respond({ ':status': headers[':path'] === '/ok' ? 200 : 410 });
+      stream.write('{"items":[1,');
+      setTimeout(() => stream.end('2]}'), 20);
+    });
+    cleanups.push(server.close);
+    const requests = new Http2Requests(new URL(`http://127.0.0.1:${server.port}`), plain(server.port));
+    cleanups.push(() => requests.close());
+    const seen: string[] = [];
+    const statuses: number[] = [];
+    const sink = (status: number) => {
+      statuses.push(status);
+      return status === 200 ? { write: (chunk: string) => seen.push(chunk), end: () => 'the rest' } : undefined;
+    };
+    const ok = await requests.send('GET', '/ok', '/ok', {}, undefined, 5_000, sink);
+    expect(ok).toEqual({ status: 200, text: 'the rest', retryAfter: undefined });
+    expect(seen).toEqual(['{"items":[1,', '2]}']);
+    const refused = await requests.send('GET', '/gone', '/gone', {}, undefined, 5_000, sink);
+    expect(refused?.text).toBe('{"items":[1,2]}');
+    expect(statuses).toEqual([200, 410]);
+  });
+
   it('shares one connection between requests, and opens a new one after the server closed it', async () => {
     const server = await h2cServer((stream) => {
       stream.respond({ ':status': 200 });

@@ -1,7 +1,7 @@
 import * as http2 from 'node:http2';
 import { isIP, type Socket } from 'node:net';
 import * as tls from 'node:tls';
-import { readText } from './body-text.js';
+import { readText, type TextSink } from './body-text.js';
 
 /** What a request's answer is read into, whichever protocol carried it. */
 export interface HttpAnswer {
@@ -236,6 +236,7 @@ export class Http2Requests {
     headers: Record<string, string | number>,
     payload: string | undefined,
     timeoutMs: number,
+    sink?: (status: number) => TextSink | undefined,
   ): Promise<HttpAnswer | undefined> {
     if (this.unsupported) return undefined;
     const acquired = await this.acquire(`${method} ${path}`, false);
@@ -264,7 +265,11 @@ export class Http2Requests {
         const value = responseHeaders['retry-after'];
         retryAfter = Array.isArray(value) ? value[0] : value;
       });
-      readText(stream, (text) => resolve({ status, text, retryAfter }));
+      readText(
+        stream,
+        (text) => resolve({ status, text, retryAfter }),
+        sink && (() => sink(status)),
+      );
       stream.on('error', (error: NodeJS.ErrnoException) => {
         // Refused by the server before it started on the stream (REFUSED_STREAM, or above a
         // GOAWAY's last stream): safe to send again, like a refused connection.

@@ -15,6 +15,9 @@ import { KubeApiError } from './kube-error.js';
 import type { CacheChange } from './object-cache.js';
 import { Slots } from './slots.js';
 
+/** A page as the fake API server sends it: its items and what the list says beyond them. */
+type FakePage = ListPage & { items: unknown[] };
+
 function raw(name: string, resourceVersion: string) {
   return { metadata: { namespace: 'ns', name, uid: `uid-${name}`, resourceVersion } };
 }
@@ -34,17 +37,20 @@ interface FakeWatch {
  * answered at once unless `answering` is false (then the test answers them, or not).
  */
 class FakeTransport implements WatchTransport {
-  pages: (ListPage | Error)[][] = [];
+  pages: (FakePage | Error)[][] = [];
   answering = true;
   readonly listCalls: (string | undefined)[] = [];
   readonly watches: FakeWatch[] = [];
   private listRound = 0;
   private pageInRound = 0;
 
-  async list({ continueToken }: { limit: number; continueToken?: string }): Promise<ListPage> {
+  async list(
+    { continueToken }: { limit: number; continueToken?: string },
+    onItem: (item: unknown) => void,
+  ): Promise<ListPage> {
     this.listCalls.push(continueToken);
     const round = this.pages[Math.min(this.listRound, this.pages.length - 1)] ?? [];
-    const page = round[this.pageInRound] ?? { items: [], resourceVersion: '1' };
+    const page: FakePage | Error = round[this.pageInRound] ?? { items: [], resourceVersion: '1' };
     if (page instanceof Error || !page.continueToken) {
       this.listRound++;
       this.pageInRound = 0;
@@ -52,7 +58,13 @@ class FakeTransport implements WatchTransport {
       this.pageInRound++;
     }
     if (page instanceof Error) throw page;
-    return page;
+    return FakeTransport.send(page, onItem);
+  }
+
+  /** Hands a page's items on one by one, as the real transport does, and returns the rest. */
+  static send({ items, ...rest }: FakePage, onItem: (item: unknown) => void): ListPage {
+    for (const item of items) onItem(item);
+    return rest;
   }
 
   async watch(
@@ -241,11 +253,14 @@ describe('Informer', () => {
       readonly release: (() => void)[] = [];
       inFlight = 0;
       maxInFlight = 0;
-      override async list(options: { limit: number; continueToken?: string }): Promise<ListPage> {
+      override async list(
+        options: { limit: number; continueToken?: string },
+        onItem: (item: unknown) => void,
+      ): Promise<ListPage> {
         this.maxInFlight = Math.max(this.maxInFlight, ++this.inFlight);
         await new Promise<void>((resolve) => this.release.push(resolve));
         this.inFlight--;
-        return super.list(options);
+        return super.list(options, onItem);
       }
     }
     const first = new GatedTransport();
@@ -283,16 +298,19 @@ describe('Informer', () => {
     // A full garbage collection on demand: what is still reachable from the waiting list is held.
     setFlagsFromString('--expose-gc');
     const gc = runInNewContext('gc') as () => void;
-    let firstPage: WeakRef<ListPage> | undefined;
+    let firstPage: WeakRef<FakePage> | undefined;
     let blocker: Promise<() => void> | undefined;
     /** Its first page is a fresh object (the test keeps none); listing it, the test queues for the slot. */
     class OnePageHeld extends FakeTransport {
-      override async list(options: { limit: number; continueToken?: string }): Promise<ListPage> {
-        if (options.continueToken) return super.list(options);
+      override async list(
+        options: { limit: number; continueToken?: string },
+        onItem: (item: unknown) => void,
+      ): Promise<ListPage> {
+        if (options.continueToken) return super.list(options, onItem);
         blocker = slots.take();
         const page = { items: [raw('a', '1'), raw('b', '2')], resourceVersion: '20', continueToken: 'next' };
         firstPage = new WeakRef(page);
-        return page;
+        return FakeTransport.send(page, onItem);
       }
     }
     const transport = new OnePageHeld();
@@ -316,13 +334,13 @@ describe('Informer', () => {
   it('holds nothing of a page while its changes are taken in (afterPage)', async () => {
     setFlagsFromString('--expose-gc');
     const gc = runInNewContext('gc') as () => void;
-    let page: WeakRef<ListPage> | undefined;
+    let page: WeakRef<FakePage> | undefined;
     /** Each page a fresh object the test keeps none of. */
     class FreshPage extends FakeTransport {
-      override async list(): Promise<ListPage> {
+      override async list(_options: unknown, onItem: (item: unknown) => void): Promise<ListPage> {
         const fresh = { items: [raw('a', '1'), raw('b', '2')], resourceVersion: '20' };
         page = new WeakRef(fresh);
-        return fresh;
+        return FakeTransport.send(fresh, onItem);
       }
     }
     const transport = new FreshPage();

@@ -10,8 +10,8 @@ import {
 import { type CacheChange, type CachedIdentity, type CacheRetention, ObjectCache } from './object-cache.js';
 import type { Slots } from './slots.js';
 
+/** What a list page says beyond its items, which `WatchTransport.list` hands on one by one. */
 export interface ListPage {
-  items: unknown[];
   /** The snapshot's resourceVersion: the watch starts from here. */
   resourceVersion: string;
   /** Set when more pages follow. */
@@ -24,8 +24,12 @@ export interface WatchHandle {
 
 /** How one kind is listed and watched; the real one talks to the API server, tests fake it. */
 export interface WatchTransport {
-  /** One page of a consistent list (see Informer.relist for why never resourceVersion=0). */
-  list(options: { limit: number; continueToken?: string }): Promise<ListPage>;
+  /**
+   * One page of a consistent list (see Informer.relist for why never resourceVersion=0), each item
+   * handed to `onItem` as it arrives, parsed, and let go (list-items.ts: a page is never held
+   * whole). A page cut off and read again may hand its first items on twice.
+   */
+  list(options: { limit: number; continueToken?: string }, onItem: (item: unknown) => void): Promise<ListPage>;
   /**
    * Starts a watch from `resourceVersion`. `onEvent` gets each event as sent; `onDone` is called
    * once when the watch ends, with the error if it failed (a KubeApiError: 410 means relist);
@@ -319,35 +323,44 @@ export class Informer<C extends CachedIdentity = KubeObject> {
 
   /**
    * Reads a page and hands its changes on. Its own function, returning only the next page's token
-   * and whether anything changed, for the reason listPage is: the API server's page parsed (~4–5
-   * MiB of heap for 500 Pods or Deployments, the objects as JSON.parse made them, managedFields
-   * and all) must not stay in listPage's suspended frame while it awaits afterPage, the shared
-   * state's writes of the page, for each of the slots (BENCHMARKS.md, X1–X6). The changes
-   * themselves live on in the consumer's writes.
+   * and whether anything changed, for the reason listPage is: nothing of the page may stay in
+   * listPage's suspended frame while it awaits afterPage, the shared state's writes of the page,
+   * for each of the slots (BENCHMARKS.md, X1–X6). Each item is parsed, trimmed and cached as it
+   * arrives, so the API server's objects as JSON.parse made them (~4–5 MiB for 500 Pods or
+   * Deployments, managedFields and all) are never held together; the page's changes, trimmed,
+   * live on in the consumer's writes.
    */
   private async readPage(
     after: ListedPage,
     listed: Set<string>,
   ): Promise<{ next: ListedPage; changed: boolean }> {
-    const page = await this.options.transport.list({
-      limit: this.options.pageSize ?? 500,
-      ...(after.continueToken ? { continueToken: after.continueToken } : {}),
-    });
     // Each page's changes are reported as it comes, and the page let go: holding a whole list's
     // changed objects parsed until its end took the watcher's start at 10,000 Sessions (every
     // object a change, 80 lists at once) far over its memory budget (BENCHMARKS.md, W1-W4).
     // What the pages report is the list's snapshot, in order, as a watch would have.
     const changes: CacheChange<C>[] = [];
     const objects: KubeObject[] = [];
-    for (const raw of page.items) {
-      const object = this.parse(raw);
-      if (!object) continue;
-      listed.add(objectKeyOf(object));
-      if (this.cache.holds(object)) continue;
-      objects.push(object);
-      changes.push(...this.cache.upsert(object));
+    let page: ListPage;
+    try {
+      page = await this.options.transport.list(
+        {
+          limit: this.options.pageSize ?? 500,
+          ...(after.continueToken ? { continueToken: after.continueToken } : {}),
+        },
+        (raw) => {
+          const object = this.parse(raw);
+          if (!object) return;
+          listed.add(objectKeyOf(object));
+          // An item handed on again (its page was cut off and read again) is held by now.
+          if (this.cache.holds(object)) return;
+          objects.push(object);
+          changes.push(...this.cache.upsert(object));
+        },
+      );
+    } finally {
+      // A page that failed half-way has cached what it brought: reported, or it would never be.
+      this.report(changes, objects);
     }
-    this.report(changes, objects);
     return {
       next: {
         // Every page of one list is read at the first page's snapshot.

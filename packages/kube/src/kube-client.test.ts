@@ -209,6 +209,61 @@ describe('paged list', () => {
   });
 });
 
+describe('a list read item by item', () => {
+  it('hands each item on as it arrives and resolves with the list metadata', async () => {
+    const seen: string[] = [];
+    let firstSeen: () => void = () => undefined;
+    const first = new Promise<void>((resolve) => {
+      firstSeen = resolve;
+    });
+    api.handler = (_q, r) => {
+      r.writeHead(200, { 'content-type': 'application/json' });
+      r.write('{"kind":"PodList","metadata":{"resourceVersion":"5","continue":"c"},"items":[{"a":1},');
+      // The rest is sent only once the client has handed the first item on.
+      void first.then(() => r.end('{"b":"]"}]}'));
+    };
+    const kube = new KubeClient({ server: api.url }, { maxRetries: 0 });
+    const metadata = await kube.listItems(sessions, { limit: 2 }, (json) => {
+      seen.push(json);
+      firstSeen();
+    });
+    expect(metadata).toEqual({ resourceVersion: '5', continue: 'c' });
+    expect(seen).toEqual(['{"a":1}', '{"b":"]"}']);
+  });
+
+  it('reads a refusal whole into its error, retries it, and hands on only the answer that came', async () => {
+    let calls = 0;
+    api.handler = (_q, r) =>
+      ++calls === 1
+        ? send(r, 503, { kind: 'Status', code: 503, message: 'try later', items: [{ no: 1 }] })
+        : send(r, 200, { metadata: { resourceVersion: '8' }, items: [{ yes: 1 }] });
+    const seen: string[] = [];
+    const kube = new KubeClient({ server: api.url }, { maxRetries: 1, backoff: { initialMs: 1, maxMs: 1 } });
+    expect(await kube.listItems(sessions, {}, (json) => seen.push(json))).toEqual({ resourceVersion: '8' });
+    expect(seen).toEqual(['{"yes":1}']);
+    api.handler = (_q, r) => send(r, 410, { kind: 'Status', code: 410, message: 'too old', items: [{ no: 1 }] });
+    const gone = await kube.listItems(sessions, {}, (json) => seen.push(json)).catch((e: unknown) => e);
+    expect(isGone(gone)).toBe(true);
+    expect((gone as Error).message).toMatch(/too old/);
+    expect(seen).toEqual(['{"yes":1}']);
+  });
+
+  it('fails the list when what takes an item fails, or when the answer ends inside the list', async () => {
+    api.handler = (_q, r) => send(r, 200, { metadata: { resourceVersion: '8' }, items: [{ a: 1 }, { b: 2 }] });
+    const kube = new KubeClient({ server: api.url }, { maxRetries: 0 });
+    await expect(
+      kube.listItems(sessions, {}, () => {
+        throw new Error('no room');
+      }),
+    ).rejects.toThrow('no room');
+    api.handler = (_q, r) => {
+      r.writeHead(200, { 'content-type': 'application/json' });
+      r.end('{"metadata":{},"items":[{"a":1},{"b"');
+    };
+    await expect(kube.listItems(sessions, {}, () => undefined)).rejects.toThrow(/ended inside it \(after 1 items\)/);
+  });
+});
+
 describe('watch', () => {
   it('asks for bookmarks, skips and counts malformed lines and failing consumers, and goes on', async () => {
     api.handler = (_q, r) => {

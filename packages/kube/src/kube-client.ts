@@ -5,7 +5,8 @@ import * as https from 'node:https';
 import type { Readable } from 'node:stream';
 import { urlToHttpOptions } from 'node:url';
 import { type BackoffOptions, backoffDelay, sleep } from '@streamspace/shared';
-import { readText } from './body-text.js';
+import { readText, type TextSink } from './body-text.js';
+import { ListItemSplitter } from './list-items.js';
 import { type Credentials, loadCredentials } from './kube-credentials.js';
 import { connectTls, type HttpAnswer, Http2Requests } from './http2-requests.js';
 import { errorText, isNotFound, KubeApiError, statusError } from './kube-error.js';
@@ -243,6 +244,7 @@ export class KubeClient {
     path: string,
     payload: string | undefined,
     contentType: string | undefined,
+    sink?: (status: number) => TextSink | undefined,
   ): Promise<HttpAnswer> {
     return this.headers(payload === undefined ? undefined : contentType).then(async (headers) => {
       // Framed explicitly: Node neither chunks nor sizes the body of a DELETE by itself, so the
@@ -255,8 +257,9 @@ export class KubeClient {
         headers as Record<string, string | number>,
         payload,
         this.timeoutMs,
+        sink,
       );
-      return overHttp2 ?? this.sendHttp1(method, target, path, payload, headers);
+      return overHttp2 ?? this.sendHttp1(method, target, path, payload, headers, sink);
     });
   }
 
@@ -266,19 +269,24 @@ export class KubeClient {
     path: string,
     payload: string | undefined,
     headers: http.OutgoingHttpHeaders,
+    sink?: (status: number) => TextSink | undefined,
   ): Promise<HttpAnswer> {
     return new Promise<HttpAnswer>((resolve, reject) => {
       const options = { ...this.requestOptions(target), method, agent: this.agent, headers };
       const request = this.transport.request(options, (response) => {
         response.on('error', reject);
-        readText(response, (text) => {
-          const retryAfter = response.headers['retry-after'];
-          resolve({
-            status: response.statusCode ?? 0,
-            text,
-            retryAfter: Array.isArray(retryAfter) ? retryAfter[0] : retryAfter,
-          });
-        });
+        readText(
+          response,
+          (text) => {
+            const retryAfter = response.headers['retry-after'];
+            resolve({
+              status: response.statusCode ?? 0,
+              text,
+              retryAfter: Array.isArray(retryAfter) ? retryAfter[0] : retryAfter,
+            });
+          },
+          sink && (() => sink(response.statusCode ?? 0)),
+        );
       });
       request.setTimeout(this.timeoutMs, () =>
         request.destroy(new Error(`${method} ${path} timed out after ${this.timeoutMs} ms`)),
@@ -298,17 +306,36 @@ export class KubeClient {
   async request<T>(
     method: string,
     path: string,
-    options: { query?: Query; body?: unknown; contentType?: string } = {},
+    options: {
+      query?: Query;
+      body?: unknown;
+      contentType?: string;
+      /**
+       * A list's items, each handed on as its JSON text as it arrives (list-items.ts); the answer
+       * is then the list without them. An answer cut off and sent again hands its first items on
+       * again: what takes them must bear a repeat.
+       */
+      items?: (json: string) => void;
+    } = {},
   ): Promise<T> {
     const target = requestTarget(path, options.query);
     const payload = options.body === undefined ? undefined : JSON.stringify(options.body);
     const contentType = options.contentType ?? 'application/json';
+    const { items } = options;
     let reauthenticated = false;
     for (let attempt = 0; ; attempt++) {
       await this.throttle();
       let answer: HttpAnswer;
+      let splitter: ListItemSplitter | undefined;
+      const sink = items
+        ? (status: number) => {
+            if (status < 200 || status >= 300) return undefined;
+            splitter = new ListItemSplitter(items);
+            return splitter;
+          }
+        : undefined;
       try {
-        answer = await this.send(method, target, path, payload, contentType);
+        answer = await this.send(method, target, path, payload, contentType, sink);
       } catch (error) {
         const code = (error as NodeJS.ErrnoException).code ?? '';
         // A refused connection never reached the server; a reset one may have, so only reads repeat it.
@@ -334,7 +361,12 @@ export class KubeClient {
       } catch {
         body = answer.text;
       }
-      if (answer.status >= 200 && answer.status < 300) return body as T;
+      if (answer.status >= 200 && answer.status < 300) {
+        // What took an item failed, or the list ended early: the list is not whole.
+        const failure = (splitter as ListItemSplitter | undefined)?.error;
+        if (failure !== undefined) throw failure;
+        return body as T;
+      }
       if (answer.status === 401 && !reauthenticated && (this.credentials.exec || this.credentials.token)) {
         reauthenticated = true;
         this.invalidateCredentials();
@@ -374,6 +406,23 @@ export class KubeClient {
       if (isNotFound(error)) return undefined;
       throw error;
     }
+  }
+
+  /**
+   * A list page whose items are handed to `onItem` one by one as they arrive, each as its JSON
+   * text, never held together (list-items.ts); resolves with the list's metadata.
+   */
+  async listItems(
+    target: ResourceRef | string,
+    query: Query,
+    onItem: (json: string) => void,
+  ): Promise<KubeList<never>['metadata']> {
+    const envelope = await this.request<Partial<KubeList<never>> | undefined>(
+      'GET',
+      typeof target === 'string' ? target : resourcePath(target),
+      { query, items: onItem },
+    );
+    return envelope?.metadata ?? { resourceVersion: '' };
   }
 
   list<T>(target: ResourceRef | string, query: Query = {}): Promise<KubeList<T>> {

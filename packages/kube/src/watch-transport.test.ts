@@ -31,7 +31,7 @@ beforeAll(async () => {
       return send(r, 200, {
         kind: 'PodList',
         metadata: { resourceVersion: '77', continue: 'page-2' },
-        items: [{ metadata: { name: 'p1', namespace: 'team-a' } }],
+        items: [{ metadata: { name: 'p1', namespace: 'team-a' } }, 'not an object', { metadata: { name: 'p2' } }],
       });
     }
     if (q.path === '/apis/stream.streamspace.io/v1alpha1/sessions') {
@@ -49,29 +49,32 @@ beforeAll(async () => {
 afterAll(() => api.close());
 
 describe('kubeWatchTransport list', () => {
-  it('lists raw JSON with the selector, fills in apiVersion and kind, and passes the continue token on', async () => {
-    const page = await kubeWatchTransport(kube, pods('team-a')).list({ limit: 2 });
-    expect(page).toEqual({
-      items: [{ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'p1', namespace: 'team-a' } }],
-      resourceVersion: '77',
-      continueToken: 'page-2',
-    });
+  it('lists raw JSON item by item with the selector, fills in apiVersion and kind, and passes the continue token on', async () => {
+    const items: unknown[] = [];
+    const page = await kubeWatchTransport(kube, pods('team-a')).list({ limit: 2 }, (item) => items.push(item));
+    expect(page).toEqual({ resourceVersion: '77', continueToken: 'page-2' });
+    // What is not an object is handed on as it is, for the informer to report as malformed.
+    expect(items).toEqual([
+      { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'p1', namespace: 'team-a' } },
+      'not an object',
+      { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'p2' } },
+    ]);
     const query = api.requests.at(-1)?.query ?? new URLSearchParams();
     expect(query.get('labelSelector')).toBe('app.kubernetes.io/managed-by=streamspace');
     expect(query.get('limit')).toBe('2');
   });
 
   it('reports an expired list as 410, so the watch starts the list over', async () => {
-    const failure = kubeWatchTransport(kube, pods('team-a')).list({ limit: 2, continueToken: 'expired' });
+    const failure = kubeWatchTransport(kube, pods('team-a')).list({ limit: 2, continueToken: 'expired' }, () => undefined);
     await expect(failure).rejects.toBeInstanceOf(KubeApiError);
     expect(isGone(await failure.catch((error: unknown) => error))).toBe(true);
   });
 
   it('says what to check when the API server refuses', async () => {
-    await expect(kubeWatchTransport(kube, session).list({ limit: 1 })).rejects.toThrow(
+    await expect(kubeWatchTransport(kube, session).list({ limit: 1 }, () => undefined)).rejects.toThrow(
       /: 404 the server could not find the requested resource \(is the CustomResourceDefinition installed\?/,
     );
-    await expect(kubeWatchTransport(kube, pods()).list({ limit: 1 })).rejects.toThrow(
+    await expect(kubeWatchTransport(kube, pods()).list({ limit: 1 }, () => undefined)).rejects.toThrow(
       /: 403 pods is forbidden \(.*check the service's RBAC\)/,
     );
   });

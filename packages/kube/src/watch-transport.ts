@@ -33,11 +33,21 @@ function hintFor(error: KubeApiError, target: WatchTarget): string {
 export function kubeWatchTransport(kube: KubeClient, target: WatchTarget): WatchTransport {
   const selector = target.labelSelector ? { labelSelector: target.labelSelector } : {};
   return {
-    async list({ limit, continueToken }): Promise<ListPage> {
-      let body: { items?: unknown; metadata?: { resourceVersion?: string; continue?: string } } | null;
+    async list({ limit, continueToken }, onItem): Promise<ListPage> {
+      let metadata: { resourceVersion?: string; continue?: string };
       try {
-        body = await kube.request('GET', target.path, {
-          query: { ...selector, limit, continue: continueToken },
+        metadata = await kube.listItems(target.path, { ...selector, limit, continue: continueToken }, (json) => {
+          let item: unknown;
+          try {
+            item = JSON.parse(json);
+          } catch {
+            // Not JSON: handed on as its text, which the informer reports as malformed.
+            onItem(json);
+            return;
+          }
+          onItem(
+            item && typeof item === 'object' ? { apiVersion: target.apiVersion, kind: target.objectKind, ...item } : item,
+          );
         });
       } catch (error) {
         if (error instanceof KubeApiError) {
@@ -53,15 +63,9 @@ export function kubeWatchTransport(kube: KubeClient, target: WatchTarget): Watch
         }
         throw error;
       }
-      const items = Array.isArray(body?.items) ? body.items : [];
       return {
-        items: items.map((item) =>
-          item && typeof item === 'object'
-            ? { apiVersion: target.apiVersion, kind: target.objectKind, ...item }
-            : item,
-        ),
-        resourceVersion: body?.metadata?.resourceVersion ?? '',
-        ...(body?.metadata?.continue ? { continueToken: body.metadata.continue } : {}),
+        resourceVersion: metadata.resourceVersion ?? '',
+        ...(metadata.continue ? { continueToken: metadata.continue } : {}),
       };
     },
     async watch(resourceVersion, timeoutSeconds, onEvent, onDone, onAnswered): Promise<WatchHandle> {

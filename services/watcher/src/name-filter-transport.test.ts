@@ -6,7 +6,10 @@ const object = (name: string) => ({ metadata: { name, namespace: 'a' } });
 
 describe('nameFilterTransport', () => {
   const inner: WatchTransport = {
-    list: async () => ({ items: [object('ss-desk'), object('web'), 'junk'], resourceVersion: '5' }),
+    list: async (_options, onItem) => {
+      for (const item of [object('ss-desk'), object('web'), 'junk']) onItem(item);
+      return { resourceVersion: '5' };
+    },
     watch: async (_rv, _t, onEvent, _onDone, onAnswered) => {
       onAnswered();
       onEvent('ADDED', object('web'));
@@ -19,7 +22,9 @@ describe('nameFilterTransport', () => {
 
   it('keeps objects of the prefix and whatever names no object, and passes the answer on', async () => {
     const transport = nameFilterTransport(inner, 'ss-');
-    expect((await transport.list({ limit: 10 })).items).toEqual([object('ss-desk'), 'junk']);
+    const items: unknown[] = [];
+    expect(await transport.list({ limit: 10 }, (item) => items.push(item))).toEqual({ resourceVersion: '5' });
+    expect(items).toEqual([object('ss-desk'), 'junk']);
     const seen: string[] = [];
     await transport.watch(
       '5',

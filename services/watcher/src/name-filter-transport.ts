@@ -15,9 +15,10 @@ export function nameFilterTransport(inner: WatchTransport, prefix: string): Watc
     return typeof name !== 'string' || name.startsWith(prefix);
   };
   return {
-    async list(options) {
-      const page = await inner.list(options);
-      return { ...page, items: page.items.filter(keep) };
+    list(options, onItem) {
+      return inner.list(options, (item) => {
+        if (keep(item)) onItem(item);
+      });
     },
     watch(resourceVersion, timeoutSeconds, onEvent, onDone, onAnswered) {
       return inner.watch(

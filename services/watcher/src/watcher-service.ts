@@ -377,25 +377,26 @@ export async function startWatcher(context: Context): Promise<RunningService> {
     store: StateStore<Publication>,
   ): Promise<number> {
     let refilled = 0;
+    const written = new Set<string>();
     for (const [kind, keys] of missing)
       for (const { watch, transport } of childWatches.get(kind) ?? []) {
         let continueToken: string | undefined;
         do {
-          const page = await transport.list({
-            limit: config.LIST_PAGE_SIZE,
-            ...(continueToken ? { continueToken } : {}),
-          });
-          for (const raw of page.items) {
-            const parsed = parseKubeObject(raw, (object) =>
-              trimObject(kind, object, config.MAX_OBJECT_BYTES),
-            );
-            if (!parsed.ok) continue;
-            const key = stateEntryKey(kind, parsed.object);
-            if (key === undefined || !keys.has(key) || !watch.cache.holds(parsed.object)) continue;
-            store.write({ key, value: parsed.object.json, after: [] });
-            metrics.stateRefilled.labels(kind).inc();
-            refilled++;
-          }
+          const page = await transport.list(
+            { limit: config.LIST_PAGE_SIZE, ...(continueToken ? { continueToken } : {}) },
+            (raw) => {
+              const parsed = parseKubeObject(raw, (object) => trimObject(kind, object, config.MAX_OBJECT_BYTES));
+              if (!parsed.ok) return;
+              const key = stateEntryKey(kind, parsed.object);
+              if (key === undefined || !keys.has(key) || !watch.cache.holds(parsed.object)) return;
+              // Once: a page read again after it was cut off hands its first items on again.
+              if (written.has(key)) return;
+              written.add(key);
+              store.write({ key, value: parsed.object.json, after: [] });
+              metrics.stateRefilled.labels(kind).inc();
+              refilled++;
+            },
+          );
           continueToken = page.continueToken;
           // One page's writes at a time: a refill of 10,000 pods must not queue all their JSON at once.
           await store.idle();
