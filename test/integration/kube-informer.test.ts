@@ -259,7 +259,8 @@ describe('the kube client and informer against a real API server', () => {
         expect(watch.has('c')).toBe(true);
       }, 30_000);
       expect(watch.changes).toEqual(expect.arrayContaining(['deleted a', 'added c']));
-      expect(watch.informer.ready).toBe(true);
+      // Ready once its new watch is answered, which comes after the relist it reported from.
+      await eventually(() => expect(watch.informer.ready).toBe(true));
     } finally {
       proxy.setMode('forward');
       await watch.stop();
