@@ -231,6 +231,31 @@ describe('Informer', () => {
     expect(h.states.at(-1)).toBe('up');
   });
 
+  it('reports what a page cut off half-way cached, once, and lists again', async () => {
+    /** Its first answer hands `a` on and fails; the next one is whole. */
+    class CutOff extends FakeTransport {
+      cut = true;
+      override async list(
+        options: { limit: number; continueToken?: string },
+        onItem: (item: unknown) => void,
+      ): Promise<ListPage> {
+        if (!this.cut) return super.list(options, onItem);
+        this.cut = false;
+        onItem(raw('a', '1'));
+        throw new Error('stream reset');
+      }
+    }
+    const transport = new CutOff();
+    transport.pages = [[{ items: [raw('a', '1'), raw('b', '2'), 'junk'], resourceVersion: '20' }]];
+    const h = harness(transport);
+    await vi.waitFor(() => expect(transport.watches).toHaveLength(1));
+    expect(h.changes).toEqual(['added a@1', 'added b@2']);
+    expect(h.restarts).toEqual(['error']);
+    // What is not an object, handed on among the items, is reported, not dropped silently.
+    expect(h.malformed).toHaveLength(1);
+    expect(transport.current.resourceVersion).toBe('20');
+  });
+
   it('reads every page of a list', async () => {
     const transport = new FakeTransport();
     transport.pages = [
