@@ -256,6 +256,20 @@ describe('Informer', () => {
     expect(transport.current.resourceVersion).toBe('20');
   });
 
+  it('hands the changes of a page on every 50 items, in order, not held until the page ends', async () => {
+    const transport = new FakeTransport();
+    const names = Array.from({ length: 120 }, (_, i) => `s${i}`);
+    transport.pages = [[{ items: names.map((name, i) => raw(name, String(i + 1))), resourceVersion: '200' }]];
+    const batches: string[][] = [];
+    harness(transport, 60_000, {
+      pageSize: 500,
+      onChanges: (batch: CacheChange[]) => batches.push(batch.map((c) => c.object.name)),
+    });
+    await vi.waitFor(() => expect(transport.watches).toHaveLength(1));
+    expect(batches.map((b) => b.length)).toEqual([50, 50, 20]);
+    expect(batches.flat()).toEqual(names);
+  });
+
   it('reads every page of a list', async () => {
     const transport = new FakeTransport();
     transport.pages = [

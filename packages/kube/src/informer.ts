@@ -124,6 +124,8 @@ type Outcome =
   | { type: 'watchdog'; detail: string };
 
 const DEFAULT_ANSWER_TIMEOUT_MS = 90_000;
+/** A list's changes are handed on every this many changed items (see readPage). */
+const REPORT_EVERY_ITEMS = 50;
 
 /**
  * The timeout one watch asks for: from `minSeconds` to just under twice that, at random, as
@@ -338,8 +340,18 @@ export class Informer<C extends CachedIdentity = KubeObject> {
     // changed objects parsed until its end took the watcher's start at 10,000 Sessions (every
     // object a change, 80 lists at once) far over its memory budget (BENCHMARKS.md, W1-W4).
     // What the pages report is the list's snapshot, in order, as a watch would have.
-    const changes: CacheChange<C>[] = [];
-    const objects: KubeObject[] = [];
+    let changes: CacheChange<C>[] = [];
+    let objects: KubeObject[] = [];
+    let changed = false;
+    // Reported every few items, not once a page: until reported, each changed object is held
+    // with its parsed form and its trimmed JSON, ~1-1.5 MiB for 500 Pods in each list slot,
+    // which a watcher restarted against 10,000 Sessions could not spare (BENCHMARKS.md, S14).
+    const reportHeld = () => {
+      const held = { changes, objects };
+      changes = [];
+      objects = [];
+      this.report(held.changes, held.objects);
+    };
     let page: ListPage;
     try {
       page = await this.options.transport.list(
@@ -354,12 +366,15 @@ export class Informer<C extends CachedIdentity = KubeObject> {
           // An item handed on again (its page was cut off and read again) is held by now.
           if (this.cache.holds(object)) return;
           objects.push(object);
-          changes.push(...this.cache.upsert(object));
+          const upserted = this.cache.upsert(object);
+          if (upserted.length > 0) changed = true;
+          changes.push(...upserted);
+          if (objects.length >= REPORT_EVERY_ITEMS) reportHeld();
         },
       );
     } finally {
       // A page that failed half-way has cached what it brought: reported, or it would never be.
-      this.report(changes, objects);
+      reportHeld();
     }
     return {
       next: {
@@ -367,7 +382,7 @@ export class Informer<C extends CachedIdentity = KubeObject> {
         resourceVersion: after.resourceVersion || page.resourceVersion,
         ...(page.continueToken ? { continueToken: page.continueToken } : {}),
       },
-      changed: changes.length > 0,
+      changed,
     };
   }
 
