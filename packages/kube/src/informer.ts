@@ -345,7 +345,7 @@ export class Informer<C extends CachedIdentity = KubeObject> {
     let changed = false;
     // Reported every few items, not once a page: until reported, each changed object is held
     // with its parsed form and its trimmed JSON, ~1-1.5 MiB for 500 Pods in each list slot,
-    // which a watcher restarted against 10,000 Sessions could not spare (BENCHMARKS.md, S14).
+    // which a watcher restarted against 10,000 Sessions could not spare (BENCHMARKS.md, U1–U12).
     const reportHeld = () => {
       const held = { changes, objects };
       changes = [];

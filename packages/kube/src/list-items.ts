@@ -7,7 +7,7 @@
  * text received so far, then flattened by JSON.parse into a second copy, then as 500 parsed objects
  * (~4–5 MiB, managedFields and all) until each was trimmed: ~10 MiB of V8 heap per list slot at
  * once, which made a watcher restarted against 10,000 Sessions peak over its memory budget
- * (BENCHMARKS.md, X1–X6). Split here, a list holds at most the item being received.
+ * (BENCHMARKS.md, X1–X6). Split here, a list holds at most the item being received (U1–U12).
  *
  * Only the JSON grammar's strings and brackets are tracked, not its values: an item is whatever
  * stands between the items array's commas (an object, or anything else, which the consumer judges
