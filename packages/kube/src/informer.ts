@@ -63,8 +63,8 @@ export interface InformerOptions<C extends CachedIdentity = KubeObject> {
   pageSize?: number;
   /**
    * Shared by informers whose list pages should go a few at a time (the watcher's: one per kind
-   * and namespace): at its start (or after an API-server restart) every watch lists, and a page is
-   * held parsed until its objects are handed on. Absent, each lists when it needs to.
+   * and namespace): at its start (or after an API-server restart) every watch lists, and a page's
+   * changes are held until they are taken in (afterPage). Absent, each lists when it needs to.
    */
   listSlots?: Slots;
   /**

@@ -122,8 +122,8 @@ export const watcherConfigSchema = natsEnvSchema.extend(kubeEnvSchema.shape).ext
   LIST_PAGE_SIZE: env.positiveInt(500),
   /**
    * List pages the watches ask for at once, all kinds and namespaces together: at start (and after
-   * an API-server restart) every watch lists, and each page is held parsed until its objects are
-   * handed on (BENCHMARKS.md, W1-W4).
+   * an API-server restart) every watch lists, and each page's changes are held until they are
+   * stored (BENCHMARKS.md, W1-W4; its items are read one by one as they arrive, U1-U12).
    */
   LIST_CONCURRENCY: env.positiveInt(2),
   /** Publications held in memory while NATS is unreachable; beyond this the oldest are dropped (and a resync follows). */
