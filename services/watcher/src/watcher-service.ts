@@ -370,14 +370,13 @@ export async function startWatcher(context: Context): Promise<RunningService> {
    * child's JSON (child-entry.ts), so it lists them again, page by page, from the API server:
    * only when something is missing (the bucket was lost; an entry vanished), never in steady
    * state. Only the version the watch holds is written: a newer one is stored by its own change,
-   * and an older one must not overwrite it.
+   * and an older one must not overwrite it. Each key written is taken out of `missing`.
    */
   async function refillChildren(
     missing: Map<ChildKind, Set<string>>,
     store: StateStore<Publication>,
   ): Promise<number> {
     let refilled = 0;
-    const written = new Set<string>();
     for (const [kind, keys] of missing)
       for (const { watch, transport } of childWatches.get(kind) ?? []) {
         let continueToken: string | undefined;
@@ -390,8 +389,7 @@ export async function startWatcher(context: Context): Promise<RunningService> {
               const key = stateEntryKey(kind, parsed.object);
               if (key === undefined || !keys.has(key) || !watch.cache.holds(parsed.object)) return;
               // Once: a page read again after it was cut off hands its first items on again.
-              if (written.has(key)) return;
-              written.add(key);
+              keys.delete(key);
               store.write({ key, value: parsed.object.json, after: [] });
               metrics.stateRefilled.labels(kind).inc();
               refilled++;
@@ -478,6 +476,8 @@ export async function startWatcher(context: Context): Promise<RunningService> {
               if ((await kv.get(key))?.operation === 'PUT' || store.has(key)) keys.delete(key);
             if (keys.size === 0) missing.delete(kind);
           }
+        // Counted first: the refill takes each key out of `missing` as it writes it.
+        const missingChildren = [...missing.values()].reduce((n, keys) => n + keys.size, 0);
         const refilled = missing.size > 0 ? await refillChildren(missing, store) : 0;
         metrics.stateRebuilds.labels(reason).inc();
         stateBuilt = true;
@@ -489,7 +489,7 @@ export async function startWatcher(context: Context): Promise<RunningService> {
             written,
             deleted,
             ...(missing.size > 0
-              ? { missingChildren: [...missing.values()].reduce((n, keys) => n + keys.size, 0), refilled }
+              ? { missingChildren, refilled }
               : {}),
           },
           'shared state written',
