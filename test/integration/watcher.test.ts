@@ -538,7 +538,7 @@ describe('watchers of different namespaces', () => {
 });
 
 describe('a periodic resync', () => {
-  it('rewrites the Sessions it announces and a missing child entry, but not the stored entries of children', async () => {
+  it('repairs an overwritten Session entry and a missing child entry, and rewrites no intact entry', async () => {
     const nsR = await createNamespace('watcher-resync');
     namespaces.push(nsR);
     const state = await new Kvm(nc).open(BUCKETS.state);
@@ -567,8 +567,16 @@ describe('a periodic resync', () => {
         ).toBeGreaterThanOrEqual(rebuilds + 2),
       30_000,
     );
-    expect((await state.get(sessionKey))?.revision).toBeGreaterThan(sessionRevision);
+    // Still what the watcher wrote: neither entry was written again.
+    expect((await state.get(sessionKey))?.revision).toBe(sessionRevision);
     expect((await state.get(serviceKey))?.revision).toBe(serviceRevision);
+    // An entry someone else overwrote (here with something that is no Session) is written again.
+    const overwritten = await state.put(sessionKey, new TextEncoder().encode('{"not": "a session"'));
+    await eventually(async () => {
+      const entry = await state.get(sessionKey);
+      expect(entry?.revision).toBeGreaterThan(overwritten);
+      expect(JSON.parse(entry?.string() ?? '{}').metadata?.name).toBe('frank');
+    }, 30_000);
     // An entry that went missing (nothing the watches saw) is written again by the next resync.
     await state.delete(serviceKey);
     await eventually(async () => expect((await state.get(serviceKey))?.operation).toBe('PUT'), 30_000);

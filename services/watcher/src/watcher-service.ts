@@ -16,6 +16,7 @@ import {
   type ServiceContext,
   type StateKind,
   sleep,
+  entryRevisions,
   stateKindFilter,
   trimObject,
 } from '@streamspace/shared';
@@ -53,6 +54,7 @@ import { WATCHED_RESOURCES, type WatchedResource, watchTarget } from './watched-
 import type { watcherConfigSchema } from './watcher-config.js';
 import { createWatcherMetrics } from './watcher-metrics.js';
 import { childStateKey, type Publication, routeChange, routeResync, stateEntryKey } from './work-routing.js';
+import { WrittenRevisions } from './written-revisions.js';
 
 type Context = ServiceContext<ServiceConfig<typeof watcherConfigSchema>>;
 
@@ -155,6 +157,7 @@ export async function startWatcher(context: Context): Promise<RunningService> {
   >();
   let stateStore: StateStore<Publication> | undefined;
   let stateKv: KV | undefined;
+  const writtenRevisions = new WrittenRevisions();
   /** Set once every watch has listed and the bucket has been brought in line with what they hold. */
   let stateBuilt = false;
   /** Copies of every stream, consumer and bucket, chosen once connected (NATS_REPLICAS). */
@@ -406,10 +409,12 @@ export async function startWatcher(context: Context): Promise<RunningService> {
   /**
    * Writes the objects the watches hold and deletes entries of objects they do not: at start
    * (entries of objects deleted while no watcher ran) and after the bucket was lost, every object;
-   * at each periodic resync, the Sessions and Templates (which so repairs a corrupt entry of
-   * theirs) and the children whose entry is missing. Children are written by their changes as they
-   * come (at start, every child is one: the first list adds it), so a rebuild writes only those
-   * whose entry is missing, listed again (refillChildren).
+   * at each periodic resync, the Sessions and Templates whose entry is not this watcher's last
+   * write of it (which so repairs an entry someone else overwrote; written-revisions.ts) and the
+   * children whose entry is missing. Children are written by their changes as they come (at
+   * start, every child is one: the first list adds it), so a rebuild writes only those whose
+   * entry is missing, listed again (refillChildren). So are Sessions and Templates: at start their
+   * lists wrote them, and the rebuild finds them intact.
    */
   let rebuilding: Promise<void> | undefined;
   function rebuildState(reason: 'initial' | 'bucket-missing' | 'resync'): Promise<void> {
@@ -422,6 +427,7 @@ export async function startWatcher(context: Context): Promise<RunningService> {
         const kv = stateKv;
         let objects = 0;
         let written = 0;
+        let intact = 0;
         let deleted = 0;
         const missing = new Map<ChildKind, Set<string>>();
         // Templates and children before Sessions: while a lost bucket is refilled, a reconcile
@@ -435,8 +441,7 @@ export async function startWatcher(context: Context): Promise<RunningService> {
         // to some namespaces (WATCH_NAMESPACE) must not delete what another one keeps for others.
         for (const kind of order)
           for (const namespace of namespaces) {
-            const stored = new Set<string>();
-            for await (const key of await kv.keys(stateKindFilter(kind, namespace))) stored.add(key);
+            const stored = await entryRevisions(kv, stateKindFilter(kind, namespace));
             // What the watches hold is taken after listing the bucket (which awaited: objects may
             // have come meanwhile) and synchronously with the deletes below, so only entries of
             // objects no watch holds now are deleted; an object added after this queues its write
@@ -455,13 +460,22 @@ export async function startWatcher(context: Context): Promise<RunningService> {
                     missing.set(kind, (missing.get(kind) ?? new Set()).add(key));
                   continue;
                 }
+                // Still what this watcher wrote (or a write of it is queued): nothing to repair.
+                // (A recreated bucket's revisions start again: there, every entry is written.)
+                if (
+                  store.has(key) ||
+                  (reason !== 'bucket-missing' && writtenRevisions.intact(key, stored.get(key)))
+                ) {
+                  intact++;
+                  continue;
+                }
                 // Read when sent: a Session's JSON is inflated then (packed-session.ts), not all at once.
                 const object = entry as KubeObject;
                 store.write({ key, value: () => object.json, after: [] });
                 written++;
               }
             }
-            for (const key of stored) {
+            for (const key of stored.keys()) {
               if (keep.has(key)) continue;
               store.write({ key, value: undefined, after: [] });
               deleted++;
@@ -487,6 +501,7 @@ export async function startWatcher(context: Context): Promise<RunningService> {
             reason,
             objects,
             written,
+            intact,
             deleted,
             ...(missing.size > 0
               ? { missingChildren, refilled }
@@ -528,6 +543,7 @@ export async function startWatcher(context: Context): Promise<RunningService> {
           log.warn({ bucket: BUCKETS.state }, 'the shared-state bucket is gone; recreating and refilling it');
           stateBuilt = false;
           stateKv = await openStateBucket(nc, config.MAX_OBJECT_BYTES, replicas);
+          writtenRevisions.clear();
           stateStore?.resume();
         }
         await rebuildState(exists ? 'initial' : 'bucket-missing');
@@ -795,11 +811,12 @@ export async function startWatcher(context: Context): Promise<RunningService> {
     });
     stateStore = new StateStore<Publication>({
       put: async (key, value) => {
-        await sends.run(() => (stateKv as KV).put(key, value));
+        writtenRevisions.put(key, await sends.run(() => (stateKv as KV).put(key, value)));
         metrics.stateWrites.labels('put').inc();
       },
       delete: async (key) => {
         await sends.run(() => (stateKv as KV).delete(key));
+        writtenRevisions.deleted(key);
         metrics.stateWrites.labels('delete').inc();
       },
       release: enqueue,
