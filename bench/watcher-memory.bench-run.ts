@@ -267,7 +267,9 @@ it(`measures the watcher's memory at ${N} Sessions`, { timeout: TIMEOUT }, async
   const round = (x: number) => Math.round(x * 10) / 10;
   const restarts: Record<string, number> = {};
   const resyncs: Record<string, number> = {};
+  const stateWrites: Record<string, number> = {};
   for (const { name, labels, value } of parseMetrics((await watcher.get('/metrics')).body)) {
+    if (name === 'streamspace_watcher_state_writes_total') stateWrites[labels.op as string] = value;
     if (name === 'streamspace_watcher_watch_restarts_total')
       restarts[`${labels.kind} ${labels.reason}`] = value;
     if (name === 'streamspace_watcher_resyncs_total') resyncs[labels.trigger as string] = value;
@@ -297,6 +299,7 @@ it(`measures the watcher's memory at ${N} Sessions`, { timeout: TIMEOUT }, async
     ),
     restarts,
     resyncs,
+    stateWrites,
     rssEvery5s: samples.filter((_, i) => i % 20 === 0).map((s) => `${s.t}:${round(s.rssMiB)}`),
   };
   mkdirSync(`${repo}/.bench`, { recursive: true });
