@@ -6,6 +6,7 @@ import {
   chooseReplicas,
   declareTopology,
   describeNamespaces,
+  entryRevisions,
   formatDuration,
   BUCKETS,
   openStateBucket,
@@ -16,7 +17,6 @@ import {
   type ServiceContext,
   type StateKind,
   sleep,
-  entryRevisions,
   stateKindFilter,
   trimObject,
 } from '@streamspace/shared';

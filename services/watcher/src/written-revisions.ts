@@ -8,9 +8,10 @@ const WHOLE_PREFIXES = [stateKindFilter('session').slice(0, -1), stateKindFilter
  *
  * A rebuild of the shared state (at start, at every periodic resync) used to write every Session
  * and Template again so that an entry someone else overwrote (corrupt, or an older version) was
- * repaired. At 10,000 Sessions that was 10,000 Sessions inflated from their packed form and put,
- * at every resync and right after the start's lists had written each of them: the watcher's
- * resident peak (BENCHMARKS.md U7–U10). An entry whose revision is the one this watcher wrote is
+ * repaired. At 10,000 Sessions that was 10,010 entries inflated from their packed form and put,
+ * at every resync and right after the start's lists had written each of them: 90,040 puts in the
+ * 150-s restart bench where 60,010 now do (BENCHMARKS.md V7–V8; the watcher's peak memory did not
+ * move, V1–V8). An entry whose revision is the one this watcher wrote is
  * still what it wrote (an entry changes only by a new write, which has a new revision), so the
  * rebuild skips it; any other revision, or none, is written again.
  *
