@@ -194,21 +194,6 @@ describe('connections', () => {
   });
 });
 
-describe('paged list', () => {
-  it('follows continue tokens and keeps the first page’s resourceVersion', async () => {
-    api.handler = (q, r) =>
-      q.query.get('continue')
-        ? send(r, 200, { items: [2], metadata: { resourceVersion: '9' } })
-        : send(r, 200, { items: [1], metadata: { resourceVersion: '7', continue: 'next' } });
-    const kube = new KubeClient({ server: api.url });
-    expect(await kube.listAll(sessions, {}, 1)).toEqual({
-      items: [1, 2],
-      metadata: { resourceVersion: '7' },
-    });
-    expect(api.requests.map((q) => q.query.get('limit'))).toEqual(['1', '1']);
-  });
-});
-
 describe('a list read item by item', () => {
   it('hands each item on as it arrives and resolves with the list metadata', async () => {
     const seen: string[] = [];

@@ -431,21 +431,6 @@ export class KubeClient {
     });
   }
 
-  /** Every page of a list, and the resourceVersion to watch from. */
-  async listAll<T>(ref: ResourceRef | string, query: Query = {}, pageSize = 500): Promise<KubeList<T>> {
-    const items: T[] = [];
-    let next: string | undefined;
-    let resourceVersion = '';
-    do {
-      const page = await this.list<T>(ref, { ...query, limit: pageSize, continue: next });
-      items.push(...page.items);
-      next = page.metadata.continue || undefined;
-      // Every page is read at the first page's snapshot; later pages repeat its resourceVersion.
-      resourceVersion ||= page.metadata.resourceVersion;
-    } while (next);
-    return { metadata: { resourceVersion }, items };
-  }
-
   create<T>(ref: ResourceRef, body: unknown): Promise<T> {
     return this.request<T>('POST', resourcePath(ref), { body });
   }
