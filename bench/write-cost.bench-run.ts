@@ -2,7 +2,7 @@ import { loadavg } from 'node:os';
 import type { KubernetesObject } from '@kubernetes/client-node';
 import { EventRecorder, KubeClient } from '@streamspace/kube';
 import { API_GROUP, API_VERSION, FIELD_MANAGER } from '@streamspace/shared';
-import { expect, it } from 'vitest';
+import { it } from 'vitest';
 import { KubeWriter } from '../services/reconciler/src/kube-writer.js';
 import { reconcilerEnvSchema, settingsFromEnv } from '../services/reconciler/src/reconciler-settings.js';
 import { type PlannedStatus, planSession } from '../services/reconciler/src/session-plan.js';
