@@ -4,11 +4,15 @@ import { KEEP_ENTRY, StateStore } from './state-store.js';
 function harness(fail: () => boolean = () => false) {
   const log: string[] = [];
   const released: string[] = [];
+  /** Each source told it was stored, with its revision (the put's place in the log). */
+  const stored: string[] = [];
   const store = new StateStore<string>({
     put: async (key, value) => {
       if (fail()) throw new Error('no responders');
       log.push(`put ${key}=${value}`);
+      return log.length;
     },
+    stored: (source, revision) => stored.push(`${(source as { name: string }).name}@${revision}`),
     delete: async (key) => {
       if (fail()) throw new Error('no responders');
       log.push(`delete ${key}`);
@@ -21,7 +25,7 @@ function harness(fail: () => boolean = () => false) {
     concurrency: 4,
     backoff: { initialMs: 1, maxMs: 2 },
   });
-  return { store, log, released };
+  return { store, log, released, stored };
 }
 
 describe('StateStore', () => {
@@ -36,6 +40,7 @@ describe('StateStore', () => {
       put: async (key, value) => {
         await gate;
         put.push(`${key}=${value}`);
+        return put.length;
       },
       delete: async () => undefined,
       release: () => undefined,
@@ -111,5 +116,31 @@ describe('StateStore', () => {
       'j 2: put j=2',
       'j keep: put j=2',
     ]);
+  });
+
+  it("tells each stored value's source its revision; a source goes with its value when writes merge", async () => {
+    let failures = 0;
+    const { store, stored } = harness(() => failures-- > 0);
+    const v = (name: string) => ({ name });
+    // The first in flight, the second replaced by the third: only the first and third are stored.
+    store.write({ key: 'k', value: '1', after: [], source: v('k1') });
+    store.write({ key: 'k', value: '2', after: [], source: v('k2') });
+    store.write({ key: 'k', value: '3', after: [], source: v('k3') });
+    await store.idle();
+    expect(stored).toEqual(['k1@1', 'k3@2']);
+    // A KEEP_ENTRY behind a waiting write keeps that write's source; a deletion has none.
+    store.write({ key: 'j', value: '1', after: [], source: v('j1') });
+    store.write({ key: 'j', value: '2', after: [], source: v('j2') });
+    store.write({ key: 'j', value: KEEP_ENTRY, after: [] });
+    store.write({ key: 'd', value: undefined, after: [], source: v('d') });
+    await store.idle();
+    // (The log's 4th line is the deletion of d, sent while j2 waited for j1.)
+    expect(stored).toEqual(['k1@1', 'k3@2', 'j1@3', 'j2@5']);
+    // A write that fails while a KEEP_ENTRY waits is retried with its own value and source.
+    failures = 1;
+    store.write({ key: 'r', value: '1', after: [], source: v('r1') });
+    store.write({ key: 'r', value: KEEP_ENTRY, after: [] });
+    await store.idle();
+    expect(stored).toEqual(['k1@1', 'k3@2', 'j1@3', 'j2@5', 'r1@6']);
   });
 });

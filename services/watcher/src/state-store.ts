@@ -19,13 +19,21 @@ export interface StateWrite<M> {
   value: string | (() => string) | undefined | typeof KEEP_ENTRY;
   /** Released (to the publisher) once this write, or a newer one of the same key, is stored. */
   after: M[];
+  /**
+   * The cached object `value` is the JSON of, if any: handed to `stored` with the revision the
+   * value was stored at (written-revisions.ts). It goes with the value when writes of a key merge.
+   */
+  source?: object | undefined;
 }
 
 export interface StateStoreOptions<M> {
-  put(key: string, value: string): Promise<void>;
+  /** Resolves with the bucket revision the value was stored at. */
+  put(key: string, value: string): Promise<number>;
   delete(key: string): Promise<void>;
   /** Messages whose state is stored, in the order they were given. */
   release(messages: M[]): void;
+  /** A write with a `source` was stored at `revision`. */
+  stored?(source: object, revision: number): void;
   /** Writes in flight at once. */
   concurrency: number;
   backoff?: BackoffOptions;
@@ -79,10 +87,17 @@ export class StateStore<M> {
       this.options.release(write.after);
       return;
     }
-    const value = write.value === KEEP_ENTRY && older ? older.value : write.value;
+    const keepsOlder = write.value === KEEP_ENTRY && older !== undefined;
     this.waiting.set(
       write.key,
-      older ? { key: write.key, value, after: [...older.after, ...write.after] } : write,
+      older
+        ? {
+            key: write.key,
+            value: keepsOlder ? older.value : write.value,
+            after: [...older.after, ...write.after],
+            source: keepsOlder ? older.source : write.source,
+          }
+        : write,
     );
     this.pump();
   }
@@ -127,8 +142,13 @@ export class StateStore<M> {
     const { hooks } = this.options;
     try {
       if (write.value === undefined) await this.options.delete(write.key);
-      else if (write.value !== KEEP_ENTRY)
-        await this.options.put(write.key, typeof write.value === 'function' ? write.value() : write.value);
+      else if (write.value !== KEEP_ENTRY) {
+        const revision = await this.options.put(
+          write.key,
+          typeof write.value === 'function' ? write.value() : write.value,
+        );
+        if (write.source) this.options.stored?.(write.source, revision);
+      }
       this.attempt = 0;
       if (this.healthy !== true) {
         this.healthy = true;
@@ -139,13 +159,16 @@ export class StateStore<M> {
       if (!this.closed) {
         // Back in line unless a newer write of the key came meanwhile (it carries these messages on).
         const newer = this.waiting.get(write.key);
-        if (newer)
+        if (newer) {
+          // A KEEP_ENTRY that came meanwhile keeps what this write was to store.
+          const keepsThis = newer.value === KEEP_ENTRY;
           this.waiting.set(write.key, {
             key: write.key,
-            // A KEEP_ENTRY that came meanwhile keeps what this write was to store.
-            value: newer.value === KEEP_ENTRY ? write.value : newer.value,
+            value: keepsThis ? write.value : newer.value,
             after: [...write.after, ...newer.after],
+            source: keepsThis ? write.source : newer.source,
           });
+        }
         else this.waiting.set(write.key, write);
         let delay: number | undefined;
         if (this.retryTimer === undefined) {

@@ -357,7 +357,13 @@ export async function startWatcher(context: Context): Promise<RunningService> {
           : held(kind, object.namespace, object.name)
             ? KEEP_ENTRY
             : undefined;
-    stateStore.write({ key, value, after: publications.filter((p) => p.stream === 'work') });
+    stateStore.write({
+      key,
+      value,
+      after: publications.filter((p) => p.stream === 'work'),
+      // The cached version whose JSON this is (a Session's or Template's: written-revisions.ts).
+      source: change.type !== 'deleted' && !isChildKind(kind) ? change.current : undefined,
+    });
     enqueue(publications.filter((p) => p.stream === 'events'));
   }
 
@@ -409,8 +415,8 @@ export async function startWatcher(context: Context): Promise<RunningService> {
   /**
    * Writes the objects the watches hold and deletes entries of objects they do not: at start
    * (entries of objects deleted while no watcher ran) and after the bucket was lost, every object;
-   * at each periodic resync, the Sessions and Templates whose entry is not this watcher's last
-   * write of it (which so repairs an entry someone else overwrote; written-revisions.ts) and the
+   * at each periodic resync, the Sessions and Templates whose entry is not what this watcher
+   * stored for the version it holds (which so repairs an entry someone else overwrote; written-revisions.ts) and the
    * children whose entry is missing. Children are written by their changes as they come (at
    * start, every child is one: the first list adds it), so a rebuild writes only those whose
    * entry is missing, listed again (refillChildren). So are Sessions and Templates: at start their
@@ -464,14 +470,14 @@ export async function startWatcher(context: Context): Promise<RunningService> {
                 // (A recreated bucket's revisions start again: there, every entry is written.)
                 if (
                   store.has(key) ||
-                  (reason !== 'bucket-missing' && writtenRevisions.intact(key, stored.get(key)))
+                  (reason !== 'bucket-missing' && writtenRevisions.intact(entry, stored.get(key)))
                 ) {
                   intact++;
                   continue;
                 }
                 // Read when sent: a Session's JSON is inflated then (packed-session.ts), not all at once.
                 const object = entry as KubeObject;
-                store.write({ key, value: () => object.json, after: [] });
+                store.write({ key, value: () => object.json, after: [], source: entry });
                 written++;
               }
             }
@@ -811,12 +817,13 @@ export async function startWatcher(context: Context): Promise<RunningService> {
     });
     stateStore = new StateStore<Publication>({
       put: async (key, value) => {
-        writtenRevisions.put(key, await sends.run(() => (stateKv as KV).put(key, value)));
+        const revision = await sends.run(() => (stateKv as KV).put(key, value));
         metrics.stateWrites.labels('put').inc();
+        return revision;
       },
+      stored: (source, revision) => writtenRevisions.stored(source, revision),
       delete: async (key) => {
         await sends.run(() => (stateKv as KV).delete(key));
-        writtenRevisions.deleted(key);
         metrics.stateWrites.labels('delete').inc();
       },
       release: enqueue,

@@ -1,46 +1,35 @@
-import { stateKindFilter } from '@streamspace/shared';
-
-/** Keys of the kinds the watcher holds whole, and so writes again at a rebuild. */
-const WHOLE_PREFIXES = [stateKindFilter('session').slice(0, -1), stateKindFilter('template').slice(0, -1)];
-
 /**
- * The bucket revision of the watcher's own last write of each Session and Template entry.
+ * The bucket revision at which the watcher stored each cached Session and Template version, held
+ * against the cache's own entry for that version (a WeakMap: nothing to forget when the entry goes).
  *
  * A rebuild of the shared state (at start, at every periodic resync) used to write every Session
  * and Template again so that an entry someone else overwrote (corrupt, or an older version) was
  * repaired. At 10,000 Sessions that was 10,010 entries inflated from their packed form and put,
  * at every resync and right after the start's lists had written each of them: 90,040 puts in the
- * 150-s restart bench where 60,010 now do (BENCHMARKS.md V7–V8; the watcher's peak memory did not
- * move, V1–V8). An entry whose revision is the one this watcher wrote is
- * still what it wrote (an entry changes only by a new write, which has a new revision), so the
- * rebuild skips it; any other revision, or none, is written again.
+ * 150-s restart bench where 60,010 now do (BENCHMARKS.md V7–V8). An entry whose revision is the one
+ * this watcher stored the cached version at is still that version (an entry changes only by a new
+ * write, which has a new revision), so the rebuild skips it; any other revision, or none, is
+ * written again.
  *
+ * Kept by entry, not by key: a map of 10,010 keys held a key string of its own for each (~1 MiB of
+ * the watcher's heap at 10,000 Sessions, BENCHMARKS.md), where the cache holds the entries anyway.
  * Children are not kept here: a rebuild writes only their missing entries.
  */
 export class WrittenRevisions {
-  private readonly revisions = new Map<string, number>();
+  private revisions = new WeakMap<object, number>();
 
-  /** A put of `key` was stored at `revision`. */
-  put(key: string, revision: number): void {
-    if (WHOLE_PREFIXES.some((prefix) => key.startsWith(prefix))) this.revisions.set(key, revision);
-  }
-
-  /** `key` was deleted by this watcher. */
-  deleted(key: string): void {
-    this.revisions.delete(key);
+  /** The cached version `entry` was stored at `revision`. */
+  stored(entry: object, revision: number): void {
+    this.revisions.set(entry, revision);
   }
 
   /** The bucket was recreated: nothing in it is known to be ours. */
   clear(): void {
-    this.revisions.clear();
+    this.revisions = new WeakMap();
   }
 
-  /** Whether the bucket's entry of `key`, at `storedRevision`, is this watcher's last write of it. */
-  intact(key: string, storedRevision: number | undefined): boolean {
-    return storedRevision !== undefined && this.revisions.get(key) === storedRevision;
-  }
-
-  get size(): number {
-    return this.revisions.size;
+  /** Whether the bucket's entry, at `storedRevision`, is what this watcher stored for the cached `entry`. */
+  intact(entry: object, storedRevision: number | undefined): boolean {
+    return storedRevision !== undefined && this.revisions.get(entry) === storedRevision;
   }
 }
