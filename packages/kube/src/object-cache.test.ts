@@ -182,4 +182,47 @@ describe('ObjectCache', () => {
     expect(relisted[1]?.previous?.note).toBe('kept 1');
     expect([...cache.values()].map((e) => e.note)).toEqual(['kept 3', 'kept 2']);
   });
+
+  it('holds what its retention packs, and gives every read (get, iteration, a relist) the entry unpacked', () => {
+    const held: unknown[] = [];
+    const retention: CacheRetention<CachedIdentity> = {
+      retain: (o) => ({ ...o, bytes: 0 }),
+      restore: (e) => obj(e.name, e.resourceVersion, e.uid, e.namespace, 0),
+      // Packs to `uid|resourceVersion`; the names come back from the cache's keys.
+      pack: (e) => {
+        const packed = `${e.uid}|${e.resourceVersion}`;
+        held.push(packed);
+        return packed;
+      },
+      unpack: (namespace, name, packed) => {
+        const [uid, resourceVersion] = String(packed).split('|') as [string, string];
+        return { namespace, name, uid, resourceVersion, generation: undefined, bytes: 0 };
+      },
+    };
+    const cache = new ObjectCache(retention);
+    cache.upsert(obj('a', '1'));
+    cache.upsert(obj('b', '1', 'uid-b', 'other'));
+    expect(held).toEqual(['uid-a|1', 'uid-b|1']);
+    expect(cache.get('ns', 'a')).toEqual({
+      namespace: 'ns',
+      name: 'a',
+      uid: 'uid-a',
+      resourceVersion: '1',
+      generation: undefined,
+      bytes: 0,
+    });
+    expect(cache.holds(obj('a', '1'))).toBe(true);
+    const [modified] = cache.upsert(obj('a', '2'));
+    expect([modified?.previous?.resourceVersion, modified?.current?.resourceVersion]).toEqual(['1', '2']);
+    expect([...cache.entries()].map(([key, e]) => `${key} ${e.uid}@${e.resourceVersion}`)).toEqual([
+      'ns/a uid-a@2',
+      'other/b uid-b@1',
+    ]);
+    // A relist that misses b: its deletion carries what the cache held of it, unpacked.
+    const relisted = cache.replace([obj('a', '2')]);
+    expect(summary(relisted)).toEqual(['deleted b@1/uid-b']);
+    expect(relisted[0]?.previous?.namespace).toBe('other');
+    expect([...cache.values()].map((e) => e.name)).toEqual(['a']);
+    expect(cache.size).toBe(1);
+  });
 });

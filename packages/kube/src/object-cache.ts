@@ -25,6 +25,14 @@ export interface CacheRetention<C extends CachedIdentity> {
    */
   retain(object: KubeObject, previous?: C): C;
   restore(entry: C): KubeObject;
+  /**
+   * The form the cache holds `entry` in, where a smaller one than the entry object exists (a
+   * string: no object of its own per entry); `unpack` makes an entry again from it and the names
+   * the cache keys it by. Without them the cache holds the entry itself. `get` and iteration then
+   * give a new entry object on each read, equal in every field.
+   */
+  pack?(entry: C): unknown;
+  unpack?(namespace: string, name: string, packed: unknown): C;
 }
 
 /** Keeps the whole object as JSON (its parsed form is let go once its change was handed on). */
@@ -60,7 +68,7 @@ export class ObjectCache<C extends CachedIdentity = KubeObject> {
    * 50,000 children (BENCHMARKS.md, W5–W7). The watcher's informers each watch one namespace, so
    * the outer map holds one.
    */
-  private readonly namespaces = new Map<string, Map<string, C>>();
+  private readonly namespaces = new Map<string, Map<string, unknown>>();
   private count = 0;
   private totalBytes = 0;
 
@@ -83,7 +91,7 @@ export class ObjectCache<C extends CachedIdentity = KubeObject> {
       names = new Map();
       this.namespaces.set(entry.namespace, names);
     }
-    names.set(entry.name, entry);
+    names.set(entry.name, this.retention.pack ? this.retention.pack(entry) : entry);
     if (!previous) this.count++;
     this.totalBytes += entry.bytes - (previous?.bytes ?? 0);
   }
@@ -96,18 +104,26 @@ export class ObjectCache<C extends CachedIdentity = KubeObject> {
     this.totalBytes -= previous.bytes;
   }
 
+  /** The entry held for namespace/name: what the cache holds, unpacked where the retention packs. */
+  private entry(namespace: string, name: string, held: unknown): C {
+    return this.retention.unpack ? this.retention.unpack(namespace, name, held) : (held as C);
+  }
+
   get(namespace: string, name: string): C | undefined {
-    return this.namespaces.get(namespace)?.get(name);
+    const held = this.namespaces.get(namespace)?.get(name);
+    return held === undefined ? undefined : this.entry(namespace, name, held);
   }
 
   *values(): IterableIterator<C> {
-    for (const names of this.namespaces.values()) yield* names.values();
+    for (const [namespace, names] of this.namespaces)
+      for (const [name, held] of names) yield this.entry(namespace, name, held);
   }
 
   /** [objectKeyOf(entry), entry] pairs: the keys the cache already holds (made as they are read). */
   *entries(): IterableIterator<[string, C]> {
     for (const [namespace, names] of this.namespaces)
-      for (const [name, entry] of names) yield [objectKeyOf({ namespace, name }), entry];
+      for (const [name, held] of names)
+        yield [objectKeyOf({ namespace, name }), this.entry(namespace, name, held)];
   }
 
   /** Whether the cache holds this very version of the object (same uid and resourceVersion). */
@@ -167,8 +183,9 @@ export class ObjectCache<C extends CachedIdentity = KubeObject> {
     const changes: CacheChange<C>[] = [];
     // A Map's iteration goes on past the deletion of the entry it is at.
     for (const [namespace, names] of this.namespaces)
-      for (const [name, previous] of names) {
+      for (const [name, held] of names) {
         if (listed.has(objectKeyOf({ namespace, name }))) continue;
+        const previous = this.entry(namespace, name, held);
         this.delete(previous);
         changes.push({ type: 'deleted', object: this.retention.restore(previous), previous });
       }

@@ -267,4 +267,27 @@ describe('childRetention', () => {
     expect(services.get('team-a', 'ss-s1')?.resourceVersion).toBe('22');
     expect(services.size).toBe(2);
   });
+
+  it('is held by the cache as one string where every field has a packed form, read back field for field', () => {
+    const retention = childRetention('deployment', deploymentType);
+    const cache = new ObjectCache(retention);
+    const [added] = cache.upsert(deployment('10', 1, {}));
+    const held = cache.get('team-a', 'ss-s1');
+    if (!added?.current || !held) throw new Error('not cached');
+    expect(typeof retention.pack?.(added.current)).toBe('string');
+    expect(fields(held)).toEqual(fields(added.current));
+    expect([held.resourceVersion, held.generation, held.replicas, held.session]).toEqual(['10', 1, 1, 's1']);
+    // Each read is a new object around the same string, equal in every field (no identity to rely on).
+    expect(cache.get('team-a', 'ss-s1')).not.toBe(held);
+    expect([...cache.values()].map(fields)).toEqual([fields(held)]);
+    // A resourceVersion with no packed form: the entry object itself is held, and reads back the same.
+    const odd = parseKubeObject(JSON.parse(deployment('11', 0, {}).json.replace('"11"', '"011"')));
+    if (!odd.ok) throw new Error(odd.reason);
+    const [modified] = cache.upsert(odd.object);
+    if (!modified?.current) throw new Error('not cached');
+    expect(retention.pack?.(modified.current)).toBe(modified.current);
+    expect(cache.get('team-a', 'ss-s1')).toBe(modified.current);
+    expect([modified.previous?.resourceVersion, modified.current.resourceVersion]).toEqual(['10', '011']);
+    expect(modified.current.replicas).toBe(0);
+  });
 });

@@ -64,12 +64,13 @@ export interface ChildEntry extends CachedIdentity {
 }
 
 /**
- * A ChildEntry as the cache holds it, ~50,000 of them at 10,000 Sessions: its uid and two
- * digests in one string of 29 one-byte characters (48 bytes, where the uid's text took 56 and each
- * digest a 16-byte heap number), its resourceVersion as a small integer, its Session's name as
- * where it sits in the child's own name (`ss-<session>…`), and its name the string the cache keys
- * it by. The same fields read back exactly as they came (compact-fields.ts); an entry of ~420
- * bytes became ~220 (BENCHMARKS.md, W5–W7).
+ * A ChildEntry whose fields have no packed form of PackedChild's (a resourceVersion that is not a
+ * small decimal, a Session not inside its name): its uid and two digests in one string of 29
+ * one-byte characters (48 bytes, where the uid's text took 56 and each digest a 16-byte heap
+ * number), its resourceVersion as a small integer where it can be, its Session's name as where it
+ * sits in the child's own name (`ss-<session>…`) where it does, and its name the string the cache
+ * keys it by. The same fields read back exactly as they came (compact-fields.ts); an entry of ~420
+ * bytes became ~220 (BENCHMARKS.md, W5–W7), and every child was held so until PackedChild.
  */
 class PackedChildEntry implements ChildEntry {
   readonly namespace: string;
@@ -83,20 +84,14 @@ class PackedChildEntry implements ChildEntry {
 
   constructor(
     object: KubeObject,
-    previous: ChildEntry | undefined,
+    name: string,
     session: string | undefined,
     digest: number,
     kept: number,
     replicas: number | undefined,
-    sharedNames: SharedNames | undefined,
   ) {
     this.namespace = namespaceName(object.namespace);
-    // The cache keys the entry by its first version's name: a later version refers to that string,
-    // a first version to another kind's entry's of the same name where there is one.
-    this.name =
-      previous?.name === object.name
-        ? previous.name
-        : (sharedNames?.(object.namespace, object.name) ?? object.name);
+    this.name = name;
     this.generation = object.generation;
     this.replicas = replicas;
     this.version = compactVersion(object.resourceVersion);
@@ -128,6 +123,110 @@ class PackedChildEntry implements ChildEntry {
   get bytes(): number {
     return 0;
   }
+}
+
+/** An optional small integer as a packed number: 0 for none, the value + 1 otherwise. */
+const NONE = 0;
+const optional = (value: number | undefined): number => (value === undefined ? NONE : value + 1);
+const optionalBack = (packed: number): number | undefined => (packed === NONE ? undefined : packed - 1);
+/** Each packed number's place in PackedChild's string (packNumbersAndUid), then the uid. */
+const DIGEST = 0;
+const KEPT = 1;
+const VERSION = 2;
+const GENERATION = 3;
+const REPLICAS = 4;
+const OWNER = 5;
+const NUMBERS = 6;
+/** Below this, an optional number packs as itself + 1 (packNumbersAndUid takes integers under 2^48). */
+const OPTIONAL_LIMIT = 2 ** 48 - 1;
+
+/**
+ * A ChildEntry as the cache holds nearly all of them, ~50,000 at 10,000 Sessions: one one-byte
+ * string of its digests, resourceVersion, generation, replicas, where its Session's name sits in
+ * its own, and its uid (53 characters, 72 bytes), and no object at all (the cache keeps the string
+ * under the child's name, `pack`). Reading one makes this small object around the string and the
+ * names the cache keys it by (`unpack`): PackedChildEntry's object of seven fields (80 bytes) and
+ * its string of 29 characters (48) took 128 bytes an entry, ~6 MiB of the watcher's heap at
+ * 10,000 Sessions (a heap snapshot, BENCHMARKS.md). A child whose fields have no such form (a
+ * resourceVersion that is not a small decimal, a Session not inside its name) is held as a
+ * PackedChildEntry.
+ */
+class PackedChild implements ChildEntry {
+  constructor(
+    readonly namespace: string,
+    readonly name: string,
+    readonly packed: string,
+  ) {}
+
+  get uid(): string {
+    return packedUid(this.packed, NUMBERS);
+  }
+
+  get resourceVersion(): string {
+    return String(packedNumber(this.packed, VERSION));
+  }
+
+  get generation(): number | undefined {
+    return optionalBack(packedNumber(this.packed, GENERATION));
+  }
+
+  get replicas(): number | undefined {
+    return optionalBack(packedNumber(this.packed, REPLICAS));
+  }
+
+  get session(): string | undefined {
+    return partText(this.name, optionalBack(packedNumber(this.packed, OWNER)));
+  }
+
+  get digest(): number {
+    return packedNumber(this.packed, DIGEST);
+  }
+
+  get kept(): number {
+    return packedNumber(this.packed, KEPT);
+  }
+
+  /** No JSON is held (the shared state has it). */
+  get bytes(): number {
+    return 0;
+  }
+}
+
+/** A small integer an optional field can pack as, or false. */
+const packable = (value: number | undefined): boolean =>
+  value === undefined || (Number.isInteger(value) && value >= 0 && value < OPTIONAL_LIMIT);
+
+/** The entry of a child: a PackedChild where every field has its packed form, else a PackedChildEntry. */
+function childEntry(
+  object: KubeObject,
+  previous: ChildEntry | undefined,
+  session: string | undefined,
+  digest: number,
+  kept: number,
+  replicas: number | undefined,
+  sharedNames: SharedNames | undefined,
+): ChildEntry {
+  const name =
+    previous?.name === object.name
+      ? previous.name
+      : (sharedNames?.(object.namespace, object.name) ?? object.name);
+  const version = compactVersion(object.resourceVersion);
+  const owner = compactPart(name, session);
+  if (
+    typeof version === 'number' &&
+    (owner === undefined || typeof owner === 'number') &&
+    packable(object.generation) &&
+    packable(replicas)
+  )
+    return new PackedChild(
+      namespaceName(object.namespace),
+      name,
+      packNumbersAndUid(
+        [digest, kept, version, optional(object.generation), optional(replicas), optional(owner)],
+        object.uid,
+      ),
+    );
+  return new PackedChildEntry(object, name, session, digest, kept, replicas);
 }
 
 /** A 48-bit hash of a text: two different specs of one object share it with odds of 2^-48. */
@@ -206,7 +305,7 @@ export function childRetention(
       const raw = object.raw;
       const replicas =
         kind === 'deployment' ? (raw.spec as { replicas?: unknown } | undefined)?.replicas : undefined;
-      return new PackedChildEntry(
+      return childEntry(
         object,
         previous,
         owningSession(object),
@@ -216,6 +315,10 @@ export function childRetention(
         sharedNames,
       );
     },
+    // The cache holds a PackedChild as its string alone.
+    pack: (entry) => (entry instanceof PackedChild ? entry.packed : entry),
+    unpack: (namespace, name, packed) =>
+      typeof packed === 'string' ? new PackedChild(namespace, name, packed) : (packed as ChildEntry),
     restore(entry) {
       const parsed = parseKubeObject({
         apiVersion: type.apiVersion,
