@@ -147,7 +147,7 @@ const OPTIONAL_LIMIT = 2 ** 48 - 1;
  * under the child's name, `pack`). Reading one makes this small object around the string and the
  * names the cache keys it by (`unpack`): PackedChildEntry's object of seven fields (80 bytes) and
  * its string of 29 characters (48) took 128 bytes an entry, ~6 MiB of the watcher's heap at
- * 10,000 Sessions (a heap snapshot, BENCHMARKS.md). A child whose fields have no such form (a
+ * 10,000 Sessions (a heap snapshot, BENCHMARKS.md G1). A child whose fields have no such form (a
  * resourceVersion that is not a small decimal, a Session not inside its name) is held as a
  * PackedChildEntry.
  */
