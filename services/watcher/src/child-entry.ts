@@ -192,7 +192,7 @@ class PackedChild implements ChildEntry {
   }
 }
 
-/** A small integer an optional field can pack as, or false. */
+/** Whether an optional field's value has a packed form (absent, or an integer under the limit). */
 const packable = (value: number | undefined): boolean =>
   value === undefined || (Number.isInteger(value) && value >= 0 && value < OPTIONAL_LIMIT);
 
@@ -206,6 +206,8 @@ function childEntry(
   replicas: number | undefined,
   sharedNames: SharedNames | undefined,
 ): ChildEntry {
+  // The cache keys the entry by its first version's name: a later version refers to that string,
+  // a first version to another kind's entry's of the same name where there is one.
   const name =
     previous?.name === object.name
       ? previous.name
