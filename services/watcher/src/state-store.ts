@@ -46,6 +46,21 @@ export interface StateStoreOptions<M> {
 }
 
 /**
+ * One write of a key standing for an earlier and a later one: the later value (with its source),
+ * unless the later is KEEP_ENTRY, which keeps what the earlier was to store; both writes' messages,
+ * the earlier's first.
+ */
+function merged<M>(earlier: StateWrite<M>, later: StateWrite<M>): StateWrite<M> {
+  const keepsEarlier = later.value === KEEP_ENTRY;
+  return {
+    key: later.key,
+    value: keepsEarlier ? earlier.value : later.value,
+    after: [...earlier.after, ...later.after],
+    source: keepsEarlier ? earlier.source : later.source,
+  };
+}
+
+/**
  * The watcher's writes to the shared state, and what waits for them. A change is stored before
  * the messages it triggers are released (`after`), so a worker woken by a message never reads
  * older state than the change that woke it.
@@ -87,18 +102,7 @@ export class StateStore<M> {
       this.options.release(write.after);
       return;
     }
-    const keepsOlder = write.value === KEEP_ENTRY && older !== undefined;
-    this.waiting.set(
-      write.key,
-      older
-        ? {
-            key: write.key,
-            value: keepsOlder ? older.value : write.value,
-            after: [...older.after, ...write.after],
-            source: keepsOlder ? older.source : write.source,
-          }
-        : write,
-    );
+    this.waiting.set(write.key, older ? merged(older, write) : write);
     this.pump();
   }
 
@@ -159,17 +163,7 @@ export class StateStore<M> {
       if (!this.closed) {
         // Back in line unless a newer write of the key came meanwhile (it carries these messages on).
         const newer = this.waiting.get(write.key);
-        if (newer) {
-          // A KEEP_ENTRY that came meanwhile keeps what this write was to store.
-          const keepsThis = newer.value === KEEP_ENTRY;
-          this.waiting.set(write.key, {
-            key: write.key,
-            value: keepsThis ? write.value : newer.value,
-            after: [...write.after, ...newer.after],
-            source: keepsThis ? write.source : newer.source,
-          });
-        }
-        else this.waiting.set(write.key, write);
+        this.waiting.set(write.key, newer ? merged(write, newer) : write);
         let delay: number | undefined;
         if (this.retryTimer === undefined) {
           delay = backoffDelay(this.attempt++, this.options.backoff);
