@@ -363,11 +363,12 @@ export class Informer<C extends CachedIdentity = KubeObject> {
           const object = this.parse(raw);
           if (!object) return;
           listed.add(objectKeyOf(object));
-          // An item handed on again (its page was cut off and read again) is held by now.
-          if (this.cache.holds(object)) return;
-          objects.push(object);
+          // An item handed on again (its page was cut off and read again) is held by now: no change.
+          // (One cache read an item: a watcher's child entry is unpacked on each read.)
           const upserted = this.cache.upsert(object);
-          if (upserted.length > 0) changed = true;
+          if (upserted.length === 0) return;
+          objects.push(object);
+          changed = true;
           changes.push(...upserted);
           if (objects.length >= REPORT_EVERY_ITEMS) reportHeld();
         },
