@@ -278,9 +278,14 @@ describe('any name Kubernetes accepts', () => {
       const running = await waitPhase(name, 'Running');
       const child = sessionChildName(name);
       expect(child.length).toBeLessThanOrEqual(53);
-      const deployment = await k.apps.readNamespacedDeployment({ namespace, name: child });
+      // Running stands for the pod being Ready; the Deployment's own status is written by
+      // kube-controller-manager after it sees that pod, so it may trail the phase a little.
+      const deployment = await eventually(async () => {
+        const d = await k.apps.readNamespacedDeployment({ namespace, name: child });
+        expect(d.status?.readyReplicas).toBe(1);
+        return d;
+      });
       expect(deployment.metadata?.ownerReferences?.[0]?.name).toBe(name);
-      expect(deployment.status?.readyReplicas).toBe(1);
       const service = await k.core.readNamespacedService({ namespace, name: child });
       expect(service.metadata?.ownerReferences?.[0]?.name).toBe(name);
       const ingress = await k.networking.readNamespacedIngress({ namespace, name: child });
