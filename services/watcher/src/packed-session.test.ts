@@ -99,6 +99,10 @@ describe('PACKED_SESSIONS', () => {
     for (const metadata of [
       { uid: 'not-a-uuid', resourceVersion: '12$&34' },
       { uid: '$1', resourceVersion: '0123' },
+      // Longer than one character can count: the uid's length takes three in the packed string.
+      { uid: `u-${'é'.repeat(150)}-${'9'.repeat(200)}` },
+      // Beyond one byte a character: held as text beside the packed string, which holds one-byte ones only.
+      { uid: 'uid-日本-😀' },
       { name: `x${'y'.repeat(200)}`, resourceVersion: '99999999999999' },
     ]) {
       const object = session({ ...raw, metadata: { ...raw.metadata, ...metadata } });

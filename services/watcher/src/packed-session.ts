@@ -85,6 +85,18 @@ const INFLATE_OPTIONS = { dictionary: SESSION_DICTIONARY, windowBits: 11, chunkS
 const NO_LABELS: Readonly<Record<string, string>> = Object.freeze({});
 
 /**
+ * PackedSession's one string: a flags character (STRIPPED), the length of the packed uid in three
+ * characters (any uid an object can carry), the packed uid (packNumbersAndUid), then the deflated
+ * JSON. One string, where the packed uid was a string of its own (40 bytes) and it and the flag
+ * each took a field (8 bytes): the Sessions' cache at 10,000 took 3.59–3.69 MiB of heap against
+ * 3.82–3.95 (four runs each of `node --expose-gc bench/watcher-cache-memory.mjs 10000 packed session`).
+ */
+const STRIPPED = 1;
+const UID_AT = 4;
+/** A character latin1 cannot write as it is: a packed uid with one would not read back. */
+const BEYOND_ONE_BYTE = /[\u0100-\uffff]/;
+
+/**
  * The identity fields a Session's JSON repeats from the entry's own fields, as `"key":` and the
  * value's JSON text: left out of what is deflated (`"key":""` stands in the JSON instead) and put
  * back on inflating. Their values differ in every Session (a uid's 36 random characters), so the
@@ -144,8 +156,8 @@ class PackedSession implements KubeObject {
   readonly generation: number | undefined;
   readonly labels: Readonly<Record<string, string>>;
   readonly oversize?: KubeObject['oversize'];
-  /** The uid packed (compact-fields.ts): 40 bytes where its text took 56. */
-  private readonly identity: string;
+  /** The uid's text where its packed form is not all one-byte characters (no uid Kubernetes makes). */
+  private readonly textUid?: string;
   /** The resourceVersion as a small integer where it can be (compact-fields.ts). */
   private readonly version: number | string;
   /**
@@ -154,15 +166,13 @@ class PackedSession implements KubeObject {
    * watcher's CPU in the 1,000-Session bench (R22–R23 in BENCHMARKS.md).
    */
   readonly state: SessionState | undefined;
+  /** Flags, the uid and the deflated JSON (UID_AT): the JSON lacks the identity fields when STRIPPED. */
   private readonly packed: string;
-  /** Whether the packed JSON lacks the identity fields (withoutIdentity), as nearly every Session's does. */
-  private readonly stripped: boolean;
 
   constructor(object: KubeObject, previous: KubeObject | undefined) {
     this.namespace = namespaceName(object.namespace);
     // The cache keys the entry by its first version's name: a later version refers to that string.
     this.name = previous?.name === object.name ? previous.name : object.name;
-    this.identity = packNumbersAndUid([], object.uid);
     this.version = compactVersion(object.resourceVersion);
     this.generation = object.generation;
     // Most Sessions have none: one shared empty object, not 56 bytes each.
@@ -170,29 +180,48 @@ class PackedSession implements KubeObject {
     if (object.oversize) this.oversize = object.oversize;
     this.state = stateOf(object.raw);
     const fields = identityFields(object);
-    const stripped = withoutIdentity(object.json, fields);
-    this.stripped = withIdentity(stripped, fields) === object.json;
-    const packed = deflateRawSync(this.stripped ? stripped : object.json, DEFLATE_OPTIONS);
+    // Nearly every Session's JSON: withoutIdentity is undone exactly only where no field was empty before.
+    const emptied = withoutIdentity(object.json, fields);
+    const stripped = withIdentity(emptied, fields) === object.json;
+    const deflated = deflateRawSync(stripped ? emptied : object.json, DEFLATE_OPTIONS);
+    let uid = packNumbersAndUid([], object.uid);
+    if (BEYOND_ONE_BYTE.test(uid)) {
+      this.textUid = object.uid;
+      uid = '';
+    }
+    // Made as bytes and read as one string: joined with `+` it would be a concatenation over its parts.
+    const bytes = Buffer.allocUnsafe(UID_AT + uid.length + deflated.length);
+    bytes[0] = stripped ? STRIPPED : 0;
+    bytes.writeUIntBE(uid.length, 1, UID_AT - 1);
+    bytes.write(uid, UID_AT, 'latin1');
+    deflated.copy(bytes, UID_AT + uid.length);
     // latin1 maps each byte to one character and back, whatever the byte.
-    this.packed = packed.toString('latin1');
+    this.packed = bytes.toString('latin1');
+  }
+
+  /** Where the deflated JSON begins in `packed`: after the flags, the uid's length and the uid. */
+  private get deflatedAt(): number {
+    const p = this.packed;
+    return UID_AT + ((p.charCodeAt(1) << 16) | (p.charCodeAt(2) << 8) | p.charCodeAt(3));
   }
 
   get uid(): string {
-    return packedUid(this.identity, 0);
+    return this.textUid ?? packedUid(this.packed.slice(UID_AT, this.deflatedAt), 0);
   }
 
   get resourceVersion(): string {
     return versionText(this.version);
   }
 
-  /** The deflated bytes' length: what the entry holds in memory of the object. */
+  /** The packed string's length: what the entry holds in memory of the object beside its fields. */
   get bytes(): number {
     return this.packed.length;
   }
 
   get json(): string {
-    const json = inflateRawSync(Buffer.from(this.packed, 'latin1'), INFLATE_OPTIONS).toString('utf8');
-    return this.stripped ? withIdentity(json, identityFields(this)) : json;
+    const deflated = Buffer.from(this.packed, 'latin1').subarray(this.deflatedAt);
+    const json = inflateRawSync(deflated, INFLATE_OPTIONS).toString('utf8');
+    return this.packed.charCodeAt(0) & STRIPPED ? withIdentity(json, identityFields(this)) : json;
   }
 
   get raw(): Record<string, unknown> {
