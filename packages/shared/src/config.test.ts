@@ -38,3 +38,19 @@ describe('loadConfig', () => {
     expect(() => loadConfig(schema, {})).toThrow(/NATS_PASSWORD: .*\(not set\)/);
   });
 });
+
+describe('env.durationMs', () => {
+  const durations = z.object({ TTL: env.durationMs('1s', 1_000), RESYNC: env.durationMs('30m', 1_000, true) });
+
+  it('reads durations as milliseconds, with their defaults', () => {
+    expect(loadConfig(durations, {})).toEqual({ TTL: 1_000, RESYNC: 1_800_000 });
+    expect(loadConfig(durations, { TTL: '1m30s', RESYNC: '0' })).toEqual({ TTL: 90_000, RESYNC: 0 });
+  });
+
+  it('refuses one below its minimum, and 0 where nothing may be turned off', () => {
+    expect(() => loadConfig(durations, { TTL: '999ms' })).toThrow(/TTL: must be at least 1s \(got '999ms'\)/);
+    expect(() => loadConfig(durations, { TTL: '0' })).toThrow(/TTL: must be at least 1s \(got '0'\)/);
+    expect(() => loadConfig(durations, { RESYNC: '500ms' })).toThrow(/RESYNC: must be at least 1s \(or 0 to disable\)/);
+    expect(() => loadConfig(durations, { TTL: '5 minutes' })).toThrow(/TTL: invalid duration '5 minutes'/);
+  });
+});

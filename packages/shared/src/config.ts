@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { formatDuration, parseDuration } from './duration.js';
 import { redactUrlCredentials } from './url-credentials.js';
 
 /** Thrown when the environment does not describe a usable configuration; the message names every bad variable. */
@@ -46,6 +47,25 @@ export const env = {
       .enum(['true', 'false', '1', '0', 'yes', 'no'], { message: "must be 'true' or 'false'" })
       .transform((v) => v === 'true' || v === '1' || v === 'yes')
       .default(fallback),
+  /**
+   * A duration variable (`30s`, `5m`, `24h`) read as milliseconds, at least `minMs`; 0 as well
+   * when `zeroAllowed` (a setting that 0 turns off).
+   */
+  durationMs: (fallback: string, minMs: number, zeroAllowed = false) =>
+    z
+      .string()
+      .default(fallback)
+      .transform((text, ctx) => {
+        try {
+          const ms = parseDuration(text);
+          if (ms >= minMs || (zeroAllowed && ms === 0)) return ms;
+          const zero = zeroAllowed ? ' (or 0 to disable)' : '';
+          ctx.addIssue({ code: 'custom', message: `must be at least ${formatDuration(minMs)}${zero}` });
+        } catch (error) {
+          ctx.addIssue({ code: 'custom', message: (error as Error).message });
+        }
+        return z.NEVER;
+      }),
   logLevel: () =>
     z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], {
       message: 'must be one of fatal, error, warn, info, debug, trace, silent',

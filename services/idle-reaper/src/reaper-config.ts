@@ -1,60 +1,41 @@
 import { kubeEnvSchema } from '@streamspace/kube';
 import {
   env,
-  formatDuration,
   natsEnvSchema,
-  parseDuration,
   watchNamespacesSchema,
 } from '@streamspace/shared';
 import { z } from 'zod';
-
-/** A duration variable (`30s`, `5m`, `24h`, `0`) read as milliseconds, at least `minMs`. */
-function durationMs(fallback: string, minMs: number) {
-  return z
-    .string()
-    .default(fallback)
-    .transform((text, ctx) => {
-      try {
-        const ms = parseDuration(text);
-        if (ms >= minMs) return ms;
-        ctx.addIssue({ code: 'custom', message: `must be at least ${formatDuration(minMs)}` });
-      } catch (error) {
-        ctx.addIssue({ code: 'custom', message: (error as Error).message });
-      }
-      return z.NEVER;
-    });
-}
 
 export const reaperEnvSchema = natsEnvSchema.extend(kubeEnvSchema.shape).extend({
   /** Track the Sessions of these namespaces only (comma-separated); every namespace when unset. */
   WATCH_NAMESPACE: watchNamespacesSchema,
   /** For Sessions without spec.idleTimeout (the CRD defaults it to 30m, so rarely used). `0` disables. */
-  DEFAULT_IDLE_TIMEOUT: durationMs('30m', 0),
+  DEFAULT_IDLE_TIMEOUT: env.durationMs('30m', 0),
   /** For Sessions without spec.maxSessionDuration (the CRD defaults it to 8h). `0` disables. */
-  DEFAULT_MAX_SESSION_DURATION: durationMs('8h', 0),
+  DEFAULT_MAX_SESSION_DURATION: env.durationMs('8h', 0),
   /**
    * Whether a Session's stream.streamspace.io/reaper-disabled=true annotation is honoured. Off
    * by default: users cannot switch off the platform's cost controls.
    */
   REAPER_OPT_OUT_ALLOWED: env.boolean(false),
   /** The longest spec.idleTimeout honoured; 0 ("never") and longer timeouts get this. `0`: no maximum. */
-  MAX_IDLE_TIMEOUT: durationMs('8h', 0),
+  MAX_IDLE_TIMEOUT: env.durationMs('8h', 0),
   /** The longest spec.maxSessionDuration honoured; 0 ("no limit") and longer get this. `0`: no maximum. */
-  MAX_SESSION_DURATION: durationMs('24h', 0),
+  MAX_SESSION_DURATION: env.durationMs('24h', 0),
   /**
    * At most one status.lastActivity write per Session this often (besides the one made with each
    * decision): the API server sees about (active Sessions / interval) writes a second, 17/s for
    * 10,000 Sessions at 10m. The precise time lives in the activity bucket.
    */
-  LAST_ACTIVITY_WRITE_INTERVAL: durationMs('10m', 100),
+  LAST_ACTIVITY_WRITE_INTERVAL: env.durationMs('10m', 100),
   /**
    * Reports are held in memory and written to the activity bucket this often, the latest per
    * session. It is also the restart grace (no idle decision until this long after start) and how
    * late another replica may learn of a report, so keep it well below the shortest idleTimeout.
    */
-  ACTIVITY_FLUSH_INTERVAL: durationMs('30s', 100),
+  ACTIVITY_FLUSH_INTERVAL: env.durationMs('30s', 100),
   /** Report timestamps further than this in the future are clamped to the time of receipt and counted. */
-  ACTIVITY_MAX_CLOCK_SKEW: durationMs('2s', 0),
+  ACTIVITY_MAX_CLOCK_SKEW: env.durationMs('2s', 0),
   /** Bearer token of POST /activity, or a file holding it (a mounted Secret; re-read when it changes). */
   ACTIVITY_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
   ACTIVITY_TOKEN_FILE: z.string().optional(),
@@ -70,7 +51,7 @@ export const reaperEnvSchema = natsEnvSchema.extend(kubeEnvSchema.shape).extend(
     .transform((v) => v === 'true' || v === '1' || v === 'yes')
     .optional(),
   /** A decision that has not changed spec.state after this long is issued again. */
-  COMMAND_RETRY_INTERVAL: durationMs('30s', 1_000),
+  COMMAND_RETRY_INTERVAL: env.durationMs('30s', 1_000),
   /**
    * NATS identities (comma-separated) whose `User` commands are carried out: they change
    * spec.state without a deadline check, so none by default. Each must be allowed by NATS to
@@ -107,7 +88,7 @@ export const reaperEnvSchema = natsEnvSchema.extend(kubeEnvSchema.shape).extend(
    * replica stalled longer than three quarters of it is taken over for a while, which costs a
    * re-evaluation and makes no Session ownerless (docs/idle-reaper.md#replicas-share-the-sessions).
    */
-  REAPER_MEMBER_TTL: durationMs('1s', 1_000),
+  REAPER_MEMBER_TTL: env.durationMs('1s', 1_000),
   /** Commands carried out at once by this replica. */
   EXECUTOR_CONCURRENCY: env.positiveInt(32),
   /**

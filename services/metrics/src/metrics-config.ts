@@ -1,28 +1,9 @@
 import {
   env,
-  formatDuration,
   natsEnvSchema,
-  parseDuration,
   watchNamespacesSchema,
 } from '@streamspace/shared';
 import { z } from 'zod';
-
-/** A duration variable (`2s`, `5m`) read as milliseconds, at least `minMs`. */
-function durationMs(fallback: string, minMs: number) {
-  return z
-    .string()
-    .default(fallback)
-    .transform((text, ctx) => {
-      try {
-        const ms = parseDuration(text);
-        if (ms >= minMs) return ms;
-        ctx.addIssue({ code: 'custom', message: `must be at least ${formatDuration(minMs)}` });
-      } catch (error) {
-        ctx.addIssue({ code: 'custom', message: (error as Error).message });
-      }
-      return z.NEVER;
-    });
-}
 
 const urlList = z
   .string()
@@ -56,7 +37,7 @@ export const metricsConfigSchema = natsEnvSchema.extend({
   /** The watcher's /readyz URL(s), comma-separated, probed at each scrape; unset: not probed. */
   WATCHER_READY_URL: urlList,
   /** How long a scrape waits for JetStream and the watcher before leaving their figures out. */
-  PROBE_TIMEOUT: durationMs('2s', 100),
+  PROBE_TIMEOUT: env.durationMs('2s', 100),
 });
 
 export type MetricsConfig = z.infer<typeof metricsConfigSchema>;

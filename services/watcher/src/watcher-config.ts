@@ -6,33 +6,13 @@ import {
   DEFAULT_WORK_PARTITIONS,
   env,
   MAX_WORK_PARTITIONS,
-  formatDuration,
   natsEnvSchema,
   type ObservedKind,
-  parseDuration,
   replicasSettingSchema,
   watchNamespacesSchema,
 } from '@streamspace/shared';
 import { z } from 'zod';
 import { DEFAULT_EVENT_KINDS, OBSERVED_KINDS } from './work-routing.js';
-
-/** A duration variable (`30s`, `5m`, `24h`) read as milliseconds: 0 when `zeroAllowed`, else at least `minMs`. */
-function durationMs(fallback: string, minMs: number, zeroAllowed = false) {
-  return z
-    .string()
-    .default(fallback)
-    .transform((text, ctx) => {
-      try {
-        const ms = parseDuration(text);
-        if (ms >= minMs || (zeroAllowed && ms === 0)) return ms;
-        const zero = zeroAllowed ? ' (or 0 to disable)' : '';
-        ctx.addIssue({ code: 'custom', message: `must be at least ${formatDuration(minMs)}${zero}` });
-      } catch (error) {
-        ctx.addIssue({ code: 'custom', message: (error as Error).message });
-      }
-      return z.NEVER;
-    });
-}
 
 export const watcherConfigSchema = natsEnvSchema.extend(kubeEnvSchema.shape).extend({
   /** Watch these namespaces only (comma-separated), each by itself; all namespaces when unset. */
@@ -46,7 +26,7 @@ export const watcherConfigSchema = natsEnvSchema.extend(kubeEnvSchema.shape).ext
    * at 10,000 Sessions it would be 33 reconciles a second with no change behind them.
    * controller-runtime's default is 10 hours.
    */
-  RESYNC_INTERVAL: durationMs('30m', 1_000, true),
+  RESYNC_INTERVAL: env.durationMs('30m', 1_000, true),
   /**
    * Objects a resync announces per second (spread over at most 90 s): a resync of every Session at
    * once would queue in front of the changes users make meanwhile.
@@ -76,7 +56,7 @@ export const watcherConfigSchema = natsEnvSchema.extend(kubeEnvSchema.shape).ext
       return new Set(kinds as ObservedKind[]);
     }),
   /** How long change events are kept in STREAMSPACE_EVENTS; 0 keeps them until other stream limits apply. */
-  EVENTS_MAX_AGE: durationMs('24h', 1_000, true),
+  EVENTS_MAX_AGE: env.durationMs('24h', 1_000, true),
   /**
    * The watcher declares the JetStream topology (no other service's NATS user may), so how work
    * is partitioned is its setting: how many partitions work items are spread over (each pinned
@@ -93,23 +73,23 @@ export const watcherConfigSchema = natsEnvSchema.extend(kubeEnvSchema.shape).ext
    * ... how long a partition stays pinned to a reconciler that stopped pulling (a killed worker's
    * partitions move to the others after this; a worker stops writing well before it) ...
    */
-  PIN_TIMEOUT: durationMs(`${DEFAULT_PIN_TIMEOUT_MS / 1000}s`, 3_000),
+  PIN_TIMEOUT: env.durationMs(`${DEFAULT_PIN_TIMEOUT_MS / 1000}s`, 3_000),
   /**
    * ... how many copies JetStream keeps of every stream, consumer and bucket: `auto` asks the
    * server (3 when it is part of a cluster, 1 when it is alone), or a count from 1 to 5 ...
    */
   NATS_REPLICAS: replicasSettingSchema,
   /** ... and how long a session's last activity is remembered in the activity bucket. */
-  ACTIVITY_TTL: durationMs('24h', 1_000),
+  ACTIVITY_TTL: env.durationMs('24h', 1_000),
   /**
    * The shortest server-side timeout asked for a watch: each asks for a random one up to twice
    * this (as client-go), so the watches of all kinds and namespaces do not end, and relist, at the
    * same moment; the API server ends it then and we start another. The silence watchdog does not
    * mind the longer ones: kube-apiserver sends a watch that asked for bookmarks one a minute.
    */
-  WATCH_TIMEOUT: durationMs('5m', 1_000),
+  WATCH_TIMEOUT: env.durationMs('5m', 1_000),
   /** A watch silent (no event, no bookmark) for longer than this is presumed stuck and restarted. */
-  WATCH_SILENCE_TIMEOUT: durationMs('6m', 100),
+  WATCH_SILENCE_TIMEOUT: env.durationMs('6m', 100),
   /**
    * A watch the API server has not answered (no response headers) this long after it was asked
    * for makes the watcher not ready until it is: a watch request can wait unseen (for a socket,
@@ -118,7 +98,7 @@ export const watcherConfigSchema = natsEnvSchema.extend(kubeEnvSchema.shape).ext
    * beyond the API server's bookmark interval (about a minute): behind a proxy that holds response
    * headers until the first body byte, a watch's first bookmark is its answer.
    */
-  WATCH_ANSWER_TIMEOUT: durationMs('90s', 100),
+  WATCH_ANSWER_TIMEOUT: env.durationMs('90s', 100),
   LIST_PAGE_SIZE: env.positiveInt(500),
   /**
    * List pages the watches ask for at once, all kinds and namespaces together: at start (and after
@@ -147,7 +127,7 @@ export const watcherConfigSchema = natsEnvSchema.extend(kubeEnvSchema.shape).ext
   /** The most the dead-letter stream may hold (bytes); the oldest are discarded beyond it. */
   DEAD_LETTER_MAX_BYTES: env.positiveInt(DEFAULT_STREAM_LIMITS.deadLetterMaxBytes),
   /** On SIGTERM, how long to wait for queued publications to be acknowledged. */
-  SHUTDOWN_FLUSH_TIMEOUT: durationMs('5s', 0),
+  SHUTDOWN_FLUSH_TIMEOUT: env.durationMs('5s', 0),
 });
 
 export type WatcherConfig = z.infer<typeof watcherConfigSchema>;
