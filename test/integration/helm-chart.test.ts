@@ -75,11 +75,27 @@ describe('the chart, rendered', () => {
       ['--set-string', 'watcher.watch.answerTimeout=0', 'answerTimeout'],
       ['--set-string', 'idleReaper.activityFlushInterval=0', 'activityFlushInterval'],
       ['--set', 'idleReaper.executorConcurrency=0', 'executorConcurrency'],
+      // Durations in the right form but below the shortest their service takes.
+      ['--set-string', 'idleReaper.memberTtl=0s', 'idleReaper.memberTtl=0s is too short: it must be at least 1s'],
+      ['--set-string', 'idleReaper.activityFlushInterval=99ms', 'at least 100ms'],
+      ['--set-string', 'reconciler.pinTimeout=2s999ms', 'reconciler.pinTimeout=2s999ms is too short'],
+      ['--set-string', 'watcher.resyncInterval=500ms', 'at least 1s (or 0 to turn it off)'],
+      ['--set-string', 'watcher.watch.timeout=0s', 'watcher.watch.timeout'],
     ] as const) {
-      const refused = await helm(['template', 'ss', chartDir, set, value]);
+      const refused = await helm(['template', 'ss', chartDir, '--set', NATS_AUTH_VALUES, set, value]);
       expect(refused.code, value).not.toBe(0);
       expect(refused.stderr, value).toMatch(name);
     }
+    // The shortest each takes, and 0 where it turns the setting off, render.
+    const shortest = await template(
+      [],
+      [
+        '--set-string',
+        'idleReaper.memberTtl=1s,idleReaper.activityFlushInterval=100ms,reconciler.pinTimeout=3s,watcher.resyncInterval=0,watcher.eventsMaxAge=0s,watcher.watch.timeout=1s',
+      ],
+    );
+    expect(find(shortest, 'ConfigMap', '-idle-reaper').data.REAPER_MEMBER_TTL).toBe('1s');
+    expect(find(shortest, 'ConfigMap', '-watcher').data).toMatchObject({ PIN_TIMEOUT: '3s', RESYNC_INTERVAL: '0' });
     const orphanKey = await helm(['template', 'ss', chartDir, '--set', 'nats.secretKeys.creds=nats.creds']);
     expect(orphanKey.stderr).toContain('set nats.existingSecret too');
   });

@@ -316,6 +316,34 @@ SESSION_MAX_REQUESTS / SESSION_MAX_LIMITS.
 {{- end }}
 
 {{/*
+The milliseconds of a duration value that values.schema.json has let through (DURATION_PATTERN:
+h, m, s and ms parts, or 0). "ms" comes before "m" in the alternation, which RE2 tries in order.
+*/}}
+{{- define "streamspace.durationMs" -}}
+{{- $ms := 0 }}
+{{- range regexFindAll "[0-9]+(h|ms|m|s)" (toString .) -1 }}
+{{- if hasSuffix "ms" . }}{{ $ms = add $ms (trimSuffix "ms" . | atoi) }}
+{{- else if hasSuffix "h" . }}{{ $ms = add $ms (mul (trimSuffix "h" . | atoi) 3600000) }}
+{{- else if hasSuffix "m" . }}{{ $ms = add $ms (mul (trimSuffix "m" . | atoi) 60000) }}
+{{- else }}{{ $ms = add $ms (mul (trimSuffix "s" . | atoi) 1000) }}{{ end }}
+{{- end }}
+{{- $ms }}
+{{- end }}
+
+{{/*
+Fails unless a duration is at least the shortest its service takes (the minimum of its env.durationMs
+in the service's config schema; 0 too where that turns the setting off), so that helm says so, naming
+the value, instead of a pod that refuses to start. Call with (list value "minimum" "values.path" zeroAllowed).
+*/}}
+{{- define "streamspace.requireDurationAtLeast" -}}
+{{- $value := index . 0 }}{{ $minimum := index . 1 }}{{ $path := index . 2 }}{{ $zeroAllowed := index . 3 }}
+{{- $ms := include "streamspace.durationMs" $value | atoi }}
+{{- if and (lt $ms (include "streamspace.durationMs" $minimum | atoi)) (not (and $zeroAllowed (eq $ms 0))) }}
+{{- fail (printf "%s=%v is too short: it must be at least %s%s" $path $value $minimum (ternary " (or 0 to turn it off)" "" $zeroAllowed)) }}
+{{- end }}
+{{- end }}
+
+{{/*
 The non-secret environment of one component, as a map (the data of its ConfigMap). Names match
 each service's zod config schema. Call with (list $ "component").
 */}}
@@ -327,17 +355,23 @@ each service's zod config schema. Call with (list $ "component").
 {{- with include "streamspace.watchNamespace" $root }}{{ $_ := set $env "WATCH_NAMESPACE" . }}{{ end }}
 {{- if eq $component "watcher" }}
 {{- $_ := set $env "RESYNC_INTERVAL" $v.resyncInterval }}
+{{- include "streamspace.requireDurationAtLeast" (list $v.resyncInterval "1s" "watcher.resyncInterval" true) }}
 {{- /* The watcher declares the work partition consumers (no other NATS user may), so it sets how many and their pin timeout; the reconcilers read both from NATS. */}}
 {{- $_ := set $env "WORK_PARTITIONS" (toString (int $root.Values.reconciler.partitions)) }}
 {{- $_ := set $env "PIN_TIMEOUT" (toString $root.Values.reconciler.pinTimeout) }}
+{{- include "streamspace.requireDurationAtLeast" (list $root.Values.reconciler.pinTimeout "3s" "reconciler.pinTimeout" false) }}
 {{- /* ... and the replica count of everything it declares. */}}
 {{- $_ := set $env "NATS_REPLICAS" (toString (default "auto" $root.Values.nats.replicas)) }}
 {{- $_ := set $env "EVENTS_MAX_AGE" $v.eventsMaxAge }}
+{{- include "streamspace.requireDurationAtLeast" (list $v.eventsMaxAge "1s" "watcher.eventsMaxAge" true) }}
 {{- $_ := set $env "EVENT_KINDS" $v.eventKinds }}
 {{- $_ := set $env "MAX_OBJECT_BYTES" (toString (int $v.maxObjectBytes)) }}
 {{- $_ := set $env "WATCH_TIMEOUT" (toString $v.watch.timeout) }}
 {{- $_ := set $env "WATCH_SILENCE_TIMEOUT" (toString $v.watch.silenceTimeout) }}
 {{- $_ := set $env "WATCH_ANSWER_TIMEOUT" (toString $v.watch.answerTimeout) }}
+{{- include "streamspace.requireDurationAtLeast" (list $v.watch.timeout "1s" "watcher.watch.timeout" false) }}
+{{- include "streamspace.requireDurationAtLeast" (list $v.watch.silenceTimeout "100ms" "watcher.watch.silenceTimeout" false) }}
+{{- include "streamspace.requireDurationAtLeast" (list $v.watch.answerTimeout "100ms" "watcher.watch.answerTimeout" false) }}
 {{- $_ := set $env "LIST_PAGE_SIZE" (toString (int $v.list.pageSize)) }}
 {{- $_ := set $env "LIST_CONCURRENCY" (toString (int $v.list.concurrency)) }}
 {{- $_ := set $env "EVENTS_MAX_BYTES" (toString (int64 $v.streams.eventsMaxBytes)) }}
@@ -391,6 +425,9 @@ each service's zod config schema. Call with (list $ "component").
 {{- $_ := set $env "LAST_ACTIVITY_WRITE_INTERVAL" (toString $v.lastActivityWriteInterval) }}
 {{- $_ := set $env "ACTIVITY_FLUSH_INTERVAL" (toString $v.activityFlushInterval) }}
 {{- $_ := set $env "REAPER_MEMBER_TTL" (toString $v.memberTtl) }}
+{{- include "streamspace.requireDurationAtLeast" (list $v.lastActivityWriteInterval "100ms" "idleReaper.lastActivityWriteInterval" false) }}
+{{- include "streamspace.requireDurationAtLeast" (list $v.activityFlushInterval "100ms" "idleReaper.activityFlushInterval" false) }}
+{{- include "streamspace.requireDurationAtLeast" (list $v.memberTtl "1s" "idleReaper.memberTtl" false) }}
 {{- $_ := set $env "EXECUTOR_CONCURRENCY" (toString (int $v.executorConcurrency)) }}
 {{- $_ := set $env "KUBE_MAX_CONNECTIONS" (toString (int $v.kubeMaxConnections)) }}
 {{- if $v.activityToken.existingSecret }}
