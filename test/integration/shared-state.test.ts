@@ -2,7 +2,18 @@ import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { EventRecorder, KubeClient } from '@streamspace/kube';
-import { API_GROUP, API_VERSION, BUCKETS, sessionChildName, stateKey, subjects } from '@streamspace/shared';
+import {
+  API_GROUP,
+  allowMessageTtl,
+  API_VERSION,
+  BUCKETS,
+  removeStateEntry,
+  STATE_DELETE_MARKER_TTL,
+  sessionChildName,
+  sessionPodsFilter,
+  stateKey,
+  subjects,
+} from '@streamspace/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KubeWriter } from '../../services/reconciler/src/kube-writer.js';
 import type { PlannedStatus } from '../../services/reconciler/src/session-plan.js';
@@ -252,6 +263,70 @@ describe('a status planned from an older Session', () => {
     const current = await read();
     expect(await writer.writeSessionStatus(current, { ...(current.status as PlannedStatus) })).toBe(true);
     kubeClient.close();
+  });
+});
+
+/** The last message of every key under `filter` (delete markers too), as a reconcile reads them. */
+async function lastMessages(filter: string): Promise<{ key: string; operation: string; ttl?: string }[]> {
+  const jsm = await jetstreamManager(nc);
+  const prefix = `$KV.${BUCKETS.state}.`;
+  const found: { key: string; operation: string; ttl?: string }[] = [];
+  await new Promise<void>((resolve, reject) => {
+    jsm.direct
+      .getLastMessagesFor(`KV_${BUCKETS.state}`, {
+        multi_last: [`${prefix}${filter}`],
+        callback: (done, message) => {
+          if (done) return done.err ? reject(done.err) : resolve();
+          found.push({
+            key: message.subject.slice(prefix.length),
+            operation: message.header.get('KV-Operation') || 'PUT',
+            ttl: message.header.get('Nats-TTL') || undefined,
+          });
+        },
+      })
+      .catch(reject);
+  });
+  return found;
+}
+
+describe('what a deleted object leaves in the shared state', () => {
+  it('is a marker the server removes after a while, not one kept for good for every Pod a Session had', async () => {
+    const jsm = await jetstreamManager(nc);
+    expect((await jsm.streams.info(`KV_${BUCKETS.state}`)).config.allow_msg_ttl).toBe(true);
+    await apply(session('m1', 'user-m1'));
+    await waitPhase('m1', 'Running');
+    const [running] = await lastMessages(sessionPodsFilter(namespace, 'm1'));
+    expect(running?.operation).toBe('PUT');
+    await setState('m1', 'hibernated');
+    await waitPhase('m1', 'Hibernated');
+    // The pod's key now holds a purge that carries its expiry.
+    await eventually(async () =>
+      expect(await lastMessages(sessionPodsFilter(namespace, 'm1'))).toEqual([
+        { key: running?.key, operation: 'PURGE', ttl: STATE_DELETE_MARKER_TTL },
+      ]),
+    );
+    // Such a marker goes when its time is up (here a second), and the key reads as absent all along.
+    const kv = await new Kvm(nc).open(BUCKETS.state);
+    const probe = stateKey('service', namespace, 'ss-gone-probe');
+    await kv.put(probe, JSON.stringify({ metadata: { name: 'ss-gone-probe', namespace } }));
+    await removeStateEntry(kv, probe, '1s');
+    expect((await kv.get(probe))?.operation).toBe('PURGE');
+    expect(await lastMessages(probe)).toEqual([{ key: probe, operation: 'PURGE', ttl: '1s' }]);
+    await eventually(async () => expect(await lastMessages(probe)).toEqual([]), 10_000);
+    expect(await kv.get(probe)).toBeNull();
+  });
+
+  it('turns on per-message TTLs on a bucket made before them, once', async () => {
+    const jsm = await jetstreamManager(nc);
+    const older = await new Kvm(nc).create('shared-state-older', { history: 1 });
+    expect((await jsm.streams.info('KV_shared-state-older')).config.allow_msg_ttl).toBeFalsy();
+    await older.put('k', 'v');
+    await allowMessageTtl(jsm, 'KV_shared-state-older');
+    await allowMessageTtl(jsm, 'KV_shared-state-older');
+    const info = await jsm.streams.info('KV_shared-state-older');
+    expect(info.config.allow_msg_ttl).toBe(true);
+    expect(info.state.messages).toBe(1);
+    await jsm.streams.delete('KV_shared-state-older');
   });
 });
 

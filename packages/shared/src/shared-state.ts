@@ -1,4 +1,4 @@
-import { type JetStreamManager, StorageType } from '@nats-io/jetstream';
+import { type JetStreamManager, jetstreamManager, StorageType } from '@nats-io/jetstream';
 import { type KV, Kvm } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/nats-core';
 import { explainReplicasError } from './jetstream-replicas.js';
@@ -24,6 +24,9 @@ import { BUCKETS, subjectToken } from './subjects.js';
  *   come from its Deployment's pod template, whose selector cannot change).
  *
  * Values are the trimmed object (trimObject) as JSON.
+ *
+ * A deleted object's key keeps a marker (a purge) for STATE_DELETE_MARKER_TTL, then the server
+ * removes it (removeStateEntry).
  */
 
 /** What the shared state holds, by the kind token used in its keys. */
@@ -91,6 +94,20 @@ export function stateKindFilter(kind: StateKind, namespace?: string): string {
 }
 
 /**
+ * How long a deleted key's marker stays in the bucket. A KV delete leaves a marker under the key
+ * for good (history 1 keeps each key's last message, and the marker is that message), so without
+ * one every Pod a Session ever had stayed in the bucket: a hibernate and a wake leave one, every
+ * reconcile of the Session read them all (its pods are the keys under one filter), and nats-server
+ * kept each as a subject of its own. With a per-message TTL on the marker (nats-server >= 2.11,
+ * the stream's allow_msg_ttl; ADR-43 names KV tombstones as its motivating case) the server drops
+ * it after this long. Readers take a marker and a missing key alike (not a PUT: absent); a KV
+ * watch sees the marker as it is written. An hour is far beyond how far a watch of the bucket
+ * lags behind it; one that ends (a lost connection, a deleted bucket) starts again from what
+ * exists and reports what it no longer finds as deleted (shared-state-view.ts).
+ */
+export const STATE_DELETE_MARKER_TTL = '1h';
+
+/**
  * Creates the bucket or brings its bounds up to date. Only the watcher calls this (its NATS user
  * is the only one allowed to); the others bind to it (bindBucket).
  */
@@ -99,7 +116,7 @@ export async function openStateBucket(
   maxObjectBytes?: number,
   replicas = 1,
 ): Promise<KV> {
-  return new Kvm(nc)
+  const kv = await new Kvm(nc)
     .create(BUCKETS.state, {
       history: 1,
       storage: StorageType.File,
@@ -110,6 +127,32 @@ export async function openStateBucket(
     .catch((error: unknown) => {
       throw explainReplicasError(error, `the KV bucket ${BUCKETS.state}`, replicas);
     });
+  await allowMessageTtl(await jetstreamManager(nc), `KV_${BUCKETS.state}`);
+  return kv;
+}
+
+/**
+ * Turns on per-message TTLs (the delete markers' STATE_DELETE_MARKER_TTL) on a stream, created
+ * with them or not: Kvm.create sets them only with subject delete markers, which this bucket has
+ * no use for (nothing in it expires by age), and leaves an existing bucket as it finds it. The
+ * server never turns the setting off again, so this is done once per bucket.
+ */
+export async function allowMessageTtl(jsm: JetStreamManager, stream: string): Promise<void> {
+  const info = await jsm.streams.info(stream);
+  if (info.config.allow_msg_ttl) return;
+  await jsm.streams.update(stream, { ...info.config, allow_msg_ttl: true }).catch((error: unknown) => {
+    throw new Error(
+      `cannot allow per-message TTLs on the stream ${stream}, which the shared state's delete markers need (nats-server 2.11 or newer): ${(error as Error).message}`,
+    );
+  });
+}
+
+/**
+ * Deletes a key of the shared state: a purge whose marker the server removes after `ttl` (see
+ * STATE_DELETE_MARKER_TTL). Readers and watches see it as they see a delete.
+ */
+export function removeStateEntry(kv: KV, key: string, ttl = STATE_DELETE_MARKER_TTL): Promise<void> {
+  return kv.purge(key, { ttl });
 }
 
 /** A Kubernetes object as stored: metadata with the fields every reader relies on. */

@@ -10,6 +10,7 @@ import {
   formatDuration,
   BUCKETS,
   openStateBucket,
+  removeStateEntry,
   ReplicasRefusedError,
   type RunningService,
   retryForever,
@@ -823,7 +824,7 @@ export async function startWatcher(context: Context): Promise<RunningService> {
       },
       stored: (source, revision) => writtenRevisions.stored(source, revision),
       delete: async (key) => {
-        await sends.run(() => (stateKv as KV).delete(key));
+        await sends.run(() => removeStateEntry(stateKv as KV, key));
         metrics.stateWrites.labels('delete').inc();
       },
       release: enqueue,
