@@ -11,6 +11,7 @@ import {
   deleteNamespace,
   deployedNodeArgs,
   deployedNodeOptions,
+  freePort,
   installCrds,
   kube,
   kubectl,
@@ -125,6 +126,38 @@ async function pool<T>(items: T[], limit: number, work: (item: T) => Promise<voi
 const peakRss = (pid: number | undefined) => procStatus(pid, 'VmHWM');
 
 /** The API server's own counters (its /metrics, read with the admin kubeconfig). */
+interface NatsMessages {
+  connections: number;
+  sent: number;
+  received: number;
+  sentKiB: number;
+  receivedKiB: number;
+}
+
+/**
+ * The messages each NATS connection sent and was sent, by connection name (the workers' and
+ * watcher's names say which service; several connections of one name are summed), from
+ * nats-server's monitoring (/connz: its in_msgs are what the client sent).
+ */
+async function natsMessagesByConnection(monitorPort: number): Promise<Record<string, NatsMessages>> {
+  const response = await fetch(`http://127.0.0.1:${monitorPort}/connz?limit=4096`);
+  const { connections } = (await response.json()) as {
+    connections: { name?: string; in_msgs: number; out_msgs: number; in_bytes: number; out_bytes: number }[];
+  };
+  const byName: Record<string, NatsMessages> = {};
+  for (const c of connections) {
+    const name = c.name ?? '(unnamed)';
+    const sum = byName[name] ?? { connections: 0, sent: 0, received: 0, sentKiB: 0, receivedKiB: 0 };
+    byName[name] = sum;
+    sum.connections += 1;
+    sum.sent += c.in_msgs;
+    sum.received += c.out_msgs;
+    sum.sentKiB += c.in_bytes / 1024;
+    sum.receivedKiB += c.out_bytes / 1024;
+  }
+  return byName;
+}
+
 async function apiServerMetrics(): Promise<string> {
   const { stdout, stderr, code } = await kubectl(['get', '--raw', '/metrics']);
   if (code !== 0) throw new Error(`kubectl get --raw /metrics failed: ${stderr}`);
@@ -334,7 +367,8 @@ it(`runs ${N} sessions through the pipeline`, { timeout: TEST_TIMEOUT_MS }, asyn
     });
 
   // A NATS of its own: the run measures this pipeline, not a backlog left by others on the shared one.
-  const nats = await startPrivateNats();
+  const natsMonitorPort = await freePort();
+  const nats = await startPrivateNats({ monitorPort: natsMonitorPort });
   const loadAverageAtStart = loadavg();
   // The cluster's kube-apiserver: its arguments name the directory of the kubeconfig we use.
   const apiServerPid = pidOf('kube-apiserver', dirname(process.env.KUBECONFIG as string));
@@ -704,6 +738,8 @@ it(`runs ${N} sessions through the pipeline`, { timeout: TEST_TIMEOUT_MS }, asyn
     cpuSeconds.watcher + cpuSeconds.reconcilers.reduce((a, b) => a + b, 0) + sum(followersCpuSeconds);
   const followersPeakRssMiB = Object.fromEntries(followers.map((f) => [f.service, peakRss(f.pid) / 2 ** 20]));
   const loadAverageAtEnd = loadavg();
+  // What the run cost in NATS messages: the workers' per reconcile, the watcher's per user change.
+  const natsMessages = await natsMessagesByConnection(natsMonitorPort);
   const metrics = await Promise.all(workers.map((w) => w.get('/metrics')));
   const reconcileErrors = metrics
     .map((m) =>
@@ -958,6 +994,19 @@ it(`runs ${N} sessions through the pipeline`, { timeout: TEST_TIMEOUT_MS }, asyn
     reconciles,
     reconcilesByWorker,
     perWorker,
+    natsMessages,
+    natsMessagesPer: {
+      reconcile: (() => {
+        const workerSums = Object.entries(natsMessages).filter(([name]) => name.startsWith('reconciler-'));
+        const total = (field: 'sent' | 'received') => workerSums.reduce((a, [, m]) => a + m[field], 0);
+        return { workersSent: total('sent') / (reconciles || 1), workersReceived: total('received') / (reconciles || 1) };
+      })(),
+      userChange: {
+        watcherSent: (natsMessages['streamspace-watcher']?.sent ?? 0) / ((BURSTS ? 3 : 1) * N + singleChanges.length),
+        watcherReceived:
+          (natsMessages['streamspace-watcher']?.received ?? 0) / ((BURSTS ? 3 : 1) * N + singleChanges.length),
+      },
+    },
     watcherGcPauses,
     ...(idleCpuPerSecond ? { idleSeconds: IDLE_SECONDS, idleCpuPerSecond } : {}),
     reconcileErrors,

@@ -14,4 +14,6 @@ export function natsServerProcess(options: {
   configFile?: string;
   probe?: { user?: string; pass?: string };
   name?: string;
+  /** nats-server's HTTP monitoring port (loopback), when wanted. */
+  monitorPort?: number;
 }): NatsServerProcess;

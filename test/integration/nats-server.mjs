@@ -19,12 +19,14 @@ export function natsServerBinary() {
  * `start()` resolves once a client can connect (with `probe`'s credentials, when the server wants
  * some), and rejects at once if the server exits, or after 20 s.
  */
-export function natsServerProcess({ port, storeDir, configFile, probe = {}, name = 'nats-server' }) {
+export function natsServerProcess({ port, storeDir, configFile, probe = {}, name = 'nats-server', monitorPort }) {
   const bin = natsServerBinary();
   const url = `nats://127.0.0.1:${port}`;
   const args = configFile
     ? ['-c', configFile]
     : ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', storeDir];
+  // Its HTTP monitoring (/connz: each connection's messages and bytes), on loopback as the client port.
+  if (monitorPort !== undefined) args.push('--http_port', String(monitorPort));
   let child;
   let exited = Promise.resolve();
   const running = () => child !== undefined && child.exitCode === null && child.signalCode === null;

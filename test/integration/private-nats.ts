@@ -63,7 +63,7 @@ export function testNatsAuthorization(seed: string): {
 }
 
 export async function startRestartableNats(
-  options: { authenticated?: boolean } = {},
+  options: { authenticated?: boolean; monitorPort?: number } = {},
 ): Promise<RestartableNats> {
   const port = await freePort();
   const storeDir = mkdtempSync(join(tmpdir(), 'streamspace-nats-'));
@@ -84,6 +84,7 @@ export async function startRestartableNats(
     storeDir,
     ...(configFile ? { configFile } : {}),
     ...(admin ? { probe: { user: admin.user, pass: admin.password } } : {}),
+    ...(options.monitorPort !== undefined ? { monitorPort: options.monitorPort } : {}),
   });
   const { url } = server;
   const as = (identity: string) => {
@@ -108,7 +109,7 @@ export async function startRestartableNats(
   };
 }
 
-export async function startPrivateNats(): Promise<PrivateNats> {
-  const nats = await startRestartableNats();
+export async function startPrivateNats(options: { monitorPort?: number } = {}): Promise<PrivateNats> {
+  const nats = await startRestartableNats(options);
   return { url: nats.url, stop: () => nats.dispose() };
 }
