@@ -88,8 +88,9 @@ const NO_LABELS: Readonly<Record<string, string>> = Object.freeze({});
  * PackedSession's one string: a flags character (STRIPPED), the length of the packed uid in three
  * characters (any uid an object can carry), the packed uid (packNumbersAndUid), then the deflated
  * JSON. One string, where the packed uid was a string of its own (40 bytes) and it and the flag
- * each took a field (8 bytes): the Sessions' cache at 10,000 took 3.59–3.69 MiB of heap against
- * 3.82–3.95 (four runs each of `node --expose-gc bench/watcher-cache-memory.mjs 10000 packed session`).
+ * each took a field (8 bytes): the Sessions' cache at 10,000 takes 3.56–3.67 MiB of heap against
+ * 3.76–3.98 before (six runs each of `node --expose-gc bench/watcher-cache-memory.mjs 10000 packed
+ * session`, with the `declare`d fields below).
  */
 const STRIPPED = 1;
 const UID_AT = 4;
@@ -155,9 +156,10 @@ class PackedSession implements KubeObject {
   readonly name: string;
   readonly generation: number | undefined;
   readonly labels: Readonly<Record<string, string>>;
-  readonly oversize?: KubeObject['oversize'];
+  // `declare`: set on the few entries that have them, not a field (8 bytes) on every one.
+  declare readonly oversize?: KubeObject['oversize'];
   /** The uid's text where its packed form is not all one-byte characters (no uid Kubernetes makes). */
-  private readonly textUid?: string;
+  private declare readonly textUid?: string;
   /** The resourceVersion as a small integer where it can be (compact-fields.ts). */
   private readonly version: number | string;
   /**
