@@ -13,6 +13,7 @@ import {
   stopNginx,
 } from '../test/integration/auth-stack.js';
 import { Browser } from '../test/integration/browser.js';
+import { sessionObject, templateObject } from '../test/integration/fixtures.js';
 import { freePort, repo } from '../test/integration/harness.js';
 import { renderIngressServer, renderProxyServer } from '../test/integration/ingress-nginx-auth.js';
 
@@ -61,22 +62,19 @@ it('measures the latency the auth hop adds to a desktop request', async () => {
   await new Promise<void>((resolve) => desktop.listen(desktopPort, '127.0.0.1', resolve));
   onTestFinished(() => new Promise<void>((resolve) => desktop.close(() => resolve())));
 
-  const session = {
-    apiVersion: 'stream.streamspace.io/v1alpha1',
-    kind: 'Session',
-    metadata: { name: 'alice-desk', namespace: 'team', uid: 'bench' },
-    spec: { user: alice.username, template: 'browser', state: 'running' },
-  } as StoredSession;
-  const template = {
-    apiVersion: 'stream.streamspace.io/v1alpha1',
-    kind: 'Template',
-    metadata: { name: 'browser', namespace: 'team' },
-    spec: {
-      displayName: 'Browser',
-      baseImage: 'x',
-      vnc: { enabled: true, port: 3000, protocol: 'websocket' },
-    },
-  } as StoredTemplate;
+  const session = sessionObject(
+    'team',
+    'alice-desk',
+    alice.username,
+    'browser',
+    {},
+    { uid: 'bench' },
+  ) as StoredSession;
+  const template = templateObject('team', 'browser', {
+    displayName: 'Browser',
+    baseImage: 'x',
+    ports: undefined,
+  }) as StoredTemplate;
   const ingress = buildIngress(session, template, {
     ingressDomain: DOMAIN,
     ingressHostPattern: '{session}.{domain}',

@@ -5,6 +5,7 @@ import { Kvm } from '@nats-io/kv';
 import { connect } from '@nats-io/transport-node';
 import { ANNOTATIONS, API_GROUP, API_VERSION, BUCKETS, declareTopology, subjects } from '@streamspace/shared';
 import { expect, it, onTestFinished } from 'vitest';
+import { sessionObject } from '../test/integration/fixtures.js';
 import {
   createNamespace,
   deleteNamespace,
@@ -239,19 +240,13 @@ it(`tracks ${N} sessions with steady activity and hibernates the idle ones on ti
         version: API_VERSION,
         namespace,
         plural: 'sessions',
-        body: {
-          apiVersion: `${API_GROUP}/${API_VERSION}`,
-          kind: 'Session',
-          metadata: { name },
-          spec: {
-            user: `${name}@example.com`,
-            template: 'firefox',
-            idleTimeout: `${IDLE_TIMEOUT_S}s`,
-            // Within the platform's maximum (24h): '0' would ask beyond it, and each Session would get
-            // a LimitApplied Event (10,000 Event writes at start).
-            maxSessionDuration: '8h',
-          },
-        },
+        body: sessionObject(undefined, name, `${name}@example.com`, 'firefox', {
+          state: undefined,
+          idleTimeout: `${IDLE_TIMEOUT_S}s`,
+          // Within the platform's maximum (24h): '0' would ask beyond it, and each Session would get
+          // a LimitApplied Event (10,000 Event writes at start).
+          maxSessionDuration: '8h',
+        }),
       });
       await k.custom.patchNamespacedCustomObjectStatus(
         {

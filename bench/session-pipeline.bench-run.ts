@@ -6,6 +6,7 @@ import { jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import { API_GROUP, API_VERSION, FIELD_MANAGER, STREAMS, sessionChildName } from '@streamspace/shared';
 import { expect, it, onTestFinished } from 'vitest';
+import { sessionObject, templateObject } from '../test/integration/fixtures.js';
 import {
   createNamespace,
   deleteNamespace,
@@ -341,22 +342,14 @@ it(`runs ${N} sessions through the pipeline`, { timeout: TEST_TIMEOUT_MS }, asyn
   const names = Array.from({ length: N }, (_, i) => `bench-${i}`);
   /** Each Session's namespace: round-robin, so every namespace holds N / NAMESPACES of them. */
   const namespaceOf = new Map(names.map((name, i) => [name, namespaces[i % NAMESPACES] as string]));
-  const template = {
-    apiVersion: `${API_GROUP}/${API_VERSION}`,
-    kind: 'Template',
-    metadata: { name: 'firefox' },
-    spec: {
-      displayName: 'Firefox',
-      baseImage: 'lscr.io/linuxserver/firefox:latest',
-      ports: [{ name: 'http', containerPort: 3000, protocol: 'TCP' }],
-      vnc: { enabled: true, port: 3000, protocol: 'websocket' },
-      shmSize: '1Gi',
-      // Without resources a Session gets the reconciler's ceiling as its limits (SESSION_MAX_LIMITS,
-      // cpu=8) and, as Kubernetes copies limits into missing requests, asks for 8 CPUs: 4 pods per
-      // 32-CPU KWOK node. Small requests leave the nodes' 110-pod limit as the only bound.
-      defaultResources: { requests: { cpu: '100m', memory: '256Mi' }, limits: { cpu: '2', memory: '4Gi' } },
-    },
-  };
+  const template = templateObject(undefined, 'firefox', {
+    displayName: 'Firefox',
+    shmSize: '1Gi',
+    // Without resources a Session gets the reconciler's ceiling as its limits (SESSION_MAX_LIMITS,
+    // cpu=8) and, as Kubernetes copies limits into missing requests, asks for 8 CPUs: 4 pods per
+    // 32-CPU KWOK node. Small requests leave the nodes' 110-pod limit as the only bound.
+    defaultResources: { requests: { cpu: '100m', memory: '256Mi' }, limits: { cpu: '2', memory: '4Gi' } },
+  });
   for (const namespace of namespaces)
     await k.custom.createNamespacedCustomObject({
       group: API_GROUP,
@@ -555,17 +548,11 @@ it(`runs ${N} sessions through the pipeline`, { timeout: TEST_TIMEOUT_MS }, asyn
         version: API_VERSION,
         namespace: namespaceOf.get(name) as string,
         plural: 'sessions',
-        body: {
-          apiVersion: `${API_GROUP}/${API_VERSION}`,
-          kind: 'Session',
-          metadata: { name },
-          // With the idle reaper running, a long run must not see it hibernate what reports no activity.
-          spec: {
-            user: `${name}@example.com`,
-            template: 'firefox',
-            ...(ALL_SERVICES ? { idleTimeout: '0' } : {}),
-          },
-        },
+        // With the idle reaper running, a long run must not see it hibernate what reports no activity.
+        body: sessionObject(undefined, name, `${name}@example.com`, 'firefox', {
+          state: undefined,
+          ...(ALL_SERVICES ? { idleTimeout: '0' } : {}),
+        }),
       })
       .catch((e: Error) => errors.push(`create ${name}: ${e.message}`));
   });
@@ -844,12 +831,7 @@ it(`runs ${N} sessions through the pipeline`, { timeout: TEST_TIMEOUT_MS }, asyn
           version: API_VERSION,
           namespace: baselineNamespace,
           plural: 'sessions',
-          body: {
-            apiVersion: `${API_GROUP}/${API_VERSION}`,
-            kind: 'Session',
-            metadata: { name },
-            spec: { user: `${name}@example.com`, template: 'firefox' },
-          },
+          body: sessionObject(undefined, name, `${name}@example.com`, 'firefox', { state: undefined }),
         });
         await apply({
           apiVersion: 'apps/v1',

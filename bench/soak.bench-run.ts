@@ -1,6 +1,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { API_GROUP, API_VERSION } from '@streamspace/shared';
 import { expect, it } from 'vitest';
+import { sessionObject } from '../test/integration/fixtures.js';
 import {
   createNamespace,
   deleteNamespace,
@@ -92,12 +93,7 @@ it(
         if (state === undefined) {
           await k.custom.createNamespacedCustomObject({
             ...ref,
-            body: {
-              apiVersion: `${API_GROUP}/${API_VERSION}`,
-              kind: 'Session',
-              metadata: { name, namespace },
-              spec: { user: `u${name.slice(1)}`, template: 'firefox', state: 'running' },
-            },
+            body: sessionObject(namespace, name, `u${name.slice(1)}`, 'firefox'),
           });
           slots.set(name, 'running');
           counts.create++;

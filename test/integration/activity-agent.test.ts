@@ -9,6 +9,7 @@ import { type KV, Kvm } from '@nats-io/kv';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { ANNOTATIONS, API_GROUP, API_VERSION, BUCKETS, sessionActivityToken } from '@streamspace/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sessionObject, templateObject } from './fixtures.js';
 import {
   createNamespace,
   deleteNamespace,
@@ -62,31 +63,18 @@ async function apply(object: object): Promise<void> {
   if (result.code !== 0) throw new Error(`kubectl apply failed: ${result.stderr}`);
 }
 
-const template = (name: string, extra: Record<string, unknown> = {}) => ({
-  apiVersion: `${API_GROUP}/${API_VERSION}`,
-  kind: 'Template',
-  metadata: { name, namespace },
-  spec: {
+const template = (name: string, extra: Record<string, unknown> = {}) =>
+  templateObject(namespace, name, {
     displayName: name,
     baseImage: 'lscr.io/linuxserver/webtop:latest',
-    ports: [{ name: 'http', containerPort: 3000, protocol: 'TCP' }],
-    vnc: { enabled: true, port: 3000, protocol: 'websocket' },
     ...extra,
-  },
-});
+  });
 
-const session = (name: string, templateName: string, idleTimeout: string) => ({
-  apiVersion: `${API_GROUP}/${API_VERSION}`,
-  kind: 'Session',
-  metadata: { name, namespace },
-  spec: {
-    user: `${name}@example.com`,
-    template: templateName,
-    state: 'running',
+const session = (name: string, templateName: string, idleTimeout: string) =>
+  sessionObject(namespace, name, `${name}@example.com`, templateName, {
     idleTimeout,
     maxSessionDuration: '0',
-  },
-});
+  });
 
 function getSession(name: string): Promise<StoredSession> {
   return readSession<StoredSession>(namespace, name);

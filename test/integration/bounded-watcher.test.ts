@@ -15,6 +15,7 @@ import {
   subjects,
 } from '@streamspace/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sessionObject, templateObject } from './fixtures.js';
 import {
   createNamespace,
   deleteNamespace,
@@ -72,12 +73,14 @@ async function createSession(name: string, annotations: Record<string, string>):
     version: API_VERSION,
     namespace,
     plural: 'sessions',
-    body: {
-      apiVersion: `${API_GROUP}/${API_VERSION}`,
-      kind: 'Session',
-      metadata: { name, annotations },
-      spec: { user: `${name}@example.com`, template: 'firefox' },
-    },
+    body: sessionObject(
+      undefined,
+      name,
+      `${name}@example.com`,
+      'firefox',
+      { state: undefined },
+      { annotations },
+    ),
   });
 }
 
@@ -108,12 +111,11 @@ beforeAll(async () => {
     version: API_VERSION,
     namespace,
     plural: 'templates',
-    body: {
-      apiVersion: `${API_GROUP}/${API_VERSION}`,
-      kind: 'Template',
-      metadata: { name: 'firefox' },
-      spec: { displayName: 'Firefox', baseImage: 'lscr.io/linuxserver/firefox:latest', vnc: { port: 3000 } },
-    },
+    body: templateObject(undefined, 'firefox', {
+      displayName: 'Firefox',
+      ports: undefined,
+      vnc: { port: 3000 },
+    }),
   });
 });
 

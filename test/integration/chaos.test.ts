@@ -3,6 +3,7 @@ import { connect } from '@nats-io/transport-node';
 import * as k8s from '@kubernetes/client-node';
 import { API_GROUP, API_VERSION, STREAMS } from '@streamspace/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sessionObject } from './fixtures.js';
 import { eventually, repo, ServiceProcess } from './harness.js';
 import { type PrivateCluster, startPrivateCluster } from './private-cluster.js';
 import { type RestartableNats, startRestartableNats } from './private-nats.js';
@@ -101,12 +102,7 @@ async function createSession(name: string): Promise<void> {
         version: API_VERSION,
         namespace,
         plural,
-        body: {
-          apiVersion: `${API_GROUP}/${API_VERSION}`,
-          kind: 'Session',
-          metadata: { name, namespace },
-          spec: { user: `user-${name}`, template: 'firefox', state: 'running' },
-        },
+        body: sessionObject(namespace, name, `user-${name}`, 'firefox'),
       });
     } catch (error) {
       if (code(error) !== 409) throw error; // an earlier attempt got through before the API server died

@@ -142,22 +142,14 @@ beforeAll(async () => {
     version: API_VERSION,
     namespace,
     plural: 'templates',
-    body: {
-      apiVersion: `${API_GROUP}/${API_VERSION}`,
-      kind: 'Template',
-      metadata: { name: 'firefox' },
-      spec: {
-        displayName: 'Firefox',
-        baseImage: 'lscr.io/linuxserver/firefox:latest',
-        ports: [{ name: 'http', containerPort: 3000, protocol: 'TCP' }],
-        vnc: { enabled: true, port: 3000, protocol: 'websocket' },
-        defaultResources: { requests: { cpu: '250m', memory: '512Mi' } },
-        volumeMounts: [
-          { name: 'cache', mountPath: '/cache', sizeLimit: '1Gi' },
-          { name: 'scratch', mountPath: '/scratch' },
-        ],
-      },
-    },
+    body: templateObject(undefined, 'firefox', {
+      displayName: 'Firefox',
+      defaultResources: { requests: { cpu: '250m', memory: '512Mi' } },
+      volumeMounts: [
+        { name: 'cache', mountPath: '/cache', sizeLimit: '1Gi' },
+        { name: 'scratch', mountPath: '/scratch' },
+      ],
+    }),
   });
   for (const [name, { spec, annotations }] of Object.entries(SESSIONS)) {
     await k.custom.createNamespacedCustomObject({
@@ -165,12 +157,14 @@ beforeAll(async () => {
       version: API_VERSION,
       namespace,
       plural: 'sessions',
-      body: {
-        apiVersion: `${API_GROUP}/${API_VERSION}`,
-        kind: 'Session',
-        metadata: { name, ...(annotations ? { annotations } : {}) },
-        spec: { user: `${name}@example.com`, template: 'firefox', state: 'running', ...spec },
-      },
+      body: sessionObject(
+        undefined,
+        name,
+        `${name}@example.com`,
+        'firefox',
+        spec,
+        annotations ? { annotations } : {},
+      ),
     });
     if (name !== 'big') running.set(name, runningSince(name));
   }

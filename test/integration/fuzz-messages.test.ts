@@ -3,6 +3,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { API_GROUP, API_VERSION, STREAMS, streamConfigs, subjects } from '@streamspace/shared';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sessionObject, templateObject } from './fixtures.js';
 import {
   createNamespace,
   deleteNamespace,
@@ -292,23 +293,8 @@ describe('malformed messages on every consumed subject', () => {
   });
 
   it('still processes valid traffic afterwards: a Session reaches Running and activity is accepted', async () => {
-    await apply({
-      apiVersion: `${API_GROUP}/${API_VERSION}`,
-      kind: 'Template',
-      metadata: { name: 'firefox', namespace },
-      spec: {
-        displayName: 'Firefox',
-        baseImage: 'lscr.io/linuxserver/firefox:latest',
-        ports: [{ name: 'http', containerPort: 3000, protocol: 'TCP' }],
-        vnc: { enabled: true, port: 3000, protocol: 'websocket' },
-      },
-    });
-    await apply({
-      apiVersion: `${API_GROUP}/${API_VERSION}`,
-      kind: 'Session',
-      metadata: { name: 'after-fuzz', namespace },
-      spec: { user: 'alice@example.com', template: 'firefox', state: 'running' },
-    });
+    await apply(templateObject(namespace, 'firefox', { displayName: 'Firefox' }));
+    await apply(sessionObject(namespace, 'after-fuzz', 'alice@example.com', 'firefox'));
     await eventually(
       async () => {
         const s = (await k.custom.getNamespacedCustomObject({

@@ -3,6 +3,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { ANNOTATIONS, API_GROUP, API_VERSION, BUCKETS, subjects } from '@streamspace/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MemberSet } from '../../services/idle-reaper/src/session-ownership.js';
+import { sessionObject, templateObject } from './fixtures.js';
 import {
   createNamespace,
   deleteNamespace,
@@ -101,34 +102,22 @@ beforeAll(async () => {
       }),
     );
   await Promise.all([...services, ...reapers].map((s) => s.waitReady()));
-  await apply({
-    apiVersion: `${API_GROUP}/${API_VERSION}`,
-    kind: 'Template',
-    metadata: { name: 'firefox', namespace },
-    spec: {
+  await apply(
+    templateObject(namespace, 'firefox', {
       displayName: 'Firefox',
       description: 'A browser',
       category: 'browsers',
-      baseImage: 'lscr.io/linuxserver/firefox:latest',
-      ports: [{ name: 'http', containerPort: 3000, protocol: 'TCP' }],
-      vnc: { enabled: true, port: 3000, protocol: 'websocket' },
-    },
-  });
+    }),
+  );
   await apply({
     apiVersion: 'v1',
     kind: 'List',
-    items: ['busy', ...LATE].map((name) => ({
-      apiVersion: `${API_GROUP}/${API_VERSION}`,
-      kind: 'Session',
-      metadata: { name, namespace },
-      spec: {
-        user: `${name}@example.com`,
-        template: 'firefox',
-        state: 'running',
+    items: ['busy', ...LATE].map((name) =>
+      sessionObject(namespace, name, `${name}@example.com`, 'firefox', {
         idleTimeout: `${IDLE_TIMEOUT_MS / 1_000}s`,
         maxSessionDuration: '0',
-      },
-    })),
+      }),
+    ),
   });
   // One desktop in use throughout, reporting over NATS: each report reaches either replica.
   void (async () => {

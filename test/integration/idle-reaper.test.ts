@@ -6,6 +6,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { ANNOTATIONS, API_GROUP, API_VERSION, BUCKETS, subjects } from '@streamspace/shared';
 import { readStoredActivity } from '../../services/idle-reaper/src/activity-store.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sessionObject, templateObject } from './fixtures.js';
 import {
   createNamespace,
   deleteNamespace,
@@ -68,13 +69,8 @@ async function apply(object: object): Promise<void> {
   if (result.code !== 0) throw new Error(`kubectl apply failed: ${result.stderr}`);
 }
 
-function sessionObject(name: string, spec: Record<string, unknown>) {
-  return {
-    apiVersion: `${API_GROUP}/${API_VERSION}`,
-    kind: 'Session',
-    metadata: { name, namespace },
-    spec: { user: `${name}@example.com`, template: 'firefox', state: 'running', ...spec },
-  };
+function session(name: string, spec: Record<string, unknown>) {
+  return sessionObject(namespace, name, `${name}@example.com`, 'firefox', spec);
 }
 
 async function getSession(name: string): Promise<StoredSession> {
@@ -225,23 +221,17 @@ beforeAll(async () => {
   startReaper();
   await Promise.all([...pipeline, ...reapers].map((s) => s.waitReady()));
   kv = await new Kvm(nc).open(BUCKETS.activity);
-  await apply({
-    apiVersion: `${API_GROUP}/${API_VERSION}`,
-    kind: 'Template',
-    metadata: { name: 'firefox', namespace },
-    spec: {
+  await apply(
+    templateObject(namespace, 'firefox', {
       displayName: 'Firefox',
       description: 'A browser',
       category: 'browsers',
-      baseImage: 'lscr.io/linuxserver/firefox:latest',
-      ports: [{ name: 'http', containerPort: 3000, protocol: 'TCP' }],
-      vnc: { enabled: true, port: 3000, protocol: 'websocket' },
-    },
-  });
+    }),
+  );
   await apply({
     apiVersion: 'v1',
     kind: 'List',
-    items: Object.entries(SESSIONS).map(([name, spec]) => sessionObject(name, spec)),
+    items: Object.entries(SESSIONS).map(([name, spec]) => session(name, spec)),
   });
   stopNatsUser = keepActive(natsReport('nats-user'));
   stopRestartUser = keepActive(natsReport('restart'));
@@ -499,7 +489,7 @@ describe('restarts', () => {
     reapers.length = 0;
     const holder = startReaper({ ACTIVITY_FLUSH_INTERVAL: '1h', LAST_ACTIVITY_WRITE_INTERVAL: '10m' });
     await holder.waitReady();
-    await apply(sessionObject('grace', { idleTimeout: '4s', maxSessionDuration: '0' }));
+    await apply(session('grace', { idleTimeout: '4s', maxSessionDuration: '0' }));
     // The desktop reports every 1.5 s, within its 4 s idle timeout.
     const stopGraceUser = keepActive(natsReport('grace'), 1_500);
     const since = await runningSince('grace');

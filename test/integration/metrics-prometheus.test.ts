@@ -3,9 +3,9 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { API_GROUP, API_VERSION } from '@streamspace/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
+import { sessionObject, templateObject } from './fixtures.js';
 import {
   createNamespace,
   deleteNamespace,
@@ -101,23 +101,11 @@ beforeAll(async () => {
   services = { watcher, reconciler, metrics };
 
   // Something to measure: a template and a running session (so every histogram has observed once).
-  const template = {
-    apiVersion: `${API_GROUP}/${API_VERSION}`,
-    kind: 'Template',
-    metadata: { name: 'desk', namespace },
-    spec: {
-      displayName: 'Desk',
-      baseImage: 'lscr.io/linuxserver/webtop:latest',
-      ports: [{ name: 'http', containerPort: 3000, protocol: 'TCP' }],
-      vnc: { enabled: true, port: 3000, protocol: 'websocket' },
-    },
-  };
-  const session = {
-    apiVersion: `${API_GROUP}/${API_VERSION}`,
-    kind: 'Session',
-    metadata: { name: 'one', namespace },
-    spec: { user: 'alice', template: 'desk' },
-  };
+  const template = templateObject(namespace, 'desk', {
+    displayName: 'Desk',
+    baseImage: 'lscr.io/linuxserver/webtop:latest',
+  });
+  const session = sessionObject(namespace, 'one', 'alice', 'desk', { state: undefined });
   for (const object of [template, session]) {
     const result = await kubectl(['apply', '-f', '-'], JSON.stringify(object));
     if (result.code !== 0) throw new Error(result.stderr);

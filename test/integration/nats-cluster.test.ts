@@ -7,6 +7,7 @@ import type { NatsConnection } from '@nats-io/nats-core';
 import * as k8s from '@kubernetes/client-node';
 import { API_GROUP, API_VERSION, BUCKETS, STREAMS, subjects } from '@streamspace/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sessionObject } from './fixtures.js';
 import {
   createNamespace,
   deleteNamespace,
@@ -180,12 +181,7 @@ class Driver {
           .createNamespacedCustomObject({
             ...sessions,
             namespace,
-            body: {
-              apiVersion: `${API_GROUP}/${API_VERSION}`,
-              kind: 'Session',
-              metadata: { name, namespace },
-              spec: { user: `user-${name}`, template: 'firefox', state: 'running' },
-            },
+            body: sessionObject(namespace, name, `user-${name}`, 'firefox'),
           })
           .catch((error: { code?: number }) => {
             if (error.code !== 409) throw error;

@@ -13,6 +13,7 @@ import {
   sessionChildName,
 } from '@streamspace/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sessionObject } from './fixtures.js';
 import {
   createNamespace,
   deleteNamespace,
@@ -118,12 +119,7 @@ describe('one writer per key', () => {
     for (const name of chosen) {
       await k.custom.createNamespacedCustomObject({
         ...sessions(),
-        body: {
-          apiVersion: `${API_GROUP}/${API_VERSION}`,
-          kind: 'Session',
-          metadata: { name, namespace },
-          spec: { user: `user-${name}`, template: 'firefox', state: 'running' },
-        },
+        body: sessionObject(namespace, name, `user-${name}`, 'firefox'),
       });
       desired.set(name, 'running');
     }

@@ -1,7 +1,7 @@
 import type * as k8s from '@kubernetes/client-node';
 import { API_GROUP, API_VERSION } from '@streamspace/shared';
 import { expect } from 'vitest';
-import { templateObject } from './fixtures.js';
+import { sessionObject, templateObject } from './fixtures.js';
 import { eventually, kube, kubectl } from './harness.js';
 
 /** What a user does to a Session, and waiting for its phase: the steps of a session's life in a test. */
@@ -15,14 +15,15 @@ interface SessionStatus {
 export async function createSession(
   namespace: string,
   name: string,
-  spec: Record<string, unknown>,
+  spec: { user: string; template: string; [field: string]: unknown },
 ): Promise<void> {
+  const { user, template, ...extra } = spec;
   await kube().custom.createNamespacedCustomObject({
     group: API_GROUP,
     version: API_VERSION,
     namespace,
     plural: 'sessions',
-    body: { apiVersion: `${API_GROUP}/${API_VERSION}`, kind: 'Session', metadata: { name }, spec },
+    body: sessionObject(undefined, name, user, template, extra),
   });
 }
 

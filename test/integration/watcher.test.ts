@@ -18,6 +18,7 @@ import {
   type WorkItem,
 } from '@streamspace/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sessionObject, templateObject } from './fixtures.js';
 import {
   createNamespace,
   deleteNamespace,
@@ -51,21 +52,11 @@ async function installCrdsWhenPresent(): Promise<void> {
 const { custom, apps, core } = kube();
 
 function template(name: string, displayName = name) {
-  return {
-    apiVersion: `${GROUP}/${VERSION}`,
-    kind: 'Template',
-    metadata: { name },
-    spec: { displayName, baseImage: 'lscr.io/linuxserver/firefox:latest', vnc: { port: 3000 } },
-  };
+  return templateObject(undefined, name, { displayName, ports: undefined, vnc: { port: 3000 } });
 }
 
 function session(name: string, templateName: string) {
-  return {
-    apiVersion: `${GROUP}/${VERSION}`,
-    kind: 'Session',
-    metadata: { name },
-    spec: { user: `${name}@example.com`, template: templateName },
-  };
+  return sessionObject(undefined, name, `${name}@example.com`, templateName, { state: undefined });
 }
 
 async function create(
