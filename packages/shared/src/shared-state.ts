@@ -1,7 +1,7 @@
-import { type JetStreamManager, jetstreamManager, StorageType } from '@nats-io/jetstream';
+import { type JetStreamManager, StorageType } from '@nats-io/jetstream';
 import { type KV, Kvm } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/nats-core';
-import { explainReplicasError } from './jetstream-replicas.js';
+import { explainReplicasError, jetstreamManagerFor } from './jetstream-replicas.js';
 import { DEFAULT_MAX_OBJECT_BYTES } from './object-trim.js';
 import { BUCKETS, subjectToken } from './subjects.js';
 
@@ -127,7 +127,8 @@ export async function openStateBucket(
     .catch((error: unknown) => {
       throw explainReplicasError(error, `the KV bucket ${BUCKETS.state}`, replicas);
     });
-  await allowMessageTtl(await jetstreamManager(nc), `KV_${BUCKETS.state}`);
+  const stream = `KV_${BUCKETS.state}`;
+  await allowMessageTtl(await jetstreamManagerFor(nc, `the stream ${stream}`), stream);
   return kv;
 }
 
