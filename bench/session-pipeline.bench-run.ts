@@ -126,7 +126,6 @@ async function pool<T>(items: T[], limit: number, work: (item: T) => Promise<voi
 
 const peakRss = (pid: number | undefined) => procStatus(pid, 'VmHWM');
 
-/** The API server's own counters (its /metrics, read with the admin kubeconfig). */
 interface NatsMessages {
   connections: number;
   sent: number;
@@ -159,6 +158,7 @@ async function natsMessagesByConnection(monitorPort: number): Promise<Record<str
   return byName;
 }
 
+/** The API server's own counters (its /metrics, read with the admin kubeconfig). */
 async function apiServerMetrics(): Promise<string> {
   const { stdout, stderr, code } = await kubectl(['get', '--raw', '/metrics']);
   if (code !== 0) throw new Error(`kubectl get --raw /metrics failed: ${stderr}`);
@@ -703,7 +703,8 @@ it(`runs ${N} sessions through the pipeline`, { timeout: TEST_TIMEOUT_MS }, asyn
   }
   const afterSingle = await snapshot();
   phases.push(phaseCost('single changes (steady)', singleChanges.length, afterSettle, afterSingle));
-  phases.push(phaseCost('whole run', (BURSTS ? 3 : 1) * N + singleChanges.length, atStart, afterSingle));
+  const userChanges = (BURSTS ? 3 : 1) * N + singleChanges.length;
+  phases.push(phaseCost('whole run', userChanges, atStart, afterSingle));
   clock.stop();
   const single = {
     hibernate: singleChanges.filter((c) => c.state === 'hibernated').map((c) => c.ms),
@@ -727,6 +728,9 @@ it(`runs ${N} sessions through the pipeline`, { timeout: TEST_TIMEOUT_MS }, asyn
   const loadAverageAtEnd = loadavg();
   // What the run cost in NATS messages: the workers' per reconcile, the watcher's per user change.
   const natsMessages = await natsMessagesByConnection(natsMonitorPort);
+  const workersNats = Object.entries(natsMessages).filter(([name]) => name.startsWith('reconciler-'));
+  const workersMessages = (field: 'sent' | 'received') => workersNats.reduce((a, [, m]) => a + m[field], 0);
+  const watcherNats = natsMessages['streamspace-watcher'];
   const metrics = await Promise.all(workers.map((w) => w.get('/metrics')));
   const reconcileErrors = metrics
     .map((m) =>
@@ -978,15 +982,13 @@ it(`runs ${N} sessions through the pipeline`, { timeout: TEST_TIMEOUT_MS }, asyn
     perWorker,
     natsMessages,
     natsMessagesPer: {
-      reconcile: (() => {
-        const workerSums = Object.entries(natsMessages).filter(([name]) => name.startsWith('reconciler-'));
-        const total = (field: 'sent' | 'received') => workerSums.reduce((a, [, m]) => a + m[field], 0);
-        return { workersSent: total('sent') / (reconciles || 1), workersReceived: total('received') / (reconciles || 1) };
-      })(),
+      reconcile: {
+        workersSent: workersMessages('sent') / (reconciles || 1),
+        workersReceived: workersMessages('received') / (reconciles || 1),
+      },
       userChange: {
-        watcherSent: (natsMessages['streamspace-watcher']?.sent ?? 0) / ((BURSTS ? 3 : 1) * N + singleChanges.length),
-        watcherReceived:
-          (natsMessages['streamspace-watcher']?.received ?? 0) / ((BURSTS ? 3 : 1) * N + singleChanges.length),
+        watcherSent: (watcherNats?.sent ?? 0) / userChanges,
+        watcherReceived: (watcherNats?.received ?? 0) / userChanges,
       },
     },
     watcherGcPauses,
